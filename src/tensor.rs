@@ -1,0 +1,101 @@
+//! Our own tensor type at the engine boundary: a dense, row-major f32 array with a fixed shape.
+//!
+//! Invariant: `data.len() == shape.iter().product()`. Engines (tract, ONNX Runtime) convert
+//! from and to this type inside their backend module only.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum TensorError {
+    #[error("shape {shape:?} holds {expected} values, got {got}")]
+    Size { shape: Vec<usize>, expected: usize, got: usize },
+    #[error("shape mismatch: expected {expected:?}, got {got:?}")]
+    Shape { expected: Vec<usize>, got: Vec<usize> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Tensor {
+    /// A zero-filled tensor of `shape`.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
+    }
+
+    /// Wraps `data` (row-major) as a tensor of `shape`.
+    pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Result<Self, TensorError> {
+        let expected: usize = shape.iter().product();
+        if data.len() != expected {
+            return Err(TensorError::Size { shape: shape.to_vec(), expected, got: data.len() });
+        }
+        Ok(Tensor { shape: shape.to_vec(), data })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Copies `src` into `self` without reallocating; shapes must be equal.
+    pub fn copy_from(&mut self, src: &Tensor) -> Result<(), TensorError> {
+        self.expect_shape(&src.shape)?;
+        self.data.copy_from_slice(&src.data);
+        Ok(())
+    }
+
+    /// Errors unless the shape is exactly `shape`.
+    pub fn expect_shape(&self, shape: &[usize]) -> Result<(), TensorError> {
+        if self.shape != shape {
+            return Err(TensorError::Shape { expected: shape.to_vec(), got: self.shape.clone() });
+        }
+        Ok(())
+    }
+
+    /// True when every value is finite.
+    pub fn all_finite(&self) -> bool {
+        self.data.iter().all(|v| v.is_finite())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_vec_checks_size() {
+        assert!(Tensor::from_vec(&[2, 3], vec![0.0; 6]).is_ok());
+        let err = Tensor::from_vec(&[2, 3], vec![0.0; 5]).unwrap_err();
+        assert_eq!(err, TensorError::Size { shape: vec![2, 3], expected: 6, got: 5 });
+    }
+
+    #[test]
+    fn copy_from_rejects_other_shape() {
+        let mut a = Tensor::zeros(&[2, 2]);
+        assert!(a.copy_from(&Tensor::zeros(&[4])).is_err());
+        let b = Tensor::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        a.copy_from(&b).unwrap();
+        assert_eq!(a, b);
+    }
+}
