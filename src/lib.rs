@@ -2,4 +2,5 @@
 //! modalities, GCN fusion and classification) for edge devices.
 
 pub mod backend;
+pub mod check;
 pub mod tensor;

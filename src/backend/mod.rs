@@ -59,6 +59,11 @@ pub trait Backend: Send {
     /// Runs the part. `inputs` and `outputs` follow the spec's order and shapes; outputs are
     /// written in place so a caller can reuse its buffers across calls.
     fn run(&mut self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError>;
+
+    /// Why preferred engines or providers are not the one running (e.g. "cuda: <reason>").
+    fn provider_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Which engine to load a part with.
@@ -120,6 +125,28 @@ pub fn load(
 
 #[cfg(feature = "ort")]
 pub mod ort;
+
+/// The ONNX Runtime library a process uses, as `gsdnet check` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrtLibraryInfo {
+    pub path: PathBuf,
+    pub version: String,
+    /// TensorRT version when libnvinfer is loadable.
+    pub tensorrt: Option<String>,
+}
+
+/// Loads (if needed) and describes the ONNX Runtime library `opts` point at.
+pub fn ort_library(opts: &BackendOptions) -> Result<OrtLibraryInfo, BackendError> {
+    #[cfg(feature = "ort")]
+    {
+        ort::library_info(opts)
+    }
+    #[cfg(not(feature = "ort"))]
+    {
+        let _ = opts;
+        Err(BackendError::NotCompiled("ort".into()))
+    }
+}
 
 /// Checks call arity and input shapes against the spec (shared by all engines).
 pub fn check_call(spec: &PartSpec, inputs: &[&Tensor], outputs: &[Tensor]) -> Result<(), BackendError> {

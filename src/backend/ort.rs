@@ -1,0 +1,269 @@
+//! ONNX Runtime backend (feature `ort`): one session per part, with the execution provider chosen
+//! by probing the board profile's list in order and I/O bound once through an `IoBinding`.
+//!
+//! Invariants:
+//! - `provider` is the provider whose registration *and* session creation succeeded; every
+//!   provider tried before it is recorded in `fallbacks` with ONNX Runtime's reason.
+//! - With `require_accelerator`, a session that would run on the CPU provider is never created.
+//! - Input buffers are owned staging tensors bound to the session; an input is copied and
+//!   re-bound only when its bits differ from what is bound, so conditioning that stays fixed
+//!   across the reverse-SDE steps of a window is bound once. Outputs are preallocated tensors
+//!   bound once at load.
+
+pub mod providers;
+pub mod runtime;
+
+use ort::session::{IoBinding, Session};
+use ort::value::{Tensor as OrtTensor, ValueType};
+
+use self::providers::ProviderKind;
+use self::runtime::Runtime;
+use super::{check_call, Backend, BackendError, BackendOptions, OrtLibraryInfo, PartSpec, TensorSpec};
+use crate::tensor::Tensor;
+
+/// A provider that was tried for a part and could not run it.
+#[derive(Debug, Clone)]
+pub struct ProviderFallback {
+    pub provider: ProviderKind,
+    pub reason: String,
+}
+
+pub struct OrtBackend {
+    spec: PartSpec,
+    runtime: &'static Runtime,
+    provider: ProviderKind,
+    fallbacks: Vec<ProviderFallback>,
+    session: Session,
+    binding: IoBinding,
+    staged: Vec<OrtTensor<f32>>,
+    bound: Vec<bool>,
+}
+
+fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Engine { part: spec.name.clone(), engine: "onnxruntime", detail: e.to_string() }
+}
+
+impl OrtBackend {
+    /// Loads the library if needed, probes providers in order and binds fixed-shape I/O.
+    pub fn load(spec: &PartSpec, opts: &BackendOptions) -> Result<Self, BackendError> {
+        let runtime = runtime::load(opts.ort_library.as_deref()).map_err(|e| engine_err(spec, e))?;
+        let bytes = std::fs::read(&spec.path).map_err(|source| BackendError::Io {
+            part: spec.name.clone(),
+            path: spec.path.clone(),
+            source,
+        })?;
+        let list = providers::parse_list(&opts.providers).map_err(|e| engine_err(spec, e))?;
+        let trt_cache = trt_cache_for(spec, opts, runtime, &list, &bytes)?;
+        let mut fallbacks = Vec::new();
+        let mut chosen = None;
+        for (i, &kind) in list.iter().enumerate() {
+            if kind == ProviderKind::Cpu && opts.require_accelerator {
+                break;
+            }
+            match build_session(spec, opts, runtime, kind, &list[i + 1..], trt_cache.as_deref(), &bytes) {
+                Ok(session) => {
+                    chosen = Some((kind, session));
+                    break;
+                }
+                Err(reason) => {
+                    let reason = reason.trim().to_string();
+                    log::warn!("{}: {} unavailable: {reason}", spec.name, kind.ort_name());
+                    fallbacks.push(ProviderFallback { provider: kind, reason });
+                }
+            }
+        }
+        let Some((provider, session)) = chosen else {
+            return Err(no_provider_error(spec, opts, &fallbacks));
+        };
+        check_io(spec, &session)?;
+        let (binding, staged) = bind_io(spec, &session).map_err(|e| engine_err(spec, e))?;
+        log::info!("{}: running on {}", spec.name, provider.ort_name());
+        let n = staged.len();
+        Ok(OrtBackend { spec: spec.clone(), runtime, provider, fallbacks, session, binding, staged, bound: vec![false; n] })
+    }
+
+    /// The provider that runs this part.
+    pub fn provider_kind(&self) -> ProviderKind {
+        self.provider
+    }
+
+    /// Providers tried before the one that runs, with the reason each could not.
+    pub fn fallbacks(&self) -> &[ProviderFallback] {
+        &self.fallbacks
+    }
+
+    /// The loaded ONNX Runtime library.
+    pub fn runtime(&self) -> &'static Runtime {
+        self.runtime
+    }
+}
+
+/// Loads the library `opts` point at (if not yet) and describes it.
+pub fn library_info(opts: &BackendOptions) -> Result<OrtLibraryInfo, BackendError> {
+    let rt = runtime::load(opts.ort_library.as_deref()).map_err(|e| BackendError::Engine {
+        part: "library".into(),
+        engine: "onnxruntime",
+        detail: e.to_string(),
+    })?;
+    Ok(OrtLibraryInfo { path: rt.path.clone(), version: rt.version.clone(), tensorrt: runtime::tensorrt_version() })
+}
+
+fn no_provider_error(spec: &PartSpec, opts: &BackendOptions, fallbacks: &[ProviderFallback]) -> BackendError {
+    let tried: Vec<String> =
+        fallbacks.iter().map(|f| format!("{}: {}", f.provider.profile_name(), f.reason)).collect();
+    let what = if opts.require_accelerator {
+        "require_accelerator is set and no accelerator could run it"
+    } else {
+        "no execution provider could run it"
+    };
+    let tried = if tried.is_empty() { "no accelerator listed in providers".to_string() } else { tried.join("; ") };
+    engine_err(spec, format!("{what} (tried {tried})"))
+}
+
+/// Creates (and checks writable) the versioned TensorRT cache directory when TensorRT is listed.
+fn trt_cache_for(
+    spec: &PartSpec,
+    opts: &BackendOptions,
+    rt: &Runtime,
+    list: &[ProviderKind],
+    bytes: &[u8],
+) -> Result<Option<std::path::PathBuf>, BackendError> {
+    let Some(base) = opts.cache_dir.as_deref() else { return Ok(None) };
+    if !list.contains(&ProviderKind::TensorRt) {
+        return Ok(None);
+    }
+    let trt = runtime::tensorrt_version().unwrap_or_else(|| "none".into());
+    let dir = providers::trt_cache_dir(base, &spec.name, &providers::model_sha256(bytes), &rt.version, &trt);
+    std::fs::create_dir_all(&dir).map_err(|source| BackendError::Io {
+        part: spec.name.clone(),
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(Some(dir))
+}
+
+/// One probe: registers `kind` (its failure is this probe's failure), then the accelerators
+/// listed after it as per-node fallbacks, then creates the session.
+fn build_session(
+    spec: &PartSpec,
+    opts: &BackendOptions,
+    rt: &Runtime,
+    kind: ProviderKind,
+    later: &[ProviderKind],
+    trt_cache: Option<&std::path::Path>,
+    bytes: &[u8],
+) -> Result<Session, String> {
+    let mut b = Session::builder(&rt.environment).map_err(|e| e.to_string())?;
+    if opts.threads > 0 {
+        b = b.with_intra_threads(opts.threads).map_err(|e| e.to_string())?;
+    }
+    if kind.is_accelerator() {
+        providers::dispatch(kind, &spec.inputs, trt_cache).register(&mut b).map_err(|e| e.to_string())?;
+        for &l in later.iter().filter(|l| l.is_accelerator()) {
+            if let Err(e) = providers::dispatch(l, &spec.inputs, trt_cache).register(&mut b) {
+                log::debug!("{}: {} not added as fallback: {e}", spec.name, l.ort_name());
+            }
+        }
+    }
+    b.commit_from_memory(bytes).map_err(|e| e.to_string())
+}
+
+/// Every manifest input must be a float32 model input of compatible shape and the model may have
+/// no other inputs; every manifest output must exist with a compatible shape.
+fn check_io(spec: &PartSpec, session: &Session) -> Result<(), BackendError> {
+    let mismatch = |detail: String| BackendError::Mismatch { part: spec.name.clone(), detail };
+    let model_in: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+    for name in &model_in {
+        if !spec.inputs.iter().any(|s| s.name == *name) {
+            return Err(mismatch(format!("model input `{name}` is not in the manifest")));
+        }
+    }
+    let find = |outlets: &[ort::value::Outlet], s: &TensorSpec| -> Result<(), BackendError> {
+        let o = outlets
+            .iter()
+            .find(|o| o.name() == s.name)
+            .ok_or_else(|| mismatch(format!("model has no tensor `{}`", s.name)))?;
+        match o.dtype() {
+            ValueType::Tensor { ty, shape, .. } => {
+                if *ty != ort::value::TensorElementType::Float32 {
+                    return Err(mismatch(format!("`{}` is {ty:?}, expected float32", s.name)));
+                }
+                let ok = shape.len() == s.shape.len()
+                    && shape.iter().zip(&s.shape).all(|(&m, &w)| m < 0 || m as usize == w);
+                if !ok {
+                    return Err(mismatch(format!("`{}` has shape {shape:?}, manifest says {:?}", s.name, s.shape)));
+                }
+                Ok(())
+            }
+            other => Err(mismatch(format!("`{}` is {other:?}, expected a tensor", s.name))),
+        }
+    };
+    for s in &spec.inputs {
+        find(session.inputs(), s)?;
+    }
+    for s in &spec.outputs {
+        find(session.outputs(), s)?;
+    }
+    Ok(())
+}
+
+/// Staging input tensors (bound on first use) and preallocated outputs bound once.
+fn bind_io(spec: &PartSpec, session: &Session) -> ort::Result<(IoBinding, Vec<OrtTensor<f32>>)> {
+    let mut binding = session.create_binding()?;
+    let mut staged = Vec::with_capacity(spec.inputs.len());
+    for s in &spec.inputs {
+        let n: usize = s.shape.iter().product();
+        staged.push(OrtTensor::from_array((s.shape.clone(), vec![0.0f32; n]))?);
+    }
+    for s in &spec.outputs {
+        let out = OrtTensor::<f32>::new(session.allocator(), s.shape.clone())?;
+        binding.bind_output(s.name.clone(), out)?;
+    }
+    Ok((binding, staged))
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+impl Backend for OrtBackend {
+    fn spec(&self) -> &PartSpec {
+        &self.spec
+    }
+
+    fn provider(&self) -> String {
+        format!("onnxruntime {}", self.provider.ort_name())
+    }
+
+    fn provider_notes(&self) -> Vec<String> {
+        self.fallbacks.iter().map(|f| format!("{}: {}", f.provider.profile_name(), f.reason)).collect()
+    }
+
+    fn run(&mut self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError> {
+        check_call(&self.spec, inputs, outputs)?;
+        for (i, t) in inputs.iter().enumerate() {
+            let (_, staged) = self.staged[i].extract_tensor_mut();
+            if self.bound[i] && same_bits(staged, t.data()) {
+                continue;
+            }
+            self.bound[i] = false;
+            staged.copy_from_slice(t.data());
+            let name = self.spec.inputs[i].name.clone();
+            self.binding.bind_input(name, &self.staged[i]).map_err(|e| engine_err(&self.spec, e))?;
+            self.bound[i] = true;
+        }
+        let spec = &self.spec;
+        let results = self.session.run_binding(&self.binding).map_err(|e| engine_err(spec, e))?;
+        for (out, s) in outputs.iter_mut().zip(&spec.outputs) {
+            let value = results
+                .get(&s.name)
+                .ok_or_else(|| engine_err(spec, format!("output `{}` missing from the run", s.name)))?;
+            let (_, data) = value.try_extract_tensor::<f32>().map_err(|e| engine_err(spec, e))?;
+            if data.len() != out.len() {
+                return Err(engine_err(spec, format!("output `{}` holds {} values, expected {}", s.name, data.len(), out.len())));
+            }
+            out.data_mut().copy_from_slice(data);
+        }
+        Ok(())
+    }
+}

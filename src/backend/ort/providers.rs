@@ -1,0 +1,154 @@
+//! Execution providers: parsing the board profile's list, building each provider's options
+//! (TensorRT with fixed shapes and a versioned engine cache), and the cache key.
+//!
+//! Invariant: a TensorRT engine cache directory is keyed by the model's sha256, the ONNX Runtime
+//! version and the TensorRT version, so an engine built for another model or library is never
+//! found, let alone reused.
+
+use std::path::{Path, PathBuf};
+
+use ort::ep::{self, ExecutionProviderDispatch};
+use sha2::{Digest, Sha256};
+
+use crate::backend::TensorSpec;
+
+/// One execution provider the board profile may list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    TensorRt,
+    Cuda,
+    Cpu,
+}
+
+impl ProviderKind {
+    /// ONNX Runtime's own name for the provider.
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            ProviderKind::TensorRt => "TensorrtExecutionProvider",
+            ProviderKind::Cuda => "CUDAExecutionProvider",
+            ProviderKind::Cpu => "CPUExecutionProvider",
+        }
+    }
+
+    /// The name used in board profiles.
+    pub fn profile_name(self) -> &'static str {
+        match self {
+            ProviderKind::TensorRt => "tensorrt",
+            ProviderKind::Cuda => "cuda",
+            ProviderKind::Cpu => "cpu",
+        }
+    }
+
+    pub fn is_accelerator(self) -> bool {
+        self != ProviderKind::Cpu
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tensorrt" | "trt" => Ok(ProviderKind::TensorRt),
+            "cuda" => Ok(ProviderKind::Cuda),
+            "cpu" => Ok(ProviderKind::Cpu),
+            other => Err(format!("unknown execution provider `{other}` (known: tensorrt, cuda, cpu)")),
+        }
+    }
+}
+
+/// Parses the profile's list, in order, without duplicates; CPU is appended when absent because
+/// ONNX Runtime always has it (whether falling back to it is allowed is decided by the caller).
+pub fn parse_list(names: &[String]) -> Result<Vec<ProviderKind>, String> {
+    let mut out: Vec<ProviderKind> = Vec::new();
+    for n in names {
+        let k: ProviderKind = n.parse()?;
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    if !out.contains(&ProviderKind::Cpu) {
+        out.push(ProviderKind::Cpu);
+    }
+    Ok(out)
+}
+
+/// `name:1x3x64x32,...`: TensorRT optimisation-profile syntax for fixed input shapes.
+pub fn trt_shapes(inputs: &[TensorSpec]) -> String {
+    inputs
+        .iter()
+        .map(|s| {
+            let dims: Vec<String> = s.shape.iter().map(|d| d.to_string()).collect();
+            format!("{}:{}", s.name, dims.join("x"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Hex sha256 of the model file.
+pub fn model_sha256(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Cache directory for one part's TensorRT engines: `cache_dir/<part>-<sha256[..16]>-ort<ver>-trt<ver>`.
+pub fn trt_cache_dir(cache_dir: &Path, part: &str, sha256: &str, ort_version: &str, trt_version: &str) -> PathBuf {
+    let short = &sha256[..sha256.len().min(16)];
+    let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect::<String>();
+    cache_dir.join(format!("{}-{short}-ort{}-trt{}", clean(part), clean(ort_version), clean(trt_version)))
+}
+
+/// Builds the dispatch for one provider; registration errors are returned, not swallowed.
+pub fn dispatch(kind: ProviderKind, inputs: &[TensorSpec], trt_cache: Option<&Path>) -> ExecutionProviderDispatch {
+    match kind {
+        ProviderKind::TensorRt => {
+            let shapes = trt_shapes(inputs);
+            let mut trt = ep::TensorRT::default()
+                .with_profile_min_shapes(&shapes)
+                .with_profile_opt_shapes(&shapes)
+                .with_profile_max_shapes(&shapes);
+            if let Some(dir) = trt_cache {
+                let dir = dir.display().to_string();
+                trt = trt
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(&dir)
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(&dir);
+            }
+            trt.build().error_on_failure()
+        }
+        ProviderKind::Cuda => ep::CUDA::default().build().error_on_failure(),
+        ProviderKind::Cpu => ep::CPU::default().build().error_on_failure(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parsing_keeps_order_and_adds_cpu() {
+        let l = parse_list(&["TensorRT".into(), "cuda".into(), "cuda".into()]).unwrap();
+        assert_eq!(l, vec![ProviderKind::TensorRt, ProviderKind::Cuda, ProviderKind::Cpu]);
+        assert_eq!(parse_list(&[]).unwrap(), vec![ProviderKind::Cpu]);
+        assert!(parse_list(&["npu".into()]).unwrap_err().contains("npu"));
+    }
+
+    #[test]
+    fn cache_key_changes_with_every_component() {
+        let base = Path::new("/c");
+        let a = trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.19.2", "10.3.0");
+        assert_eq!(a, Path::new("/c/s_theta-abcdef0123456789-ort1.19.2-trt10.3.0"));
+        assert_ne!(a, trt_cache_dir(base, "s_theta", "bbcdef0123456789ff", "1.19.2", "10.3.0"));
+        assert_ne!(a, trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.20.0", "10.3.0"));
+        assert_ne!(a, trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.19.2", "10.4.0"));
+    }
+
+    #[test]
+    fn trt_shapes_syntax() {
+        let s = vec![
+            TensorSpec { name: "x".into(), shape: vec![1, 3, 64, 32] },
+            TensorSpec { name: "t".into(), shape: vec![1] },
+        ];
+        assert_eq!(trt_shapes(&s), "x:1x3x64x32,t:1");
+    }
+}

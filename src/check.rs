@@ -1,0 +1,236 @@
+//! `gsdnet check`: what this binary and device actually run. Reports the compiled backends, the
+//! ONNX Runtime library loaded (version, path, TensorRT), the provider running each part (and why
+//! preferred ones do not), golden-case parity of every part on this device, and the latency of
+//! one window's worth of part calls.
+//!
+//! `run` never fails: every problem becomes a line of the report and makes `Report::ok` false,
+//! so the command can print everything it found before exiting non-zero.
+
+pub mod golden;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::backend::{self, Backend, BackendKind, BackendOptions, OrtLibraryInfo, PartSpec};
+use crate::tensor::Tensor;
+use golden::{GoldenCase, OutputParity};
+
+/// What to check: the parts from the manifest, the engine and its options, and the golden cases.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub backend: BackendKind,
+    pub backend_opts: BackendOptions,
+    pub parts: Vec<PartSpec>,
+    /// Folder holding `<case>/case.toml`; None skips parity and latency.
+    pub golden_dir: Option<PathBuf>,
+    /// Reverse-SDE steps of one window (s_theta and s_phi are called this many times).
+    pub steps: usize,
+    /// Timed repetitions of one window; the median is reported.
+    pub latency_runs: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartReport {
+    pub part: String,
+    /// `Backend::provider()`, or the load error.
+    pub provider: Result<String, String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub case: String,
+    pub steps: usize,
+    pub runs: usize,
+    pub median: Duration,
+    pub min: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub compiled: Vec<&'static str>,
+    pub backend: BackendKind,
+    /// Present when the ort backend is selected.
+    pub ort_library: Option<Result<OrtLibraryInfo, String>>,
+    pub parts: Vec<PartReport>,
+    pub parity: Vec<OutputParity>,
+    /// Cases or parts not compared, with the reason.
+    pub skipped: Vec<String>,
+    pub latency: Option<Latency>,
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    /// Every part loaded, every compared output within tolerance, and no error.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+            && self.parts.iter().all(|p| p.provider.is_ok())
+            && self.parity.iter().all(|p| p.within)
+            && !matches!(self.ort_library, Some(Err(_)))
+    }
+}
+
+/// Runs every check; see the module doc.
+pub fn run(opts: &CheckOptions) -> Report {
+    let mut report = Report {
+        compiled: backend::compiled().to_vec(),
+        backend: opts.backend,
+        ort_library: None,
+        parts: Vec::new(),
+        parity: Vec::new(),
+        skipped: Vec::new(),
+        latency: None,
+        errors: Vec::new(),
+    };
+    if opts.backend == BackendKind::Ort {
+        report.ort_library = Some(backend::ort_library(&opts.backend_opts).map_err(|e| e.to_string()));
+    }
+    let mut loaded: Vec<Box<dyn Backend>> = Vec::new();
+    for spec in &opts.parts {
+        match backend::load(opts.backend, spec, &opts.backend_opts) {
+            Ok(b) => {
+                report.parts.push(PartReport { part: spec.name.clone(), provider: Ok(b.provider()), notes: b.provider_notes() });
+                loaded.push(b);
+            }
+            Err(e) => report.parts.push(PartReport { part: spec.name.clone(), provider: Err(e.to_string()), notes: vec![] }),
+        }
+    }
+    let Some(dir) = &opts.golden_dir else { return report };
+    let cases = match GoldenCase::discover(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(format!("golden cases: {e}"));
+            return report;
+        }
+    };
+    if cases.is_empty() {
+        report.errors.push(format!("no golden case (*/case.toml) under {}", dir.display()));
+    }
+    for case in &cases {
+        for b in loaded.iter_mut() {
+            match golden::part_parity(case, b.as_mut()) {
+                Ok(Ok(rows)) => report.parity.extend(rows),
+                Ok(Err(reason)) => report.skipped.push(reason),
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+    }
+    report.latency = window_latency(&cases, &mut loaded, opts, &mut report.errors);
+    report
+}
+
+/// One window = encoders, `steps` x (s_theta, s_phi), recon, fusion, on the first case that
+/// holds every part's inputs. Graph and spectral maths (nalgebra, outside ONNX) are not included.
+fn window_latency(
+    cases: &[GoldenCase],
+    loaded: &mut [Box<dyn Backend>],
+    opts: &CheckOptions,
+    errors: &mut Vec<String>,
+) -> Option<Latency> {
+    if loaded.is_empty() || opts.latency_runs == 0 {
+        return None;
+    }
+    let case = cases.iter().find(|c| loaded.iter().all(|b| has_inputs(c, b.as_ref())))?;
+    let mut io = Vec::new();
+    for b in loaded.iter() {
+        match part_io(case, b.as_ref()) {
+            Ok(x) => io.push(x),
+            Err(e) => {
+                errors.push(format!("latency: {e}"));
+                return None;
+            }
+        }
+    }
+    let mut times = Vec::with_capacity(opts.latency_runs);
+    for _ in 0..opts.latency_runs {
+        let start = Instant::now();
+        for (b, (inputs, outputs)) in loaded.iter_mut().zip(io.iter_mut()) {
+            let reps = if matches!(b.spec().name.as_str(), "s_theta" | "s_phi") { opts.steps } else { 1 };
+            let refs: Vec<&Tensor> = inputs.iter().collect();
+            for _ in 0..reps {
+                if let Err(e) = b.run(&refs, outputs) {
+                    errors.push(format!("latency: {e}"));
+                    return None;
+                }
+            }
+        }
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Some(Latency { case: case.name.clone(), steps: opts.steps, runs: times.len(), median: times[times.len() / 2], min: times[0] })
+}
+
+fn has_inputs(case: &GoldenCase, b: &dyn Backend) -> bool {
+    b.spec().inputs.iter().all(|s| case.find(&b.spec().name, &s.name, false).is_some())
+}
+
+fn part_io(case: &GoldenCase, b: &dyn Backend) -> Result<(Vec<Tensor>, Vec<Tensor>), golden::GoldenError> {
+    let spec = b.spec();
+    let mut inputs = Vec::new();
+    for s in &spec.inputs {
+        // has_inputs() held for this case, so find() is Some.
+        let name = case.find(&spec.name, &s.name, false).unwrap_or_default();
+        inputs.push(case.tensor(&name, &s.shape)?);
+    }
+    Ok((inputs, spec.outputs.iter().map(|s| Tensor::zeros(&s.shape)).collect()))
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "compiled backends: {}", self.compiled.join(", "))?;
+        writeln!(f, "selected backend:  {:?}", self.backend)?;
+        match &self.ort_library {
+            Some(Ok(l)) => writeln!(
+                f,
+                "onnxruntime:       {} at {} (TensorRT: {})",
+                l.version,
+                l.path.display(),
+                l.tensorrt.as_deref().unwrap_or("not loadable")
+            )?,
+            Some(Err(e)) => writeln!(f, "onnxruntime:       FAILED: {e}")?,
+            None => {}
+        }
+        for p in &self.parts {
+            match &p.provider {
+                Ok(prov) => writeln!(f, "part {:<9} runs on {prov}", p.part)?,
+                Err(e) => writeln!(f, "part {:<9} FAILED to load: {e}", p.part)?,
+            }
+            for n in &p.notes {
+                writeln!(f, "    not used: {n}")?;
+            }
+        }
+        for r in &self.parity {
+            let tol = if r.named_tolerance { "" } else { " (default tolerance)" };
+            writeln!(
+                f,
+                "parity {} {:<8} {:<16} max|diff| {:.3e}  atol {:.0e} rtol {:.0e}{tol}  {}",
+                r.case,
+                r.part,
+                r.tensor,
+                r.max_abs_diff,
+                r.tolerance.atol,
+                r.tolerance.rtol,
+                if r.within { "ok" } else { "FAIL" }
+            )?;
+        }
+        for s in &self.skipped {
+            writeln!(f, "not compared: {s}")?;
+        }
+        if let Some(l) = &self.latency {
+            writeln!(
+                f,
+                "window latency ({} steps, case {}, parts only): median {:.2} ms, min {:.2} ms over {} runs",
+                l.steps,
+                l.case,
+                l.median.as_secs_f64() * 1e3,
+                l.min.as_secs_f64() * 1e3,
+                l.runs
+            )?;
+        }
+        for e in &self.errors {
+            writeln!(f, "ERROR: {e}")?;
+        }
+        write!(f, "check: {}", if self.ok() { "OK" } else { "FAILED" })
+    }
+}

@@ -1,0 +1,152 @@
+//! Shared helpers of the ort integration tests: library discovery (skip only when the variable
+//! is unset), fixture loading and tolerance checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use gsdnet_edge::backend::{BackendOptions, PartSpec, TensorSpec};
+use gsdnet_edge::tensor::Tensor;
+
+/// The library from `var`, or None after printing why the test is skipped. A set but broken
+/// path is not a skip: loading will fail loudly.
+pub fn library(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => {
+            eprintln!("SKIPPED: {var} is unset (scripts/fetch-onnxruntime.sh prints a library path)");
+            None
+        }
+    }
+}
+
+/// The repository root: GSDNET_REPO_ROOT, else the build-time manifest dir when it exists, else
+/// the working directory (a prebuilt test executable carried to another machine, run from there).
+pub fn repo_root() -> PathBuf {
+    if let Some(v) = std::env::var_os("GSDNET_REPO_ROOT") {
+        return PathBuf::from(v);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if built.join("Cargo.toml").is_file() {
+        return built.to_path_buf();
+    }
+    std::env::current_dir().expect("working directory")
+}
+
+pub fn fixture_dir() -> PathBuf {
+    repo_root().join("tests/fixtures/ort")
+}
+
+/// Providers for the configured-provider tests: GSDNET_ORT_PROVIDERS (comma list, default cpu).
+pub fn env_providers() -> Vec<String> {
+    std::env::var("GSDNET_ORT_PROVIDERS")
+        .unwrap_or_else(|_| "cpu".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// GSDNET_ORT_REQUIRE_ACCELERATOR=1 makes a CPU fallback a load error.
+pub fn env_require_accelerator() -> bool {
+    std::env::var("GSDNET_ORT_REQUIRE_ACCELERATOR").is_ok_and(|v| v == "1" || v == "true")
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestIo {
+    name: String,
+    shape: Vec<usize>,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestPart {
+    file: String,
+    inputs: Vec<ManifestIo>,
+    outputs: Vec<ManifestIo>,
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    parts: std::collections::BTreeMap<String, ManifestPart>,
+    sde: Option<toml::Table>,
+}
+
+/// Part specs in pipeline order and the manifest's SDE step count, from `[parts.*]` and `[sde]`
+/// (only what these tests need; the runtime's manifest reader lives in the core crate).
+pub fn manifest_parts(dir: &Path) -> Option<(Vec<PartSpec>, usize)> {
+    let path = dir.join("manifest.toml");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let m: Manifest = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let order = ["encoders", "s_theta", "s_phi", "recon", "fusion"];
+    let mut names: Vec<&String> = m.parts.keys().collect();
+    names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(order.len()));
+    let conv = |v: &[ManifestIo]| v.iter().map(|i| spec(&i.name, &i.shape)).collect::<Vec<_>>();
+    let parts = names
+        .into_iter()
+        .map(|n| {
+            let p = &m.parts[n];
+            PartSpec { name: n.clone(), path: dir.join(&p.file), inputs: conv(&p.inputs), outputs: conv(&p.outputs) }
+        })
+        .collect();
+    let steps = m.sde.as_ref().and_then(|s| s.get("steps")).and_then(|v| v.as_integer()).unwrap_or(1).max(1) as usize;
+    Some((parts, steps))
+}
+
+pub fn read_f32(path: &Path, shape: &[usize]) -> Tensor {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let data: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Tensor::from_vec(shape, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn spec(name: &str, shape: &[usize]) -> TensorSpec {
+    TensorSpec { name: name.into(), shape: shape.to_vec() }
+}
+
+/// The tiny fixture part: x [1,3,4,5], t [1] -> y [1,3,4,6], z [1,3,4].
+pub fn tiny_spec() -> PartSpec {
+    PartSpec {
+        name: "tiny".into(),
+        path: fixture_dir().join("tiny.onnx"),
+        inputs: vec![spec("x", &[1, 3, 4, 5]), spec("t", &[1])],
+        outputs: vec![spec("y", &[1, 3, 4, 6]), spec("z", &[1, 3, 4])],
+    }
+}
+
+pub fn tiny_io() -> (Tensor, Tensor, Tensor, Tensor) {
+    let d = fixture_dir();
+    (
+        read_f32(&d.join("tiny_x.f32"), &[1, 3, 4, 5]),
+        read_f32(&d.join("tiny_t.f32"), &[1]),
+        read_f32(&d.join("tiny_y.f32"), &[1, 3, 4, 6]),
+        read_f32(&d.join("tiny_z.f32"), &[1, 3, 4]),
+    )
+}
+
+pub fn opts(lib: &Path, providers: &[&str], require_accelerator: bool) -> BackendOptions {
+    BackendOptions {
+        threads: 1,
+        providers: providers.iter().map(|s| s.to_string()).collect(),
+        ort_library: Some(lib.to_path_buf()),
+        require_accelerator,
+        cache_dir: None,
+    }
+}
+
+/// Largest violation of |a - b| <= atol + rtol |b|, as (index, |a - b|, allowed); None when within.
+pub fn worst(a: &Tensor, b: &Tensor, atol: f32, rtol: f32) -> Option<(usize, f32, f32)> {
+    assert_eq!(a.shape(), b.shape(), "shapes differ");
+    let mut out: Option<(usize, f32, f32)> = None;
+    for (i, (x, y)) in a.data().iter().zip(b.data()).enumerate() {
+        let diff = (x - y).abs();
+        let allowed = atol + rtol * y.abs();
+        if !(diff <= allowed) && out.map_or(true, |(_, d, _)| diff > d || d.is_nan()) {
+            out = Some((i, diff, allowed));
+        }
+    }
+    out
+}
+
+pub fn assert_close(what: &str, a: &Tensor, b: &Tensor, atol: f32, rtol: f32) {
+    if let Some((i, diff, allowed)) = worst(a, b, atol, rtol) {
+        panic!("{what}: element {i}: |{} - {}| = {diff} > {allowed}", a.data()[i], b.data()[i]);
+    }
+}
