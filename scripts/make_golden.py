@@ -30,9 +30,9 @@ TOL_GRAPH = {"atol": 1e-5, "rtol": 1e-4}
 CASES = [
     # name, conversation index in val, rate, pattern, steps, seed, speakers, description
     ("rate05_s5", 0, 0.5, None, 5, 0, None, "val video at rate 0.5, protocol mask, S=5"),
-    ("pattern_t", 1, None, "T", 3, 1, None, "fixed pattern T (camera and mic lost), S=3"),
+    ("pattern_t", 1, None, "T", 2, 1, None, "fixed pattern T (camera and mic lost), S=2"),
     ("complete", 2, 0.0, None, None, 0, None, "nothing missing: sampler skipped"),
-    ("speakers", 3, 0.3, None, 2, 2, "cycle", "several speakers (assigned), rate 0.3, S=2"),
+    ("speakers", 3, 0.3, None, 1, 2, "cycle", "several speakers (assigned), rate 0.3, S=1"),
 ]
 
 

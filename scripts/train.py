@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--window-same", type=int, default=8)
     p.add_argument("--window-other", type=int, default=4)
     p.add_argument("--width", type=int, default=64)
+    p.add_argument("--variant", choices=["gsdnet", "det", "adj"], default="gsdnet",
+                   help="gsdnet, or ablation (d) det completion / (b) adjacency-space diffusion")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fusion-input", choices=["sampler", "meanfill"],
                    default="meanfill", help="what stands in for missing latents in stage 1")
@@ -80,6 +82,16 @@ def score_losses(model, hd, avail, nm, u, args, gen):
     full = common.full_mask(avail, nm)
     cd = hd * obs
     lam_true, lam_obs = spectrum(hd, u, nm), spectrum(cd, u, nm)
+    variant = model.cfg["variant"]
+    if variant == "det":
+        x0, lam0 = common.det_complete(model, hd, cd, avail, nm, u, lam_obs)
+        nf = 1 - full
+        l_th = ((x0 - hd) ** 2 * miss).sum() / torch.clamp(miss.sum() * args.d, min=1.0)
+        l_ph = ((lam0 - lam_true) ** 2 * nf).sum() / torch.clamp(nf.sum() * args.k, min=1.0)
+        return l_th, l_ph
+    if variant == "adj":
+        from gsdnet_torch.adjdiff import adj_losses
+        return adj_losses(model, hd, cd, avail, nm, u, args, gen)
     b = hd.shape[0]
     t = args.eps + (1 - args.eps) * torch.rand(b, generator=gen)
     std_x, std_l = ve_std(t, args.sigma_x), ve_std(t, args.sigma_l)
@@ -103,8 +115,7 @@ def train_losses(model, tb, idx, avail, args, gen):
     hd = h.detach()
     l_th, l_ph = score_losses(model, hd, avail, nm, u, args, gen)
     x_f, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
-    adj_f = torch.stack([adj, adj_from_lam(u, lam0.mean(1, keepdim=True))[:, 0]], dim=1)
-    logits, reg = model.fusion(x_f, avail, adj_f, nm)
+    logits, reg = model.fusion(x_f, avail, common.fusion_adj(adj, u, lam0), nm)
     l_task = task_loss(logits, reg, tb.y_bin[idx], tb.y_cont[idx], nm)
     recs = model.recon(h)
     l_rec = sum(((r - x) ** 2).mean(-1).mul(nm).sum() for r, x in zip(recs, xs)) / (3 * nm.sum())
@@ -120,8 +131,8 @@ def fusion_input(model, args, xs, h, avail, nm, u, gen):
     lam_obs = spectrum(cd, u, nm)
     if args.fusion_input == "sampler":
         model.eval()
-        x0, lam0 = common.sample_torch(model, hd, cd, avail, nm, u, lam_obs, args.steps,
-                                       args.eps, gen)
+        x0, lam0 = common.complete(model, hd, cd, avail, nm, u, lam_obs, args.steps,
+                                   args.eps, gen)
         model.train()
     else:   # meanfill: the encoding of the mean-filled input at missing entries
         x0, lam0 = model.encoders(*[x * avail[:, :, j:j + 1] for j, x in enumerate(xs)]), lam_obs
@@ -194,9 +205,26 @@ def val_dsm(model, vb, args):
     return np.mean(tot, axis=0)
 
 
+def completion_mse(model, vb, args):
+    """Val MSE of completed vs true latents at missing entries, rate 0.5 seed 0: sampler and
+    the mean-fill encoding (diagnostic for MODEL.md)."""
+    gen = torch.Generator().manual_seed(7)
+    nm = vb.node_mask
+    avail = common.protocol_avail(vb, 0, rate=0.5)
+    with torch.no_grad():
+        h_true = model.encoders(*vb.x)
+        h, cond = common.encode_inputs(model, vb, torch.arange(len(vb.n)), avail, "meanfill")
+        x0, _ = common.complete(model, h, cond, avail, nm, vb.u, spectrum(cond, vb.u, nm),
+                                args.steps, args.eps, gen)
+    miss = (1 - common.obs_mask(avail, nm)) * nm[:, None, :, None]
+    f = lambda x: round(float(((x - h_true) ** 2 * miss).sum() / (miss.sum() * args.d)), 4)  # noqa
+    return dict(sampler=f(x0), meanfill=f(h))
+
+
 def stage_scores(model, tb, vb, args, gen, log):
     """Score nets only, encoders frozen at their selected state; selection on val DSM."""
-    params = list(model.s_theta.parameters()) + list(model.s_phi.parameters())
+    frozen = ("encoders.", "fusion.", "recon.")
+    params = [p for n, p in model.named_parameters() if not n.startswith(frozen)]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.wd)
     best = (val_dsm(model, vb, args).sum(), copy.deepcopy(model.state_dict()), -1)
     for ep in range(args.score_epochs):
@@ -210,7 +238,8 @@ def stage_scores(model, tb, vb, args, gen, log):
             (l_th + l_ph).backward()
             opt.step()
         dsm = val_dsm(model, vb, args)
-        log(f"score ep {ep:3d} val dsm theta {dsm[0]:.4f} phi {dsm[1]:.4f}")
+        log(f"score ep {ep:3d} val dsm theta {dsm[0]:.4f} phi {dsm[1]:.4f} "
+            f"completion mse {completion_mse(model, vb, args)}")
         if dsm.sum() < best[0]:
             best = (dsm.sum(), copy.deepcopy(model.state_dict()), ep)
     model.load_state_dict(best[1])
@@ -233,8 +262,7 @@ def stage2(model, tb, vb, args, gen, log):
             with torch.no_grad():
                 h = model.encoders(*xs)
             x0, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
-            adj = torch.stack([tb.adj[idx], adj_from_lam(u, lam0.mean(1, keepdim=True))[:, 0]], 1)
-            logits, reg = model.fusion(x0, avail, adj, nm)
+            logits, reg = model.fusion(x0, avail, common.fusion_adj(tb.adj[idx], u, lam0), nm)
             loss = task_loss(logits, reg, tb.y_bin[idx], tb.y_cont[idx], nm)
             opt.zero_grad()
             loss.backward()
@@ -263,7 +291,7 @@ def main(argv=None):
                                       args.window_other)
     tb, vb = mk(train), mk(val)
     model = GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
-                   sigma_l=args.sigma_l, dropout=args.dropout)
+                   sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant)
     score, ep = stage1(model, tb, vb, args, gen, log)
     log(f"stage 1 best epoch {ep} val {score:.4f}")
     sc_ep = stage_scores(model, tb, vb, args, gen, log)
@@ -273,7 +301,7 @@ def main(argv=None):
     final = {c: val_score(model, vb, args, c, seeds=(0, 1, 2))[0]
              for c in ("gsdnet", "meanfill", "zero")}
     log(f"final val (3 mask seeds, rates {SEL_RATES}): {final}")
-    info = dict(args=vars(args), best_epoch=ep, score_best_epoch=sc_ep, ft_best_epoch=ft_ep, val=final,
+    info = dict(args=vars(args), argv=list(sys.argv[1:] if argv is None else argv), best_epoch=ep, score_best_epoch=sc_ep, ft_best_epoch=ft_ep, val=final,
                 data_sha256=gdata.split_sha256(Path(args.data) / "train"),
                 stats={m: [s.tolist() for s in stats[m]] for m in stats})
     if args.save:

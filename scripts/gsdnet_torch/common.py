@@ -107,6 +107,28 @@ def sample_torch(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen):
     return x0, torch.where(full > 0, lam_obs, lam_mean)
 
 
+def det_complete(model, h, cond, avail, nm, u, lam_obs):
+    """Ablation (d): the s_theta / s_phi networks used as one-shot regressors (x_t = 0, t = 0.5)."""
+    b = h.shape[0]
+    t = torch.full((b,), 0.5)
+    pred, _ = model.s_theta.net(torch.zeros_like(h), t, cond, avail, adj_from_lam(u, lam_obs), nm)
+    lam_pred, _ = model.s_phi.net(torch.zeros_like(lam_obs), t, lam_obs, u, cond, avail, nm)
+    obs, full = obs_mask(avail, nm), full_mask(avail, nm)
+    return (torch.where(obs > 0, h, pred) * nm[:, None, :, None],
+            torch.where(full > 0, lam_obs, lam_pred))
+
+
+def complete(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen):
+    """The model's own completion of missing latents: sampler, or the det/adj ablations."""
+    variant = model.cfg.get("variant", "gsdnet")
+    if variant == "det":
+        return det_complete(model, h, cond, avail, nm, u, lam_obs)
+    if variant == "adj":
+        from gsdnet_torch.adjdiff import sample_adj
+        return sample_adj(model, h, cond, avail, nm, u, steps, eps, gen)
+    return sample_torch(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen)
+
+
 def encode_inputs(model, batch, idx, avail, completion):
     """(h, cond): h encodes mean-filled (or zero-filled) inputs; cond masks missing entries."""
     xs = []
@@ -122,20 +144,24 @@ def encode_inputs(model, batch, idx, avail, completion):
 
 
 @torch.no_grad()
-def predict(model, batch, avail, completion, steps, eps, gen, completer=None):
-    """Logits [V,W,2], reg [V,W,1] for a completion mode (gsdnet | meanfill | zero | det)."""
+def predict(model, batch, avail, completion, steps, eps, gen):
+    """Logits [V,W,2], reg [V,W,1] for a completion mode (gsdnet | meanfill | zero); `gsdnet`
+    means the model's own completion (sampler, or an ablation's completer)."""
     idx = torch.arange(len(batch.n))
     nm, u = batch.node_mask, batch.u
     h, cond = encode_inputs(model, batch, idx, avail, completion)
     lam_obs = spectrum(cond, u, nm)
     if completion == "gsdnet" and (obs_mask(avail, nm).sum() < 3 * nm.sum()):
-        x0, lam0 = sample_torch(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen)
-    elif completion == "det":
-        x0, lam0 = completer(h, cond, avail, nm, u, lam_obs)
+        x0, lam0 = complete(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen)
     else:
         x0, lam0 = h * nm[:, None, :, None], lam_obs
-    adj = torch.stack([batch.adj, adj_from_lam(u, lam0.mean(1, keepdim=True))[:, 0]], dim=1)
-    return model.fusion(x0, avail, adj, nm)
+    return model.fusion(x0, avail, fusion_adj(batch.adj, u, lam0), nm)
+
+
+def fusion_adj(adj_struct, u, lam0):
+    """[B,2,W,W]: structural graph and the recovered graph (dense [B,3,W,W] lam0 for `adj`)."""
+    rec = lam0.mean(1) if lam0.dim() == 4 else adj_from_lam(u, lam0.mean(1, keepdim=True))[:, 0]
+    return torch.stack([adj_struct, rec], dim=1)
 
 
 def metrics(logits, reg, batch) -> dict:

@@ -46,6 +46,17 @@ class Encoders(nn.Module):
         return torch.stack(hs, dim=1)
 
 
+SIGMA_DATA = 0.5
+
+
+def precond(std: torch.Tensor):
+    """EDM preconditioning for VE noise: (c_in, c_skip, c_out) of the denoiser
+    D(x) = c_skip x + c_out F(c_in x); the score is (D(x) - x) / std^2."""
+    var = std * std + SIGMA_DATA * SIGMA_DATA
+    inv_sqrt = torch.exp(-0.5 * torch.log(var))      # Exp/Log instead of ONNX Reciprocal
+    return inv_sqrt, SIGMA_DATA * SIGMA_DATA * inv_sqrt * inv_sqrt, std * SIGMA_DATA * inv_sqrt
+
+
 def _nodes(x: torch.Tensor) -> torch.Tensor:
     """[B,3,W,d] -> [B,W,3d] (modalities concatenated per utterance)."""
     b, m, w, d = x.shape
@@ -65,8 +76,9 @@ class STheta(nn.Module):
         self.out = nn.Linear(hid, 3 * d)
 
     def net(self, x_t, t, cond, avail, adj_t, node_mask):
+        """std(t) * score, i.e. the DSM target -z; returns (that, std)."""
         std = ve_std(t, self.sigma)                           # [B]
-        c_in = 1.0 / torch.sqrt(1.0 + std * std)
+        c_in, c_skip, c_out = precond(std)
         z = torch.cat([_nodes(x_t) * c_in[:, None, None], _nodes(cond), avail], dim=-1)
         mask = node_mask[:, :, None]
         z = torch.relu(self.inp(z) + self.temb(t)[:, None, :]) * mask
@@ -74,8 +86,10 @@ class STheta(nn.Module):
             msg = torch.cat([adj_t[:, m] @ z for m in range(3)], dim=-1)
             z = (z + torch.relu(sl(z) + rl(msg))) * mask
         b, w, _ = z.shape
-        out = self.out(z).reshape(b, w, 3, self.d).permute(0, 2, 1, 3)
-        return out * node_mask[:, None, :, None], std
+        f = self.out(z).reshape(b, w, 3, self.d).permute(0, 2, 1, 3)
+        e = lambda c: c[:, None, None, None]  # noqa: E731
+        den = e(c_skip) * x_t + e(c_out) * f
+        return (den - x_t) / e(std) * node_mask[:, None, :, None], std
 
     def forward(self, x_t, t, cond, avail, adj_t, node_mask):
         out, std = self.net(x_t, t, cond, avail, adj_t, node_mask)
@@ -95,8 +109,9 @@ class SPhi(nn.Module):
         self.out = nn.Linear(hid, 3 * k)
 
     def net(self, lam_t, t, lam_obs, u, cond, avail, node_mask):
+        """std(t) * score of the eigenvalues; returns (that, std)."""
         std = ve_std(t, self.sigma)
-        c_in = 1.0 / torch.sqrt(1.0 + std * std)
+        c_in, c_skip, c_out = precond(std)
         n = torch.clamp(node_mask.sum(dim=1, keepdim=True), min=1.0)        # [B,1]
         pooled = cond.sum(dim=2) / n[:, :, None]                           # [B,3,d]
         frac = (avail * node_mask[:, :, None]).sum(dim=1) / n              # [B,3]
@@ -106,7 +121,9 @@ class SPhi(nn.Module):
                           pooled.reshape(b, -1), frac, a_spec.reshape(b, -1) / n], dim=-1)
         z = torch.relu(self.inp(feat) + self.temb(t))
         z = z + torch.relu(self.mid(z))
-        return self.out(z).reshape(b, 3, self.k), std
+        f = self.out(z).reshape(b, 3, self.k)
+        den = c_skip[:, None, None] * lam_t + c_out[:, None, None] * f
+        return (den - lam_t) / std[:, None, None], std
 
     def forward(self, lam_t, t, lam_obs, u, cond, avail, node_mask):
         out, std = self.net(lam_t, t, lam_obs, u, cond, avail, node_mask)
@@ -126,12 +143,15 @@ class Recon(nn.Module):
 
 class Fusion(nn.Module):
     """Two-relation GCN (structural graph, recovered spectral graph) plus a conversation-level
-    context vector (masked mean over nodes), then classifier and regression heads."""
+    context vector (masked mean over nodes), then classifier and regression heads. Observed and
+    completed latents enter through separate weights, so the network learns how far to trust
+    a completion independently of the observed evidence."""
 
     def __init__(self, d: int, hid: int, layers: int = 2, dropout: float = 0.5,
                  in_dropout: float = 0.2):
         super().__init__()
         self.inp = nn.Linear(3 * d + 3, hid)
+        self.inp_cmp = nn.Linear(3 * d, hid, bias=False)
         self.self_lin = nn.ModuleList([nn.Linear(hid, hid) for _ in range(layers)])
         self.rel_lin = nn.ModuleList([nn.Linear(3 * hid, hid, bias=False) for _ in range(layers)])
         self.in_drop = nn.Dropout(in_dropout)
@@ -142,8 +162,10 @@ class Fusion(nn.Module):
     def forward(self, x, avail, adj, node_mask):
         mask = node_mask[:, :, None]
         n = torch.clamp(node_mask.sum(dim=1, keepdim=True), min=1.0)[:, :, None]   # [B,1,1]
-        z = torch.cat([self.in_drop(_nodes(x)), avail], dim=-1)
-        z = self.drop(torch.relu(self.inp(z))) * mask
+        x_obs = x * avail.permute(0, 2, 1)[:, :, :, None]
+        z = self.inp(torch.cat([self.in_drop(_nodes(x_obs)), avail], dim=-1)) \
+            + self.inp_cmp(self.in_drop(_nodes(x - x_obs)))
+        z = self.drop(torch.relu(z)) * mask
         for sl, rl in zip(self.self_lin, self.rel_lin):
             ctx = (z.sum(dim=1, keepdim=True) / n) * mask                          # [B,W,hid]
             msg = torch.cat([adj[:, 0] @ z, adj[:, 1] @ z, ctx], dim=-1)
@@ -168,12 +190,16 @@ def adj_from_lam(u: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
 class GSDNet(nn.Module):
     """Container of the five parts plus the hyper-parameters the manifest records."""
 
-    def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5):
+    def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5,
+                 variant="gsdnet"):
         super().__init__()
         self.cfg = dict(d=d, k=k, width=width, hid=hid, sigma_x=sigma_x, sigma_l=sigma_l,
-                        dropout=dropout)
+                        dropout=dropout, variant=variant)
         self.encoders = Encoders(d, width)
         self.s_theta = STheta(d, hid, sigma_x)
         self.s_phi = SPhi(d, k, hid, sigma_l)
         self.recon = Recon(d)
         self.fusion = Fusion(d, hid, dropout=dropout)
+        if variant == "adj":
+            from gsdnet_torch.adjdiff import AdjScore
+            self.s_adj = AdjScore(hid // 2, sigma_l)
