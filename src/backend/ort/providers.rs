@@ -116,7 +116,8 @@ pub fn dispatch(kind: ProviderKind, inputs: &[TensorSpec], trt_cache: Option<&Pa
             }
             trt.build().error_on_failure()
         }
-        ProviderKind::Cuda => ep::CUDA::default().build().error_on_failure(),
+        // TF32 off: golden parity tolerances (1e-4) assume float32 matmuls; TF32 is ~1e-3.
+        ProviderKind::Cuda => ep::CUDA::default().with_tf32(false).build().error_on_failure(),
         ProviderKind::Cpu => ep::CPU::default().build().error_on_failure(),
     }
 }
