@@ -191,15 +191,16 @@ class GSDNet(nn.Module):
     """Container of the five parts plus the hyper-parameters the manifest records."""
 
     def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5,
-                 variant="gsdnet"):
+                 variant="gsdnet", fusion_layers=2, in_dropout=0.2):
         super().__init__()
         self.cfg = dict(d=d, k=k, width=width, hid=hid, sigma_x=sigma_x, sigma_l=sigma_l,
-                        dropout=dropout, variant=variant)
+                        dropout=dropout, variant=variant,
+                        fusion_layers=fusion_layers, in_dropout=in_dropout)
         self.encoders = Encoders(d, width)
         self.s_theta = STheta(d, hid, sigma_x)
         self.s_phi = SPhi(d, k, hid, sigma_l)
         self.recon = Recon(d)
-        self.fusion = Fusion(d, hid, dropout=dropout)
+        self.fusion = Fusion(d, hid, layers=fusion_layers, dropout=dropout, in_dropout=in_dropout)
         if variant == "adj":
             from gsdnet_torch.adjdiff import AdjScore
             self.s_adj = AdjScore(hid // 2, sigma_l)
