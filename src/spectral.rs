@@ -17,6 +17,10 @@ use crate::manifest::GraphSettings;
 pub const SIGN_THRESHOLD: f64 = 1e-4;
 /// Row norm floor of the cosine normalisation.
 pub const NORM_FLOOR: f32 = 1e-6;
+/// Consecutive sorted eigenvalues this close form one degenerate group.
+pub const DEGENERACY_TOL: f64 = 1e-8;
+/// Gram-Schmidt keeps a projected basis vector whose residual norm exceeds this.
+pub const GS_TOL: f64 = 1e-3;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SpectralError {
@@ -51,12 +55,59 @@ pub fn sym_eigen(m: &DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>), SpectralE
     let values: Vec<f64> = order.iter().map(|&i| eig.eigenvalues[i]).collect();
     let mut vectors = DMatrix::<f64>::zeros(n, n);
     for (c, &i) in order.iter().enumerate() {
-        let col = eig.eigenvectors.column(i);
-        let flip = col.iter().find(|v| v.abs() > SIGN_THRESHOLD).is_some_and(|v| *v < 0.0);
-        let sign = if flip { -1.0 } else { 1.0 };
-        vectors.column_mut(c).copy_from(&(col * sign));
+        vectors.column_mut(c).copy_from(&eig.eigenvectors.column(i));
+    }
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && values[end - 1] - values[end] <= DEGENERACY_TOL {
+            end += 1;
+        }
+        if end - start > 1 {
+            canonical_basis(&mut vectors, start, end);
+        }
+        start = end;
+    }
+    for mut col in vectors.column_iter_mut() {
+        if col.iter().find(|v| v.abs() > SIGN_THRESHOLD).is_some_and(|v| *v < 0.0) {
+            col.neg_mut();
+        }
     }
     Ok((values, vectors))
+}
+
+/// Replaces columns `start..end` (one degenerate eigenspace, in which any orthonormal basis is
+/// an equally valid answer of the eigensolver) by the canonical basis of their span: modified
+/// Gram-Schmidt over `P e_0, P e_1, ...` with `P` the span's projector, keeping a vector when
+/// its residual norm exceeds `GS_TOL`. The span and hence the result do not depend on the
+/// solver. Invariant: at most `n * GS_TOL^2 < 1` of the span's mass is skipped, so the loop
+/// always finds `end - start` vectors for `n < 10^6`.
+fn canonical_basis(vectors: &mut DMatrix<f64>, start: usize, end: usize) {
+    let n = vectors.nrows();
+    let v = vectors.columns(start, end - start).into_owned();
+    let p = &v * v.transpose();
+    let mut chosen: Vec<nalgebra::DVector<f64>> = Vec::with_capacity(end - start);
+    for i in 0..n {
+        let mut x = p.column(i).into_owned();
+        for q in &chosen {
+            let d = q.dot(&x);
+            x.axpy(-d, q, 1.0);
+        }
+        let norm = x.norm();
+        if norm > GS_TOL {
+            chosen.push(x / norm);
+            if chosen.len() == end - start {
+                break;
+            }
+        }
+    }
+    if chosen.len() == end - start {
+        for (c, q) in chosen.iter().enumerate() {
+            vectors.column_mut(start + c).copy_from(q);
+        }
+    } else {
+        log::warn!("degenerate eigenspace of size {}: canonical basis not found, solver basis kept", end - start);
+    }
 }
 
 /// Structural adjacency (0/1, no self loops) of `n = speakers.len()` nodes.
@@ -226,6 +277,33 @@ mod tests {
         }
         // Leading eigenvalue of a normalised adjacency with self loops is 1.
         assert!((vals[0] - 1.0).abs() < 1e-10);
+    }
+
+    #[test]
+    fn degenerate_eigenspaces_get_a_solver_independent_basis() {
+        // M = Q diag(3, 1, 1, 1, -2) Q^T for two orthogonal Q that differ only by a rotation
+        // inside the eigenvalue-1 space: the eigensolver sees different matrices' roundoff but
+        // the same eigenspaces, so the canonical result must agree.
+        let q = sym_eigen(&normalise(&structural(&[0, 1, 0, 1, 1], &G))).unwrap().1;
+        let (c, s) = (0.6f64, 0.8f64);
+        let mut q2 = q.clone();
+        for r in 0..5 {
+            let (a, b) = (q[(r, 1)], q[(r, 2)]);
+            q2[(r, 1)] = c * a - s * b;
+            q2[(r, 2)] = s * a + c * b;
+        }
+        let d = DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vec![3.0, 1.0, 1.0, 1.0, -2.0]));
+        let (va, ua) = sym_eigen(&(&q * &d * q.transpose())).unwrap();
+        let (vb, ub) = sym_eigen(&(&q2 * &d * q2.transpose())).unwrap();
+        assert!(va.iter().zip(&vb).all(|(a, b)| (a - b).abs() < 1e-12));
+        assert!((&ua - &ub).abs().max() < 1e-9, "{ua} vs {ub}");
+        // Still an orthonormal eigenbasis.
+        assert!((ua.transpose() * &ua - DMatrix::<f64>::identity(5, 5)).abs().max() < 1e-12);
+        let m = &q * &d * q.transpose();
+        for j in 0..5 {
+            let col = ua.column(j);
+            assert!((&m * col - col * va[j]).norm() < 1e-12);
+        }
     }
 
     #[test]

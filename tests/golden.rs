@@ -99,8 +99,13 @@ fn model_dir() -> PathBuf {
     repo().join("models/gsdnet-mosi")
 }
 
+/// `tests/golden`, or `GSDNET_GOLDEN_DIR` (to check cases regenerated elsewhere).
+fn golden_dir() -> PathBuf {
+    std::env::var_os("GSDNET_GOLDEN_DIR").map_or_else(|| repo().join("tests/golden"), PathBuf::from)
+}
+
 fn case_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/golden"))
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(golden_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("case.toml").is_file())
@@ -253,7 +258,7 @@ fn pad_probs(mut got: Vec<f32>, w: usize, want: &[f32]) -> Vec<f32> {
 #[test]
 fn golden_cases_match_the_python_reference() {
     let dirs = case_dirs();
-    assert!(!dirs.is_empty(), "no golden cases under tests/golden/");
+    assert!(!dirs.is_empty(), "no golden cases under {}", golden_dir().display());
     let m = Manifest::load(&model_dir()).unwrap();
     let mut report = Vec::new();
     for dir in dirs {
