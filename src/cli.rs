@@ -21,7 +21,11 @@ pub const DEFAULT_MODEL: &str = "models/gsdnet-mosi";
 pub const DEFAULT_DATA: &str = "data/mosi-val.gsdrec";
 
 #[derive(Debug, Parser)]
-#[command(name = "gsdnet", version, about = "GSDNet edge runtime: multimodal sentiment with missing-modality completion")]
+#[command(
+    name = "gsdnet",
+    version,
+    about = "GSDNet edge runtime: multimodal sentiment with missing-modality completion"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -119,8 +123,14 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     if a.completion.is_empty() || a.seeds.is_empty() {
         bail!("--completion and --seeds need at least one value");
     }
-    let cfg = EvalConfig { completions: a.completion.clone(), seeds: a.seeds.clone(), scenarios: scenarios(&a)?, threads: a.threads };
-    let manifest = Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
+    let cfg = EvalConfig {
+        completions: a.completion.clone(),
+        seeds: a.seeds.clone(),
+        scenarios: scenarios(&a)?,
+        threads: a.threads,
+    };
+    let manifest =
+        Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
     let rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
     if rec.n_utterances() == 0 {
         bail!("{} holds no utterances", data.display());
@@ -142,7 +152,9 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         cfg.completions.len(),
     );
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} tasks {elapsed_precise} eta {eta}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} tasks {elapsed_precise} eta {eta}",
+    )?);
     let started = Instant::now();
     let make = || Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, a.steps);
     let progress = |total: usize| {
@@ -179,8 +191,10 @@ impl EvalArgs {
 }
 
 fn run_import(a: ImportArgs) -> Result<()> {
-    let rec: Recording = dataset::read_split(&a.dir).with_context(|| format!("reading {}", a.dir.display()))?;
-    rec.write(&a.output).with_context(|| format!("writing {}", a.output.display()))?;
+    let rec: Recording =
+        dataset::read_split(&a.dir).with_context(|| format!("reading {}", a.dir.display()))?;
+    rec.write(&a.output)
+        .with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!(
         "wrote {} ({} conversations, {} utterances)",
         a.output.display(),

@@ -24,7 +24,12 @@ pub enum PipelineError {
     #[error("window holds {n} utterances, the model takes 1 to {w}")]
     WindowSize { n: usize, w: usize },
     #[error("utterance {index}: {modality} has {got} values, expected {want}")]
-    FeatureSize { index: usize, modality: &'static str, got: usize, want: usize },
+    FeatureSize {
+        index: usize,
+        modality: &'static str,
+        got: usize,
+        want: usize,
+    },
     #[error("utterance {index}: {modality} has a non-finite value")]
     NonFinite { index: usize, modality: &'static str },
     #[error("{part}: produced a non-finite value")]
@@ -187,10 +192,17 @@ impl Pipeline {
     }
 
     /// Runs one window. `noise` is only drawn from when the sampler runs.
-    pub fn run(&mut self, window: &Window, completion: Completion, noise: &mut dyn NoiseSource) -> Result<WindowOutput, PipelineError> {
+    pub fn run(
+        &mut self,
+        window: &Window,
+        completion: Completion,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<WindowOutput, PipelineError> {
         self.check(window)?;
         self.prepare(window, completion == Completion::Zero);
-        self.model.part(Part::Encoders).run(&[&self.inputs[0], &self.inputs[1], &self.inputs[2]], &mut self.h)?;
+        self.model
+            .part(Part::Encoders)
+            .run(&[&self.inputs[0], &self.inputs[1], &self.inputs[2]], &mut self.h)?;
         finite(&self.h[0], "encoders")?;
         self.condition(window)?;
         let missing = self.any_missing(window.utterances.len());
@@ -215,7 +227,12 @@ impl Pipeline {
                 let Some(f) = f else { continue };
                 let (modality, want) = (MODALITY[m], dm.features()[m]);
                 if f.len() != want {
-                    return Err(PipelineError::FeatureSize { index, modality, got: f.len(), want });
+                    return Err(PipelineError::FeatureSize {
+                        index,
+                        modality,
+                        got: f.len(),
+                        want,
+                    });
                 }
                 if !f.iter().all(|v| v.is_finite()) {
                     return Err(PipelineError::NonFinite { index, modality });
@@ -271,7 +288,8 @@ impl Pipeline {
         let speakers: Vec<u32> = window.utterances.iter().map(|u| u.speaker).collect();
         self.spectral.rebuild(&speakers, &self.model.manifest.graph)?;
         self.u.data_mut().copy_from_slice(&self.spectral.u);
-        self.spectral.spectrum(self.cond.data(), d, &mut self.scratch, self.lam_obs.data_mut());
+        self.spectral
+            .spectrum(self.cond.data(), d, &mut self.scratch, self.lam_obs.data_mut());
         Ok(())
     }
 
@@ -303,7 +321,15 @@ impl Pipeline {
             spectral: &self.spectral,
         };
         let (s_theta, s_phi) = self.model.score_nets();
-        self.sampler.run(&self.sde, &cond, s_theta, s_phi, noise, &mut self.x0, &mut self.lam0)?;
+        self.sampler.run(
+            &self.sde,
+            &cond,
+            s_theta,
+            s_phi,
+            noise,
+            &mut self.x0,
+            &mut self.lam0,
+        )?;
         Ok(())
     }
 
@@ -312,14 +338,17 @@ impl Pipeline {
         let (w, k) = (self.spectral.w, self.spectral.k);
         let lam0 = self.lam0.data();
         // Mean in f32 (as the reference), the product in f64.
-        let mean: Vec<f64> = (0..k).map(|j| f64::from((lam0[j] + lam0[k + j] + lam0[2 * k + j]) / 3.0)).collect();
+        let mean: Vec<f64> = (0..k)
+            .map(|j| f64::from((lam0[j] + lam0[k + j] + lam0[2 * k + j]) / 3.0))
+            .collect();
         let adj = self.adj_fusion.data_mut();
         adj[..w * w].copy_from_slice(&self.spectral.adj);
         self.spectral.low_rank_f64(&mean, &mut adj[w * w..]);
         self.model.part(Part::Recon).run(&[&self.x0], &mut self.recon)?;
-        self.model
-            .part(Part::Fusion)
-            .run(&[&self.x0, &self.avail, &self.adj_fusion, &self.node_mask], &mut self.head)?;
+        self.model.part(Part::Fusion).run(
+            &[&self.x0, &self.avail, &self.adj_fusion, &self.node_mask],
+            &mut self.head,
+        )?;
         for t in &self.recon {
             finite(t, "recon")?;
         }
@@ -344,10 +373,18 @@ impl Pipeline {
                     None => {
                         let dim = norm.mean[m].len();
                         let row = &self.recon[m].data()[i * dim..(i + 1) * dim];
-                        (0..dim).map(|c| row[c] * norm.std[m][c] + norm.mean[m][c]).collect()
+                        (0..dim)
+                            .map(|c| row[c] * norm.std[m][c] + norm.mean[m][c])
+                            .collect()
                     }
                 });
-                UtteranceOutput { probs, label, regression: has_reg.then_some(reg[i]), imputed, features }
+                UtteranceOutput {
+                    probs,
+                    label,
+                    regression: has_reg.then_some(reg[i]),
+                    imputed,
+                    features,
+                }
             })
             .collect();
         WindowOutput { utterances, sampled }
