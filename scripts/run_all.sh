@@ -13,7 +13,8 @@ for s in 0 1 2; do
       && PYTHONPATH=scripts python3 -m gsdnet_ref.evaluate "$OUT/gsdnet-$s" "$DATA/val" \
           --out "$OUT/eval-gsdnet-$s.json" ) > "$OUT/gsdnet-$s.log" 2>&1 &
   for v in det adj; do
-    ( python3 scripts/train.py $TR --seed "$s" --variant "$v" --save "$OUT/$v-$s.pt" \
+    extra=""; [ "$v" = adj ] && extra="--threads 2 --score-epochs 8 --ft-epochs 4"
+    ( python3 scripts/train.py $TR $extra --seed "$s" --variant "$v" --save "$OUT/$v-$s.pt" \
         && python3 scripts/eval_torch.py "$OUT/$v-$s.pt" "$OUT/eval-$v-$s.json" ) \
         > "$OUT/$v-$s.log" 2>&1 &
   done

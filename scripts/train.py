@@ -49,11 +49,17 @@ def parse_args(argv=None):
     p.add_argument("--sigma-l", type=float, default=2.0)
     p.add_argument("--eps", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--window-same", type=int, default=8)
-    p.add_argument("--window-other", type=int, default=4)
+    p.add_argument("--window-same", type=int, default=1)
+    p.add_argument("--window-other", type=int, default=3)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--variant", choices=["gsdnet", "det", "adj"], default="gsdnet",
                    help="gsdnet, or ablation (d) det completion / (b) adjacency-space diffusion")
+    p.add_argument("--sel-seeds", type=int, default=1, help="mask seeds in val selection")
+    p.add_argument("--sel-rates", type=int, choices=[4, 8], default=4)
+    p.add_argument("--fusion-layers", type=int, default=2)
+    p.add_argument("--in-dropout", type=float, default=0.2)
+    p.add_argument("--cmp-init", choices=["zero", "random"], default="zero",
+                   help="initialisation of the fusion's weights for completed latents")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fusion-input", choices=["sampler", "meanfill"],
                    default="meanfill", help="what stands in for missing latents in stage 1")
@@ -146,8 +152,12 @@ def task_loss(logits, reg, yb, yc, nm):
     return ((ce + 0.5 * mse) * m).sum() / m.sum()
 
 
-def val_score(model, vb, args, completion="gsdnet", seeds=(0,), rates=SEL_RATES):
-    """Mean acc2 over rates and mask seeds (torch sampler noise, protocol masks)."""
+def val_score(model, vb, args, completion="gsdnet", seeds=None, rates=None):
+    """Mean acc2 over rates and mask seeds (torch sampler noise, protocol masks); defaults are
+    the selection set (--sel-seeds mask seeds, --sel-rates 4: 0/0.3/0.5/0.7, 8: 0.0..0.7)."""
+    seeds = tuple(range(args.sel_seeds)) if seeds is None else seeds
+    if rates is None:
+        rates = SEL_RATES if args.sel_rates == 4 else tuple(round(0.1 * i, 1) for i in range(8))
     model.eval()
     accs = []
     for s in seeds:
@@ -291,14 +301,16 @@ def main(argv=None):
                                       args.window_other)
     tb, vb = mk(train), mk(val)
     model = GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
-                   sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant)
+                   sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
+                   fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
+                   cmp_zero=args.cmp_init == "zero")
     score, ep = stage1(model, tb, vb, args, gen, log)
     log(f"stage 1 best epoch {ep} val {score:.4f}")
     sc_ep = stage_scores(model, tb, vb, args, gen, log)
     log(f"score stage best epoch {sc_ep}")
     ft_ep = stage2(model, tb, vb, args, gen, log)
     model.eval()
-    final = {c: val_score(model, vb, args, c, seeds=(0, 1, 2))[0]
+    final = {c: val_score(model, vb, args, c, seeds=(0, 1, 2), rates=SEL_RATES)[0]
              for c in ("gsdnet", "meanfill", "zero")}
     log(f"final val (3 mask seeds, rates {SEL_RATES}): {final}")
     info = dict(args=vars(args), argv=list(sys.argv[1:] if argv is None else argv), best_epoch=ep, score_best_epoch=sc_ep, ft_best_epoch=ft_ep, val=final,

@@ -3,4 +3,16 @@
 
 pub mod backend;
 pub mod check;
+pub mod dataset;
+pub mod recording;
+pub mod cli;
+pub mod diffusion;
+pub mod eval;
+pub mod metrics;
+pub mod manifest;
+pub mod masks;
+pub mod model;
+pub mod pipeline;
+pub mod rng;
+pub mod spectral;
 pub mod tensor;

@@ -7,9 +7,12 @@ descending; the first entry with |v| > 1e-4 of each eigenvector is positive.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 SIGN_EPS = 1e-4
+GAP_EPS = 1e-6
 NORM_FLOOR = 1e-6
 
 
@@ -56,6 +59,9 @@ def top_eigen(adj: np.ndarray, n: int, k: int):
     vals, vecs = np.linalg.eigh(block)
     order = np.argsort(-vals, kind="stable")
     kk = min(k, n)
+    if spectral_gap(vals[order], kk) < GAP_EPS:
+        warnings.warn("repeated eigenvalues among the kept eigenpairs: u is not unique "
+                      "(docs/DESIGN.md, graph and spectrum)", RuntimeWarning, stacklevel=2)
     vals, vecs = vals[order][:kk], vecs[:, order][:, :kk]
     for j in range(kk):
         big = np.nonzero(np.abs(vecs[:, j]) > SIGN_EPS)[0]
@@ -64,6 +70,13 @@ def top_eigen(adj: np.ndarray, n: int, k: int):
     u[:n, :kk] = vecs
     eig[:kk] = vals
     return u, eig
+
+
+def spectral_gap(sorted_vals: np.ndarray, kk: int) -> float:
+    """Smallest gap among the kk kept eigenvalues and to the first dropped one (inf if none):
+    u is defined up to the sign rule only when this is positive."""
+    v = sorted_vals[:kk + 1]
+    return float(np.min(np.abs(np.diff(v)))) if len(v) > 1 else float("inf")
 
 
 def spectrum(h: np.ndarray, u: np.ndarray, node_mask: np.ndarray) -> np.ndarray:

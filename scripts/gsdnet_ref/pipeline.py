@@ -69,9 +69,15 @@ def prepare_inputs(man: Manifest, conv_feats: dict, avail_n: np.ndarray, complet
     """Standardised, masked [W, dim] inputs per modality (zero-filled for `zero`)."""
     out = {}
     for j, m in enumerate(gdata.MODALITIES):
+        raw = conv_feats[m]
+        if raw.shape != (len(avail_n), gdata.DIMS[m]):
+            raise ValueError(f"{m}: shape {raw.shape}, expected ({len(avail_n)}, {gdata.DIMS[m]})")
+        if not np.all(np.isfinite(raw[avail_n[:, j]])):
+            raise ValueError(f"{m}: non-finite values in observed rows")
         mean, std = man.stats[m]
+        raw = np.where(avail_n[:, j:j + 1], raw, 0.0).astype(np.float32)   # missing rows unread
         fill = gdata.zero_fill if completion == "zero" else gdata.standardise
-        out[m] = fill(conv_feats[m], mean, std, avail_n[:, j], man.width)
+        out[m] = fill(raw, mean, std, avail_n[:, j], man.width)
     return out
 
 

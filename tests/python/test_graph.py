@@ -84,3 +84,32 @@ def test_adj_from_lam():
     a = graph.adj_from_lam(u, lam)
     assert a.shape == (2, 8, 8)
     np.testing.assert_allclose(a[1], 2 * a[0], atol=1e-12)
+
+
+def test_manifest_windows_give_a_simple_spectrum():
+    """With the bundled model's windows every single-speaker window (N = 2..W) and the golden
+    multi-speaker case have distinct kept eigenvalues, so u is unique up to the sign rule."""
+    import sys
+    import tomllib
+
+    from conftest import ROOT
+    man = tomllib.loads((ROOT / "models" / "gsdnet-mosi" / "manifest.toml").read_text())
+    ws, wo = man["graph"]["window_same"], man["graph"]["window_other"]
+    w, k = man["dims"]["window"], man["dims"]["k"]
+    sys.path.insert(0, str(ROOT / "scripts"))
+    for n in range(2, w + 1):
+        a = graph.normalise(graph.structural_adjacency(np.zeros(n, int), w, ws, wo), n)
+        vals = np.sort(np.linalg.eigvalsh(a[:n, :n]))[::-1]
+        assert graph.spectral_gap(vals, min(k, n)) > 1e-6, n
+    case = tomllib.loads((ROOT / "tests" / "golden" / "speakers" / "case.toml").read_text())
+    n = case["meta"]["n_nodes"]
+    spk = np.fromfile(ROOT / "tests" / "golden" / "speakers" / "speaker.f32", "<f4")[:n]
+    a = graph.normalise(graph.structural_adjacency(spk.astype(int), w, ws, wo), n)
+    vals = np.sort(np.linalg.eigvalsh(a[:n, :n]))[::-1]
+    assert graph.spectral_gap(vals, min(k, n)) > 1e-6
+
+
+def test_repeated_eigenvalues_warn():
+    a = graph.normalise(graph.structural_adjacency(np.zeros(9, int), 12, 8, 8), 9)  # complete
+    with pytest.warns(RuntimeWarning):
+        graph.top_eigen(a, 9, 4)
