@@ -138,3 +138,20 @@ fn reports_the_loaded_library() {
     let (major, minor) = runtime::parse_minor(&rt.version).expect("version");
     assert!(major == 1 && minor >= 17, "{}", rt.version);
 }
+
+/// Listing TensorRT with a cache directory creates the part's versioned engine folder, named by
+/// model checksum, ONNX Runtime version and TensorRT version ("none" when libnvinfer is absent).
+#[test]
+fn tensorrt_cache_folder_is_versioned() {
+    let Some(lib) = library("ORT_DYLIB_PATH") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&lib, &["tensorrt", "cpu"], false);
+    o.cache_dir = Some(dir.path().to_path_buf());
+    let b = OrtBackend::load(&tiny_spec(), &o).expect("load");
+    let sha = gsdnet_edge::backend::ort::providers::model_sha256(&std::fs::read(tiny_spec().path).unwrap());
+    let trt = runtime::tensorrt_version().unwrap_or_else(|| "none".into());
+    let want = format!("tiny-{}-ort{}-trt{}", &sha[..16], b.runtime().version, trt);
+    let got: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(got, vec![want]);
+}
