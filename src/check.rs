@@ -30,6 +30,20 @@ pub struct CheckOptions {
     pub latency_runs: usize,
 }
 
+impl CheckOptions {
+    /// Options for the model folder `dir` (its manifest gives the parts and the SDE step count):
+    /// what `gsdnet check` needs besides the board profile's engine settings.
+    pub fn for_model(
+        dir: &std::path::Path,
+        backend: BackendKind,
+        backend_opts: BackendOptions,
+        golden_dir: Option<PathBuf>,
+    ) -> Result<Self, crate::manifest::ManifestError> {
+        let m = crate::manifest::Manifest::load(dir)?;
+        Ok(CheckOptions { backend, backend_opts, parts: m.parts, golden_dir, steps: m.sde.steps, latency_runs: 5 })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PartReport {
     pub part: String,

@@ -51,44 +51,14 @@ pub fn env_require_accelerator() -> bool {
     std::env::var("GSDNET_ORT_REQUIRE_ACCELERATOR").is_ok_and(|v| v == "1" || v == "true")
 }
 
-#[derive(serde::Deserialize)]
-struct ManifestIo {
-    name: String,
-    shape: Vec<usize>,
-}
-
-#[derive(serde::Deserialize)]
-struct ManifestPart {
-    file: String,
-    inputs: Vec<ManifestIo>,
-    outputs: Vec<ManifestIo>,
-}
-
-#[derive(serde::Deserialize)]
-struct Manifest {
-    parts: std::collections::BTreeMap<String, ManifestPart>,
-    sde: Option<toml::Table>,
-}
-
-/// Part specs in pipeline order and the manifest's SDE step count, from `[parts.*]` and `[sde]`
-/// (only what these tests need; the runtime's manifest reader lives in the core crate).
+/// Part specs (manifest order) and SDE steps of the model in `dir`, through the runtime's own
+/// manifest reader (names, shapes and sha256 checked); None when the folder has no manifest.
 pub fn manifest_parts(dir: &Path) -> Option<(Vec<PartSpec>, usize)> {
-    let path = dir.join("manifest.toml");
-    let text = std::fs::read_to_string(&path).ok()?;
-    let m: Manifest = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let order = ["encoders", "s_theta", "s_phi", "recon", "fusion"];
-    let mut names: Vec<&String> = m.parts.keys().collect();
-    names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(order.len()));
-    let conv = |v: &[ManifestIo]| v.iter().map(|i| spec(&i.name, &i.shape)).collect::<Vec<_>>();
-    let parts = names
-        .into_iter()
-        .map(|n| {
-            let p = &m.parts[n];
-            PartSpec { name: n.clone(), path: dir.join(&p.file), inputs: conv(&p.inputs), outputs: conv(&p.outputs) }
-        })
-        .collect();
-    let steps = m.sde.as_ref().and_then(|s| s.get("steps")).and_then(|v| v.as_integer()).unwrap_or(1).max(1) as usize;
-    Some((parts, steps))
+    if !dir.join("manifest.toml").is_file() {
+        return None;
+    }
+    let m = gsdnet_edge::manifest::Manifest::load(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    Some((m.parts.clone(), m.sde.steps))
 }
 
 pub fn read_f32(path: &Path, shape: &[usize]) -> Tensor {
