@@ -321,15 +321,8 @@ impl Pipeline {
             spectral: &self.spectral,
         };
         let (s_theta, s_phi) = self.model.score_nets();
-        self.sampler.run(
-            &self.sde,
-            &cond,
-            s_theta,
-            s_phi,
-            noise,
-            &mut self.x0,
-            &mut self.lam0,
-        )?;
+        let out = [&mut self.x0, &mut self.lam0];
+        self.sampler.run(&self.sde, &cond, [s_theta, s_phi], noise, out)?;
         Ok(())
     }
 
