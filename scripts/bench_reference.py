@@ -206,7 +206,8 @@ def report(res: dict) -> str:
         f"- Model `{res['model']}`; inputs: the first N utterances of `{res['split']}` in order "
         f"(all on one fixed W=64 window), seeded mask at missing rate {res['rate']} "
         f"(seed {res['seed']}), so the sampler runs (Euler-Maruyama, `steps` steps).",
-        "- Rust: `" + res["rust"]["command"] + "` (its own process, run first). "
+        "- Rust: `" + res["rust"]["command"] + "`, one process per configuration, run just "
+        "before the two Python pipelines of that configuration. "
         "Python: `gsdnet_ref.pipeline.run_window` (numpy graph/eigen/sampler + onnxruntime "
         "parts) and the PyTorch eager pipeline (`gsdnet_torch`: numpy graph/eigen, torch parts "
         "and sampler with torch noise, plus reconstruction) in this script.",
@@ -259,17 +260,23 @@ def rust_stage_lines(res: dict) -> list:
     out = ["", "## Rust per stage, p50 / p99 in ms; allocations; memory", "",
            "`sampler step` = sampler stage / steps (both score networks, inpainting, noise, "
            "`A_t`). Allocations per window are counted by the `gsdnet` binary's counting global "
-           "allocator in steady state (after warm-up). Peak resident memory (VmHWM) of the bench "
-           f"process: {res['rust'].get('peak_rss_kib', 0) / 1024:.1f} MiB.", "",
-           "| engine | N | steps | encoders | graph+eigen | sampler step | recon | fusion | allocs/window |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "allocator in steady state (after warm-up). Peak resident memory (VmHWM), the largest of "
+           f"the bench processes (one per configuration, model loaded once each): "
+           f"{res['rust'].get('peak_rss_kib', 0) / 1024:.1f} MiB.", "",
+           "| engine | N | steps | encoders | graph+eigen | sampler step | recon | fusion | allocs/window "
+           "| allocs: encoders / graph / sampler step / recon / fusion+outputs |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rust"]["rows"]:
         st = {name: s for name, s in r["stages"]}
         cell = lambda s: f"{s['p50_ms']:.3f} / {s['p99_ms']:.3f}"  # noqa: E731
         allocs = "n/a" if r["allocs_per_window"] is None else f"{r['allocs_per_window']:.0f}"
+        sa = dict(r.get("allocs_per_stage") or [])
+        split = "n/a" if not sa else " / ".join(
+            f"{v:.0f}" for v in (sa["encoders"], sa["graph+eigen"], sa["sampler"] / r["steps"],
+                                 sa["recon"], sa["fusion"]))
         out.append(f"| {r['backend']} | {r['window']} | {r['steps']} | {cell(st['encoders'])} | "
                    f"{cell(st['graph+eigen'])} | {cell(r['sampler_step'])} | {cell(st['recon'])} | "
-                   f"{cell(st['fusion'])} | {allocs} |")
+                   f"{cell(st['fusion'])} | {allocs} | {split} |")
     return out
 
 
@@ -333,21 +340,27 @@ def main(argv=None):
         if ln.startswith("model name"):
             res["cpu"] = ln.split(":", 1)[1].strip()
             break
-    res["rust"] = rust_bench(a.gsdnet, a.model, a.data, sizes, steps, a)
     res["peak_gflops"], res["peak_note"] = nominal_peak_gflops()
     _, res["part_flops"] = window_flops(a.model, 1)
-    res["configs"] = []
+    res["configs"], rust_docs = [], []
+    # Each configuration runs Rust, ORT Python and torch back to back, so that load that drifts
+    # over the run moves the three together rather than the ratios.
     for n in sizes:
         conv = bench_window(a.data, n)
         avail_n = gmasks.mask_for_rate(a.seed, a.rate, "bench", n)
         for st in steps:
             c = dict(n=n, steps=st, flops=window_flops(a.model, st)[0])
+            rust_docs.append(rust_bench(a.gsdnet, a.model, a.data, [n], [st], a))
             c["ort"] = timed(ort_runner(a.model, conv, avail_n, st, a.seed), a.iters, a.warmup, a.budget)
             c["torch"] = timed(torch_runner(a.model, conv, avail_n, st, a.seed), a.iters, a.warmup,
                                a.budget)
             print(f"N={n} steps={st}: ort-py {c['ort']['p50_ms']:.2f} ms, "
                   f"torch {c['torch']['p50_ms']:.2f} ms", file=sys.stderr)
             res["configs"].append(c)
+    res["rust"] = dict(rows=[r for d in rust_docs for r in d["rows"]],
+                       peak_rss_kib=max(d.get("peak_rss_kib") or 0 for d in rust_docs),
+                       command=rust_docs[0]["command"].replace(f"--sizes {sizes[0]} --steps {steps[0]}",
+                                                               "--sizes N --steps S"))
     res["load_after"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     a.out.write_text(report(res))
     if a.json:

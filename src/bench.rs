@@ -155,15 +155,21 @@ pub struct BenchRow {
     pub sampler_step: Stats,
     /// Heap allocations per timed window; `None` without the counting allocator.
     pub allocs_per_window: Option<f64>,
+    /// The same per stage (`Stage::ALL` order; the sampler's divided by nothing: all steps).
+    pub allocs_per_stage: Option<Vec<(String, f64)>>,
 }
 
-/// Records when each stage of one window ends.
+/// Records when each stage of one window ends, and the allocation counter then (a plain load:
+/// meaningful only when `CountingAlloc` is installed).
 struct Marks {
     at: [Option<Instant>; 6],
+    allocs: [u64; 6],
+    start_allocs: u64,
 }
 
 impl StageObserver for Marks {
     fn finished(&mut self, stage: Stage) {
+        self.allocs[stage as usize] = ALLOCS.load(Ordering::Relaxed);
         self.at[stage as usize] = Some(Instant::now());
     }
 }
@@ -212,6 +218,7 @@ struct Series {
     total: Vec<f64>,
     stages: [Vec<f64>; 6],
     allocs: Option<u64>,
+    stage_allocs: [u64; 6],
 }
 
 fn run_one(
@@ -222,6 +229,7 @@ fn run_one(
 ) -> Result<Instant, PipelineError> {
     let mut noise = SeededNoise::for_window(cfg.seed, 0, "bench", 0);
     marks.at = [None; 6];
+    marks.start_allocs = ALLOCS.load(Ordering::Relaxed);
     let start = Instant::now();
     std::hint::black_box(pipe.run_observed(window, Completion::Gsdnet, &mut noise, marks)?);
     Ok(start)
@@ -233,7 +241,11 @@ fn measure(
     window: &Window,
     cfg: &BenchConfig,
 ) -> Result<Series, PipelineError> {
-    let mut marks = Marks { at: [None; 6] };
+    let mut marks = Marks {
+        at: [None; 6],
+        allocs: [0; 6],
+        start_allocs: 0,
+    };
     for _ in 0..cfg.warmup {
         run_one(pipe, window, cfg, &mut marks)?;
     }
@@ -246,12 +258,17 @@ fn measure(
         total: Vec::new(),
         stages: Default::default(),
         allocs: None,
+        stage_allocs: [0; 6],
     };
-    let alloc_start = allocations();
     let began = Instant::now();
     while s.total.len() < cap && (s.total.len() < min_iters || began.elapsed() < cfg.budget) {
         let start = run_one(pipe, window, cfg, &mut marks)?;
         let mut prev = start;
+        let mut prev_allocs = marks.start_allocs;
+        for (i, &a) in marks.allocs.iter().enumerate() {
+            s.stage_allocs[i] += a.saturating_sub(prev_allocs);
+            prev_allocs = a;
+        }
         for (i, at) in marks.at.iter().enumerate() {
             // Invariant of run_observed: every stage is marked once, in order, on success.
             let at = at.unwrap_or(prev);
@@ -260,8 +277,9 @@ fn measure(
         }
         s.total.push(prev.duration_since(start).as_secs_f64() * 1e3);
     }
-    // The counter's own probe allocation is subtracted.
-    s.allocs = alloc_start.zip(allocations()).map(|(a, b)| b - a - 1);
+    // Counted from the window's start to its last stage only, so the bench's own bookkeeping
+    // (the pushes above) is not in it.
+    s.allocs = allocations().map(|_| s.stage_allocs.iter().sum());
     Ok(s)
 }
 
@@ -295,6 +313,13 @@ fn row(kind: BackendKind, pipe: &Pipeline, window: &Window, mut s: Series) -> Be
             .collect(),
         sampler_step: Stats::of(&mut per_step),
         allocs_per_window: s.allocs.map(|a| a as f64 / iters as f64),
+        allocs_per_stage: s.allocs.map(|_| {
+            Stage::ALL
+                .iter()
+                .zip(s.stage_allocs)
+                .map(|(st, a)| (st.name().to_string(), a as f64 / iters as f64))
+                .collect()
+        }),
     }
 }
 

@@ -90,7 +90,11 @@ fn bench_reports_every_configuration_with_stages_allocs_and_memory() {
         let step_mean = r["sampler_step"]["mean_ms"].as_f64().unwrap();
         let steps = r["steps"].as_f64().unwrap();
         assert!((step_mean * steps - sampler_mean).abs() < 1e-6 * sampler_mean.max(1.0));
-        assert!(r["allocs_per_window"].as_f64().unwrap() > 0.0);
+        let allocs = r["allocs_per_window"].as_f64().unwrap();
+        assert!(allocs > 0.0);
+        let per_stage: f64 =
+            r["allocs_per_stage"].as_array().unwrap().iter().map(|s| s[1].as_f64().unwrap()).sum();
+        assert!((per_stage - allocs).abs() < 1e-9 * allocs, "{per_stage} vs {allocs}");
     }
 }
 
