@@ -35,7 +35,12 @@ pub enum BenchError {
     #[error("{backend}: {source}")]
     Model {
         backend: &'static str,
-        source: ModelError,
+        source: Box<ModelError>,
+    },
+    #[error("{backend}: {source}")]
+    Setup {
+        backend: &'static str,
+        source: Box<PipelineError>,
     },
     #[error("{backend}, window {n}, {steps} steps: {source}")]
     Pipeline {
@@ -350,11 +355,15 @@ pub fn run(
     let mut rows = Vec::new();
     for &kind in &cfg.backends {
         let backend = backend_name(kind);
-        let model = Model::from_manifest(manifest.clone(), kind, &cfg.opts)
-            .map_err(|source| BenchError::Model { backend, source })?;
-        let mut pipe = Pipeline::new(model, None).map_err(|e| BenchError::Model {
+        let model = Model::from_manifest(manifest.clone(), kind, &cfg.opts).map_err(|source| {
+            BenchError::Model {
+                backend,
+                source: Box::new(source),
+            }
+        })?;
+        let mut pipe = Pipeline::new(model, None).map_err(|source| BenchError::Setup {
             backend,
-            source: pipe_model(e),
+            source: Box::new(source),
         })?;
         for utts in &windows {
             let window = masked_window(utts, cfg.rate, cfg.seed);
@@ -377,17 +386,6 @@ pub fn run(
         }
     }
     Ok(rows)
-}
-
-fn pipe_model(e: PipelineError) -> ModelError {
-    match e {
-        PipelineError::Model(m) => m,
-        other => ModelError::Backend(crate::backend::BackendError::Engine {
-            part: "pipeline".into(),
-            engine: "setup",
-            detail: other.to_string(),
-        }),
-    }
 }
 
 /// A readable table of `rows`: whole-window and per-stage p50 / p99 in ms.
