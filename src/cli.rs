@@ -1,14 +1,15 @@
-//! Subcommands of the `gsdnet` binary: `eval` and `import`. Argument parsing with clap, errors
+//! Subcommands of the `gsdnet` binary: `eval`, `import` and `bench`. Argument parsing with clap, errors
 //! with anyhow context; the work itself is in the library.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{BackendKind, BackendOptions};
+use crate::backend::{self, BackendKind, BackendOptions};
+use crate::bench::{self, BenchConfig};
 use crate::eval::{self, EvalConfig, Scenario};
 use crate::manifest::Manifest;
 use crate::masks::{check_rate, Pattern};
@@ -37,6 +38,51 @@ pub enum Command {
     Eval(EvalArgs),
     /// Convert a split folder (utterances.csv + text/audio/visual.f32) into a recording file.
     Import(ImportArgs),
+    /// Latency (p50/p99, whole window and per stage), allocations and peak memory per backend.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Recording file or split folder [default: the bundled data/mosi-val.gsdrec]
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Model folder with manifest.toml [default: the bundled models/gsdnet-mosi]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Engines, comma separated [default: every compiled one]
+    #[arg(long, value_delimiter = ',')]
+    pub backend: Option<Vec<BackendKind>>,
+    /// Valid utterances per window, comma separated
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
+    pub sizes: Vec<usize>,
+    /// Sampler steps, comma separated
+    #[arg(long, value_delimiter = ',', default_value = "10,25,50,100")]
+    pub steps: Vec<usize>,
+    /// Only window 32 at the manifest's steps, 20 windows (a smoke run)
+    #[arg(long)]
+    pub quick: bool,
+    /// Timed windows per configuration [default: as many as fit in --budget-ms, at least 10]
+    #[arg(long, default_value_t = 0)]
+    pub iters: usize,
+    /// Time per configuration when --iters is not given
+    #[arg(long, default_value_t = 250)]
+    pub budget_ms: u64,
+    /// Untimed windows before each configuration
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Missing rate of the seeded mask
+    #[arg(long, default_value_t = 0.3)]
+    pub rate: f64,
+    /// Mask and sampler seed
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Engine and rayon threads (1 = single core) [default: engine's choice]
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Write the rows and peak memory as JSON to this file
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +148,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(a) => run_eval(a),
         Command::Import(a) => run_import(a),
+        Command::Bench(a) => run_bench(a),
     }
 }
 
@@ -201,5 +248,71 @@ fn run_import(a: ImportArgs) -> Result<()> {
         rec.conversations.len(),
         rec.n_utterances()
     );
+    Ok(())
+}
+
+fn bench_config(a: &BenchArgs, manifest: &Manifest) -> Result<BenchConfig> {
+    let backends = match &a.backend {
+        Some(b) => b.clone(),
+        None => backend::compiled().iter().map(|n| n.parse()).collect::<Result<_, _>>()?,
+    };
+    let (sizes, steps, iters) = if a.quick {
+        (vec![32.min(manifest.dims.window)], vec![manifest.sde.steps], if a.iters > 0 { a.iters } else { 20 })
+    } else {
+        (a.sizes.clone(), a.steps.clone(), a.iters)
+    };
+    Ok(BenchConfig {
+        backends,
+        sizes,
+        steps,
+        iters,
+        budget: Duration::from_millis(a.budget_ms),
+        warmup: a.warmup,
+        rate: check_rate(a.rate)?,
+        seed: a.seed,
+        opts: BackendOptions { threads: a.threads, ..BackendOptions::default() },
+    })
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let data = a.data.clone().unwrap_or_else(|| bundled(DEFAULT_DATA));
+    let model_dir = a.model.clone().unwrap_or_else(|| bundled(DEFAULT_MODEL));
+    if a.threads > 0 {
+        // Nothing in the pipeline uses rayon today; pinning it keeps a future user honest.
+        rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global().context("rayon pool")?;
+    }
+    let manifest =
+        Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
+    let rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
+    let cfg = bench_config(&a, &manifest)?;
+    eprintln!(
+        "bench {} on {} ({} utterances), missing rate {}, threads {}",
+        manifest.model.name,
+        data.display(),
+        rec.n_utterances(),
+        cfg.rate,
+        if a.threads == 0 { "engine default".to_string() } else { a.threads.to_string() },
+    );
+    let rows = bench::run(&manifest, &rec, &cfg)?;
+    let peak = bench::peak_rss_kib();
+    print!("{}", bench::table(&rows));
+    println!(
+        "peak resident memory (VmHWM): {}",
+        peak.map_or("unknown".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    );
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({
+            "model": manifest.model.name,
+            "data": data.display().to_string(),
+            "threads": a.threads,
+            "missing_rate": cfg.rate,
+            "seed": cfg.seed,
+            "peak_rss_kib": peak,
+            "allocations_counted": bench::allocations().is_some(),
+            "rows": rows,
+        });
+        let text = serde_json::to_string_pretty(&doc)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

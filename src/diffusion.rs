@@ -302,17 +302,17 @@ impl Sampler {
         Ok(())
     }
 
-    /// Runs the full reverse SDE and writes `x0 [1,3,W,d]` and `lam0 [1,3,k]`.
+    /// Runs the full reverse SDE with `nets = [s_theta, s_phi]` and writes
+    /// `out = [x0 [1,3,W,d], lam0 [1,3,k]]`.
     pub fn run(
         &mut self,
         p: &SdeParams,
         c: &Condition,
-        s_theta: &mut dyn Backend,
-        s_phi: &mut dyn Backend,
+        nets: [&mut dyn Backend; 2],
         noise: &mut dyn NoiseSource,
-        x0: &mut Tensor,
-        lam0: &mut Tensor,
+        out: [&mut Tensor; 2],
     ) -> Result<(), SamplerError> {
+        let ([s_theta, s_phi], [x0, lam0]) = (nets, out);
         let (w, d, k) = (self.w, self.d, self.k);
         self.set_masks(c.avail.data(), c.node_mask.data());
         noise.fill(Draw::XInit, self.x.data_mut())?;

@@ -27,7 +27,7 @@ pub enum EvalError {
         scenario: String,
         seed: u64,
         completion: Completion,
-        source: PipelineError,
+        source: Box<PipelineError>,
     },
     #[error("cannot start worker threads: {0}")]
     Threads(String),
@@ -154,7 +154,7 @@ fn run_task(
                             scenario: scenario.to_string(),
                             seed,
                             completion,
-                            source,
+                            source: Box::new(source),
                         })?;
                 let p = &mut out[si][ci];
                 for (u, r) in chunk.iter().zip(&res.utterances) {

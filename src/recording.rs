@@ -271,6 +271,41 @@ impl RecordingWriter<BufWriter<File>> {
     }
 }
 
+impl RecordingWriter<BufWriter<File>> {
+    /// Opens an existing recording to append to it (a recorder restarting after a crash). An
+    /// incomplete or corrupt tail is cut off at the start of its record, with a warning; a bad
+    /// header is an error. Returns the writer and the number of records kept.
+    pub fn open_append(path: &Path) -> Result<(Self, usize), RecordingError> {
+        let io = |source| RecordingError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (records, tail) = read_prefix(path)?;
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
+        let end = match tail {
+            None => file.metadata().map_err(io)?.len(),
+            Some(RecordingError::Truncated { offset, .. }) | Some(RecordingError::Corrupt { offset, .. }) => {
+                log::warn!(
+                    "{}: dropping the tail from byte {offset} before appending",
+                    path.display()
+                );
+                file.set_len(offset).map_err(io)?;
+                offset
+            }
+            Some(other) => return Err(other),
+        };
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(end)).map_err(io)?;
+        Ok((
+            RecordingWriter {
+                out: BufWriter::new(file),
+                path: path.to_path_buf(),
+            },
+            records.len(),
+        ))
+    }
+}
+
 impl<W: Write> RecordingWriter<W> {
     /// Writes the header to `out`; `path` names it in errors.
     pub fn new(mut out: W, path: &Path) -> Result<Self, RecordingError> {
@@ -292,7 +327,7 @@ impl<W: Write> RecordingWriter<W> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|&l| l <= MAX_RECORD)
-            .ok_or_else(|| RecordingError::Encode(postcard::Error::SerializeBufferFull))?;
+            .ok_or(RecordingError::Encode(postcard::Error::SerializeBufferFull))?;
         let io = |source| RecordingError::Io {
             path: self.path.clone(),
             source,
@@ -356,6 +391,22 @@ mod tests {
         let (prefix, tail) = read_prefix(&path).unwrap();
         assert_eq!(prefix.len(), 4);
         assert!(tail.is_some());
+    }
+
+    #[test]
+    fn append_after_a_crash_keeps_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.gsdrec");
+        let rec = sample();
+        rec.write(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        let (mut w, kept) = RecordingWriter::open_append(&path).unwrap();
+        assert_eq!(kept, 4);
+        let last = rec.conversations[0].utterances[3].clone();
+        w.append(&Record::Utterance(last)).unwrap();
+        w.flush().unwrap();
+        assert_eq!(Recording::read(&path).unwrap(), rec);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const SIGN_THRESHOLD: f64 = 1e-4;
 pub const NORM_FLOOR: f32 = 1e-6;
 /// Consecutive sorted eigenvalues this close form one degenerate group.
 pub const DEGENERACY_TOL: f64 = 1e-8;
+/// Gaps above `DEGENERACY_TOL` but below this make `u` ill-conditioned (DESIGN: warn).
+pub const NEAR_REPEAT_TOL: f64 = 1e-6;
 /// Gram-Schmidt keeps a projected basis vector whose residual norm exceeds this.
 pub const GS_TOL: f64 = 1e-3;
 
@@ -183,6 +185,19 @@ impl Spectral {
         }
         let a = normalise(&structural(speakers, g));
         let (values, vectors) = sym_eigen(&a)?;
+        let kept = &values[..(k + 1).min(n)];
+        if let Some(gap) = kept
+            .windows(2)
+            .map(|p| p[0] - p[1])
+            .filter(|g| *g > DEGENERACY_TOL)
+            .reduce(f64::min)
+        {
+            if gap < NEAR_REPEAT_TOL {
+                log::warn!(
+                    "eigenvalue gap {gap:.2e} among the kept eigenpairs of {n} nodes: u is ill-conditioned"
+                );
+            }
+        }
         self.n = n;
         self.adj.fill(0.0);
         self.u.fill(0.0);

@@ -105,7 +105,7 @@ fn fixture() -> Fixture {
         )
         .unwrap();
     let mut lam_obs = vec![0f32; 3 * K];
-    spectral.spectrum(&cond, D, &mut vec![0.0; D], &mut lam_obs);
+    spectral.spectrum(&cond, D, &mut [0.0; D], &mut lam_obs);
     Fixture {
         h: Tensor::from_vec(&[1, 3, W, D], h).unwrap(),
         cond: Tensor::from_vec(&[1, 3, W, D], cond).unwrap(),
@@ -141,7 +141,7 @@ fn run(f: &Fixture, p: &SdeParams, noise: &mut dyn NoiseSource) -> (Tensor, Tens
     let mut sampler = Sampler::new(W, D, K);
     let (mut x0, mut lam0) = (Tensor::zeros(&[1, 3, W, D]), Tensor::zeros(&[1, 3, K]));
     sampler
-        .run(p, &c, &mut st, &mut sp, noise, &mut x0, &mut lam0)
+        .run(p, &c, [&mut st, &mut sp], noise, [&mut x0, &mut lam0])
         .unwrap();
     assert_eq!(st.ts.len(), p.steps);
     assert_eq!(sp.ts, st.ts);
@@ -261,7 +261,7 @@ fn recorded_noise_replays_seeded_noise() {
     let (mut x0, mut lam0) = (Tensor::zeros(&[1, 3, W, D]), Tensor::zeros(&[1, 3, K]));
     rec.steps = 3;
     let err = Sampler::new(W, D, K)
-        .run(&params(5), &c, &mut st, &mut sp, &mut rec, &mut x0, &mut lam0)
+        .run(&params(5), &c, [&mut st, &mut sp], &mut rec, [&mut x0, &mut lam0])
         .unwrap_err();
     assert!(err.to_string().contains("steps"), "{err}");
 }

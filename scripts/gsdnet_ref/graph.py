@@ -13,6 +13,8 @@ import numpy as np
 
 SIGN_EPS = 1e-4
 GAP_EPS = 1e-6
+DEGENERACY_TOL = 1e-8
+GS_TOL = 1e-3
 NORM_FLOOR = 1e-6
 
 
@@ -58,11 +60,22 @@ def top_eigen(adj: np.ndarray, n: int, k: int):
         raise ValueError("matrix is not symmetric")
     vals, vecs = np.linalg.eigh(block)
     order = np.argsort(-vals, kind="stable")
+    vals, vecs = vals[order], vecs[:, order]
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and vals[end - 1] - vals[end] <= DEGENERACY_TOL:
+            end += 1
+        if end - start > 1:
+            vecs[:, start:end] = canonical_basis(vecs[:, start:end])
+        start = end
     kk = min(k, n)
-    if spectral_gap(vals[order], kk) < GAP_EPS:
-        warnings.warn("repeated eigenvalues among the kept eigenpairs: u is not unique "
-                      "(docs/DESIGN.md, graph and spectrum)", RuntimeWarning, stacklevel=2)
-    vals, vecs = vals[order][:kk], vecs[:, order][:, :kk]
+    gaps = np.abs(np.diff(vals[:kk + 1]))
+    if np.any((gaps > DEGENERACY_TOL) & (gaps < GAP_EPS)):
+        warnings.warn("nearly repeated eigenvalues among the kept eigenpairs: u is "
+                      "ill-conditioned (docs/DESIGN.md, graph and spectrum)", RuntimeWarning,
+                      stacklevel=2)
+    vals, vecs = vals[:kk], vecs[:, :kk]
     for j in range(kk):
         big = np.nonzero(np.abs(vecs[:, j]) > SIGN_EPS)[0]
         if big.size and vecs[big[0], j] < 0:
@@ -70,6 +83,25 @@ def top_eigen(adj: np.ndarray, n: int, k: int):
     u[:n, :kk] = vecs
     eig[:kk] = vals
     return u, eig
+
+
+def canonical_basis(v: np.ndarray) -> np.ndarray:
+    """Canonical orthonormal basis of span(v) (one degenerate eigenspace, DESIGN.md): modified
+    Gram-Schmidt over P e_0, P e_1, ... with P = v v^T, keeping a vector when its residual norm
+    exceeds GS_TOL. Independent of which basis of the span the eigensolver returned."""
+    p = v @ v.T
+    chosen = []
+    for i in range(v.shape[0]):
+        x = p[:, i].copy()
+        for q in chosen:
+            x -= (q @ x) * q
+        norm = np.linalg.norm(x)
+        if norm > GS_TOL:
+            chosen.append(x / norm)
+            if len(chosen) == v.shape[1]:
+                return np.stack(chosen, axis=1)
+    warnings.warn("canonical basis not found, solver basis kept", RuntimeWarning, stacklevel=2)
+    return v
 
 
 def spectral_gap(sorted_vals: np.ndarray, kk: int) -> float:

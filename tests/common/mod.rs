@@ -27,10 +27,8 @@ pub fn violation(a: &[f32], b: &[f32], atol: f64, rtol: f64) -> Option<(usize, f
     let mut worst: Option<(usize, f32, f32, f64)> = None;
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
         let excess = f64::from((x - y).abs()) - (atol + rtol * f64::from(y.abs()));
-        if excess > 0.0 || !x.is_finite() {
-            if worst.is_none_or(|w| excess > w.3) {
-                worst = Some((i, x, y, excess));
-            }
+        if (excess > 0.0 || !x.is_finite()) && worst.is_none_or(|w| excess > w.3) {
+            worst = Some((i, x, y, excess));
         }
     }
     worst

@@ -109,7 +109,16 @@ def test_manifest_windows_give_a_simple_spectrum():
     assert graph.spectral_gap(vals, min(k, n)) > 1e-6
 
 
-def test_repeated_eigenvalues_warn():
-    a = graph.normalise(graph.structural_adjacency(np.zeros(9, int), 12, 8, 8), 9)  # complete
-    with pytest.warns(RuntimeWarning):
-        graph.top_eigen(a, 9, 4)
+def test_degenerate_eigenspace_gets_the_canonical_basis():
+    """Complete graph on 9 nodes: eigenvalue 0 has multiplicity 8. The kept vectors must not
+    depend on which basis of that eigenspace the solver returned (DESIGN.md rule)."""
+    a = graph.normalise(graph.structural_adjacency(np.zeros(9, int), 12, 8, 8), 9)
+    u, eig = graph.top_eigen(a, 9, 6)
+    np.testing.assert_allclose(u[:9, :6].T @ u[:9, :6], np.eye(6), atol=1e-10)
+    rs = np.random.default_rng(3)
+    vals, vecs = np.linalg.eigh(a[:9, :9])
+    space = vecs[:, np.abs(vals) < 1e-8]                       # the 8-dim zero eigenspace
+    rotated = space @ np.linalg.qr(rs.normal(size=(8, 8)))[0]  # another basis of it
+    b1, b2 = graph.canonical_basis(space), graph.canonical_basis(rotated)
+    np.testing.assert_allclose(b1, b2, atol=1e-10)
+    np.testing.assert_allclose(np.abs(u[:9, 1:6]), np.abs(b1[:, :5]), atol=1e-10)
