@@ -1,4 +1,4 @@
-//! Subcommands of the `gsdnet` binary: `eval`, `import` and `bench`. Argument parsing with clap, errors
+//! Subcommands of the `gsdnet` binary: `eval`, `import`, `bench` and `check`. Argument parsing with clap, errors
 //! with anyhow context; the work itself is in the library.
 
 use std::path::{Path, PathBuf};
@@ -40,6 +40,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Latency (p50/p99, whole window and per stage), allocations and peak memory per backend.
     Bench(BenchArgs),
+    /// Compiled backends, ONNX Runtime library, provider per part, golden parity, window latency.
+    Check(crate::cli_check::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +151,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => run_eval(a),
         Command::Import(a) => run_import(a),
         Command::Bench(a) => run_bench(a),
+        Command::Check(a) => crate::cli_check::run_check(a, bundled),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod check;
 pub mod dataset;
 pub mod recording;
 pub mod cli;
+pub mod cli_check;
 pub mod diffusion;
 pub mod eval;
 pub mod metrics;

@@ -152,3 +152,42 @@ fn missing_model_and_bad_arguments_are_clear_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn check_reports_parts_parity_and_fails_on_a_broken_golden_case() {
+    let out = gsdnet(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "check failed: {text}\n{}", stderr(&out));
+    assert!(text.contains("tract (cpu)"), "{text}");
+    assert!(text.contains("parity rate05_s5 s_theta"), "{text}");
+    assert!(text.contains("check: OK"), "{text}");
+
+    // A golden case whose expected logits were tampered with must turn the check red.
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("tests/golden/pattern_t");
+    let dst = dir.path().join("pattern_t");
+    std::fs::create_dir(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let logits = dst.join("logits.f32");
+    let mut bytes = std::fs::read(&logits).unwrap();
+    bytes[0..4].copy_from_slice(&123.0f32.to_le_bytes());
+    std::fs::write(&logits, bytes).unwrap();
+    let golden = dir.path().display().to_string();
+    let out = gsdnet(&["check", "--golden", &golden]);
+    assert!(!out.status.success(), "tampered golden case passed");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL") || stderr(&out).contains("check failed"));
+}
+
+#[test]
+fn check_with_an_engine_not_compiled_in_says_so() {
+    if gsdnet_edge::backend::compiled().contains(&"ort") {
+        return; // built with --features ort: the ort suite covers this engine
+    }
+    let out = gsdnet(&["check", "--backend", "ort", "--golden", "none"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!out.status.success());
+    assert!(text.contains("not compiled"), "{text}");
+}
