@@ -3,3 +3,7 @@
 
 pub mod backend;
 pub mod tensor;
+pub mod daemon;
+pub mod protocol;
+pub mod config;
+pub mod io;
