@@ -2,6 +2,18 @@
 //! modalities, GCN fusion and classification) for edge devices.
 
 pub mod backend;
+pub mod dataset;
+pub mod recording;
+pub mod cli;
+pub mod diffusion;
+pub mod eval;
+pub mod metrics;
+pub mod manifest;
+pub mod masks;
+pub mod model;
+pub mod pipeline;
+pub mod rng;
+pub mod spectral;
 pub mod tensor;
 pub mod daemon;
 pub mod protocol;

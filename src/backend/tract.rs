@@ -4,15 +4,15 @@
 //! optimise -> runnable plan. Output names and shapes are checked against the spec at load.
 
 use tract_onnx::prelude::{
-    Framework, InferenceFact, InferenceModelExt, IntoTValue, SimplePlan, TVec, TypedFact,
-    TypedModel, TypedOp,
+    Framework, InferenceFact, InferenceModelExt, IntoTValue, TVec, TypedModel, TypedRunnableModel,
 };
-use tract_onnx::prelude::{Graph, Tensor as TractTensor};
+use tract_onnx::prelude::Tensor as TractTensor;
+use tract_onnx::tract_core::model::IntoRunnable;
 
 use super::{check_call, Backend, BackendError, BackendOptions, PartSpec};
 use crate::tensor::Tensor;
 
-type Plan = SimplePlan<TypedFact, Box<dyn TypedOp>, Graph<TypedFact, Box<dyn TypedOp>>>;
+type Plan = std::sync::Arc<TypedRunnableModel>;
 
 pub struct TractBackend {
     spec: PartSpec,
@@ -40,7 +40,7 @@ impl TractBackend {
             .map_err(|e| mismatch(format!("inputs {in_names:?}: {e}")))?;
         let out_names: Vec<&str> = spec.outputs.iter().map(|s| s.name.as_str()).collect();
         model
-            .set_output_names(&out_names)
+            .select_outputs_by_name(&out_names)
             .map_err(|e| mismatch(format!("outputs {out_names:?}: {e}")))?;
         for (i, s) in spec.inputs.iter().enumerate() {
             let fact = InferenceFact::dt_shape(f32::datum_type(), s.shape.clone());
@@ -57,7 +57,7 @@ impl TractBackend {
                 )));
             }
         }
-        let plan = SimplePlan::new(typed).map_err(|e| engine_err(spec, e))?;
+        let plan = typed.into_runnable().map_err(|e| engine_err(spec, e))?;
         Ok(TractBackend { spec: spec.clone(), plan })
     }
 }
@@ -82,7 +82,8 @@ impl Backend for TractBackend {
         }
         let result = self.plan.run(tv).map_err(|e| engine_err(&self.spec, e))?;
         for (out, value) in outputs.iter_mut().zip(result.iter()) {
-            let slice = value.as_slice::<f32>().map_err(|e| engine_err(&self.spec, e))?;
+            let view = value.try_as_plain_ram().map_err(|e| engine_err(&self.spec, e))?;
+            let slice = view.as_slice::<f32>().map_err(|e| engine_err(&self.spec, e))?;
             if slice.len() != out.len() {
                 return Err(engine_err(&self.spec, format!("output holds {} values, expected {}", slice.len(), out.len())));
             }

@@ -1,0 +1,78 @@
+"""Full-grid val evaluation of a torch checkpoint (ablations that are never exported).
+
+Same protocol and JSON layout as gsdnet_ref.evaluate (masks from rng.py, rates 0.0..0.7,
+patterns, mask seeds), but the sampler noise is torch's (seeded per seed and scenario), so
+numbers of exported models must come from gsdnet_ref.evaluate instead.
+    python3 scripts/eval_torch.py CHECKPOINT.pt OUT.json [--completions gsdnet meanfill zero]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gsdnet_ref import data as gdata  # noqa: E402
+from gsdnet_ref import masks as gmasks  # noqa: E402
+from gsdnet_ref.evaluate import RATES  # noqa: E402
+from gsdnet_torch import common  # noqa: E402
+from gsdnet_torch.model import GSDNet  # noqa: E402
+
+
+def grid():
+    return [(r, None) for r in RATES] + [(None, p) for p in gmasks.PATTERNS]
+
+
+def evaluate_fn(predict_fn, vb, completions, seeds):
+    """predict_fn(avail, completion, gen) -> (logits, reg); returns the results list."""
+    out = []
+    for comp in completions:
+        for rate, pattern in grid():
+            per = []
+            for s in seeds:
+                gen = torch.Generator().manual_seed(
+                    1_000_003 * s + gmasks.scenario_id(rate, pattern))
+                avail = common.protocol_avail(vb, s, rate=rate, pattern=pattern)
+                lg, rg = predict_fn(avail, comp, gen)
+                per.append(common.metrics(lg, rg, vb))
+            row = dict(missing_rate=rate, pattern=pattern, completion=comp)
+            row.update({k: float(np.mean([p[k] for p in per]))
+                        for k in ("acc2", "f1_weighted", "mae")})
+            row["n"] = per[0]["n"]
+            out.append(row)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("ckpt")
+    p.add_argument("out")
+    p.add_argument("--completions", nargs="+", default=["gsdnet", "meanfill", "zero"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    ck = torch.load(a.ckpt, weights_only=False)
+    model = GSDNet(**ck["cfg"])
+    model.load_state_dict(ck["state"])
+    model.eval()
+    args = ck["info"]["args"]
+    stats = {m: tuple(np.asarray(v, np.float32) for v in ck["info"]["stats"][m])
+             for m in gdata.MODALITIES}
+    val = gdata.load_split(Path(args["data"]) / "val")
+    vb = common.make_batch(val, stats, args["width"], args["k"], args["window_same"],
+                           args["window_other"])
+    fn = lambda av, comp, gen: common.predict(model, vb, av, comp, args["steps"],  # noqa: E731
+                                              args["eps"], gen)
+    res = evaluate_fn(fn, vb, a.completions, tuple(a.seeds))
+    name = f"{ck['cfg'].get('variant', 'gsdnet')}-seed{args['seed']}"
+    Path(a.out).write_text(json.dumps(dict(model=name, split="val", seeds=a.seeds,
+                                           noise="torch", results=res), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

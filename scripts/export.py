@@ -1,0 +1,174 @@
+"""Export the five GSDNet parts to ONNX (opset 17, batch 1, fixed W) and write manifest.toml.
+
+Owns: the I/O names and shapes of docs/DESIGN.md "ONNX parts", the op allow-list check (plain
+ops that both onnxruntime and tract run), and the manifest writer (hand-written TOML).
+    python3 scripts/export.py CHECKPOINT.pt models/gsdnet-mosi
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gsdnet_torch.model import GSDNet  # noqa: E402
+
+OPSET = 17
+ALLOWED_OPS = {
+    "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Tanh", "Sigmoid", "Softmax", "Exp",
+    "Log", "Sin", "Cos", "Sqrt", "Concat", "Reshape", "Transpose", "Unsqueeze", "Squeeze",
+    "ReduceSum", "ReduceMean", "Constant", "Gather", "Slice", "Max", "Clip", "Identity", "Split",
+}
+
+
+class _Part(nn.Module):
+    """Batch-1 wrapper fixing argument order; `fn` maps the named inputs to the outputs."""
+
+    def __init__(self, fn, owner):
+        super().__init__()
+        self.owner, self.fn = owner, fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
+def part_specs(model: GSDNet):
+    c = model.cfg
+    w, d, k = c["width"], c["d"], c["k"]
+    enc = model.encoders
+    return {
+        "encoders": (lambda a, b, v: enc(a, b, v), enc,
+                     [("text", [1, w, 100]), ("audio", [1, w, 73]), ("visual", [1, w, 100])],
+                     [("h", [1, 3, w, d])]),
+        "s_theta": (lambda *a: model.s_theta(*a), model.s_theta,
+                    [("x_t", [1, 3, w, d]), ("t", [1]), ("cond", [1, 3, w, d]),
+                     ("avail", [1, w, 3]), ("adj_t", [1, 3, w, w]), ("node_mask", [1, w])],
+                    [("score", [1, 3, w, d])]),
+        "s_phi": (lambda *a: model.s_phi(*a), model.s_phi,
+                  [("lam_t", [1, 3, k]), ("t", [1]), ("lam_obs", [1, 3, k]), ("u", [1, w, k]),
+                   ("cond", [1, 3, w, d]), ("avail", [1, w, 3]), ("node_mask", [1, w])],
+                  [("score", [1, 3, k])]),
+        "recon": (lambda x: model.recon(x), model.recon, [("x", [1, 3, w, d])],
+                  [("text", [1, w, 100]), ("audio", [1, w, 73]), ("visual", [1, w, 100])]),
+        "fusion": (lambda *a: model.fusion(*a), model.fusion,
+                   [("x", [1, 3, w, d]), ("avail", [1, w, 3]), ("adj", [1, 2, w, w]),
+                    ("node_mask", [1, w])],
+                   [("logits", [1, w, 2]), ("reg", [1, w, 1])]),
+    }
+
+
+def _example(shape):
+    return torch.rand(*shape) * 0.5 + 0.25 if shape != [1] else torch.tensor([0.5])
+
+
+def export_part(name, spec, folder: Path) -> Path:
+    fn, owner, ins, outs = spec
+    path = folder / f"{name}.onnx"
+    args = tuple(_example(s) for _, s in ins)
+    torch.onnx.export(_Part(fn, owner).eval(), args, str(path), opset_version=OPSET,
+                      input_names=[n for n, _ in ins], output_names=[n for n, _ in outs],
+                      dynamo=False, do_constant_folding=True)
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m)
+    got_in = [i.name for i in m.graph.input]
+    if got_in != [n for n, _ in ins]:
+        raise RuntimeError(f"{name}: inputs {got_in}, expected {[n for n, _ in ins]}")
+    bad = {n.op_type for n in m.graph.node} - ALLOWED_OPS
+    if bad:
+        raise RuntimeError(f"{name}: ops outside the allow-list: {sorted(bad)}")
+    return path
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def write_toml(tables: dict) -> str:
+    lines = []
+    for tname, body in tables.items():
+        lines.append(f"[{tname}]")
+        for k, v in body.items():
+            if isinstance(v, list) and v and isinstance(v[0], dict):
+                lines.append(f"{k} = [")
+                lines += [f"  {_toml_value(x)}," for x in v]
+                lines.append("]")
+            else:
+                lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def onnx_val_metrics(folder: Path, val_dir: Path) -> dict:
+    """Val acc2 / F1 / MAE of the exported parts through the ONNX reference (gsdnet completion,
+    mask seeds 0-2, DESIGN.md noise keys): the numbers `gsdnet eval` must reproduce."""
+    from gsdnet_ref.evaluate import evaluate
+    res = evaluate(folder, val_dir, completions=("gsdnet",))
+    out = {"protocol": "gsdnet_ref.evaluate, completion gsdnet, mask seeds 0-2, split val"}
+    for r in res["results"]:
+        tag = f"rate_{r['missing_rate']:.1f}".replace(".", "_") if r["pattern"] is None \
+            else f"pattern_{r['pattern']}"
+        out[f"val_acc2_{tag}"] = round(r["acc2"], 4)
+        out[f"val_f1_{tag}"] = round(r["f1_weighted"], 4)
+        out[f"val_mae_{tag}"] = round(r["mae"], 4)
+    return out
+
+
+def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    specs = part_specs(model)
+    a, c = info["args"], model.cfg
+    tables = {
+        "model": dict(name=folder.name, version="0.1.0", classes=["negative", "positive"],
+                      has_regression=True),
+        "dims": dict(text=100, audio=73, visual=100, window=c["width"], latent=c["d"], k=c["k"]),
+        "graph": dict(window_same=a["window_same"], window_other=a["window_other"]),
+        "sde": dict(sigma_x=c["sigma_x"], sigma_lambda=c["sigma_l"], eps=a["eps"],
+                    steps=a["steps"], sampler="euler_maruyama_inpaint"),
+        "normalisation": {},
+    }
+    for m, (mean, std) in info["stats"].items():
+        tables["normalisation"][f"{m}_mean"] = [float(x) for x in mean]
+        tables["normalisation"][f"{m}_std"] = [float(x) for x in std]
+    with torch.no_grad():
+        for name, spec in specs.items():
+            path = export_part(name, spec, folder)
+            tables[f"parts.{name}"] = dict(
+                file=path.name, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                inputs=[dict(name=n, shape=s) for n, s in spec[2]],
+                outputs=[dict(name=n, shape=s) for n, s in spec[3]])
+    tables["training"] = dict(command="python3 scripts/train.py " + " ".join(argv),
+                              seed=a["seed"], epochs=a["epochs"], ft_epochs=a["ft_epochs"],
+                              best_epoch=info["best_epoch"],
+                              ft_best_epoch=-1 if info["ft_best_epoch"] is None
+                              else info["ft_best_epoch"],
+                              data_sha256=info["data_sha256"])
+    (folder / "manifest.toml").write_text(write_toml(tables))
+    tables["metrics"] = onnx_val_metrics(folder, Path(a["data"]) / "val")
+    (folder / "manifest.toml").write_text(write_toml(tables))
+    torch.save(dict(state=model.state_dict(), cfg=model.cfg, info=info), folder / "model.pt")
+
+
+def main():
+    ckpt = torch.load(sys.argv[1], weights_only=False)
+    model = GSDNet(**ckpt["cfg"])
+    model.load_state_dict(ckpt["state"])
+    export_model(model, ckpt["info"], Path(sys.argv[2]), ckpt["info"].get("argv", []))
+
+
+if __name__ == "__main__":
+    main()

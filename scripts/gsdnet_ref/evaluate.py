@@ -1,0 +1,103 @@
+"""Evaluation of an ONNX model folder on a split (docs/DESIGN.md protocol), JSON output.
+
+Owns: the scenario grid (rates 0.0..0.7 step 0.1, fixed patterns), windowing of conversations
+into consecutive windows of W, the per-seed metrics (acc2 on label_bin, weighted F1, MAE of the
+regression head vs label_cont) and their mean over mask seeds.
+    python3 -m gsdnet_ref.evaluate MODEL_DIR SPLIT_DIR [--out FILE] [--seeds 0 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import data as gdata
+from . import masks as gmasks
+from .pipeline import COMPLETIONS, OnnxModel, run_window
+from .sampler import stream_key
+
+RATES = tuple(round(0.1 * i, 1) for i in range(8))
+
+
+def metrics(pred: np.ndarray, y: np.ndarray, reg: np.ndarray, y_cont: np.ndarray) -> dict:
+    """acc2, weighted F1 (classes weighted by support), MAE."""
+    f1s, ws = [], []
+    for c in (0, 1):
+        tp = np.sum((pred == c) & (y == c))
+        fp, fn = np.sum((pred == c) & (y != c)), np.sum((pred != c) & (y == c))
+        f1s.append(0.0 if tp == 0 else 2.0 * tp / (2 * tp + fp + fn))
+        ws.append(np.sum(y == c))
+    return dict(acc2=float(np.mean(pred == y)),
+                f1_weighted=float(np.dot(f1s, ws) / max(sum(ws), 1)),
+                mae=float(np.mean(np.abs(reg - y_cont))), n=int(len(y)))
+
+
+def run_conversation(model, conv, avail, completion, seed, scenario):
+    """Predictions for all utterances of `conv`, window by window."""
+    w = model.man.width
+    probs, regs = [], []
+    for wi, start in enumerate(range(0, conv.n, w)):
+        sl = slice(start, min(start + w, conv.n))
+        feats = {m: conv.feats[m][sl] for m in gdata.MODALITIES}
+        key = stream_key(seed, scenario, conv.conv_id, wi)
+        out = run_window(model, feats, avail[sl], conv.speaker[sl], completion, noise_key=key)
+        probs.append(out["probs"])
+        regs.append(out["reg"])
+    return np.concatenate(probs), np.concatenate(regs)
+
+
+def evaluate_scenario(model, convs, completion, seed, rate=None, pattern=None) -> dict:
+    scenario = gmasks.scenario_id(rate, pattern)
+    preds, ys, regs, ycs = [], [], [], []
+    for c in convs:
+        avail = gmasks.mask_for_pattern(pattern, c.n) if pattern else \
+            gmasks.mask_for_rate(seed, rate, c.conv_id, c.n)
+        p, r = run_conversation(model, c, avail, completion, seed, scenario)
+        preds.append(p.argmax(-1))
+        regs.append(r)
+        ys.append(c.label_bin)
+        ycs.append(c.label_cont)
+    return metrics(*(np.concatenate(a) for a in (preds, ys, regs, ycs)))
+
+
+def evaluate(model_dir, split_dir, seeds=(0, 1, 2), completions=COMPLETIONS,
+             rates=RATES, patterns=gmasks.PATTERNS) -> dict:
+    model = OnnxModel(model_dir)
+    convs = gdata.load_split(split_dir)
+    results = []
+    grid = [(r, None) for r in rates] + [(None, p) for p in patterns]
+    for completion in completions:
+        for rate, pattern in grid:
+            per = [evaluate_scenario(model, convs, completion, s, rate, pattern) for s in seeds]
+            row = dict(missing_rate=rate, pattern=pattern, completion=completion)
+            for k in ("acc2", "f1_weighted", "mae"):
+                row[k] = float(np.mean([p[k] for p in per]))
+            row["n"] = per[0]["n"]
+            results.append(row)
+    return dict(model=model.man.raw["model"]["name"], split=Path(split_dir).name,
+                seeds=list(seeds), steps=model.man.sde.steps, results=results)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Evaluate an ONNX GSDNet folder on a split")
+    p.add_argument("model_dir")
+    p.add_argument("split_dir")
+    p.add_argument("--out", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--completions", nargs="+", default=list(COMPLETIONS))
+    a = p.parse_args(argv)
+    res = evaluate(a.model_dir, a.split_dir, tuple(a.seeds), tuple(a.completions))
+    text = json.dumps(res, indent=1) + "\n"
+    if a.out:
+        Path(a.out).write_text(text)
+    for r in res["results"]:
+        sc = r["pattern"] if r["pattern"] else f"{r['missing_rate']:.1f}"
+        print(f"{r['completion']:9s} {sc:4s} acc2 {r['acc2']:.4f} f1 {r['f1_weighted']:.4f} "
+              f"mae {r['mae']:.4f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

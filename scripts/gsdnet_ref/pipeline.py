@@ -1,0 +1,139 @@
+"""The reference pipeline: the five ONNX parts run by onnxruntime, graph/spectrum/sampler in numpy.
+
+Owns: reading manifest.toml, one onnxruntime session per part, and `run_window`, which turns
+one conversation window (raw features, availability, speakers) into logits/probs/reg for a
+completion mode, recording every intermediate tensor for golden cases. Follows docs/DESIGN.md.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from . import data as gdata
+from . import graph as ggraph
+from .sampler import Noise, Sde, draw_noise, sample, stream_key
+
+COMPLETIONS = ("gsdnet", "meanfill", "zero")
+
+
+@dataclass
+class Manifest:
+    raw: dict
+    width: int
+    d: int
+    k: int
+    window_same: int
+    window_other: int
+    sde: Sde
+    stats: dict
+
+
+def load_manifest(folder) -> Manifest:
+    raw = tomllib.loads((Path(folder) / "manifest.toml").read_text())
+    dims, g, s, nz = raw["dims"], raw["graph"], raw["sde"], raw["normalisation"]
+    stats = {m: (np.asarray(nz[f"{m}_mean"], np.float32), np.asarray(nz[f"{m}_std"], np.float32))
+             for m in gdata.MODALITIES}
+    return Manifest(raw, dims["window"], dims["latent"], dims["k"], g["window_same"],
+                    g["window_other"], Sde(s["sigma_x"], s["sigma_lambda"], s["eps"], s["steps"]),
+                    stats)
+
+
+class OnnxModel:
+    """Sessions of the five parts of one model folder (single-threaded by default)."""
+
+    def __init__(self, folder, threads: int = 1):
+        self.folder = Path(folder)
+        self.man = load_manifest(folder)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.sess = {p: ort.InferenceSession(str(self.folder / self.man.raw["parts"][p]["file"]),
+                                             opts, providers=["CPUExecutionProvider"])
+                     for p in ("encoders", "s_theta", "s_phi", "recon", "fusion")}
+
+    def run(self, part: str, **inputs):
+        sess = self.sess[part]
+        outs = sess.run(None, {k: np.asarray(v, np.float32) for k, v in inputs.items()})
+        return dict(zip([o.name for o in sess.get_outputs()], outs))
+
+
+def _b(x):
+    return np.asarray(x, np.float32)[None]
+
+
+def prepare_inputs(man: Manifest, conv_feats: dict, avail_n: np.ndarray, completion: str):
+    """Standardised, masked [W, dim] inputs per modality (zero-filled for `zero`)."""
+    out = {}
+    for j, m in enumerate(gdata.MODALITIES):
+        raw = conv_feats[m]
+        if raw.shape != (len(avail_n), gdata.DIMS[m]):
+            raise ValueError(f"{m}: shape {raw.shape}, expected ({len(avail_n)}, {gdata.DIMS[m]})")
+        if not np.all(np.isfinite(raw[avail_n[:, j]])):
+            raise ValueError(f"{m}: non-finite values in observed rows")
+        mean, std = man.stats[m]
+        raw = np.where(avail_n[:, j:j + 1], raw, 0.0).astype(np.float32)   # missing rows unread
+        fill = gdata.zero_fill if completion == "zero" else gdata.standardise
+        out[m] = fill(raw, mean, std, avail_n[:, j], man.width)
+    return out
+
+
+def run_window(model: OnnxModel, feats: dict, avail_n: np.ndarray, speaker: np.ndarray,
+               completion: str = "gsdnet", noise: Noise | None = None, noise_key: int | None = None,
+               rec: dict | None = None) -> dict:
+    """Runs one window of N <= W utterances; returns logits/probs/reg [N, ...] (+ `rec` filled).
+
+    For `gsdnet` the sampler noise comes from `noise`, or is drawn from `noise_key`.
+    """
+    man, w = model.man, model.man.width
+    if completion not in COMPLETIONS:
+        raise ValueError(f"unknown completion {completion!r}")
+    n = len(speaker)
+    if avail_n.shape != (n, 3) or n == 0 or n > w:
+        raise ValueError(f"bad window: {n} nodes, avail {avail_n.shape}")
+    if not np.all(avail_n.any(axis=1)):
+        raise ValueError("an utterance has no observed modality")
+    rec = {} if rec is None else rec
+    node_mask = np.zeros(w, np.float32)
+    node_mask[:n] = 1
+    avail = np.zeros((w, 3), np.float32)
+    avail[:n] = avail_n
+    xs = prepare_inputs(man, feats, avail_n.astype(bool), completion)
+    h = model.run("encoders", text=_b(xs["text"]), audio=_b(xs["audio"]),
+                  visual=_b(xs["visual"]))["h"][0]
+    cond = (h * avail.T[:, :, None] * node_mask[None, :, None]).astype(np.float32)
+    a, u, eig = ggraph.build_graph(speaker, w, man.k, man.window_same, man.window_other)
+    u32 = u.astype(np.float32)
+    lam_obs = ggraph.spectrum(cond, u, node_mask).astype(np.float32)
+    rec.update(node_mask=node_mask, avail=avail, speaker=speaker, std=xs, h=h, cond=cond,
+               adj_struct=a.astype(np.float32), u=u32, eig=eig.astype(np.float32),
+               lam_obs=lam_obs)
+    missing = np.any((avail == 0) & (node_mask[:, None] > 0))
+    if completion == "gsdnet" and missing:
+        if noise is None:
+            noise = draw_noise(noise_key, man.sde.steps, w, man.d, man.k)
+        s_theta = lambda x, t, adj_t: model.run(  # noqa: E731
+            "s_theta", x_t=_b(x), t=np.array([t], np.float32), cond=_b(cond), avail=_b(avail),
+            adj_t=_b(adj_t), node_mask=_b(node_mask))["score"][0]
+        s_phi = lambda lam, t: model.run(  # noqa: E731
+            "s_phi", lam_t=_b(lam), t=np.array([t], np.float32), lam_obs=_b(lam_obs), u=_b(u32),
+            cond=_b(cond), avail=_b(avail), node_mask=_b(node_mask))["score"][0]
+        trace = {}
+        x0, lam0 = sample(man.sde, h, cond, avail, node_mask, u, lam_obs, s_theta, s_phi, noise,
+                          trace)
+        rec.update(noise=noise, trace=trace)
+    else:
+        x0, lam0 = (h * node_mask[None, :, None]).astype(np.float32), lam_obs
+    adj_rec = ggraph.adj_from_lam(u, lam0.mean(0).astype(np.float64))
+    adj = np.stack([a, adj_rec]).astype(np.float32)
+    recon = model.run("recon", x=_b(x0))
+    out = model.run("fusion", x=_b(x0), avail=_b(avail), adj=_b(adj), node_mask=_b(node_mask))
+    logits, reg = out["logits"][0], out["reg"][0]
+    z = logits - logits.max(-1, keepdims=True)
+    probs = (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
+    rec.update(x0=x0, lam0=lam0, adj_fusion=adj, recon={k: v[0] for k, v in recon.items()},
+               logits=logits, probs=probs, reg=reg)
+    return dict(logits=logits[:n], probs=probs[:n], reg=reg[:n, 0])

@@ -1,0 +1,181 @@
+"""Batched tensors of a split and the torch sampler/evaluation used for model selection.
+
+Owns: padding conversations to W with their graph (from gsdnet_ref.graph), protocol masks as
+tensors, the batched torch reverse-SDE sampler (same equations as docs/DESIGN.md, torch noise),
+completion modes and the val metrics (acc2, weighted F1, MAE).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gsdnet_ref import data as gdata  # noqa: E402
+from gsdnet_ref import graph as ggraph  # noqa: E402
+from gsdnet_ref import masks as gmasks  # noqa: E402
+from gsdnet_torch.model import adj_from_lam, spectrum, ve_std  # noqa: E402
+
+
+@dataclass
+class Batch:
+    x: list           # 3 x [V,W,dim] standardised, full
+    zero: list        # 3 x [V,W,dim] the standardised encoding of raw zeros
+    node_mask: torch.Tensor
+    u: torch.Tensor
+    adj: torch.Tensor
+    y_bin: torch.Tensor
+    y_cont: torch.Tensor
+    conv_ids: list
+    n: list
+
+
+def make_batch(convs, stats, width, k, window_same, window_other) -> Batch:
+    v = len(convs)
+    xs = [np.zeros((v, width, gdata.DIMS[m]), np.float32) for m in gdata.MODALITIES]
+    zs = [np.zeros((v, width, gdata.DIMS[m]), np.float32) for m in gdata.MODALITIES]
+    nm = np.zeros((v, width), np.float32)
+    us = np.zeros((v, width, k), np.float32)
+    adj = np.zeros((v, width, width), np.float32)
+    yb = np.zeros((v, width), np.int64)
+    yc = np.zeros((v, width), np.float32)
+    for i, c in enumerate(convs):
+        ones = np.ones(c.n, bool)
+        for j, m in enumerate(gdata.MODALITIES):
+            mean, std = stats[m]
+            xs[j][i] = gdata.standardise(c.feats[m], mean, std, ones, width)
+            zs[j][i] = gdata.zero_fill(c.feats[m], mean, std, ~ones, width)
+        nm[i, :c.n] = 1
+        a, u, _ = ggraph.build_graph(c.speaker, width, k, window_same, window_other)
+        us[i], adj[i] = u, a
+        yb[i, :c.n], yc[i, :c.n] = c.label_bin, c.label_cont
+    t = torch.from_numpy
+    return Batch([t(x) for x in xs], [t(z) for z in zs], t(nm), t(us), t(adj), t(yb), t(yc),
+                 [c.conv_id for c in convs], [c.n for c in convs])
+
+
+def protocol_avail(batch: Batch, seed: int, rate=None, pattern=None) -> torch.Tensor:
+    """[V,W,3] availability from gsdnet_ref.masks (padded rows 0)."""
+    v, w = batch.node_mask.shape
+    out = np.zeros((v, w, 3), np.float32)
+    for i, (cid, n) in enumerate(zip(batch.conv_ids, batch.n)):
+        a = gmasks.mask_for_pattern(pattern, n) if pattern else \
+            gmasks.mask_for_rate(seed, rate, cid, n)
+        out[i, :n] = a
+    return torch.from_numpy(out)
+
+
+def obs_mask(avail, node_mask):
+    """[B,3,W,1] observed entries."""
+    return (avail.permute(0, 2, 1) * node_mask[:, None, :])[..., None]
+
+
+def full_mask(avail, node_mask):
+    """[B,3,1]: modality observed on every valid node."""
+    miss = ((1 - avail.permute(0, 2, 1)) * node_mask[:, None, :]).sum(-1)
+    return (miss == 0).float()[..., None]
+
+
+@torch.no_grad()
+def sample_torch(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen):
+    """Batched DESIGN.md sampler with torch noise; returns (x0, lam0)."""
+    sx, sl = model.cfg["sigma_x"], model.cfg["sigma_l"]
+    obs, full = obs_mask(avail, nm), full_mask(avail, nm)
+    b = h.shape[0]
+    dt = (1.0 - eps) / steps
+    x = float(ve_std(torch.tensor(1.0), sx)) * torch.randn(h.shape, generator=gen)
+    lam = float(ve_std(torch.tensor(1.0), sl)) * torch.randn(lam_obs.shape, generator=gen)
+    x_mean, lam_mean = x, lam
+    for i in range(steps):
+        t = 1.0 - i * dt
+        tt = torch.full((b,), t)
+        zx = torch.randn(h.shape, generator=gen)
+        zl = torch.randn(lam_obs.shape, generator=gen)
+        x = torch.where(obs > 0, h + float(ve_std(tt[0], sx)) * zx, x)
+        lam = torch.where(full > 0, lam_obs + float(ve_std(tt[0], sl)) * zl, lam)
+        s_x = model.s_theta(x, tt, cond, avail, adj_from_lam(u, lam), nm)
+        s_l = model.s_phi(lam, tt, lam_obs, u, cond, avail, nm)
+        gx2, gl2 = sx ** (2 * t), sl ** (2 * t)
+        x_mean, lam_mean = x + gx2 * s_x * dt, lam + gl2 * s_l * dt
+        x = x_mean + math.sqrt(gx2 * dt) * zx
+        lam = lam_mean + math.sqrt(gl2 * dt) * zl
+    x0 = torch.where(obs > 0, h, x_mean) * nm[:, None, :, None]
+    return x0, torch.where(full > 0, lam_obs, lam_mean)
+
+
+def det_complete(model, h, cond, avail, nm, u, lam_obs):
+    """Ablation (d): the s_theta / s_phi networks used as one-shot regressors (x_t = 0, t = 0.5)."""
+    b = h.shape[0]
+    t = torch.full((b,), 0.5)
+    pred, _ = model.s_theta.net(torch.zeros_like(h), t, cond, avail, adj_from_lam(u, lam_obs), nm)
+    lam_pred, _ = model.s_phi.net(torch.zeros_like(lam_obs), t, lam_obs, u, cond, avail, nm)
+    obs, full = obs_mask(avail, nm), full_mask(avail, nm)
+    return (torch.where(obs > 0, h, pred) * nm[:, None, :, None],
+            torch.where(full > 0, lam_obs, lam_pred))
+
+
+def complete(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen):
+    """The model's own completion of missing latents: sampler, or the det/adj ablations."""
+    variant = model.cfg.get("variant", "gsdnet")
+    if variant == "det":
+        return det_complete(model, h, cond, avail, nm, u, lam_obs)
+    if variant == "adj":
+        from gsdnet_torch.adjdiff import sample_adj
+        return sample_adj(model, h, cond, avail, nm, u, steps, eps, gen)
+    return sample_torch(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen)
+
+
+def encode_inputs(model, batch, idx, avail, completion):
+    """(h, cond): h encodes mean-filled (or zero-filled) inputs; cond masks missing entries."""
+    xs = []
+    for j in range(3):
+        a = avail[:, :, j:j + 1]
+        x = batch.x[j][idx] * a
+        if completion == "zero":
+            x = x + batch.zero[j][idx] * (1 - a) * batch.node_mask[idx][:, :, None]
+        xs.append(x)
+    h = model.encoders(*xs)
+    cond = h * obs_mask(avail, batch.node_mask[idx])
+    return h, cond
+
+
+@torch.no_grad()
+def predict(model, batch, avail, completion, steps, eps, gen):
+    """Logits [V,W,2], reg [V,W,1] for a completion mode (gsdnet | meanfill | zero); `gsdnet`
+    means the model's own completion (sampler, or an ablation's completer)."""
+    idx = torch.arange(len(batch.n))
+    nm, u = batch.node_mask, batch.u
+    h, cond = encode_inputs(model, batch, idx, avail, completion)
+    lam_obs = spectrum(cond, u, nm)
+    if completion == "gsdnet" and (obs_mask(avail, nm).sum() < 3 * nm.sum()):
+        x0, lam0 = complete(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen)
+    else:
+        x0, lam0 = h * nm[:, None, :, None], lam_obs
+    return model.fusion(x0, avail, fusion_adj(batch.adj, u, lam0), nm)
+
+
+def fusion_adj(adj_struct, u, lam0):
+    """[B,2,W,W]: structural graph and the recovered graph (dense [B,3,W,W] lam0 for `adj`)."""
+    rec = lam0.mean(1) if lam0.dim() == 4 else adj_from_lam(u, lam0.mean(1, keepdim=True))[:, 0]
+    return torch.stack([adj_struct, rec], dim=1)
+
+
+def metrics(logits, reg, batch) -> dict:
+    """acc2, weighted F1, MAE over the valid nodes."""
+    m = batch.node_mask.bool()
+    pred = logits.argmax(-1)[m].numpy()
+    y = batch.y_bin[m].numpy()
+    f1s, ws = [], []
+    for c in (0, 1):
+        tp = np.sum((pred == c) & (y == c))
+        fp, fn = np.sum((pred == c) & (y != c)), np.sum((pred != c) & (y == c))
+        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+        ws.append(np.sum(y == c))
+    return dict(acc2=float(np.mean(pred == y)),
+                f1_weighted=float(np.dot(f1s, ws) / max(sum(ws), 1)),
+                mae=float(np.mean(np.abs(reg[..., 0][m].numpy() - batch.y_cont[m].numpy()))),
+                n=int(m.sum()))

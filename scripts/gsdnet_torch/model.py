@@ -1,0 +1,206 @@
+"""The five GSDNet parts in PyTorch, written with ONNX-exportable plain ops only.
+
+Owns: Encoders, STheta, SPhi, Recon, Fusion (I/O exactly as docs/DESIGN.md "ONNX parts", with
+a batch dimension B), the VE-SDE std(t) as Exp/Sqrt ops, and a torch spectrum() that mirrors
+gsdnet_ref.graph.spectrum. No Einsum, no data-dependent shapes, no Pow with a tensor exponent.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+DIMS = (100, 73, 100)
+
+
+def ve_std(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """sqrt((sigma^(2t) - 1) / (2 ln sigma)), sigma^(2t) written as exp(2 t ln sigma)."""
+    ln = math.log(sigma)
+    return torch.sqrt((torch.exp(t * (2.0 * ln)) - 1.0) / (2.0 * ln))
+
+
+class TimeEmbed(nn.Module):
+    """Fourier features of t in [0, 1] followed by a linear map to `hid`."""
+
+    def __init__(self, hid: int, n_freq: int = 8):
+        super().__init__()
+        self.register_buffer("freqs", (2.0 ** torch.arange(n_freq).float()) * math.pi)
+        self.lin = nn.Linear(2 * n_freq, hid)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:   # t [B] -> [B, hid]
+        a = t[:, None] * self.freqs[None, :]
+        return self.lin(torch.cat([torch.sin(a), torch.cos(a)], dim=-1))
+
+
+class Encoders(nn.Module):
+    """Per-utterance projection (Conv1d kernel 1 == Linear) + learned positional embedding."""
+
+    def __init__(self, d: int, width: int):
+        super().__init__()
+        self.lins = nn.ModuleList([nn.Linear(dim, d) for dim in DIMS])
+        self.pos = nn.Parameter(torch.zeros(width, d))
+
+    def forward(self, text, audio, visual):                 # [B,W,dim] -> [B,3,W,d]
+        hs = [torch.tanh(lin(x)) + self.pos for lin, x in zip(self.lins, (text, audio, visual))]
+        return torch.stack(hs, dim=1)
+
+
+SIGMA_DATA = 0.5
+
+
+def precond(std: torch.Tensor):
+    """EDM preconditioning for VE noise: (c_in, c_skip, c_out) of the denoiser
+    D(x) = c_skip x + c_out F(c_in x); the score is (D(x) - x) / std^2."""
+    var = std * std + SIGMA_DATA * SIGMA_DATA
+    inv_sqrt = torch.exp(-0.5 * torch.log(var))      # Exp/Log instead of ONNX Reciprocal
+    return inv_sqrt, SIGMA_DATA * SIGMA_DATA * inv_sqrt * inv_sqrt, std * SIGMA_DATA * inv_sqrt
+
+
+def _nodes(x: torch.Tensor) -> torch.Tensor:
+    """[B,3,W,d] -> [B,W,3d] (modalities concatenated per utterance)."""
+    b, m, w, d = x.shape
+    return x.permute(0, 2, 1, 3).reshape(b, w, m * d)
+
+
+class STheta(nn.Module):
+    """Feature score: GCN layers on the three spectral adjacencies A_t[m], time + condition."""
+
+    def __init__(self, d: int, hid: int, sigma_x: float, layers: int = 2):
+        super().__init__()
+        self.d, self.sigma = d, sigma_x
+        self.inp = nn.Linear(6 * d + 3, hid)
+        self.temb = TimeEmbed(hid)
+        self.self_lin = nn.ModuleList([nn.Linear(hid, hid) for _ in range(layers)])
+        self.rel_lin = nn.ModuleList([nn.Linear(3 * hid, hid, bias=False) for _ in range(layers)])
+        self.out = nn.Linear(hid, 3 * d)
+
+    def net(self, x_t, t, cond, avail, adj_t, node_mask):
+        """std(t) * score, i.e. the DSM target -z; returns (that, std)."""
+        std = ve_std(t, self.sigma)                           # [B]
+        c_in, c_skip, c_out = precond(std)
+        z = torch.cat([_nodes(x_t) * c_in[:, None, None], _nodes(cond), avail], dim=-1)
+        mask = node_mask[:, :, None]
+        z = torch.relu(self.inp(z) + self.temb(t)[:, None, :]) * mask
+        for sl, rl in zip(self.self_lin, self.rel_lin):
+            msg = torch.cat([adj_t[:, m] @ z for m in range(3)], dim=-1)
+            z = (z + torch.relu(sl(z) + rl(msg))) * mask
+        b, w, _ = z.shape
+        f = self.out(z).reshape(b, w, 3, self.d).permute(0, 2, 1, 3)
+        e = lambda c: c[:, None, None, None]  # noqa: E731
+        den = e(c_skip) * x_t + e(c_out) * f
+        return (den - x_t) / e(std) * node_mask[:, None, :, None], std
+
+    def forward(self, x_t, t, cond, avail, adj_t, node_mask):
+        out, std = self.net(x_t, t, cond, avail, adj_t, node_mask)
+        return out / std[:, None, None, None]
+
+
+class SPhi(nn.Module):
+    """Eigenvalue score from lam_t, time, lam_obs, pooled condition, availability and its
+    spectral coefficients u^T avail (where the gaps sit in the frozen basis)."""
+
+    def __init__(self, d: int, k: int, hid: int, sigma_l: float):
+        super().__init__()
+        self.k, self.sigma = k, sigma_l
+        self.inp = nn.Linear(9 * k + 3 * d + 3, hid)
+        self.temb = TimeEmbed(hid)
+        self.mid = nn.Linear(hid, hid)
+        self.out = nn.Linear(hid, 3 * k)
+
+    def net(self, lam_t, t, lam_obs, u, cond, avail, node_mask):
+        """std(t) * score of the eigenvalues; returns (that, std)."""
+        std = ve_std(t, self.sigma)
+        c_in, c_skip, c_out = precond(std)
+        n = torch.clamp(node_mask.sum(dim=1, keepdim=True), min=1.0)        # [B,1]
+        pooled = cond.sum(dim=2) / n[:, :, None]                           # [B,3,d]
+        frac = (avail * node_mask[:, :, None]).sum(dim=1) / n              # [B,3]
+        b = lam_t.shape[0]
+        a_spec = u.transpose(1, 2) @ (avail * node_mask[:, :, None])       # [B,k,3]
+        feat = torch.cat([lam_t.reshape(b, -1) * c_in[:, None], lam_obs.reshape(b, -1),
+                          pooled.reshape(b, -1), frac, a_spec.reshape(b, -1) / n], dim=-1)
+        z = torch.relu(self.inp(feat) + self.temb(t))
+        z = z + torch.relu(self.mid(z))
+        f = self.out(z).reshape(b, 3, self.k)
+        den = c_skip[:, None, None] * lam_t + c_out[:, None, None] * f
+        return (den - lam_t) / std[:, None, None], std
+
+    def forward(self, lam_t, t, lam_obs, u, cond, avail, node_mask):
+        out, std = self.net(lam_t, t, lam_obs, u, cond, avail, node_mask)
+        return out / std[:, None, None]
+
+
+class Recon(nn.Module):
+    """Latent -> standardised raw features, per modality."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.lins = nn.ModuleList([nn.Linear(d, dim) for dim in DIMS])
+
+    def forward(self, x):
+        return tuple(lin(x[:, m]) for m, lin in enumerate(self.lins))
+
+
+class Fusion(nn.Module):
+    """Two-relation GCN (structural graph, recovered spectral graph) plus a conversation-level
+    context vector (masked mean over nodes), then classifier and regression heads. Observed and
+    completed latents enter through separate weights, so the network learns how far to trust
+    a completion independently of the observed evidence."""
+
+    def __init__(self, d: int, hid: int, layers: int = 2, dropout: float = 0.5,
+                 in_dropout: float = 0.2):
+        super().__init__()
+        self.inp = nn.Linear(3 * d + 3, hid)
+        self.inp_cmp = nn.Linear(3 * d, hid, bias=False)
+        self.self_lin = nn.ModuleList([nn.Linear(hid, hid) for _ in range(layers)])
+        self.rel_lin = nn.ModuleList([nn.Linear(3 * hid, hid, bias=False) for _ in range(layers)])
+        self.in_drop = nn.Dropout(in_dropout)
+        self.drop = nn.Dropout(dropout)
+        self.cls = nn.Linear(hid, 2)
+        self.reg = nn.Linear(hid, 1)
+
+    def forward(self, x, avail, adj, node_mask):
+        mask = node_mask[:, :, None]
+        n = torch.clamp(node_mask.sum(dim=1, keepdim=True), min=1.0)[:, :, None]   # [B,1,1]
+        x_obs = x * avail.permute(0, 2, 1)[:, :, :, None]
+        z = self.inp(torch.cat([self.in_drop(_nodes(x_obs)), avail], dim=-1)) \
+            + self.inp_cmp(self.in_drop(_nodes(x - x_obs)))
+        z = self.drop(torch.relu(z)) * mask
+        for sl, rl in zip(self.self_lin, self.rel_lin):
+            ctx = (z.sum(dim=1, keepdim=True) / n) * mask                          # [B,W,hid]
+            msg = torch.cat([adj[:, 0] @ z, adj[:, 1] @ z, ctx], dim=-1)
+            z = self.drop((z + torch.relu(sl(z) + rl(msg))) * mask)
+        return self.cls(z) * mask, self.reg(z) * mask
+
+
+def spectrum(h: torch.Tensor, u: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+    """lam [B,3,k] = |hn^T u_j|^2 / max(N,1); mirrors gsdnet_ref.graph.spectrum."""
+    norms = torch.clamp(torch.linalg.vector_norm(h, dim=-1, keepdim=True), min=1e-6)
+    hn = h / norms * node_mask[:, None, :, None]
+    proj = u.transpose(1, 2)[:, None] @ hn                                # [B,3,k,d]
+    n = torch.clamp(node_mask.sum(dim=1), min=1.0)
+    return (proj ** 2).sum(-1) / n[:, None, None]
+
+
+def adj_from_lam(u: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """u diag(lam) u^T: u [B,W,k], lam [B,M,k] -> [B,M,W,W]."""
+    return (u[:, None] * lam[:, :, None, :]) @ u.transpose(1, 2)[:, None]
+
+
+class GSDNet(nn.Module):
+    """Container of the five parts plus the hyper-parameters the manifest records."""
+
+    def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5,
+                 variant="gsdnet", fusion_layers=2, in_dropout=0.2):
+        super().__init__()
+        self.cfg = dict(d=d, k=k, width=width, hid=hid, sigma_x=sigma_x, sigma_l=sigma_l,
+                        dropout=dropout, variant=variant,
+                        fusion_layers=fusion_layers, in_dropout=in_dropout)
+        self.encoders = Encoders(d, width)
+        self.s_theta = STheta(d, hid, sigma_x)
+        self.s_phi = SPhi(d, k, hid, sigma_l)
+        self.recon = Recon(d)
+        self.fusion = Fusion(d, hid, layers=fusion_layers, dropout=dropout, in_dropout=in_dropout)
+        if variant == "adj":
+            from gsdnet_torch.adjdiff import AdjScore
+            self.s_adj = AdjScore(hid // 2, sigma_l)

@@ -1,0 +1,164 @@
+"""Writes the golden cases tests/golden/<case>/ from the ONNX parts (docs/DESIGN.md format).
+
+Each case runs gsdnet_ref.pipeline.run_window on a val conversation, stores every component's
+inputs and outputs as raw float32 plus case.toml with shapes and named tolerances, and checks
+the PyTorch parts (models/<name>/model.pt) against onnxruntime, printing the max errors.
+    python3 scripts/make_golden.py [MODEL_DIR] [OUT_DIR]
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export import write_toml  # noqa: E402
+from gsdnet_ref import data as gdata  # noqa: E402
+from gsdnet_ref import masks as gmasks  # noqa: E402
+from gsdnet_ref.pipeline import OnnxModel, run_window  # noqa: E402
+from gsdnet_ref.sampler import draw_noise, stream_key  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL = ROOT.parent / "shared" / "data" / "cmu-mosi" / "val"
+TOL_EXACT = {"atol": 1e-6, "rtol": 1e-6}
+TOL_PART = {"atol": 1e-4, "rtol": 1e-4}
+TOL_SAMPLER = {"atol": 2e-3, "rtol": 1e-3}     # S steps of f32 accumulation, g(t)^2 up to 625
+TOL_GRAPH = {"atol": 1e-5, "rtol": 1e-4}
+
+CASES = [
+    # name, conversation index in val, rate, pattern, steps, seed, speakers, description
+    ("rate05_s5", 0, 0.5, None, 5, 0, None, "val video at rate 0.5, protocol mask, S=5"),
+    ("pattern_t", 1, None, "T", 2, 1, None, "fixed pattern T (camera and mic lost), S=2"),
+    ("complete", 2, 0.0, None, None, 0, None, "nothing missing: sampler skipped"),
+    ("speakers", 3, 0.3, None, 1, 2, "cycle", "several speakers (assigned), rate 0.3, S=1"),
+]
+
+
+def assign_speakers(n: int) -> np.ndarray:
+    """Deterministic multi-speaker turns: runs of 1-3 utterances over 3 speakers."""
+    out, spk, i = np.zeros(n, np.int64), 0, 0
+    runs = [2, 1, 3, 1, 2]
+    while i < n:
+        r = runs[i % len(runs)]
+        out[i:i + r] = spk
+        spk, i = (spk + 1) % 3, i + r
+    return out
+
+
+def collect(rec: dict, conv, n: int, sde_steps) -> tuple:
+    """(tensors dict name -> array, tolerances dict)."""
+    t, tol = {}, {}
+    for m in gdata.MODALITIES:
+        t[m] = conv.feats[m][:n]
+        t[f"std_{m}"] = rec["std"][m]
+        t[f"recon_{m}"] = rec["recon"][m]
+        tol[f"std_{m}"], tol[f"recon_{m}"] = TOL_PART, TOL_SAMPLER
+    t.update(avail=rec["avail"], node_mask=rec["node_mask"],
+             speaker=np.pad(rec["speaker"].astype(np.float32), (0, len(rec["node_mask"]) - n)),
+             h=rec["h"], cond=rec["cond"], adj_struct=rec["adj_struct"], u=rec["u"],
+             eig=rec["eig"], lam_obs=rec["lam_obs"], x0=rec["x0"], lam0=rec["lam0"],
+             adj_fusion=rec["adj_fusion"], logits=rec["logits"], probs=rec["probs"], reg=rec["reg"])
+    tol.update(h=TOL_PART, cond=TOL_PART, adj_struct=TOL_GRAPH, u=TOL_GRAPH, eig=TOL_GRAPH,
+               lam_obs=TOL_GRAPH, x0=TOL_SAMPLER, lam0=TOL_SAMPLER, adj_fusion=TOL_SAMPLER,
+               logits=TOL_SAMPLER, probs=TOL_SAMPLER, reg=TOL_SAMPLER)
+    if "noise" in rec:
+        nz, tr = rec["noise"], rec["trace"]
+        t.update(zx_init=nz.zx_init, zl_init=nz.zl_init, zx=nz.zx, zl=nz.zl,
+                 s_theta_x_t=tr["x_t"], s_theta_t=np.array([tr["t"]], np.float32),
+                 s_theta_adj_t=tr["adj_t"], s_theta_score=tr["score_x"],
+                 s_phi_lam_t=tr["lam_t"], s_phi_t=np.array([tr["t"]], np.float32),
+                 s_phi_score=tr["score_lam"])
+        tol.update(zx_init=TOL_EXACT, zl_init=TOL_EXACT, zx=TOL_EXACT, zl=TOL_EXACT,
+                   s_theta_x_t=TOL_PART, s_theta_adj_t=TOL_GRAPH, s_theta_score=TOL_PART,
+                   s_phi_lam_t=TOL_PART, s_phi_score=TOL_PART)
+    return t, tol
+
+
+def torch_check(model_dir: Path, t: dict) -> dict:
+    """Max |torch - onnxruntime| per part on the case's own inputs (needs torch)."""
+    import torch
+    from gsdnet_torch.model import GSDNet
+    ck = torch.load(model_dir / "model.pt", weights_only=False)
+    net = GSDNet(**ck["cfg"])
+    net.load_state_dict(ck["state"])
+    net.eval()
+    T = lambda x: torch.from_numpy(np.asarray(x, np.float32))[None]  # noqa: E731
+    err = {}
+    with torch.no_grad():
+        h = net.encoders(T(t["std_text"]), T(t["std_audio"]), T(t["std_visual"]))[0]
+        err["encoders"] = float(np.abs(h.numpy() - t["h"]).max())
+        if "s_theta_score" in t:
+            s = net.s_theta(T(t["s_theta_x_t"]), torch.tensor(t["s_theta_t"]), T(t["cond"]),
+                            T(t["avail"]), T(t["s_theta_adj_t"]), T(t["node_mask"]))[0]
+            err["s_theta"] = float(np.abs(s.numpy() - t["s_theta_score"]).max())
+            s = net.s_phi(T(t["s_phi_lam_t"]), torch.tensor(t["s_phi_t"]), T(t["lam_obs"]),
+                          T(t["u"]), T(t["cond"]), T(t["avail"]), T(t["node_mask"]))[0]
+            err["s_phi"] = float(np.abs(s.numpy() - t["s_phi_score"]).max())
+        r = net.recon(T(t["x0"]))
+        err["recon"] = max(float(np.abs(a[0].numpy() - t[f"recon_{m}"]).max())
+                           for a, m in zip(r, gdata.MODALITIES))
+        lg, rg = net.fusion(T(t["x0"]), T(t["avail"]), T(t["adj_fusion"]), T(t["node_mask"]))
+        err["fusion"] = max(float(np.abs(lg[0].numpy() - t["logits"]).max()),
+                            float(np.abs(rg[0].numpy() - t["reg"]).max()))
+    return err
+
+
+def write_case(out: Path, name: str, meta: dict, t: dict, tol: dict) -> int:
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.glob("*.f32"):
+        f.unlink()
+    tables = {"meta": meta}
+    size = 0
+    for k, v in t.items():
+        a = np.ascontiguousarray(np.asarray(v, np.float32))
+        (d / f"{k}.f32").write_bytes(a.astype("<f4").tobytes())
+        size += a.nbytes
+        tables[f"tensors.{k}"] = dict(file=f"{k}.f32", shape=list(a.shape))
+    tables["tolerances"] = tol
+    (d / "case.toml").write_text(write_toml(tables))
+    return size
+
+
+def main():
+    model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "models" / "gsdnet-mosi"
+    out = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "tests" / "golden"
+    model = OnnxModel(model_dir)
+    convs = gdata.load_split(VAL)
+    base_sde = model.man.sde
+    total = 0
+    for name, ci, rate, pattern, steps, seed, spk, desc in CASES:
+        conv = convs[ci]
+        if spk:
+            conv.speaker = assign_speakers(conv.n)
+        n = conv.n
+        avail = gmasks.mask_for_pattern(pattern, n) if pattern else \
+            gmasks.mask_for_rate(seed, rate, conv.conv_id, n)
+        scen = gmasks.scenario_id(rate, pattern)
+        key = stream_key(seed, scen, conv.conv_id, 0)
+        model.man.sde = replace(base_sde, steps=steps or base_sde.steps)
+        noise = draw_noise(key, model.man.sde.steps, model.man.width, model.man.d, model.man.k)
+        rec = {}
+        run_window(model, conv.feats, avail, conv.speaker, "gsdnet", noise=noise, rec=rec)
+        t, tol = collect(rec, conv, n, steps)
+        meta = dict(description=desc, conv_id=conv.conv_id, n_nodes=n, completion="gsdnet",
+                    seed=seed, scenario=scen, window_index=0,
+                    missing_rate=-1.0 if rate is None else rate, pattern=pattern or "",
+                    steps=model.man.sde.steps if "noise" in rec else 0,
+                    sampler_skipped="noise" not in rec,
+                    model=model.man.raw["model"]["name"],
+                    note="noise = stream key derive(seed, 2, scenario, fnv1a64(conv_id), 0)")
+        total += write_case(out, name, meta, t, tol)
+        try:
+            err = torch_check(model_dir, t)
+            print(f"{name}: torch vs onnxruntime max abs error {err}")
+        except ImportError:
+            print(f"{name}: torch not installed, PyTorch agreement not checked")
+    model.man.sde = base_sde
+    print(f"golden tensors: {total / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""Train GSDNet on CMU-MOSI train/, select on val/, optionally export to ONNX + manifest.
+
+One command from scratch (2 CPU threads, a few minutes):
+    python3 scripts/train.py --seed 0 --export models/gsdnet-mosi
+Loss = task (CE + 0.5 MSE of the regression head) + alpha (recon + DSM_theta + DSM_phi). The
+fusion network is trained on what the sampler hands it at test: observed latents exact, missing
+ones replaced by the one-step (Tweedie) denoised estimate at a random t, then (stage 2) fine-
+tuned on cached few-step sampler outputs. See docs/MODEL.md.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gsdnet_ref import data as gdata  # noqa: E402
+from gsdnet_torch import common  # noqa: E402
+from gsdnet_torch.model import GSDNet, adj_from_lam, spectrum, ve_std  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cmu-mosi"
+SEL_RATES = (0.0, 0.3, 0.5, 0.7)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--ft-epochs", type=int, default=10, help="stage-2 fusion fine-tune epochs")
+    p.add_argument("--score-epochs", type=int, default=10, help="score-net-only epochs")
+    p.add_argument("--reps", type=int, default=4, help="mask draws per video per epoch")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--wd", type=float, default=1e-4)
+    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--d", type=int, default=32)
+    p.add_argument("--k", type=int, default=16)
+    p.add_argument("--hid", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--sigma-x", type=float, default=25.0)
+    p.add_argument("--sigma-l", type=float, default=2.0)
+    p.add_argument("--eps", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--window-same", type=int, default=8)
+    p.add_argument("--window-other", type=int, default=4)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--variant", choices=["gsdnet", "det", "adj"], default="gsdnet",
+                   help="gsdnet, or ablation (d) det completion / (b) adjacency-space diffusion")
+    p.add_argument("--sel-seeds", type=int, default=1, help="mask seeds in val selection")
+    p.add_argument("--sel-rates", type=int, choices=[4, 8], default=4)
+    p.add_argument("--fusion-layers", type=int, default=2)
+    p.add_argument("--in-dropout", type=float, default=0.2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fusion-input", choices=["sampler", "meanfill"],
+                   default="meanfill", help="what stands in for missing latents in stage 1")
+    p.add_argument("--save", default=None, help="checkpoint path (.pt)")
+    p.add_argument("--export", default=None, help="model folder to export to")
+    return p.parse_args(argv)
+
+
+def draw_train_avail(nm: torch.Tensor, gen) -> torch.Tensor:
+    """Per window rate r ~ U(0, 0.7); keep-one rule per utterance (DESIGN.md protocol)."""
+    b, w = nm.shape
+    r = torch.rand(b, 1, 1, generator=gen) * 0.7
+    q = torch.clamp(1.0 - 1.5 * r, 0.0, 1.0)
+    avail = (torch.rand(b, w, 3, generator=gen) < q).float()
+    keep = F.one_hot(torch.randint(0, 3, (b, w), generator=gen), 3).float()
+    return torch.clamp(avail + keep, max=1.0) * nm[:, :, None]
+
+
+def score_losses(model, hd, avail, nm, u, args, gen):
+    """DSM losses of s_theta (missing entries) and s_phi (modalities not fully observed).
+
+    Targets are the detached latents `hd`, so the score losses never move the encoders.
+    """
+    obs = common.obs_mask(avail, nm)
+    miss = (1 - obs) * nm[:, None, :, None]
+    full = common.full_mask(avail, nm)
+    cd = hd * obs
+    lam_true, lam_obs = spectrum(hd, u, nm), spectrum(cd, u, nm)
+    variant = model.cfg["variant"]
+    if variant == "det":
+        x0, lam0 = common.det_complete(model, hd, cd, avail, nm, u, lam_obs)
+        nf = 1 - full
+        l_th = ((x0 - hd) ** 2 * miss).sum() / torch.clamp(miss.sum() * args.d, min=1.0)
+        l_ph = ((lam0 - lam_true) ** 2 * nf).sum() / torch.clamp(nf.sum() * args.k, min=1.0)
+        return l_th, l_ph
+    if variant == "adj":
+        from gsdnet_torch.adjdiff import adj_losses
+        return adj_losses(model, hd, cd, avail, nm, u, args, gen)
+    b = hd.shape[0]
+    t = args.eps + (1 - args.eps) * torch.rand(b, generator=gen)
+    std_x, std_l = ve_std(t, args.sigma_x), ve_std(t, args.sigma_l)
+    z = torch.randn(hd.shape, generator=gen)
+    zl = torch.randn(lam_true.shape, generator=gen)
+    x_t = hd + std_x[:, None, None, None] * z
+    lam_t = torch.where(full > 0, lam_obs, lam_true) + std_l[:, None, None] * zl
+    net, _ = model.s_theta.net(x_t, t, cd, avail, adj_from_lam(u, lam_t), nm)
+    l_th = ((net + z) ** 2 * miss).sum() / torch.clamp(miss.sum() * args.d, min=1.0)
+    netl, _ = model.s_phi.net(lam_t, t, lam_obs, u, cd, avail, nm)
+    nf = 1 - full
+    l_ph = ((netl + zl) ** 2 * nf).sum() / torch.clamp(nf.sum() * args.k, min=1.0)
+    return l_th, l_ph
+
+
+def train_losses(model, tb, idx, avail, args, gen):
+    """Joint loss of one minibatch; returns (total, parts dict)."""
+    nm, u, adj = tb.node_mask[idx], tb.u[idx], tb.adj[idx]
+    xs = [x[idx] for x in tb.x]
+    h = model.encoders(*xs)
+    hd = h.detach()
+    l_th, l_ph = score_losses(model, hd, avail, nm, u, args, gen)
+    x_f, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
+    logits, reg = model.fusion(x_f, avail, common.fusion_adj(adj, u, lam0), nm)
+    l_task = task_loss(logits, reg, tb.y_bin[idx], tb.y_cont[idx], nm)
+    recs = model.recon(h)
+    l_rec = sum(((r - x) ** 2).mean(-1).mul(nm).sum() for r, x in zip(recs, xs)) / (3 * nm.sum())
+    total = l_task + args.alpha * (l_rec + l_th + l_ph)
+    return total, dict(task=l_task.item(), rec=l_rec.item(), th=l_th.item(), ph=l_ph.item())
+
+
+def fusion_input(model, args, xs, h, avail, nm, u, gen):
+    """Latents and spectrum the fusion trains on: observed entries exact (with gradient)."""
+    obs = common.obs_mask(avail, nm)
+    hd = h.detach()
+    cd = hd * obs
+    lam_obs = spectrum(cd, u, nm)
+    if args.fusion_input == "sampler":
+        model.eval()
+        x0, lam0 = common.complete(model, hd, cd, avail, nm, u, lam_obs, args.steps,
+                                   args.eps, gen)
+        model.train()
+    else:   # meanfill: the encoding of the mean-filled input at missing entries
+        x0, lam0 = model.encoders(*[x * avail[:, :, j:j + 1] for j, x in enumerate(xs)]), lam_obs
+    return torch.where(obs > 0, h, x0) * nm[:, None, :, None], lam0
+
+
+def task_loss(logits, reg, yb, yc, nm):
+    ce = F.cross_entropy(logits.reshape(-1, 2), yb.reshape(-1), reduction="none")
+    mse = ((reg[..., 0] - yc) ** 2).reshape(-1)
+    m = nm.reshape(-1)
+    return ((ce + 0.5 * mse) * m).sum() / m.sum()
+
+
+def val_score(model, vb, args, completion="gsdnet", seeds=None, rates=None):
+    """Mean acc2 over rates and mask seeds (torch sampler noise, protocol masks); defaults are
+    the selection set (--sel-seeds mask seeds, --sel-rates 4: 0/0.3/0.5/0.7, 8: 0.0..0.7)."""
+    seeds = tuple(range(args.sel_seeds)) if seeds is None else seeds
+    if rates is None:
+        rates = SEL_RATES if args.sel_rates == 4 else tuple(round(0.1 * i, 1) for i in range(8))
+    model.eval()
+    accs = []
+    for s in seeds:
+        gen = torch.Generator().manual_seed(1000 + s)
+        for r in rates:
+            avail = common.protocol_avail(vb, s, rate=r)
+            lg, rg = common.predict(model, vb, avail, completion, args.steps, args.eps, gen)
+            accs.append(common.metrics(lg, rg, vb)["acc2"])
+    model.train()
+    return float(np.mean(accs)), accs
+
+
+def _batches(v, args, gen):
+    for _ in range(args.reps):
+        perm = torch.randperm(v, generator=gen)
+        for s in range(0, v, args.batch):
+            yield perm[s:s + args.batch]
+
+
+def stage1(model, tb, vb, args, gen, log):
+    """Joint training (task + alpha (rec + DSM)); selection on val mean acc2 of the completion
+    the fusion is trained with."""
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
+    sel = "gsdnet" if args.fusion_input == "sampler" else "meanfill"
+    best = (-1.0, None, -1)
+    for ep in range(args.epochs):
+        parts = []
+        for idx in _batches(len(tb.n), args, gen):
+            avail = draw_train_avail(tb.node_mask[idx], gen)
+            loss, p = train_losses(model, tb, idx, avail, args, gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            parts.append(p)
+        score, accs = val_score(model, vb, args, sel)
+        mean_p = {k: round(float(np.mean([p[k] for p in parts])), 4) for k in parts[0]}
+        log(f"ep {ep:3d} {mean_p} val {sel} {score:.4f} {np.round(accs, 3).tolist()}")
+        if score > best[0]:
+            best = (score, copy.deepcopy(model.state_dict()), ep)
+    model.load_state_dict(best[1])
+    return best[0], best[2]
+
+
+def val_dsm(model, vb, args):
+    """DSM loss of both score nets on val (fixed masks and noise): the score-net criterion."""
+    gen = torch.Generator().manual_seed(99)
+    tot = []
+    with torch.no_grad():
+        h = model.encoders(*vb.x)
+        for s in range(3):
+            for r in (0.3, 0.5, 0.7):
+                avail = common.protocol_avail(vb, s, rate=r)
+                l_th, l_ph = score_losses(model, h, avail, vb.node_mask, vb.u, args, gen)
+                tot.append((l_th.item(), l_ph.item()))
+    return np.mean(tot, axis=0)
+
+
+def completion_mse(model, vb, args):
+    """Val MSE of completed vs true latents at missing entries, rate 0.5 seed 0: sampler and
+    the mean-fill encoding (diagnostic for MODEL.md)."""
+    gen = torch.Generator().manual_seed(7)
+    nm = vb.node_mask
+    avail = common.protocol_avail(vb, 0, rate=0.5)
+    with torch.no_grad():
+        h_true = model.encoders(*vb.x)
+        h, cond = common.encode_inputs(model, vb, torch.arange(len(vb.n)), avail, "meanfill")
+        x0, _ = common.complete(model, h, cond, avail, nm, vb.u, spectrum(cond, vb.u, nm),
+                                args.steps, args.eps, gen)
+    miss = (1 - common.obs_mask(avail, nm)) * nm[:, None, :, None]
+    f = lambda x: round(float(((x - h_true) ** 2 * miss).sum() / (miss.sum() * args.d)), 4)  # noqa
+    return dict(sampler=f(x0), meanfill=f(h))
+
+
+def stage_scores(model, tb, vb, args, gen, log):
+    """Score nets only, encoders frozen at their selected state; selection on val DSM."""
+    frozen = ("encoders.", "fusion.", "recon.")
+    params = [p for n, p in model.named_parameters() if not n.startswith(frozen)]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.wd)
+    best = (val_dsm(model, vb, args).sum(), copy.deepcopy(model.state_dict()), -1)
+    for ep in range(args.score_epochs):
+        for idx in _batches(len(tb.n), args, gen):
+            nm = tb.node_mask[idx]
+            with torch.no_grad():
+                hd = model.encoders(*[x[idx] for x in tb.x])
+            l_th, l_ph = score_losses(model, hd, draw_train_avail(nm, gen), nm, tb.u[idx],
+                                      args, gen)
+            opt.zero_grad()
+            (l_th + l_ph).backward()
+            opt.step()
+        dsm = val_dsm(model, vb, args)
+        log(f"score ep {ep:3d} val dsm theta {dsm[0]:.4f} phi {dsm[1]:.4f} "
+            f"completion mse {completion_mse(model, vb, args)}")
+        if dsm.sum() < best[0]:
+            best = (dsm.sum(), copy.deepcopy(model.state_dict()), ep)
+    model.load_state_dict(best[1])
+    return best[2]
+
+
+def stage2(model, tb, vb, args, gen, log):
+    """Fine-tune the fusion only on few-step sampler outputs of train windows (fresh masks)."""
+    if args.ft_epochs <= 0:
+        return None
+    opt = torch.optim.AdamW(model.fusion.parameters(), lr=args.lr * 0.5, weight_decay=args.wd)
+    best = (val_score(model, vb, args)[0], copy.deepcopy(model.state_dict()), -1)
+    log(f"ft start val gsdnet {best[0]:.4f}")
+    mode, args.fusion_input = args.fusion_input, "sampler"
+    for ep in range(args.ft_epochs):
+        for idx in _batches(len(tb.n), args, gen):
+            nm, u = tb.node_mask[idx], tb.u[idx]
+            avail = draw_train_avail(nm, gen)
+            xs = [x[idx] for x in tb.x]
+            with torch.no_grad():
+                h = model.encoders(*xs)
+            x0, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
+            logits, reg = model.fusion(x0, avail, common.fusion_adj(tb.adj[idx], u, lam0), nm)
+            loss = task_loss(logits, reg, tb.y_bin[idx], tb.y_cont[idx], nm)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        score, accs = val_score(model, vb, args)
+        log(f"ft {ep:3d} val gsdnet {score:.4f} {np.round(accs, 3).tolist()}")
+        if score > best[0]:
+            best = (score, copy.deepcopy(model.state_dict()), ep)
+    args.fusion_input = mode
+    model.load_state_dict(best[1])
+    return best[2]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.time()
+    log = lambda s: print(f"[{time.time() - t0:6.1f}s] {s}", flush=True)  # noqa: E731
+    train = gdata.load_split(Path(args.data) / "train")
+    val = gdata.load_split(Path(args.data) / "val")
+    stats = gdata.feature_stats(train)
+    mk = lambda cs: common.make_batch(cs, stats, args.width, args.k, args.window_same,  # noqa
+                                      args.window_other)
+    tb, vb = mk(train), mk(val)
+    model = GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
+                   sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
+                   fusion_layers=args.fusion_layers, in_dropout=args.in_dropout)
+    score, ep = stage1(model, tb, vb, args, gen, log)
+    log(f"stage 1 best epoch {ep} val {score:.4f}")
+    sc_ep = stage_scores(model, tb, vb, args, gen, log)
+    log(f"score stage best epoch {sc_ep}")
+    ft_ep = stage2(model, tb, vb, args, gen, log)
+    model.eval()
+    final = {c: val_score(model, vb, args, c, seeds=(0, 1, 2), rates=SEL_RATES)[0]
+             for c in ("gsdnet", "meanfill", "zero")}
+    log(f"final val (3 mask seeds, rates {SEL_RATES}): {final}")
+    info = dict(args=vars(args), argv=list(sys.argv[1:] if argv is None else argv), best_epoch=ep, score_best_epoch=sc_ep, ft_best_epoch=ft_ep, val=final,
+                data_sha256=gdata.split_sha256(Path(args.data) / "train"),
+                stats={m: [s.tolist() for s in stats[m]] for m in stats})
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(dict(state=model.state_dict(), cfg=model.cfg, info=info), args.save)
+    if args.export:
+        from export import export_model
+        export_model(model, info, Path(args.export), argv if argv is not None else sys.argv[1:])
+    return model, info
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+//! A loaded model: the validated manifest and its five ONNX parts, all on one engine.
+
+use std::path::Path;
+
+use thiserror::Error;
+
+use crate::backend::{self, Backend, BackendError, BackendKind, BackendOptions};
+use crate::diffusion::{SdeParams, Ve};
+use crate::manifest::{Manifest, ManifestError, PART_NAMES};
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("sampler: steps must be at least 1")]
+    Steps,
+}
+
+/// Index of each part in `Model::parts` (the `PART_NAMES` order).
+#[derive(Debug, Clone, Copy)]
+pub enum Part {
+    Encoders = 0,
+    STheta = 1,
+    SPhi = 2,
+    Recon = 3,
+    Fusion = 4,
+}
+
+pub struct Model {
+    pub manifest: Manifest,
+    pub kind: BackendKind,
+    parts: Vec<Box<dyn Backend>>,
+}
+
+impl Model {
+    /// Loads `<dir>/manifest.toml` and every part with `kind`.
+    pub fn load(dir: &Path, kind: BackendKind, opts: &BackendOptions) -> Result<Model, ModelError> {
+        let manifest = Manifest::load(dir)?;
+        Self::from_manifest(manifest, kind, opts)
+    }
+
+    /// Loads the parts of an already validated manifest (workers share one validation).
+    pub fn from_manifest(manifest: Manifest, kind: BackendKind, opts: &BackendOptions) -> Result<Model, ModelError> {
+        let parts = manifest
+            .parts
+            .iter()
+            .map(|spec| backend::load(kind, spec, opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        debug_assert_eq!(parts.len(), PART_NAMES.len());
+        log::debug!("loaded model {} on {}", manifest.model.name, parts[0].provider());
+        Ok(Model { manifest, kind, parts })
+    }
+
+    /// Builds a model from backends already loaded (tests use mock backends), in `PART_NAMES`
+    /// order.
+    pub fn from_parts(manifest: Manifest, kind: BackendKind, parts: Vec<Box<dyn Backend>>) -> Model {
+        Model { manifest, kind, parts }
+    }
+
+    pub fn part(&mut self, p: Part) -> &mut dyn Backend {
+        self.parts[p as usize].as_mut()
+    }
+
+    /// Both score networks at once (the sampler needs them together).
+    pub fn score_nets(&mut self) -> (&mut dyn Backend, &mut dyn Backend) {
+        let (a, b) = self.parts.split_at_mut(Part::SPhi as usize);
+        (a[Part::STheta as usize].as_mut(), b[0].as_mut())
+    }
+
+    /// What executes the parts, e.g. "tract (cpu)".
+    pub fn provider(&self) -> String {
+        self.parts[0].provider()
+    }
+
+    /// Sampler settings from the manifest, with `steps` overriding `[sde] steps`.
+    pub fn sde(&self, steps: Option<usize>) -> Result<SdeParams, ModelError> {
+        let s = &self.manifest.sde;
+        let steps = steps.unwrap_or(s.steps);
+        if steps == 0 {
+            return Err(ModelError::Steps);
+        }
+        Ok(SdeParams { x: Ve { sigma: s.sigma_x }, lam: Ve { sigma: s.sigma_lambda }, eps: s.eps, steps })
+    }
+}

@@ -1,0 +1,389 @@
+//! The inference pipeline of one window (DESIGN.md "Conditioning" to fusion): standardise and
+//! mask raw features, encode, build the graph and spectra, complete missing entries (GSDNet's
+//! spectral diffusion, mean fill or zero fill), reconstruct raw features and classify.
+//!
+//! Synchronous and single-threaded; the daemon and `eval` call `Pipeline::run`. Every buffer is
+//! allocated once in `Pipeline::new` and reused, so intermediates of the last run stay readable
+//! through `Pipeline::intermediates` (golden tests compare them).
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+use crate::backend::BackendError;
+use crate::diffusion::{Condition, NoiseSource, Sampler, SamplerError, SdeParams};
+use crate::model::{Model, ModelError, Part};
+use crate::spectral::{Spectral, SpectralError};
+use crate::tensor::Tensor;
+
+const MODALITY: [&str; 3] = ["text", "audio", "visual"];
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error("window holds {n} utterances, the model takes 1 to {w}")]
+    WindowSize { n: usize, w: usize },
+    #[error("utterance {index}: {modality} has {got} values, expected {want}")]
+    FeatureSize { index: usize, modality: &'static str, got: usize, want: usize },
+    #[error("utterance {index}: {modality} has a non-finite value")]
+    NonFinite { index: usize, modality: &'static str },
+    #[error("{part}: produced a non-finite value")]
+    NonFiniteOutput { part: &'static str },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Spectral(#[from] SpectralError),
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+}
+
+/// How missing entries are completed before fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Completion {
+    /// Spectral diffusion (the model's own method).
+    Gsdnet,
+    /// The encoding of the training mean.
+    Meanfill,
+    /// The encoding of raw zeros.
+    Zero,
+}
+
+impl Completion {
+    pub const ALL: [Completion; 3] = [Completion::Gsdnet, Completion::Meanfill, Completion::Zero];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Completion::Gsdnet => "gsdnet",
+            Completion::Meanfill => "meanfill",
+            Completion::Zero => "zero",
+        }
+    }
+}
+
+impl fmt::Display for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Completion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Completion::ALL
+            .into_iter()
+            .find(|c| c.name() == s.trim())
+            .ok_or_else(|| format!("unknown completion `{s}` (known: gsdnet, meanfill, zero)"))
+    }
+}
+
+/// One utterance of a window: its speaker and raw (unstandardised) features, `None` = missing.
+#[derive(Debug, Clone, Copy)]
+pub struct Utterance<'a> {
+    pub speaker: u32,
+    pub features: [Option<&'a [f32]>; 3],
+}
+
+/// Up to W utterances in spoken order.
+#[derive(Debug, Clone, Default)]
+pub struct Window<'a> {
+    pub utterances: Vec<Utterance<'a>>,
+}
+
+/// Result for one utterance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UtteranceOutput {
+    pub probs: [f32; 2],
+    pub label: usize,
+    /// Continuous sentiment estimate, when the model has a regression head.
+    pub regression: Option<f32>,
+    /// Modalities that were missing and were completed, T, A, V order.
+    pub imputed: [bool; 3],
+    /// Raw features: observed ones as given, missing ones reconstructed and destandardised.
+    pub features: [Vec<f32>; 3],
+}
+
+/// Result for one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowOutput {
+    pub utterances: Vec<UtteranceOutput>,
+    /// Whether the diffusion sampler ran (gsdnet with something missing).
+    pub sampled: bool,
+}
+
+/// Tensors of the last run, named as in the golden cases.
+pub struct Intermediates<'a> {
+    pub inputs: &'a [Tensor; 3],
+    pub avail: &'a Tensor,
+    pub node_mask: &'a Tensor,
+    pub h: &'a Tensor,
+    pub cond: &'a Tensor,
+    pub spectral: &'a Spectral,
+    pub lam_obs: &'a Tensor,
+    pub x0: &'a Tensor,
+    pub lam0: &'a Tensor,
+    pub adj_fusion: &'a Tensor,
+    pub recon: &'a [Tensor; 3],
+    pub logits: &'a Tensor,
+    pub reg: &'a Tensor,
+}
+
+/// A model plus every buffer one window needs.
+pub struct Pipeline {
+    model: Model,
+    sde: SdeParams,
+    spectral: Spectral,
+    sampler: Sampler,
+    scratch: Vec<f64>,
+    inputs: [Tensor; 3],
+    avail: Tensor,
+    node_mask: Tensor,
+    h: [Tensor; 1],
+    cond: Tensor,
+    u: Tensor,
+    lam_obs: Tensor,
+    x0: Tensor,
+    lam0: Tensor,
+    adj_fusion: Tensor,
+    recon: [Tensor; 3],
+    head: [Tensor; 2],
+}
+
+impl Pipeline {
+    /// A pipeline over `model`; `steps` overrides the manifest's sampler steps.
+    pub fn new(model: Model, steps: Option<usize>) -> Result<Pipeline, PipelineError> {
+        let sde = model.sde(steps)?;
+        let dm = model.manifest.dims;
+        let (w, d, k) = (dm.window, dm.latent, dm.k);
+        let feats = dm.features().map(|f| Tensor::zeros(&[1, w, f]));
+        Ok(Pipeline {
+            model,
+            sde,
+            spectral: Spectral::new(w, k),
+            sampler: Sampler::new(w, d, k),
+            scratch: vec![0.0; d],
+            inputs: feats.clone(),
+            avail: Tensor::zeros(&[1, w, 3]),
+            node_mask: Tensor::zeros(&[1, w]),
+            h: [Tensor::zeros(&[1, 3, w, d])],
+            cond: Tensor::zeros(&[1, 3, w, d]),
+            u: Tensor::zeros(&[1, w, k]),
+            lam_obs: Tensor::zeros(&[1, 3, k]),
+            x0: Tensor::zeros(&[1, 3, w, d]),
+            lam0: Tensor::zeros(&[1, 3, k]),
+            adj_fusion: Tensor::zeros(&[1, 2, w, w]),
+            recon: feats,
+            head: [Tensor::zeros(&[1, w, 2]), Tensor::zeros(&[1, w, 1])],
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn sde(&self) -> &SdeParams {
+        &self.sde
+    }
+
+    /// Runs one window. `noise` is only drawn from when the sampler runs.
+    pub fn run(&mut self, window: &Window, completion: Completion, noise: &mut dyn NoiseSource) -> Result<WindowOutput, PipelineError> {
+        self.check(window)?;
+        self.prepare(window, completion == Completion::Zero);
+        self.model.part(Part::Encoders).run(&[&self.inputs[0], &self.inputs[1], &self.inputs[2]], &mut self.h)?;
+        finite(&self.h[0], "encoders")?;
+        self.condition(window)?;
+        let missing = self.any_missing(window.utterances.len());
+        let sampled = completion == Completion::Gsdnet && missing;
+        if sampled {
+            self.sample(noise)?;
+        } else {
+            self.copy_exact();
+        }
+        self.fuse()?;
+        Ok(self.outputs(window, sampled))
+    }
+
+    fn check(&self, window: &Window) -> Result<(), PipelineError> {
+        let dm = self.model.manifest.dims;
+        let n = window.utterances.len();
+        if n == 0 || n > dm.window {
+            return Err(PipelineError::WindowSize { n, w: dm.window });
+        }
+        for (index, utt) in window.utterances.iter().enumerate() {
+            for (m, f) in utt.features.iter().enumerate() {
+                let Some(f) = f else { continue };
+                let (modality, want) = (MODALITY[m], dm.features()[m]);
+                if f.len() != want {
+                    return Err(PipelineError::FeatureSize { index, modality, got: f.len(), want });
+                }
+                if !f.iter().all(|v| v.is_finite()) {
+                    return Err(PipelineError::NonFinite { index, modality });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Standardised, masked encoder inputs; `zero_fill` puts standardised raw zeros at missing
+    /// entries of valid rows instead of 0 (the mean).
+    fn prepare(&mut self, window: &Window, zero_fill: bool) {
+        let norm = &self.model.manifest.norm;
+        self.avail.data_mut().fill(0.0);
+        self.node_mask.data_mut().fill(0.0);
+        for m in 0..3 {
+            let dim = norm.mean[m].len();
+            let (mean, std) = (&norm.mean[m], &norm.std[m]);
+            let buf = self.inputs[m].data_mut();
+            buf.fill(0.0);
+            for (i, utt) in window.utterances.iter().enumerate() {
+                let row = &mut buf[i * dim..(i + 1) * dim];
+                match utt.features[m] {
+                    Some(f) => {
+                        for c in 0..dim {
+                            row[c] = (f[c] - mean[c]) / std[c];
+                        }
+                        self.avail.data_mut()[i * 3 + m] = 1.0;
+                    }
+                    None if zero_fill => (0..dim).for_each(|c| row[c] = -mean[c] / std[c]),
+                    None => {}
+                }
+            }
+        }
+        for i in 0..window.utterances.len() {
+            self.node_mask.data_mut()[i] = 1.0;
+        }
+    }
+
+    /// `cond`, the graph, `u` and `lam_obs`.
+    fn condition(&mut self, window: &Window) -> Result<(), PipelineError> {
+        let (w, d) = (self.spectral.w, self.scratch.len());
+        let (h, avail, cond) = (self.h[0].data(), self.avail.data(), self.cond.data_mut());
+        for m in 0..3 {
+            for i in 0..w {
+                let keep = avail[i * 3 + m] * self.node_mask.data()[i];
+                let row = (m * w + i) * d;
+                for j in row..row + d {
+                    cond[j] = h[j] * keep;
+                }
+            }
+        }
+        let speakers: Vec<u32> = window.utterances.iter().map(|u| u.speaker).collect();
+        self.spectral.rebuild(&speakers, &self.model.manifest.graph)?;
+        self.u.data_mut().copy_from_slice(&self.spectral.u);
+        self.spectral.spectrum(self.cond.data(), d, &mut self.scratch, self.lam_obs.data_mut());
+        Ok(())
+    }
+
+    fn any_missing(&self, n: usize) -> bool {
+        self.avail.data()[..n * 3].iter().any(|&a| a < 0.5)
+    }
+
+    /// Baselines and complete windows: `x0 = h * node_mask`, `lam0 = lam_obs`.
+    fn copy_exact(&mut self) {
+        let (w, d) = (self.spectral.w, self.scratch.len());
+        let (h, mask, x0) = (self.h[0].data(), self.node_mask.data(), self.x0.data_mut());
+        for (row, chunk) in x0.chunks_mut(d).enumerate() {
+            let keep = mask[row % w];
+            for (c, o) in chunk.iter_mut().enumerate() {
+                *o = h[row * d + c] * keep;
+            }
+        }
+        self.lam0.data_mut().copy_from_slice(self.lam_obs.data());
+    }
+
+    fn sample(&mut self, noise: &mut dyn NoiseSource) -> Result<(), PipelineError> {
+        let cond = Condition {
+            h: &self.h[0],
+            cond: &self.cond,
+            avail: &self.avail,
+            node_mask: &self.node_mask,
+            u: &self.u,
+            lam_obs: &self.lam_obs,
+            spectral: &self.spectral,
+        };
+        let (s_theta, s_phi) = self.model.score_nets();
+        self.sampler.run(&self.sde, &cond, s_theta, s_phi, noise, &mut self.x0, &mut self.lam0)?;
+        Ok(())
+    }
+
+    /// Recovered graph, reconstruction and fusion.
+    fn fuse(&mut self) -> Result<(), PipelineError> {
+        let (w, k) = (self.spectral.w, self.spectral.k);
+        let lam0 = self.lam0.data();
+        // Mean in f32 (as the reference), the product in f64.
+        let mean: Vec<f64> = (0..k).map(|j| f64::from((lam0[j] + lam0[k + j] + lam0[2 * k + j]) / 3.0)).collect();
+        let adj = self.adj_fusion.data_mut();
+        adj[..w * w].copy_from_slice(&self.spectral.adj);
+        self.spectral.low_rank_f64(&mean, &mut adj[w * w..]);
+        self.model.part(Part::Recon).run(&[&self.x0], &mut self.recon)?;
+        self.model
+            .part(Part::Fusion)
+            .run(&[&self.x0, &self.avail, &self.adj_fusion, &self.node_mask], &mut self.head)?;
+        for t in &self.recon {
+            finite(t, "recon")?;
+        }
+        finite(&self.head[0], "fusion")?;
+        finite(&self.head[1], "fusion")
+    }
+
+    fn outputs(&self, window: &Window, sampled: bool) -> WindowOutput {
+        let norm = &self.model.manifest.norm;
+        let has_reg = self.model.manifest.model.has_regression;
+        let (logits, reg) = (self.head[0].data(), self.head[1].data());
+        let utterances = window
+            .utterances
+            .iter()
+            .enumerate()
+            .map(|(i, utt)| {
+                let probs = softmax2(logits[2 * i], logits[2 * i + 1]);
+                let label = usize::from(probs[1] > probs[0]);
+                let imputed = utt.features.map(|f| f.is_none());
+                let features = std::array::from_fn(|m| match utt.features[m] {
+                    Some(f) => f.to_vec(),
+                    None => {
+                        let dim = norm.mean[m].len();
+                        let row = &self.recon[m].data()[i * dim..(i + 1) * dim];
+                        (0..dim).map(|c| row[c] * norm.std[m][c] + norm.mean[m][c]).collect()
+                    }
+                });
+                UtteranceOutput { probs, label, regression: has_reg.then_some(reg[i]), imputed, features }
+            })
+            .collect();
+        WindowOutput { utterances, sampled }
+    }
+
+    /// Tensors of the last run.
+    pub fn intermediates(&self) -> Intermediates<'_> {
+        Intermediates {
+            inputs: &self.inputs,
+            avail: &self.avail,
+            node_mask: &self.node_mask,
+            h: &self.h[0],
+            cond: &self.cond,
+            spectral: &self.spectral,
+            lam_obs: &self.lam_obs,
+            x0: &self.x0,
+            lam0: &self.lam0,
+            adj_fusion: &self.adj_fusion,
+            recon: &self.recon,
+            logits: &self.head[0],
+            reg: &self.head[1],
+        }
+    }
+}
+
+fn finite(t: &Tensor, part: &'static str) -> Result<(), PipelineError> {
+    if t.all_finite() {
+        Ok(())
+    } else {
+        Err(PipelineError::NonFiniteOutput { part })
+    }
+}
+
+/// Softmax of two logits, stable for large magnitudes.
+fn softmax2(a: f32, b: f32) -> [f32; 2] {
+    let m = a.max(b);
+    let (ea, eb) = ((a - m).exp(), (b - m).exp());
+    [ea / (ea + eb), eb / (ea + eb)]
+}

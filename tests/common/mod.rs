@@ -1,0 +1,47 @@
+//! Helpers shared by integration tests: raw f32 files and tolerance checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tiny_model() -> PathBuf {
+    repo().join("tests/fixtures/tiny-model")
+}
+
+/// Little-endian f32 file.
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(bytes.len() % 4, 0, "{}: size not a multiple of 4", path.display());
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Largest violation of `|a - b| <= atol + rtol |b|` as (index, a, b), or None when all pass.
+pub fn violation(a: &[f32], b: &[f32], atol: f64, rtol: f64) -> Option<(usize, f32, f32, f64)> {
+    assert_eq!(a.len(), b.len(), "length {} vs {}", a.len(), b.len());
+    let mut worst: Option<(usize, f32, f32, f64)> = None;
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let excess = f64::from((x - y).abs()) - (atol + rtol * f64::from(y.abs()));
+        if excess > 0.0 || !x.is_finite() {
+            if worst.is_none_or(|w| excess > w.3) {
+                worst = Some((i, x, y, excess));
+            }
+        }
+    }
+    worst
+}
+
+/// Panics with a readable message when `a` and `b` disagree beyond the tolerance.
+pub fn assert_close(what: &str, a: &[f32], b: &[f32], atol: f64, rtol: f64) {
+    if let Some((i, x, y, _)) = violation(a, b, atol, rtol) {
+        let max = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        panic!("{what}: index {i}: rust {x} vs reference {y} (atol {atol}, rtol {rtol}; max |diff| {max})");
+    }
+}
+
+/// A deterministic pseudo-random value in [-1, 1) (test inputs, not data).
+pub fn wiggle(i: usize) -> f32 {
+    ((i as f32 * 12.9898).sin() * 43758.547).fract()
+}

@@ -1,0 +1,54 @@
+"""Evaluator: metric definitions, windowing of long conversations, and (when the shared val
+split is present) reproduction of tests/golden/eval_val_reference.json."""
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from test_golden import load
+
+from gsdnet_ref import data as gdata
+from gsdnet_ref import evaluate as ev
+from gsdnet_ref.pipeline import OnnxModel
+
+VAL = ROOT.parent / "shared" / "data" / "cmu-mosi" / "val"
+MODEL = ROOT / "models" / "gsdnet-mosi"
+
+
+def test_metrics_by_hand():
+    pred = np.array([1, 1, 0, 0, 1])
+    y = np.array([1, 0, 0, 0, 1])
+    m = ev.metrics(pred, y, np.array([1.0, 0, 0, 0, 2]), np.array([0.0, 0, 0, 0, 1]))
+    assert m["acc2"] == pytest.approx(0.8)
+    f1_pos, f1_neg = 2 * 2 / (2 * 2 + 1), 2 * 2 / (2 * 2 + 1)
+    assert m["f1_weighted"] == pytest.approx((3 * f1_neg + 2 * f1_pos) / 5)
+    assert m["mae"] == pytest.approx(0.4) and m["n"] == 5
+
+
+def test_long_conversation_is_windowed():
+    """A 78-utterance conversation (real features of a golden case, tiled) runs as 2 windows."""
+    _, t = load("complete")
+    n0 = t["text"].shape[0]
+    reps = 64 // n0 + 1
+    feats = {m: np.tile(t[m], (reps, 1)) for m in gdata.MODALITIES}
+    n = feats["text"].shape[0]
+    assert n > 64
+    conv = gdata.Conversation("long", [str(i) for i in range(n)], feats,
+                              np.zeros(n, np.float32), np.zeros(n, np.int64))
+    model = OnnxModel(MODEL)
+    avail = np.ones((n, 3), bool)
+    avail[::2, 0] = False
+    probs, regs = ev.run_conversation(model, conv, avail, "gsdnet", 0, 500)
+    assert probs.shape == (n, 2) and regs.shape == (n,)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.skipif(not (VAL / "utterances.csv").exists(), reason="shared val split absent")
+def test_reproduces_reference_json():
+    ref = json.loads((ROOT / "tests" / "golden" / "eval_val_reference.json").read_text())
+    want = [r for r in ref["results"] if r["completion"] == "gsdnet" and r["missing_rate"] == 0.5]
+    got = ev.evaluate(MODEL, VAL, seeds=tuple(ref["seeds"]), completions=("gsdnet",),
+                      rates=(0.5,), patterns=())["results"]
+    assert len(want) == 1 and len(got) == 1
+    for k in ("acc2", "f1_weighted", "mae"):
+        assert got[0][k] == pytest.approx(want[0][k], abs=1e-9)

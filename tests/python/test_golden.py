@@ -1,0 +1,130 @@
+"""Golden cases through onnxruntime: every component on its stored inputs, and the whole
+pipeline (graph, spectrum, sampler with the stored noise, parts) against the stored outputs."""
+import tomllib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from gsdnet_ref import data as gdata
+from gsdnet_ref import graph
+from gsdnet_ref.pipeline import OnnxModel, run_window
+from gsdnet_ref.sampler import Noise, draw_noise, stream_key
+
+GOLDEN = ROOT / "tests" / "golden"
+MODEL = ROOT / "models" / "gsdnet-mosi"
+CASES = sorted(p.parent.name for p in GOLDEN.glob("*/case.toml"))
+
+
+def load(name):
+    d = GOLDEN / name
+    case = tomllib.loads((d / "case.toml").read_text())
+    t = {k: np.fromfile(d / v["file"], "<f4").reshape(v["shape"])
+         for k, v in case["tensors"].items()}
+    return case, t
+
+
+def check(case, name, got, want):
+    tol = case["tolerances"][name]
+    np.testing.assert_allclose(got, want, atol=tol["atol"], rtol=tol["rtol"], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return OnnxModel(MODEL)
+
+
+def test_cases_present():
+    assert {"rate05_s5", "pattern_t", "complete", "speakers"} <= set(CASES)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_components(model, name):
+    case, t = load(name)
+    b = lambda x: x[None]  # noqa: E731
+    n = case["meta"]["n_nodes"]
+    avail_n = t["avail"][:n] > 0
+    for j, m in enumerate(gdata.MODALITIES):
+        mean, std = model.man.stats[m]
+        check(case, f"std_{m}", gdata.standardise(t[m], mean, std, avail_n[:, j], 64), t[f"std_{m}"])
+    h = model.run("encoders", text=b(t["std_text"]), audio=b(t["std_audio"]),
+                  visual=b(t["std_visual"]))["h"][0]
+    check(case, "h", h, t["h"])
+    spk = t["speaker"][:n].astype(np.int64)
+    a, u, eig = graph.build_graph(spk, model.man.width, model.man.k, model.man.window_same,
+                                  model.man.window_other)
+    check(case, "adj_struct", a, t["adj_struct"])
+    check(case, "u", u, t["u"])
+    check(case, "eig", eig, t["eig"])
+    check(case, "lam_obs", graph.spectrum(t["cond"], t["u"], t["node_mask"]), t["lam_obs"])
+    common = dict(cond=b(t["cond"]), avail=b(t["avail"]), node_mask=b(t["node_mask"]))
+    if "s_theta_score" in t:
+        s = model.run("s_theta", x_t=b(t["s_theta_x_t"]), t=t["s_theta_t"],
+                      adj_t=b(t["s_theta_adj_t"]), **common)["score"][0]
+        check(case, "s_theta_score", s, t["s_theta_score"])
+        s = model.run("s_phi", lam_t=b(t["s_phi_lam_t"]), t=t["s_phi_t"],
+                      lam_obs=b(t["lam_obs"]), u=b(t["u"]), **common)["score"][0]
+        check(case, "s_phi_score", s, t["s_phi_score"])
+        key = stream_key(case["meta"]["seed"], case["meta"]["scenario"], case["meta"]["conv_id"], 0)
+        nz = draw_noise(key, case["meta"]["steps"], 64, model.man.d, model.man.k)
+        check(case, "zx", nz.zx, t["zx"])
+        check(case, "zl_init", nz.zl_init, t["zl_init"])
+    rec = model.run("recon", x=b(t["x0"]))
+    for m in gdata.MODALITIES:
+        check(case, f"recon_{m}", rec[m][0], t[f"recon_{m}"])
+    out = model.run("fusion", x=b(t["x0"]), avail=b(t["avail"]), adj=b(t["adj_fusion"]),
+                    node_mask=b(t["node_mask"]))
+    check(case, "logits", out["logits"][0], t["logits"])
+    check(case, "reg", out["reg"][0], t["reg"])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_pipeline(model, name):
+    case, t = load(name)
+    meta = case["meta"]
+    n = meta["n_nodes"]
+    feats = {m: t[m] for m in gdata.MODALITIES}
+    noise = Noise(t["zx_init"], t["zl_init"], t["zx"], t["zl"]) if "zx" in t else None
+    base = model.man.sde
+    if meta["steps"]:
+        model.man.sde = replace(base, steps=meta["steps"])
+    try:
+        rec = {}
+        run_window(model, feats, t["avail"][:n] > 0, t["speaker"][:n].astype(np.int64),
+                   meta["completion"], noise=noise, rec=rec)
+    finally:
+        model.man.sde = base
+    assert ("noise" not in rec) == meta["sampler_skipped"]
+    for k in ("h", "cond", "x0", "lam0", "adj_fusion", "logits", "probs", "reg"):
+        check(case, k, rec[k], t[k])
+    np.testing.assert_allclose(t["probs"].sum(-1)[:n], 1.0, atol=1e-5)
+    obs = (t["avail"].T > 0) & (t["node_mask"][None] > 0)
+    np.testing.assert_array_equal(t["x0"][obs], t["h"][obs])   # observed entries exact
+
+
+def test_rejects_bad_window(model):
+    _, t = load("complete")
+    n = 5
+    feats = {m: t[m][:n] for m in gdata.MODALITIES}
+    with pytest.raises(ValueError):
+        run_window(model, feats, np.zeros((n, 3), bool), np.zeros(n, np.int64))
+    with pytest.raises(ValueError):
+        run_window(model, feats, np.ones((n, 3), bool), np.zeros(n, np.int64), "bogus")
+    bad = dict(feats, text=np.full_like(feats["text"], np.nan))
+    with pytest.raises(ValueError):
+        run_window(model, bad, np.ones((n, 3), bool), np.zeros(n, np.int64))
+
+
+def test_missing_rows_are_not_read(model):
+    """A missing modality may carry anything (NaN) in its raw rows: the result is unchanged."""
+    _, t = load("rate05_s5")
+    n = 13
+    avail = t["avail"][:n] > 0
+    feats = {m: t[m].copy() for m in gdata.MODALITIES}
+    spk = np.zeros(n, np.int64)
+    a = run_window(model, feats, avail, spk, "meanfill")
+    for j, m in enumerate(gdata.MODALITIES):
+        feats[m][~avail[:, j]] = np.nan
+    b = run_window(model, feats, avail, spk, "meanfill")
+    np.testing.assert_array_equal(a["logits"], b["logits"])

@@ -1,0 +1,86 @@
+"""Graph and spectrum: symmetry, sorting, sign rule, padding, speaker edges, NaN rejection."""
+import numpy as np
+import pytest
+
+from gsdnet_ref import graph
+
+
+def test_structural_adjacency_windows_and_speakers():
+    spk = np.array([0, 0, 1, 1, 0, 2])
+    a = graph.structural_adjacency(spk, 8, window_same=3, window_other=1)
+    assert a.shape == (8, 8) and np.allclose(a, a.T)
+    assert np.all(np.diag(a) == 0) and np.all(a[6:] == 0) and np.all(a[:, 6:] == 0)
+    assert a[0, 4] == 0  # same speaker at distance 4 > 3
+    assert a[1, 4] == 1  # same speaker at distance 3
+    assert a[0, 2] == 0  # other speaker at distance 2 > 1
+    assert a[1, 2] == 1  # other speaker at distance 1
+
+
+def test_normalise_matches_formula_and_pads():
+    spk = np.zeros(5, int)
+    a = graph.structural_adjacency(spk, 7, 1, 1)
+    an = graph.normalise(a, 5)
+    b = a[:5, :5] + np.eye(5)
+    d = b.sum(1)
+    np.testing.assert_allclose(an[:5, :5], b / np.sqrt(np.outer(d, d)))
+    assert np.all(an[5:] == 0) and np.all(an[:, 5:] == 0)
+    assert np.allclose(an, an.T)
+
+
+def test_top_eigen_sorted_signed_padded():
+    spk = np.array([0, 1, 0, 1, 0, 1, 2, 2, 0])
+    a, u, eig = graph.build_graph(spk, 12, 16, 4, 2)
+    n = len(spk)
+    assert u.shape == (12, 16) and eig.shape == (16,)
+    assert np.all(np.diff(eig[:n]) <= 1e-12)
+    assert np.all(eig[n:] == 0) and np.all(u[n:] == 0) and np.all(u[:, n:] == 0)
+    np.testing.assert_allclose(u[:n, :n].T @ u[:n, :n], np.eye(n), atol=1e-10)
+    np.testing.assert_allclose(u[:n, :n] @ np.diag(eig[:n]) @ u[:n, :n].T, a[:n, :n], atol=1e-10)
+    for j in range(n):
+        first = np.nonzero(np.abs(u[:n, j]) > graph.SIGN_EPS)[0][0]
+        assert u[first, j] > 0
+
+
+def test_top_eigen_truncates_to_k():
+    a, u, eig = graph.build_graph(np.zeros(20, int), 24, 5, 3, 3)
+    _, full_u, full_eig = graph.build_graph(np.zeros(20, int), 24, 20, 3, 3)
+    np.testing.assert_allclose(eig, full_eig[:5])
+    np.testing.assert_allclose(u, full_u[:, :5])
+
+
+def test_rejects_non_finite_and_asymmetric():
+    a = np.eye(4)
+    a[1, 2] = np.nan
+    with pytest.raises(ValueError):
+        graph.top_eigen(a, 4, 2)
+    with pytest.raises(ValueError):
+        graph.normalise(a, 4)
+    b = np.eye(4)
+    b[0, 1] = 1.0
+    with pytest.raises(ValueError):
+        graph.top_eigen(b, 4, 2)
+
+
+def test_spectrum_is_rayleigh_quotient_of_cosine_similarity():
+    rs = np.random.default_rng(0)
+    w, n, k, d = 10, 7, 4, 5
+    _, u, _ = graph.build_graph(np.zeros(n, int), w, k, 2, 2)
+    h = rs.normal(size=(3, w, d))
+    mask = np.zeros(w)
+    mask[:n] = 1
+    lam = graph.spectrum(h, u, mask)
+    for m in range(3):
+        hn = h[m, :n] / np.linalg.norm(h[m, :n], axis=1, keepdims=True)
+        s = hn @ hn.T
+        want = np.array([u[:n, j] @ s @ u[:n, j] for j in range(k)]) / n
+        np.testing.assert_allclose(lam[m], want, atol=1e-12)
+    h[0, 3] = 0.0  # a zero row (missing entry) contributes nothing
+    assert np.isfinite(graph.spectrum(h, u, mask)).all()
+
+
+def test_adj_from_lam():
+    _, u, eig = graph.build_graph(np.zeros(6, int), 8, 8, 1, 1)
+    lam = np.stack([eig, 2 * eig])
+    a = graph.adj_from_lam(u, lam)
+    assert a.shape == (2, 8, 8)
+    np.testing.assert_allclose(a[1], 2 * a[0], atol=1e-12)

@@ -1,0 +1,185 @@
+//! The tract backend, model loading and the pipeline on `tests/fixtures/tiny-model` (random
+//! weights, DESIGN.md's exact I/O; regenerate with `tests/fixtures/make_tiny_model.py`).
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_close, read_f32, tiny_model, wiggle};
+use gsdnet_edge::backend::{self, BackendKind, BackendOptions};
+use gsdnet_edge::diffusion::SeededNoise;
+use gsdnet_edge::manifest::Manifest;
+use gsdnet_edge::model::Model;
+use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
+use gsdnet_edge::tensor::Tensor;
+
+#[derive(serde::Deserialize)]
+struct RefPart {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+#[test]
+fn tract_matches_onnxruntime_on_every_part() {
+    let manifest = Manifest::load(&tiny_model()).unwrap();
+    let dir = tiny_model().join("reference");
+    let text = std::fs::read_to_string(dir.join("reference.toml")).unwrap();
+    let refs: std::collections::BTreeMap<String, RefPart> = toml::from_str(&text).unwrap();
+    assert_eq!(refs.len(), 5);
+    for spec in &manifest.parts {
+        let r = &refs[&spec.name];
+        let mut be = backend::load(BackendKind::Tract, spec, &BackendOptions::default()).unwrap();
+        let inputs: Vec<Tensor> = spec
+            .inputs
+            .iter()
+            .zip(&r.inputs)
+            .map(|(s, f)| Tensor::from_vec(&s.shape, read_f32(&dir.join(f))).unwrap())
+            .collect();
+        let mut outputs: Vec<Tensor> = spec.outputs.iter().map(|s| Tensor::zeros(&s.shape)).collect();
+        let refs_in: Vec<&Tensor> = inputs.iter().collect();
+        be.run(&refs_in, &mut outputs).unwrap();
+        for (o, f) in outputs.iter().zip(&r.outputs) {
+            assert_close(&format!("{} {f}", spec.name), o.data(), &read_f32(&dir.join(f)), 1e-5, 1e-4);
+        }
+        // Wrong input shape is a clear error.
+        let mut bad = refs_in.clone();
+        let wrong = Tensor::zeros(&[1, 2]);
+        bad[0] = &wrong;
+        let err = be.run(&bad, &mut outputs).unwrap_err().to_string();
+        assert!(err.contains(&spec.name) && err.contains("shape"), "{err}");
+    }
+}
+
+fn features(n: usize) -> Vec<[Vec<f32>; 3]> {
+    (0..n)
+        .map(|i| std::array::from_fn(|m| (0..[100, 73, 100][m]).map(|c| 2.0 * wiggle(1000 * i + 10 * c + m)).collect()))
+        .collect()
+}
+
+fn window<'a>(feats: &'a [[Vec<f32>; 3]], avail: &[[bool; 3]]) -> Window<'a> {
+    Window {
+        utterances: feats
+            .iter()
+            .zip(avail)
+            .enumerate()
+            .map(|(i, (f, a))| Utterance {
+                speaker: (i % 2) as u32,
+                features: std::array::from_fn(|m| a[m].then_some(f[m].as_slice())),
+            })
+            .collect(),
+    }
+}
+
+fn pipeline() -> Pipeline {
+    let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
+    Pipeline::new(model, None).unwrap()
+}
+
+#[test]
+fn pipeline_outputs_are_consistent() {
+    let mut p = pipeline();
+    let feats = features(5);
+    let avail = [[true, true, true], [true, false, true], [false, true, false], [true, true, true], [false, false, true]];
+    let win = window(&feats, &avail);
+    let mut outs = Vec::new();
+    for c in Completion::ALL {
+        let out = p.run(&win, c, &mut SeededNoise::from_key(1)).unwrap();
+        assert_eq!(out.utterances.len(), 5);
+        assert_eq!(out.sampled, c == Completion::Gsdnet);
+        for (u, (f, a)) in out.utterances.iter().zip(feats.iter().zip(&avail)) {
+            assert!((u.probs[0] + u.probs[1] - 1.0).abs() < 1e-6);
+            assert_eq!(u.label, usize::from(u.probs[1] > u.probs[0]));
+            assert!(u.regression.is_some_and(f32::is_finite));
+            assert_eq!(u.imputed, a.map(|x| !x));
+            for m in 0..3 {
+                if a[m] {
+                    assert_eq!(u.features[m], f[m], "observed features must come back unchanged");
+                } else {
+                    assert!(u.features[m].iter().all(|v| v.is_finite()));
+                }
+            }
+        }
+        outs.push(out);
+    }
+    assert_ne!(outs[0], outs[1], "gsdnet and meanfill agree on a window with missing entries");
+    assert_ne!(outs[1], outs[2], "meanfill and zero agree on a window with missing entries");
+    // Same seed, same result; a different seed changes the sample.
+    let again = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
+    assert_eq!(again, outs[0]);
+    let other = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(2)).unwrap();
+    assert_ne!(other, outs[0]);
+}
+
+#[test]
+fn complete_window_skips_the_sampler() {
+    let mut p = pipeline();
+    let feats = features(8);
+    let win = window(&feats, &[[true; 3]; 8]);
+    let a = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
+    assert!(!a.sampled);
+    let b = p.run(&win, Completion::Meanfill, &mut SeededNoise::from_key(7)).unwrap();
+    assert_eq!(a.utterances, b.utterances);
+}
+
+#[test]
+fn bad_windows_are_errors() {
+    let mut p = pipeline();
+    let feats = features(9);
+    let too_long = window(&feats, &[[true; 3]; 9]);
+    let err = p.run(&too_long, Completion::Gsdnet, &mut SeededNoise::from_key(0)).unwrap_err();
+    assert!(err.to_string().contains("1 to 8"), "{err}");
+    let empty = Window::default();
+    assert!(p.run(&empty, Completion::Gsdnet, &mut SeededNoise::from_key(0)).is_err());
+    let short = vec![0.0f32; 50];
+    let mut nan = feats[0][1].clone();
+    nan[3] = f32::NAN;
+    for (m, bad, want) in [(0, &short, "has 50 values, expected 100"), (1, &nan, "non-finite")] {
+        let mut win = window(&feats[..2], &[[true; 3]; 2]);
+        win.utterances[1].features[m] = Some(bad.as_slice());
+        let err = p.run(&win, Completion::Meanfill, &mut SeededNoise::from_key(0)).unwrap_err().to_string();
+        assert!(err.contains(want) && err.contains("utterance 1"), "{err}");
+    }
+}
+
+/// Copies the tiny model to a temp dir, applies `edit` to the manifest text, loads it.
+fn load_edited(edit: impl Fn(&Path, String) -> String) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(tiny_model()).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
+    }
+    let path = dir.path().join("manifest.toml");
+    let text = edit(dir.path(), std::fs::read_to_string(&path).unwrap());
+    std::fs::write(&path, text).unwrap();
+    match Model::load(dir.path(), BackendKind::Tract, &BackendOptions::default()) {
+        Ok(_) => "loaded".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn broken_models_give_precise_errors() {
+    assert_eq!(load_edited(|_, t| t), "loaded");
+    let err = load_edited(|d, t| {
+        std::fs::remove_file(d.join("recon.onnx")).unwrap();
+        t
+    });
+    assert!(err.contains("recon") && err.contains("does not exist"), "{err}");
+    let err = load_edited(|_, t| t.replace("{ name = \"h\", shape = [1, 3, 8, 4] }", "{ name = \"h\", shape = [1, 3, 8, 5] }"));
+    assert!(err.contains("encoders") && err.contains("DESIGN.md expects"), "{err}");
+    let err = load_edited(|d, t| {
+        let mut bytes = std::fs::read(d.join("fusion.onnx")).unwrap();
+        bytes.push(0);
+        std::fs::write(d.join("fusion.onnx"), bytes).unwrap();
+        t
+    });
+    assert!(err.contains("fusion") && err.contains("sha256"), "{err}");
+    let err = load_edited(|_, t| t.replace("k = 3", "k = 9"));
+    assert!(err.contains("k <= window"), "{err}");
+    let err = load_edited(|_, t| t.replace("[graph]\nwindow_same = 2\n", "[graph]\n"));
+    assert!(err.contains("window_same"), "{err}");
+    let err = load_edited(|_, t| t.replacen("audio_std = [", "audio_std = [1.0, ", 1));
+    assert!(err.contains("audio_std has 74 values"), "{err}");
+}
