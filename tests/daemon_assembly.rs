@@ -152,6 +152,9 @@ fn late_input_for_a_closed_utterance_is_rejected() {
     assert_eq!(late.reason, RejectReason::Late);
     let again = a.handle(&dropout("c", 5, Modality::Text), 1).unwrap_err();
     assert_eq!(again.reason, RejectReason::Late);
+    // The segmenter's end may come after all features: accepted, changes nothing.
+    assert!(a.handle(&end("c", 5), 2).unwrap().is_empty());
+    assert_eq!(a.next_deadline(), None);
 }
 
 #[test]
@@ -177,6 +180,8 @@ fn reset_forgets_the_conversation_and_idle_ones_expire() {
     assert_eq!(jobs[0].utterances.len(), 1);
     assert_eq!(a.open_conversations(), 1);
     assert!(a.poll(60_001).is_empty());
+    assert_eq!(a.open_conversations(), 1, "idle for 59999 ms: kept");
+    assert!(a.poll(60_002).is_empty());
     assert_eq!(a.open_conversations(), 0);
 }
 

@@ -67,7 +67,12 @@ fn byte_layout_matches_protocol_doc() {
     let mut expected = cobs::encode_vec(&payload);
     expected.push(0);
     assert_eq!(encode_frame(&msg), expected);
-    assert_eq!(crc, 0x4CC2_ED10, "CRC quoted in docs/PROTOCOL.md");
+    assert_eq!(crc, 0x6B7B_B439, "CRC quoted in docs/PROTOCOL.md");
+    let doc_frame: [u8; 25] = [
+        0x02, 0x01, 0x0a, 0x02, 0x63, 0x31, 0xac, 0x02, 0x02, 0x02, 0x01, 0x02, 0x01, 0x03, 0x80, 0x3f, 0x01,
+        0x01, 0x06, 0xc0, 0x39, 0xb4, 0x7b, 0x6b, 0x00,
+    ];
+    assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
 }
 
 #[test]

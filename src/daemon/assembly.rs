@@ -8,7 +8,8 @@
 //! - an utterance closes when no modality is still awaited; closed utterances are released in
 //!   utterance-id order (a closed utterance waits for older open ones), each release appends to
 //!   the conversation's sliding window of the last W utterances and yields one `WindowJob`;
-//! - anything naming an utterance at or below the last released id is `Late`.
+//! - features or dropouts naming an utterance at or below the last released id are `Late`;
+//!   a start or end boundary for it is accepted and ignored.
 //! Times are milliseconds of a monotonic clock supplied by the caller.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -138,6 +139,10 @@ impl Assembler {
     pub fn handle(&mut self, msg: &Message, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
         match msg {
             Message::Features(f) => self.on_features(f, now),
+            Message::UtteranceStart(b) | Message::UtteranceEnd(b) if self.is_released(&b.conversation, b.utterance) => {
+                // A boundary after every modality arrived is normal (features can beat the VAD).
+                Ok(Vec::new())
+            }
             Message::UtteranceStart(b) => {
                 let p = self.pending(&b.conversation, b.utterance, now)?;
                 p.speaker.get_or_insert(b.speaker);
@@ -187,6 +192,10 @@ impl Assembler {
             Slot::Awaited | Slot::Missing => p.slots[m] = Slot::Arrived(f.values.to_vec()),
         }
         Ok(self.release(&f.conversation))
+    }
+
+    fn is_released(&self, conv: &ConversationId, utt: u32) -> bool {
+        self.conversations.get(conv).and_then(|c| c.last_released).is_some_and(|last| utt <= last)
     }
 
     /// The pending utterance `utt` of `conv`, opened now if new.
