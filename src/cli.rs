@@ -33,6 +33,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Convert a split folder (utterances.csv + text/audio/visual.f32) into a recording file.
     Import(ImportArgs),
+    #[command(flatten)]
+    Daemon(crate::cli_daemon::DaemonCommand),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +100,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(a) => run_eval(a),
         Command::Import(a) => run_import(a),
+        Command::Daemon(c) => crate::cli_daemon::run(c),
     }
 }
 

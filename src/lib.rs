@@ -19,3 +19,4 @@ pub mod daemon;
 pub mod protocol;
 pub mod config;
 pub mod io;
+pub mod cli_daemon;
