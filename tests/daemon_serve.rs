@@ -1,4 +1,5 @@
-//! Serve-loop tests with a mock runner (deterministic from its input) on a paused tokio clock:
+//! Serve-loop tests with a mock runner (deterministic from its input), on a paused tokio clock
+//! except over the pty:
 //! results published over a Unix socket and over a pty serial pair, deadlines firing without
 //! sleeps, bad input counted while the stream goes on, queue overflow policy, clean shutdown.
 
@@ -255,7 +256,9 @@ async fn unix_socket_results_deadlines_and_bad_input() {
     assert!(events.contains(&"STOPPING".to_string()));
 }
 
-#[tokio::test(start_paused = true)]
+/// Real clock (see tests/daemon_e2e.rs: a paused clock may fire a deadline while a frame is
+/// still inside the pty); the only wait is utterance 1's 300 ms visual deadline.
+#[tokio::test]
 async fn serial_pty_pair_carries_frames_both_ways() {
     let (daemon_end, test_end) = tokio_serial::SerialStream::pair().expect("pty pair");
     let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
