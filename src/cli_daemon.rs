@@ -107,7 +107,7 @@ pub fn run(cmd: DaemonCommand) -> Result<()> {
 fn load_settings(a: &BoardArgs) -> Result<Settings> {
     let board = a.board.clone().or_else(|| std::env::var_os("GSDNET_BOARD").map(PathBuf::from));
     match &board {
-        Some(p) => Settings::load(p).with_context(|| format!("board profile {}", p.display())),
+        Some(p) => Ok(Settings::load(p)?),
         None => Settings::default_profile().context("built-in board profile"),
     }
 }
