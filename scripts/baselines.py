@@ -115,8 +115,8 @@ def main():
     train = gdata.load_split(Path(a.data) / "train")
     val = gdata.load_split(Path(a.data) / "val")
     stats = gdata.feature_stats(train)
-    tb = common.make_batch(train, stats, 64, 16, 8, 4)
-    vb = common.make_batch(val, stats, 64, 16, 8, 4)
+    tb = common.make_batch(train, stats, 64, 16, 1, 3)
+    vb = common.make_batch(val, stats, 64, 16, 1, 3)
     vi = torch.arange(len(vb.n))
     lin = train_floor(tb)
 

@@ -9,9 +9,8 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 BASE="--data $DATA --threads 1 --d 16 --epochs 4 --score-epochs 15 --ft-epochs 8 --reps 2"
 S="--sel-rates 8 --sel-seeds 2"
 declare -A CFG=(
-  [v0]="" [v1]="$S" [v2]="$S --wd 1e-2" [v3]="$S --fusion-layers 1" [v4]="$S --fusion-layers 3"
-  [v5]="$S --epochs 8 --lr 5e-4" [v6]="$S --in-dropout 0.4" [v7]="$S --steps 20"
-  [v8]="$S --sigma-x 10"
+  [w0]="$S --cmp-init random" [w1]="$S" [w2]="$S --ft-epochs 16 --reps 4"
+  [w3]="$S --ft-epochs 16"
 )
 jobs_list() {
   for c in "${!CFG[@]}"; do for s in 0 1 2; do echo "$c $s"; done; done

@@ -49,8 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--sigma-l", type=float, default=2.0)
     p.add_argument("--eps", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--window-same", type=int, default=8)
-    p.add_argument("--window-other", type=int, default=4)
+    p.add_argument("--window-same", type=int, default=1)
+    p.add_argument("--window-other", type=int, default=3)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--variant", choices=["gsdnet", "det", "adj"], default="gsdnet",
                    help="gsdnet, or ablation (d) det completion / (b) adjacency-space diffusion")
@@ -58,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--sel-rates", type=int, choices=[4, 8], default=4)
     p.add_argument("--fusion-layers", type=int, default=2)
     p.add_argument("--in-dropout", type=float, default=0.2)
+    p.add_argument("--cmp-init", choices=["zero", "random"], default="zero",
+                   help="initialisation of the fusion's weights for completed latents")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fusion-input", choices=["sampler", "meanfill"],
                    default="meanfill", help="what stands in for missing latents in stage 1")
@@ -300,7 +302,8 @@ def main(argv=None):
     tb, vb = mk(train), mk(val)
     model = GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
                    sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
-                   fusion_layers=args.fusion_layers, in_dropout=args.in_dropout)
+                   fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
+                   cmp_zero=args.cmp_init == "zero")
     score, ep = stage1(model, tb, vb, args, gen, log)
     log(f"stage 1 best epoch {ep} val {score:.4f}")
     sc_ep = stage_scores(model, tb, vb, args, gen, log)

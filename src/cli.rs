@@ -1,14 +1,15 @@
-//! Subcommands of the `gsdnet` binary: `eval` and `import`. Argument parsing with clap, errors
+//! Subcommands of the `gsdnet` binary: `eval`, `import` and `bench`. Argument parsing with clap, errors
 //! with anyhow context; the work itself is in the library.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{BackendKind, BackendOptions};
+use crate::backend::{self, BackendKind, BackendOptions};
+use crate::bench::{self, BenchConfig};
 use crate::eval::{self, EvalConfig, Scenario};
 use crate::manifest::Manifest;
 use crate::masks::{check_rate, Pattern};
@@ -21,7 +22,11 @@ pub const DEFAULT_MODEL: &str = "models/gsdnet-mosi";
 pub const DEFAULT_DATA: &str = "data/mosi-val.gsdrec";
 
 #[derive(Debug, Parser)]
-#[command(name = "gsdnet", version, about = "GSDNet edge runtime: multimodal sentiment with missing-modality completion")]
+#[command(
+    name = "gsdnet",
+    version,
+    about = "GSDNet edge runtime: multimodal sentiment with missing-modality completion"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -35,6 +40,51 @@ pub enum Command {
     Import(ImportArgs),
     #[command(flatten)]
     Daemon(crate::cli_daemon::DaemonCommand),
+    /// Latency (p50/p99, whole window and per stage), allocations and peak memory per backend.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Recording file or split folder [default: the bundled data/mosi-val.gsdrec]
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Model folder with manifest.toml [default: the bundled models/gsdnet-mosi]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Engines, comma separated [default: every compiled one]
+    #[arg(long, value_delimiter = ',')]
+    pub backend: Option<Vec<BackendKind>>,
+    /// Valid utterances per window, comma separated
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
+    pub sizes: Vec<usize>,
+    /// Sampler steps, comma separated
+    #[arg(long, value_delimiter = ',', default_value = "10,25,50,100")]
+    pub steps: Vec<usize>,
+    /// Only window 32 at the manifest's steps, 20 windows (a smoke run)
+    #[arg(long)]
+    pub quick: bool,
+    /// Timed windows per configuration [default: as many as fit in --budget-ms, at least 10]
+    #[arg(long, default_value_t = 0)]
+    pub iters: usize,
+    /// Time per configuration when --iters is not given
+    #[arg(long, default_value_t = 250)]
+    pub budget_ms: u64,
+    /// Untimed windows before each configuration
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Missing rate of the seeded mask
+    #[arg(long, default_value_t = 0.3)]
+    pub rate: f64,
+    /// Mask and sampler seed
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Engine and rayon threads (1 = single core) [default: engine's choice]
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Write the rows and peak memory as JSON to this file
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +151,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => run_eval(a),
         Command::Import(a) => run_import(a),
         Command::Daemon(c) => crate::cli_daemon::run(c),
+        Command::Bench(a) => run_bench(a),
     }
 }
 
@@ -122,8 +173,14 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     if a.completion.is_empty() || a.seeds.is_empty() {
         bail!("--completion and --seeds need at least one value");
     }
-    let cfg = EvalConfig { completions: a.completion.clone(), seeds: a.seeds.clone(), scenarios: scenarios(&a)?, threads: a.threads };
-    let manifest = Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
+    let cfg = EvalConfig {
+        completions: a.completion.clone(),
+        seeds: a.seeds.clone(),
+        scenarios: scenarios(&a)?,
+        threads: a.threads,
+    };
+    let manifest =
+        Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
     let rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
     if rec.n_utterances() == 0 {
         bail!("{} holds no utterances", data.display());
@@ -145,7 +202,9 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         cfg.completions.len(),
     );
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} tasks {elapsed_precise} eta {eta}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} tasks {elapsed_precise} eta {eta}",
+    )?);
     let started = Instant::now();
     let make = || Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, a.steps);
     let progress = |total: usize| {
@@ -182,13 +241,81 @@ impl EvalArgs {
 }
 
 fn run_import(a: ImportArgs) -> Result<()> {
-    let rec: Recording = dataset::read_split(&a.dir).with_context(|| format!("reading {}", a.dir.display()))?;
-    rec.write(&a.output).with_context(|| format!("writing {}", a.output.display()))?;
+    let rec: Recording =
+        dataset::read_split(&a.dir).with_context(|| format!("reading {}", a.dir.display()))?;
+    rec.write(&a.output)
+        .with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!(
         "wrote {} ({} conversations, {} utterances)",
         a.output.display(),
         rec.conversations.len(),
         rec.n_utterances()
     );
+    Ok(())
+}
+
+fn bench_config(a: &BenchArgs, manifest: &Manifest) -> Result<BenchConfig> {
+    let backends = match &a.backend {
+        Some(b) => b.clone(),
+        None => backend::compiled().iter().map(|n| n.parse()).collect::<Result<_, _>>()?,
+    };
+    let (sizes, steps, iters) = if a.quick {
+        (vec![32.min(manifest.dims.window)], vec![manifest.sde.steps], if a.iters > 0 { a.iters } else { 20 })
+    } else {
+        (a.sizes.clone(), a.steps.clone(), a.iters)
+    };
+    Ok(BenchConfig {
+        backends,
+        sizes,
+        steps,
+        iters,
+        budget: Duration::from_millis(a.budget_ms),
+        warmup: a.warmup,
+        rate: check_rate(a.rate)?,
+        seed: a.seed,
+        opts: BackendOptions { threads: a.threads, ..BackendOptions::default() },
+    })
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let data = a.data.clone().unwrap_or_else(|| bundled(DEFAULT_DATA));
+    let model_dir = a.model.clone().unwrap_or_else(|| bundled(DEFAULT_MODEL));
+    if a.threads > 0 {
+        // Nothing in the pipeline uses rayon today; pinning it keeps a future user honest.
+        rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global().context("rayon pool")?;
+    }
+    let manifest =
+        Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
+    let rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
+    let cfg = bench_config(&a, &manifest)?;
+    eprintln!(
+        "bench {} on {} ({} utterances), missing rate {}, threads {}",
+        manifest.model.name,
+        data.display(),
+        rec.n_utterances(),
+        cfg.rate,
+        if a.threads == 0 { "engine default".to_string() } else { a.threads.to_string() },
+    );
+    let rows = bench::run(&manifest, &rec, &cfg)?;
+    let peak = bench::peak_rss_kib();
+    print!("{}", bench::table(&rows));
+    println!(
+        "peak resident memory (VmHWM): {}",
+        peak.map_or("unknown".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    );
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({
+            "model": manifest.model.name,
+            "data": data.display().to_string(),
+            "threads": a.threads,
+            "missing_rate": cfg.rate,
+            "seed": cfg.seed,
+            "peak_rss_kib": peak,
+            "allocations_counted": bench::allocations().is_some(),
+            "rows": rows,
+        });
+        let text = serde_json::to_string_pretty(&doc)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

@@ -21,7 +21,13 @@ pub enum DatasetError {
     #[error("{path}: {detail}")]
     Csv { path: PathBuf, detail: String },
     #[error("{path}: holds {bytes} bytes, expected {rows} rows x {dim} float32 = {expected}")]
-    Size { path: PathBuf, bytes: usize, rows: usize, dim: usize, expected: usize },
+    Size {
+        path: PathBuf,
+        bytes: usize,
+        rows: usize,
+        dim: usize,
+        expected: usize,
+    },
     #[error("{path}: row {row} ({utt}) has a non-finite value")]
     NonFinite { path: PathBuf, row: usize, utt: String },
     #[error("{path}: is neither a recording file nor a folder with utterances.csv")]
@@ -40,13 +46,21 @@ struct Row {
 }
 
 fn read_rows(path: &Path) -> Result<Vec<Row>, DatasetError> {
-    let csv_err = |detail: String| DatasetError::Csv { path: path.to_path_buf(), detail };
+    let csv_err = |detail: String| DatasetError::Csv {
+        path: path.to_path_buf(),
+        detail,
+    };
     let mut reader = csv::Reader::from_path(path).map_err(|e| csv_err(e.to_string()))?;
     let mut rows = Vec::new();
     for (i, row) in reader.deserialize::<Row>().enumerate() {
         let row = row.map_err(|e| csv_err(format!("line {}: {e}", i + 2)))?;
         if !row.label_cont.is_finite() || row.label_bin > 1 {
-            return Err(csv_err(format!("line {}: bad label {} / {}", i + 2, row.label_cont, row.label_bin)));
+            return Err(csv_err(format!(
+                "line {}: bad label {} / {}",
+                i + 2,
+                row.label_cont,
+                row.label_bin
+            )));
         }
         rows.push(row);
     }
@@ -54,12 +68,24 @@ fn read_rows(path: &Path) -> Result<Vec<Row>, DatasetError> {
 }
 
 fn read_matrix(path: &Path, rows: usize, dim: usize) -> Result<Vec<f32>, DatasetError> {
-    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let expected = rows * dim * 4;
     if bytes.len() != expected {
-        return Err(DatasetError::Size { path: path.to_path_buf(), bytes: bytes.len(), rows, dim, expected });
+        return Err(DatasetError::Size {
+            path: path.to_path_buf(),
+            bytes: bytes.len(),
+            rows,
+            dim,
+            expected,
+        });
     }
-    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// Reads a split folder.
@@ -76,10 +102,17 @@ pub fn read_split(dir: &Path) -> Result<Recording, DatasetError> {
             Some(mats[m][r * dim..(r + 1) * dim].to_vec())
         });
         if let Some(m) = (0..3).find(|&m| features[m].iter().flatten().any(|v| !v.is_finite())) {
-            return Err(DatasetError::NonFinite { path: dir.join(FILES[m]), row: r, utt: row.utt_id });
+            return Err(DatasetError::NonFinite {
+                path: dir.join(FILES[m]),
+                row: r,
+                utt: row.utt_id,
+            });
         }
         if conversations.last().is_none_or(|c| c.id != row.video_id) {
-            conversations.push(Conversation { id: row.video_id.clone(), utterances: Vec::new() });
+            conversations.push(Conversation {
+                id: row.video_id.clone(),
+                utterances: Vec::new(),
+            });
         }
         let utt = UtteranceRecord {
             conversation: row.video_id,
@@ -107,10 +140,18 @@ pub fn load(path: &Path) -> Result<Recording, DatasetError> {
         if path.join("utterances.csv").is_file() {
             return read_split(path);
         }
-        return Err(DatasetError::Unknown { path: path.to_path_buf() });
+        return Err(DatasetError::Unknown {
+            path: path.to_path_buf(),
+        });
     }
     Recording::read(path).map_err(|e| match e {
-        RecordingError::Io { source, .. } => DatasetError::Io { path: path.to_path_buf(), source },
-        source => DatasetError::Recording { path: path.to_path_buf(), source },
+        RecordingError::Io { source, .. } => DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        source => DatasetError::Recording {
+            path: path.to_path_buf(),
+            source,
+        },
     })
 }

@@ -53,7 +53,10 @@ impl SeededNoise {
 
     /// `K = derive(seed, 2, scenario, fnv1a64(conv_id), window_index)`.
     pub fn for_window(seed: u64, scenario: u64, conv_id: &str, window_index: u64) -> Self {
-        Self::from_key(rng::derive(seed, &[2, scenario, rng::fnv1a64(conv_id), window_index]))
+        Self::from_key(rng::derive(
+            seed,
+            &[2, scenario, rng::fnv1a64(conv_id), window_index],
+        ))
     }
 }
 
@@ -87,7 +90,10 @@ impl NoiseSource for RecordedNoise {
             Draw::XInit => &self.zx_init,
             Draw::LamInit => &self.zl_init,
             Draw::X(i) | Draw::Lam(i) if i >= self.steps => {
-                return Err(NoiseError::NoSuchStep { draw, steps: self.steps })
+                return Err(NoiseError::NoSuchStep {
+                    draw,
+                    steps: self.steps,
+                })
             }
             Draw::X(i) => self.zx.get(i * n..(i + 1) * n).unwrap_or(&[]),
             Draw::Lam(i) => self.zl.get(i * n..(i + 1) * n).unwrap_or(&[]),
@@ -242,7 +248,14 @@ impl Sampler {
     }
 
     /// One Euler-Maruyama step at step index `i`.
-    fn step(&mut self, p: &SdeParams, i: usize, c: &Condition, nets: [&mut dyn Backend; 2], noise: &mut dyn NoiseSource) -> Result<(), SamplerError> {
+    fn step(
+        &mut self,
+        p: &SdeParams,
+        i: usize,
+        c: &Condition,
+        nets: [&mut dyn Backend; 2],
+        noise: &mut dyn NoiseSource,
+    ) -> Result<(), SamplerError> {
         let [s_theta, s_phi] = nets;
         let (t, dt) = (p.time(i), p.dt());
         noise.fill(Draw::X(i), &mut self.zx)?;
@@ -250,31 +263,56 @@ impl Sampler {
         self.inpaint(c, p.x.std(t) as f32, p.lam.std(t) as f32);
         c.spectral.low_rank_all(self.lam.data(), self.adj_t.data_mut());
         self.t.data_mut()[0] = t as f32;
-        s_theta.run(&[&self.x, &self.t, c.cond, c.avail, &self.adj_t, c.node_mask], &mut self.sx)?;
-        s_phi.run(&[&self.lam, &self.t, c.lam_obs, c.u, c.cond, c.avail, c.node_mask], &mut self.sl)?;
+        s_theta.run(
+            &[&self.x, &self.t, c.cond, c.avail, &self.adj_t, c.node_mask],
+            &mut self.sx,
+        )?;
+        s_phi.run(
+            &[&self.lam, &self.t, c.lam_obs, c.u, c.cond, c.avail, c.node_mask],
+            &mut self.sl,
+        )?;
         if !self.sx[0].all_finite() || !self.sl[0].all_finite() {
-            return Err(SamplerError::NonFinite { what: "score", step: i });
+            return Err(SamplerError::NonFinite {
+                what: "score",
+                step: i,
+            });
         }
         // f32 coefficients in the reference's order: x + ((g*g)*s)*dt, then x_mean + (g*sqrt(dt))*z.
         let dt32 = dt as f32;
         let sqrt_dt = f64::from(dt32).sqrt() as f32;
         let (gx, gl) = (p.x.g(t) as f32, p.lam.g(t) as f32);
-        euler(self.x.data_mut(), &mut self.x_mean, self.sx[0].data(), &self.zx, gx, dt32, sqrt_dt);
-        euler(self.lam.data_mut(), &mut self.lam_mean, self.sl[0].data(), &self.zl, gl, dt32, sqrt_dt);
+        euler(
+            self.x.data_mut(),
+            &mut self.x_mean,
+            self.sx[0].data(),
+            &self.zx,
+            gx,
+            dt32,
+            sqrt_dt,
+        );
+        euler(
+            self.lam.data_mut(),
+            &mut self.lam_mean,
+            self.sl[0].data(),
+            &self.zl,
+            gl,
+            dt32,
+            sqrt_dt,
+        );
         Ok(())
     }
 
-    /// Runs the full reverse SDE and writes `x0 [1,3,W,d]` and `lam0 [1,3,k]`.
+    /// Runs the full reverse SDE with `nets = [s_theta, s_phi]` and writes
+    /// `out = [x0 [1,3,W,d], lam0 [1,3,k]]`.
     pub fn run(
         &mut self,
         p: &SdeParams,
         c: &Condition,
-        s_theta: &mut dyn Backend,
-        s_phi: &mut dyn Backend,
+        nets: [&mut dyn Backend; 2],
         noise: &mut dyn NoiseSource,
-        x0: &mut Tensor,
-        lam0: &mut Tensor,
+        out: [&mut Tensor; 2],
     ) -> Result<(), SamplerError> {
+        let ([s_theta, s_phi], [x0, lam0]) = (nets, out);
         let (w, d, k) = (self.w, self.d, self.k);
         self.set_masks(c.avail.data(), c.node_mask.data());
         noise.fill(Draw::XInit, self.x.data_mut())?;
@@ -289,7 +327,11 @@ impl Sampler {
         for m in 0..3 {
             for i in 0..w {
                 let row = (m * w + i) * d;
-                let src = if self.obs[m * w + i] { &h[row..row + d] } else { &self.x_mean[row..row + d] };
+                let src = if self.obs[m * w + i] {
+                    &h[row..row + d]
+                } else {
+                    &self.x_mean[row..row + d]
+                };
                 for (o, s) in out[row..row + d].iter_mut().zip(src) {
                     *o = s * mask[i];
                 }
@@ -297,11 +339,18 @@ impl Sampler {
         }
         let (lo, out) = (c.lam_obs.data(), lam0.data_mut());
         for m in 0..3 {
-            let src = if self.full[m] { &lo[m * k..(m + 1) * k] } else { &self.lam_mean[m * k..(m + 1) * k] };
+            let src = if self.full[m] {
+                &lo[m * k..(m + 1) * k]
+            } else {
+                &self.lam_mean[m * k..(m + 1) * k]
+            };
             out[m * k..(m + 1) * k].copy_from_slice(src);
         }
         if !x0.all_finite() || !lam0.all_finite() {
-            return Err(SamplerError::NonFinite { what: "sample", step: p.steps });
+            return Err(SamplerError::NonFinite {
+                what: "sample",
+                step: p.steps,
+            });
         }
         Ok(())
     }

@@ -21,7 +21,14 @@ pub enum EvalError {
     #[error("the recording holds no labelled utterance")]
     NoLabels,
     #[error("conversation `{conv}`, window {window}, {scenario}, seed {seed}, {completion}: {source}")]
-    Pipeline { conv: String, window: usize, scenario: String, seed: u64, completion: Completion, source: PipelineError },
+    Pipeline {
+        conv: String,
+        window: usize,
+        scenario: String,
+        seed: u64,
+        completion: Completion,
+        source: Box<PipelineError>,
+    },
     #[error("cannot start worker threads: {0}")]
     Threads(String),
     #[error("worker {0}: {1}")]
@@ -77,7 +84,9 @@ impl EvalConfig {
     /// Rates 0.0..=0.7 by 0.1, then every fixed pattern.
     pub fn default_scenarios() -> Vec<Scenario> {
         let rates = (0..=7).map(|i| Scenario::Rate(f64::from(i) / 10.0));
-        rates.chain(Pattern::ALL.into_iter().map(Scenario::Pattern)).collect()
+        rates
+            .chain(Pattern::ALL.into_iter().map(Scenario::Pattern))
+            .collect()
     }
 }
 
@@ -113,7 +122,12 @@ impl Preds {
 }
 
 /// Runs every (seed, completion) of one scenario on one conversation; `out[seed][completion]`.
-fn run_task(pipe: &mut Pipeline, conv: &Conversation, scenario: Scenario, cfg: &EvalConfig) -> Result<Vec<Vec<Preds>>, EvalError> {
+fn run_task(
+    pipe: &mut Pipeline,
+    conv: &Conversation,
+    scenario: Scenario,
+    cfg: &EvalConfig,
+) -> Result<Vec<Vec<Preds>>, EvalError> {
     let w = pipe.model().manifest.dims.window;
     let utts = &conv.utterances;
     let mut out = vec![vec![Preds::default(); cfg.completions.len()]; cfg.seeds.len()];
@@ -132,17 +146,21 @@ fn run_task(pipe: &mut Pipeline, conv: &Conversation, scenario: Scenario, cfg: &
             };
             for (ci, &completion) in cfg.completions.iter().enumerate() {
                 let mut noise = SeededNoise::for_window(seed, scenario.key(), &conv.id, wi as u64);
-                let res = pipe.run(&window, completion, &mut noise).map_err(|source| EvalError::Pipeline {
-                    conv: conv.id.clone(),
-                    window: wi,
-                    scenario: scenario.to_string(),
-                    seed,
-                    completion,
-                    source,
-                })?;
+                let res =
+                    pipe.run(&window, completion, &mut noise)
+                        .map_err(|source| EvalError::Pipeline {
+                            conv: conv.id.clone(),
+                            window: wi,
+                            scenario: scenario.to_string(),
+                            seed,
+                            completion,
+                            source: Box::new(source),
+                        })?;
                 let p = &mut out[si][ci];
                 for (u, r) in chunk.iter().zip(&res.utterances) {
-                    let (Some(bin), Some(cont)) = (u.label_bin, u.label_cont) else { continue };
+                    let (Some(bin), Some(cont)) = (u.label_bin, u.label_cont) else {
+                        continue;
+                    };
                     p.label.push(r.label as u8);
                     p.reg.push(r.regression.unwrap_or(f32::NAN));
                     p.truth_bin.push(bin);
@@ -167,7 +185,9 @@ pub fn evaluate(
         .num_threads(cfg.threads)
         .build()
         .map_err(|e| EvalError::Threads(e.to_string()))?;
-    let workers: Vec<Mutex<Option<Pipeline>>> = (0..pool.current_num_threads()).map(|_| Mutex::new(None)).collect();
+    let workers: Vec<Mutex<Option<Pipeline>>> = (0..pool.current_num_threads())
+        .map(|_| Mutex::new(None))
+        .collect();
     let tasks: Vec<(usize, usize)> = (0..cfg.scenarios.len())
         .flat_map(|s| (0..rec.conversations.len()).map(move |c| (s, c)))
         .collect();
@@ -176,18 +196,23 @@ pub fn evaluate(
             .par_iter()
             .map(|&(s, c)| {
                 let idx = rayon::current_thread_index().unwrap_or(0);
-                let mut slot = workers[idx].lock().map_err(|e| EvalError::Worker(idx, e.to_string()))?;
+                let mut slot = workers[idx]
+                    .lock()
+                    .map_err(|e| EvalError::Worker(idx, e.to_string()))?;
                 if slot.is_none() {
                     *slot = Some(make_pipeline().map_err(|e| EvalError::Worker(idx, e.to_string()))?);
                 }
-                let pipe = slot.as_mut().ok_or_else(|| EvalError::Worker(idx, "no pipeline".into()))?;
+                let pipe = slot
+                    .as_mut()
+                    .ok_or_else(|| EvalError::Worker(idx, "no pipeline".into()))?;
                 let r = run_task(pipe, &rec.conversations[c], cfg.scenarios[s], cfg);
                 progress(tasks.len());
                 r
             })
             .collect()
     });
-    let mut merged = vec![vec![vec![Preds::default(); cfg.completions.len()]; cfg.seeds.len()]; cfg.scenarios.len()];
+    let mut merged =
+        vec![vec![vec![Preds::default(); cfg.completions.len()]; cfg.seeds.len()]; cfg.scenarios.len()];
     for (&(s, _), r) in tasks.iter().zip(results) {
         for (si, per_seed) in r?.iter().enumerate() {
             for (ci, p) in per_seed.iter().enumerate() {
@@ -208,7 +233,9 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
             if n == 0 {
                 return Err(EvalError::NoLabels);
             }
-            let mean = |f: &dyn Fn(&Preds) -> f64| per_seed.iter().map(|p| f(p)).sum::<f64>() / per_seed.len() as f64;
+            let mean = |f: &dyn Fn(&Preds) -> f64| {
+                per_seed.iter().map(|p| f(p)).sum::<f64>() / per_seed.len() as f64
+            };
             let has_reg = per_seed.iter().all(|p| p.reg.iter().all(|r| r.is_finite()));
             let (missing_rate, pattern) = match scenario {
                 Scenario::Rate(r) => (Some(*r), None),
@@ -230,7 +257,10 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
 
 /// A readable table, one line per scenario and completion.
 pub fn table(rows: &[ResultRow]) -> String {
-    let mut s = format!("{:<12} {:<10} {:>7} {:>7} {:>7} {:>5}\n", "scenario", "completion", "acc2", "f1_w", "mae", "n");
+    let mut s = format!(
+        "{:<12} {:<10} {:>7} {:>7} {:>7} {:>5}\n",
+        "scenario", "completion", "acc2", "f1_w", "mae", "n"
+    );
     for r in rows {
         let scenario = match (&r.missing_rate, &r.pattern) {
             (Some(rate), _) => format!("rate {rate:.1}"),
@@ -238,7 +268,10 @@ pub fn table(rows: &[ResultRow]) -> String {
             (None, None) => "-".into(),
         };
         let mae = r.mae.map_or("-".to_string(), |m| format!("{m:.4}"));
-        s += &format!("{:<12} {:<10} {:>7.4} {:>7.4} {:>7} {:>5}\n", scenario, r.completion, r.acc2, r.f1_weighted, mae, r.n);
+        s += &format!(
+            "{:<12} {:<10} {:>7.4} {:>7.4} {:>7} {:>5}\n",
+            scenario, r.completion, r.acc2, r.f1_weighted, mae, r.n
+        );
     }
     s
 }

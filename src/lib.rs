@@ -2,6 +2,7 @@
 //! modalities, GCN fusion and classification) for edge devices.
 
 pub mod backend;
+pub mod bench;
 pub mod dataset;
 pub mod recording;
 pub mod cli;

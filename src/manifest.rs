@@ -29,9 +29,18 @@ pub enum ManifestError {
     #[error("{path}: {detail}")]
     Invalid { path: PathBuf, detail: String },
     #[error("{path}: part `{part}`: {detail}")]
-    Part { path: PathBuf, part: String, detail: String },
+    Part {
+        path: PathBuf,
+        part: String,
+        detail: String,
+    },
     #[error("part `{part}`: sha256 of {file} is {actual}, manifest says {expected}")]
-    Sha256 { part: String, file: PathBuf, expected: String, actual: String },
+    Sha256 {
+        part: String,
+        file: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,19 +166,33 @@ pub struct Manifest {
 }
 
 fn io(name: &str, shape: &[usize]) -> TensorSpec {
-    TensorSpec { name: name.to_string(), shape: shape.to_vec() }
+    TensorSpec {
+        name: name.to_string(),
+        shape: shape.to_vec(),
+    }
 }
 
 /// DESIGN.md's inputs and outputs of `part` for `dims`.
 pub fn expected_io(part: &str, d: &Dims) -> Option<(Vec<TensorSpec>, Vec<TensorSpec>)> {
     let (w, l, k) = (d.window, d.latent, d.k);
     let lat = [1, 3, w, l];
-    let feats = vec![io("text", &[1, w, d.text]), io("audio", &[1, w, d.audio]), io("visual", &[1, w, d.visual])];
+    let feats = vec![
+        io("text", &[1, w, d.text]),
+        io("audio", &[1, w, d.audio]),
+        io("visual", &[1, w, d.visual]),
+    ];
     let (avail, mask) = (io("avail", &[1, w, 3]), io("node_mask", &[1, w]));
     Some(match part {
         "encoders" => (feats, vec![io("h", &lat)]),
         "s_theta" => (
-            vec![io("x_t", &lat), io("t", &[1]), io("cond", &lat), avail, io("adj_t", &[1, 3, w, w]), mask],
+            vec![
+                io("x_t", &lat),
+                io("t", &[1]),
+                io("cond", &lat),
+                avail,
+                io("adj_t", &[1, 3, w, w]),
+                mask,
+            ],
             vec![io("score", &lat)],
         ),
         "s_phi" => (
@@ -212,10 +235,14 @@ impl Manifest {
     /// Reads and validates `<dir>/manifest.toml`; checks every part file's sha256.
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| ManifestError::Io { path: path.clone(), source })?;
-        let raw: RawManifest =
-            toml::from_str(&text).map_err(|source| ManifestError::Parse { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let raw: RawManifest = toml::from_str(&text).map_err(|source| ManifestError::Parse {
+            path: path.clone(),
+            source,
+        })?;
         let m = Self::validate(dir, &path, raw)?;
         for (part, expected) in m.parts.iter().zip(&m.sha256) {
             check_sha(part, expected)?;
@@ -224,13 +251,22 @@ impl Manifest {
     }
 
     fn validate(dir: &Path, path: &Path, raw: RawManifest) -> Result<Manifest, ManifestError> {
-        let invalid = |detail: String| ManifestError::Invalid { path: path.to_path_buf(), detail };
+        let invalid = |detail: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            detail,
+        };
         let dims = raw.dims;
         if dims.features() != FEATURE_DIMS {
-            return Err(invalid(format!("[dims] text/audio/visual are {:?}, the data has {:?}", dims.features(), FEATURE_DIMS)));
+            return Err(invalid(format!(
+                "[dims] text/audio/visual are {:?}, the data has {:?}",
+                dims.features(),
+                FEATURE_DIMS
+            )));
         }
         if dims.window == 0 || dims.latent == 0 || dims.k == 0 || dims.k > dims.window {
-            return Err(invalid(format!("[dims] need window, latent, k > 0 and k <= window, got {dims:?}")));
+            return Err(invalid(format!(
+                "[dims] need window, latent, k > 0 and k <= window, got {dims:?}"
+            )));
         }
         check_sde(&raw.sde).map_err(invalid)?;
         let norm = check_norm(raw.normalisation, &dims).map_err(invalid)?;
@@ -239,7 +275,10 @@ impl Manifest {
             RawClasses::Names(v) => v,
         };
         if classes.len() != 2 {
-            return Err(invalid(format!("[model] classes: the runtime handles 2 classes, got {}", classes.len())));
+            return Err(invalid(format!(
+                "[model] classes: the runtime handles 2 classes, got {}",
+                classes.len()
+            )));
         }
         let version = match raw.model.version {
             toml::Value::String(s) => s,
@@ -249,14 +288,23 @@ impl Manifest {
         let mut sha256 = Vec::with_capacity(5);
         let mut raw_parts = raw.parts;
         for name in PART_NAMES {
-            let part = raw_parts.remove(name).ok_or_else(|| invalid(format!("missing [parts.{name}]")))?;
+            let part = raw_parts
+                .remove(name)
+                .ok_or_else(|| invalid(format!("missing [parts.{name}]")))?;
             sha256.push(part.sha256.clone());
             parts.push(check_part(dir, path, name, part, &dims)?);
         }
         if let Some(extra) = raw_parts.keys().next() {
-            return Err(invalid(format!("unknown part [parts.{extra}] (known: {PART_NAMES:?})")));
+            return Err(invalid(format!(
+                "unknown part [parts.{extra}] (known: {PART_NAMES:?})"
+            )));
         }
-        let model = ModelInfo { name: raw.model.name, version, classes, has_regression: raw.model.has_regression };
+        let model = ModelInfo {
+            name: raw.model.name,
+            version,
+            classes,
+            has_regression: raw.model.has_regression,
+        };
         Ok(Manifest {
             dir: dir.to_path_buf(),
             model,
@@ -278,18 +326,28 @@ impl Manifest {
 }
 
 fn check_sha(part: &PartSpec, expected: &str) -> Result<(), ManifestError> {
-    let actual =
-        sha256_file(&part.path).map_err(|source| ManifestError::Io { path: part.path.clone(), source })?;
+    let actual = sha256_file(&part.path).map_err(|source| ManifestError::Io {
+        path: part.path.clone(),
+        source,
+    })?;
     if !actual.eq_ignore_ascii_case(expected) {
         let (part, file, expected) = (part.name.clone(), part.path.clone(), expected.to_string());
-        return Err(ManifestError::Sha256 { part, file, expected, actual });
+        return Err(ManifestError::Sha256 {
+            part,
+            file,
+            expected,
+            actual,
+        });
     }
     Ok(())
 }
 
 fn check_sde(s: &SdeSettings) -> Result<(), String> {
     if !(s.sigma_x > 1.0 && s.sigma_x.is_finite() && s.sigma_lambda > 1.0 && s.sigma_lambda.is_finite()) {
-        return Err(format!("[sde] sigma_x and sigma_lambda must be finite and > 1, got {} and {}", s.sigma_x, s.sigma_lambda));
+        return Err(format!(
+            "[sde] sigma_x and sigma_lambda must be finite and > 1, got {} and {}",
+            s.sigma_x, s.sigma_lambda
+        ));
     }
     if !(s.eps > 0.0 && s.eps < 1.0) {
         return Err(format!("[sde] eps must be in (0, 1), got {}", s.eps));
@@ -308,26 +366,50 @@ fn check_norm(n: RawNorm, dims: &Dims) -> Result<Normalisation, String> {
         let want = dims.features()[m];
         for (kind, v) in [("mean", &means[m]), ("std", &stds[m])] {
             if v.len() != want {
-                return Err(format!("[normalisation] {}_{kind} has {} values, expected {want}", names[m], v.len()));
+                return Err(format!(
+                    "[normalisation] {}_{kind} has {} values, expected {want}",
+                    names[m],
+                    v.len()
+                ));
             }
             if !v.iter().all(|x| x.is_finite()) {
-                return Err(format!("[normalisation] {}_{kind} has a non-finite value", names[m]));
+                return Err(format!(
+                    "[normalisation] {}_{kind} has a non-finite value",
+                    names[m]
+                ));
             }
         }
     }
     let floor = |v: Vec<f32>| v.into_iter().map(|s| s.max(1e-6)).collect();
     let [s0, s1, s2] = stds;
-    Ok(Normalisation { mean: means, std: [floor(s0), floor(s1), floor(s2)] })
+    Ok(Normalisation {
+        mean: means,
+        std: [floor(s0), floor(s1), floor(s2)],
+    })
 }
 
-fn check_part(dir: &Path, path: &Path, name: &str, raw: RawPart, dims: &Dims) -> Result<PartSpec, ManifestError> {
-    let err = |detail: String| ManifestError::Part { path: path.to_path_buf(), part: name.to_string(), detail };
+fn check_part(
+    dir: &Path,
+    path: &Path,
+    name: &str,
+    raw: RawPart,
+    dims: &Dims,
+) -> Result<PartSpec, ManifestError> {
+    let err = |detail: String| ManifestError::Part {
+        path: path.to_path_buf(),
+        part: name.to_string(),
+        detail,
+    };
     let (inputs, outputs) = expected_io(name, dims).ok_or_else(|| err("unknown part".into()))?;
     let got_in: Vec<TensorSpec> = raw.inputs.into_iter().map(|r| io(&r.name, &r.shape)).collect();
     let got_out: Vec<TensorSpec> = raw.outputs.into_iter().map(|r| io(&r.name, &r.shape)).collect();
     for (kind, got, want) in [("inputs", &got_in, &inputs), ("outputs", &got_out, &outputs)] {
         if got != want {
-            return Err(err(format!("{kind} are {}, DESIGN.md expects {} for these dims", fmt_io(got), fmt_io(want))));
+            return Err(err(format!(
+                "{kind} are {}, DESIGN.md expects {} for these dims",
+                fmt_io(got),
+                fmt_io(want)
+            )));
         }
     }
     if raw.sha256.len() != 64 || !raw.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -337,7 +419,12 @@ fn check_part(dir: &Path, path: &Path, name: &str, raw: RawPart, dims: &Dims) ->
     if !file.is_file() {
         return Err(err(format!("model file {} does not exist", file.display())));
     }
-    Ok(PartSpec { name: name.to_string(), path: file, inputs, outputs })
+    Ok(PartSpec {
+        name: name.to_string(),
+        path: file,
+        inputs,
+        outputs,
+    })
 }
 
 fn fmt_io(v: &[TensorSpec]) -> String {

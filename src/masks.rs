@@ -72,7 +72,11 @@ impl Pattern {
 
     /// T=1, A=2, V=4.
     pub fn bits(self) -> u64 {
-        self.0.iter().enumerate().map(|(m, &a)| if a { 1 << m } else { 0 }).sum()
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(m, &a)| if a { 1 << m } else { 0 })
+            .sum()
     }
 }
 

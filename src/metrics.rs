@@ -14,11 +14,24 @@ pub fn f1_weighted(pred: &[u8], truth: &[u8]) -> f64 {
     if pred.is_empty() {
         return 0.0;
     }
-    let classes = pred.iter().chain(truth).copied().max().map_or(0, |m| m as usize + 1);
+    let classes = pred
+        .iter()
+        .chain(truth)
+        .copied()
+        .max()
+        .map_or(0, |m| m as usize + 1);
     let mut total = 0.0;
     for c in 0..classes as u8 {
-        let tp = pred.iter().zip(truth).filter(|&(&p, &t)| p == c && t == c).count() as f64;
-        let fp = pred.iter().zip(truth).filter(|&(&p, &t)| p == c && t != c).count() as f64;
+        let tp = pred
+            .iter()
+            .zip(truth)
+            .filter(|&(&p, &t)| p == c && t == c)
+            .count() as f64;
+        let fp = pred
+            .iter()
+            .zip(truth)
+            .filter(|&(&p, &t)| p == c && t != c)
+            .count() as f64;
         let support = truth.iter().filter(|&&t| t == c).count() as f64;
         let denom = 2.0 * tp + fp + (support - tp);
         let f1 = if denom > 0.0 { 2.0 * tp / denom } else { 0.0 };
@@ -32,7 +45,11 @@ pub fn mae(pred: &[f32], truth: &[f32]) -> f64 {
     if pred.is_empty() {
         return 0.0;
     }
-    pred.iter().zip(truth).map(|(p, t)| f64::from((p - t).abs())).sum::<f64>() / pred.len() as f64
+    pred.iter()
+        .zip(truth)
+        .map(|(p, t)| f64::from((p - t).abs()))
+        .sum::<f64>()
+        / pred.len() as f64
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub enum ModelError {
     Backend(#[from] BackendError),
     #[error("sampler: steps must be at least 1")]
     Steps,
+    #[error("parts must be {PART_NAMES:?} in that order, got {0:?}")]
+    Parts(Vec<String>),
 }
 
 /// Index of each part in `Model::parts` (the `PART_NAMES` order).
@@ -42,7 +44,11 @@ impl Model {
     }
 
     /// Loads the parts of an already validated manifest (workers share one validation).
-    pub fn from_manifest(manifest: Manifest, kind: BackendKind, opts: &BackendOptions) -> Result<Model, ModelError> {
+    pub fn from_manifest(
+        manifest: Manifest,
+        kind: BackendKind,
+        opts: &BackendOptions,
+    ) -> Result<Model, ModelError> {
         let parts = manifest
             .parts
             .iter()
@@ -50,13 +56,29 @@ impl Model {
             .collect::<Result<Vec<_>, _>>()?;
         debug_assert_eq!(parts.len(), PART_NAMES.len());
         log::debug!("loaded model {} on {}", manifest.model.name, parts[0].provider());
-        Ok(Model { manifest, kind, parts })
+        Ok(Model {
+            manifest,
+            kind,
+            parts,
+        })
     }
 
     /// Builds a model from backends already loaded (tests use mock backends), in `PART_NAMES`
     /// order.
-    pub fn from_parts(manifest: Manifest, kind: BackendKind, parts: Vec<Box<dyn Backend>>) -> Model {
-        Model { manifest, kind, parts }
+    pub fn from_parts(
+        manifest: Manifest,
+        kind: BackendKind,
+        parts: Vec<Box<dyn Backend>>,
+    ) -> Result<Model, ModelError> {
+        let names: Vec<&str> = parts.iter().map(|p| p.spec().name.as_str()).collect();
+        if names != PART_NAMES {
+            return Err(ModelError::Parts(names.iter().map(|s| s.to_string()).collect()));
+        }
+        Ok(Model {
+            manifest,
+            kind,
+            parts,
+        })
     }
 
     pub fn part(&mut self, p: Part) -> &mut dyn Backend {
@@ -81,6 +103,13 @@ impl Model {
         if steps == 0 {
             return Err(ModelError::Steps);
         }
-        Ok(SdeParams { x: Ve { sigma: s.sigma_x }, lam: Ve { sigma: s.sigma_lambda }, eps: s.eps, steps })
+        Ok(SdeParams {
+            x: Ve { sigma: s.sigma_x },
+            lam: Ve {
+                sigma: s.sigma_lambda,
+            },
+            eps: s.eps,
+            steps,
+        })
     }
 }

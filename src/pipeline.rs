@@ -24,7 +24,12 @@ pub enum PipelineError {
     #[error("window holds {n} utterances, the model takes 1 to {w}")]
     WindowSize { n: usize, w: usize },
     #[error("utterance {index}: {modality} has {got} values, expected {want}")]
-    FeatureSize { index: usize, modality: &'static str, got: usize, want: usize },
+    FeatureSize {
+        index: usize,
+        modality: &'static str,
+        got: usize,
+        want: usize,
+    },
     #[error("utterance {index}: {modality} has a non-finite value")]
     NonFinite { index: usize, modality: &'static str },
     #[error("{part}: produced a non-finite value")]
@@ -76,6 +81,51 @@ impl FromStr for Completion {
             .find(|c| c.name() == s.trim())
             .ok_or_else(|| format!("unknown completion `{s}` (known: gsdnet, meanfill, zero)"))
     }
+}
+
+/// Stages of one window in the order `Pipeline::run_observed` finishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Input checks, standardisation and masking.
+    Prepare = 0,
+    /// The encoders part.
+    Encoders = 1,
+    /// Conditioning latents, graph, eigendecomposition and observed spectra.
+    Graph = 2,
+    /// The whole sampler (all steps), or the exact copy when nothing is sampled.
+    Sampler = 3,
+    /// Recovered graph and the reconstruction part.
+    Recon = 4,
+    /// The fusion part, output checks and the per-utterance outputs.
+    Fusion = 5,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] =
+        [Stage::Prepare, Stage::Encoders, Stage::Graph, Stage::Sampler, Stage::Recon, Stage::Fusion];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Prepare => "prepare",
+            Stage::Encoders => "encoders",
+            Stage::Graph => "graph+eigen",
+            Stage::Sampler => "sampler",
+            Stage::Recon => "recon",
+            Stage::Fusion => "fusion",
+        }
+    }
+}
+
+/// Told when each stage of a window ends (benchmarks time stages with it; the clock is theirs).
+pub trait StageObserver {
+    fn finished(&mut self, stage: Stage);
+}
+
+/// Observes nothing: what `Pipeline::run` uses.
+pub struct NoObserver;
+
+impl StageObserver for NoObserver {
+    fn finished(&mut self, _stage: Stage) {}
 }
 
 /// One utterance of a window: its speaker and raw (unstandardised) features, `None` = missing.
@@ -186,13 +236,41 @@ impl Pipeline {
         &self.sde
     }
 
+    /// Changes the sampler steps (`None` = the manifest's) without reloading the model.
+    pub fn set_steps(&mut self, steps: Option<usize>) -> Result<(), PipelineError> {
+        self.sde = self.model.sde(steps)?;
+        Ok(())
+    }
+
     /// Runs one window. `noise` is only drawn from when the sampler runs.
-    pub fn run(&mut self, window: &Window, completion: Completion, noise: &mut dyn NoiseSource) -> Result<WindowOutput, PipelineError> {
+    pub fn run(
+        &mut self,
+        window: &Window,
+        completion: Completion,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<WindowOutput, PipelineError> {
+        self.run_observed(window, completion, noise, &mut NoObserver)
+    }
+
+    /// `run`, telling `obs` as each `Stage` ends (in `Stage::ALL` order, each exactly once on
+    /// success).
+    pub fn run_observed(
+        &mut self,
+        window: &Window,
+        completion: Completion,
+        noise: &mut dyn NoiseSource,
+        obs: &mut dyn StageObserver,
+    ) -> Result<WindowOutput, PipelineError> {
         self.check(window)?;
         self.prepare(window, completion == Completion::Zero);
-        self.model.part(Part::Encoders).run(&[&self.inputs[0], &self.inputs[1], &self.inputs[2]], &mut self.h)?;
+        obs.finished(Stage::Prepare);
+        self.model
+            .part(Part::Encoders)
+            .run(&[&self.inputs[0], &self.inputs[1], &self.inputs[2]], &mut self.h)?;
         finite(&self.h[0], "encoders")?;
+        obs.finished(Stage::Encoders);
         self.condition(window)?;
+        obs.finished(Stage::Graph);
         let missing = self.any_missing(window.utterances.len());
         let sampled = completion == Completion::Gsdnet && missing;
         if sampled {
@@ -200,8 +278,13 @@ impl Pipeline {
         } else {
             self.copy_exact();
         }
+        obs.finished(Stage::Sampler);
+        self.reconstruct()?;
+        obs.finished(Stage::Recon);
         self.fuse()?;
-        Ok(self.outputs(window, sampled))
+        let out = self.outputs(window, sampled);
+        obs.finished(Stage::Fusion);
+        Ok(out)
     }
 
     fn check(&self, window: &Window) -> Result<(), PipelineError> {
@@ -215,7 +298,12 @@ impl Pipeline {
                 let Some(f) = f else { continue };
                 let (modality, want) = (MODALITY[m], dm.features()[m]);
                 if f.len() != want {
-                    return Err(PipelineError::FeatureSize { index, modality, got: f.len(), want });
+                    return Err(PipelineError::FeatureSize {
+                        index,
+                        modality,
+                        got: f.len(),
+                        want,
+                    });
                 }
                 if !f.iter().all(|v| v.is_finite()) {
                     return Err(PipelineError::NonFinite { index, modality });
@@ -271,7 +359,8 @@ impl Pipeline {
         let speakers: Vec<u32> = window.utterances.iter().map(|u| u.speaker).collect();
         self.spectral.rebuild(&speakers, &self.model.manifest.graph)?;
         self.u.data_mut().copy_from_slice(&self.spectral.u);
-        self.spectral.spectrum(self.cond.data(), d, &mut self.scratch, self.lam_obs.data_mut());
+        self.spectral
+            .spectrum(self.cond.data(), d, &mut self.scratch, self.lam_obs.data_mut());
         Ok(())
     }
 
@@ -303,26 +392,35 @@ impl Pipeline {
             spectral: &self.spectral,
         };
         let (s_theta, s_phi) = self.model.score_nets();
-        self.sampler.run(&self.sde, &cond, s_theta, s_phi, noise, &mut self.x0, &mut self.lam0)?;
+        let out = [&mut self.x0, &mut self.lam0];
+        self.sampler.run(&self.sde, &cond, [s_theta, s_phi], noise, out)?;
         Ok(())
     }
 
-    /// Recovered graph, reconstruction and fusion.
-    fn fuse(&mut self) -> Result<(), PipelineError> {
+    /// Recovered graph and reconstruction of raw features.
+    fn reconstruct(&mut self) -> Result<(), PipelineError> {
         let (w, k) = (self.spectral.w, self.spectral.k);
         let lam0 = self.lam0.data();
         // Mean in f32 (as the reference), the product in f64.
-        let mean: Vec<f64> = (0..k).map(|j| f64::from((lam0[j] + lam0[k + j] + lam0[2 * k + j]) / 3.0)).collect();
+        let mean: Vec<f64> = (0..k)
+            .map(|j| f64::from((lam0[j] + lam0[k + j] + lam0[2 * k + j]) / 3.0))
+            .collect();
         let adj = self.adj_fusion.data_mut();
         adj[..w * w].copy_from_slice(&self.spectral.adj);
         self.spectral.low_rank_f64(&mean, &mut adj[w * w..]);
         self.model.part(Part::Recon).run(&[&self.x0], &mut self.recon)?;
-        self.model
-            .part(Part::Fusion)
-            .run(&[&self.x0, &self.avail, &self.adj_fusion, &self.node_mask], &mut self.head)?;
         for t in &self.recon {
             finite(t, "recon")?;
         }
+        Ok(())
+    }
+
+    /// Fusion and classification over the recovered graph.
+    fn fuse(&mut self) -> Result<(), PipelineError> {
+        self.model.part(Part::Fusion).run(
+            &[&self.x0, &self.avail, &self.adj_fusion, &self.node_mask],
+            &mut self.head,
+        )?;
         finite(&self.head[0], "fusion")?;
         finite(&self.head[1], "fusion")
     }
@@ -344,10 +442,18 @@ impl Pipeline {
                     None => {
                         let dim = norm.mean[m].len();
                         let row = &self.recon[m].data()[i * dim..(i + 1) * dim];
-                        (0..dim).map(|c| row[c] * norm.std[m][c] + norm.mean[m][c]).collect()
+                        (0..dim)
+                            .map(|c| row[c] * norm.std[m][c] + norm.mean[m][c])
+                            .collect()
                     }
                 });
-                UtteranceOutput { probs, label, regression: has_reg.then_some(reg[i]), imputed, features }
+                UtteranceOutput {
+                    probs,
+                    label,
+                    regression: has_reg.then_some(reg[i]),
+                    imputed,
+                    features,
+                }
             })
             .collect();
         WindowOutput { utterances, sampled }

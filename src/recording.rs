@@ -30,7 +30,11 @@ pub enum RecordingError {
     #[error("recording is truncated at byte {offset}: {complete} complete records before an incomplete one")]
     Truncated { offset: u64, complete: usize },
     #[error("record {index} at byte {offset} is corrupt: {detail}")]
-    Corrupt { index: usize, offset: u64, detail: String },
+    Corrupt {
+        index: usize,
+        offset: u64,
+        detail: String,
+    },
     #[error("utterance {utterance} refers to conversation `{conversation}` that was never started")]
     UnknownConversation { conversation: String, utterance: String },
     #[error("cannot encode record: {0}")]
@@ -59,7 +63,10 @@ pub struct UtteranceRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     /// Starts a conversation; utterances name it by `id`.
-    Conversation { id: String, started_ms: Option<u64> },
+    Conversation {
+        id: String,
+        started_ms: Option<u64>,
+    },
     Utterance(UtteranceRecord),
 }
 
@@ -85,13 +92,19 @@ impl Recording {
             match r {
                 Record::Conversation { id, .. } => {
                     index.entry(id.clone()).or_insert_with(|| {
-                        conversations.push(Conversation { id, utterances: Vec::new() });
+                        conversations.push(Conversation {
+                            id,
+                            utterances: Vec::new(),
+                        });
                         conversations.len() - 1
                     });
                 }
                 Record::Utterance(u) => {
                     let Some(&c) = index.get(&u.conversation) else {
-                        return Err(RecordingError::UnknownConversation { conversation: u.conversation, utterance: u.id });
+                        return Err(RecordingError::UnknownConversation {
+                            conversation: u.conversation,
+                            utterance: u.id,
+                        });
                     };
                     conversations[c].utterances.push(u);
                 }
@@ -106,8 +119,11 @@ impl Recording {
     /// Records that reproduce this recording.
     pub fn to_records(&self) -> impl Iterator<Item = Record> + '_ {
         self.conversations.iter().flat_map(|c| {
-            std::iter::once(Record::Conversation { id: c.id.clone(), started_ms: None })
-                .chain(c.utterances.iter().cloned().map(Record::Utterance))
+            std::iter::once(Record::Conversation {
+                id: c.id.clone(),
+                started_ms: None,
+            })
+            .chain(c.utterances.iter().cloned().map(Record::Utterance))
         })
     }
 
@@ -137,15 +153,23 @@ impl Recording {
 /// Reads every complete record; the error after the last good record, if any, comes back
 /// separately (a crashed writer leaves a usable prefix). Header errors are returned directly.
 pub fn read_prefix(path: &Path) -> Result<(Vec<Record>, Option<RecordingError>), RecordingError> {
-    let io = |source| RecordingError::Io { path: path.to_path_buf(), source };
+    let io = |source| RecordingError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut r = BufReader::new(File::open(path).map_err(io)?);
     let mut header = [0u8; 8];
     let got = read_full(&mut r, &mut header).map_err(io)?;
     if got < 6 || &header[..6] != MAGIC {
-        return Err(RecordingError::BadMagic { found: header[..got.min(6)].to_vec() });
+        return Err(RecordingError::BadMagic {
+            found: header[..got.min(6)].to_vec(),
+        });
     }
     if got < 8 {
-        return Err(RecordingError::Truncated { offset: got as u64, complete: 0 });
+        return Err(RecordingError::Truncated {
+            offset: got as u64,
+            complete: 0,
+        });
     }
     let version = u16::from_le_bytes([header[6], header[7]]);
     if version != VERSION {
@@ -181,9 +205,19 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// One record at `offset`: `Ok(None)` at a clean end of file, else the record and its size.
-fn read_record(r: &mut impl Read, offset: u64, index: usize) -> Result<Option<(Record, u64)>, RecordingError> {
-    let io = |source| RecordingError::Io { path: PathBuf::new(), source };
-    let truncated = RecordingError::Truncated { offset, complete: index };
+fn read_record(
+    r: &mut impl Read,
+    offset: u64,
+    index: usize,
+) -> Result<Option<(Record, u64)>, RecordingError> {
+    let io = |source| RecordingError::Io {
+        path: PathBuf::new(),
+        source,
+    };
+    let truncated = RecordingError::Truncated {
+        offset,
+        complete: index,
+    };
     let mut len = [0u8; 4];
     match read_full(r, &mut len).map_err(io)? {
         0 => return Ok(None),
@@ -192,7 +226,11 @@ fn read_record(r: &mut impl Read, offset: u64, index: usize) -> Result<Option<(R
     }
     let len = u32::from_le_bytes(len);
     if len > MAX_RECORD {
-        return Err(RecordingError::Corrupt { index, offset, detail: format!("length {len} exceeds {MAX_RECORD}") });
+        return Err(RecordingError::Corrupt {
+            index,
+            offset,
+            detail: format!("length {len} exceeds {MAX_RECORD}"),
+        });
     }
     let mut body = vec![0u8; len as usize + 4];
     if read_full(r, &mut body).map_err(io)? < body.len() {
@@ -202,10 +240,17 @@ fn read_record(r: &mut impl Read, offset: u64, index: usize) -> Result<Option<(R
     let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     let actual = CRC.checksum(payload);
     if stored != actual {
-        return Err(RecordingError::Corrupt { index, offset, detail: format!("crc32 {actual:08x}, stored {stored:08x}") });
+        return Err(RecordingError::Corrupt {
+            index,
+            offset,
+            detail: format!("crc32 {actual:08x}, stored {stored:08x}"),
+        });
     }
-    let rec = postcard::from_bytes(payload)
-        .map_err(|e| RecordingError::Corrupt { index, offset, detail: format!("cannot decode: {e}") })?;
+    let rec = postcard::from_bytes(payload).map_err(|e| RecordingError::Corrupt {
+        index,
+        offset,
+        detail: format!("cannot decode: {e}"),
+    })?;
     Ok(Some((rec, 8 + u64::from(len))))
 }
 
@@ -218,34 +263,87 @@ pub struct RecordingWriter<W: Write> {
 impl RecordingWriter<BufWriter<File>> {
     /// Creates (truncates) `path` and writes the header.
     pub fn create(path: &Path) -> Result<Self, RecordingError> {
-        let file = File::create(path).map_err(|source| RecordingError::Io { path: path.to_path_buf(), source })?;
+        let file = File::create(path).map_err(|source| RecordingError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::new(BufWriter::new(file), path)
+    }
+}
+
+impl RecordingWriter<BufWriter<File>> {
+    /// Opens an existing recording to append to it (a recorder restarting after a crash). An
+    /// incomplete or corrupt tail is cut off at the start of its record, with a warning; a bad
+    /// header is an error. Returns the writer and the number of records kept.
+    pub fn open_append(path: &Path) -> Result<(Self, usize), RecordingError> {
+        let io = |source| RecordingError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (records, tail) = read_prefix(path)?;
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
+        let end = match tail {
+            None => file.metadata().map_err(io)?.len(),
+            Some(RecordingError::Truncated { offset, .. }) | Some(RecordingError::Corrupt { offset, .. }) => {
+                log::warn!(
+                    "{}: dropping the tail from byte {offset} before appending",
+                    path.display()
+                );
+                file.set_len(offset).map_err(io)?;
+                offset
+            }
+            Some(other) => return Err(other),
+        };
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(end)).map_err(io)?;
+        Ok((
+            RecordingWriter {
+                out: BufWriter::new(file),
+                path: path.to_path_buf(),
+            },
+            records.len(),
+        ))
     }
 }
 
 impl<W: Write> RecordingWriter<W> {
     /// Writes the header to `out`; `path` names it in errors.
     pub fn new(mut out: W, path: &Path) -> Result<Self, RecordingError> {
-        let io = |source| RecordingError::Io { path: path.to_path_buf(), source };
+        let io = |source| RecordingError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         out.write_all(MAGIC).map_err(io)?;
         out.write_all(&VERSION.to_le_bytes()).map_err(io)?;
-        Ok(RecordingWriter { out, path: path.to_path_buf() })
+        Ok(RecordingWriter {
+            out,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Encodes and writes one record (not flushed; call `flush` at a safe point).
     pub fn append(&mut self, record: &Record) -> Result<(), RecordingError> {
         let payload = postcard::to_stdvec(record).map_err(RecordingError::Encode)?;
-        let len = u32::try_from(payload.len()).ok().filter(|&l| l <= MAX_RECORD).ok_or_else(|| {
-            RecordingError::Encode(postcard::Error::SerializeBufferFull)
-        })?;
-        let io = |source| RecordingError::Io { path: self.path.clone(), source };
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&l| l <= MAX_RECORD)
+            .ok_or(RecordingError::Encode(postcard::Error::SerializeBufferFull))?;
+        let io = |source| RecordingError::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.out.write_all(&len.to_le_bytes()).map_err(io)?;
         self.out.write_all(&payload).map_err(io)?;
-        self.out.write_all(&CRC.checksum(&payload).to_le_bytes()).map_err(io)
+        self.out
+            .write_all(&CRC.checksum(&payload).to_le_bytes())
+            .map_err(io)
     }
 
     pub fn flush(&mut self) -> Result<(), RecordingError> {
-        self.out.flush().map_err(|source| RecordingError::Io { path: self.path.clone(), source })
+        self.out.flush().map_err(|source| RecordingError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     pub fn into_inner(self) -> W {
@@ -268,7 +366,12 @@ mod tests {
             label_bin: Some(u8::from(i > 1)),
             features: [Some(vec![i as f32; 100]), None, Some(vec![1.5; 100])],
         };
-        Recording { conversations: vec![Conversation { id: "c1".into(), utterances: (0..4).map(utt).collect() }] }
+        Recording {
+            conversations: vec![Conversation {
+                id: "c1".into(),
+                utterances: (0..4).map(utt).collect(),
+            }],
+        }
     }
 
     #[test]
@@ -281,10 +384,29 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let err = Recording::read(&path).unwrap_err();
-        assert!(matches!(err, RecordingError::Truncated { complete: 4, .. }), "{err}");
+        assert!(
+            matches!(err, RecordingError::Truncated { complete: 4, .. }),
+            "{err}"
+        );
         let (prefix, tail) = read_prefix(&path).unwrap();
         assert_eq!(prefix.len(), 4);
         assert!(tail.is_some());
+    }
+
+    #[test]
+    fn append_after_a_crash_keeps_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.gsdrec");
+        let rec = sample();
+        rec.write(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        let (mut w, kept) = RecordingWriter::open_append(&path).unwrap();
+        assert_eq!(kept, 4);
+        let last = rec.conversations[0].utterances[3].clone();
+        w.append(&Record::Utterance(last)).unwrap();
+        w.flush().unwrap();
+        assert_eq!(Recording::read(&path).unwrap(), rec);
     }
 
     #[test]
@@ -305,9 +427,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.gsdrec");
         std::fs::write(&path, b"hello world").unwrap();
-        assert!(matches!(Recording::read(&path), Err(RecordingError::BadMagic { .. })));
+        assert!(matches!(
+            Recording::read(&path),
+            Err(RecordingError::BadMagic { .. })
+        ));
         std::fs::write(&path, b"GSDREC\x09\x00").unwrap();
-        assert!(matches!(Recording::read(&path), Err(RecordingError::Version { found: 9 })));
+        assert!(matches!(
+            Recording::read(&path),
+            Err(RecordingError::Version { found: 9 })
+        ));
         std::fs::write(&path, b"GSDREC\x01\x00").unwrap();
         assert_eq!(Recording::read(&path).unwrap(), Recording::default());
     }

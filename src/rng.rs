@@ -26,7 +26,9 @@ pub fn derive(seed: u64, labels: &[u64]) -> u64 {
 
 /// FNV-1a 64 over the UTF-8 bytes of `s` (conversation ids in stream keys).
 pub fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3))
+    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    })
 }
 
 /// Value `j` of stream `key`.

@@ -19,6 +19,8 @@ pub const SIGN_THRESHOLD: f64 = 1e-4;
 pub const NORM_FLOOR: f32 = 1e-6;
 /// Consecutive sorted eigenvalues this close form one degenerate group.
 pub const DEGENERACY_TOL: f64 = 1e-8;
+/// Gaps above `DEGENERACY_TOL` but below this make `u` ill-conditioned (DESIGN: warn).
+pub const NEAR_REPEAT_TOL: f64 = 1e-6;
 /// Gram-Schmidt keeps a projected basis vector whose residual norm exceeds this.
 pub const GS_TOL: f64 = 1e-3;
 
@@ -41,7 +43,10 @@ pub fn sym_eigen(m: &DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>), SpectralE
         return Err(SpectralError::NotSquare { rows, cols });
     }
     if let Some(idx) = m.iter().position(|v| !v.is_finite()) {
-        return Err(SpectralError::NonFinite { row: idx % rows, col: idx / rows });
+        return Err(SpectralError::NonFinite {
+            row: idx % rows,
+            col: idx / rows,
+        });
     }
     let n = rows;
     if n == 0 {
@@ -69,7 +74,11 @@ pub fn sym_eigen(m: &DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>), SpectralE
         start = end;
     }
     for mut col in vectors.column_iter_mut() {
-        if col.iter().find(|v| v.abs() > SIGN_THRESHOLD).is_some_and(|v| *v < 0.0) {
+        if col
+            .iter()
+            .find(|v| v.abs() > SIGN_THRESHOLD)
+            .is_some_and(|v| *v < 0.0)
+        {
             col.neg_mut();
         }
     }
@@ -106,7 +115,10 @@ fn canonical_basis(vectors: &mut DMatrix<f64>, start: usize, end: usize) {
             vectors.column_mut(start + c).copy_from(q);
         }
     } else {
-        log::warn!("degenerate eigenspace of size {}: canonical basis not found, solver basis kept", end - start);
+        log::warn!(
+            "degenerate eigenspace of size {}: canonical basis not found, solver basis kept",
+            end - start
+        );
     }
 }
 
@@ -114,7 +126,11 @@ fn canonical_basis(vectors: &mut DMatrix<f64>, start: usize, end: usize) {
 pub fn structural(speakers: &[u32], g: &GraphSettings) -> DMatrix<f64> {
     let n = speakers.len();
     DMatrix::from_fn(n, n, |i, j| {
-        let reach = if speakers[i] == speakers[j] { g.window_same } else { g.window_other };
+        let reach = if speakers[i] == speakers[j] {
+            g.window_same
+        } else {
+            g.window_other
+        };
         if i != j && i.abs_diff(j) <= reach {
             1.0
         } else {
@@ -150,7 +166,15 @@ pub struct Spectral {
 
 impl Spectral {
     pub fn new(w: usize, k: usize) -> Self {
-        Spectral { w, k, n: 0, adj: vec![0.0; w * w], u: vec![0.0; w * k], u64: vec![0.0; w * k], eig: vec![0.0; k] }
+        Spectral {
+            w,
+            k,
+            n: 0,
+            adj: vec![0.0; w * w],
+            u: vec![0.0; w * k],
+            u64: vec![0.0; w * k],
+            eig: vec![0.0; k],
+        }
     }
 
     /// Rebuilds for a window whose node i has speaker `speakers[i]`.
@@ -161,6 +185,19 @@ impl Spectral {
         }
         let a = normalise(&structural(speakers, g));
         let (values, vectors) = sym_eigen(&a)?;
+        let kept = &values[..(k + 1).min(n)];
+        if let Some(gap) = kept
+            .windows(2)
+            .map(|p| p[0] - p[1])
+            .filter(|g| *g > DEGENERACY_TOL)
+            .reduce(f64::min)
+        {
+            if gap < NEAR_REPEAT_TOL {
+                log::warn!(
+                    "eigenvalue gap {gap:.2e} among the kept eigenpairs of {n} nodes: u is ill-conditioned"
+                );
+            }
+        }
         self.n = n;
         self.adj.fill(0.0);
         self.u.fill(0.0);
@@ -192,7 +229,11 @@ impl Spectral {
                 scratch[..d].fill(0.0);
                 for i in 0..n {
                     let row = &block[i * d..(i + 1) * d];
-                    let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
+                    let norm = row
+                        .iter()
+                        .map(|&v| f64::from(v) * f64::from(v))
+                        .sum::<f64>()
+                        .sqrt();
                     let c = self.u64[i * k + j] / norm.max(f64::from(NORM_FLOOR));
                     for (s, v) in scratch[..d].iter_mut().zip(row) {
                         *s += c * f64::from(*v);
@@ -224,7 +265,9 @@ impl Spectral {
         let (w, k) = (self.w, self.k);
         for a in 0..w {
             for b in 0..w {
-                let acc: f64 = (0..k).map(|j| self.u64[a * k + j] * lam[j] * self.u64[b * k + j]).sum();
+                let acc: f64 = (0..k)
+                    .map(|j| self.u64[a * k + j] * lam[j] * self.u64[b * k + j])
+                    .sum();
                 out[a * w + b] = acc as f32;
             }
         }
@@ -243,7 +286,10 @@ impl Spectral {
 mod tests {
     use super::*;
 
-    const G: GraphSettings = GraphSettings { window_same: 2, window_other: 1 };
+    const G: GraphSettings = GraphSettings {
+        window_same: 2,
+        window_other: 1,
+    };
 
     #[test]
     fn structural_uses_speaker_windows() {
@@ -269,10 +315,16 @@ mod tests {
         let a = normalise(&structural(&speakers, &G));
         let (vals, vecs) = sym_eigen(&a).unwrap();
         assert!(vals.windows(2).all(|p| p[0] >= p[1]));
-        let rec = &vecs * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vals.clone())) * vecs.transpose();
+        let rec =
+            &vecs * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vals.clone())) * vecs.transpose();
         assert!((rec - &a).abs().max() < 1e-10);
         for c in 0..vecs.ncols() {
-            let first = vecs.column(c).iter().copied().find(|v| v.abs() > SIGN_THRESHOLD).unwrap();
+            let first = vecs
+                .column(c)
+                .iter()
+                .copied()
+                .find(|v| v.abs() > SIGN_THRESHOLD)
+                .unwrap();
             assert!(first > 0.0);
         }
         // Leading eigenvalue of a normalised adjacency with self loops is 1.
@@ -284,7 +336,9 @@ mod tests {
         // M = Q diag(3, 1, 1, 1, -2) Q^T for two orthogonal Q that differ only by a rotation
         // inside the eigenvalue-1 space: the eigensolver sees different matrices' roundoff but
         // the same eigenspaces, so the canonical result must agree.
-        let q = sym_eigen(&normalise(&structural(&[0, 1, 0, 1, 1], &G))).unwrap().1;
+        let q = sym_eigen(&normalise(&structural(&[0, 1, 0, 1, 1], &G)))
+            .unwrap()
+            .1;
         let (c, s) = (0.6f64, 0.8f64);
         let mut q2 = q.clone();
         for r in 0..5 {
@@ -298,7 +352,12 @@ mod tests {
         assert!(va.iter().zip(&vb).all(|(a, b)| (a - b).abs() < 1e-12));
         assert!((&ua - &ub).abs().max() < 1e-9, "{ua} vs {ub}");
         // Still an orthonormal eigenbasis.
-        assert!((ua.transpose() * &ua - DMatrix::<f64>::identity(5, 5)).abs().max() < 1e-12);
+        assert!(
+            (ua.transpose() * &ua - DMatrix::<f64>::identity(5, 5))
+                .abs()
+                .max()
+                < 1e-12
+        );
         let m = &q * &d * q.transpose();
         for j in 0..5 {
             let col = ua.column(j);
@@ -310,8 +369,14 @@ mod tests {
     fn non_finite_and_non_square_are_rejected() {
         let mut m = DMatrix::<f64>::identity(3, 3);
         m[(1, 2)] = f64::NAN;
-        assert_eq!(sym_eigen(&m).unwrap_err(), SpectralError::NonFinite { row: 1, col: 2 });
-        assert!(matches!(sym_eigen(&DMatrix::zeros(2, 3)), Err(SpectralError::NotSquare { .. })));
+        assert_eq!(
+            sym_eigen(&m).unwrap_err(),
+            SpectralError::NonFinite { row: 1, col: 2 }
+        );
+        assert!(matches!(
+            sym_eigen(&DMatrix::zeros(2, 3)),
+            Err(SpectralError::NotSquare { .. })
+        ));
     }
 
     #[test]
@@ -324,7 +389,11 @@ mod tests {
         assert!(s.eig[5..].iter().all(|&v| v == 0.0));
         let mut rec = vec![0.0; w * w];
         s.low_rank(&s.eig.clone(), &mut rec);
-        let err = rec.iter().zip(&s.adj).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err = rec
+            .iter()
+            .zip(&s.adj)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err < 1e-5, "{err}");
         assert!(s.rebuild(&[0; 9], &G).is_err());
     }

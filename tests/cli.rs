@@ -9,7 +9,11 @@ use std::process::{Command, Output};
 use common::{repo, tiny_model};
 
 fn gsdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gsdnet")).args(args).current_dir(repo()).output().expect("run gsdnet")
+    Command::new(env!("CARGO_BIN_EXE_gsdnet"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run gsdnet")
 }
 
 fn stderr(o: &Output) -> String {
@@ -26,12 +30,26 @@ fn eval_writes_the_json_shape_of_the_issue() {
     let json = dir.path().join("r.json");
     let model = tiny_model().display().to_string();
     let out = gsdnet(&[
-        "eval", "--data", &bundled_data(), "--model", &model, "--seeds", "0,1", "--rates", "0.0,0.5",
-        "--patterns", "TA", "--json", json.to_str().unwrap(),
+        "eval",
+        "--data",
+        &bundled_data(),
+        "--model",
+        &model,
+        "--seeds",
+        "0,1",
+        "--rates",
+        "0.0,0.5",
+        "--patterns",
+        "TA",
+        "--json",
+        json.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("rate 0.5") && stdout.contains("pattern TA") && stdout.contains("meanfill"), "{stdout}");
+    assert!(
+        stdout.contains("rate 0.5") && stdout.contains("pattern TA") && stdout.contains("meanfill"),
+        "{stdout}"
+    );
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["model"], "tiny-test");
     let rows = doc["results"].as_array().unwrap();
@@ -48,7 +66,9 @@ fn eval_writes_the_json_shape_of_the_issue() {
     let r0: Vec<_> = rows.iter().filter(|r| r["missing_rate"] == 0.0).collect();
     assert_eq!(r0.len(), 3);
     // Nothing is missing at rate 0: every completion gives the same numbers.
-    assert!(r0.iter().all(|r| r["acc2"] == r0[0]["acc2"] && r["mae"] == r0[0]["mae"]));
+    assert!(r0
+        .iter()
+        .all(|r| r["acc2"] == r0[0]["acc2"] && r["mae"] == r0[0]["mae"]));
 }
 
 #[test]
@@ -62,11 +82,24 @@ fn import_reproduces_the_bundled_recording() {
     let out_path = dir.path().join("v.gsdrec");
     let out = gsdnet(&["import", val.to_str().unwrap(), "-o", out_path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(&out_path).unwrap(), std::fs::read(bundled_data()).unwrap());
+    assert_eq!(
+        std::fs::read(&out_path).unwrap(),
+        std::fs::read(bundled_data()).unwrap()
+    );
 }
 
 fn eval_err(data: &Path, model: &Path) -> String {
-    let out = gsdnet(&["eval", "--data", data.to_str().unwrap(), "--model", model.to_str().unwrap(), "--seeds", "0", "--rates", "0.3"]);
+    let out = gsdnet(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--seeds",
+        "0",
+        "--rates",
+        "0.3",
+    ]);
     assert!(!out.status.success());
     stderr(&out)
 }
@@ -101,7 +134,21 @@ fn missing_model_and_bad_arguments_are_clear_errors() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("pattern `AT`"), "{}", stderr(&out));
     let out = gsdnet(&["eval", "--completion", "magic"]);
-    assert!(!out.status.success() && stderr(&out).contains("unknown completion"), "{}", stderr(&out));
-    let out = gsdnet(&["eval", "--model", tiny_model().to_str().unwrap(), "--rates", "1.5"]);
-    assert!(!out.status.success() && stderr(&out).contains("1.5"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("unknown completion"),
+        "{}",
+        stderr(&out)
+    );
+    let out = gsdnet(&[
+        "eval",
+        "--model",
+        tiny_model().to_str().unwrap(),
+        "--rates",
+        "1.5",
+    ]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("1.5"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -56,16 +56,32 @@ impl Case {
             .into_iter()
             .map(|(k, e)| {
                 let data = read_f32(&dir.join(&e.file));
-                assert_eq!(data.len(), e.shape.iter().product::<usize>(), "{k}: size vs shape {:?}", e.shape);
+                assert_eq!(
+                    data.len(),
+                    e.shape.iter().product::<usize>(),
+                    "{k}: size vs shape {:?}",
+                    e.shape
+                );
                 (k, (e.shape, data))
             })
             .collect();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        Case { name, meta: raw.meta, tensors, tol: raw.tolerances, used: Vec::new(), failures: Vec::new() }
+        Case {
+            name,
+            meta: raw.meta,
+            tensors,
+            tol: raw.tolerances,
+            used: Vec::new(),
+            failures: Vec::new(),
+        }
     }
 
     fn get(&self, name: &str) -> &[f32] {
-        &self.tensors.get(name).unwrap_or_else(|| panic!("case {} has no tensor {name}", self.name)).1
+        &self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("case {} has no tensor {name}", self.name))
+            .1
     }
 
     fn has(&self, name: &str) -> bool {
@@ -73,20 +89,32 @@ impl Case {
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Tensor {
-        Tensor::from_vec(shape, self.get(name).to_vec()).unwrap_or_else(|e| panic!("{}: {name}: {e}", self.name))
+        Tensor::from_vec(shape, self.get(name).to_vec())
+            .unwrap_or_else(|e| panic!("{}: {name}: {e}", self.name))
     }
 
     /// Compares `got` with the reference tensor `name` under the case's tolerance for it.
     fn check(&mut self, what: &str, name: &str, got: &[f32]) {
-        let tol = *self.tol.get(name).unwrap_or_else(|| panic!("case {} names no tolerance for {name}", self.name));
+        let tol = *self
+            .tol
+            .get(name)
+            .unwrap_or_else(|| panic!("case {} names no tolerance for {name}", self.name));
         self.used.push(name.to_string());
         let want = self.get(name);
         if want.len() != got.len() {
-            self.failures.push(format!("{what} {name}: {} values, reference has {}", got.len(), want.len()));
+            self.failures.push(format!(
+                "{what} {name}: {} values, reference has {}",
+                got.len(),
+                want.len()
+            ));
             return;
         }
         if let Some((i, x, y, _)) = common::violation(got, want, tol.atol, tol.rtol) {
-            let max = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            let max = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
             self.failures.push(format!(
                 "{what} {name}: index {i}: rust {x} vs reference {y} (atol {}, rtol {}; max |diff| {max})",
                 tol.atol, tol.rtol
@@ -126,23 +154,54 @@ fn run_part(m: &Manifest, name: &str, inputs: &[Tensor]) -> Vec<Tensor> {
 fn check_parts(c: &mut Case, m: &Manifest) {
     let dm = m.dims;
     let (w, d, k) = (dm.window, dm.latent, dm.k);
-    let feats: Vec<Tensor> =
-        ["text", "audio", "visual"].iter().zip(dm.features()).map(|(n, f)| c.tensor(&format!("std_{n}"), &[1, w, f])).collect();
+    let feats: Vec<Tensor> = ["text", "audio", "visual"]
+        .iter()
+        .zip(dm.features())
+        .map(|(n, f)| c.tensor(&format!("std_{n}"), &[1, w, f]))
+        .collect();
     let h = run_part(m, "encoders", &feats);
     c.check("encoders", "h", h[0].data());
-    let (x0, avail, mask) = (c.tensor("x0", &[1, 3, w, d]), c.tensor("avail", &[1, w, 3]), c.tensor("node_mask", &[1, w]));
+    let (x0, avail, mask) = (
+        c.tensor("x0", &[1, 3, w, d]),
+        c.tensor("avail", &[1, w, 3]),
+        c.tensor("node_mask", &[1, w]),
+    );
     let rec = run_part(m, "recon", std::slice::from_ref(&x0));
     for (o, n) in rec.iter().zip(["recon_text", "recon_audio", "recon_visual"]) {
         c.check("recon", n, o.data());
     }
-    let fus = run_part(m, "fusion", &[x0, avail.clone(), c.tensor("adj_fusion", &[1, 2, w, w]), mask.clone()]);
+    let fus = run_part(
+        m,
+        "fusion",
+        &[
+            x0,
+            avail.clone(),
+            c.tensor("adj_fusion", &[1, 2, w, w]),
+            mask.clone(),
+        ],
+    );
     c.check("fusion", "logits", fus[0].data());
     c.check("fusion", "reg", fus[1].data());
     if c.has("s_theta_score") {
         let cond = c.tensor("cond", &[1, 3, w, d]);
-        let ins = [c.tensor("s_theta_x_t", &[1, 3, w, d]), c.tensor("s_theta_t", &[1]), cond.clone(), avail.clone(), c.tensor("s_theta_adj_t", &[1, 3, w, w]), mask.clone()];
+        let ins = [
+            c.tensor("s_theta_x_t", &[1, 3, w, d]),
+            c.tensor("s_theta_t", &[1]),
+            cond.clone(),
+            avail.clone(),
+            c.tensor("s_theta_adj_t", &[1, 3, w, w]),
+            mask.clone(),
+        ];
         c.check("s_theta", "s_theta_score", run_part(m, "s_theta", &ins)[0].data());
-        let ins = [c.tensor("s_phi_lam_t", &[1, 3, k]), c.tensor("s_phi_t", &[1]), c.tensor("lam_obs", &[1, 3, k]), c.tensor("u", &[1, w, k]), cond, avail, mask];
+        let ins = [
+            c.tensor("s_phi_lam_t", &[1, 3, k]),
+            c.tensor("s_phi_t", &[1]),
+            c.tensor("lam_obs", &[1, 3, k]),
+            c.tensor("u", &[1, w, k]),
+            cond,
+            avail,
+            mask,
+        ];
         c.check("s_phi", "s_phi_score", run_part(m, "s_phi", &ins)[0].data());
     }
 }
@@ -176,7 +235,9 @@ fn window_of(c: &Case, n: usize, dims: [usize; 3]) -> Window<'_> {
         utterances: (0..n)
             .map(|i| Utterance {
                 speaker: speaker[i] as u32,
-                features: std::array::from_fn(|m| (avail[i * 3 + m] > 0.5).then(|| &raw[m][i * dims[m]..(i + 1) * dims[m]])),
+                features: std::array::from_fn(|m| {
+                    (avail[i * 3 + m] > 0.5).then(|| &raw[m][i * dims[m]..(i + 1) * dims[m]])
+                }),
             })
             .collect(),
     }
@@ -186,7 +247,13 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
     let dm = m.dims;
     let n = c.meta["n_nodes"].as_integer().unwrap() as usize;
     let steps = c.meta.get("steps").and_then(|s| s.as_integer()).unwrap_or(0) as usize;
-    let completion: Completion = c.meta.get("completion").and_then(|s| s.as_str()).unwrap_or("gsdnet").parse().unwrap();
+    let completion: Completion = c
+        .meta
+        .get("completion")
+        .and_then(|s| s.as_str())
+        .unwrap_or("gsdnet")
+        .parse()
+        .unwrap();
     let taps: Vec<Arc<Mutex<Option<Vec<Tensor>>>>> = (0..5).map(|_| Arc::new(Mutex::new(None))).collect();
     let parts: Vec<Box<dyn Backend>> = m
         .parts
@@ -194,19 +261,42 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         .zip(&taps)
         .map(|(spec, first)| {
             let inner = backend::load(BackendKind::Tract, spec, &BackendOptions::default()).unwrap();
-            Box::new(Tap { inner, first: first.clone() }) as Box<dyn Backend>
+            Box::new(Tap {
+                inner,
+                first: first.clone(),
+            }) as Box<dyn Backend>
         })
         .collect();
-    let model = Model::from_parts(m.clone(), BackendKind::Tract, parts);
+    let model = Model::from_parts(m.clone(), BackendKind::Tract, parts).unwrap();
     let mut pipe = Pipeline::new(model, Some(steps.max(1))).unwrap();
     let mut noise = if c.has("zx") {
-        RecordedNoise { zx_init: c.get("zx_init").to_vec(), zl_init: c.get("zl_init").to_vec(), zx: c.get("zx").to_vec(), zl: c.get("zl").to_vec(), steps }
+        RecordedNoise {
+            zx_init: c.get("zx_init").to_vec(),
+            zl_init: c.get("zl_init").to_vec(),
+            zx: c.get("zx").to_vec(),
+            zl: c.get("zl").to_vec(),
+            steps,
+        }
     } else {
-        RecordedNoise { zx_init: vec![], zl_init: vec![], zx: vec![], zl: vec![], steps: 0 }
+        RecordedNoise {
+            zx_init: vec![],
+            zl_init: vec![],
+            zx: vec![],
+            zl: vec![],
+            steps: 0,
+        }
     };
     let win = window_of(c, n, dm.features());
-    let out = pipe.run(&win, completion, &mut noise).unwrap_or_else(|e| panic!("case {}: {e}", c.name));
-    assert_eq!(out.sampled, c.has("zx"), "case {}: sampler ran = {}", c.name, out.sampled);
+    let out = pipe
+        .run(&win, completion, &mut noise)
+        .unwrap_or_else(|e| panic!("case {}: {e}", c.name));
+    assert_eq!(
+        out.sampled,
+        c.has("zx"),
+        "case {}: sampler ran = {}",
+        c.name,
+        out.sampled
+    );
     let it = pipe.intermediates();
     let owned: Vec<(&str, Vec<f32>)> = vec![
         ("std_text", it.inputs[0].data().to_vec()),
@@ -229,7 +319,11 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         ("probs", out.utterances.iter().flat_map(|u| u.probs).collect()),
     ];
     for (name, got) in owned {
-        let got = if name == "probs" { pad_probs(got, dm.window, c.get("probs")) } else { got };
+        let got = if name == "probs" {
+            pad_probs(got, dm.window, c.get("probs"))
+        } else {
+            got
+        };
         c.check("pipeline", name, &got);
     }
     if c.has("s_theta_x_t") {
@@ -258,16 +352,33 @@ fn pad_probs(mut got: Vec<f32>, w: usize, want: &[f32]) -> Vec<f32> {
 #[test]
 fn golden_cases_match_the_python_reference() {
     let dirs = case_dirs();
-    assert!(!dirs.is_empty(), "no golden cases under {}", golden_dir().display());
+    assert!(
+        !dirs.is_empty(),
+        "no golden cases under {}",
+        golden_dir().display()
+    );
     let m = Manifest::load(&model_dir()).unwrap();
     let mut report = Vec::new();
     for dir in dirs {
         let mut c = Case::load(&dir);
         check_parts(&mut c, &m);
         check_pipeline(&mut c, &m);
-        let unused: Vec<&String> = c.tol.keys().filter(|k| !c.used.contains(k) && c.has(k) && !is_input_noise(k)).collect();
-        assert!(unused.is_empty(), "case {}: tolerances never checked: {unused:?}", c.name);
-        eprintln!("case {}: {} comparisons, {} failures", c.name, c.used.len(), c.failures.len());
+        let unused: Vec<&String> = c
+            .tol
+            .keys()
+            .filter(|k| !c.used.contains(k) && c.has(k) && !is_input_noise(k))
+            .collect();
+        assert!(
+            unused.is_empty(),
+            "case {}: tolerances never checked: {unused:?}",
+            c.name
+        );
+        eprintln!(
+            "case {}: {} comparisons, {} failures",
+            c.name,
+            c.used.len(),
+            c.failures.len()
+        );
         report.extend(c.failures.iter().map(|f| format!("case {}: {f}", c.name)));
     }
     assert!(report.is_empty(), "golden mismatches:\n{}", report.join("\n"));
@@ -289,7 +400,11 @@ fn golden_noise_is_the_seeded_stream() {
         let conv = c.meta["conv_id"].as_str().unwrap();
         let seed = c.meta["seed"].as_integer().unwrap() as u64;
         let scenario = c.meta["scenario"].as_integer().unwrap() as u64;
-        let wi = c.meta.get("window_index").and_then(|v| v.as_integer()).unwrap_or(0) as u64;
+        let wi = c
+            .meta
+            .get("window_index")
+            .and_then(|v| v.as_integer())
+            .unwrap_or(0) as u64;
         let mut noise = SeededNoise::for_window(seed, scenario, conv, wi);
         for (draw, name) in [(Draw::XInit, "zx_init"), (Draw::LamInit, "zl_init")] {
             let mut got = vec![0f32; c.get(name).len()];

@@ -5,7 +5,8 @@ use serde_json::Value;
 
 fn vectors() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/rng/vectors.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read vectors.json")).expect("parse vectors.json")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read vectors.json"))
+        .expect("parse vectors.json")
 }
 
 fn u(v: &Value) -> u64 {
@@ -41,11 +42,19 @@ fn streams_match_bit_for_bit() {
         assert_eq!(rng::uniform(u(&uni["key"]), j as u64), want.as_f64().unwrap());
     }
     let nor = &v["normals"];
-    let want: Vec<f64> = nor["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let want: Vec<f64> = nor["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     let got = rng::normals_f64(u(&nor["key"]), want.len());
     for (g, w) in got.iter().zip(&want) {
         // libm and numpy may differ in the last ulp of ln/cos/sin; the f32 casts must agree.
-        assert!((g - w).abs() <= 4.0 * f64::EPSILON * w.abs().max(1.0), "{g} vs {w}");
+        assert!(
+            (g - w).abs() <= 4.0 * f64::EPSILON * w.abs().max(1.0),
+            "{g} vs {w}"
+        );
     }
     let mut f = vec![0f32; want.len()];
     rng::fill_normals(u(&nor["key"]), &mut f);

@@ -3,7 +3,9 @@
 //! -(x - MU) / (S0^2 + std(t)^2) and the reverse SDE must produce samples of that law.
 
 use gsdnet_edge::backend::{Backend, BackendError, PartSpec, TensorSpec};
-use gsdnet_edge::diffusion::{Condition, Draw, NoiseSource, RecordedNoise, Sampler, SdeParams, SeededNoise, Ve};
+use gsdnet_edge::diffusion::{
+    Condition, Draw, NoiseSource, RecordedNoise, Sampler, SdeParams, SeededNoise, Ve,
+};
 use gsdnet_edge::manifest::GraphSettings;
 use gsdnet_edge::spectral::Spectral;
 use gsdnet_edge::tensor::Tensor;
@@ -26,10 +28,22 @@ impl GaussScore {
         let spec = PartSpec {
             name: name.into(),
             path: "mock".into(),
-            inputs: (0..n_inputs).map(|i| TensorSpec { name: format!("in{i}"), shape: vec![] }).collect(),
-            outputs: vec![TensorSpec { name: "score".into(), shape: shape.to_vec() }],
+            inputs: (0..n_inputs)
+                .map(|i| TensorSpec {
+                    name: format!("in{i}"),
+                    shape: vec![],
+                })
+                .collect(),
+            outputs: vec![TensorSpec {
+                name: "score".into(),
+                shape: shape.to_vec(),
+            }],
         };
-        GaussScore { spec, ve, ts: Vec::new() }
+        GaussScore {
+            spec,
+            ve,
+            ts: Vec::new(),
+        }
     }
 }
 
@@ -81,9 +95,17 @@ fn fixture() -> Fixture {
         })
         .collect();
     let mut spectral = Spectral::new(W, K);
-    spectral.rebuild(&[0, 1, 0, 0, 1], &GraphSettings { window_same: 2, window_other: 1 }).unwrap();
+    spectral
+        .rebuild(
+            &[0, 1, 0, 0, 1],
+            &GraphSettings {
+                window_same: 2,
+                window_other: 1,
+            },
+        )
+        .unwrap();
     let mut lam_obs = vec![0f32; 3 * K];
-    spectral.spectrum(&cond, D, &mut vec![0.0; D], &mut lam_obs);
+    spectral.spectrum(&cond, D, &mut [0.0; D], &mut lam_obs);
     Fixture {
         h: Tensor::from_vec(&[1, 3, W, D], h).unwrap(),
         cond: Tensor::from_vec(&[1, 3, W, D], cond).unwrap(),
@@ -96,16 +118,31 @@ fn fixture() -> Fixture {
 }
 
 fn params(steps: usize) -> SdeParams {
-    SdeParams { x: Ve { sigma: 25.0 }, lam: Ve { sigma: 2.0 }, eps: 1e-3, steps }
+    SdeParams {
+        x: Ve { sigma: 25.0 },
+        lam: Ve { sigma: 2.0 },
+        eps: 1e-3,
+        steps,
+    }
 }
 
 fn run(f: &Fixture, p: &SdeParams, noise: &mut dyn NoiseSource) -> (Tensor, Tensor, Vec<f32>) {
-    let c = Condition { h: &f.h, cond: &f.cond, avail: &f.avail, node_mask: &f.node_mask, u: &f.u, lam_obs: &f.lam_obs, spectral: &f.spectral };
+    let c = Condition {
+        h: &f.h,
+        cond: &f.cond,
+        avail: &f.avail,
+        node_mask: &f.node_mask,
+        u: &f.u,
+        lam_obs: &f.lam_obs,
+        spectral: &f.spectral,
+    };
     let mut st = GaussScore::new("s_theta", &[1, 3, W, D], 6, p.x);
     let mut sp = GaussScore::new("s_phi", &[1, 3, K], 7, p.lam);
     let mut sampler = Sampler::new(W, D, K);
     let (mut x0, mut lam0) = (Tensor::zeros(&[1, 3, W, D]), Tensor::zeros(&[1, 3, K]));
-    sampler.run(p, &c, &mut st, &mut sp, noise, &mut x0, &mut lam0).unwrap();
+    sampler
+        .run(p, &c, [&mut st, &mut sp], noise, [&mut x0, &mut lam0])
+        .unwrap();
     assert_eq!(st.ts.len(), p.steps);
     assert_eq!(sp.ts, st.ts);
     (x0, lam0, st.ts)
@@ -113,7 +150,10 @@ fn run(f: &Fixture, p: &SdeParams, noise: &mut dyn NoiseSource) -> (Tensor, Tens
 
 fn missing_rows(f: &Fixture) -> Vec<(usize, usize)> {
     let (a, nm) = (f.avail.data(), f.node_mask.data());
-    (0..3).flat_map(|m| (0..W).map(move |i| (m, i))).filter(|&(m, i)| nm[i] > 0.5 && a[i * 3 + m] < 0.5).collect()
+    (0..3)
+        .flat_map(|m| (0..W).map(move |i| (m, i)))
+        .filter(|&(m, i)| nm[i] > 0.5 && a[i * 3 + m] < 0.5)
+        .collect()
 }
 
 #[test]
@@ -146,7 +186,11 @@ fn samples_follow_the_data_distribution() {
     let rows = missing_rows(&f);
     let mut vals = Vec::new();
     for seed in 0..150 {
-        let (x0, _, _) = run(&f, &params(200), &mut SeededNoise::for_window(seed, 300, "conv", 0));
+        let (x0, _, _) = run(
+            &f,
+            &params(200),
+            &mut SeededNoise::for_window(seed, 300, "conv", 0),
+        );
         for &(m, i) in &rows {
             let row = (m * W + i) * D;
             vals.extend_from_slice(&x0.data()[row..row + D]);
@@ -178,8 +222,20 @@ fn recorded_noise_replays_seeded_noise() {
     let f = fixture();
     let p = params(4);
     let mut log = Vec::new();
-    let (x_a, l_a, _) = run(&f, &p, &mut Tap { inner: SeededNoise::from_key(9), log: &mut log });
-    let pick = |d: fn(&Draw) -> bool| -> Vec<f32> { log.iter().filter(|(k, _)| d(k)).flat_map(|(_, v)| v.clone()).collect() };
+    let (x_a, l_a, _) = run(
+        &f,
+        &p,
+        &mut Tap {
+            inner: SeededNoise::from_key(9),
+            log: &mut log,
+        },
+    );
+    let pick = |d: fn(&Draw) -> bool| -> Vec<f32> {
+        log.iter()
+            .filter(|(k, _)| d(k))
+            .flat_map(|(_, v)| v.clone())
+            .collect()
+    };
     let mut rec = RecordedNoise {
         zx_init: pick(|d| *d == Draw::XInit),
         zl_init: pick(|d| *d == Draw::LamInit),
@@ -191,12 +247,22 @@ fn recorded_noise_replays_seeded_noise() {
     assert_eq!(x_a, x_b);
     assert_eq!(l_a, l_b);
     // Too few recorded steps is an error, not a panic.
-    let c = Condition { h: &f.h, cond: &f.cond, avail: &f.avail, node_mask: &f.node_mask, u: &f.u, lam_obs: &f.lam_obs, spectral: &f.spectral };
+    let c = Condition {
+        h: &f.h,
+        cond: &f.cond,
+        avail: &f.avail,
+        node_mask: &f.node_mask,
+        u: &f.u,
+        lam_obs: &f.lam_obs,
+        spectral: &f.spectral,
+    };
     let mut st = GaussScore::new("s_theta", &[1, 3, W, D], 6, p.x);
     let mut sp = GaussScore::new("s_phi", &[1, 3, K], 7, p.lam);
     let (mut x0, mut lam0) = (Tensor::zeros(&[1, 3, W, D]), Tensor::zeros(&[1, 3, K]));
     rec.steps = 3;
-    let err = Sampler::new(W, D, K).run(&params(5), &c, &mut st, &mut sp, &mut rec, &mut x0, &mut lam0).unwrap_err();
+    let err = Sampler::new(W, D, K)
+        .run(&params(5), &c, [&mut st, &mut sp], &mut rec, [&mut x0, &mut lam0])
+        .unwrap_err();
     assert!(err.to_string().contains("steps"), "{err}");
 }
 
@@ -205,7 +271,9 @@ fn seeded_streams_follow_design_keys() {
     use gsdnet_edge::rng;
     let k = rng::derive(1, &[2, 1003, rng::fnv1a64("vid"), 0]);
     let mut a = vec![0f32; 10];
-    SeededNoise::for_window(1, 1003, "vid", 0).fill(Draw::X(7), &mut a).unwrap();
+    SeededNoise::for_window(1, 1003, "vid", 0)
+        .fill(Draw::X(7), &mut a)
+        .unwrap();
     let mut b = vec![0f32; 10];
     rng::fill_normals(rng::derive(k, &[16, 7]), &mut b);
     assert_eq!(a, b);

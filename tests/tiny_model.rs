@@ -39,7 +39,13 @@ fn tract_matches_onnxruntime_on_every_part() {
         let refs_in: Vec<&Tensor> = inputs.iter().collect();
         be.run(&refs_in, &mut outputs).unwrap();
         for (o, f) in outputs.iter().zip(&r.outputs) {
-            assert_close(&format!("{} {f}", spec.name), o.data(), &read_f32(&dir.join(f)), 1e-5, 1e-4);
+            assert_close(
+                &format!("{} {f}", spec.name),
+                o.data(),
+                &read_f32(&dir.join(f)),
+                1e-5,
+                1e-4,
+            );
         }
         // Wrong input shape is a clear error.
         let mut bad = refs_in.clone();
@@ -52,7 +58,13 @@ fn tract_matches_onnxruntime_on_every_part() {
 
 fn features(n: usize) -> Vec<[Vec<f32>; 3]> {
     (0..n)
-        .map(|i| std::array::from_fn(|m| (0..[100, 73, 100][m]).map(|c| 2.0 * wiggle(1000 * i + 10 * c + m)).collect()))
+        .map(|i| {
+            std::array::from_fn(|m| {
+                (0..[100, 73, 100][m])
+                    .map(|c| 2.0 * wiggle(1000 * i + 10 * c + m))
+                    .collect()
+            })
+        })
         .collect()
 }
 
@@ -79,7 +91,13 @@ fn pipeline() -> Pipeline {
 fn pipeline_outputs_are_consistent() {
     let mut p = pipeline();
     let feats = features(5);
-    let avail = [[true, true, true], [true, false, true], [false, true, false], [true, true, true], [false, false, true]];
+    let avail = [
+        [true, true, true],
+        [true, false, true],
+        [false, true, false],
+        [true, true, true],
+        [false, false, true],
+    ];
     let win = window(&feats, &avail);
     let mut outs = Vec::new();
     for c in Completion::ALL {
@@ -101,12 +119,22 @@ fn pipeline_outputs_are_consistent() {
         }
         outs.push(out);
     }
-    assert_ne!(outs[0], outs[1], "gsdnet and meanfill agree on a window with missing entries");
-    assert_ne!(outs[1], outs[2], "meanfill and zero agree on a window with missing entries");
+    assert_ne!(
+        outs[0], outs[1],
+        "gsdnet and meanfill agree on a window with missing entries"
+    );
+    assert_ne!(
+        outs[1], outs[2],
+        "meanfill and zero agree on a window with missing entries"
+    );
     // Same seed, same result; a different seed changes the sample.
-    let again = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
+    let again = p
+        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1))
+        .unwrap();
     assert_eq!(again, outs[0]);
-    let other = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(2)).unwrap();
+    let other = p
+        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(2))
+        .unwrap();
     assert_ne!(other, outs[0]);
 }
 
@@ -115,9 +143,13 @@ fn complete_window_skips_the_sampler() {
     let mut p = pipeline();
     let feats = features(8);
     let win = window(&feats, &[[true; 3]; 8]);
-    let a = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
+    let a = p
+        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1))
+        .unwrap();
     assert!(!a.sampled);
-    let b = p.run(&win, Completion::Meanfill, &mut SeededNoise::from_key(7)).unwrap();
+    let b = p
+        .run(&win, Completion::Meanfill, &mut SeededNoise::from_key(7))
+        .unwrap();
     assert_eq!(a.utterances, b.utterances);
 }
 
@@ -126,17 +158,27 @@ fn bad_windows_are_errors() {
     let mut p = pipeline();
     let feats = features(9);
     let too_long = window(&feats, &[[true; 3]; 9]);
-    let err = p.run(&too_long, Completion::Gsdnet, &mut SeededNoise::from_key(0)).unwrap_err();
+    let err = p
+        .run(&too_long, Completion::Gsdnet, &mut SeededNoise::from_key(0))
+        .unwrap_err();
     assert!(err.to_string().contains("1 to 8"), "{err}");
     let empty = Window::default();
-    assert!(p.run(&empty, Completion::Gsdnet, &mut SeededNoise::from_key(0)).is_err());
+    assert!(p
+        .run(&empty, Completion::Gsdnet, &mut SeededNoise::from_key(0))
+        .is_err());
     let short = vec![0.0f32; 50];
     let mut nan = feats[0][1].clone();
     nan[3] = f32::NAN;
-    for (m, bad, want) in [(0, &short, "has 50 values, expected 100"), (1, &nan, "non-finite")] {
+    for (m, bad, want) in [
+        (0, &short, "has 50 values, expected 100"),
+        (1, &nan, "non-finite"),
+    ] {
         let mut win = window(&feats[..2], &[[true; 3]; 2]);
         win.utterances[1].features[m] = Some(bad.as_slice());
-        let err = p.run(&win, Completion::Meanfill, &mut SeededNoise::from_key(0)).unwrap_err().to_string();
+        let err = p
+            .run(&win, Completion::Meanfill, &mut SeededNoise::from_key(0))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(want) && err.contains("utterance 1"), "{err}");
     }
 }
@@ -167,8 +209,16 @@ fn broken_models_give_precise_errors() {
         t
     });
     assert!(err.contains("recon") && err.contains("does not exist"), "{err}");
-    let err = load_edited(|_, t| t.replace("{ name = \"h\", shape = [1, 3, 8, 4] }", "{ name = \"h\", shape = [1, 3, 8, 5] }"));
-    assert!(err.contains("encoders") && err.contains("DESIGN.md expects"), "{err}");
+    let err = load_edited(|_, t| {
+        t.replace(
+            "{ name = \"h\", shape = [1, 3, 8, 4] }",
+            "{ name = \"h\", shape = [1, 3, 8, 5] }",
+        )
+    });
+    assert!(
+        err.contains("encoders") && err.contains("DESIGN.md expects"),
+        "{err}"
+    );
     let err = load_edited(|d, t| {
         let mut bytes = std::fs::read(d.join("fusion.onnx")).unwrap();
         bytes.push(0);

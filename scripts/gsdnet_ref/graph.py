@@ -7,9 +7,14 @@ descending; the first entry with |v| > 1e-4 of each eigenvector is positive.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 SIGN_EPS = 1e-4
+GAP_EPS = 1e-6
+DEGENERACY_TOL = 1e-8
+GS_TOL = 1e-3
 NORM_FLOOR = 1e-6
 
 
@@ -55,8 +60,22 @@ def top_eigen(adj: np.ndarray, n: int, k: int):
         raise ValueError("matrix is not symmetric")
     vals, vecs = np.linalg.eigh(block)
     order = np.argsort(-vals, kind="stable")
+    vals, vecs = vals[order], vecs[:, order]
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and vals[end - 1] - vals[end] <= DEGENERACY_TOL:
+            end += 1
+        if end - start > 1:
+            vecs[:, start:end] = canonical_basis(vecs[:, start:end])
+        start = end
     kk = min(k, n)
-    vals, vecs = vals[order][:kk], vecs[:, order][:, :kk]
+    gaps = np.abs(np.diff(vals[:kk + 1]))
+    if np.any((gaps > DEGENERACY_TOL) & (gaps < GAP_EPS)):
+        warnings.warn("nearly repeated eigenvalues among the kept eigenpairs: u is "
+                      "ill-conditioned (docs/DESIGN.md, graph and spectrum)", RuntimeWarning,
+                      stacklevel=2)
+    vals, vecs = vals[:kk], vecs[:, :kk]
     for j in range(kk):
         big = np.nonzero(np.abs(vecs[:, j]) > SIGN_EPS)[0]
         if big.size and vecs[big[0], j] < 0:
@@ -64,6 +83,32 @@ def top_eigen(adj: np.ndarray, n: int, k: int):
     u[:n, :kk] = vecs
     eig[:kk] = vals
     return u, eig
+
+
+def canonical_basis(v: np.ndarray) -> np.ndarray:
+    """Canonical orthonormal basis of span(v) (one degenerate eigenspace, DESIGN.md): modified
+    Gram-Schmidt over P e_0, P e_1, ... with P = v v^T, keeping a vector when its residual norm
+    exceeds GS_TOL. Independent of which basis of the span the eigensolver returned."""
+    p = v @ v.T
+    chosen = []
+    for i in range(v.shape[0]):
+        x = p[:, i].copy()
+        for q in chosen:
+            x -= (q @ x) * q
+        norm = np.linalg.norm(x)
+        if norm > GS_TOL:
+            chosen.append(x / norm)
+            if len(chosen) == v.shape[1]:
+                return np.stack(chosen, axis=1)
+    warnings.warn("canonical basis not found, solver basis kept", RuntimeWarning, stacklevel=2)
+    return v
+
+
+def spectral_gap(sorted_vals: np.ndarray, kk: int) -> float:
+    """Smallest gap among the kk kept eigenvalues and to the first dropped one (inf if none):
+    u is defined up to the sign rule only when this is positive."""
+    v = sorted_vals[:kk + 1]
+    return float(np.min(np.abs(np.diff(v)))) if len(v) > 1 else float("inf")
 
 
 def spectrum(h: np.ndarray, u: np.ndarray, node_mask: np.ndarray) -> np.ndarray:

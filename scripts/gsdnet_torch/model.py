@@ -148,10 +148,12 @@ class Fusion(nn.Module):
     a completion independently of the observed evidence."""
 
     def __init__(self, d: int, hid: int, layers: int = 2, dropout: float = 0.5,
-                 in_dropout: float = 0.2):
+                 in_dropout: float = 0.2, cmp_zero: bool = False):
         super().__init__()
         self.inp = nn.Linear(3 * d + 3, hid)
         self.inp_cmp = nn.Linear(3 * d, hid, bias=False)
+        if cmp_zero:   # completed latents start ignored; only training on them gives weight
+            nn.init.zeros_(self.inp_cmp.weight)
         self.self_lin = nn.ModuleList([nn.Linear(hid, hid) for _ in range(layers)])
         self.rel_lin = nn.ModuleList([nn.Linear(3 * hid, hid, bias=False) for _ in range(layers)])
         self.in_drop = nn.Dropout(in_dropout)
@@ -191,16 +193,17 @@ class GSDNet(nn.Module):
     """Container of the five parts plus the hyper-parameters the manifest records."""
 
     def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5,
-                 variant="gsdnet", fusion_layers=2, in_dropout=0.2):
+                 variant="gsdnet", fusion_layers=2, in_dropout=0.2, cmp_zero=False):
         super().__init__()
         self.cfg = dict(d=d, k=k, width=width, hid=hid, sigma_x=sigma_x, sigma_l=sigma_l,
                         dropout=dropout, variant=variant,
-                        fusion_layers=fusion_layers, in_dropout=in_dropout)
+                        fusion_layers=fusion_layers, in_dropout=in_dropout, cmp_zero=cmp_zero)
         self.encoders = Encoders(d, width)
         self.s_theta = STheta(d, hid, sigma_x)
         self.s_phi = SPhi(d, k, hid, sigma_l)
         self.recon = Recon(d)
-        self.fusion = Fusion(d, hid, layers=fusion_layers, dropout=dropout, in_dropout=in_dropout)
+        self.fusion = Fusion(d, hid, layers=fusion_layers, dropout=dropout, in_dropout=in_dropout,
+                             cmp_zero=cmp_zero)
         if variant == "adj":
             from gsdnet_torch.adjdiff import AdjScore
             self.s_adj = AdjScore(hid // 2, sigma_l)

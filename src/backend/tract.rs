@@ -4,7 +4,7 @@
 //! optimise -> runnable plan. Output names and shapes are checked against the spec at load.
 
 use tract_onnx::prelude::{
-    Framework, InferenceFact, InferenceModelExt, IntoTValue, TVec, TypedModel, TypedRunnableModel,
+    Framework, InferenceFact, InferenceModelExt, IntoTValue, TVec, TypedModel, TypedSimpleState,
 };
 use tract_onnx::prelude::Tensor as TractTensor;
 use tract_onnx::tract_core::model::IntoRunnable;
@@ -12,11 +12,11 @@ use tract_onnx::tract_core::model::IntoRunnable;
 use super::{check_call, Backend, BackendError, BackendOptions, PartSpec};
 use crate::tensor::Tensor;
 
-type Plan = std::sync::Arc<TypedRunnableModel>;
-
 pub struct TractBackend {
     spec: PartSpec,
-    plan: Plan,
+    /// One execution state kept across runs (tract resets its turn after each run), so a run
+    /// does not rebuild the per-node state tables; the parts are stateless ops.
+    state: TypedSimpleState,
 }
 
 fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
@@ -58,7 +58,8 @@ impl TractBackend {
             }
         }
         let plan = typed.into_runnable().map_err(|e| engine_err(spec, e))?;
-        Ok(TractBackend { spec: spec.clone(), plan })
+        let state = plan.spawn().map_err(|e| engine_err(spec, e))?;
+        Ok(TractBackend { spec: spec.clone(), state })
     }
 }
 
@@ -80,7 +81,7 @@ impl Backend for TractBackend {
             let tt = TractTensor::from_shape(t.shape(), t.data()).map_err(|e| engine_err(&self.spec, e))?;
             tv.push(tt.into_tvalue());
         }
-        let result = self.plan.run(tv).map_err(|e| engine_err(&self.spec, e))?;
+        let result = self.state.run(tv).map_err(|e| engine_err(&self.spec, e))?;
         for (out, value) in outputs.iter_mut().zip(result.iter()) {
             let view = value.try_as_plain_ram().map_err(|e| engine_err(&self.spec, e))?;
             let slice = view.as_slice::<f32>().map_err(|e| engine_err(&self.spec, e))?;

@@ -15,7 +15,10 @@ pub fn tiny_model() -> PathBuf {
 pub fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(bytes.len() % 4, 0, "{}: size not a multiple of 4", path.display());
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// Largest violation of `|a - b| <= atol + rtol |b|` as (index, a, b), or None when all pass.
@@ -24,10 +27,8 @@ pub fn violation(a: &[f32], b: &[f32], atol: f64, rtol: f64) -> Option<(usize, f
     let mut worst: Option<(usize, f32, f32, f64)> = None;
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
         let excess = f64::from((x - y).abs()) - (atol + rtol * f64::from(y.abs()));
-        if excess > 0.0 || !x.is_finite() {
-            if worst.is_none_or(|w| excess > w.3) {
-                worst = Some((i, x, y, excess));
-            }
+        if (excess > 0.0 || !x.is_finite()) && worst.is_none_or(|w| excess > w.3) {
+            worst = Some((i, x, y, excess));
         }
     }
     worst

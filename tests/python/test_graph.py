@@ -84,3 +84,41 @@ def test_adj_from_lam():
     a = graph.adj_from_lam(u, lam)
     assert a.shape == (2, 8, 8)
     np.testing.assert_allclose(a[1], 2 * a[0], atol=1e-12)
+
+
+def test_manifest_windows_give_a_simple_spectrum():
+    """With the bundled model's windows every single-speaker window (N = 2..W) and the golden
+    multi-speaker case have distinct kept eigenvalues, so u is unique up to the sign rule."""
+    import sys
+    import tomllib
+
+    from conftest import ROOT
+    man = tomllib.loads((ROOT / "models" / "gsdnet-mosi" / "manifest.toml").read_text())
+    ws, wo = man["graph"]["window_same"], man["graph"]["window_other"]
+    w, k = man["dims"]["window"], man["dims"]["k"]
+    sys.path.insert(0, str(ROOT / "scripts"))
+    for n in range(2, w + 1):
+        a = graph.normalise(graph.structural_adjacency(np.zeros(n, int), w, ws, wo), n)
+        vals = np.sort(np.linalg.eigvalsh(a[:n, :n]))[::-1]
+        assert graph.spectral_gap(vals, min(k, n)) > 1e-6, n
+    case = tomllib.loads((ROOT / "tests" / "golden" / "speakers" / "case.toml").read_text())
+    n = case["meta"]["n_nodes"]
+    spk = np.fromfile(ROOT / "tests" / "golden" / "speakers" / "speaker.f32", "<f4")[:n]
+    a = graph.normalise(graph.structural_adjacency(spk.astype(int), w, ws, wo), n)
+    vals = np.sort(np.linalg.eigvalsh(a[:n, :n]))[::-1]
+    assert graph.spectral_gap(vals, min(k, n)) > 1e-6
+
+
+def test_degenerate_eigenspace_gets_the_canonical_basis():
+    """Complete graph on 9 nodes: eigenvalue 0 has multiplicity 8. The kept vectors must not
+    depend on which basis of that eigenspace the solver returned (DESIGN.md rule)."""
+    a = graph.normalise(graph.structural_adjacency(np.zeros(9, int), 12, 8, 8), 9)
+    u, eig = graph.top_eigen(a, 9, 6)
+    np.testing.assert_allclose(u[:9, :6].T @ u[:9, :6], np.eye(6), atol=1e-10)
+    rs = np.random.default_rng(3)
+    vals, vecs = np.linalg.eigh(a[:9, :9])
+    space = vecs[:, np.abs(vals) < 1e-8]                       # the 8-dim zero eigenspace
+    rotated = space @ np.linalg.qr(rs.normal(size=(8, 8)))[0]  # another basis of it
+    b1, b2 = graph.canonical_basis(space), graph.canonical_basis(rotated)
+    np.testing.assert_allclose(b1, b2, atol=1e-10)
+    np.testing.assert_allclose(np.abs(u[:9, 1:6]), np.abs(b1[:, :5]), atol=1e-10)
