@@ -38,6 +38,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Convert a split folder (utterances.csv + text/audio/visual.f32) into a recording file.
     Import(ImportArgs),
+    #[command(flatten)]
+    Daemon(crate::cli_daemon::DaemonCommand),
     /// Latency (p50/p99, whole window and per stage), allocations and peak memory per backend.
     Bench(BenchArgs),
     /// Compiled backends, ONNX Runtime library, provider per part, golden parity, window latency.
@@ -150,6 +152,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(a) => run_eval(a),
         Command::Import(a) => run_import(a),
+        Command::Daemon(c) => crate::cli_daemon::run(c),
         Command::Bench(a) => run_bench(a),
         Command::Check(a) => crate::cli_check::run_check(a, bundled),
     }

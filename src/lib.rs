@@ -18,3 +18,8 @@ pub mod pipeline;
 pub mod rng;
 pub mod spectral;
 pub mod tensor;
+pub mod daemon;
+pub mod protocol;
+pub mod config;
+pub mod io;
+pub mod cli_daemon;

@@ -7,6 +7,6 @@ use clap::Parser;
 static ALLOC: gsdnet_edge::bench::CountingAlloc = gsdnet_edge::bench::CountingAlloc;
 
 fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    gsdnet_edge::cli_daemon::init_logging("warn");
     gsdnet_edge::cli::run(gsdnet_edge::cli::Cli::parse())
 }

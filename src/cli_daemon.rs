@@ -1,0 +1,245 @@
+//! Daemon subcommands of the `gsdnet` binary: `serve`, `check-config`, `record`, `replay`.
+//! Parsing and error context only; the work is in `daemon`, `io` and `config`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+use crate::backend::{BackendKind, BackendOptions};
+use crate::config::Settings;
+use crate::daemon::inference::WindowRunner;
+use crate::daemon::notify::{NoNotifier, Notifier, SystemdNotifier};
+use crate::daemon::pipeline_runner::PipelineRunner;
+use crate::daemon::replay::{self, DropSpan, RecorderRunner, ReplayOptions};
+use crate::daemon::server::{serve, Endpoints, ServeOptions};
+use crate::io::{listeners, serial::SerialInput};
+use crate::model::Model;
+use crate::pipeline::{Completion, Pipeline};
+use crate::recording::{Recording, RecordingWriter};
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Run the edge daemon: sensor frames in (serial, TCP, Unix), results out.
+    Serve(ServeArgs),
+    /// Validate a board profile and print the resolved settings.
+    CheckConfig(BoardArgs),
+    /// Listen like the daemon and write every assembled utterance to a recording.
+    Record(RecordArgs),
+    /// Send a recording to a running daemon, optionally dropping modalities.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BoardArgs {
+    /// Board profile (boards/*.toml) [default: the built-in x86 development profile]
+    #[arg(long)]
+    pub board: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub board: BoardArgs,
+    /// Model folder, overriding the profile's `engine.models`
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Label of the sampler stream key (DESIGN.md); an eval scenario key reproduces `gsdnet eval`
+    #[arg(long, default_value_t = 0)]
+    pub noise_scenario: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub board: BoardArgs,
+    /// Output recording file
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Recording file
+    pub recording: PathBuf,
+    /// Daemon Unix socket
+    #[arg(long, conflicts_with_all = ["tcp", "serial"])]
+    pub unix: Option<PathBuf>,
+    /// Daemon TCP address
+    #[arg(long, conflicts_with = "serial")]
+    pub tcp: Option<String>,
+    /// Serial port (8N1), with --baud
+    #[arg(long)]
+    pub serial: Option<PathBuf>,
+    #[arg(long, default_value_t = 921_600)]
+    pub baud: u32,
+    /// Send as fast as possible instead of at recorded speed
+    #[arg(long)]
+    pub max_speed: bool,
+    /// Spacing of utterances without recorded timestamps, in milliseconds
+    #[arg(long, default_value_t = 3000)]
+    pub interval_ms: u64,
+    /// Drop a modality over a span of the replay timeline, e.g. `visual:10-25` (seconds); repeatable
+    #[arg(long = "drop")]
+    pub drops: Vec<DropSpan>,
+    /// Drop entries as `gsdnet eval`'s random mask at this rate would (with --mask-seed)
+    #[arg(long)]
+    pub mask_rate: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    pub mask_seed: u64,
+}
+
+pub fn run(cmd: DaemonCommand) -> Result<()> {
+    match cmd {
+        DaemonCommand::CheckConfig(a) => {
+            let settings = load_settings(&a)?;
+            print!("{}", settings.to_toml());
+            Ok(())
+        }
+        DaemonCommand::Serve(a) => run_serve(a),
+        DaemonCommand::Record(a) => run_record(a),
+        DaemonCommand::Replay(a) => run_replay(a),
+    }
+}
+
+fn load_settings(a: &BoardArgs) -> Result<Settings> {
+    let board = a.board.clone().or_else(|| std::env::var_os("GSDNET_BOARD").map(PathBuf::from));
+    match &board {
+        Some(p) => Ok(Settings::load(p)?),
+        None => Settings::default_profile().context("built-in board profile"),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the tokio runtime")
+}
+
+fn notifier() -> Arc<dyn Notifier> {
+    match SystemdNotifier::from_env() {
+        Some(n) => Arc::new(n),
+        None => Arc::new(NoNotifier),
+    }
+}
+
+fn serve_options(s: &Settings, warm_up: bool) -> ServeOptions {
+    let heartbeat = SystemdNotifier::watchdog_interval().map_or(Duration::from_secs(5), |w| w / 2);
+    ServeOptions {
+        assembly: s.assembly_settings(),
+        queue_capacity: s.engine.queue_capacity,
+        max_frames_per_second: s.inputs.max_frames_per_second,
+        burst: s.inputs.burst,
+        heartbeat,
+        result_backlog: 256,
+        warm_up,
+    }
+}
+
+fn load_runner(s: &Settings, models: &Path, noise_scenario: u64) -> Result<PipelineRunner> {
+    let kind: BackendKind = s.engine.backend.parse().context("engine.backend")?;
+    let opts = BackendOptions {
+        threads: s.engine.threads,
+        providers: s.engine.execution_providers.clone(),
+        ..BackendOptions::default()
+    };
+    let model = Model::load(models, kind, &opts).with_context(|| format!("loading models from {}", models.display()))?;
+    let pipeline = Pipeline::new(model, s.engine.steps).context("building the pipeline")?;
+    let completion: Completion = s.engine.completion.parse().map_err(anyhow::Error::msg)?;
+    let runner = PipelineRunner::new(pipeline, completion, s.engine.seed, noise_scenario);
+    if s.assembly.window > runner.model_window() {
+        bail!("assembly.window = {} exceeds the model's W = {}", s.assembly.window, runner.model_window());
+    }
+    Ok(runner)
+}
+
+fn run_serve(a: ServeArgs) -> Result<()> {
+    let settings = load_settings(&a.board)?;
+    let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
+    let notifier = notifier();
+    notifier.status("loading models");
+    let runner = load_runner(&settings, &models, a.noise_scenario)?;
+    log::info!("board: {}; models: {}", settings.board, models.display());
+    run_daemon(&settings, Box::new(runner), notifier, true)
+}
+
+fn run_record(a: RecordArgs) -> Result<()> {
+    let settings = load_settings(&a.board)?;
+    let writer = RecordingWriter::create(&a.output).with_context(|| format!("creating {}", a.output.display()))?;
+    run_daemon(&settings, Box::new(RecorderRunner::new(writer)), notifier(), false)
+}
+
+/// Binds endpoints, serves until SIGTERM or Ctrl-C, removes the socket files it created.
+fn run_daemon(settings: &Settings, runner: Box<dyn WindowRunner>, notifier: Arc<dyn Notifier>, warm_up: bool) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let bound = listeners::bind(&settings.inputs).await.context("binding sockets")?;
+        let serial = settings.inputs.serial.iter().map(SerialInput::from_settings).collect();
+        let created = bound.created_paths.clone();
+        let endpoints = Endpoints { tcp: bound.tcp, unix: bound.unix, serial };
+        let result = serve(endpoints, runner, serve_options(settings, warm_up), notifier, shutdown_signal()).await;
+        listeners::Bound::cleanup_paths(&created);
+        result.context("serving")?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => log::info!("SIGTERM"),
+                _ = tokio::signal::ctrl_c() => log::info!("SIGINT"),
+            }
+        }
+        Err(e) => {
+            log::warn!("cannot watch SIGTERM ({e}); Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn run_replay(a: ReplayArgs) -> Result<()> {
+    let rec = Recording::read(&a.recording).with_context(|| format!("reading {}", a.recording.display()))?;
+    let opts = ReplayOptions { interval_ms: a.interval_ms, drops: a.drops.clone(), mask: a.mask_rate.map(|r| (r, a.mask_seed)) };
+    let steps = replay::plan(&rec, &opts).context("planning the replay")?;
+    let realtime = !a.max_speed;
+    log::info!("replaying {} utterances ({} frames)", rec.n_utterances(), steps.len());
+    runtime()?.block_on(async {
+        if let Some(path) = &a.unix {
+            let mut s = tokio::net::UnixStream::connect(path).await.with_context(|| format!("connecting to {}", path.display()))?;
+            replay::send(&mut s, &steps, realtime).await.context("sending")?;
+        } else if let Some(addr) = &a.tcp {
+            let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+            replay::send(&mut s, &steps, realtime).await.context("sending")?;
+        } else if let Some(path) = &a.serial {
+            let port = crate::config::SerialPort { path: path.clone(), baud: a.baud };
+            let mut s = crate::io::serial::open(&port).with_context(|| format!("opening {}", path.display()))?;
+            replay::send(&mut s, &steps, realtime).await.context("sending")?;
+        } else {
+            bail!("give one of --unix, --tcp or --serial");
+        }
+        Ok(())
+    })
+}
+
+/// Logger for the binary: under systemd (`JOURNAL_STREAM` set) each line carries its syslog
+/// priority as a `<N>` prefix, which journald turns into the entry's priority, and no
+/// timestamp (the journal has one); elsewhere env_logger's usual format. `RUST_LOG` filters.
+pub fn init_logging(default_filter: &str) {
+    use std::io::Write;
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        b.format(|f, r| {
+            let prio = match r.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(f, "<{prio}>{}: {}", r.target(), r.args())
+        });
+    }
+    let _ = b.try_init();
+}

@@ -1,0 +1,293 @@
+//! Board profiles: the raw TOML of `boards/*.toml` (`RawProfile`, unknown keys refused) and the
+//! one validated `Settings` type the daemon runs with. Every range check lives in `validate`;
+//! code holding a `Settings` may rely on it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::daemon::assembly::AssemblySettings;
+
+/// Feature dimensions fixed by DESIGN.md (T, A, V).
+pub const DIMS: [usize; 3] = [100, 73, 100];
+/// The x86 development profile, used when no board is named.
+pub const DEFAULT_PROFILE: &str = include_str!("../boards/x86-dev.toml");
+
+const EXECUTION_PROVIDERS: [&str; 3] = ["tensorrt", "cuda", "cpu"];
+const COMPLETIONS: [&str; 3] = ["gsdnet", "meanfill", "zero"];
+const BAUDS: [u32; 9] = [9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600, 3_000_000];
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read board profile {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("board profile {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("board profile {path}: `{field}` {detail}")]
+    Invalid { path: PathBuf, field: &'static str, detail: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub board: RawBoard,
+    pub engine: RawEngine,
+    pub assembly: RawAssembly,
+    pub inputs: RawInputs,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoard {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    pub backend: String,
+    #[serde(default)]
+    pub execution_providers: Vec<String>,
+    /// 0 = let the engine decide.
+    #[serde(default)]
+    pub threads: usize,
+    pub models: PathBuf,
+    #[serde(default = "default_completion")]
+    pub completion: String,
+    /// Sampler steps; absent = the manifest's.
+    pub steps: Option<usize>,
+    #[serde(default)]
+    pub seed: u64,
+    pub queue_capacity: usize,
+}
+
+fn default_completion() -> String {
+    "gsdnet".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadlines {
+    pub text: u64,
+    pub audio: u64,
+    pub visual: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssembly {
+    pub window: usize,
+    pub deadline_ms: RawDeadlines,
+    pub max_utterance_ms: u64,
+    pub max_open_utterances: usize,
+    pub max_conversations: usize,
+    pub idle_conversation_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SerialPort {
+    pub path: PathBuf,
+    pub baud: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInputs {
+    #[serde(default)]
+    pub tcp: Vec<String>,
+    #[serde(default)]
+    pub unix: Vec<PathBuf>,
+    #[serde(default)]
+    pub serial: Vec<SerialPort>,
+    /// TCP on a non-loopback address must be asked for explicitly.
+    #[serde(default)]
+    pub allow_remote: bool,
+    pub max_frames_per_second: u32,
+    pub burst: u32,
+}
+
+/// Engine settings after validation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngineSettings {
+    /// "tract" or "ort".
+    pub backend: String,
+    pub execution_providers: Vec<String>,
+    pub threads: usize,
+    pub models: PathBuf,
+    pub completion: String,
+    pub steps: Option<usize>,
+    pub seed: u64,
+    pub queue_capacity: usize,
+}
+
+/// Listening endpoints and per-connection input limits after validation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InputSettings {
+    pub tcp: Vec<SocketAddr>,
+    pub unix: Vec<PathBuf>,
+    pub serial: Vec<SerialPort>,
+    pub max_frames_per_second: u32,
+    pub burst: u32,
+}
+
+/// Assembly settings as printed (the runtime type is `AssemblySettings`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AssemblyView {
+    pub window: usize,
+    pub dims: [usize; 3],
+    pub deadline_ms: [u64; 3],
+    pub max_utterance_ms: u64,
+    pub max_open_utterances: usize,
+    pub max_conversations: usize,
+    pub idle_conversation_ms: u64,
+}
+
+/// The one validated settings type of the daemon.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Settings {
+    pub board: String,
+    pub source: String,
+    pub engine: EngineSettings,
+    pub assembly: AssemblyView,
+    pub inputs: InputSettings,
+}
+
+impl Settings {
+    /// Reads and validates a profile file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        Settings::parse(&text, path)
+    }
+
+    /// Parses and validates profile text; `path` only names it in errors. A relative `models`
+    /// directory stays relative to the working directory (the unit file sets one).
+    pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        let raw: RawProfile = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(e) })?;
+        validate(raw, path)
+    }
+
+    /// The default (x86 development) profile.
+    pub fn default_profile() -> Result<Settings, ConfigError> {
+        Settings::parse(DEFAULT_PROFILE, Path::new("<built-in boards/x86-dev.toml>"))
+    }
+
+    pub fn assembly_settings(&self) -> AssemblySettings {
+        let a = &self.assembly;
+        AssemblySettings {
+            dims: a.dims,
+            window: a.window,
+            deadline_ms: a.deadline_ms,
+            max_utterance_ms: a.max_utterance_ms,
+            max_open_utterances: a.max_open_utterances,
+            max_conversations: a.max_conversations,
+            idle_conversation_ms: a.idle_conversation_ms,
+        }
+    }
+
+    /// Resolved settings as TOML, for `gsdnet check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n{self:#?}"))
+    }
+}
+
+fn check(ok: bool, path: &Path, field: &'static str, detail: impl FnOnce() -> String) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid { path: path.to_path_buf(), field, detail: detail() })
+    }
+}
+
+fn validate(raw: RawProfile, path: &Path) -> Result<Settings, ConfigError> {
+    let engine = validate_engine(raw.engine, path)?;
+    let assembly = validate_assembly(raw.assembly, path)?;
+    let inputs = validate_inputs(raw.inputs, path)?;
+    check(!raw.board.name.trim().is_empty(), path, "board.name", || "is empty".into())?;
+    Ok(Settings { board: raw.board.name, source: path.display().to_string(), engine, assembly, inputs })
+}
+
+fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigError> {
+    check(matches!(e.backend.as_str(), "tract" | "ort"), path, "engine.backend", || {
+        format!("is {:?}; expected \"tract\" or \"ort\"", e.backend)
+    })?;
+    for ep in &e.execution_providers {
+        check(EXECUTION_PROVIDERS.contains(&ep.as_str()), path, "engine.execution_providers", || {
+            format!("has {ep:?}; known: {EXECUTION_PROVIDERS:?}")
+        })?;
+    }
+    check(e.backend == "ort" || e.execution_providers.is_empty(), path, "engine.execution_providers", || {
+        "only applies to backend \"ort\"".into()
+    })?;
+    check(e.threads <= 256, path, "engine.threads", || format!("is {}; at most 256", e.threads))?;
+    check(COMPLETIONS.contains(&e.completion.as_str()), path, "engine.completion", || {
+        format!("is {:?}; known: {COMPLETIONS:?}", e.completion)
+    })?;
+    check(e.steps.is_none_or(|s| (1..=1000).contains(&s)), path, "engine.steps", || "must be 1..=1000".into())?;
+    check((1..=1024).contains(&e.queue_capacity), path, "engine.queue_capacity", || {
+        format!("is {}; must be 1..=1024", e.queue_capacity)
+    })?;
+    Ok(EngineSettings {
+        backend: e.backend,
+        execution_providers: e.execution_providers,
+        threads: e.threads,
+        models: e.models,
+        completion: e.completion,
+        steps: e.steps,
+        seed: e.seed,
+        queue_capacity: e.queue_capacity,
+    })
+}
+
+fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblyView, ConfigError> {
+    check((1..=1024).contains(&a.window), path, "assembly.window", || format!("is {}; must be 1..=1024", a.window))?;
+    let d = [a.deadline_ms.text, a.deadline_ms.audio, a.deadline_ms.visual];
+    check(d.iter().all(|&ms| ms <= 60_000), path, "assembly.deadline_ms", || format!("{d:?}: each at most 60000"))?;
+    check((1..=600_000).contains(&a.max_utterance_ms), path, "assembly.max_utterance_ms", || "must be 1..=600000".into())?;
+    check((1..=4096).contains(&a.max_open_utterances), path, "assembly.max_open_utterances", || "must be 1..=4096".into())?;
+    check((1..=4096).contains(&a.max_conversations), path, "assembly.max_conversations", || "must be 1..=4096".into())?;
+    check(a.idle_conversation_ms >= 1_000, path, "assembly.idle_conversation_ms", || "must be at least 1000".into())?;
+    Ok(AssemblyView {
+        window: a.window,
+        dims: DIMS,
+        deadline_ms: d,
+        max_utterance_ms: a.max_utterance_ms,
+        max_open_utterances: a.max_open_utterances,
+        max_conversations: a.max_conversations,
+        idle_conversation_ms: a.idle_conversation_ms,
+    })
+}
+
+fn validate_inputs(i: RawInputs, path: &Path) -> Result<InputSettings, ConfigError> {
+    let mut tcp = Vec::new();
+    for s in &i.tcp {
+        let addr: SocketAddr = s.parse().map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: "inputs.tcp",
+            detail: format!("{s:?}: {e}"),
+        })?;
+        check(i.allow_remote || addr.ip().is_loopback(), path, "inputs.tcp", || {
+            format!("{addr} is not loopback; set inputs.allow_remote = true to expose it")
+        })?;
+        tcp.push(addr);
+    }
+    for p in &i.serial {
+        check(BAUDS.contains(&p.baud), path, "inputs.serial.baud", || format!("{} not in {BAUDS:?}", p.baud))?;
+    }
+    for u in &i.unix {
+        check(u.is_absolute(), path, "inputs.unix", || format!("{} must be absolute", u.display()))?;
+    }
+    check(i.max_frames_per_second >= 1, path, "inputs.max_frames_per_second", || "must be at least 1".into())?;
+    check(i.burst >= 1, path, "inputs.burst", || "must be at least 1".into())?;
+    Ok(InputSettings {
+        tcp,
+        unix: i.unix,
+        serial: i.serial,
+        max_frames_per_second: i.max_frames_per_second,
+        burst: i.burst,
+    })
+}

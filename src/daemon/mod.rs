@@ -1,0 +1,13 @@
+//! The edge daemon: utterance assembly (`assembly`), the inference thread and its bounded queue
+//! (`inference`), counters (`stats`), service-manager notifications (`notify`), per-stream
+//! handling (`connection`), the serve loop (`server`), the production runner over the core
+//! pipeline (`pipeline_runner`) and recording/replay (`replay`).
+
+pub mod assembly;
+pub mod connection;
+pub mod inference;
+pub mod notify;
+pub mod pipeline_runner;
+pub mod replay;
+pub mod server;
+pub mod stats;

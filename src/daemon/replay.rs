@@ -1,0 +1,186 @@
+//! Replay and record: turning a recording (the core's format, `recording.rs`) into the timed
+//! message sequence a set of sensors would send, with modalities dropped over time spans or by
+//! an evaluation mask, and the reverse (`RecorderRunner`: assembled utterances to a recording).
+//!
+//! Timeline: utterance k of the replay sits at its recorded timestamp relative to the first one
+//! when every utterance has one, else at `k * interval_ms`. Drop spans refer to this timeline
+//! whatever the pacing, so a replay at maximum speed drops the same entries as one in real time.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::str::FromStr;
+
+use thiserror::Error;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::daemon::assembly::WindowJob;
+use crate::daemon::inference::{RunError, WindowRunner};
+use crate::masks;
+use crate::protocol::{self, encode_frame, Boundary, Dropout, Features, Message, Modality, UtteranceResult};
+use crate::recording::{Record, Recording, RecordingWriter, UtteranceRecord};
+
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    #[error("conversation id `{0}` is longer than {max} bytes", max = protocol::MAX_CONVERSATION_ID)]
+    ConversationId(String),
+    #[error("utterance `{id}`: speaker {speaker} does not fit the protocol's u16")]
+    Speaker { id: String, speaker: u32 },
+    #[error("utterance `{id}`: {modality:?} has {len} values, more than the protocol's {max}", max = protocol::MAX_VALUES)]
+    TooManyValues { id: String, modality: Modality, len: usize },
+    #[error("bad drop span `{0}`: expected MODALITY:FROM-TO in seconds, e.g. visual:10-25")]
+    DropSpan(String),
+    #[error(transparent)]
+    Mask(#[from] masks::MaskError),
+}
+
+/// A modality dropped over `[from_s, to_s)` of the replay timeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DropSpan {
+    pub modality: Modality,
+    pub from_s: f64,
+    pub to_s: f64,
+}
+
+impl FromStr for DropSpan {
+    type Err = ReplayError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ReplayError::DropSpan(s.to_string());
+        let (m, span) = s.split_once(':').ok_or_else(bad)?;
+        let modality = match m.trim().to_ascii_lowercase().as_str() {
+            "t" | "text" => Modality::Text,
+            "a" | "audio" | "mic" => Modality::Audio,
+            "v" | "visual" | "camera" => Modality::Visual,
+            _ => return Err(bad()),
+        };
+        let (a, b) = span.split_once('-').ok_or_else(bad)?;
+        let from_s: f64 = a.trim().parse().map_err(|_| bad())?;
+        let to_s: f64 = b.trim().parse().map_err(|_| bad())?;
+        if !(from_s.is_finite() && to_s.is_finite() && from_s <= to_s) {
+            return Err(bad());
+        }
+        Ok(DropSpan { modality, from_s, to_s })
+    }
+}
+
+/// How to turn a recording into messages.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Spacing of utterances without recorded timestamps.
+    pub interval_ms: u64,
+    pub drops: Vec<DropSpan>,
+    /// Evaluation mask (rate, seed): entries it hides are sent as dropouts.
+    pub mask: Option<(f64, u64)>,
+}
+
+/// One message at its time on the replay timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub at_ms: u64,
+    pub msg: Message,
+}
+
+/// The message sequence of a whole recording.
+pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayError> {
+    let all: Vec<&UtteranceRecord> = rec.conversations.iter().flat_map(|c| &c.utterances).collect();
+    let recorded = all.iter().all(|u| u.timestamp_ms.is_some());
+    let t0 = all.iter().filter_map(|u| u.timestamp_ms).min().unwrap_or(0);
+    let mut steps = Vec::new();
+    let mut k = 0u64;
+    for conv in &rec.conversations {
+        let cid = protocol::conversation_id(&conv.id).ok_or_else(|| ReplayError::ConversationId(conv.id.clone()))?;
+        let mask = match opts.mask {
+            Some((rate, seed)) => Some(masks::random_mask(seed, masks::check_rate(rate)?, &conv.id, conv.utterances.len())),
+            None => None,
+        };
+        let first = if recorded { conv.utterances.first().and_then(|u| u.timestamp_ms).map_or(0, |t| t - t0) } else { k * opts.interval_ms };
+        steps.push(Step { at_ms: first, msg: Message::Reset { conversation: cid.clone() } });
+        for (i, u) in conv.utterances.iter().enumerate() {
+            let at_ms = if recorded { u.timestamp_ms.map_or(0, |t| t - t0) } else { k * opts.interval_ms };
+            k += 1;
+            let speaker = u16::try_from(u.speaker).map_err(|_| ReplayError::Speaker { id: u.id.clone(), speaker: u.speaker })?;
+            let utterance = u.position;
+            let b = Boundary { conversation: cid.clone(), utterance, speaker, timestamp_us: at_ms * 1000 };
+            steps.push(Step { at_ms, msg: Message::UtteranceStart(b.clone()) });
+            for m in Modality::ALL {
+                let dropped = opts.drops.iter().any(|d| d.modality == m && (d.from_s * 1000.0) <= at_ms as f64 && (at_ms as f64) < d.to_s * 1000.0);
+                let masked = mask.as_ref().is_some_and(|mk| !mk[i][m.index()]);
+                let msg = match (&u.features[m.index()], dropped || masked) {
+                    (Some(v), false) => {
+                        let values = protocol::values(v).ok_or(ReplayError::TooManyValues { id: u.id.clone(), modality: m, len: v.len() })?;
+                        Message::Features(Features { conversation: cid.clone(), utterance, speaker, modality: m, timestamp_us: at_ms * 1000, values })
+                    }
+                    _ => Message::Dropout(Dropout { conversation: cid.clone(), utterance, modality: m, timestamp_us: at_ms * 1000 }),
+                };
+                steps.push(Step { at_ms, msg });
+            }
+            steps.push(Step { at_ms, msg: Message::UtteranceEnd(b) });
+        }
+    }
+    Ok(steps)
+}
+
+/// Writes the plan to a stream, pacing on the tokio clock when `realtime`.
+pub async fn send<W: AsyncWrite + Unpin>(out: &mut W, steps: &[Step], realtime: bool) -> std::io::Result<()> {
+    let start = tokio::time::Instant::now();
+    for s in steps {
+        if realtime {
+            tokio::time::sleep_until(start + std::time::Duration::from_millis(s.at_ms)).await;
+        }
+        out.write_all(&encode_frame(&s.msg)).await?;
+    }
+    out.flush().await
+}
+
+/// A `WindowRunner` that records instead of inferring: every utterance of a window not yet
+/// written (by position) is appended to the recording. Returns no results.
+pub struct RecorderRunner<W: Write + Send> {
+    writer: RecordingWriter<W>,
+    /// Next position to write per conversation.
+    next: HashMap<String, u64>,
+}
+
+impl<W: Write + Send> RecorderRunner<W> {
+    pub fn new(writer: RecordingWriter<W>) -> Self {
+        RecorderRunner { writer, next: HashMap::new() }
+    }
+}
+
+impl<W: Write + Send> WindowRunner for RecorderRunner<W> {
+    fn describe(&self) -> String {
+        "recorder".into()
+    }
+
+    fn completion(&self) -> String {
+        "none".into()
+    }
+
+    fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
+        let conv = job.conversation.as_str();
+        let next = match self.next.get(conv) {
+            Some(&n) => n,
+            None => {
+                self.writer.append(&Record::Conversation { id: conv.to_string(), started_ms: None })?;
+                0
+            }
+        };
+        for (i, u) in job.utterances.iter().enumerate() {
+            let position = job.first_position + i as u64;
+            if position < next {
+                continue;
+            }
+            self.writer.append(&Record::Utterance(UtteranceRecord {
+                conversation: conv.to_string(),
+                id: format!("{conv}_{}", u.utterance),
+                speaker: u32::from(u.speaker),
+                position: u.utterance,
+                timestamp_ms: None,
+                label_cont: None,
+                label_bin: None,
+                features: u.features.clone(),
+            }))?;
+        }
+        self.writer.flush()?;
+        self.next.insert(conv.to_string(), job.first_position + job.utterances.len() as u64);
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,72 @@
+//! Serial inputs (tokio-serial): a port is one byte stream served like a socket connection;
+//! when it fails (unplugged USB adapter) it is reopened every second until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
+
+use crate::config::SerialPort;
+use crate::daemon::connection::serve_stream;
+use crate::daemon::server::{stopped, Shared};
+
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// A serial input: an already opened stream (tests: one end of a pty pair) and/or a port to
+/// (re)open from the board profile.
+pub struct SerialInput {
+    pub name: String,
+    pub stream: Option<SerialStream>,
+    pub reopen: Option<SerialPort>,
+}
+
+impl SerialInput {
+    /// Opens `port` now; on failure the port is retried by `serve_serial`.
+    pub fn from_settings(port: &SerialPort) -> Self {
+        let stream = match open(port) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("{}: cannot open yet ({e}); will retry", port.path.display());
+                None
+            }
+        };
+        SerialInput { name: format!("serial:{}", port.path.display()), stream, reopen: Some(port.clone()) }
+    }
+}
+
+/// Opens a port raw, 8N1, no flow control, at the profile's baud.
+pub fn open(port: &SerialPort) -> tokio_serial::Result<SerialStream> {
+    tokio_serial::new(port.path.to_string_lossy(), port.baud)
+        .data_bits(tokio_serial::DataBits::Eight)
+        .parity(tokio_serial::Parity::None)
+        .stop_bits(tokio_serial::StopBits::One)
+        .flow_control(tokio_serial::FlowControl::None)
+        .open_native_async()
+}
+
+/// Serves a serial input until shutdown, reopening it when it fails.
+pub async fn serve_serial(mut input: SerialInput, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let source: Arc<str> = input.name.clone().into();
+    loop {
+        if let Some(stream) = input.stream.take() {
+            serve_stream(stream, Arc::clone(&source), Arc::clone(&shared), stop.clone()).await;
+            log::warn!("{source}: stream ended");
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let Some(port) = &input.reopen else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(REOPEN_EVERY) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        match open(port) {
+            Ok(s) => {
+                log::info!("{source}: reopened");
+                input.stream = Some(s);
+            }
+            Err(e) => log::debug!("{source}: reopen failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Wire protocol of the edge daemon: the versioned messages sensors, clients and the daemon
+//! exchange (serde + postcard), and their framing (`frame`: CRC-32 then COBS, 0x00 delimited).
+//!
+//! `docs/PROTOCOL.md` is the byte-level reference; `scripts/gsdnet_client.py` implements it
+//! independently. Invariants: every frame body starts with `PROTOCOL_VERSION` as one raw byte;
+//! feature vectors hold at most `MAX_VALUES` values; an encoded frame (delimiter included) is at
+//! most `MAX_FRAME_LEN` bytes.
+
+use serde::{Deserialize, Serialize};
+
+pub mod frame;
+
+pub use frame::{decode_frame, encode_frame, DecodeError, FrameDecoder};
+
+/// Version byte that starts every frame body. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Capacity of a feature vector (the largest modality has 100 values).
+pub const MAX_VALUES: usize = 128;
+/// Capacity of a conversation id, in UTF-8 bytes.
+pub const MAX_CONVERSATION_ID: usize = 32;
+/// Largest encoded frame, delimiter included, in either direction.
+pub const MAX_FRAME_LEN: usize = 4096;
+
+/// Conversation id: UTF-8, at most `MAX_CONVERSATION_ID` bytes (a video id, a session name).
+pub type ConversationId = heapless::String<MAX_CONVERSATION_ID>;
+/// Feature values of one modality of one utterance, raw (unstandardised) features.
+pub type Values = heapless::Vec<f32, MAX_VALUES>;
+
+/// Modalities in DESIGN.md order; the wire value is the variant index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Modality {
+    Text,
+    Audio,
+    Visual,
+}
+
+impl Modality {
+    pub const ALL: [Modality; 3] = [Modality::Text, Modality::Audio, Modality::Visual];
+
+    /// Index 0 = text, 1 = audio, 2 = visual.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Pattern-string letter (DESIGN.md): T, A or V.
+    pub fn letter(self) -> char {
+        ['T', 'A', 'V'][self.index()]
+    }
+}
+
+/// Features of one modality of one utterance, sent by a sensor pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Features {
+    pub conversation: ConversationId,
+    pub utterance: u32,
+    pub speaker: u16,
+    pub modality: Modality,
+    /// Sender's clock in microseconds; recorded and replayed, never used for deadlines.
+    pub timestamp_us: u64,
+    pub values: Values,
+}
+
+/// Utterance boundary (start or end) announced by the segmenter (e.g. the VAD).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Boundary {
+    pub conversation: ConversationId,
+    pub utterance: u32,
+    pub speaker: u16,
+    pub timestamp_us: u64,
+}
+
+/// A sensor reports that it has nothing for this modality of this utterance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dropout {
+    pub conversation: ConversationId,
+    pub utterance: u32,
+    pub modality: Modality,
+    pub timestamp_us: u64,
+}
+
+/// Result of one utterance inside a published window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UtteranceResult {
+    pub utterance: u32,
+    /// Availability bits as observed: T = 1, A = 2, V = 4.
+    pub avail: u8,
+    /// Argmax of `probs` (1 = non-negative sentiment).
+    pub label: u8,
+    pub probs: [f32; 2],
+    /// Continuous sentiment estimate.
+    pub reg: f32,
+}
+
+/// What the daemon publishes after each window run: every utterance of the window, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    pub conversation: ConversationId,
+    /// The utterance whose closing triggered this run (the last of `utterances`).
+    pub closed_utterance: u32,
+    /// Completion mode that ran ("gsdnet", "meanfill", "zero").
+    pub completion: String,
+    /// Inference time in microseconds.
+    pub latency_us: u32,
+    pub utterances: Vec<UtteranceResult>,
+}
+
+/// Why an input was rejected; the wire value is the variant index (append only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// COBS decoding failed.
+    Framing,
+    /// CRC-32 mismatch or frame too short to hold one.
+    Crc,
+    /// Frame longer than `MAX_FRAME_LEN`.
+    Oversized,
+    /// First body byte is not `PROTOCOL_VERSION`.
+    UnknownVersion,
+    /// Body does not decode as a message (bad tag, truncated, trailing bytes, too many values).
+    Malformed,
+    /// Vector length differs from the modality's dimension.
+    WrongLength,
+    /// A value is NaN or infinite.
+    NonFinite,
+    /// A message only the daemon sends (status, result) arrived as input.
+    Unexpected,
+    /// The utterance was already closed (or is older than the last closed one).
+    Late,
+    /// This modality of this utterance already arrived.
+    Duplicate,
+    /// The connection ended in the middle of a frame.
+    Truncated,
+    /// The connection exceeded its frame rate.
+    Flood,
+    /// Too many open conversations or open utterances.
+    Capacity,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 13] = [
+        RejectReason::Framing,
+        RejectReason::Crc,
+        RejectReason::Oversized,
+        RejectReason::UnknownVersion,
+        RejectReason::Malformed,
+        RejectReason::WrongLength,
+        RejectReason::NonFinite,
+        RejectReason::Unexpected,
+        RejectReason::Late,
+        RejectReason::Duplicate,
+        RejectReason::Truncated,
+        RejectReason::Flood,
+        RejectReason::Capacity,
+    ];
+}
+
+/// One counter of the status report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectCount {
+    pub reason: RejectReason,
+    pub count: u64,
+}
+
+/// Answer to `StatusRequest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub uptime_ms: u64,
+    /// Free text: board, backend provider, completion mode.
+    pub engine: String,
+    pub frames_accepted: u64,
+    pub windows_run: u64,
+    /// Window jobs replaced in the queue by a newer window of the same conversation.
+    pub windows_superseded: u64,
+    /// Window jobs dropped because the queue was full (oldest first).
+    pub windows_dropped: u64,
+    pub inference_errors: u64,
+    pub results_published: u64,
+    pub queue_len: u32,
+    pub queue_capacity: u32,
+    pub open_conversations: u32,
+    pub clients: u32,
+    pub rejected: Vec<RejectCount>,
+}
+
+/// Every message; the wire tag is the variant index (append only, never reorder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    Features(Features),
+    UtteranceStart(Boundary),
+    UtteranceEnd(Boundary),
+    Dropout(Dropout),
+    Reset { conversation: ConversationId },
+    Subscribe,
+    StatusRequest,
+    Status(StatusReport),
+    Result(WindowResult),
+}
+
+/// Builds a conversation id, failing when it exceeds `MAX_CONVERSATION_ID` bytes.
+pub fn conversation_id(s: &str) -> Option<ConversationId> {
+    ConversationId::try_from(s).ok()
+}
+
+/// Builds a feature vector, failing when it exceeds `MAX_VALUES` values.
+pub fn values(v: &[f32]) -> Option<Values> {
+    Values::from_slice(v).ok()
+}

@@ -1,0 +1,197 @@
+//! Assembly state machine tests with explicit clock values (milliseconds).
+
+use gsdnet_edge::daemon::assembly::{Assembler, AssemblySettings, WindowJob};
+use gsdnet_edge::protocol::{
+    conversation_id, values, Boundary, Dropout, Features, Message, Modality, RejectReason,
+};
+
+fn settings() -> AssemblySettings {
+    AssemblySettings {
+        dims: [4, 3, 2],
+        window: 3,
+        deadline_ms: [100, 200, 300],
+        max_utterance_ms: 10_000,
+        max_open_utterances: 4,
+        max_conversations: 2,
+        idle_conversation_ms: 60_000,
+    }
+}
+
+fn feat(conv: &str, utt: u32, m: Modality, v: f32) -> Message {
+    let dim = settings().dims[m.index()];
+    Message::Features(Features {
+        conversation: conversation_id(conv).unwrap(),
+        utterance: utt,
+        speaker: 1,
+        modality: m,
+        timestamp_us: 0,
+        values: values(&vec![v; dim]).unwrap(),
+    })
+}
+
+fn end(conv: &str, utt: u32) -> Message {
+    Message::UtteranceEnd(Boundary { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 1, timestamp_us: 0 })
+}
+
+fn dropout(conv: &str, utt: u32, m: Modality) -> Message {
+    Message::Dropout(Dropout { conversation: conversation_id(conv).unwrap(), utterance: utt, modality: m, timestamp_us: 0 })
+}
+
+fn all(a: &mut Assembler, conv: &str, utt: u32, t: u64) -> Vec<WindowJob> {
+    let mut jobs = Vec::new();
+    for m in Modality::ALL {
+        jobs.extend(a.handle(&feat(conv, utt, m, utt as f32), t).unwrap());
+    }
+    jobs
+}
+
+#[test]
+fn utterance_closes_as_soon_as_all_modalities_arrive() {
+    let mut a = Assembler::new(settings());
+    assert!(a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap().is_empty());
+    assert!(a.handle(&feat("c", 0, Modality::Visual, 1.0), 5).unwrap().is_empty());
+    let jobs = a.handle(&feat("c", 0, Modality::Audio, 1.0), 7).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].utterances.len(), 1);
+    assert_eq!(jobs[0].utterances[0].avail_bits(), 7);
+    assert_eq!(a.next_deadline(), None);
+}
+
+#[test]
+fn per_modality_deadlines_count_from_utterance_end() {
+    let mut a = Assembler::new(settings());
+    a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap();
+    a.handle(&end("c", 0), 1_000).unwrap();
+    // Audio due at 1200, visual at 1300.
+    assert_eq!(a.next_deadline(), Some(1_200));
+    assert!(a.poll(1_199).is_empty());
+    assert!(a.poll(1_200).is_empty(), "visual still awaited");
+    assert_eq!(a.next_deadline(), Some(1_300));
+    let jobs = a.poll(1_300);
+    assert_eq!(jobs.len(), 1);
+    let u = &jobs[0].utterances[0];
+    assert_eq!(u.avail_bits(), 1);
+    assert_eq!(u.features[0], Some(vec![1.0; 4]));
+    assert_eq!(u.features[1], None);
+}
+
+#[test]
+fn without_end_the_fallback_base_is_open_plus_max_utterance() {
+    let mut a = Assembler::new(settings());
+    a.handle(&feat("c", 0, Modality::Audio, 1.0), 50).unwrap();
+    assert_eq!(a.next_deadline(), Some(50 + 10_000 + 100));
+    assert!(a.poll(10_349).is_empty());
+    assert_eq!(a.poll(10_350).len(), 1);
+}
+
+#[test]
+fn dropout_marks_missing_without_waiting() {
+    let mut a = Assembler::new(settings());
+    a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap();
+    a.handle(&feat("c", 0, Modality::Audio, 1.0), 0).unwrap();
+    let jobs = a.handle(&dropout("c", 0, Modality::Visual), 1).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].utterances[0].avail_bits(), 3);
+}
+
+#[test]
+fn data_after_a_dropout_report_still_counts() {
+    let mut a = Assembler::new(settings());
+    a.handle(&dropout("c", 0, Modality::Visual), 0).unwrap();
+    a.handle(&feat("c", 0, Modality::Visual, 2.0), 1).unwrap();
+    a.handle(&feat("c", 0, Modality::Text, 2.0), 1).unwrap();
+    let jobs = a.handle(&feat("c", 0, Modality::Audio, 2.0), 2).unwrap();
+    assert_eq!(jobs[0].utterances[0].avail_bits(), 7);
+}
+
+#[test]
+fn release_keeps_spoken_order_and_window_slides() {
+    let mut a = Assembler::new(settings());
+    a.handle(&feat("c", 0, Modality::Text, 0.0), 0).unwrap();
+    a.handle(&end("c", 0), 0).unwrap();
+    // Utterance 1 completes first but must wait for 0.
+    assert!(all(&mut a, "c", 1, 10).is_empty());
+    let jobs = a.poll(300);
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0].closed_utterance(), 0);
+    assert_eq!(jobs[1].closed_utterance(), 1);
+    assert_eq!(jobs[1].utterances.iter().map(|u| u.utterance).collect::<Vec<_>>(), vec![0, 1]);
+    let mut last = Vec::new();
+    for utt in 2..6 {
+        last = all(&mut a, "c", utt, 400);
+    }
+    assert_eq!(last.len(), 1);
+    let ids: Vec<u32> = last[0].utterances.iter().map(|u| u.utterance).collect();
+    assert_eq!(ids, vec![3, 4, 5], "window W = 3 keeps the last three");
+    assert_eq!(last[0].first_position, 3);
+}
+
+#[test]
+fn bad_vectors_are_rejected_with_reasons() {
+    let mut a = Assembler::new(settings());
+    let mut short = feat("c", 0, Modality::Text, 1.0);
+    if let Message::Features(f) = &mut short {
+        f.values.pop();
+    }
+    assert_eq!(a.handle(&short, 0).unwrap_err().reason, RejectReason::WrongLength);
+    let nan = feat("c", 0, Modality::Text, f32::NAN);
+    assert_eq!(a.handle(&nan, 0).unwrap_err().reason, RejectReason::NonFinite);
+    let inf = feat("c", 0, Modality::Audio, f32::INFINITY);
+    assert_eq!(a.handle(&inf, 0).unwrap_err().reason, RejectReason::NonFinite);
+    a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap();
+    let dup = a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap_err();
+    assert_eq!(dup.reason, RejectReason::Duplicate);
+    assert_eq!(a.handle(&Message::Subscribe, 0).unwrap_err().reason, RejectReason::Unexpected);
+}
+
+#[test]
+fn late_input_for_a_closed_utterance_is_rejected() {
+    let mut a = Assembler::new(settings());
+    all(&mut a, "c", 5, 0);
+    let late = a.handle(&feat("c", 3, Modality::Text, 1.0), 1).unwrap_err();
+    assert_eq!(late.reason, RejectReason::Late);
+    let again = a.handle(&dropout("c", 5, Modality::Text), 1).unwrap_err();
+    assert_eq!(again.reason, RejectReason::Late);
+    // The segmenter's end may come after all features: accepted, changes nothing.
+    assert!(a.handle(&end("c", 5), 2).unwrap().is_empty());
+    assert_eq!(a.next_deadline(), None);
+}
+
+#[test]
+fn capacity_limits_bound_memory() {
+    let mut a = Assembler::new(settings());
+    for utt in 0..4 {
+        a.handle(&feat("c", utt, Modality::Text, 1.0), 0).unwrap();
+    }
+    let err = a.handle(&feat("c", 9, Modality::Text, 1.0), 0).unwrap_err();
+    assert_eq!(err.reason, RejectReason::Capacity);
+    a.handle(&feat("d", 0, Modality::Text, 1.0), 0).unwrap();
+    let err = a.handle(&feat("e", 0, Modality::Text, 1.0), 0).unwrap_err();
+    assert_eq!(err.reason, RejectReason::Capacity);
+}
+
+#[test]
+fn reset_forgets_the_conversation_and_idle_ones_expire() {
+    let mut a = Assembler::new(settings());
+    all(&mut a, "c", 0, 0);
+    a.handle(&Message::Reset { conversation: conversation_id("c").unwrap() }, 1).unwrap();
+    // After a reset, utterance ids start afresh.
+    let jobs = all(&mut a, "c", 0, 2);
+    assert_eq!(jobs[0].utterances.len(), 1);
+    assert_eq!(a.open_conversations(), 1);
+    assert!(a.poll(60_001).is_empty());
+    assert_eq!(a.open_conversations(), 1, "idle for 59999 ms: kept");
+    assert!(a.poll(60_002).is_empty());
+    assert_eq!(a.open_conversations(), 0);
+}
+
+#[test]
+fn utterance_with_nothing_is_skipped() {
+    let mut a = Assembler::new(settings());
+    a.handle(&end("c", 0), 0).unwrap();
+    assert!(a.poll(300).is_empty());
+    assert_eq!(a.empty_utterances, 1);
+    let jobs = all(&mut a, "c", 1, 301);
+    assert_eq!(jobs[0].utterances.len(), 1);
+    assert_eq!(jobs[0].first_position, 0);
+}

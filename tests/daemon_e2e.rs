@@ -1,0 +1,259 @@
+//! End-to-end: the CMU-MOSI val recording is replayed into the daemon running the real model,
+//! once through a Unix socket with `gsdnet eval`'s random mask at rate 0.3 (the entries it hides
+//! are sent as sensor dropouts), once through a pseudo-terminal serial pair with a camera outage
+//! and a microphone outage over spans of the replay timeline. For each conversation, the window
+//! published when its last utterance closes must equal what the evaluation computes for the
+//! same masks: labels and probabilities per utterance, and the accuracy `eval::evaluate` reports.
+//! No sleeps: each utterance closes on its own messages. The Unix run uses a paused tokio clock.
+//! The pty run uses the real clock with long deadlines: a pty hands bytes over through a kernel
+//! work queue, and a paused clock auto-advances to the next assembly deadline whenever the
+//! runtime looks idle, i.e. possibly while a frame is still inside the pty.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gsdnet_edge::backend::{BackendKind, BackendOptions};
+use gsdnet_edge::daemon::assembly::AssemblySettings;
+use gsdnet_edge::daemon::notify::NoNotifier;
+use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
+use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
+use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::diffusion::SeededNoise;
+use gsdnet_edge::eval::{self, EvalConfig, Scenario};
+use gsdnet_edge::io::serial::SerialInput;
+use gsdnet_edge::model::Model;
+use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
+use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message, Modality, UtteranceResult};
+use gsdnet_edge::recording::Recording;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const STEPS: Option<usize> = Some(5);
+const SEED: u64 = 0;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn val_recording() -> Recording {
+    let file = repo().join("data/mosi-val.gsdrec");
+    let path = if file.is_file() { file } else { repo().join("../shared/data/cmu-mosi/val") };
+    gsdnet_edge::dataset::load(&path).unwrap_or_else(|e| panic!("val data at {}: {e}", path.display()))
+}
+
+fn pipeline() -> Pipeline {
+    let model = Model::load(&repo().join("models/gsdnet-mosi"), BackendKind::Tract, &BackendOptions::default()).unwrap();
+    Pipeline::new(model, STEPS).unwrap()
+}
+
+fn options(window: usize, deadline_ms: u64) -> ServeOptions {
+    ServeOptions {
+        assembly: AssemblySettings {
+            dims: [100, 73, 100],
+            window,
+            deadline_ms: [deadline_ms; 3],
+            max_utterance_ms: 10 * deadline_ms,
+            max_open_utterances: 8,
+            max_conversations: 16,
+            idle_conversation_ms: 600_000,
+        },
+        queue_capacity: 64,
+        max_frames_per_second: 1_000_000,
+        burst: 1_000_000,
+        heartbeat: Duration::from_millis(200),
+        result_backlog: 4096,
+        warm_up: true,
+    }
+}
+
+/// Availability of every utterance as the replay sends it, per conversation.
+fn sent_masks(steps: &[Step]) -> HashMap<(String, u32), [bool; 3]> {
+    let mut out: HashMap<(String, u32), [bool; 3]> = HashMap::new();
+    for s in steps {
+        if let Message::Features(f) = &s.msg {
+            out.entry((f.conversation.to_string(), f.utterance)).or_default()[f.modality.index()] = true;
+        }
+    }
+    out
+}
+
+/// What the evaluation computes: one window per conversation, the sampler stream of
+/// (SEED, scenario, conversation, window 0).
+fn expected(rec: &Recording, masks: &HashMap<(String, u32), [bool; 3]>, scenario: u64) -> HashMap<String, Vec<UtteranceResult>> {
+    let mut pipe = pipeline();
+    let mut out = HashMap::new();
+    for c in &rec.conversations {
+        let avail: Vec<[bool; 3]> = c.utterances.iter().map(|u| masks.get(&(c.id.clone(), u.position)).copied().unwrap_or_default()).collect();
+        let window = Window {
+            utterances: c
+                .utterances
+                .iter()
+                .zip(&avail)
+                .map(|(u, a)| Utterance { speaker: u.speaker, features: std::array::from_fn(|m| u.features[m].as_deref().filter(|_| a[m])) })
+                .collect(),
+        };
+        let mut noise = SeededNoise::for_window(SEED, scenario, &c.id, 0);
+        let res = pipe.run(&window, Completion::Gsdnet, &mut noise).unwrap();
+        let utts = c
+            .utterances
+            .iter()
+            .zip(&avail)
+            .zip(res.utterances)
+            .map(|((u, a), r)| UtteranceResult {
+                utterance: u.position,
+                avail: a.iter().enumerate().map(|(m, &x)| u8::from(x) << m).sum(),
+                label: r.label as u8,
+                probs: r.probs,
+                reg: r.regression.unwrap_or(f32::NAN),
+            })
+            .collect();
+        out.insert(c.id.clone(), utts);
+    }
+    out
+}
+
+/// Replays `steps` into `sensor` while reading results from `sub` until every conversation's
+/// final window arrived; returns those windows.
+async fn replay_and_collect<S, R>(rec: &Recording, steps: Vec<Step>, mut sensor: S, sub: &mut R) -> HashMap<String, Vec<UtteranceResult>>
+where
+    S: AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin,
+{
+    let last: HashMap<String, u32> = rec.conversations.iter().map(|c| (c.id.clone(), c.utterances.last().unwrap().position)).collect();
+    let writer = tokio::spawn(async move {
+        replay::send(&mut sensor, &steps, false).await.unwrap();
+        sensor
+    });
+    let mut dec = FrameDecoder::default();
+    let mut finals = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    while finals.len() < last.len() {
+        let n = sub.read(&mut buf).await.unwrap();
+        assert!(n > 0, "daemon closed the subscriber stream");
+        for m in dec.feed(&buf[..n]) {
+            if let Message::Result(r) = m.unwrap() {
+                if last.get(r.conversation.as_str()) == Some(&r.closed_utterance) {
+                    finals.insert(r.conversation.to_string(), r.utterances);
+                }
+            }
+        }
+    }
+    let _sensor = writer.await.unwrap();
+    finals
+}
+
+fn assert_same(got: &HashMap<String, Vec<UtteranceResult>>, want: &HashMap<String, Vec<UtteranceResult>>) {
+    assert_eq!(got.len(), want.len());
+    for (conv, w) in want {
+        let g = &got[conv];
+        assert_eq!(g.len(), w.len(), "{conv}");
+        for (a, b) in g.iter().zip(w) {
+            assert_eq!((a.utterance, a.avail, a.label), (b.utterance, b.avail, b.label), "{conv}");
+            for (x, y) in a.probs.iter().zip(&b.probs) {
+                assert!((x - y).abs() <= 1e-6, "{conv} utterance {}: probs {:?} vs {:?}", a.utterance, a.probs, b.probs);
+            }
+        }
+    }
+}
+
+fn accuracy(rec: &Recording, got: &HashMap<String, Vec<UtteranceResult>>) -> f64 {
+    let (mut ok, mut n) = (0usize, 0usize);
+    for c in &rec.conversations {
+        for (u, r) in c.utterances.iter().zip(&got[&c.id]) {
+            if let Some(bin) = u.label_bin {
+                n += 1;
+                ok += usize::from(bin == r.label);
+            }
+        }
+    }
+    ok as f64 / n as f64
+}
+
+async fn start(endpoints: Endpoints, scenario: u64, opts: ServeOptions) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let runner = PipelineRunner::new(pipeline(), Completion::Gsdnet, SEED, scenario);
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(async move {
+        serve(endpoints, Box::new(runner), opts, Arc::new(NoNotifier), async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (stop, h)
+}
+
+/// Subscribes and waits for the status answer, so no result can be missed afterwards.
+async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
+    s.write_all(&encode_frame(&Message::Subscribe)).await.unwrap();
+    s.write_all(&encode_frame(&Message::StatusRequest)).await.unwrap();
+    let mut dec = FrameDecoder::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        if dec.feed(&buf[..n]).any(|m| matches!(m, Ok(Message::Status(_)))) {
+            return;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unix_replay_with_eval_mask_equals_eval() {
+    let rec = val_recording();
+    let w = pipeline().model().manifest.dims.window;
+    assert!(rec.conversations.iter().all(|c| c.utterances.len() <= w), "each val video fits one window");
+    let rate = 0.3;
+    let scenario = Scenario::Rate(rate);
+    let opts = ReplayOptions { interval_ms: 1000, drops: Vec::new(), mask: Some((rate, SEED)) };
+    let steps = replay::plan(&rec, &opts).unwrap();
+    let masks = sent_masks(&steps);
+    let want = expected(&rec, &masks, scenario.key());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e2e.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let (stop, h) = start(Endpoints { unix: vec![listener], ..Default::default() }, scenario.key(), options(w, 1_000)).await;
+    let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
+    subscribe(&mut sub).await;
+    let sensor = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let got = replay_and_collect(&rec, steps, sensor, &mut sub).await;
+    let _ = stop.send(());
+    h.await.unwrap();
+    assert_same(&got, &want);
+
+    let cfg = EvalConfig { completions: vec![Completion::Gsdnet], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };
+    let rows = eval::evaluate(&rec, &cfg, &|| Ok(pipeline()), &|_| {}).unwrap();
+    assert_eq!(accuracy(&rec, &got), rows[0].acc2, "daemon accuracy equals gsdnet eval's");
+}
+
+#[tokio::test]
+async fn serial_replay_with_camera_and_mic_outages_equals_pipeline() {
+    let rec = val_recording();
+    let w = pipeline().model().manifest.dims.window;
+    // Timeline: one utterance per second; camera out 20-70 s, microphone out 50-120 s.
+    let drops = vec![
+        DropSpan { modality: Modality::Visual, from_s: 20.0, to_s: 70.0 },
+        DropSpan { modality: Modality::Audio, from_s: 50.0, to_s: 120.0 },
+    ];
+    let opts = ReplayOptions { interval_ms: 1000, drops, mask: None };
+    let steps = replay::plan(&rec, &opts).unwrap();
+    let masks = sent_masks(&steps);
+    assert!(masks.values().any(|a| *a == [true, false, false]), "both outages overlap somewhere");
+    let want = expected(&rec, &masks, 0);
+
+    let (daemon_end, mut port) = tokio_serial::SerialStream::pair().expect("pty pair");
+    let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let endpoints = Endpoints { unix: vec![listener], serial: vec![serial], ..Default::default() };
+    let (stop, h) = start(endpoints, 0, options(w, 60_000)).await;
+    let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
+    subscribe(&mut sub).await;
+    port.write_all(&[0]).await.unwrap();
+    let got = replay_and_collect(&rec, steps, port, &mut sub).await;
+    let _ = stop.send(());
+    h.await.unwrap();
+    assert_same(&got, &want);
+}

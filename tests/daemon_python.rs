@@ -1,0 +1,81 @@
+//! Cross-language check: the Python reference client (scripts/gsdnet_client.py, written from
+//! docs/PROTOCOL.md) talks to the real serve loop (mock runner) over a Unix socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gsdnet_edge::daemon::assembly::{AssemblySettings, WindowJob};
+use gsdnet_edge::daemon::inference::{RunError, WindowRunner};
+use gsdnet_edge::daemon::notify::NoNotifier;
+use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::protocol::UtteranceResult;
+
+/// label = text present; reg = first text value.
+struct Mock;
+
+impl WindowRunner for Mock {
+    fn describe(&self) -> String {
+        "mock".into()
+    }
+    fn completion(&self) -> String {
+        "mock".into()
+    }
+    fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
+        Ok(job
+            .utterances
+            .iter()
+            .map(|u| UtteranceResult {
+                utterance: u.utterance,
+                avail: u.avail_bits(),
+                label: u8::from(u.features[0].is_some()),
+                probs: [0.5, 0.5],
+                reg: u.features[0].as_ref().map_or(-1.0, |t| t[0]),
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_speaks_the_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("py.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let opts = ServeOptions {
+        assembly: AssemblySettings {
+            dims: [100, 73, 100],
+            window: 8,
+            deadline_ms: [60_000; 3],
+            max_utterance_ms: 60_000,
+            max_open_utterances: 8,
+            max_conversations: 4,
+            idle_conversation_ms: 600_000,
+        },
+        queue_capacity: 4,
+        max_frames_per_second: 1000,
+        burst: 1000,
+        heartbeat: Duration::from_millis(100),
+        result_backlog: 64,
+        warm_up: true,
+    };
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(serve(Endpoints { unix: vec![listener], ..Default::default() }, Box::new(Mock), opts, Arc::new(NoNotifier), async {
+        let _ = stop_rx.await;
+    }));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/test_protocol_client.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("GSDNET_SOCKET", &path)
+        .output()
+        .await
+        .expect("python3 must be installed to run the cross-language protocol test");
+    let _ = stop.send(());
+    let stats = daemon.await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok test_live_daemon_round_trip"));
+    assert_eq!(stats.windows_run.load(std::sync::atomic::Ordering::Relaxed), 2, "two windows (warm-up is not counted)");
+}

@@ -1,0 +1,341 @@
+//! Serve-loop tests with a mock runner (deterministic from its input), on a paused tokio clock
+//! except over the pty:
+//! results published over a Unix socket and over a pty serial pair, deadlines firing without
+//! sleeps, bad input counted while the stream goes on, queue overflow policy, clean shutdown.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gsdnet_edge::daemon::assembly::{AssemblySettings, WindowJob};
+use gsdnet_edge::daemon::inference::{JobQueue, Pushed, RunError, WindowRunner};
+use gsdnet_edge::daemon::notify::Notifier;
+use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::io::serial::SerialInput;
+use gsdnet_edge::protocol::{
+    conversation_id, encode_frame, values, Boundary, Dropout, Features, FrameDecoder, Message, Modality,
+    RejectReason, StatusReport, UtteranceResult, WindowResult,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// label = text present, reg = first text value (or -1), probs from avail bits.
+struct MockRunner {
+    seen: Arc<Mutex<Vec<WindowJob>>>,
+}
+
+impl WindowRunner for MockRunner {
+    fn describe(&self) -> String {
+        "mock".into()
+    }
+    fn completion(&self) -> String {
+        "mock".into()
+    }
+    fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
+        self.seen.lock().unwrap().push(job.clone());
+        Ok(job
+            .utterances
+            .iter()
+            .map(|u| UtteranceResult {
+                utterance: u.utterance,
+                avail: u.avail_bits(),
+                label: u8::from(u.features[0].is_some()),
+                probs: [f32::from(u.avail_bits()), 0.0],
+                reg: u.features[0].as_ref().map_or(-1.0, |t| t[0]),
+            })
+            .collect())
+    }
+}
+
+#[derive(Default)]
+struct RecordingNotifier {
+    events: Mutex<Vec<String>>,
+}
+
+impl Notifier for RecordingNotifier {
+    fn ready(&self) {
+        self.events.lock().unwrap().push("READY".into());
+    }
+    fn watchdog(&self) {}
+    fn stopping(&self) {
+        self.events.lock().unwrap().push("STOPPING".into());
+    }
+    fn status(&self, line: &str) {
+        self.events.lock().unwrap().push(format!("STATUS={line}"));
+    }
+}
+
+fn options() -> ServeOptions {
+    ServeOptions {
+        assembly: AssemblySettings {
+            dims: [100, 73, 100],
+            window: 4,
+            deadline_ms: [500, 300, 300],
+            max_utterance_ms: 10_000,
+            max_open_utterances: 8,
+            max_conversations: 4,
+            idle_conversation_ms: 600_000,
+        },
+        queue_capacity: 4,
+        max_frames_per_second: 1000,
+        burst: 1000,
+        heartbeat: Duration::from_millis(50),
+        result_backlog: 256,
+        warm_up: true,
+    }
+}
+
+fn feat(conv: &str, utt: u32, m: Modality, v: f32) -> Message {
+    let dim = [100, 73, 100][m.index()];
+    Message::Features(Features {
+        conversation: conversation_id(conv).unwrap(),
+        utterance: utt,
+        speaker: 0,
+        modality: m,
+        timestamp_us: u64::from(utt) * 1000,
+        values: values(&vec![v; dim]).unwrap(),
+    })
+}
+
+fn end(conv: &str, utt: u32) -> Message {
+    Message::UtteranceEnd(Boundary { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 0, timestamp_us: 0 })
+}
+
+struct Client<S> {
+    stream: S,
+    dec: FrameDecoder,
+    pending: Vec<Message>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    fn new(stream: S) -> Self {
+        Client { stream, dec: FrameDecoder::default(), pending: Vec::new() }
+    }
+    async fn send(&mut self, msg: &Message) {
+        self.stream.write_all(&encode_frame(msg)).await.unwrap();
+    }
+    async fn raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+    async fn next(&mut self) -> Message {
+        let mut buf = [0u8; 4096];
+        while self.pending.is_empty() {
+            let n = self.stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "daemon closed the stream");
+            for m in self.dec.feed(&buf[..n]) {
+                self.pending.push(m.unwrap());
+            }
+        }
+        self.pending.remove(0)
+    }
+    async fn result(&mut self) -> WindowResult {
+        match self.next().await {
+            Message::Result(r) => r,
+            other => panic!("expected a result, got {other:?}"),
+        }
+    }
+    async fn status(&mut self) -> StatusReport {
+        self.send(&Message::StatusRequest).await;
+        loop {
+            if let Message::Status(s) = self.next().await {
+                return s;
+            }
+        }
+    }
+}
+
+fn rejected(s: &StatusReport, reason: RejectReason) -> u64 {
+    s.rejected.iter().find(|c| c.reason == reason).map_or(0, |c| c.count)
+}
+
+struct Daemon {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+    seen: Arc<Mutex<Vec<WindowJob>>>,
+    notifier: Arc<RecordingNotifier>,
+}
+
+async fn start(endpoints: Endpoints, opts: ServeOptions) -> Daemon {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let notifier = Arc::new(RecordingNotifier::default());
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = Box::new(MockRunner { seen: Arc::clone(&seen) });
+    let n: Arc<dyn Notifier> = notifier.clone();
+    let handle = tokio::spawn(async move {
+        serve(endpoints, runner, opts, n, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Daemon { stop, handle, seen, notifier }
+}
+
+impl Daemon {
+    async fn shutdown(self) -> Vec<String> {
+        self.stop.send(()).unwrap();
+        self.handle.await.unwrap();
+        let events = self.notifier.events.lock().unwrap().clone();
+        events
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unix_socket_results_deadlines_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, options()).await;
+    let mut sub = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    sub.send(&Message::Subscribe).await;
+    let _ = sub.status().await; // subscription is active once this is answered
+    let mut sensor = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+
+    for m in Modality::ALL {
+        sensor.send(&feat("conv", 0, m, 0.5)).await;
+    }
+    let r = sub.result().await;
+    assert_eq!((r.closed_utterance, r.utterances.len(), r.utterances[0].avail), (0, 1, 7));
+    assert_eq!(r.utterances[0].reg, 0.5);
+
+    // Camera silent, mic reports a dropout: closes at the visual deadline (paused clock).
+    sensor.send(&feat("conv", 1, Modality::Text, 1.5)).await;
+    sensor.send(&Message::Dropout(Dropout { conversation: conversation_id("conv").unwrap(), utterance: 1, modality: Modality::Audio, timestamp_us: 0 })).await;
+    sensor.send(&end("conv", 1)).await;
+    let before = tokio::time::Instant::now();
+    let r = sub.result().await;
+    assert!(before.elapsed() >= Duration::from_millis(300), "closed before the visual deadline");
+    assert_eq!(r.utterances.iter().map(|u| (u.utterance, u.avail)).collect::<Vec<_>>(), vec![(0, 7), (1, 1)]);
+
+    // Bad input of every kind; the stream goes on.
+    let mut corrupt = encode_frame(&feat("conv", 2, Modality::Text, 1.0));
+    corrupt[30] = corrupt[30].wrapping_add(1).max(1);
+    sensor.raw(&corrupt).await;
+    sensor.raw(&[0x55; 5000]).await;
+    sensor.raw(&[0]).await;
+    sensor.send(&feat("conv", 2, Modality::Text, f32::NAN)).await;
+    let mut short = feat("conv", 2, Modality::Audio, 1.0);
+    if let Message::Features(f) = &mut short {
+        f.values.truncate(10);
+    }
+    sensor.send(&short).await;
+    sensor.send(&Message::Result(r.clone())).await;
+    sensor.send(&feat("conv", 0, Modality::Text, 1.0)).await; // late
+    for m in Modality::ALL {
+        sensor.send(&feat("conv", 2, m, 2.5)).await;
+    }
+    let r = sub.result().await;
+    assert_eq!(r.closed_utterance, 2);
+    assert_eq!(r.utterances[2].reg, 2.5);
+
+    let s = sub.status().await;
+    assert!(rejected(&s, RejectReason::Crc) + rejected(&s, RejectReason::Framing) >= 1, "{s:?}");
+    assert_eq!(rejected(&s, RejectReason::Oversized), 1);
+    assert_eq!(rejected(&s, RejectReason::NonFinite), 1);
+    assert_eq!(rejected(&s, RejectReason::WrongLength), 1);
+    assert_eq!(rejected(&s, RejectReason::Unexpected), 1);
+    assert_eq!(rejected(&s, RejectReason::Late), 1);
+    assert_eq!(s.windows_run, 3);
+    assert_eq!(s.engine, "mock");
+
+    // A client vanishing mid-frame is counted.
+    let mut quitter = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let frame = encode_frame(&feat("conv", 3, Modality::Text, 1.0));
+    quitter.raw(&frame[..frame.len() / 2]).await;
+    drop(quitter);
+    let mut truncated = 0;
+    for _ in 0..100 {
+        truncated = rejected(&sub.status().await, RejectReason::Truncated);
+        if truncated == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(truncated, 1);
+
+    let events = daemon.shutdown().await;
+    assert_eq!(events.first().map(String::as_str), Some("READY"));
+    assert!(events.contains(&"STOPPING".to_string()));
+}
+
+/// Real clock (see tests/daemon_e2e.rs: a paused clock may fire a deadline while a frame is
+/// still inside the pty); the only wait is utterance 1's 300 ms visual deadline.
+#[tokio::test]
+async fn serial_pty_pair_carries_frames_both_ways() {
+    let (daemon_end, test_end) = tokio_serial::SerialStream::pair().expect("pty pair");
+    let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
+    let daemon = start(Endpoints { serial: vec![serial], ..Default::default() }, options()).await;
+    let mut port = Client::new(test_end);
+    port.send(&Message::Subscribe).await;
+    let _ = port.status().await;
+    port.raw(&[0, 0]).await; // resynchronisation bytes are harmless
+    for utt in 0..3 {
+        port.send(&feat("s", utt, Modality::Text, utt as f32)).await;
+        port.send(&feat("s", utt, Modality::Audio, 1.0)).await;
+        if utt != 1 {
+            port.send(&feat("s", utt, Modality::Visual, 1.0)).await;
+        }
+        port.send(&end("s", utt)).await;
+    }
+    // Utterance 1 waits for the visual deadline, so 1 and 2 are released together and the
+    // queue may replace window 1 by window 2 (same conversation): wait for the final window.
+    let last = loop {
+        let r = port.result().await;
+        if r.closed_utterance == 2 {
+            break r;
+        }
+    };
+    let avail: Vec<u8> = last.utterances.iter().map(|u| u.avail).collect();
+    assert_eq!(avail, vec![7, 3, 7]);
+    let s = port.status().await;
+    assert!(s.rejected.is_empty(), "boundaries after complete utterances are not errors: {s:?}");
+    assert_eq!(s.windows_run + s.windows_superseded, 3);
+    daemon.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn flood_is_rate_limited_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let mut opts = options();
+    opts.max_frames_per_second = 10;
+    opts.burst = 20;
+    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, opts).await;
+    let mut flooder = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let mut burst = Vec::new();
+    for i in 0..100 {
+        burst.extend(encode_frame(&Message::Reset { conversation: conversation_id(&format!("x{i}")).unwrap() }));
+    }
+    flooder.raw(&burst).await;
+    let mut observer = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let mut flood = 0;
+    for _ in 0..100 {
+        flood = rejected(&observer.status().await, RejectReason::Flood);
+        if flood >= 80 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!((80..=81).contains(&flood), "flood rejections: {flood}");
+    daemon.shutdown().await;
+}
+
+fn job(conv: &str) -> WindowJob {
+    WindowJob { conversation: conversation_id(conv).unwrap(), first_position: 0, utterances: Vec::new() }
+}
+
+#[test]
+fn queue_supersedes_same_conversation_then_drops_oldest() {
+    let q = JobQueue::new(2);
+    assert_eq!(q.push(job("a")), Pushed::Queued);
+    assert_eq!(q.push(job("b")), Pushed::Queued);
+    assert_eq!(q.push(job("a")), Pushed::Superseded);
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.push(job("c")), Pushed::DroppedOldest);
+    let order: Vec<String> = std::iter::from_fn(|| q.pop(Duration::ZERO).ok().flatten())
+        .map(|j| j.conversation.to_string())
+        .collect();
+    assert_eq!(order, vec!["b", "c"]);
+    q.close();
+    assert_eq!(q.push(job("d")), Pushed::Closed);
+    assert!(q.pop(Duration::ZERO).is_err());
+}

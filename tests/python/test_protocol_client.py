@@ -1,0 +1,146 @@
+"""Protocol tests of the Python reference client (scripts/gsdnet_client.py), standard library only.
+
+Offline tests check the byte layout of docs/PROTOCOL.md. Live tests talk to a daemon whose Unix
+socket is in GSDNET_SOCKET (tests/daemon_python.rs starts one with a mock runner and runs this
+file); they are skipped without it. Runs under pytest or as a plain script.
+"""
+
+import math
+import os
+import socket
+import struct
+import sys
+import zlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+import gsdnet_client as g  # noqa: E402
+
+DOC_FRAME = bytes.fromhex("02010a026331ac0202020102010380 3f010106c039b47b6b00".replace(" ", ""))
+
+
+def test_worked_example_bytes():
+    f = g.frame(g.features("c1", 300, 2, "visual", 1, [1.0, -2.0]))
+    assert f == DOC_FRAME
+    body = bytes([1, 0, 2]) + b"c1" + bytes([0xAC, 2, 2, 2, 1, 2]) + struct.pack("<2f", 1.0, -2.0)
+    assert zlib.crc32(body) == 0x6B7BB439
+
+
+def test_decode_round_trip_and_errors():
+    tag, msg = g.decode_frame(DOC_FRAME[:-1])
+    assert tag == g.FEATURES and msg["values"] == [1.0, -2.0] and msg["utterance"] == 300
+    bad = bytearray(DOC_FRAME[:-1])
+    bad[12] ^= 0x40
+    try:
+        g.decode_frame(bytes(bad))
+        raise AssertionError("corrupt frame decoded")
+    except g.ProtocolError as e:
+        assert e.reason in ("Crc", "Framing")
+    v2 = g.frame(g.subscribe(), version=2)
+    try:
+        g.decode_frame(v2[:-1])
+        raise AssertionError("version 2 decoded")
+    except g.ProtocolError as e:
+        assert e.reason == "UnknownVersion"
+
+
+def test_stream_decoder_handles_split_and_oversized():
+    dec = g.FrameDecoder()
+    stream = g.frame(g.status_request()) + b"\x11" * 5000 + b"\x00" + DOC_FRAME
+    out = []
+    for i in range(0, len(stream), 7):
+        out += dec.feed(stream[i:i + 7])
+    assert out[0] == (g.STATUS_REQUEST, {})
+    assert isinstance(out[1], g.ProtocolError) and out[1].reason == "Oversized"
+    assert out[2][0] == g.FEATURES
+
+
+def test_cobs_long_runs():
+    for n in (253, 254, 255, 508, 1000):
+        data = bytes((i % 255) + 1 for i in range(n))
+        assert g.cobs_decode(g.cobs_encode(data)) == data
+        data0 = data + b"\x00" + data
+        assert g.cobs_decode(g.cobs_encode(data0)) == data0
+
+
+class Live:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(20)
+        self.sock.connect(path)
+        self.dec = g.FrameDecoder()
+        self.queue = []
+
+    def send(self, raw):
+        self.sock.sendall(raw)
+
+    def next(self, tag):
+        while True:
+            while self.queue:
+                item = self.queue.pop(0)
+                assert not isinstance(item, g.ProtocolError), item
+                if item[0] == tag:
+                    return item[1]
+            data = self.sock.recv(65536)
+            assert data, "daemon closed the connection"
+            self.queue += self.dec.feed(data)
+
+    def status(self):
+        self.send(g.frame(g.status_request()))
+        return self.next(g.STATUS)
+
+
+def live_path():
+    return os.environ.get("GSDNET_SOCKET")
+
+
+def test_live_daemon_round_trip():
+    path = live_path()
+    if not path:
+        import pytest
+        pytest.skip("GSDNET_SOCKET not set")
+    sub = Live(path)
+    sub.send(g.frame(g.subscribe()))
+    first = sub.status()
+    assert first["engine"] == "mock"
+    sensor = Live(path)
+    conv = "py-conv"
+    # 1.1 encodes without zero bytes: 400-byte runs exercise COBS 255-blocks both ways.
+    sensor.send(g.frame(g.reset(conv)))
+    sensor.send(g.frame(g.utterance_start(conv, 0, 1, 10)))
+    sensor.send(g.frame(g.features(conv, 0, 1, "text", 11, [1.1] * 100)))
+    sensor.send(g.frame(g.features(conv, 0, 1, "audio", 12, [0.5] * 73)))
+    sensor.send(g.frame(g.dropout(conv, 0, "visual", 13)))
+    sensor.send(g.frame(g.utterance_end(conv, 0, 1, 14)))
+    result = sub.next(g.RESULT)
+    assert result["conversation"] == conv and result["closed_utterance"] == 0
+    (u,) = result["utterances"]
+    assert u["avail"] == 3 and u["label"] == 1
+    assert math.isclose(u["reg"], 1.1, rel_tol=1e-6)
+
+    # Bad input: NaN, wrong length, corrupt CRC, unknown version; then a good utterance.
+    sensor.send(g.frame(g.features(conv, 1, 1, "text", 20, [float("nan")] * 100)))
+    sensor.send(g.frame(g.features(conv, 1, 1, "audio", 20, [0.0] * 72)))
+    corrupt = bytearray(g.frame(g.features(conv, 1, 1, "visual", 20, [2.0] * 100)))
+    corrupt[40] = (corrupt[40] % 254) + 1 if corrupt[40] != 0 else 1
+    sensor.send(bytes(corrupt))
+    sensor.send(g.frame(g.subscribe(), version=9))
+    for m in g.MODALITIES:
+        sensor.send(g.frame(g.features(conv, 1, 1, m, 21, [2.5] * g.DIMS[m])))
+    result = sub.next(g.RESULT)
+    assert [x["avail"] for x in result["utterances"]] == [3, 7]
+    rejected = sub.status()["rejected"]
+    assert rejected.get("NonFinite") == 1, rejected
+    assert rejected.get("WrongLength") == 1, rejected
+    assert rejected.get("UnknownVersion") == 1, rejected
+    assert rejected.get("Crc", 0) + rejected.get("Framing", 0) == 1, rejected
+
+
+if __name__ == "__main__":
+    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+    if not live_path():
+        tests.remove(test_live_daemon_round_trip)
+    for t in tests:
+        t()
+        print(f"ok {t.__name__}")
+    if not live_path():
+        print("live test skipped: GSDNET_SOCKET not set")
