@@ -11,10 +11,10 @@ cd "$root"
 ORT_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh)
 export ORT_DYLIB_PATH
 echo "ci-ort: ORT_DYLIB_PATH=$ORT_DYLIB_PATH"
-cargo test --release --features ort
+cargo test --release --locked --features ort
 if [[ "${ORT_CI_SKIP_GPU:-0}" != 1 ]]; then
   ORT_GPU_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh --gpu)
   export ORT_GPU_DYLIB_PATH
   echo "ci-ort: ORT_GPU_DYLIB_PATH=$ORT_GPU_DYLIB_PATH"
-  cargo test --release --features ort --test ort_gpu_fallback -- --nocapture
+  cargo test --release --locked --features ort --test ort_gpu_fallback -- --nocapture
 fi
