@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::backend::BackendOptions;
 use crate::daemon::assembly::AssemblySettings;
 
 /// Feature dimensions fixed by DESIGN.md (T, A, V).
@@ -61,6 +62,13 @@ pub struct RawEngine {
     #[serde(default)]
     pub seed: u64,
     pub queue_capacity: usize,
+    /// ort only: path of libonnxruntime.so; absent = `ORT_DYLIB_PATH`.
+    pub ort_library: Option<PathBuf>,
+    /// ort only: falling back to the CPU provider is a start-up error.
+    #[serde(default)]
+    pub require_accelerator: bool,
+    /// ort with tensorrt only: TensorRT engine and timing caches (keyed per model and version).
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn default_completion() -> String {
@@ -121,6 +129,29 @@ pub struct EngineSettings {
     pub steps: Option<usize>,
     pub seed: u64,
     pub queue_capacity: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ort_library: Option<PathBuf>,
+    pub require_accelerator: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl EngineSettings {
+    /// What the backend is loaded with (`serve`, `warmup`).
+    pub fn backend_options(&self) -> BackendOptions {
+        BackendOptions {
+            threads: self.threads,
+            providers: self.execution_providers.clone(),
+            ort_library: self.ort_library.clone(),
+            require_accelerator: self.require_accelerator,
+            cache_dir: self.cache_dir.clone(),
+        }
+    }
+
+    /// TensorRT may build engines while the models load (minutes on a first start).
+    pub fn builds_tensorrt_engines(&self) -> bool {
+        self.backend == "ort" && self.execution_providers.iter().any(|p| p == "tensorrt")
+    }
 }
 
 /// Listening endpoints and per-connection input limits after validation.
@@ -223,6 +254,7 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
     check(e.backend == "ort" || e.execution_providers.is_empty(), path, "engine.execution_providers", || {
         "only applies to backend \"ort\"".into()
     })?;
+    validate_ort(&e, path)?;
     check(e.threads <= 256, path, "engine.threads", || format!("is {}; at most 256", e.threads))?;
     check(COMPLETIONS.contains(&e.completion.as_str()), path, "engine.completion", || {
         format!("is {:?}; known: {COMPLETIONS:?}", e.completion)
@@ -240,7 +272,33 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
         steps: e.steps,
         seed: e.seed,
         queue_capacity: e.queue_capacity,
+        ort_library: e.ort_library,
+        require_accelerator: e.require_accelerator,
+        cache_dir: e.cache_dir,
     })
+}
+
+/// ONNX Runtime keys: only with backend "ort"; absolute paths (the unit's working directory is
+/// not the operator's); an accelerator required only when one is listed; a cache only for TensorRT.
+fn validate_ort(e: &RawEngine, path: &Path) -> Result<(), ConfigError> {
+    let ort = e.backend == "ort";
+    check(ort || e.ort_library.is_none(), path, "engine.ort_library", || "only applies to backend \"ort\"".into())?;
+    check(ort || !e.require_accelerator, path, "engine.require_accelerator", || "only applies to backend \"ort\"".into())?;
+    check(ort || e.cache_dir.is_none(), path, "engine.cache_dir", || "only applies to backend \"ort\"".into())?;
+    if let Some(lib) = &e.ort_library {
+        check(lib.is_absolute(), path, "engine.ort_library", || format!("{} must be absolute", lib.display()))?;
+    }
+    let accel = e.execution_providers.iter().any(|p| p == "tensorrt" || p == "cuda");
+    check(!e.require_accelerator || accel, path, "engine.require_accelerator", || {
+        "is true but execution_providers lists neither \"tensorrt\" nor \"cuda\"".into()
+    })?;
+    if let Some(dir) = &e.cache_dir {
+        check(dir.is_absolute(), path, "engine.cache_dir", || format!("{} must be absolute", dir.display()))?;
+        check(e.execution_providers.iter().any(|p| p == "tensorrt"), path, "engine.cache_dir", || {
+            "is set but execution_providers does not list \"tensorrt\"".into()
+        })?;
+    }
+    Ok(())
 }
 
 fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblyView, ConfigError> {

@@ -1,0 +1,100 @@
+//! Board profiles: every bundled profile validates; the ONNX Runtime keys (`ort_library`,
+//! `require_accelerator`, `cache_dir`) reach `BackendOptions` and are refused where they cannot
+//! apply; `gsdnet check-config` prints them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::repo;
+use gsdnet_edge::config::{ConfigError, Settings};
+
+const ENGINE_TRACT: &str = "backend = \"tract\"\nthreads = 0\nmodels = \"m\"\nqueue_capacity = 4\n";
+const ORT_TRT: &str = "backend = \"ort\"\nexecution_providers = [\"tensorrt\", \"cuda\", \"cpu\"]\nmodels = \"m\"\nqueue_capacity = 4\n";
+const ORT_CPU: &str = "backend = \"ort\"\nexecution_providers = [\"cpu\"]\nmodels = \"m\"\nqueue_capacity = 4\n";
+
+fn profile(engine: &str) -> String {
+    format!(
+        "[board]\nname = \"t\"\n[engine]\n{engine}\n[assembly]\nwindow = 8\ndeadline_ms = {{ text = 1, audio = 1, visual = 1 }}\n\
+         max_utterance_ms = 1000\nmax_open_utterances = 2\nmax_conversations = 2\nidle_conversation_ms = 1000\n\
+         [inputs]\nmax_frames_per_second = 10\nburst = 10\n"
+    )
+}
+
+fn parse(engine: &str) -> Result<Settings, ConfigError> {
+    Settings::parse(&profile(engine), Path::new("test.toml"))
+}
+
+fn invalid_field(engine: &str) -> &'static str {
+    match parse(engine) {
+        Err(ConfigError::Invalid { field, .. }) => field,
+        other => panic!("expected an invalid field for\n{engine}\ngot {other:?}"),
+    }
+}
+
+fn boards() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("boards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_bundled_profile_validates_and_tensorrt_profiles_have_a_cache() {
+    let all = boards();
+    assert!(all.len() >= 5, "{all:?}");
+    for p in all {
+        let s = Settings::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        let o = s.engine.backend_options();
+        assert_eq!(o.providers, s.engine.execution_providers);
+        if s.engine.builds_tensorrt_engines() {
+            assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/var/lib/gsdnet/trt-cache")), "{}", p.display());
+        }
+        if s.engine.backend == "ort" {
+            assert!(o.ort_library.as_ref().is_some_and(|l| l.is_absolute()), "{}", p.display());
+            assert!(o.require_accelerator, "{}", p.display());
+        }
+    }
+}
+
+#[test]
+fn ort_keys_reach_the_backend_options() {
+    let s = parse(&format!("{ORT_TRT}ort_library = \"/opt/ort/libonnxruntime.so\"\nrequire_accelerator = true\ncache_dir = \"/var/c\"\n")).unwrap();
+    let o = s.engine.backend_options();
+    assert_eq!(o.ort_library.as_deref(), Some(Path::new("/opt/ort/libonnxruntime.so")));
+    assert!(o.require_accelerator);
+    assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/var/c")));
+    assert_eq!(o.providers, ["tensorrt", "cuda", "cpu"]);
+    let plain = parse(ORT_CPU).unwrap().engine.backend_options();
+    assert_eq!((plain.ort_library, plain.require_accelerator, plain.cache_dir), (None, false, None));
+}
+
+#[test]
+fn ort_keys_are_refused_where_they_cannot_apply() {
+    assert_eq!(invalid_field(&format!("{ENGINE_TRACT}ort_library = \"/x.so\"\n")), "engine.ort_library");
+    assert_eq!(invalid_field(&format!("{ENGINE_TRACT}require_accelerator = true\n")), "engine.require_accelerator");
+    assert_eq!(invalid_field(&format!("{ENGINE_TRACT}cache_dir = \"/c\"\n")), "engine.cache_dir");
+    assert_eq!(invalid_field(&format!("{ORT_TRT}ort_library = \"lib/x.so\"\n")), "engine.ort_library");
+    assert_eq!(invalid_field(&format!("{ORT_TRT}cache_dir = \"cache\"\n")), "engine.cache_dir");
+    assert_eq!(invalid_field(&format!("{ORT_CPU}cache_dir = \"/c\"\n")), "engine.cache_dir");
+    assert_eq!(invalid_field(&format!("{ORT_CPU}require_accelerator = true\n")), "engine.require_accelerator");
+    assert!(matches!(parse(&format!("{ORT_TRT}trt_cache = \"/c\"\n")), Err(ConfigError::Parse { .. })));
+}
+
+#[test]
+fn check_config_prints_the_ort_settings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gsdnet"))
+        .args(["check-config", "--board", "boards/jetson-orin-nx-16gb.toml"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("require_accelerator = true"), "{text}");
+    assert!(text.contains("cache_dir = \"/var/lib/gsdnet/trt-cache\""), "{text}");
+    assert!(text.contains("ort_library = \"/opt/onnxruntime/lib/"), "{text}");
+}
