@@ -1,21 +1,22 @@
-//! Daemon subcommands of the `gsdnet` binary: `serve`, `check-config`, `record`, `replay`.
-//! Parsing and error context only; the work is in `daemon`, `io` and `config`.
+//! Daemon subcommands of the `gsdnet` binary: `serve`, `warmup`, `check-config`, `record`,
+//! `replay`. Parsing and error context only; the work is in `daemon`, `io` and `config`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::backend::{BackendKind, BackendOptions};
+use crate::backend::{self, BackendKind};
 use crate::config::Settings;
 use crate::daemon::inference::WindowRunner;
-use crate::daemon::notify::{NoNotifier, Notifier, SystemdNotifier};
+use crate::daemon::notify::{announce_loading, NoNotifier, Notifier, SystemdNotifier};
 use crate::daemon::pipeline_runner::PipelineRunner;
 use crate::daemon::replay::{self, DropSpan, RecorderRunner, ReplayOptions};
-use crate::daemon::server::{serve, Endpoints, ServeOptions};
+use crate::daemon::server::{serve, warmup_job, Endpoints, ServeOptions};
 use crate::io::{listeners, serial::SerialInput};
+use crate::manifest::Manifest;
 use crate::model::Model;
 use crate::pipeline::{Completion, Pipeline};
 use crate::recording::{Recording, RecordingWriter};
@@ -24,6 +25,9 @@ use crate::recording::{Recording, RecordingWriter};
 pub enum DaemonCommand {
     /// Run the edge daemon: sensor frames in (serial, TCP, Unix), results out.
     Serve(ServeArgs),
+    /// Load every part with the profile's engine options and run one window, so TensorRT
+    /// engines and caches exist before the service starts; prints the provider of each part.
+    Warmup(WarmupArgs),
     /// Validate a board profile and print the resolved settings.
     CheckConfig(BoardArgs),
     /// Listen like the daemon and write every assembled utterance to a recording.
@@ -49,6 +53,15 @@ pub struct ServeArgs {
     /// Label of the sampler stream key (DESIGN.md); an eval scenario key reproduces `gsdnet eval`
     #[arg(long, default_value_t = 0)]
     pub noise_scenario: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct WarmupArgs {
+    #[command(flatten)]
+    pub board: BoardArgs,
+    /// Model folder, overriding the profile's `engine.models`
+    #[arg(long)]
+    pub models: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +112,7 @@ pub fn run(cmd: DaemonCommand) -> Result<()> {
             Ok(())
         }
         DaemonCommand::Serve(a) => run_serve(a),
+        DaemonCommand::Warmup(a) => run_warmup(a),
         DaemonCommand::Record(a) => run_record(a),
         DaemonCommand::Replay(a) => run_replay(a),
     }
@@ -138,12 +152,12 @@ fn serve_options(s: &Settings, warm_up: bool) -> ServeOptions {
 
 fn load_runner(s: &Settings, models: &Path, noise_scenario: u64) -> Result<PipelineRunner> {
     let kind: BackendKind = s.engine.backend.parse().context("engine.backend")?;
-    let opts = BackendOptions {
-        threads: s.engine.threads,
-        providers: s.engine.execution_providers.clone(),
-        ..BackendOptions::default()
-    };
-    let model = Model::load(models, kind, &opts).with_context(|| format!("loading models from {}", models.display()))?;
+    let model = Model::load(models, kind, &s.engine.backend_options())
+        .with_context(|| format!("loading models from {}", models.display()))?;
+    build_runner(s, model, noise_scenario)
+}
+
+fn build_runner(s: &Settings, model: Model, noise_scenario: u64) -> Result<PipelineRunner> {
     let pipeline = Pipeline::new(model, s.engine.steps).context("building the pipeline")?;
     let completion: Completion = s.engine.completion.parse().map_err(anyhow::Error::msg)?;
     let runner = PipelineRunner::new(pipeline, completion, s.engine.seed, noise_scenario);
@@ -153,14 +167,51 @@ fn load_runner(s: &Settings, models: &Path, noise_scenario: u64) -> Result<Pipel
     Ok(runner)
 }
 
+/// `serve`'s loading step: extends the start timeout and says what it does (a TensorRT engine
+/// build can outlast `TimeoutStartSec`) before loading; READY comes later, after the warm-up.
+pub fn load_for_serve(s: &Settings, models: &Path, noise_scenario: u64, notifier: &dyn Notifier) -> Result<PipelineRunner> {
+    announce_loading(notifier, s.engine.builds_tensorrt_engines());
+    load_runner(s, models, noise_scenario)
+}
+
 fn run_serve(a: ServeArgs) -> Result<()> {
     let settings = load_settings(&a.board)?;
     let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
     let notifier = notifier();
-    notifier.status("loading models");
-    let runner = load_runner(&settings, &models, a.noise_scenario)?;
+    let runner = load_for_serve(&settings, &models, a.noise_scenario, notifier.as_ref())?;
     log::info!("board: {}; models: {}", settings.board, models.display());
     run_daemon(&settings, Box::new(runner), notifier, true)
+}
+
+/// Loads part by part (timing each and printing its provider), then runs `serve`'s warm-up
+/// window through the whole pipeline, which is when lazily built engines get built.
+fn run_warmup(a: WarmupArgs) -> Result<()> {
+    let settings = load_settings(&a.board)?;
+    let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
+    let kind: BackendKind = settings.engine.backend.parse().context("engine.backend")?;
+    let opts = settings.engine.backend_options();
+    let manifest = Manifest::load(&models).with_context(|| format!("loading models from {}", models.display()))?;
+    println!("board: {}", settings.board);
+    println!("models: {} (backend {})", models.display(), settings.engine.backend);
+    if let Some(dir) = &opts.cache_dir {
+        println!("TensorRT cache: {}", dir.display());
+    }
+    let mut parts = Vec::with_capacity(manifest.parts.len());
+    for spec in &manifest.parts {
+        let started = Instant::now();
+        let part = backend::load(kind, spec, &opts).with_context(|| format!("loading part {}", spec.name))?;
+        println!("{:<9} {:<44} loaded in {:.3} s", spec.name, part.provider(), started.elapsed().as_secs_f64());
+        for note in part.provider_notes() {
+            println!("          note: {note}");
+        }
+        parts.push(part);
+    }
+    let model = Model::from_parts(manifest, kind, parts).context("assembling the model")?;
+    let mut runner = build_runner(&settings, model, 0)?;
+    let started = Instant::now();
+    runner.run(&warmup_job(settings.assembly.dims)).map_err(|e| anyhow::anyhow!("{e}")).context("warm-up window")?;
+    println!("warm-up window ({}) ran in {:.3} s", runner.describe(), started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn run_record(a: RecordArgs) -> Result<()> {

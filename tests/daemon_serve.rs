@@ -61,6 +61,9 @@ impl Notifier for RecordingNotifier {
     fn status(&self, line: &str) {
         self.events.lock().unwrap().push(format!("STATUS={line}"));
     }
+    fn extend_timeout(&self, by: Duration) {
+        self.events.lock().unwrap().push(format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()));
+    }
 }
 
 fn options() -> ServeOptions {

@@ -1,5 +1,5 @@
 //! Service manager notifications behind a trait, so the serve loop is testable: systemd
-//! (`sd_notify`: READY, WATCHDOG, STOPPING, STATUS) or nothing.
+//! (`sd_notify`: READY, WATCHDOG, STOPPING, STATUS, EXTEND_TIMEOUT_USEC) or nothing.
 
 use std::time::Duration;
 
@@ -8,6 +8,31 @@ pub trait Notifier: Send + Sync {
     fn watchdog(&self);
     fn stopping(&self);
     fn status(&self, line: &str);
+    /// Asks for `by` more start-up time, counted from now (systemd `EXTEND_TIMEOUT_USEC`).
+    fn extend_timeout(&self, by: Duration);
+}
+
+/// Start-up time asked for before loading when TensorRT may build engines (minutes per part on
+/// a small Jetson, first start or new model/version).
+pub const TENSORRT_LOAD_EXTENSION: Duration = Duration::from_secs(30 * 60);
+/// Start-up time asked for before loading otherwise.
+pub const LOAD_EXTENSION: Duration = Duration::from_secs(5 * 60);
+
+/// Sent before the models load: the extension first (so the manager never times out while the
+/// status says loading), then the status line. READY follows only after the warm-up window.
+pub fn announce_loading(n: &dyn Notifier, builds_tensorrt_engines: bool) {
+    if builds_tensorrt_engines {
+        n.extend_timeout(TENSORRT_LOAD_EXTENSION);
+        n.status("loading models / building TensorRT engines...");
+    } else {
+        n.extend_timeout(LOAD_EXTENSION);
+        n.status("loading models");
+    }
+}
+
+/// `EXTEND_TIMEOUT_USEC` carries a u32 of microseconds; longer requests are capped (~71 min).
+pub fn extension_usec(by: Duration) -> u32 {
+    u32::try_from(by.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// Does nothing: not under a service manager.
@@ -19,6 +44,7 @@ impl Notifier for NoNotifier {
     fn watchdog(&self) {}
     fn stopping(&self) {}
     fn status(&self, _line: &str) {}
+    fn extend_timeout(&self, _by: Duration) {}
 }
 
 /// Talks to systemd through `$NOTIFY_SOCKET`; a failure to notify is logged, never fatal.
@@ -55,5 +81,20 @@ impl Notifier for SystemdNotifier {
     }
     fn status(&self, line: &str) {
         self.send(&[sd_notify::NotifyState::Status(line)]);
+    }
+    fn extend_timeout(&self, by: Duration) {
+        self.send(&[sd_notify::NotifyState::ExtendTimeoutUsec(extension_usec(by))]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_fits_the_u32_field() {
+        assert_eq!(extension_usec(Duration::from_secs(2)), 2_000_000);
+        assert_eq!(extension_usec(TENSORRT_LOAD_EXTENSION), 1_800_000_000);
+        assert_eq!(extension_usec(Duration::from_secs(10_000)), u32::MAX);
     }
 }

@@ -1,0 +1,122 @@
+//! Start-up before READY: `serve` extends the start timeout and sets its status before the
+//! models load; `gsdnet warmup` loads every part, names its provider and runs one window.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{repo, tiny_model};
+use gsdnet_edge::cli_daemon::load_for_serve;
+use gsdnet_edge::config::Settings;
+use gsdnet_edge::daemon::notify::{announce_loading, Notifier, LOAD_EXTENSION, TENSORRT_LOAD_EXTENSION};
+
+#[derive(Default)]
+struct RecordingNotifier {
+    events: Mutex<Vec<String>>,
+}
+
+impl RecordingNotifier {
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+impl Notifier for RecordingNotifier {
+    fn ready(&self) {
+        self.events.lock().unwrap().push("READY".into());
+    }
+    fn watchdog(&self) {}
+    fn stopping(&self) {
+        self.events.lock().unwrap().push("STOPPING".into());
+    }
+    fn status(&self, line: &str) {
+        self.events.lock().unwrap().push(format!("STATUS={line}"));
+    }
+    fn extend_timeout(&self, by: Duration) {
+        self.events.lock().unwrap().push(format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()));
+    }
+}
+
+fn profile(backend_lines: &str, models: &Path) -> String {
+    format!(
+        "[board]\nname = \"test board\"\n[engine]\n{backend_lines}models = {models:?}\nsteps = 3\nqueue_capacity = 4\n\
+         [assembly]\nwindow = 8\ndeadline_ms = {{ text = 1, audio = 1, visual = 1 }}\nmax_utterance_ms = 1000\n\
+         max_open_utterances = 2\nmax_conversations = 2\nidle_conversation_ms = 1000\n\
+         [inputs]\nmax_frames_per_second = 10\nburst = 10\n"
+    )
+}
+
+fn settings(models: &Path) -> Settings {
+    Settings::parse(&profile("backend = \"tract\"\n", models), Path::new("test.toml")).unwrap()
+}
+
+#[test]
+fn tensorrt_loading_asks_for_more_time_before_saying_so() {
+    let n = RecordingNotifier::default();
+    announce_loading(&n, true);
+    let usec = TENSORRT_LOAD_EXTENSION.as_micros();
+    assert_eq!(n.events(), [format!("EXTEND_TIMEOUT_USEC={usec}"), "STATUS=loading models / building TensorRT engines...".into()]);
+    let n = RecordingNotifier::default();
+    announce_loading(&n, false);
+    assert_eq!(n.events(), [format!("EXTEND_TIMEOUT_USEC={}", LOAD_EXTENSION.as_micros()), "STATUS=loading models".into()]);
+}
+
+#[test]
+fn serve_announces_loading_before_the_models_load_and_not_ready() {
+    let n = RecordingNotifier::default();
+    let runner = load_for_serve(&settings(&tiny_model()), &tiny_model(), 0, &n).unwrap();
+    drop(runner);
+    let ev = n.events();
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(ev[0].starts_with("EXTEND_TIMEOUT_USEC="), "{ev:?}");
+    assert_eq!(ev[1], "STATUS=loading models");
+
+    // The notices precede the load: a model that cannot load still got them, and no READY.
+    let n = RecordingNotifier::default();
+    let missing = repo().join("tests/fixtures/no-such-model");
+    let err = load_for_serve(&settings(&missing), &missing, 0, &n).map(|_| ()).unwrap_err();
+    assert!(format!("{err:#}").contains("no-such-model"), "{err:#}");
+    assert_eq!(n.events().len(), 2);
+    assert!(!n.events().contains(&"READY".to_string()));
+}
+
+fn warmup(profile_text: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let board = dir.path().join("board.toml");
+    std::fs::write(&board, profile_text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_gsdnet"))
+        .args(["warmup", "--board"])
+        .arg(&board)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn warmup_names_the_provider_of_every_part_and_runs_a_window() {
+    let out = warmup(&profile("backend = \"tract\"\n", &tiny_model()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for part in ["encoders", "s_theta", "s_phi", "recon", "fusion"] {
+        let line = text.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("{part} missing:\n{text}"));
+        assert!(line.contains("tract (cpu)") && line.contains("loaded in"), "{line}");
+    }
+    assert!(text.contains("warm-up window") && text.contains("3 steps"), "{text}");
+}
+
+#[test]
+fn warmup_fails_clearly_without_the_models_or_the_engine() {
+    let out = warmup(&profile("backend = \"tract\"\n", &repo().join("tests/fixtures/no-such-model")));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loading models from"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    if !cfg!(feature = "ort") {
+        let out = warmup(&profile("backend = \"ort\"\nexecution_providers = [\"cpu\"]\n", &tiny_model()));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not compiled") && err.contains("encoders"), "{err}");
+    }
+}
