@@ -188,6 +188,7 @@ def _decode_status(r):
         name = REJECT_REASONS[reason] if reason < len(REJECT_REASONS) else f"reason{reason}"
         rejected[name] = r.varint()
     out["rejected"] = rejected
+    out["empty_utterances"] = r.varint()
     return out
 
 

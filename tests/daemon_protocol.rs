@@ -3,7 +3,8 @@
 
 use gsdnet_edge::protocol::{
     conversation_id, decode_frame, encode_frame, values, Boundary, DecodeError, Features,
-    FrameDecoder, Message, Modality, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    FrameDecoder, Message, Modality, RejectCount, RejectReason, StatusReport, MAX_FRAME_LEN,
+    PROTOCOL_VERSION,
 };
 
 fn features(utt: u32, m: Modality, vals: &[f32]) -> Message {
@@ -73,6 +74,45 @@ fn byte_layout_matches_protocol_doc() {
         0x01, 0x06, 0xc0, 0x39, 0xb4, 0x7b, 0x6b, 0x00,
     ];
     assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
+}
+
+#[test]
+fn status_layout_matches_protocol_doc() {
+    // Second example of docs/PROTOCOL.md: a status report, `empty_utterances` last.
+    let msg = Message::Status(StatusReport {
+        uptime_ms: 1500,
+        engine: "mock".into(),
+        frames_accepted: 7,
+        windows_run: 2,
+        windows_superseded: 0,
+        windows_dropped: 0,
+        inference_errors: 0,
+        results_published: 2,
+        queue_len: 0,
+        queue_capacity: 4,
+        open_conversations: 1,
+        clients: 2,
+        rejected: vec![RejectCount { reason: RejectReason::UnknownVersion, count: 1 }],
+        empty_utterances: 1,
+    });
+    let body: Vec<u8> = vec![
+        PROTOCOL_VERSION, 0x07, // version, tag Status
+        0xDC, 0x0B, // uptime_ms 1500
+        0x04, b'm', b'o', b'c', b'k', // engine
+        0x07, 0x02, 0x00, 0x00, 0x00, 0x02, // accepted, run, superseded, dropped, errors, published
+        0x00, 0x04, 0x01, 0x02, // queue_len, queue_capacity, open_conversations, clients
+        0x01, 0x03, 0x01, // rejected: one entry, UnknownVersion, 1
+        0x01, // empty_utterances
+    ];
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&body);
+    assert_eq!(crc, 0x7ABB_5B01, "CRC quoted in docs/PROTOCOL.md");
+    let doc_frame: [u8; 29] = [
+        0x0c, 0x01, 0x07, 0xdc, 0x0b, 0x04, 0x6d, 0x6f, 0x63, 0x6b, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x0c,
+        0x04, 0x01, 0x02, 0x01, 0x03, 0x01, 0x01, 0x01, 0x5b, 0xbb, 0x7a, 0x00,
+    ];
+    assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
+    let mut encoded = doc_frame[..doc_frame.len() - 1].to_vec();
+    assert_eq!(decode_frame(&mut encoded).unwrap(), msg);
 }
 
 #[test]

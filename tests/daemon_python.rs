@@ -77,5 +77,7 @@ async fn python_client_speaks_the_protocol() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok test_live_daemon_round_trip"));
-    assert_eq!(stats.windows_run.load(std::sync::atomic::Ordering::Relaxed), 2, "two windows (warm-up is not counted)");
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&stats.windows_run), 3, "three windows (warm-up is not counted)");
+    assert_eq!(load(&stats.empty_utterances), 1, "the all-dropout utterance");
 }

@@ -259,6 +259,40 @@ async fn unix_socket_results_deadlines_and_bad_input() {
     assert!(events.contains(&"STOPPING".to_string()));
 }
 
+/// Utterances that close with no modality produce no window but are visible in the status.
+#[tokio::test(start_paused = true)]
+async fn empty_utterances_are_counted_in_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, options()).await;
+    let mut sub = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    sub.send(&Message::Subscribe).await;
+    assert_eq!(sub.status().await.empty_utterances, 0);
+    let mut sensor = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let conv = conversation_id("conv").unwrap();
+
+    // Utterance 0: every sensor reports a dropout. Utterance 1: an end, then silence until the
+    // deadlines pass (paused clock). Utterance 2: complete; its window holds only itself.
+    for modality in Modality::ALL {
+        sensor.send(&Message::Dropout(Dropout { conversation: conv.clone(), utterance: 0, modality, timestamp_us: 0 })).await;
+    }
+    sensor.send(&end("conv", 1)).await;
+    let before = tokio::time::Instant::now();
+    for m in Modality::ALL {
+        sensor.send(&feat("conv", 2, m, 0.5)).await;
+    }
+    let r = sub.result().await;
+    assert!(before.elapsed() >= Duration::from_millis(500), "utterance 1 closed before its deadlines");
+    assert_eq!(r.utterances.iter().map(|u| (u.utterance, u.avail)).collect::<Vec<_>>(), vec![(2, 7)]);
+
+    let s = sub.status().await;
+    assert_eq!(s.empty_utterances, 2, "{s:?}");
+    assert_eq!(s.windows_run, 1);
+    assert!(s.rejected.is_empty(), "{s:?}");
+    daemon.shutdown().await;
+}
+
 /// Real clock (see tests/daemon_e2e.rs: a paused clock may fire a deadline while a frame is
 /// still inside the pty); the only wait is utterance 1's 300 ms visual deadline.
 #[tokio::test]

@@ -83,6 +83,7 @@ impl Shared {
             open_conversations: u32::try_from(s.open_conversations.load(Relaxed)).unwrap_or(u32::MAX),
             clients: u32::try_from(s.clients.load(Relaxed)).unwrap_or(u32::MAX),
             rejected: s.rejected_counts(),
+            empty_utterances: s.empty_utterances.load(Relaxed),
         }
     }
 }
@@ -239,6 +240,7 @@ async fn assembly_task(mut assembler: Assembler, mut rx: mpsc::Receiver<Input>, 
             _ = stopped(&mut stop) => break,
         };
         shared.stats.open_conversations.store(assembler.open_conversations() as u64, Relaxed);
+        shared.stats.empty_utterances.store(assembler.empty_utterances, Relaxed);
         for job in jobs {
             match shared.queue.push(job) {
                 Pushed::Queued | Pushed::Closed => {}

@@ -19,6 +19,8 @@ pub struct Stats {
     pub results_published: AtomicU64,
     pub results_lagged: AtomicU64,
     pub open_conversations: AtomicU64,
+    /// Utterances that closed with no modality at all and were skipped (mirrors the assembler).
+    pub empty_utterances: AtomicU64,
     pub clients: AtomicU64,
     rejected: [AtomicU64; RejectReason::ALL.len()],
 }

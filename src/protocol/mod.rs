@@ -179,6 +179,10 @@ pub struct StatusReport {
     pub open_conversations: u32,
     pub clients: u32,
     pub rejected: Vec<RejectCount>,
+    /// Utterances that closed with no modality at all (every sensor silent or reporting a
+    /// dropout): skipped, no window run. Last field so that the fields before it keep their
+    /// offsets.
+    pub empty_utterances: u64,
 }
 
 /// Every message; the wire tag is the variant index (append only, never reorder).

@@ -25,6 +25,28 @@ def test_worked_example_bytes():
     assert zlib.crc32(body) == 0x6B7BB439
 
 
+STATUS_FRAME = bytes.fromhex(
+    "0c 01 07 dc 0b 04 6d 6f 63 6b 07 02 01 01 02 02 0c 04 01 02 01 03 01 01 01 5b bb 7a 00")
+
+
+def test_status_example_bytes():
+    body = bytes([1, 7, 0xDC, 0x0B, 4]) + b"mock" + bytes([7, 2, 0, 0, 0, 2, 0, 4, 1, 2, 1, 3, 1, 1])
+    assert zlib.crc32(body) == 0x7ABB5B01
+    assert g.frame(body[1:]) == STATUS_FRAME
+    tag, msg = g.decode_frame(STATUS_FRAME[:-1])
+    assert tag == g.STATUS
+    assert msg == {"uptime_ms": 1500, "engine": "mock", "frames_accepted": 7, "windows_run": 2,
+                   "windows_superseded": 0, "windows_dropped": 0, "inference_errors": 0,
+                   "results_published": 2, "queue_len": 0, "queue_capacity": 4,
+                   "open_conversations": 1, "clients": 2, "rejected": {"UnknownVersion": 1},
+                   "empty_utterances": 1}
+    try:
+        g.decode_frame(g.frame(body[1:-1])[:-1])  # a report without the last field
+        raise AssertionError("truncated status decoded")
+    except g.ProtocolError as e:
+        assert e.reason == "Malformed"
+
+
 def test_decode_round_trip_and_errors():
     tag, msg = g.decode_frame(DOC_FRAME[:-1])
     assert tag == g.FEATURES and msg["values"] == [1.0, -2.0] and msg["utterance"] == 300
@@ -128,7 +150,18 @@ def test_live_daemon_round_trip():
         sensor.send(g.frame(g.features(conv, 1, 1, m, 21, [2.5] * g.DIMS[m])))
     result = sub.next(g.RESULT)
     assert [x["avail"] for x in result["utterances"]] == [3, 7]
-    rejected = sub.status()["rejected"]
+    # Utterance 2 closes with no modality (all dropouts): no result, counted in the status.
+    assert sub.status()["empty_utterances"] == 0
+    for m in g.MODALITIES:
+        sensor.send(g.frame(g.dropout(conv, 2, m, 30)))
+    sensor.send(g.frame(g.features(conv, 3, 1, "text", 31, [0.5] * 100)))
+    for m in ("audio", "visual"):
+        sensor.send(g.frame(g.dropout(conv, 3, m, 31)))
+    result = sub.next(g.RESULT)
+    assert [x["utterance"] for x in result["utterances"]] == [0, 1, 3]
+    status = sub.status()
+    assert status["empty_utterances"] == 1, status
+    rejected = status["rejected"]
     assert rejected.get("NonFinite") == 1, rejected
     assert rejected.get("WrongLength") == 1, rejected
     assert rejected.get("UnknownVersion") == 1, rejected
