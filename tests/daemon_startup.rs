@@ -120,3 +120,40 @@ fn warmup_fails_clearly_without_the_models_or_the_engine() {
         assert!(err.contains("not compiled") && err.contains("encoders"), "{err}");
     }
 }
+
+/// With ONNX Runtime (ORT_DYLIB_PATH; skipped when unset): each part names the provider that
+/// really runs it, a CPU fallback says why the accelerators did not, and `require_accelerator`
+/// turns that fallback into a failed warm-up.
+#[cfg(feature = "ort")]
+#[test]
+fn warmup_on_onnxruntime_reports_fallbacks_and_honours_require_accelerator() {
+    let Some(lib) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) else {
+        eprintln!("SKIPPED: ORT_DYLIB_PATH is unset");
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let engine = |require: bool| {
+        format!(
+            "backend = \"ort\"\nexecution_providers = [\"tensorrt\", \"cuda\", \"cpu\"]\nort_library = {:?}\n\
+             require_accelerator = {require}\ncache_dir = {:?}\n",
+            Path::new(&lib),
+            cache.path().join("trt")
+        )
+    };
+    let out = warmup(&profile(&engine(false), &tiny_model()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let mut on_cpu = false;
+    for part in ["encoders", "s_theta", "s_phi", "recon", "fusion"] {
+        let line = text.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("{part} missing:\n{text}"));
+        assert!(line.contains("onnxruntime") && line.contains("loaded in"), "{line}");
+        on_cpu |= line.contains("CPUExecutionProvider");
+    }
+    if on_cpu {
+        assert!(text.contains("note: tensorrt:") && text.contains("note: cuda:"), "{text}");
+        let out = warmup(&profile(&engine(true), &tiny_model()));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("require_accelerator"), "{err}");
+    }
+}
