@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gsdnet_edge::daemon::assembly::{AssemblySettings, WindowJob};
 use gsdnet_edge::daemon::inference::{JobQueue, Pushed, RunError, WindowRunner};
-use gsdnet_edge::daemon::notify::Notifier;
+use gsdnet_edge::daemon::notify::{MemoryNotifier, Notifier};
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
 use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::protocol::{
@@ -42,27 +42,6 @@ impl WindowRunner for MockRunner {
                 reg: u.features[0].as_ref().map_or(-1.0, |t| t[0]),
             })
             .collect())
-    }
-}
-
-#[derive(Default)]
-struct RecordingNotifier {
-    events: Mutex<Vec<String>>,
-}
-
-impl Notifier for RecordingNotifier {
-    fn ready(&self) {
-        self.events.lock().unwrap().push("READY".into());
-    }
-    fn watchdog(&self) {}
-    fn stopping(&self) {
-        self.events.lock().unwrap().push("STOPPING".into());
-    }
-    fn status(&self, line: &str) {
-        self.events.lock().unwrap().push(format!("STATUS={line}"));
-    }
-    fn extend_timeout(&self, by: Duration) {
-        self.events.lock().unwrap().push(format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()));
     }
 }
 
@@ -153,12 +132,12 @@ struct Daemon {
     stop: tokio::sync::oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<()>,
     seen: Arc<Mutex<Vec<WindowJob>>>,
-    notifier: Arc<RecordingNotifier>,
+    notifier: Arc<MemoryNotifier>,
 }
 
 async fn start(endpoints: Endpoints, opts: ServeOptions) -> Daemon {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let notifier = Arc::new(RecordingNotifier::default());
+    let notifier = Arc::new(MemoryNotifier::default());
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let runner = Box::new(MockRunner { seen: Arc::clone(&seen) });
     let n: Arc<dyn Notifier> = notifier.clone();
@@ -176,7 +155,7 @@ impl Daemon {
     async fn shutdown(self) -> Vec<String> {
         self.stop.send(()).unwrap();
         self.handle.await.unwrap();
-        let events = self.notifier.events.lock().unwrap().clone();
+        let events = self.notifier.events();
         events
     }
 }

@@ -5,40 +5,11 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Mutex;
-use std::time::Duration;
 
 use common::{repo, tiny_model};
 use gsdnet_edge::cli_daemon::load_for_serve;
 use gsdnet_edge::config::Settings;
-use gsdnet_edge::daemon::notify::{announce_loading, Notifier, LOAD_EXTENSION, TENSORRT_LOAD_EXTENSION};
-
-#[derive(Default)]
-struct RecordingNotifier {
-    events: Mutex<Vec<String>>,
-}
-
-impl RecordingNotifier {
-    fn events(&self) -> Vec<String> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-impl Notifier for RecordingNotifier {
-    fn ready(&self) {
-        self.events.lock().unwrap().push("READY".into());
-    }
-    fn watchdog(&self) {}
-    fn stopping(&self) {
-        self.events.lock().unwrap().push("STOPPING".into());
-    }
-    fn status(&self, line: &str) {
-        self.events.lock().unwrap().push(format!("STATUS={line}"));
-    }
-    fn extend_timeout(&self, by: Duration) {
-        self.events.lock().unwrap().push(format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()));
-    }
-}
+use gsdnet_edge::daemon::notify::{announce_loading, MemoryNotifier, LOAD_EXTENSION, TENSORRT_LOAD_EXTENSION};
 
 fn profile(backend_lines: &str, models: &Path) -> String {
     format!(
@@ -55,18 +26,18 @@ fn settings(models: &Path) -> Settings {
 
 #[test]
 fn tensorrt_loading_asks_for_more_time_before_saying_so() {
-    let n = RecordingNotifier::default();
+    let n = MemoryNotifier::default();
     announce_loading(&n, true);
     let usec = TENSORRT_LOAD_EXTENSION.as_micros();
     assert_eq!(n.events(), [format!("EXTEND_TIMEOUT_USEC={usec}"), "STATUS=loading models / building TensorRT engines...".into()]);
-    let n = RecordingNotifier::default();
+    let n = MemoryNotifier::default();
     announce_loading(&n, false);
     assert_eq!(n.events(), [format!("EXTEND_TIMEOUT_USEC={}", LOAD_EXTENSION.as_micros()), "STATUS=loading models".into()]);
 }
 
 #[test]
 fn serve_announces_loading_before_the_models_load_and_not_ready() {
-    let n = RecordingNotifier::default();
+    let n = MemoryNotifier::default();
     let runner = load_for_serve(&settings(&tiny_model()), &tiny_model(), 0, &n).unwrap();
     drop(runner);
     let ev = n.events();
@@ -75,7 +46,7 @@ fn serve_announces_loading_before_the_models_load_and_not_ready() {
     assert_eq!(ev[1], "STATUS=loading models");
 
     // The notices precede the load: a model that cannot load still got them, and no READY.
-    let n = RecordingNotifier::default();
+    let n = MemoryNotifier::default();
     let missing = repo().join("tests/fixtures/no-such-model");
     let err = load_for_serve(&settings(&missing), &missing, 0, &n).map(|_| ()).unwrap_err();
     assert!(format!("{err:#}").contains("no-such-model"), "{err:#}");

@@ -35,6 +35,43 @@ pub fn extension_usec(by: Duration) -> u32 {
     u32::try_from(by.as_micros()).unwrap_or(u32::MAX)
 }
 
+/// Keeps every notification as the line systemd would receive ("READY", "STOPPING",
+/// "STATUS=...", "EXTEND_TIMEOUT_USEC=..."; WATCHDOG pings are not kept): for tests and for
+/// embedding the serve loop under another supervisor.
+#[derive(Debug, Default)]
+pub struct MemoryNotifier {
+    events: std::sync::Mutex<Vec<String>>,
+}
+
+impl MemoryNotifier {
+    /// The notifications so far, oldest first.
+    pub fn events(&self) -> Vec<String> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    fn push(&self, line: String) {
+        if let Ok(mut e) = self.events.lock() {
+            e.push(line);
+        }
+    }
+}
+
+impl Notifier for MemoryNotifier {
+    fn ready(&self) {
+        self.push("READY".into());
+    }
+    fn watchdog(&self) {}
+    fn stopping(&self) {
+        self.push("STOPPING".into());
+    }
+    fn status(&self, line: &str) {
+        self.push(format!("STATUS={line}"));
+    }
+    fn extend_timeout(&self, by: Duration) {
+        self.push(format!("EXTEND_TIMEOUT_USEC={}", extension_usec(by)));
+    }
+}
+
 /// Does nothing: not under a service manager.
 #[derive(Debug, Default)]
 pub struct NoNotifier;
