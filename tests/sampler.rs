@@ -126,16 +126,22 @@ fn params(steps: usize) -> SdeParams {
     }
 }
 
+impl Fixture {
+    fn condition(&self) -> Condition<'_> {
+        Condition {
+            h: &self.h,
+            cond: &self.cond,
+            avail: &self.avail,
+            node_mask: &self.node_mask,
+            u: &self.u,
+            lam_obs: &self.lam_obs,
+            spectral: &self.spectral,
+        }
+    }
+}
+
 fn run(f: &Fixture, p: &SdeParams, noise: &mut dyn NoiseSource) -> (Tensor, Tensor, Vec<f32>) {
-    let c = Condition {
-        h: &f.h,
-        cond: &f.cond,
-        avail: &f.avail,
-        node_mask: &f.node_mask,
-        u: &f.u,
-        lam_obs: &f.lam_obs,
-        spectral: &f.spectral,
-    };
+    let c = f.condition();
     let mut st = GaussScore::new("s_theta", &[1, 3, W, D], 6, p.x);
     let mut sp = GaussScore::new("s_phi", &[1, 3, K], 7, p.lam);
     let mut sampler = Sampler::new(W, D, K);
@@ -247,15 +253,7 @@ fn recorded_noise_replays_seeded_noise() {
     assert_eq!(x_a, x_b);
     assert_eq!(l_a, l_b);
     // Too few recorded steps is an error, not a panic.
-    let c = Condition {
-        h: &f.h,
-        cond: &f.cond,
-        avail: &f.avail,
-        node_mask: &f.node_mask,
-        u: &f.u,
-        lam_obs: &f.lam_obs,
-        spectral: &f.spectral,
-    };
+    let c = f.condition();
     let mut st = GaussScore::new("s_theta", &[1, 3, W, D], 6, p.x);
     let mut sp = GaussScore::new("s_phi", &[1, 3, K], 7, p.lam);
     let (mut x0, mut lam0) = (Tensor::zeros(&[1, 3, W, D]), Tensor::zeros(&[1, 3, K]));
