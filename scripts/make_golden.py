@@ -27,12 +27,14 @@ TOL_PART = {"atol": 1e-4, "rtol": 1e-4}
 TOL_SAMPLER = {"atol": 2e-3, "rtol": 1e-3}     # S steps of f32 accumulation, g(t)^2 up to 625
 TOL_GRAPH = {"atol": 1e-5, "rtol": 1e-4}
 
+EM, HEUN = "euler_maruyama_inpaint", "pf_ode_heun_inpaint"
 CASES = [
-    # name, conversation index in val, rate, pattern, steps, seed, speakers, description
-    ("rate05_s5", 0, 0.5, None, 5, 0, None, "val video at rate 0.5, protocol mask, S=5"),
-    ("pattern_t", 1, None, "T", 2, 1, None, "fixed pattern T (camera and mic lost), S=2"),
-    ("complete", 2, 0.0, None, None, 0, None, "nothing missing: sampler skipped"),
-    ("speakers", 3, 0.3, None, 1, 2, "cycle", "several speakers (assigned), rate 0.3, S=1"),
+    # name, conversation index in val, rate, pattern, steps, sampler, seed, speakers, description
+    ("rate05_s5", 0, 0.5, None, 5, EM, 0, None, "val video at rate 0.5, protocol mask, EM S=5"),
+    ("pattern_t", 1, None, "T", 3, HEUN, 1, None,
+     "fixed pattern T (camera and mic lost), PF-ODE Heun S=3"),
+    ("complete", 2, 0.0, None, None, None, 0, None, "nothing missing: sampler skipped"),
+    ("speakers", 3, 0.3, None, 1, EM, 2, "cycle", "several speakers (assigned), rate 0.3, EM S=1"),
 ]
 
 
@@ -65,12 +67,15 @@ def collect(rec: dict, conv, n: int, sde_steps) -> tuple:
                logits=TOL_SAMPLER, probs=TOL_SAMPLER, reg=TOL_SAMPLER)
     if "noise" in rec:
         nz, tr = rec["noise"], rec["trace"]
-        t.update(zx_init=nz.zx_init, zl_init=nz.zl_init, zx=nz.zx, zl=nz.zl,
+        if len(nz.zx):      # the ODE draws no per-step noise
+            t.update(zx=nz.zx, zl=nz.zl)
+            tol.update(zx=TOL_EXACT, zl=TOL_EXACT)
+        t.update(zx_init=nz.zx_init, zl_init=nz.zl_init,
                  s_theta_x_t=tr["x_t"], s_theta_t=np.array([tr["t"]], np.float32),
                  s_theta_adj_t=tr["adj_t"], s_theta_score=tr["score_x"],
                  s_phi_lam_t=tr["lam_t"], s_phi_t=np.array([tr["t"]], np.float32),
                  s_phi_score=tr["score_lam"])
-        tol.update(zx_init=TOL_EXACT, zl_init=TOL_EXACT, zx=TOL_EXACT, zl=TOL_EXACT,
+        tol.update(zx_init=TOL_EXACT, zl_init=TOL_EXACT,
                    s_theta_x_t=TOL_PART, s_theta_adj_t=TOL_GRAPH, s_theta_score=TOL_PART,
                    s_phi_lam_t=TOL_PART, s_phi_score=TOL_PART)
     return t, tol
@@ -129,7 +134,7 @@ def main():
     convs = gdata.load_split(VAL)
     base_sde = model.man.sde
     total = 0
-    for name, ci, rate, pattern, steps, seed, spk, desc in CASES:
+    for name, ci, rate, pattern, steps, sampler, seed, spk, desc in CASES:
         conv = convs[ci]
         if spk:
             conv.speaker = assign_speakers(conv.n)
@@ -138,8 +143,10 @@ def main():
             gmasks.mask_for_rate(seed, rate, conv.conv_id, n)
         scen = gmasks.scenario_id(rate, pattern)
         key = stream_key(seed, scen, conv.conv_id, 0)
-        model.man.sde = replace(base_sde, steps=steps or base_sde.steps)
-        noise = draw_noise(key, model.man.sde.steps, model.man.width, model.man.d, model.man.k)
+        model.man.sde = replace(base_sde, steps=steps or base_sde.steps,
+                                sampler=sampler or base_sde.sampler)
+        noise = draw_noise(key, model.man.sde.noise_steps, model.man.width, model.man.d,
+                           model.man.k)
         rec = {}
         run_window(model, conv.feats, avail, conv.speaker, "gsdnet", noise=noise, rec=rec)
         t, tol = collect(rec, conv, n, steps)
@@ -147,6 +154,7 @@ def main():
                     seed=seed, scenario=scen, window_index=0,
                     missing_rate=-1.0 if rate is None else rate, pattern=pattern or "",
                     steps=model.man.sde.steps if "noise" in rec else 0,
+                    sampler=model.man.sde.sampler if "noise" in rec else "",
                     sampler_skipped="noise" not in rec,
                     model=model.man.raw["model"]["name"],
                     note="noise = stream key derive(seed, 2, scenario, fnv1a64(conv_id), 0)")

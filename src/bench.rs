@@ -15,7 +15,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::backend::{BackendKind, BackendOptions};
-use crate::diffusion::SeededNoise;
+use crate::diffusion::{SamplerKind, SeededNoise};
 use crate::manifest::Manifest;
 use crate::masks::random_mask;
 use crate::model::{Model, ModelError};
@@ -108,6 +108,8 @@ pub struct BenchConfig {
     /// Valid utterances per window (the model's W stays fixed).
     pub sizes: Vec<usize>,
     pub steps: Vec<usize>,
+    /// Integrator; `None` = the manifest's.
+    pub sampler: Option<SamplerKind>,
     /// Timed windows per configuration; 0 = as many as fit in `budget` (at least 10).
     pub iters: usize,
     pub budget: Duration,
@@ -149,14 +151,17 @@ pub struct BenchRow {
     pub backend: &'static str,
     pub provider: String,
     pub window: usize,
+    pub sampler: &'static str,
     pub steps: usize,
+    /// Calls of each score network per window.
+    pub score_calls: usize,
     pub iters: usize,
     /// Entries (utterance x modality) the sampler completes.
     pub missing_entries: usize,
     pub total: Stats,
     /// Per stage, `Stage::ALL` order.
     pub stages: Vec<(String, Stats)>,
-    /// The sampler stage divided by its steps.
+    /// The sampler stage divided by its steps (a Heun step holds two calls of each network).
     pub sampler_step: Stats,
     /// Heap allocations per timed window; `None` without the counting allocator.
     pub allocs_per_window: Option<f64>,
@@ -307,7 +312,9 @@ fn row(kind: BackendKind, pipe: &Pipeline, window: &Window, mut s: Series) -> Be
         backend: backend_name(kind),
         provider: pipe.model().provider(),
         window: window.utterances.len(),
+        sampler: pipe.sde().kind.name(),
         steps,
+        score_calls: pipe.sde().kind.score_calls(steps),
         iters,
         missing_entries: missing_entries(window),
         total: Stats::of(&mut s.total),
@@ -361,10 +368,9 @@ pub fn run(
                 source: Box::new(source),
             }
         })?;
-        let mut pipe = Pipeline::new(model, None).map_err(|source| BenchError::Setup {
-            backend,
-            source: Box::new(source),
-        })?;
+        let setup = |source| BenchError::Setup { backend, source: Box::new(source) };
+        let mut pipe = Pipeline::new(model, None).map_err(setup)?;
+        pipe.set_sampler(cfg.sampler).map_err(setup)?;
         for utts in &windows {
             let window = masked_window(utts, cfg.rate, cfg.seed);
             for &steps in &cfg.steps {
@@ -391,9 +397,10 @@ pub fn run(
 /// A readable table of `rows`: whole-window and per-stage p50 / p99 in ms.
 pub fn table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<6} {:>3} {:>5} {:>6} {:>17} {:>17} {:>17} {:>17} {:>17} {:>17} {:>9}\n",
+        "{:<6} {:>3} {:>4} {:>5} {:>6} {:>17} {:>17} {:>17} {:>17} {:>17} {:>17} {:>9}\n",
         "engine",
         "N",
+        "int",
         "steps",
         "iters",
         "window p50/p99",
@@ -415,9 +422,10 @@ pub fn table(rows: &[BenchRow]) -> String {
             .allocs_per_window
             .map_or("n/a".to_string(), |a| format!("{a:.0}"));
         s += &format!(
-            "{:<6} {:>3} {:>5} {:>6} {:>17} {:>17} {:>17} {:>17} {:>17} {:>17} {:>9}\n",
+            "{:<6} {:>3} {:>4} {:>5} {:>6} {:>17} {:>17} {:>17} {:>17} {:>17} {:>17} {:>9}\n",
             r.backend,
             r.window,
+            if r.sampler == SamplerKind::PfOdeHeun.name() { "heun" } else { "em" },
             r.steps,
             r.iters,
             cell(Some(r.total)),

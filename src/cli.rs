@@ -14,7 +14,8 @@ use crate::eval::{self, EvalConfig, Scenario};
 use crate::manifest::Manifest;
 use crate::masks::{check_rate, Pattern};
 use crate::model::Model;
-use crate::pipeline::{Completion, Pipeline};
+use crate::diffusion::SamplerKind;
+use crate::pipeline::{Completion, Pipeline, PipelineError};
 use crate::{dataset, recording::Recording};
 
 /// Bundled defaults, relative to the repository root.
@@ -63,6 +64,10 @@ pub struct BenchArgs {
     /// Sampler steps, comma separated
     #[arg(long, value_delimiter = ',', default_value = "10,25,50,100")]
     pub steps: Vec<usize>,
+    /// Integrator: euler_maruyama_inpaint (em) or pf_ode_heun_inpaint (heun) [default: the
+    /// manifest's]
+    #[arg(long)]
+    pub sampler: Option<SamplerKind>,
     /// Only window 32 at the manifest's steps, 20 windows (a smoke run)
     #[arg(long)]
     pub quick: bool,
@@ -106,6 +111,10 @@ pub struct EvalArgs {
     /// Sampler steps [default: the manifest's]
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Integrator: euler_maruyama_inpaint (em) or pf_ode_heun_inpaint (heun) [default: the
+    /// manifest's]
+    #[arg(long)]
+    pub sampler: Option<SamplerKind>,
     /// Missing rates, comma separated [default: 0.0,...,0.7 unless --patterns is given]
     #[arg(long, value_delimiter = ',')]
     pub rates: Option<Vec<f64>>,
@@ -190,11 +199,14 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     }
     // Fail early, on this thread, on anything the workers would fail on.
     let opts = BackendOptions::default();
-    let first = Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, a.steps)?;
-    let steps = first.sde().steps;
-    drop(first);
+    let make = || -> Result<Pipeline, PipelineError> {
+        let mut p = Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, a.steps)?;
+        p.set_sampler(a.sampler)?;
+        Ok(p)
+    };
+    let (steps, sampler) = make().map(|p| (p.sde().steps, p.sde().kind))?;
     eprintln!(
-        "evaluating {} ({} conversations, {} utterances) with {} on {}: {} scenarios x {} seeds x {} completions, {steps} sampler steps",
+        "evaluating {} ({} conversations, {} utterances) with {} on {}: {} scenarios x {} seeds x {} completions, {sampler} {steps} steps",
         data.display(),
         rec.conversations.len(),
         rec.n_utterances(),
@@ -209,7 +221,6 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         "{bar:40} {pos}/{len} tasks {elapsed_precise} eta {eta}",
     )?);
     let started = Instant::now();
-    let make = || Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, a.steps);
     let progress = |total: usize| {
         bar.set_length(total as u64);
         bar.inc(1);
@@ -225,6 +236,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             "data": data.display().to_string(),
             "seeds": cfg.seeds,
             "steps": steps,
+            "sampler": sampler.name(),
             "backend": a.backend_name(),
             "results": rows,
         });
@@ -271,6 +283,7 @@ fn bench_config(a: &BenchArgs, manifest: &Manifest) -> Result<BenchConfig> {
         backends,
         sizes,
         steps,
+        sampler: a.sampler,
         iters,
         budget: Duration::from_millis(a.budget_ms),
         warmup: a.warmup,

@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::backend::BackendOptions;
 use crate::daemon::assembly::AssemblySettings;
+use crate::diffusion::SamplerKind;
 
 /// Feature dimensions fixed by DESIGN.md (T, A, V).
 pub const DIMS: [usize; 3] = [100, 73, 100];
@@ -59,6 +60,9 @@ pub struct RawEngine {
     pub completion: String,
     /// Sampler steps; absent = the manifest's.
     pub steps: Option<usize>,
+    /// Integrator (`euler_maruyama_inpaint` / `em`, `pf_ode_heun_inpaint` / `heun`); absent =
+    /// the manifest's.
+    pub sampler: Option<String>,
     #[serde(default)]
     pub seed: u64,
     pub queue_capacity: usize,
@@ -127,6 +131,8 @@ pub struct EngineSettings {
     pub models: PathBuf,
     pub completion: String,
     pub steps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sampler_name")]
+    pub sampler: Option<SamplerKind>,
     pub seed: u64,
     pub queue_capacity: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,6 +232,10 @@ impl Settings {
     }
 }
 
+fn sampler_name<S: serde::Serializer>(k: &Option<SamplerKind>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.map_or("", SamplerKind::name))
+}
+
 fn check(ok: bool, path: &Path, field: &'static str, detail: impl FnOnce() -> String) -> Result<(), ConfigError> {
     if ok {
         Ok(())
@@ -260,6 +270,14 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
         format!("is {:?}; known: {COMPLETIONS:?}", e.completion)
     })?;
     check(e.steps.is_none_or(|s| (1..=1000).contains(&s)), path, "engine.steps", || "must be 1..=1000".into())?;
+    let sampler = match &e.sampler {
+        None => None,
+        Some(name) => Some(name.parse::<SamplerKind>().map_err(|detail| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: "engine.sampler",
+            detail,
+        })?),
+    };
     check((1..=1024).contains(&e.queue_capacity), path, "engine.queue_capacity", || {
         format!("is {}; must be 1..=1024", e.queue_capacity)
     })?;
@@ -270,6 +288,7 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
         models: e.models,
         completion: e.completion,
         steps: e.steps,
+        sampler,
         seed: e.seed,
         queue_capacity: e.queue_capacity,
         ort_library: e.ort_library,

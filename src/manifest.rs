@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::backend::{PartSpec, TensorSpec};
+use crate::diffusion::SamplerKind;
 
 /// Feature widths of text, audio and visual, fixed by the data.
 pub const FEATURE_DIMS: [usize; 3] = [100, 73, 100];
@@ -128,7 +129,7 @@ pub struct SdeSettings {
     pub sigma_lambda: f64,
     pub eps: f64,
     pub steps: usize,
-    pub sampler: String,
+    pub sampler: SamplerKind,
 }
 
 /// Per-feature training mean and std (std floored at 1e-6), T, A, V order.

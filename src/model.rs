@@ -5,7 +5,7 @@ use std::path::Path;
 use thiserror::Error;
 
 use crate::backend::{self, Backend, BackendError, BackendKind, BackendOptions};
-use crate::diffusion::{SdeParams, Ve};
+use crate::diffusion::{SamplerKind, SdeParams, Ve};
 use crate::manifest::{Manifest, ManifestError, PART_NAMES};
 
 #[derive(Debug, Error)]
@@ -96,8 +96,9 @@ impl Model {
         self.parts[0].provider()
     }
 
-    /// Sampler settings from the manifest, with `steps` overriding `[sde] steps`.
-    pub fn sde(&self, steps: Option<usize>) -> Result<SdeParams, ModelError> {
+    /// Sampler settings from the manifest, with `steps` and `kind` overriding `[sde] steps` and
+    /// `[sde] sampler`.
+    pub fn sde(&self, steps: Option<usize>, kind: Option<SamplerKind>) -> Result<SdeParams, ModelError> {
         let s = &self.manifest.sde;
         let steps = steps.unwrap_or(s.steps);
         if steps == 0 {
@@ -110,6 +111,7 @@ impl Model {
             },
             eps: s.eps,
             steps,
+            kind: kind.unwrap_or(s.sampler),
         })
     }
 }

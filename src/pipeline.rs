@@ -12,7 +12,7 @@ use std::str::FromStr;
 use thiserror::Error;
 
 use crate::backend::BackendError;
-use crate::diffusion::{Condition, NoiseSource, Sampler, SamplerError, SdeParams};
+use crate::diffusion::{Condition, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams};
 use crate::model::{Model, ModelError, Part};
 use crate::spectral::{Spectral, SpectralError};
 use crate::tensor::Tensor;
@@ -203,7 +203,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline over `model`; `steps` overrides the manifest's sampler steps.
     pub fn new(model: Model, steps: Option<usize>) -> Result<Pipeline, PipelineError> {
-        let sde = model.sde(steps)?;
+        let sde = model.sde(steps, None)?;
         let dm = model.manifest.dims;
         let (w, d, k) = (dm.window, dm.latent, dm.k);
         let feats = dm.features().map(|f| Tensor::zeros(&[1, w, f]));
@@ -236,9 +236,16 @@ impl Pipeline {
         &self.sde
     }
 
-    /// Changes the sampler steps (`None` = the manifest's) without reloading the model.
+    /// Changes the sampler steps (`None` = the manifest's) without reloading the model; keeps
+    /// the integrator.
     pub fn set_steps(&mut self, steps: Option<usize>) -> Result<(), PipelineError> {
-        self.sde = self.model.sde(steps)?;
+        self.sde = self.model.sde(steps, Some(self.sde.kind))?;
+        Ok(())
+    }
+
+    /// Changes the integrator (`None` = the manifest's); keeps the steps.
+    pub fn set_sampler(&mut self, kind: Option<SamplerKind>) -> Result<(), PipelineError> {
+        self.sde = self.model.sde(Some(self.sde.steps), kind)?;
         Ok(())
     }
 

@@ -98,3 +98,14 @@ fn check_config_prints_the_ort_settings() {
     assert!(text.contains("cache_dir = \"/var/lib/gsdnet/trt-cache\""), "{text}");
     assert!(text.contains("ort_library = \"/opt/onnxruntime/lib/"), "{text}");
 }
+
+#[test]
+fn engine_sampler_is_optional_and_checked() {
+    use gsdnet_edge::diffusion::SamplerKind;
+    assert_eq!(parse(ENGINE_TRACT).unwrap().engine.sampler, None);
+    let heun = parse(&format!("{ENGINE_TRACT}sampler = \"heun\"\n")).unwrap();
+    assert_eq!(heun.engine.sampler, Some(SamplerKind::PfOdeHeun));
+    let em = parse(&format!("{ENGINE_TRACT}sampler = \"euler_maruyama_inpaint\"\n")).unwrap();
+    assert_eq!(em.engine.sampler, Some(SamplerKind::EulerMaruyama));
+    assert_eq!(invalid_field(&format!("{ENGINE_TRACT}sampler = \"ddim\"\n")), "engine.sampler");
+}

@@ -1,10 +1,12 @@
 //! Sampler unit tests with mock score networks whose exact score is known: the data
 //! distribution is N(MU, S0^2) per entry, so the VE score at time t is
-//! -(x - MU) / (S0^2 + std(t)^2) and the reverse SDE must produce samples of that law.
+//! -(x - MU) / (S0^2 + std(t)^2): the reverse SDE must produce samples of that law, and the
+//! probability-flow ODE must follow its closed-form path sample by sample.
 
 use gsdnet_edge::backend::{Backend, BackendError, PartSpec, TensorSpec};
 use gsdnet_edge::diffusion::{
-    Condition, Draw, NoiseSource, RecordedNoise, Sampler, SdeParams, SeededNoise, Ve,
+    heun_time, Condition, Draw, NoiseSource, RecordedNoise, Sampler, SamplerKind, SdeParams,
+    SeededNoise, Ve,
 };
 use gsdnet_edge::manifest::GraphSettings;
 use gsdnet_edge::spectral::Spectral;
@@ -123,7 +125,12 @@ fn params(steps: usize) -> SdeParams {
         lam: Ve { sigma: 2.0 },
         eps: 1e-3,
         steps,
+        kind: SamplerKind::EulerMaruyama,
     }
+}
+
+fn heun(steps: usize) -> SdeParams {
+    SdeParams { kind: SamplerKind::PfOdeHeun, ..params(steps) }
 }
 
 impl Fixture {
@@ -149,7 +156,7 @@ fn run(f: &Fixture, p: &SdeParams, noise: &mut dyn NoiseSource) -> (Tensor, Tens
     sampler
         .run(p, &c, [&mut st, &mut sp], noise, [&mut x0, &mut lam0])
         .unwrap();
-    assert_eq!(st.ts.len(), p.steps);
+    assert_eq!(st.ts.len(), p.kind.score_calls(p.steps));
     assert_eq!(sp.ts, st.ts);
     (x0, lam0, st.ts)
 }
@@ -278,4 +285,78 @@ fn seeded_streams_follow_design_keys() {
     SeededNoise::from_key(k).fill(Draw::LamInit, &mut a).unwrap();
     rng::fill_normals(rng::derive(k, &[2]), &mut b);
     assert_eq!(a, b);
+}
+
+/// The ODE path of Gaussian data N(MU, S0^2) from x(1): MU + (x(1) - MU) sqrt(v(eps) / v(1)),
+/// v(t) = S0^2 + std(t)^2.
+fn ode_path(x1: f64, ve: Ve, eps: f64) -> f64 {
+    let v = |t: f64| f64::from(S0 * S0) + ve.std(t).powi(2);
+    f64::from(MU) + (x1 - f64::from(MU)) * (v(eps) / v(1.0)).sqrt()
+}
+
+#[test]
+fn heun_follows_the_closed_form_ode_path() {
+    let f = fixture();
+    let mut errs = Vec::new();
+    for steps in [8, 24] {
+        let p = heun(steps);
+        let mut zx = vec![0f32; 3 * W * D];
+        SeededNoise::from_key(77).fill(Draw::XInit, &mut zx).unwrap();
+        let (x0, _, ts) = run(&f, &p, &mut SeededNoise::from_key(77));
+        let mut worst = 0f64;
+        for &(m, i) in &missing_rows(&f) {
+            for j in (m * W + i) * D..(m * W + i + 1) * D {
+                let x1 = p.x.std(1.0) * f64::from(zx[j]);
+                worst = worst.max((f64::from(x0.data()[j]) - ode_path(x1, p.x, p.eps)).abs());
+            }
+        }
+        // |x(1) - MU| reaches ~30: 8 steps stay within 0.1 of the exact path, 24 within 0.01.
+        let tol = if steps == 8 { 0.1 } else { 0.01 };
+        assert!(worst < tol, "{steps} steps: worst error {worst}");
+        errs.push(worst);
+        // Calls at t_0, t_1, t_1, t_2, ..., t_S: two per step, the corrector at the next time.
+        let want: Vec<f32> = (0..steps).flat_map(|i| [heun_time(&p, i), heun_time(&p, i + 1)]).map(|t| t as f32).collect();
+        assert_eq!(ts, want);
+    }
+    // Second order: 3x the steps cuts the error by about 9 (first order would give 3).
+    assert!(errs[1] < errs[0] / 6.0, "{errs:?}");
+}
+
+#[test]
+fn heun_schedule_is_monotone_from_one_to_eps() {
+    let p = heun(6);
+    let ts: Vec<f64> = (0..=6).map(|i| heun_time(&p, i)).collect();
+    assert_eq!((ts[0], ts[6]), (1.0, 1e-3));
+    assert!(ts.windows(2).all(|w| w[0] > w[1]), "{ts:?}");
+    // std_x(t_i)^(1/7) is evenly spaced.
+    let r: Vec<f64> = ts.iter().map(|&t| p.x.std(t).powf(1.0 / 7.0)).collect();
+    let step = r[1] - r[0];
+    assert!(r.windows(2).all(|w| ((w[1] - w[0]) - step).abs() < 1e-9), "{r:?}");
+}
+
+#[test]
+fn heun_draws_only_the_initial_noise() {
+    let f = fixture();
+    let mut log = Vec::new();
+    let (x_a, l_a, _) = run(&f, &heun(3), &mut Tap { inner: SeededNoise::from_key(4), log: &mut log });
+    let draws: Vec<Draw> = log.iter().map(|(d, _)| *d).collect();
+    assert_eq!(draws, [Draw::XInit, Draw::LamInit]);
+    let mut rec = RecordedNoise {
+        zx_init: log[0].1.clone(),
+        zl_init: log[1].1.clone(),
+        zx: vec![],
+        zl: vec![],
+        steps: 0,
+    };
+    let (x_b, l_b, _) = run(&f, &heun(3), &mut rec);
+    assert_eq!((x_a, l_a), (x_b, l_b));
+}
+
+#[test]
+fn sampler_names_parse_and_print() {
+    for k in SamplerKind::ALL {
+        assert_eq!(k.name().parse::<SamplerKind>(), Ok(k));
+    }
+    assert_eq!("heun".parse::<SamplerKind>(), Ok(SamplerKind::PfOdeHeun));
+    assert!("ddim".parse::<SamplerKind>().unwrap_err().contains("unknown sampler"));
 }

@@ -4,12 +4,14 @@ Owns: the scenario grid (rates 0.0..0.7 step 0.1, fixed patterns), windowing of 
 into consecutive windows of W, the per-seed metrics (acc2 on label_bin, weighted F1, MAE of the
 regression head vs label_cont) and their mean over mask seeds.
     python3 -m gsdnet_ref.evaluate MODEL_DIR SPLIT_DIR [--out FILE] [--seeds 0 1 2]
+        [--steps S] [--sampler NAME] [--rates 0.3 0.7] [--no-patterns]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +66,11 @@ def evaluate_scenario(model, convs, completion, seed, rate=None, pattern=None) -
 
 
 def evaluate(model_dir, split_dir, seeds=(0, 1, 2), completions=COMPLETIONS,
-             rates=RATES, patterns=gmasks.PATTERNS) -> dict:
+             rates=RATES, patterns=gmasks.PATTERNS, steps=None, sampler=None) -> dict:
+    """`steps` / `sampler` override the manifest's [sde] settings."""
     model = OnnxModel(model_dir)
+    sde = model.man.sde
+    model.man.sde = replace(sde, steps=steps or sde.steps, sampler=sampler or sde.sampler)
     convs = gdata.load_split(split_dir)
     results = []
     grid = [(r, None) for r in rates] + [(None, p) for p in patterns]
@@ -78,7 +83,8 @@ def evaluate(model_dir, split_dir, seeds=(0, 1, 2), completions=COMPLETIONS,
             row["n"] = per[0]["n"]
             results.append(row)
     return dict(model=model.man.raw["model"]["name"], split=Path(split_dir).name,
-                seeds=list(seeds), steps=model.man.sde.steps, results=results)
+                seeds=list(seeds), steps=model.man.sde.steps, sampler=model.man.sde.sampler,
+                results=results)
 
 
 def main(argv=None):
@@ -88,8 +94,13 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--completions", nargs="+", default=list(COMPLETIONS))
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: manifest)")
+    p.add_argument("--sampler", default=None, help="sampler name (default: manifest)")
+    p.add_argument("--rates", type=float, nargs="+", default=list(RATES))
+    p.add_argument("--no-patterns", action="store_true", help="missing rates only")
     a = p.parse_args(argv)
-    res = evaluate(a.model_dir, a.split_dir, tuple(a.seeds), tuple(a.completions))
+    res = evaluate(a.model_dir, a.split_dir, tuple(a.seeds), tuple(a.completions),
+                   tuple(a.rates), () if a.no_patterns else gmasks.PATTERNS, a.steps, a.sampler)
     text = json.dumps(res, indent=1) + "\n"
     if a.out:
         Path(a.out).write_text(text)

@@ -38,7 +38,8 @@ def load_manifest(folder) -> Manifest:
     stats = {m: (np.asarray(nz[f"{m}_mean"], np.float32), np.asarray(nz[f"{m}_std"], np.float32))
              for m in gdata.MODALITIES}
     return Manifest(raw, dims["window"], dims["latent"], dims["k"], g["window_same"],
-                    g["window_other"], Sde(s["sigma_x"], s["sigma_lambda"], s["eps"], s["steps"]),
+                    g["window_other"], Sde(s["sigma_x"], s["sigma_lambda"], s["eps"], s["steps"],
+                        s.get("sampler", "euler_maruyama_inpaint")),
                     stats)
 
 
@@ -114,7 +115,7 @@ def run_window(model: OnnxModel, feats: dict, avail_n: np.ndarray, speaker: np.n
     missing = np.any((avail == 0) & (node_mask[:, None] > 0))
     if completion == "gsdnet" and missing:
         if noise is None:
-            noise = draw_noise(noise_key, man.sde.steps, w, man.d, man.k)
+            noise = draw_noise(noise_key, man.sde.noise_steps, w, man.d, man.k)
         s_theta = lambda x, t, adj_t: model.run(  # noqa: E731
             "s_theta", x_t=_b(x), t=np.array([t], np.float32), cond=_b(cond), avail=_b(avail),
             adj_t=_b(adj_t), node_mask=_b(node_mask))["score"][0]

@@ -31,7 +31,7 @@ impl PipelineRunner {
 
 impl WindowRunner for PipelineRunner {
     fn describe(&self) -> String {
-        format!("{} | completion {} | {} steps", self.pipeline.model().provider(), self.completion, self.pipeline.sde().steps)
+        format!("{} | completion {} | {} {} steps", self.pipeline.model().provider(), self.completion, self.pipeline.sde().kind, self.pipeline.sde().steps)
     }
 
     fn completion(&self) -> String {
