@@ -127,6 +127,12 @@ def onnx_val_metrics(folder: Path, val_dir: Path) -> dict:
     return out
 
 
+# The deployed integrator: the fewest PF-ODE Heun steps within 0.5 points of 100 Euler-Maruyama
+# steps on val/ at rates 0.3 and 0.7 (scripts/sampler_table.py, docs/RESULTS.md). Training's own
+# --steps (the torch EM sampler the fusion is fine-tuned on) is recorded in [training].
+DEPLOY_SAMPLER, DEPLOY_STEPS = "pf_ode_heun_inpaint", 3
+
+
 def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -138,7 +144,7 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
         "dims": dict(text=100, audio=73, visual=100, window=c["width"], latent=c["d"], k=c["k"]),
         "graph": dict(window_same=a["window_same"], window_other=a["window_other"]),
         "sde": dict(sigma_x=c["sigma_x"], sigma_lambda=c["sigma_l"], eps=a["eps"],
-                    steps=a["steps"], sampler="euler_maruyama_inpaint"),
+                    steps=DEPLOY_STEPS, sampler=DEPLOY_SAMPLER),
         "normalisation": {},
     }
     for m, (mean, std) in info["stats"].items():
@@ -156,6 +162,8 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
                               best_epoch=info["best_epoch"],
                               ft_best_epoch=-1 if info["ft_best_epoch"] is None
                               else info["ft_best_epoch"],
+                              fine_tune_sampler="euler_maruyama_inpaint",
+                              fine_tune_steps=a["steps"],
                               data_sha256=info["data_sha256"])
     (folder / "manifest.toml").write_text(write_toml(tables))
     tables["metrics"] = onnx_val_metrics(folder, Path(a["data"]) / "val")
