@@ -39,8 +39,9 @@ import torch  # noqa: E402
 from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_ref import masks as gmasks  # noqa: E402
 from gsdnet_ref import pipeline as gpipe  # noqa: E402
-from gsdnet_ref.sampler import stream_key  # noqa: E402
+from gsdnet_ref.sampler import HEUN, stream_key  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
+from gsdnet_torch.heun import sample_heun_torch  # noqa: E402
 from gsdnet_torch.model import GSDNet, spectrum  # noqa: E402
 
 PARTS = ("encoders", "s_theta", "s_phi", "recon", "fusion")
@@ -69,7 +70,7 @@ def ort_runner(model_dir: Path, conv, avail_n, steps: int, seed: int):
                                     noise_key=key)
 
 
-def torch_runner(model_dir: Path, conv, avail_n, steps: int, seed: int):
+def torch_runner(model_dir: Path, conv, avail_n, steps: int, seed: int, sampler: str):
     ck = torch.load(model_dir / "model.pt", weights_only=False)
     model = GSDNet(**ck["cfg"])
     model.load_state_dict(ck["state"])
@@ -89,8 +90,9 @@ def torch_runner(model_dir: Path, conv, avail_n, steps: int, seed: int):
         idx = torch.arange(1)
         h, cond = common.encode_inputs(model, vb, idx, avail, "gsdnet")
         lam_obs = spectrum(cond, vb.u, vb.node_mask)
-        x0, lam0 = common.complete(model, h, cond, avail, vb.node_mask, vb.u, lam_obs, steps,
-                                   a["eps"], gen)
+        complete = sample_heun_torch if sampler == HEUN else common.complete
+        x0, lam0 = complete(model, h, cond, avail, vb.node_mask, vb.u, lam_obs, steps, a["eps"],
+                            gen)
         recon = model.recon(x0)
         return recon, model.fusion(x0, avail, common.fusion_adj(vb.adj, vb.u, lam0), vb.node_mask)
     return run
@@ -146,9 +148,10 @@ def part_flops(path: Path) -> int:
     return total
 
 
-def window_flops(model_dir: Path, steps: int) -> tuple[int, dict]:
+def window_flops(model_dir: Path, calls: int) -> tuple[int, dict]:
+    """FLOPs of a window whose sampler makes `calls` calls of each score network."""
     per = {p: part_flops(model_dir / f"{p}.onnx") for p in PARTS}
-    return per["encoders"] + steps * (per["s_theta"] + per["s_phi"]) + per["recon"] + \
+    return per["encoders"] + calls * (per["s_theta"] + per["s_phi"]) + per["recon"] + \
         per["fusion"], per
 
 
@@ -221,7 +224,10 @@ def report(res: dict) -> str:
         "OMP/OPENBLAS/MKL_NUM_THREADS=1 for numpy).",
         f"- Model `{res['model']}`; inputs: the first N utterances of `{res['split']}` in order "
         f"(all on one fixed W=64 window), seeded mask at missing rate {res['rate']} "
-        f"(seed {res['seed']}), so the sampler runs (Euler-Maruyama, `steps` steps).",
+        f"(seed {res['seed']}), so the sampler runs: `{res['sampler']}` (the manifest's; "
+        "`steps` steps, " + ("two" if res["sampler"] == HEUN else "one") +
+        " call(s) of each score network per step; the default is "
+        f"{res['default_steps']} steps).",
         "- Rust: `" + res["rust"]["command"] + "`, one process per configuration, run just "
         "before the two Python pipelines of that configuration. "
         "Python: `gsdnet_ref.pipeline.run_window` (numpy graph/eigen/sampler + onnxruntime "
@@ -252,7 +258,7 @@ def report(res: dict) -> str:
                      " | ".join(ratios) + " |")
     lines += ["", "## FLOPs and achieved GFLOP/s (p50)", "",
               "FLOPs of one window from the ONNX graphs (MatMul/Gemm/Conv, 2 FLOP per "
-              "multiply-add, after onnx shape inference): encoders + steps x (s_theta + s_phi) + "
+              "multiply-add, after onnx shape inference): encoders + calls x (s_theta + s_phi) + "
               "recon + fusion; the eigendecomposition and element-wise ops are not counted. "
               "Per part: " + ", ".join(f"{p} {v / 1e6:.3f} MFLOP" for p, v in res["part_flops"].items()) +
               f". Nominal single-core peak: "
@@ -311,7 +317,8 @@ def targets(res: dict, engines: list) -> list:
                + ("met." if speed >= 5 else "**missed**."))
     st = {name: v for name, v in rust["tract"]["stages"]}
     share = st["sampler"]["p50_ms"] / rust["tract"]["total"]["p50_ms"]
-    sflops = res["part_flops"]["s_theta"] + res["part_flops"]["s_phi"]
+    sflops = (res["part_flops"]["s_theta"] + res["part_flops"]["s_phi"]) * \
+        (2 if res["sampler"] == HEUN else 1)
     step_ms = rust["tract"]["sampler_step"]["p50_ms"]
     out.append(f"- Where the Rust time goes: the sampler is {100 * share:.0f}% of the window; one "
                f"step ({step_ms:.3f} ms p50) runs {sflops / 1e6:.2f} MFLOP of score networks, "
@@ -341,8 +348,16 @@ def targets(res: dict, engines: list) -> list:
     out.append(f"- Heap allocations per steady-state window (tract): {allocs:.0f} (target 0): "
                + ("met." if allocs == 0 else f"**missed**:{where}."))
     rss = res["rust"].get("peak_rss_kib", 0) / 1024
-    out.append(f"- Peak resident memory of the bench process (tract): {rss:.1f} MiB "
-               "(target: daemon under 64 MB; the daemon itself is not measured here).")
+    out.append(f"- Peak resident memory of the bench process: {rss:.1f} MiB.")
+    dm = res.get("daemon")
+    if dm:
+        peak = dm["peak_rss_kib"] * 1024 / 1e6
+        st = dm["status"]
+        out.append(f"- Daemon resident memory (tract, `scripts/bench_daemon.py`: `gsdnet serve` "
+                   f"fed the val recording at mask rate {res['rate']}, {st.get('windows_run')} "
+                   f"windows run, {st.get('inference_errors')} errors): peak {peak:.1f} MB "
+                   f"(VmHWM; {dm['idle_rss_kib'] * 1024 / 1e6:.1f} MB after start-up) (target "
+                   "under 64 MB): " + ("met." if peak < 64 else "**missed**."))
     return out
 
 
@@ -353,7 +368,8 @@ def main(argv=None):
                    help="split folder; the Rust bench reads the same folder")
     p.add_argument("--gsdnet", type=Path, default=ROOT / "target/release/gsdnet")
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64])
-    p.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100])
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="default: the manifest's steps and 10 25 50 100")
     p.add_argument("--quick", action="store_true", help="window 32 at the manifest's steps only")
     p.add_argument("--iters", type=int, default=0, help="timed windows (0 = --budget seconds)")
     p.add_argument("--budget", type=float, default=0.5, help="seconds per pipeline and round")
@@ -370,17 +386,20 @@ def main(argv=None):
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     man = gpipe.load_manifest(a.model)
-    sizes, steps = ([32], [man.sde.steps]) if a.quick else (a.sizes, a.steps)
+    grid = sorted({man.sde.steps, 10, 25, 50, 100}) if a.steps is None else a.steps
+    sizes, steps = ([32], [man.sde.steps]) if a.quick else (a.sizes, grid)
     res = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), quick=a.quick,
                load_before=", ".join(f"{x:.2f}" for x in os.getloadavg()),
                cpu=platform.processor() or platform.machine(), model=man.raw["model"]["name"],
-               split=str(a.data), rate=a.rate, seed=a.seed, default_steps=man.sde.steps, rounds=a.rounds)
+               split=str(a.data), rate=a.rate, seed=a.seed, default_steps=man.sde.steps, rounds=a.rounds,
+               sampler=man.sde.sampler)
     for ln in Path("/proc/cpuinfo").read_text().splitlines():
         if ln.startswith("model name"):
             res["cpu"] = ln.split(":", 1)[1].strip()
             break
     res["peak_gflops"], res["peak_note"] = nominal_peak_gflops()
     _, res["part_flops"] = window_flops(a.model, 1)
+    calls = lambda st: 2 * st if man.sde.sampler == HEUN else st  # noqa: E731
     res["configs"], rust_docs = [], []
     # Each configuration runs Rust, ORT Python and torch back to back, --rounds times; each
     # pipeline keeps its round with the lowest p50 (interference from other processes only adds
@@ -389,13 +408,14 @@ def main(argv=None):
         conv = bench_window(a.data, n)
         avail_n = gmasks.mask_for_rate(a.seed, a.rate, "bench", n)
         for st in steps:
-            c = dict(n=n, steps=st, flops=window_flops(a.model, st)[0], rounds=a.rounds)
+            c = dict(n=n, steps=st, flops=window_flops(a.model, calls(st))[0], rounds=a.rounds)
             rounds = {"rust": [], "ort": [], "torch": []}
             for _ in range(a.rounds):
                 rounds["rust"].append(rust_bench(a.gsdnet, a.model, a.data, [n], [st], a))
                 rounds["ort"].append(timed(ort_runner(a.model, conv, avail_n, st, a.seed), a.iters,
                                            a.warmup, a.budget))
-                rounds["torch"].append(timed(torch_runner(a.model, conv, avail_n, st, a.seed),
+                rounds["torch"].append(timed(torch_runner(a.model, conv, avail_n, st, a.seed,
+                                                          man.sde.sampler),
                                              a.iters, a.warmup, a.budget))
             c["ort"] = min(rounds["ort"], key=lambda r: r["p50_ms"])
             c["torch"] = min(rounds["torch"], key=lambda r: r["p50_ms"])
@@ -407,6 +427,10 @@ def main(argv=None):
                        peak_rss_kib=max(d.get("peak_rss_kib") or 0 for d in rust_docs),
                        command=rust_docs[0]["command"].replace(f"--sizes {sizes[0]} --steps {steps[0]}",
                                                                "--sizes N --steps S"))
+    if not a.quick:
+        from bench_daemon import measure
+        res["daemon"] = measure(a.gsdnet, a.model.resolve(), ROOT / "data/mosi-val.gsdrec",
+                                a.rate)
     res["load_after"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     a.out.write_text(report(res))
     if a.json:
