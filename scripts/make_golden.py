@@ -3,6 +3,8 @@
 Each case runs gsdnet_ref.pipeline.run_window on a val conversation, stores every component's
 inputs and outputs as raw float32 plus case.toml with shapes and named tolerances, and checks
 the PyTorch parts (models/<name>/model.pt) against onnxruntime, printing the max errors.
+Every window axis (W) is cropped to the case's N valid nodes; case.toml records the W-padded
+`full_shape` that readers zero-fill back to (W_AXES below says which axes and why it is exact).
     python3 scripts/make_golden.py [MODEL_DIR] [OUT_DIR]
 """
 from __future__ import annotations
@@ -26,6 +28,19 @@ TOL_EXACT = {"atol": 1e-6, "rtol": 1e-6}
 TOL_PART = {"atol": 1e-4, "rtol": 1e-4}
 TOL_SAMPLER = {"atol": 2e-3, "rtol": 1e-3}     # S steps of f32 accumulation, g(t)^2 up to 625
 TOL_GRAPH = {"atol": 1e-5, "rtol": 1e-4}
+
+# Window axes of each tensor, cropped to the N valid nodes on disk. Readers zero-pad a cropped
+# input back to full_shape and compare only the stored region of an output.
+W_AXES = {**{f"{p}_{m}": (0,) for p in ("std", "recon") for m in gdata.MODALITIES},
+          "avail": (0,), "node_mask": (0,), "speaker": (0,), "h": (1,), "cond": (1,),
+          "adj_struct": (0, 1), "u": (0,), "x0": (1,), "adj_fusion": (1, 2), "logits": (0,),
+          "probs": (0,), "reg": (0,), "zx": (2,), "zx_init": (1,), "s_theta_x_t": (1,),
+          "s_theta_adj_t": (1, 2), "s_theta_score": (1,)}
+# Inputs whose padded region is 0 by construction: zero-filling restores them exactly (asserted).
+# The other cropped inputs (noise, s_theta_x_t) have non-zero padded rows that node_mask keeps
+# out of every valid output; tests/python/test_golden.py checks that independence.
+ZERO_PADDED = {"std_text", "std_audio", "std_visual", "avail", "node_mask", "speaker", "cond",
+               "adj_struct", "u", "x0", "adj_fusion", "s_theta_adj_t"}
 
 EM, HEUN = "euler_maruyama_inpaint", "pf_ode_heun_inpaint"
 CASES = [
@@ -110,7 +125,19 @@ def torch_check(model_dir: Path, t: dict) -> dict:
     return err
 
 
-def write_case(out: Path, name: str, meta: dict, t: dict, tol: dict) -> int:
+def crop(name: str, a: np.ndarray, n: int, width: int) -> np.ndarray:
+    """`a` with its window axes (W_AXES) cut to the first n entries."""
+    axes = W_AXES.get(name, ())
+    assert all(a.shape[i] == width for i in axes), f"{name}: shape {a.shape}, W axes {axes}"
+    region = tuple(slice(0, n) if i in axes else slice(None) for i in range(a.ndim))
+    if name in ZERO_PADDED:
+        rest = a.copy()
+        rest[region] = 0
+        assert not rest.any(), f"{name}: non-zero padded region"
+    return np.ascontiguousarray(a[region])
+
+
+def write_case(out: Path, name: str, meta: dict, t: dict, tol: dict, width: int) -> int:
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
     for f in d.glob("*.f32"):
@@ -118,10 +145,13 @@ def write_case(out: Path, name: str, meta: dict, t: dict, tol: dict) -> int:
     tables = {"meta": meta}
     size = 0
     for k, v in t.items():
-        a = np.ascontiguousarray(np.asarray(v, np.float32))
+        full = np.asarray(v, np.float32)
+        a = crop(k, full, meta["n_nodes"], width)
         (d / f"{k}.f32").write_bytes(a.astype("<f4").tobytes())
         size += a.nbytes
         tables[f"tensors.{k}"] = dict(file=f"{k}.f32", shape=list(a.shape))
+        if k in W_AXES:
+            tables[f"tensors.{k}"]["full_shape"] = list(full.shape)
     tables["tolerances"] = tol
     (d / "case.toml").write_text(write_toml(tables))
     return size
@@ -158,7 +188,9 @@ def main():
                     sampler_skipped="noise" not in rec,
                     model=model.man.raw["model"]["name"],
                     note="noise = stream key derive(seed, 2, scenario, fnv1a64(conv_id), 0)")
-        total += write_case(out, name, meta, t, tol)
+        size = write_case(out, name, meta, t, tol, model.man.width)
+        print(f"{name}: N = {n}, {size / 1024:.1f} KiB of tensors")
+        total += size
         try:
             err = torch_check(model_dir, t)
             print(f"{name}: torch vs onnxruntime max abs error {err}")

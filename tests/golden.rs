@@ -1,7 +1,9 @@
 //! Golden parity with the Python reference (`scripts/make_golden.py`): for every case directory
 //! under `tests/golden/` with a `case.toml`, each ONNX part on the case's own inputs, the graph,
 //! the spectra, the sampler's step-0 calls and the whole pipeline (with the case's recorded
-//! noise) must match within the tolerance the case names for each tensor.
+//! noise) must match within the tolerance the case names for each tensor. Cases store the valid
+//! region of each window axis: inputs are zero-padded to `full_shape`, outputs compared on the
+//! stored region (docs/DESIGN.md, "Golden cases").
 
 mod common;
 
@@ -11,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{read_f32, repo};
 use gsdnet_edge::backend::{self, Backend, BackendError, BackendKind, BackendOptions, PartSpec};
+use gsdnet_edge::check::golden::{crop, pad};
 use gsdnet_edge::diffusion::{RecordedNoise, SamplerKind};
 use gsdnet_edge::manifest::Manifest;
 use gsdnet_edge::model::Model;
@@ -22,6 +25,21 @@ use serde::Deserialize;
 struct TensorEntry {
     file: String,
     shape: Vec<usize>,
+    full_shape: Option<Vec<usize>>,
+}
+
+/// A case tensor as the pipeline sees it (zero-padded to `full`) and the region the case stores.
+struct Stored {
+    full: Vec<usize>,
+    stored: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Stored {
+    /// The stored region of `got`, a tensor of the full shape.
+    fn region(&self, got: &[f32]) -> Result<Vec<f32>, String> {
+        crop(got, &self.full, &self.stored)
+    }
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -40,7 +58,7 @@ struct CaseToml {
 struct Case {
     name: String,
     meta: toml::Table,
-    tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    tensors: BTreeMap<String, Stored>,
     tol: BTreeMap<String, Tol>,
     /// Tolerances checked so far; every named tolerance must be used.
     used: Vec<String>,
@@ -56,13 +74,9 @@ impl Case {
             .into_iter()
             .map(|(k, e)| {
                 let data = read_f32(&dir.join(&e.file));
-                assert_eq!(
-                    data.len(),
-                    e.shape.iter().product::<usize>(),
-                    "{k}: size vs shape {:?}",
-                    e.shape
-                );
-                (k, (e.shape, data))
+                let full = e.full_shape.unwrap_or_else(|| e.shape.clone());
+                let data = pad(&data, &e.shape, &full).unwrap_or_else(|d| panic!("{}: {k}: {d}", dir.display()));
+                (k, Stored { full, stored: e.shape, data })
             })
             .collect();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -76,12 +90,15 @@ impl Case {
         }
     }
 
-    fn get(&self, name: &str) -> &[f32] {
-        &self
-            .tensors
+    fn entry(&self, name: &str) -> &Stored {
+        self.tensors
             .get(name)
             .unwrap_or_else(|| panic!("case {} has no tensor {name}", self.name))
-            .1
+    }
+
+    /// Tensor `name` zero-padded to its full shape.
+    fn get(&self, name: &str) -> &[f32] {
+        &self.entry(name).data
     }
 
     fn has(&self, name: &str) -> bool {
@@ -100,15 +117,15 @@ impl Case {
             .get(name)
             .unwrap_or_else(|| panic!("case {} names no tolerance for {name}", self.name));
         self.used.push(name.to_string());
-        let want = self.get(name);
-        if want.len() != got.len() {
-            self.failures.push(format!(
-                "{what} {name}: {} values, reference has {}",
-                got.len(),
-                want.len()
-            ));
-            return;
-        }
+        let entry = self.entry(name);
+        let (got, want) = match (entry.region(got), entry.region(&entry.data)) {
+            (Ok(g), Ok(w)) => (g, w),
+            (Err(e), _) | (_, Err(e)) => {
+                self.failures.push(format!("{what} {name}: {} values: {e}", got.len()));
+                return;
+            }
+        };
+        let (got, want) = (&got[..], &want[..]);
         if let Some((i, x, y, _)) = common::violation(got, want, tol.atol, tol.rtol) {
             let max = got
                 .iter()
@@ -286,7 +303,7 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
             // The ODE draws no per-step noise: its cases hold no `zx`, `zl`.
             zx: if c.has("zx") { c.get("zx").to_vec() } else { vec![] },
             zl: if c.has("zl") { c.get("zl").to_vec() } else { vec![] },
-            steps: if c.has("zx") { c.tensors["zx"].0[0] } else { 0 },
+            steps: if c.has("zx") { c.entry("zx").full[0] } else { 0 },
         }
     } else {
         RecordedNoise {
@@ -327,14 +344,9 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         ("recon_visual", it.recon[2].data().to_vec()),
         ("logits", it.logits.data().to_vec()),
         ("reg", it.reg.data().to_vec()),
-        ("probs", out.utterances.iter().flat_map(|u| u.probs).collect()),
+        ("probs", probs_of_window(&out.utterances.iter().flat_map(|u| u.probs).collect::<Vec<_>>(), dm.window)),
     ];
     for (name, got) in owned {
-        let got = if name == "probs" {
-            pad_probs(got, dm.window, c.get("probs"))
-        } else {
-            got
-        };
         c.check("pipeline", name, &got);
     }
     if c.has("s_theta_x_t") {
@@ -353,11 +365,33 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
     }
 }
 
-/// The pipeline returns probabilities of the N valid rows; the reference stores all W rows.
-fn pad_probs(mut got: Vec<f32>, w: usize, want: &[f32]) -> Vec<f32> {
-    let n = got.len() / 2;
-    got.extend_from_slice(&want[2 * n..2 * w]);
-    got
+/// The pipeline's probabilities of the N valid utterances, zero-padded to the window's W rows.
+fn probs_of_window(probs: &[f32], w: usize) -> Vec<f32> {
+    pad(probs, &[probs.len() / 2, 2], &[w, 2]).unwrap_or_else(|e| panic!("probs: {e}"))
+}
+
+/// Runs every check on the case in `dir`; returns its mismatches, each naming the case.
+fn case_failures(dir: &Path, m: &Manifest) -> Vec<String> {
+    let mut c = Case::load(dir);
+    check_parts(&mut c, m);
+    check_pipeline(&mut c, m);
+    let unused: Vec<&String> = c
+        .tol
+        .keys()
+        .filter(|k| !c.used.contains(k) && c.has(k) && !is_input_noise(k))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "case {}: tolerances never checked: {unused:?}",
+        c.name
+    );
+    eprintln!(
+        "case {}: {} comparisons, {} failures",
+        c.name,
+        c.used.len(),
+        c.failures.len()
+    );
+    c.failures.iter().map(|f| format!("case {}: {f}", c.name)).collect()
 }
 
 #[test]
@@ -369,30 +403,36 @@ fn golden_cases_match_the_python_reference() {
         golden_dir().display()
     );
     let m = Manifest::load(&model_dir()).unwrap();
-    let mut report = Vec::new();
-    for dir in dirs {
-        let mut c = Case::load(&dir);
-        check_parts(&mut c, &m);
-        check_pipeline(&mut c, &m);
-        let unused: Vec<&String> = c
-            .tol
-            .keys()
-            .filter(|k| !c.used.contains(k) && c.has(k) && !is_input_noise(k))
-            .collect();
-        assert!(
-            unused.is_empty(),
-            "case {}: tolerances never checked: {unused:?}",
-            c.name
-        );
-        eprintln!(
-            "case {}: {} comparisons, {} failures",
-            c.name,
-            c.used.len(),
-            c.failures.len()
-        );
-        report.extend(c.failures.iter().map(|f| format!("case {}: {f}", c.name)));
-    }
+    let report: Vec<String> = dirs.iter().flat_map(|d| case_failures(d, &m)).collect();
     assert!(report.is_empty(), "golden mismatches:\n{}", report.join("\n"));
+}
+
+/// One stored value changed in a copy of a case (the last valid row of a cropped output, then
+/// of a cropped input) must be reported, under the tensors it spoils.
+#[test]
+fn a_corrupted_stored_value_is_reported() {
+    let m = Manifest::load(&model_dir()).unwrap();
+    let src = repo().join("tests/golden/rate05_s5");
+    for (file, expect) in [("recon_audio.f32", "recon recon_audio"), ("x0.f32", "fusion logits")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("rate05_s5");
+        std::fs::create_dir(&dst).unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+        let path = dst.join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 4;
+        let v = f32::from_le_bytes(bytes[at..].try_into().unwrap()) + 1.0;
+        bytes[at..].copy_from_slice(&v.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let failures = case_failures(&dst, &m);
+        assert!(
+            failures.iter().any(|f| f.contains(expect)),
+            "{file} corrupted, no `{expect}` failure in {failures:#?}"
+        );
+    }
 }
 
 /// Noise tensors are inputs replayed into the sampler; `rng_vectors` tests the generator.
@@ -417,15 +457,19 @@ fn golden_noise_is_the_seeded_stream() {
             .and_then(|v| v.as_integer())
             .unwrap_or(0) as u64;
         let mut noise = SeededNoise::for_window(seed, scenario, conv, wi);
+        // The stream draws whole [3, W, d] tensors; the case stores their valid rows.
         for (draw, name) in [(Draw::XInit, "zx_init"), (Draw::LamInit, "zl_init")] {
-            let mut got = vec![0f32; c.get(name).len()];
+            let e = c.entry(name);
+            let mut got = vec![0f32; e.data.len()];
             noise.fill(draw, &mut got).unwrap();
-            assert_eq!(got, c.get(name), "case {}: {name}", c.name);
+            assert_eq!(e.region(&got), e.region(&e.data), "case {}: {name}", c.name);
         }
-        let per = c.tensors["zx"].0[1..].iter().product::<usize>();
-        let last = c.tensors["zx"].0[0] - 1;
-        let mut got = vec![0f32; per];
+        let zx = c.entry("zx");
+        let last = zx.full[0] - 1;
+        let mut got = vec![0f32; zx.full[1..].iter().product()];
         noise.fill(Draw::X(last), &mut got).unwrap();
-        assert_eq!(got, c.get("zx")[last * per..], "case {}: zx[{last}]", c.name);
+        let per = zx.stored[1..].iter().product::<usize>();
+        let want = &zx.region(&zx.data).unwrap()[last * per..];
+        assert_eq!(crop(&got, &zx.full[1..], &zx.stored[1..]).unwrap(), want, "case {}: zx[{last}]", c.name);
     }
 }

@@ -1,5 +1,10 @@
 """Golden cases through onnxruntime: every component on its stored inputs, and the whole
-pipeline (graph, spectrum, sampler with the stored noise, parts) against the stored outputs."""
+pipeline (graph, spectrum, sampler with the stored noise, parts) against the stored outputs.
+
+Cases store only the N valid nodes of each window axis (docs/DESIGN.md, "Golden cases"):
+`load` zero-pads every tensor to its `full_shape` and `check` compares the stored region only.
+The last tests show why that is exact for the inputs whose padded rows are not zero."""
+import shutil
 import tomllib
 from dataclasses import replace
 
@@ -17,17 +22,34 @@ MODEL = ROOT / "models" / "gsdnet-mosi"
 CASES = sorted(p.parent.name for p in GOLDEN.glob("*/case.toml"))
 
 
-def load(name):
-    d = GOLDEN / name
+def pad(a, full_shape):
+    """`a` zero-padded at the end of each axis to `full_shape`."""
+    if any(s > f for s, f in zip(a.shape, full_shape)) or a.ndim != len(full_shape):
+        raise ValueError(f"stored shape {a.shape} does not fit in full_shape {full_shape}")
+    return np.pad(a, [(0, f - s) for s, f in zip(a.shape, full_shape)])
+
+
+def load(name, root=GOLDEN):
+    """(case.toml, tensors as the pipeline sees them: cropped ones zero-padded to full_shape)."""
+    d = root / name
     case = tomllib.loads((d / "case.toml").read_text())
-    t = {k: np.fromfile(d / v["file"], "<f4").reshape(v["shape"])
+    t = {k: pad(np.fromfile(d / v["file"], "<f4").reshape(v["shape"]),
+                v.get("full_shape", v["shape"]))
          for k, v in case["tensors"].items()}
     return case, t
 
 
+def stored(case, name, a):
+    """The region of full-shape `a` that the case stores for tensor `name`."""
+    v = case["tensors"][name]
+    assert list(np.shape(a)) == v.get("full_shape", v["shape"]), (name, np.shape(a))
+    return np.asarray(a)[tuple(slice(0, s) for s in v["shape"])]
+
+
 def check(case, name, got, want):
     tol = case["tolerances"][name]
-    np.testing.assert_allclose(got, want, atol=tol["atol"], rtol=tol["rtol"], err_msg=name)
+    np.testing.assert_allclose(stored(case, name, got), stored(case, name, want),
+                               atol=tol["atol"], rtol=tol["rtol"], err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +63,10 @@ def test_cases_present():
 
 @pytest.mark.parametrize("name", CASES)
 def test_components(model, name):
-    case, t = load(name)
+    components(model, *load(name))
+
+
+def components(model, case, t):
     b = lambda x: x[None]  # noqa: E731
     n = case["meta"]["n_nodes"]
     avail_n = t["avail"][:n] > 0
@@ -134,3 +159,55 @@ def test_missing_rows_are_not_read(model):
         feats[m][~avail[:, j]] = np.nan
     b = run_window(model, feats, avail, spk, "meanfill")
     np.testing.assert_array_equal(a["logits"], b["logits"])
+
+
+def test_corrupted_value_in_a_cropped_tensor_fails(model, tmp_path):
+    """One stored value changed (the last valid row of a cropped output, then of a cropped
+    input) must fail the component check, naming the first tensor it spoils."""
+    for tensor, hit in (("s_theta_score", "s_theta_score"), ("cond", "lam_obs"),
+                        ("recon_audio", "recon_audio")):
+        shutil.rmtree(tmp_path / "rate05_s5", ignore_errors=True)
+        shutil.copytree(GOLDEN / "rate05_s5", tmp_path / "rate05_s5")
+        f = tmp_path / "rate05_s5" / f"{tensor}.f32"
+        a = np.fromfile(f, "<f4")
+        a[-1] += 1.0
+        a.astype("<f4").tofile(f)
+        with pytest.raises(AssertionError, match=hit):
+            components(model, *load("rate05_s5", tmp_path))
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if "s_theta_x_t" in load(c)[0]["tensors"]])
+def test_padded_rows_are_not_read(model, name):
+    """Valid outputs do not depend on the padded rows of x_t or of the noise (node_mask keeps
+    them out), so cropping those rows and zero-filling them back is exact."""
+    case, t = load(name)
+    meta, n = case["meta"], case["meta"]["n_nodes"]
+    rng = np.random.default_rng(7)
+
+    def scramble(a, axis):
+        a = a.copy()
+        idx = [slice(None)] * a.ndim
+        idx[axis] = slice(n, None)
+        a[tuple(idx)] = rng.normal(0.0, 30.0, a[tuple(idx)].shape)
+        return a
+
+    b = lambda x: x[None]  # noqa: E731
+    common = dict(t=t["s_theta_t"], cond=b(t["cond"]), avail=b(t["avail"]),
+                  adj_t=b(t["s_theta_adj_t"]), node_mask=b(t["node_mask"]))
+    s0 = model.run("s_theta", x_t=b(t["s_theta_x_t"]), **common)["score"][0]
+    s1 = model.run("s_theta", x_t=b(scramble(t["s_theta_x_t"], 1)), **common)["score"][0]
+    np.testing.assert_array_equal(s0[:, :n], s1[:, :n])
+    zx = t.get("zx", np.zeros((0,) + t["zx_init"].shape, np.float32))
+    zl = t.get("zl", np.zeros((0,) + t["zl_init"].shape, np.float32))
+    noises = [Noise(t["zx_init"], t["zl_init"], zx, zl),
+              Noise(scramble(t["zx_init"], 1), t["zl_init"], scramble(zx, 2), zl)]
+    base = model.man.sde
+    model.man.sde = replace(base, steps=meta["steps"], sampler=meta["sampler"])
+    try:
+        feats = {m: t[m] for m in gdata.MODALITIES}
+        outs = [run_window(model, feats, t["avail"][:n] > 0, t["speaker"][:n].astype(np.int64),
+                           "gsdnet", noise=nz) for nz in noises]
+    finally:
+        model.man.sde = base
+    for k in ("logits", "probs", "reg"):
+        np.testing.assert_array_equal(outs[0][k], outs[1][k], err_msg=k)
