@@ -58,7 +58,8 @@ def markdown(rows, default, seeds) -> str:
     lines = []
     for r in rows:
         name = "Euler-Maruyama (SDE)" if r["sampler"] == EM else "Heun (PF-ODE)"
-        mark = " **default**" if default is not None and r is default else ""
+        mark = " **default**" if default is not None and \
+            (r["sampler"], r["steps"]) == (default["sampler"], default["steps"]) else ""
         cells = []
         for k in ref["acc2"]:
             cells += [f"{r['acc2'][k]:.3f}", f"{100 * (r['acc2'][k] - ref['acc2'][k]):+.1f}"]
@@ -75,7 +76,12 @@ def main(argv=None):
     p.add_argument("model_dir", nargs="?", default=str(ROOT / "models" / "gsdnet-mosi"))
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--json", default=None)
+    p.add_argument("--from-json", default=None, help="print the table of an earlier --json run")
     a = p.parse_args(argv)
+    if a.from_json:
+        doc = json.loads(Path(a.from_json).read_text())
+        print(markdown(doc["rows"], doc["default"], doc["seeds"]))
+        return
     rows = run(a.model_dir, a.seeds)
     default = choose(rows)
     print(markdown(rows, default, a.seeds))
