@@ -20,7 +20,7 @@ use crate::manifest::Manifest;
 use crate::masks::random_mask;
 use crate::model::{Model, ModelError};
 use crate::pipeline::{
-    Completion, Pipeline, PipelineError, Stage, StageObserver, Utterance, Window,
+    Completion, Pipeline, PipelineError, Stage, StageObserver, Utterance, Window, WindowOutput,
 };
 use crate::recording::{Recording, UtteranceRecord};
 
@@ -76,7 +76,14 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
-/// Heap allocations so far in this process, or `None` when `CountingAlloc` is not installed.
+/// Heap allocations counted so far (one plain load, no probe): meaningful only once
+/// `allocations()` has shown that `CountingAlloc` is installed.
+pub fn allocation_count() -> u64 {
+    ALLOCS.load(Ordering::Relaxed)
+}
+
+/// Heap allocations so far in this process, or `None` when `CountingAlloc` is not installed
+/// (it allocates one probe to find out).
 pub fn allocations() -> Option<u64> {
     let before = ALLOCS.load(Ordering::Relaxed);
     let probe = std::hint::black_box(Box::new(0u64));
@@ -231,17 +238,20 @@ struct Series {
     stage_allocs: [u64; 6],
 }
 
+/// One window into the reused `out`, as a streaming caller runs it.
 fn run_one(
     pipe: &mut Pipeline,
     window: &Window,
     cfg: &BenchConfig,
     marks: &mut Marks,
+    out: &mut WindowOutput,
 ) -> Result<Instant, PipelineError> {
     let mut noise = SeededNoise::for_window(cfg.seed, 0, "bench", 0);
     marks.at = [None; 6];
     marks.start_allocs = ALLOCS.load(Ordering::Relaxed);
     let start = Instant::now();
-    std::hint::black_box(pipe.run_observed(window, Completion::Gsdnet, &mut noise, marks)?);
+    pipe.run_into(window, Completion::Gsdnet, &mut noise, marks, out)?;
+    std::hint::black_box(&*out);
     Ok(start)
 }
 
@@ -256,8 +266,9 @@ fn measure(
         allocs: [0; 6],
         start_allocs: 0,
     };
-    for _ in 0..cfg.warmup {
-        run_one(pipe, window, cfg, &mut marks)?;
+    let mut out = WindowOutput::default();
+    for _ in 0..cfg.warmup.max(1) {
+        run_one(pipe, window, cfg, &mut marks, &mut out)?;
     }
     let (min_iters, cap) = if cfg.iters > 0 {
         (cfg.iters, cfg.iters)
@@ -272,7 +283,7 @@ fn measure(
     };
     let began = Instant::now();
     while s.total.len() < cap && (s.total.len() < min_iters || began.elapsed() < cfg.budget) {
-        let start = run_one(pipe, window, cfg, &mut marks)?;
+        let start = run_one(pipe, window, cfg, &mut marks, &mut out)?;
         let mut prev = start;
         let mut prev_allocs = marks.start_allocs;
         for (i, &a) in marks.allocs.iter().enumerate() {

@@ -142,7 +142,7 @@ pub struct Window<'a> {
 }
 
 /// Result for one utterance.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct UtteranceOutput {
     pub probs: [f32; 2],
     pub label: usize,
@@ -155,7 +155,7 @@ pub struct UtteranceOutput {
 }
 
 /// Result for one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct WindowOutput {
     pub utterances: Vec<UtteranceOutput>,
     /// Whether the diffusion sampler ran (gsdnet with something missing).
@@ -186,6 +186,9 @@ pub struct Pipeline {
     spectral: Spectral,
     sampler: Sampler,
     scratch: Vec<f64>,
+    /// Speakers of the window and the mean recovered spectrum, reused across windows.
+    speakers: Vec<u32>,
+    lam_mean: Vec<f64>,
     inputs: [Tensor; 3],
     avail: Tensor,
     node_mask: Tensor,
@@ -213,6 +216,8 @@ impl Pipeline {
             spectral: Spectral::new(w, k),
             sampler: Sampler::new(w, d, k),
             scratch: vec![0.0; d],
+            speakers: Vec::with_capacity(w),
+            lam_mean: vec![0.0; k],
             inputs: feats.clone(),
             avail: Tensor::zeros(&[1, w, 3]),
             node_mask: Tensor::zeros(&[1, w]),
@@ -268,6 +273,21 @@ impl Pipeline {
         noise: &mut dyn NoiseSource,
         obs: &mut dyn StageObserver,
     ) -> Result<WindowOutput, PipelineError> {
+        let mut out = WindowOutput::default();
+        self.run_into(window, completion, noise, obs, &mut out)?;
+        Ok(out)
+    }
+
+    /// `run_observed` writing into `out`, whose vectors are reused: once they have grown to a
+    /// window's size, a window allocates nothing outside the engine and the eigensolver.
+    pub fn run_into(
+        &mut self,
+        window: &Window,
+        completion: Completion,
+        noise: &mut dyn NoiseSource,
+        obs: &mut dyn StageObserver,
+        out: &mut WindowOutput,
+    ) -> Result<(), PipelineError> {
         self.check(window)?;
         self.prepare(window, completion == Completion::Zero);
         obs.finished(Stage::Prepare);
@@ -289,9 +309,9 @@ impl Pipeline {
         self.reconstruct()?;
         obs.finished(Stage::Recon);
         self.fuse()?;
-        let out = self.outputs(window, sampled);
+        self.outputs(window, sampled, out);
         obs.finished(Stage::Fusion);
-        Ok(out)
+        Ok(())
     }
 
     fn check(&self, window: &Window) -> Result<(), PipelineError> {
@@ -363,8 +383,9 @@ impl Pipeline {
                 }
             }
         }
-        let speakers: Vec<u32> = window.utterances.iter().map(|u| u.speaker).collect();
-        self.spectral.rebuild(&speakers, &self.model.manifest.graph)?;
+        self.speakers.clear();
+        self.speakers.extend(window.utterances.iter().map(|u| u.speaker));
+        self.spectral.rebuild(&self.speakers, &self.model.manifest.graph)?;
         self.u.data_mut().copy_from_slice(&self.spectral.u);
         self.spectral
             .spectrum(self.cond.data(), d, &mut self.scratch, self.lam_obs.data_mut());
@@ -409,12 +430,12 @@ impl Pipeline {
         let (w, k) = (self.spectral.w, self.spectral.k);
         let lam0 = self.lam0.data();
         // Mean in f32 (as the reference), the product in f64.
-        let mean: Vec<f64> = (0..k)
-            .map(|j| f64::from((lam0[j] + lam0[k + j] + lam0[2 * k + j]) / 3.0))
-            .collect();
+        for (j, m) in self.lam_mean.iter_mut().enumerate() {
+            *m = f64::from((lam0[j] + lam0[k + j] + lam0[2 * k + j]) / 3.0);
+        }
         let adj = self.adj_fusion.data_mut();
         adj[..w * w].copy_from_slice(&self.spectral.adj);
-        self.spectral.low_rank_f64(&mean, &mut adj[w * w..]);
+        self.spectral.low_rank_f64(&self.lam_mean, &mut adj[w * w..]);
         self.model.part(Part::Recon).run(&[&self.x0], &mut self.recon)?;
         for t in &self.recon {
             finite(t, "recon")?;
@@ -432,38 +453,34 @@ impl Pipeline {
         finite(&self.head[1], "fusion")
     }
 
-    fn outputs(&self, window: &Window, sampled: bool) -> WindowOutput {
+    /// Per-utterance results into `out` (its vectors reused).
+    fn outputs(&self, window: &Window, sampled: bool, out: &mut WindowOutput) {
         let norm = &self.model.manifest.norm;
         let has_reg = self.model.manifest.model.has_regression;
         let (logits, reg) = (self.head[0].data(), self.head[1].data());
-        let utterances = window
-            .utterances
-            .iter()
-            .enumerate()
-            .map(|(i, utt)| {
-                let probs = softmax2(logits[2 * i], logits[2 * i + 1]);
-                let label = usize::from(probs[1] > probs[0]);
-                let imputed = utt.features.map(|f| f.is_none());
-                let features = std::array::from_fn(|m| match utt.features[m] {
-                    Some(f) => f.to_vec(),
+        let n = window.utterances.len();
+        out.sampled = sampled;
+        out.utterances.truncate(n);
+        while out.utterances.len() < n {
+            out.utterances.push(UtteranceOutput::default());
+        }
+        for (i, (utt, o)) in window.utterances.iter().zip(out.utterances.iter_mut()).enumerate() {
+            o.probs = softmax2(logits[2 * i], logits[2 * i + 1]);
+            o.label = usize::from(o.probs[1] > o.probs[0]);
+            o.regression = has_reg.then_some(reg[i]);
+            o.imputed = utt.features.map(|f| f.is_none());
+            for (m, feat) in o.features.iter_mut().enumerate() {
+                feat.clear();
+                match utt.features[m] {
+                    Some(f) => feat.extend_from_slice(f),
                     None => {
                         let dim = norm.mean[m].len();
                         let row = &self.recon[m].data()[i * dim..(i + 1) * dim];
-                        (0..dim)
-                            .map(|c| row[c] * norm.std[m][c] + norm.mean[m][c])
-                            .collect()
+                        feat.extend((0..dim).map(|c| row[c] * norm.std[m][c] + norm.mean[m][c]));
                     }
-                });
-                UtteranceOutput {
-                    probs,
-                    label,
-                    regression: has_reg.then_some(reg[i]),
-                    imputed,
-                    features,
                 }
-            })
-            .collect();
-        WindowOutput { utterances, sampled }
+            }
+        }
     }
 
     /// Tensors of the last run.
