@@ -24,7 +24,8 @@ pub struct CheckOptions {
     pub parts: Vec<PartSpec>,
     /// Folder holding `<case>/case.toml`; None skips parity and latency.
     pub golden_dir: Option<PathBuf>,
-    /// Reverse-SDE steps of one window (s_theta and s_phi are called this many times).
+    /// Calls of s_theta and of s_phi in one window (the manifest's sampler: steps, or twice the
+    /// steps for Heun).
     pub steps: usize,
     /// Timed repetitions of one window; the median is reported.
     pub latency_runs: usize,
@@ -40,7 +41,7 @@ impl CheckOptions {
         golden_dir: Option<PathBuf>,
     ) -> Result<Self, crate::manifest::ManifestError> {
         let m = crate::manifest::Manifest::load(dir)?;
-        Ok(CheckOptions { backend, backend_opts, parts: m.parts, golden_dir, steps: m.sde.steps, latency_runs: 5 })
+        Ok(CheckOptions { backend, backend_opts, parts: m.parts, golden_dir, steps: m.sde.sampler.score_calls(m.sde.steps), latency_runs: 5 })
     }
 }
 
@@ -134,7 +135,7 @@ pub fn run(opts: &CheckOptions) -> Report {
     report
 }
 
-/// One window = encoders, `steps` x (s_theta, s_phi), recon, fusion, on the first case that
+/// One window = encoders, `steps` calls of (s_theta, s_phi), recon, fusion, on the first case that
 /// holds every part's inputs. Graph and spectral maths and the sampler's own arithmetic (outside
 /// ONNX) are not included: this is the engine's share of a window.
 fn window_latency(
@@ -251,7 +252,7 @@ impl fmt::Display for Report {
         if let Some(l) = &self.latency {
             writeln!(
                 f,
-                "window latency ({} steps, case {}, parts only): median {:.2} ms, min {:.2} ms over {} runs",
+                "window latency ({} score-network calls, case {}, parts only): median {:.2} ms, min {:.2} ms over {} runs",
                 l.steps,
                 l.case,
                 l.median.as_secs_f64() * 1e3,
