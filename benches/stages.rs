@@ -46,7 +46,7 @@ fn stage_inputs(pipe: &mut Pipeline, window: &gsdnet_edge::pipeline::Window) -> 
     let t = Tensor::from_vec(&[1], vec![0.5]).expect("t");
     let mut adj_t = Tensor::zeros(&[1, 3, w, w]);
     it.spectral.low_rank_all(it.lam0.data(), adj_t.data_mut());
-    let u = Tensor::from_vec(&[1, w, k], it.spectral.u.iter().map(|&v| v as f32).collect()).expect("u");
+    let u = Tensor::from_vec(&[1, w, k], it.spectral.u.clone()).expect("u");
     let speakers = window.utterances.iter().map(|u| u.speaker).collect();
     Stage {
         inputs: it.inputs.clone(),
@@ -70,7 +70,7 @@ fn stages(c: &mut Criterion) {
     let rec = dataset::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mosi-val.gsdrec")).expect("bundled data");
     let mut pipe = Pipeline::new(model(), None).expect("pipeline");
     let mut parts = model();
-    let graph = pipe.model().manifest.graph.clone();
+    let graph = pipe.model().manifest.graph;
     let (w, k) = (pipe.model().manifest.dims.window, pipe.model().manifest.dims.k);
     let mut g = c.benchmark_group("stages");
     for n in SIZES {

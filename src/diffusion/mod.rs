@@ -310,7 +310,7 @@ impl Sampler {
         let (w, d, k) = (self.w, self.d, self.k);
         let (h, mask, out) = (c.h.data(), c.node_mask.data(), x0.data_mut());
         for m in 0..3 {
-            for i in 0..w {
+            for (i, &keep) in mask.iter().enumerate().take(w) {
                 let row = (m * w + i) * d;
                 let src = if self.obs[m * w + i] {
                     &h[row..row + d]
@@ -318,7 +318,7 @@ impl Sampler {
                     &self.x_mean[row..row + d]
                 };
                 for (o, s) in out[row..row + d].iter_mut().zip(src) {
-                    *o = s * mask[i];
+                    *o = s * keep;
                 }
             }
         }
