@@ -1,11 +1,12 @@
 """Train GSDNet on CMU-MOSI train/, select on val/, optionally export to ONNX + manifest.
 
-One command from scratch (2 CPU threads, a few minutes):
+One command from scratch; the defaults are the committed configuration (docs/MODEL.md):
     python3 scripts/train.py --seed 0 --export models/gsdnet-mosi
-Loss = task (CE + 0.5 MSE of the regression head) + alpha (recon + DSM_theta + DSM_phi). The
-fusion network is trained on what the sampler hands it at test: observed latents exact, missing
-ones replaced by the one-step (Tweedie) denoised estimate at a random t, then (stage 2) fine-
-tuned on cached few-step sampler outputs. See docs/MODEL.md.
+Loss = task (CE + 0.5 MSE of the regression head) + alpha (recon + DSM_theta + DSM_phi).
+Stage 1 trains everything with the mean-fill encoding at missing entries, the score stage
+trains s_theta / s_phi on the frozen encoders, stage 2 fine-tunes the fusion on the output of
+the real few-step sampler; every stage selects its epoch on val/. The fusion is an ensemble of
+--fusion-members members averaged inside fusion.onnx. See docs/MODEL.md.
 """
 from __future__ import annotations
 
@@ -33,15 +34,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--ft-epochs", type=int, default=10, help="stage-2 fusion fine-tune epochs")
-    p.add_argument("--score-epochs", type=int, default=10, help="score-net-only epochs")
-    p.add_argument("--reps", type=int, default=4, help="mask draws per video per epoch")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--ft-epochs", type=int, default=8, help="stage-2 fusion fine-tune epochs")
+    p.add_argument("--score-epochs", type=int, default=15, help="score-net-only epochs")
+    p.add_argument("--reps", type=int, default=2, help="mask draws per video per epoch")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--wd", type=float, default=1e-4)
     p.add_argument("--alpha", type=float, default=0.1)
-    p.add_argument("--d", type=int, default=32)
+    p.add_argument("--d", type=int, default=16)
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--hid", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.5)
@@ -54,12 +55,28 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--variant", choices=["gsdnet", "det", "adj"], default="gsdnet",
                    help="gsdnet, or ablation (d) det completion / (b) adjacency-space diffusion")
-    p.add_argument("--sel-seeds", type=int, default=1, help="mask seeds in val selection")
-    p.add_argument("--sel-rates", type=int, choices=[4, 8], default=4)
+    p.add_argument("--sel-seeds", type=int, default=2, help="mask seeds in val selection")
+    p.add_argument("--sel-rates", type=int, choices=[4, 8], default=8)
     p.add_argument("--fusion-layers", type=int, default=2)
     p.add_argument("--in-dropout", type=float, default=0.2)
     p.add_argument("--cmp-init", choices=["zero", "random"], default="zero",
                    help="initialisation of the fusion's weights for completed latents")
+    p.add_argument("--fusion-members", type=int, default=5,
+                   help="K fusion members averaged inside fusion.onnx (variance reduction)")
+    p.add_argument("--fusion-ctx", choices=["mean", "attn"], default="mean",
+                   help="fusion context message: masked mean or masked attention over nodes")
+    p.add_argument("--train-rate-max", type=float, default=0.7,
+                   help="training missing rates are drawn from U(0, this)")
+    p.add_argument("--train-noise", type=float, nargs=3, default=[0.0, 0.0, 0.0],
+                   metavar=("T", "A", "V"), help="std of Gaussian noise added to the "
+                   "standardised training inputs of the fusion-trained stages, per modality")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="stage 1: select among exponential moving averages of the weights "
+                   "(this decay per step) instead of the raw weights; 0 = off")
+    p.add_argument("--latent-noise", type=float, nargs=3, default=[0.0, 0.0, 0.0],
+                   metavar=("T", "A", "V"), help="std of Gaussian noise on the fusion's "
+                   "input latents during training, per modality (tanh-bounded latents)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fusion-input", choices=["sampler", "meanfill"],
                    default="meanfill", help="what stands in for missing latents in stage 1")
@@ -68,14 +85,39 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def draw_train_avail(nm: torch.Tensor, gen) -> torch.Tensor:
-    """Per window rate r ~ U(0, 0.7); keep-one rule per utterance (DESIGN.md protocol)."""
+def draw_train_avail(nm: torch.Tensor, gen, rmax: float = 0.7) -> torch.Tensor:
+    """Per window rate r ~ U(0, rmax); keep-one rule per utterance (DESIGN.md protocol)."""
     b, w = nm.shape
-    r = torch.rand(b, 1, 1, generator=gen) * 0.7
+    r = torch.rand(b, 1, 1, generator=gen) * rmax
     q = torch.clamp(1.0 - 1.5 * r, 0.0, 1.0)
     avail = (torch.rand(b, w, 3, generator=gen) < q).float()
     keep = F.one_hot(torch.randint(0, 3, (b, w), generator=gen), 3).float()
     return torch.clamp(avail + keep, max=1.0) * nm[:, :, None]
+
+
+def noisy_inputs(xs, args, gen):
+    """Training inputs with per-modality Gaussian noise (standardised space, valid rows only:
+    padded rows stay 0). Text and visual features leak the labels on train/, so noise lowers
+    their training-time reliability towards what they carry on unseen videos."""
+    out = []
+    for x, s in zip(xs, args.train_noise):
+        if s > 0:
+            valid = (x.abs().sum(-1, keepdim=True) > 0).float()
+            x = x + s * torch.randn(x.shape, generator=gen) * valid
+        out.append(x)
+    return out
+
+
+def noisy_latents(x, nm, args, gen):
+    """Fusion input [B,3,W,d] with per-modality Gaussian noise on valid nodes. The encoders end
+    in tanh, so the noise bounds how much label information a modality's latent can carry at
+    training time: text and visual are nearly separable on train/ (extractor leak) but not on
+    unseen videos, and without it the fusion trusts them over the conversational context."""
+    std = torch.tensor(args.latent_noise, dtype=x.dtype)
+    if float(std.max()) <= 0:
+        return x
+    z = torch.randn(x.shape, generator=gen)
+    return x + z * std[None, :, None, None] * nm[:, None, :, None]
 
 
 def score_losses(model, hd, avail, nm, u, args, gen):
@@ -116,15 +158,17 @@ def score_losses(model, hd, avail, nm, u, args, gen):
 def train_losses(model, tb, idx, avail, args, gen):
     """Joint loss of one minibatch; returns (total, parts dict)."""
     nm, u, adj = tb.node_mask[idx], tb.u[idx], tb.adj[idx]
-    xs = [x[idx] for x in tb.x]
+    clean = [x[idx] for x in tb.x]
+    xs = noisy_inputs(clean, args, gen)
     h = model.encoders(*xs)
     hd = h.detach()
     l_th, l_ph = score_losses(model, hd, avail, nm, u, args, gen)
     x_f, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
-    logits, reg = model.fusion(x_f, avail, common.fusion_adj(adj, u, lam0), nm)
-    l_task = task_loss(logits, reg, tb.y_bin[idx], tb.y_cont[idx], nm)
+    x_f = noisy_latents(x_f, nm, args, gen)
+    l_task = fusion_loss(model, x_f, avail, common.fusion_adj(adj, u, lam0), nm,
+                         tb.y_bin[idx], tb.y_cont[idx], args.label_smoothing)
     recs = model.recon(h)
-    l_rec = sum(((r - x) ** 2).mean(-1).mul(nm).sum() for r, x in zip(recs, xs)) / (3 * nm.sum())
+    l_rec = sum(((r - x) ** 2).mean(-1).mul(nm).sum() for r, x in zip(recs, clean)) / (3 * nm.sum())
     total = l_task + args.alpha * (l_rec + l_th + l_ph)
     return total, dict(task=l_task.item(), rec=l_rec.item(), th=l_th.item(), ph=l_ph.item())
 
@@ -145,8 +189,17 @@ def fusion_input(model, args, xs, h, avail, nm, u, gen):
     return torch.where(obs > 0, h, x0) * nm[:, None, :, None], lam0
 
 
-def task_loss(logits, reg, yb, yc, nm):
-    ce = F.cross_entropy(logits.reshape(-1, 2), yb.reshape(-1), reduction="none")
+def fusion_loss(model, x, avail, adj, nm, yb, yc, smoothing=0.0):
+    """Task loss of the fusion; for an ensemble, the mean of the members' own losses."""
+    fus = model.fusion
+    outs = fus.members_forward(x, avail, adj, nm) if hasattr(fus, "members_forward") \
+        else [fus(x, avail, adj, nm)]
+    return sum(task_loss(lg, rg, yb, yc, nm, smoothing) for lg, rg in outs) / len(outs)
+
+
+def task_loss(logits, reg, yb, yc, nm, smoothing=0.0):
+    ce = F.cross_entropy(logits.reshape(-1, 2), yb.reshape(-1), reduction="none",
+                         label_smoothing=smoothing)
     mse = ((reg[..., 0] - yc) ** 2).reshape(-1)
     m = nm.reshape(-1)
     return ((ce + 0.5 * mse) * m).sum() / m.sum()
@@ -183,22 +236,40 @@ def stage1(model, tb, vb, args, gen, log):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     sel = "gsdnet" if args.fusion_input == "sampler" else "meanfill"
     best = (-1.0, None, -1)
+    ema, step = copy.deepcopy(model.state_dict()), 0
     for ep in range(args.epochs):
         parts = []
         for idx in _batches(len(tb.n), args, gen):
-            avail = draw_train_avail(tb.node_mask[idx], gen)
+            avail = draw_train_avail(tb.node_mask[idx], gen, args.train_rate_max)
             loss, p = train_losses(model, tb, idx, avail, args, gen)
             opt.zero_grad()
             loss.backward()
             opt.step()
             parts.append(p)
+            step += 1
+            if args.ema > 0:
+                ema_update(ema, model, min(args.ema, step / (step + 10.0)))
+        raw = copy.deepcopy(model.state_dict())
+        if args.ema > 0:
+            model.load_state_dict(ema)
         score, accs = val_score(model, vb, args, sel)
         mean_p = {k: round(float(np.mean([p[k] for p in parts])), 4) for k in parts[0]}
         log(f"ep {ep:3d} {mean_p} val {sel} {score:.4f} {np.round(accs, 3).tolist()}")
         if score > best[0]:
             best = (score, copy.deepcopy(model.state_dict()), ep)
+        model.load_state_dict(raw)
     model.load_state_dict(best[1])
     return best[0], best[2]
+
+
+@torch.no_grad()
+def ema_update(ema: dict, model, decay: float) -> None:
+    """ema <- decay ema + (1 - decay) current, for every floating-point tensor of the state."""
+    for k, v in model.state_dict().items():
+        if v.dtype.is_floating_point:
+            ema[k].mul_(decay).add_(v, alpha=1.0 - decay)
+        else:
+            ema[k].copy_(v)
 
 
 def val_dsm(model, vb, args):
@@ -267,13 +338,14 @@ def stage2(model, tb, vb, args, gen, log):
     for ep in range(args.ft_epochs):
         for idx in _batches(len(tb.n), args, gen):
             nm, u = tb.node_mask[idx], tb.u[idx]
-            avail = draw_train_avail(nm, gen)
-            xs = [x[idx] for x in tb.x]
+            avail = draw_train_avail(nm, gen, args.train_rate_max)
+            xs = noisy_inputs([x[idx] for x in tb.x], args, gen)
             with torch.no_grad():
                 h = model.encoders(*xs)
             x0, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
-            logits, reg = model.fusion(x0, avail, common.fusion_adj(tb.adj[idx], u, lam0), nm)
-            loss = task_loss(logits, reg, tb.y_bin[idx], tb.y_cont[idx], nm)
+            x0 = noisy_latents(x0, nm, args, gen)
+            loss = fusion_loss(model, x0, avail, common.fusion_adj(tb.adj[idx], u, lam0), nm,
+                               tb.y_bin[idx], tb.y_cont[idx], args.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -303,7 +375,8 @@ def main(argv=None):
     model = GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
                    sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
                    fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
-                   cmp_zero=args.cmp_init == "zero")
+                   cmp_zero=args.cmp_init == "zero", fusion_members=args.fusion_members,
+                   fusion_ctx=args.fusion_ctx)
     score, ep = stage1(model, tb, vb, args, gen, log)
     log(f"stage 1 best epoch {ep} val {score:.4f}")
     sc_ep = stage_scores(model, tb, vb, args, gen, log)

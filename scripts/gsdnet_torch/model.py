@@ -141,25 +141,47 @@ class Recon(nn.Module):
         return tuple(lin(x[:, m]) for m, lin in enumerate(self.lins))
 
 
+NEG = 1e4   # additive attention bias of padded nodes: exp(-1e4) underflows to exactly 0
+
+
 class Fusion(nn.Module):
     """Two-relation GCN (structural graph, recovered spectral graph) plus a conversation-level
-    context vector (masked mean over nodes), then classifier and regression heads. Observed and
-    completed latents enter through separate weights, so the network learns how far to trust
-    a completion independently of the observed evidence."""
+    context message, then classifier and regression heads. Observed and completed latents enter
+    through separate weights, so the network learns how far to trust a completion independently
+    of the observed evidence. Context `mean`: masked mean of the node states; `attn`: one-head
+    masked attention over the valid nodes of the window (keys carry the availability bits
+    through the node states, so utterances lacking a modality can draw on neighbours that have
+    it); padded nodes get a -1e4 bias, so their weight is exactly 0."""
 
     def __init__(self, d: int, hid: int, layers: int = 2, dropout: float = 0.5,
-                 in_dropout: float = 0.2, cmp_zero: bool = False):
+                 in_dropout: float = 0.2, cmp_zero: bool = False, ctx: str = "mean",
+                 att_dim: int = 16):
         super().__init__()
+        self.ctx_mode = ctx
         self.inp = nn.Linear(3 * d + 3, hid)
         self.inp_cmp = nn.Linear(3 * d, hid, bias=False)
         if cmp_zero:   # completed latents start ignored; only training on them gives weight
             nn.init.zeros_(self.inp_cmp.weight)
         self.self_lin = nn.ModuleList([nn.Linear(hid, hid) for _ in range(layers)])
         self.rel_lin = nn.ModuleList([nn.Linear(3 * hid, hid, bias=False) for _ in range(layers)])
+        if ctx == "attn":
+            self.att_q = nn.ModuleList([nn.Linear(hid, att_dim) for _ in range(layers)])
+            self.att_k = nn.ModuleList([nn.Linear(hid, att_dim) for _ in range(layers)])
+            self.att_scale = 1.0 / math.sqrt(att_dim)
         self.in_drop = nn.Dropout(in_dropout)
         self.drop = nn.Dropout(dropout)
         self.cls = nn.Linear(hid, 2)
         self.reg = nn.Linear(hid, 1)
+
+    def _context(self, z, layer, node_mask, n):
+        """[B,W,hid] context message of every node (0 on padded nodes)."""
+        mask = node_mask[:, :, None]
+        if self.ctx_mode == "mean":
+            return (z.sum(dim=1, keepdim=True) / n) * mask
+        q, k = self.att_q[layer](z), self.att_k[layer](z)
+        bias = (node_mask[:, None, :] - 1.0) * NEG                                  # [B,1,W]
+        att = torch.softmax(q @ k.transpose(1, 2) * self.att_scale + bias, dim=-1)  # [B,W,W]
+        return (att @ z) * mask
 
     def forward(self, x, avail, adj, node_mask):
         mask = node_mask[:, :, None]
@@ -168,11 +190,30 @@ class Fusion(nn.Module):
         z = self.inp(torch.cat([self.in_drop(_nodes(x_obs)), avail], dim=-1)) \
             + self.inp_cmp(self.in_drop(_nodes(x - x_obs)))
         z = self.drop(torch.relu(z)) * mask
-        for sl, rl in zip(self.self_lin, self.rel_lin):
-            ctx = (z.sum(dim=1, keepdim=True) / n) * mask                          # [B,W,hid]
+        for i, (sl, rl) in enumerate(zip(self.self_lin, self.rel_lin)):
+            ctx = self._context(z, i, node_mask, n)
             msg = torch.cat([adj[:, 0] @ z, adj[:, 1] @ z, ctx], dim=-1)
             z = self.drop((z + torch.relu(sl(z) + rl(msg))) * mask)
         return self.cls(z) * mask, self.reg(z) * mask
+
+
+class FusionEnsemble(nn.Module):
+    """K independently initialised Fusion members on the same inputs; the part's outputs are
+    the member means of logits and reg, so fusion.onnx keeps the I/O of a single Fusion.
+    Training uses each member's own loss (`members_forward`), which keeps the members diverse
+    (each sees its own dropout masks) and makes the mean a variance-reducing ensemble."""
+
+    def __init__(self, members: int, **kw):
+        super().__init__()
+        self.members = nn.ModuleList([Fusion(**kw) for _ in range(members)])
+
+    def members_forward(self, x, avail, adj, node_mask):
+        return [m(x, avail, adj, node_mask) for m in self.members]
+
+    def forward(self, x, avail, adj, node_mask):
+        outs = self.members_forward(x, avail, adj, node_mask)
+        k = float(len(outs))
+        return sum(o[0] for o in outs) / k, sum(o[1] for o in outs) / k
 
 
 def spectrum(h: torch.Tensor, u: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
@@ -193,17 +234,22 @@ class GSDNet(nn.Module):
     """Container of the five parts plus the hyper-parameters the manifest records."""
 
     def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5,
-                 variant="gsdnet", fusion_layers=2, in_dropout=0.2, cmp_zero=False):
+                 variant="gsdnet", fusion_layers=2, in_dropout=0.2, cmp_zero=False,
+                 fusion_members=1, fusion_ctx="mean"):
         super().__init__()
         self.cfg = dict(d=d, k=k, width=width, hid=hid, sigma_x=sigma_x, sigma_l=sigma_l,
                         dropout=dropout, variant=variant,
-                        fusion_layers=fusion_layers, in_dropout=in_dropout, cmp_zero=cmp_zero)
+                        fusion_layers=fusion_layers, in_dropout=in_dropout, cmp_zero=cmp_zero,
+                        fusion_members=fusion_members, fusion_ctx=fusion_ctx)
         self.encoders = Encoders(d, width)
         self.s_theta = STheta(d, hid, sigma_x)
         self.s_phi = SPhi(d, k, hid, sigma_l)
         self.recon = Recon(d)
-        self.fusion = Fusion(d, hid, layers=fusion_layers, dropout=dropout, in_dropout=in_dropout,
-                             cmp_zero=cmp_zero)
+        fkw = dict(d=d, hid=hid, layers=fusion_layers, dropout=dropout, in_dropout=in_dropout,
+                   cmp_zero=cmp_zero, ctx=fusion_ctx)
+        # one member keeps the single-Fusion parameter names of earlier checkpoints
+        self.fusion = Fusion(**fkw) if fusion_members == 1 else \
+            FusionEnsemble(fusion_members, **fkw)
         if variant == "adj":
             from gsdnet_torch.adjdiff import AdjScore
             self.s_adj = AdjScore(hid // 2, sigma_l)
