@@ -71,6 +71,8 @@ def parse_args(argv=None):
                    metavar=("T", "A", "V"), help="std of Gaussian noise added to the "
                    "standardised training inputs of the fusion-trained stages, per modality")
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--member-masks", action="store_true",
+                   help="stage 1: each fusion member trains on its own mask draw")
     p.add_argument("--ema", type=float, default=0.0,
                    help="stage 1: select among exponential moving averages of the weights "
                    "(this decay per step) instead of the raw weights; 0 = off")
@@ -163,14 +165,30 @@ def train_losses(model, tb, idx, avail, args, gen):
     h = model.encoders(*xs)
     hd = h.detach()
     l_th, l_ph = score_losses(model, hd, avail, nm, u, args, gen)
-    x_f, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
-    x_f = noisy_latents(x_f, nm, args, gen)
-    l_task = fusion_loss(model, x_f, avail, common.fusion_adj(adj, u, lam0), nm,
-                         tb.y_bin[idx], tb.y_cont[idx], args.label_smoothing)
+    if args.member_masks and hasattr(model.fusion, "members"):
+        l_task = member_masks_loss(model, tb, idx, avail, xs, h, args, gen)
+    else:
+        x_f, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
+        x_f = noisy_latents(x_f, nm, args, gen)
+        l_task = fusion_loss(model, x_f, avail, common.fusion_adj(adj, u, lam0), nm,
+                             tb.y_bin[idx], tb.y_cont[idx], args.label_smoothing)
     recs = model.recon(h)
     l_rec = sum(((r - x) ** 2).mean(-1).mul(nm).sum() for r, x in zip(recs, clean)) / (3 * nm.sum())
     total = l_task + args.alpha * (l_rec + l_th + l_ph)
     return total, dict(task=l_task.item(), rec=l_rec.item(), th=l_th.item(), ph=l_ph.item())
+
+
+def member_masks_loss(model, tb, idx, avail, xs, h, args, gen):
+    """Mean task loss of the fusion members, member j > 0 on its own fresh mask draw of the
+    same windows (more diverse members, more mask patterns per step)."""
+    nm, u, adj = tb.node_mask[idx], tb.u[idx], tb.adj[idx]
+    losses = []
+    for j, member in enumerate(model.fusion.members):
+        a = avail if j == 0 else draw_train_avail(nm, gen, args.train_rate_max)
+        x_f, lam0 = fusion_input(model, args, xs, h, a, nm, u, gen)
+        lg, rg = member(noisy_latents(x_f, nm, args, gen), a, common.fusion_adj(adj, u, lam0), nm)
+        losses.append(task_loss(lg, rg, tb.y_bin[idx], tb.y_cont[idx], nm, args.label_smoothing))
+    return sum(losses) / len(losses)
 
 
 def fusion_input(model, args, xs, h, avail, nm, u, gen):
