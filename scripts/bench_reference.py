@@ -94,7 +94,7 @@ def torch_runner(model_dir: Path, conv, avail_n, steps: int, seed: int, sampler:
         x0, lam0 = complete(model, h, cond, avail, vb.node_mask, vb.u, lam_obs, steps, a["eps"],
                             gen)
         recon = model.recon(x0)
-        return recon, model.fusion(x0, avail, common.fusion_adj(vb.adj, vb.u, lam0), vb.node_mask)
+        return recon, model.fuse(x0, avail, common.fusion_adj(vb.adj, vb.u, lam0), vb.node_mask)
     return run
 
 

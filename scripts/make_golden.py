@@ -119,7 +119,7 @@ def torch_check(model_dir: Path, t: dict) -> dict:
         r = net.recon(T(t["x0"]))
         err["recon"] = max(float(np.abs(a[0].numpy() - t[f"recon_{m}"]).max())
                            for a, m in zip(r, gdata.MODALITIES))
-        lg, rg = net.fusion(T(t["x0"]), T(t["avail"]), T(t["adj_fusion"]), T(t["node_mask"]))
+        lg, rg = net.fuse(T(t["x0"]), T(t["avail"]), T(t["adj_fusion"]), T(t["node_mask"]))
         err["fusion"] = max(float(np.abs(lg[0].numpy() - t["logits"]).max()),
                             float(np.abs(rg[0].numpy() - t["reg"]).max()))
     return err

@@ -5,7 +5,8 @@ One command from scratch; the defaults are the committed configuration (docs/MOD
 Loss = task (CE + 0.5 MSE of the regression head) + alpha (recon + DSM_theta + DSM_phi).
 Stage 1 trains everything with the mean-fill encoding at missing entries, the score stage
 trains s_theta / s_phi on the frozen encoders, stage 2 fine-tunes the fusion on the output of
-the real few-step sampler; every stage selects its epoch on val/. --fusion-members K > 1 makes the
+the real few-step sampler; every stage selects its epoch on val/; last, the conversation prior's
+gain and temperature are chosen on val/ (docs/MODEL.md item 12). --fusion-members K > 1 makes the
 fusion an ensemble averaged inside fusion.onnx (measured, not committed). See docs/MODEL.md.
 """
 from __future__ import annotations
@@ -72,7 +73,15 @@ def parse_args(argv=None):
     p.add_argument("--train-noise", type=float, nargs=3, default=[0.0, 0.0, 0.0],
                    metavar=("T", "A", "V"), help="std of Gaussian noise added to the "
                    "standardised training inputs of the fusion-trained stages, per modality")
+    p.add_argument("--swap-prob", type=float, nargs=3, default=[0.0, 0.0, 0.0],
+                   metavar=("T", "A", "V"), help="probability, per valid training node and "
+                   "modality, of replacing the input with that of a random training utterance "
+                   "(leak calibration, docs/MODEL.md)")
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--no-prior", dest="prior", action="store_false",
+                   help="leave the conversation prior off (gain 0) instead of selecting it")
+    p.add_argument("--prior-seeds", type=int, default=4,
+                   help="mask seeds of the conversation prior's selection on val")
     p.add_argument("--member-masks", action="store_true",
                    help="stage 1: each fusion member trains on its own mask draw")
     p.add_argument("--ema", type=float, default=0.0,
@@ -99,10 +108,31 @@ def draw_train_avail(nm: torch.Tensor, gen, rmax: float = 0.7) -> torch.Tensor:
     return torch.clamp(avail + keep, max=1.0) * nm[:, :, None]
 
 
-def noisy_inputs(xs, args, gen):
+def swapped_inputs(xs, pools, args, gen):
+    """Training inputs where each valid node's modality m is, with probability swap_prob[m],
+    the input of a random training utterance (padded rows stay 0). Text and visual features
+    leak the labels on train/ (0.98 separable) but not on unseen videos (0.77 / 0.60), so a
+    fusion trained on them learns to ignore everything else; a swapped input is a real
+    utterance's features that is wrong about this utterance about half the time, which brings
+    the modality's training-time reliability down to what it carries on unseen videos."""
+    out = []
+    for x, pool, q in zip(xs, pools, args.swap_prob):
+        if q > 0:
+            valid = x.abs().sum(-1, keepdim=True) > 0
+            swap = (torch.rand(x.shape[:-1] + (1,), generator=gen) < q) & valid
+            pick = pool[torch.randint(0, len(pool), x.shape[:-1], generator=gen)]
+            x = torch.where(swap, pick, x)
+        out.append(x)
+    return out
+
+
+def noisy_inputs(xs, args, gen, pools=None):
     """Training inputs with per-modality Gaussian noise (standardised space, valid rows only:
-    padded rows stay 0). Text and visual features leak the labels on train/, so noise lowers
-    their training-time reliability towards what they carry on unseen videos."""
+    padded rows stay 0) after the swaps of `swapped_inputs`. Text and visual features leak the
+    labels on train/, so noise lowers their training-time reliability towards what they carry
+    on unseen videos."""
+    if pools is not None:
+        xs = swapped_inputs(xs, pools, args, gen)
     out = []
     for x, s in zip(xs, args.train_noise):
         if s > 0:
@@ -163,7 +193,7 @@ def train_losses(model, tb, idx, avail, args, gen):
     """Joint loss of one minibatch; returns (total, parts dict)."""
     nm, u, adj = tb.node_mask[idx], tb.u[idx], tb.adj[idx]
     clean = [x[idx] for x in tb.x]
-    xs = noisy_inputs(clean, args, gen)
+    xs = noisy_inputs(clean, args, gen, tb.pools)
     h = model.encoders(*xs)
     hd = h.detach()
     l_th, l_ph = score_losses(model, hd, avail, nm, u, args, gen)
@@ -229,8 +259,7 @@ def val_score(model, vb, args, completion="gsdnet", seeds=None, rates=None):
     """Mean acc2 over rates and mask seeds (torch sampler noise, protocol masks); defaults are
     the selection set (--sel-seeds mask seeds, --sel-rates 4: 0/0.3/0.5/0.7, 8: 0.0..0.7)."""
     seeds = tuple(range(args.sel_seeds)) if seeds is None else seeds
-    if rates is None:
-        rates = SEL_RATES if args.sel_rates == 4 else tuple(round(0.1 * i, 1) for i in range(8))
+    rates = sel_rates(args) if rates is None else rates
     model.eval()
     accs = []
     for s in seeds:
@@ -359,7 +388,7 @@ def stage2(model, tb, vb, args, gen, log):
         for idx in _batches(len(tb.n), args, gen):
             nm, u = tb.node_mask[idx], tb.u[idx]
             avail = draw_train_avail(nm, gen, args.train_rate_max)
-            xs = noisy_inputs([x[idx] for x in tb.x], args, gen)
+            xs = noisy_inputs([x[idx] for x in tb.x], args, gen, tb.pools)
             with torch.no_grad():
                 h = model.encoders(*xs)
             x0, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
@@ -378,6 +407,53 @@ def stage2(model, tb, vb, args, gen, log):
     return best[2]
 
 
+PRIOR_GAINS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
+PRIOR_TEMPS = (0.5, 1.0, 2.0, 4.0)
+
+
+@torch.no_grad()
+def select_prior(model, vb, args, log):
+    """Chooses the conversation prior's (gain, temp) on val: the selection set's mean acc2
+    (--sel-rates x --prior-seeds mask seeds, the trained model's own completion) over the grid.
+    The fusion's logits do not depend on the prior, so they are computed once per scenario."""
+    model.eval()
+    model.prior.gain.fill_(0.0)
+    outs = []
+    for s in range(args.prior_seeds):
+        gen = torch.Generator().manual_seed(1000 + s)
+        for r in sel_rates(args):
+            outs.append(common.predict(model, vb, common.protocol_avail(vb, s, rate=r),
+                                       "gsdnet", args.steps, args.eps, gen))
+    best = fit_prior(model.prior, outs, vb)
+    model.train()
+    log(f"prior: gain {best['gain']} temp {best['temp']} val {best['val']:.4f} "
+        f"(gain 0: {best['grid'][0][2]:.4f})")
+    return best
+
+
+@torch.no_grad()
+def fit_prior(prior, outs, vb) -> dict:
+    """Sets `prior` to the grid point of best mean acc2 over the (logits, reg) pairs `outs` of
+    val scenarios; ties go to the earlier entry (smaller gain). Returns the choice and grid."""
+    best, table = (-1.0, 0.0, 1.0), []
+    for gain in PRIOR_GAINS:
+        for temp in PRIOR_TEMPS:
+            prior.gain.fill_(gain)
+            prior.temp.fill_(temp)
+            acc = float(np.mean([common.metrics(*prior(lg, rg, vb.node_mask), vb)["acc2"]
+                                 for lg, rg in outs]))
+            table.append((gain, temp, round(acc, 4)))
+            if acc > best[0]:
+                best = (acc, gain, temp)
+    prior.gain.fill_(best[1])
+    prior.temp.fill_(best[2])
+    return dict(gain=best[1], temp=best[2], val=round(best[0], 4), grid=table)
+
+
+def sel_rates(args) -> tuple:
+    return SEL_RATES if args.sel_rates == 4 else tuple(round(0.1 * i, 1) for i in range(8))
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -392,6 +468,7 @@ def main(argv=None):
     mk = lambda cs: common.make_batch(cs, stats, args.width, args.k, args.window_same,  # noqa
                                       args.window_other)
     tb, vb = mk(train), mk(val)
+    tb.pools = [x[tb.node_mask > 0] for x in tb.x]   # every valid training row, per modality
     model = GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
                    sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
                    fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
@@ -402,11 +479,13 @@ def main(argv=None):
     sc_ep = stage_scores(model, tb, vb, args, gen, log)
     log(f"score stage best epoch {sc_ep}")
     ft_ep = stage2(model, tb, vb, args, gen, log)
+    prior = select_prior(model, vb, args, log) if args.prior else None
     model.eval()
     final = {c: val_score(model, vb, args, c, seeds=(0, 1, 2), rates=SEL_RATES)[0]
              for c in ("gsdnet", "meanfill", "zero")}
     log(f"final val (3 mask seeds, rates {SEL_RATES}): {final}")
-    info = dict(args=vars(args), argv=list(sys.argv[1:] if argv is None else argv), best_epoch=ep, score_best_epoch=sc_ep, ft_best_epoch=ft_ep, val=final,
+    info = dict(args=vars(args), argv=list(sys.argv[1:] if argv is None else argv),
+                best_epoch=ep, score_best_epoch=sc_ep, ft_best_epoch=ft_ep, val=final, prior=prior,
                 data_sha256=gdata.split_sha256(Path(args.data) / "train"),
                 stats={m: [s.tolist() for s in stats[m]] for m in stats})
     if args.save:

@@ -155,7 +155,7 @@ def predict(model, batch, avail, completion, steps, eps, gen):
         x0, lam0 = complete(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen)
     else:
         x0, lam0 = h * nm[:, None, :, None], lam_obs
-    return model.fusion(x0, avail, fusion_adj(batch.adj, u, lam0), nm)
+    return model.fuse(x0, avail, fusion_adj(batch.adj, u, lam0), nm)
 
 
 def fusion_adj(adj_struct, u, lam0):

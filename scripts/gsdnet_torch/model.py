@@ -216,6 +216,31 @@ class FusionEnsemble(nn.Module):
         return sum(o[0] for o in outs) / k, sum(o[1] for o in outs) / k
 
 
+class ConversationPrior(nn.Module):
+    """Last step of the fusion part: each utterance's sentiment logit gains `gain` times the
+    mean squashed evidence, tanh(z_k / temp) with z = logit_1 - logit_0, of the other valid
+    utterances of its window (label propagation over the complete conversation graph). The
+    reg output passes through. gain = 0 is the identity (training runs with it); gain and
+    temp are chosen after training on val/ (scripts/train.py `select_prior`): the training
+    videos cannot set them, since text and visual leak the labels there, so every utterance
+    looks certain on its own, and their sentiment is less uniform within a video than that
+    of unseen ones (docs/MODEL.md item 12)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("gain", torch.zeros(()))
+        self.register_buffer("temp", torch.ones(()))
+        self.register_buffer("split", torch.tensor([-0.5, 0.5]), persistent=False)
+
+    def forward(self, logits, reg, node_mask):
+        mask = node_mask[:, :, None]
+        z = logits[..., 1:2] - logits[..., 0:1]                                  # [B,W,1]
+        e = torch.tanh(z / self.temp) * mask
+        others = torch.clamp(node_mask.sum(dim=1, keepdim=True)[:, :, None] - 1.0, min=1.0)
+        ctx = (e.sum(dim=1, keepdim=True) - e) / others * mask
+        return logits + (self.gain * ctx) * self.split, reg     # logit_1 - logit_0 += gain ctx
+
+
 def spectrum(h: torch.Tensor, u: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
     """lam [B,3,k] = |hn^T u_j|^2 / max(N,1); mirrors gsdnet_ref.graph.spectrum."""
     norms = torch.clamp(torch.linalg.vector_norm(h, dim=-1, keepdim=True), min=1e-6)
@@ -250,6 +275,13 @@ class GSDNet(nn.Module):
         # one member keeps the single-Fusion parameter names of earlier checkpoints
         self.fusion = Fusion(**fkw) if fusion_members == 1 else \
             FusionEnsemble(fusion_members, **fkw)
+        self.prior = ConversationPrior()
         if variant == "adj":
             from gsdnet_torch.adjdiff import AdjScore
             self.s_adj = AdjScore(hid // 2, sigma_l)
+
+    def fuse(self, x, avail, adj, node_mask):
+        """The deployed fusion part (fusion.onnx): the fusion network, then the conversation
+        prior. Training calls `self.fusion` directly (the prior's gain is 0 until selection)."""
+        logits, reg = self.fusion(x, avail, adj, node_mask)
+        return self.prior(logits, reg, node_mask)
