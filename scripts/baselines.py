@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_torch import evaluate_fn  # noqa: E402
 from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
-from train import DATA, draw_train_avail  # noqa: E402
+from gsdnet_torch.model import ConversationPrior  # noqa: E402
+from train import DATA, draw_train_avail, fit_prior  # noqa: E402
 
 
 def inputs(b, idx, avail):
@@ -104,6 +105,17 @@ def train_floor(tb):
     return lin
 
 
+def peer_prior(peer_fn, vb, seeds=4):
+    """GSDNet's conversation prior on the peer's logits, chosen on val exactly as train.py
+    chooses GSDNet's (same grid, rates 0.0-0.7, mask seeds 0-3): the fair comparison."""
+    outs = [peer_fn(common.protocol_avail(vb, s, rate=round(0.1 * r, 1)), None, None)
+            for s in range(seeds) for r in range(8)]
+    prior = ConversationPrior()
+    best = fit_prior(prior, outs, vb)
+    print(f"peer prior: gain {best['gain']} temp {best['temp']} val {best['val']}", flush=True)
+    return prior
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out")
@@ -130,8 +142,13 @@ def main():
     def peer_fn(avail, comp, gen):
         with torch.no_grad():
             return peer(inputs(vb, vi, avail))
+    prior = peer_prior(peer_fn, vb)
+
+    def peer_prior_fn(avail, comp, gen):
+        return prior(*peer_fn(avail, comp, gen), vb.node_mask)
     res = evaluate_fn(floor_fn, vb, ["floor_logistic"], (0, 1, 2)) + \
-        evaluate_fn(peer_fn, vb, ["bilstm_peer"], (0, 1, 2))
+        evaluate_fn(peer_fn, vb, ["bilstm_peer"], (0, 1, 2)) + \
+        evaluate_fn(peer_prior_fn, vb, ["bilstm_peer_prior"], (0, 1, 2))
     Path(a.out).write_text(json.dumps(dict(model=f"baselines-seed{a.seed}", split="val",
                                            seeds=[0, 1, 2], results=res), indent=1) + "\n")
     for r in res:

@@ -24,6 +24,7 @@ METHODS = [  # (family file prefix, completion, label)
     ("gsdnet", "zero", "zero fill, same fusion"),
     ("baselines", "floor_logistic", "floor: mean-fill logistic"),
     ("baselines", "bilstm_peer", "BiLSTM peer (rerun, our masks)"),
+    ("baselines", "bilstm_peer_prior", "BiLSTM peer + conversation prior (chosen on val as for GSDNet)"),  # noqa: E501
 ]
 
 
