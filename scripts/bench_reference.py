@@ -42,7 +42,7 @@ from gsdnet_ref import pipeline as gpipe  # noqa: E402
 from gsdnet_ref.sampler import HEUN, stream_key  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
 from gsdnet_torch.heun import sample_heun_torch  # noqa: E402
-from gsdnet_torch.model import GSDNet, spectrum  # noqa: E402
+from gsdnet_torch.model import spectrum  # noqa: E402
 
 PARTS = ("encoders", "s_theta", "s_phi", "recon", "fusion")
 
@@ -71,13 +71,7 @@ def ort_runner(model_dir: Path, conv, avail_n, steps: int, seed: int):
 
 
 def torch_runner(model_dir: Path, conv, avail_n, steps: int, seed: int, sampler: str):
-    ck = torch.load(model_dir / "model.pt", weights_only=False)
-    model = GSDNet(**ck["cfg"])
-    model.load_state_dict(ck["state"])
-    model.eval()
-    a = ck["info"]["args"]
-    stats = {m: tuple(np.asarray(v, np.float32) for v in ck["info"]["stats"][m])
-             for m in gdata.MODALITIES}
+    model, a, stats = common.load_checkpoint(model_dir / "model.pt")
     w, n = a["width"], conv.n
     avail = torch.zeros((1, w, 3))
     avail[0, :n] = torch.from_numpy(avail_n.astype(np.float32))

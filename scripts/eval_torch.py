@@ -16,11 +16,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_ref import masks as gmasks  # noqa: E402
 from gsdnet_ref.evaluate import RATES  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
-from gsdnet_torch.model import GSDNet  # noqa: E402
 
 
 def grid():
@@ -56,20 +54,12 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    ck = torch.load(a.ckpt, weights_only=False)
-    model = GSDNet(**ck["cfg"])
-    model.load_state_dict(ck["state"])
-    model.eval()
-    args = ck["info"]["args"]
-    stats = {m: tuple(np.asarray(v, np.float32) for v in ck["info"]["stats"][m])
-             for m in gdata.MODALITIES}
-    val = gdata.load_split(Path(args["data"]) / "val")
-    vb = common.make_batch(val, stats, args["width"], args["k"], args["window_same"],
-                           args["window_other"])
+    model, args, stats = common.load_checkpoint(a.ckpt)
+    vb = common.val_batch(args, stats)
     fn = lambda av, comp, gen: common.predict(model, vb, av, comp, args["steps"],  # noqa: E731
                                               args["eps"], gen)
     res = evaluate_fn(fn, vb, a.completions, tuple(a.seeds))
-    name = f"{ck['cfg'].get('variant', 'gsdnet')}-seed{args['seed']}"
+    name = f"{model.cfg.get('variant', 'gsdnet')}-seed{args['seed']}"
     Path(a.out).write_text(json.dumps(dict(model=name, split="val", seeds=a.seeds,
                                            noise="torch", results=res), indent=1) + "\n")
 

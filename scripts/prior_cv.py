@@ -19,33 +19,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_ref.evaluate import RATES  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
-from gsdnet_torch.model import GSDNet  # noqa: E402
 from train import PRIOR_GAINS, PRIOR_TEMPS  # noqa: E402
 
 GRID = [(g, t) for g in PRIOR_GAINS for t in PRIOR_TEMPS]
-
-
-def load(path):
-    ck = torch.load(path, weights_only=False)
-    model = GSDNet(**ck["cfg"])
-    model.load_state_dict(ck["state"])
-    model.eval()
-    a = ck["info"]["args"]
-    stats = {m: tuple(np.asarray(v, np.float32) for v in ck["info"]["stats"][m])
-             for m in gdata.MODALITIES}
-    val = gdata.load_split(Path(a["data"]) / "val")
-    vb = common.make_batch(val, stats, a["width"], a["k"], a["window_same"], a["window_other"])
-    return model, vb, a
 
 
 @torch.no_grad()
 def counts(path, seeds=(0, 1, 2)) -> np.ndarray:
     """[grid, rate, video, (correct, n)] summed over mask seeds, for the fusion's logits with
     every (gain, temp) of the grid applied."""
-    model, vb, a = load(path)
+    model, a, stats = common.load_checkpoint(path)
+    vb = common.val_batch(a, stats)
     model.prior.gain.fill_(0.0)
     logits = []
     for s in seeds:

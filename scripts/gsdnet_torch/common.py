@@ -2,7 +2,7 @@
 
 Owns: padding conversations to W with their graph (from gsdnet_ref.graph), protocol masks as
 tensors, the batched torch reverse-SDE sampler (same equations as docs/DESIGN.md, torch noise),
-completion modes and the val metrics (acc2, weighted F1, MAE).
+completion modes, the val metrics (acc2, weighted F1, MAE) and loading a saved checkpoint.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_ref import graph as ggraph  # noqa: E402
 from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_torch.model import adj_from_lam, spectrum, ve_std  # noqa: E402
+from gsdnet_torch.model import GSDNet, adj_from_lam, spectrum, ve_std  # noqa: E402
 
 
 @dataclass
@@ -179,3 +179,22 @@ def metrics(logits, reg, batch) -> dict:
                 f1_weighted=float(np.dot(f1s, ws) / max(sum(ws), 1)),
                 mae=float(np.mean(np.abs(reg[..., 0][m].numpy() - batch.y_cont[m].numpy()))),
                 n=int(m.sum()))
+
+
+def load_checkpoint(path):
+    """(model in eval mode, training args dict, normalisation stats) of a train.py checkpoint
+    (`--save`, or `model.pt` of an exported folder)."""
+    ck = torch.load(path, weights_only=False)
+    model = GSDNet(**ck["cfg"])
+    model.load_state_dict(ck["state"])
+    model.eval()
+    stats = {m: tuple(np.asarray(v, np.float32) for v in ck["info"]["stats"][m])
+             for m in gdata.MODALITIES}
+    return model, ck["info"]["args"], stats
+
+
+def val_batch(args: dict, stats) -> Batch:
+    """The val split of a checkpoint's data folder, batched with its graph settings."""
+    val = gdata.load_split(Path(args["data"]) / "val")
+    return make_batch(val, stats, args["width"], args["k"], args["window_same"],
+                      args["window_other"])
