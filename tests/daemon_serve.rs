@@ -151,6 +151,19 @@ async fn start(endpoints: Endpoints, opts: ServeOptions) -> Daemon {
     Daemon { stop, handle, seen, notifier }
 }
 
+/// A daemon serving one Unix socket in a fresh temporary directory (kept alive by the caller).
+async fn unix_daemon(opts: ServeOptions) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, opts).await;
+    (dir, path, daemon)
+}
+
+async fn connect(path: &std::path::Path) -> Client<tokio::net::UnixStream> {
+    Client::new(tokio::net::UnixStream::connect(path).await.unwrap())
+}
+
 impl Daemon {
     async fn shutdown(self) -> Vec<String> {
         self.stop.send(()).unwrap();
@@ -162,14 +175,11 @@ impl Daemon {
 
 #[tokio::test(start_paused = true)]
 async fn unix_socket_results_deadlines_and_bad_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, options()).await;
-    let mut sub = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let (_dir, path, daemon) = unix_daemon(options()).await;
+    let mut sub = connect(&path).await;
     sub.send(&Message::Subscribe).await;
     let _ = sub.status().await; // subscription is active once this is answered
-    let mut sensor = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let mut sensor = connect(&path).await;
 
     for m in Modality::ALL {
         sensor.send(&feat("conv", 0, m, 0.5)).await;
@@ -219,7 +229,7 @@ async fn unix_socket_results_deadlines_and_bad_input() {
     assert_eq!(s.engine, "mock");
 
     // A client vanishing mid-frame is counted.
-    let mut quitter = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let mut quitter = connect(&path).await;
     let frame = encode_frame(&feat("conv", 3, Modality::Text, 1.0));
     quitter.raw(&frame[..frame.len() / 2]).await;
     drop(quitter);
@@ -241,14 +251,11 @@ async fn unix_socket_results_deadlines_and_bad_input() {
 /// Utterances that close with no modality produce no window but are visible in the status.
 #[tokio::test(start_paused = true)]
 async fn empty_utterances_are_counted_in_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, options()).await;
-    let mut sub = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let (_dir, path, daemon) = unix_daemon(options()).await;
+    let mut sub = connect(&path).await;
     sub.send(&Message::Subscribe).await;
     assert_eq!(sub.status().await.empty_utterances, 0);
-    let mut sensor = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let mut sensor = connect(&path).await;
     let conv = conversation_id("conv").unwrap();
 
     // Utterance 0: every sensor reports a dropout. Utterance 1: an end, then silence until the
@@ -309,20 +316,17 @@ async fn serial_pty_pair_carries_frames_both_ways() {
 
 #[tokio::test(start_paused = true)]
 async fn flood_is_rate_limited_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
     let mut opts = options();
     opts.max_frames_per_second = 10;
     opts.burst = 20;
-    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, opts).await;
-    let mut flooder = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let (_dir, path, daemon) = unix_daemon(opts).await;
+    let mut flooder = connect(&path).await;
     let mut burst = Vec::new();
     for i in 0..100 {
         burst.extend(encode_frame(&Message::Reset { conversation: conversation_id(&format!("x{i}")).unwrap() }));
     }
     flooder.raw(&burst).await;
-    let mut observer = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+    let mut observer = connect(&path).await;
     let mut flood = 0;
     for _ in 0..100 {
         flood = rejected(&observer.status().await, RejectReason::Flood);
