@@ -3,7 +3,7 @@
 //! results published over a Unix socket and over a pty serial pair, deadlines firing without
 //! sleeps, bad input counted while the stream goes on, queue overflow policy, clean shutdown.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gsdnet_edge::daemon::assembly::{AssemblySettings, WindowJob};
@@ -18,9 +18,7 @@ use gsdnet_edge::protocol::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// label = text present, reg = first text value (or -1), probs from avail bits.
-struct MockRunner {
-    seen: Arc<Mutex<Vec<WindowJob>>>,
-}
+struct MockRunner;
 
 impl WindowRunner for MockRunner {
     fn describe(&self) -> String {
@@ -30,7 +28,6 @@ impl WindowRunner for MockRunner {
         "mock".into()
     }
     fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
-        self.seen.lock().unwrap().push(job.clone());
         Ok(job
             .utterances
             .iter()
@@ -131,15 +128,13 @@ fn rejected(s: &StatusReport, reason: RejectReason) -> u64 {
 struct Daemon {
     stop: tokio::sync::oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<()>,
-    seen: Arc<Mutex<Vec<WindowJob>>>,
     notifier: Arc<MemoryNotifier>,
 }
 
 async fn start(endpoints: Endpoints, opts: ServeOptions) -> Daemon {
-    let seen = Arc::new(Mutex::new(Vec::new()));
     let notifier = Arc::new(MemoryNotifier::default());
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = Box::new(MockRunner { seen: Arc::clone(&seen) });
+    let runner = Box::new(MockRunner);
     let n: Arc<dyn Notifier> = notifier.clone();
     let handle = tokio::spawn(async move {
         serve(endpoints, runner, opts, n, async {
@@ -148,7 +143,7 @@ async fn start(endpoints: Endpoints, opts: ServeOptions) -> Daemon {
         .await
         .unwrap();
     });
-    Daemon { stop, handle, seen, notifier }
+    Daemon { stop, handle, notifier }
 }
 
 /// A daemon serving one Unix socket in a fresh temporary directory (kept alive by the caller).
