@@ -132,11 +132,40 @@ pub struct SdeSettings {
     pub sampler: SamplerKind,
 }
 
-/// Per-feature training mean and std (std floored at 1e-6), T, A, V order.
+/// A training std below this marks a column constant in training (DESIGN.md "Conventions").
+pub const STD_CONSTANT: f32 = 1e-6;
+/// Bound on |z| of every other column (DESIGN.md "Conventions": above sqrt(N_train - 1)).
+pub const Z_CLIP: f32 = 40.0;
+
+/// Per-feature training mean and std (as in the manifest: finite, >= 0), T, A, V order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalisation {
     pub mean: [Vec<f32>; 3],
     pub std: [Vec<f32>; 3],
+}
+
+impl Normalisation {
+    /// Whether feature `c` of modality `m` was constant in training (std < `STD_CONSTANT`).
+    pub fn is_constant(&self, m: usize, c: usize) -> bool {
+        self.std[m][c] < STD_CONSTANT
+    }
+
+    /// z of the finite raw value `x`: 0 in a constant column, else `(x - mean) / std` clipped
+    /// to [-Z_CLIP, Z_CLIP]. Always finite (an overflow to +-Inf clips to the bound).
+    pub fn standardise(&self, m: usize, c: usize, x: f32) -> f32 {
+        if self.is_constant(m, c) {
+            return 0.0;
+        }
+        ((x - self.mean[m][c]) / self.std[m][c]).clamp(-Z_CLIP, Z_CLIP)
+    }
+
+    /// Raw value of `z`: the training mean in a constant column, else `z * std + mean`.
+    pub fn destandardise(&self, m: usize, c: usize, z: f32) -> f32 {
+        if self.is_constant(m, c) {
+            return self.mean[m][c];
+        }
+        z * self.std[m][c] + self.mean[m][c]
+    }
 }
 
 /// `[model]`.
@@ -380,13 +409,11 @@ fn check_norm(n: RawNorm, dims: &Dims) -> Result<Normalisation, String> {
                 ));
             }
         }
+        if stds[m].iter().any(|&s| s < 0.0) {
+            return Err(format!("[normalisation] {}_std has a negative value", names[m]));
+        }
     }
-    let floor = |v: Vec<f32>| v.into_iter().map(|s| s.max(1e-6)).collect();
-    let [s0, s1, s2] = stds;
-    Ok(Normalisation {
-        mean: means,
-        std: [floor(s0), floor(s1), floor(s2)],
-    })
+    Ok(Normalisation { mean: means, std: stds })
 }
 
 fn check_part(

@@ -340,7 +340,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Standardised, masked encoder inputs; `zero_fill` puts standardised raw zeros at missing
+    /// Standardised, masked encoder inputs (`Normalisation::standardise`: finite, |z| <= Z_CLIP
+    /// whatever the finite raw input); `zero_fill` puts standardised raw zeros at missing
     /// entries of valid rows instead of 0 (the mean).
     fn prepare(&mut self, window: &Window, zero_fill: bool) {
         let norm = &self.model.manifest.norm;
@@ -348,7 +349,6 @@ impl Pipeline {
         self.node_mask.data_mut().fill(0.0);
         for m in 0..3 {
             let dim = norm.mean[m].len();
-            let (mean, std) = (&norm.mean[m], &norm.std[m]);
             let buf = self.inputs[m].data_mut();
             buf.fill(0.0);
             for (i, utt) in window.utterances.iter().enumerate() {
@@ -356,11 +356,11 @@ impl Pipeline {
                 match utt.features[m] {
                     Some(f) => {
                         for c in 0..dim {
-                            row[c] = (f[c] - mean[c]) / std[c];
+                            row[c] = norm.standardise(m, c, f[c]);
                         }
                         self.avail.data_mut()[i * 3 + m] = 1.0;
                     }
-                    None if zero_fill => (0..dim).for_each(|c| row[c] = -mean[c] / std[c]),
+                    None if zero_fill => (0..dim).for_each(|c| row[c] = norm.standardise(m, c, 0.0)),
                     None => {}
                 }
             }
@@ -476,7 +476,7 @@ impl Pipeline {
                     None => {
                         let dim = norm.mean[m].len();
                         let row = &self.recon[m].data()[i * dim..(i + 1) * dim];
-                        feat.extend((0..dim).map(|c| row[c] * norm.std[m][c] + norm.mean[m][c]));
+                        feat.extend((0..dim).map(|c| norm.destandardise(m, c, row[c])));
                     }
                 }
             }

@@ -1,8 +1,10 @@
 """Loading of the shared CMU-MOSI split layout and feature standardisation.
 
 Owns: reading `utterances.csv` + `{text,audio,visual}.f32` of a split folder into per-video
-conversations (rows in spoken order), the sha256 of a split, and the standardisation of
-docs/DESIGN.md (`(x - mean) / max(std, 1e-6)`, then multiplied by the availability).
+conversations (rows in spoken order), the sha256 of a split, and the standardisation rule of
+docs/DESIGN.md "Conventions": z = 0 in a column constant in training (std < STD_CONSTANT), else
+`(x - mean) / std` clipped to [-Z_CLIP, Z_CLIP], then multiplied by the availability; the
+inverse gives the training mean in a constant column. src/manifest.rs implements the same rule.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import numpy as np
 
 MODALITIES = ("text", "audio", "visual")
 DIMS = {"text": 100, "audio": 73, "visual": 100}
-STD_FLOOR = 1e-6
+STD_CONSTANT = 1e-6   # training std below this: the column was constant in training
+Z_CLIP = 40.0         # > sqrt(1447 - 1) = 38.03, the largest |z| a 1447-row training set allows
 
 
 @dataclass
@@ -89,6 +92,21 @@ def feature_stats(convs) -> dict:
     return out
 
 
+def standardise_values(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """z of finite raw values [..., dim] (float32): 0 in constant columns, else clipped; always
+    finite (an overflow to +-inf clips to the bound)."""
+    const = std < STD_CONSTANT
+    with np.errstate(over="ignore"):
+        z = (raw.astype(np.float32) - mean) / np.where(const, np.float32(1), std)
+    return np.where(const, np.float32(0), np.clip(z, -Z_CLIP, Z_CLIP)).astype(np.float32)
+
+
+def destandardise(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Raw values of z [..., dim] (float32): the training mean in constant columns."""
+    x = z.astype(np.float32) * std + mean
+    return np.where(std < STD_CONSTANT, mean, x).astype(np.float32)
+
+
 def standardise(raw: np.ndarray, mean: np.ndarray, std: np.ndarray, avail_m: np.ndarray,
                 width: int) -> np.ndarray:
     """[N, dim] raw -> [W, dim] standardised, missing rows 0, padded rows 0 (float32)."""
@@ -96,17 +114,15 @@ def standardise(raw: np.ndarray, mean: np.ndarray, std: np.ndarray, avail_m: np.
     if n > width:
         raise ValueError(f"{n} utterances exceed the window {width}")
     out = np.zeros((width, dim), dtype=np.float32)
-    z = (raw.astype(np.float32) - mean) / np.maximum(std, STD_FLOOR)
-    out[:n] = z * avail_m[:n, None].astype(np.float32)
+    out[:n] = standardise_values(raw, mean, std) * avail_m[:n, None].astype(np.float32)
     return out
 
 
 def zero_fill(raw: np.ndarray, mean: np.ndarray, std: np.ndarray, avail_m: np.ndarray,
               width: int) -> np.ndarray:
-    """Like `standardise` but missing rows hold the encoding of raw zeros (-mean/std)."""
+    """Like `standardise` but missing rows hold the encoding of raw zeros."""
     n, _ = raw.shape
     out = standardise(raw, mean, std, avail_m, width)
-    zero_std = (-mean / np.maximum(std, STD_FLOOR)).astype(np.float32)
     miss = ~avail_m[:n].astype(bool)
-    out[:n][miss] = zero_std
+    out[:n][miss] = standardise_values(np.zeros_like(mean), mean, std)
     return out

@@ -2,7 +2,8 @@
 
 Owns: reading manifest.toml, one onnxruntime session per part, and `run_window`, which turns
 one conversation window (raw features, availability, speakers) into logits/probs/reg for a
-completion mode, recording every intermediate tensor for golden cases. Follows docs/DESIGN.md.
+completion mode, recording every intermediate tensor for golden cases (`recon_raw`: the
+reconstructions destandardised, [N, dim]). Follows docs/DESIGN.md.
 """
 from __future__ import annotations
 
@@ -135,6 +136,8 @@ def run_window(model: OnnxModel, feats: dict, avail_n: np.ndarray, speaker: np.n
     logits, reg = out["logits"][0], out["reg"][0]
     z = logits - logits.max(-1, keepdims=True)
     probs = (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
-    rec.update(x0=x0, lam0=lam0, adj_fusion=adj, recon={k: v[0] for k, v in recon.items()},
+    recon = {k: v[0] for k, v in recon.items()}
+    recon_raw = {m: gdata.destandardise(recon[m][:n], *man.stats[m]) for m in gdata.MODALITIES}
+    rec.update(x0=x0, lam0=lam0, adj_fusion=adj, recon=recon, recon_raw=recon_raw,
                logits=logits, probs=probs, reg=reg)
     return dict(logits=logits[:n], probs=probs[:n], reg=reg[:n, 0])
