@@ -5,8 +5,9 @@
 //!
 //!     cargo bench --bench stages [-- FILTER]
 //!
-//! `gsdnet bench` remains the tool for p50/p99, allocations and memory; these give criterion's
-//! confidence intervals and change detection between runs.
+//! `gsdnet-bench` (`gsdnet bench` with allocations counted) remains the tool for p50/p99,
+//! allocations and memory; these give criterion's confidence intervals and change detection
+//! between runs.
 
 use std::hint::black_box;
 use std::path::Path;

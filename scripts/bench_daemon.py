@@ -3,7 +3,9 @@
 Owns: a temporary board profile (x86-dev with one Unix socket, the bundled model), starting the
 daemon, replaying a recording into it with `gsdnet replay --interval-ms 40 --mask-rate R` (so the
 sampler runs), waiting until its status reports every window done, and reading VmHWM / VmRSS
-from /proc. Used by bench_reference.py (docs/BENCHMARKS.md) and runnable alone:
+from /proc. It runs the production `gsdnet` binary as deployed (system allocator; allocation
+counts come from `gsdnet-bench`, not from here). Used by bench_reference.py (docs/BENCHMARKS.md)
+and runnable alone:
     python3 scripts/bench_daemon.py [--gsdnet target/release/gsdnet] [--rate 0.3]
 """
 from __future__ import annotations

@@ -5,7 +5,8 @@ gsdnet_ref.masks at --rate with conv id "bench", sampler noise stream (seed, 0, 
   * the PyTorch eager reference (scripts/gsdnet_torch, models/<m>/model.pt: numpy graph and
     eigendecomposition, torch parts and sampler, torch noise),
   * the onnxruntime Python reference (scripts/gsdnet_ref.pipeline.run_window, numpy + ORT),
-  * the Rust `gsdnet bench --json` (every compiled backend) on the same split folder,
+  * the Rust `gsdnet-bench --json` (`gsdnet bench` with the counting allocator, so allocations
+    are counted; every compiled backend) on the same split folder,
 all single-threaded; FLOPs of one window counted from the ONNX graphs (MatMul/Gemm/Conv after
 onnx shape inference) and the achieved GFLOP/s; the markdown report with Rust/reference ratios.
 
@@ -166,7 +167,8 @@ def nominal_peak_gflops() -> tuple[float | None, str]:
 # ------------------------------------------------------------------------------------------ Rust
 def rust_bench(binary: Path, model_dir: Path, split: Path, sizes, steps, a) -> dict:
     if not binary.exists():
-        raise SystemExit(f"{binary} is missing: run `cargo build --release` first")
+        raise SystemExit(f"{binary} is missing: run `cargo build --release` first "
+                         "(it builds gsdnet and gsdnet-bench)")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rust.json"
         cmd = [str(binary), "bench", "--model", str(model_dir), "--data", str(split),
@@ -177,7 +179,9 @@ def rust_bench(binary: Path, model_dir: Path, split: Path, sizes, steps, a) -> d
         print("+", " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True, stdout=sys.stderr)
         doc = json.loads(out.read_text())
-    doc["command"] = " ".join(["gsdnet"] + cmd[1:-2])
+    if not doc.get("allocations_counted"):
+        raise SystemExit(f"{binary} did not count allocations: pass the gsdnet-bench binary")
+    doc["command"] = " ".join(["gsdnet-bench"] + cmd[2:-2])  # without "bench" and --json
     return doc
 
 
@@ -291,8 +295,8 @@ def report(res: dict) -> str:
 def rust_stage_lines(res: dict) -> list:
     out = ["", "## Rust per stage, p50 / p99 in ms; allocations; memory", "",
            "`sampler step` = sampler stage / steps (both score networks, inpainting, noise, "
-           "`A_t`). Allocations per window are counted by the `gsdnet` binary's counting global "
-           "allocator in steady state (after warm-up). Peak resident memory (VmHWM), the largest of "
+           "`A_t`). Allocations per window are counted by the `gsdnet-bench` binary's counting "
+           "global allocator in steady state (after warm-up). Peak resident memory (VmHWM), the largest of "
            f"the bench processes (one per configuration, model loaded once each): "
            f"{res['rust'].get('peak_rss_kib', 0) / 1024:.1f} MiB.", "",
            "| engine | N | steps | encoders | graph+eigen | sampler step | recon | fusion | allocs/window "
@@ -385,7 +389,11 @@ def main(argv=None):
     p.add_argument("--model", type=Path, default=ROOT / "models/gsdnet-mosi")
     p.add_argument("--data", type=Path, default=Path("/work/shared/data/cmu-mosi/val"),
                    help="split folder; the Rust bench reads the same folder")
-    p.add_argument("--gsdnet", type=Path, default=ROOT / "target/release/gsdnet")
+    p.add_argument("--gsdnet", type=Path, default=ROOT / "target/release/gsdnet",
+                   help="production binary (the daemon's resident memory)")
+    p.add_argument("--gsdnet-bench", type=Path, default=None,
+                   help="binary with the counting allocator for the Rust rows "
+                        "[default: gsdnet-bench beside --gsdnet]")
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--steps", type=int, nargs="+", default=None,
                    help="default: the manifest's steps and 10 25 50 100")
@@ -402,6 +410,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.rounds < 1:
         p.error("--rounds must be at least 1")
+    if a.gsdnet_bench is None:
+        a.gsdnet_bench = a.gsdnet.with_name("gsdnet-bench")
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     man = gpipe.load_manifest(a.model)
@@ -430,7 +440,7 @@ def main(argv=None):
             c = dict(n=n, steps=st, flops=window_flops(a.model, calls(st))[0], rounds=a.rounds)
             rounds = {"rust": [], "ort": [], "torch": []}
             for _ in range(a.rounds):
-                rounds["rust"].append(rust_bench(a.gsdnet, a.model, a.data, [n], [st], a))
+                rounds["rust"].append(rust_bench(a.gsdnet_bench, a.model, a.data, [n], [st], a))
                 rounds["ort"].append(timed(ort_runner(a.model, conv, avail_n, st, a.seed), a.iters,
                                            a.warmup, a.budget))
                 rounds["torch"].append(timed(torch_runner(a.model, conv, avail_n, st, a.seed,

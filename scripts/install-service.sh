@@ -4,7 +4,9 @@
 #       [--models DIR] [--socket-activation] [--no-start]
 # Copies the binary to /usr/local/bin, models and docs to /opt/gsdnet, the board profile to
 # /etc/gsdnet/board.toml (models = "models" there resolves to /opt/gsdnet/models), creates the
-# system user `gsdnet`, installs the unit(s), checks the profile and starts the service.
+# system user and group `gsdnet` and the unit's state directory /var/lib/gsdnet (so that
+# `sudo -u gsdnet gsdnet warmup` can fill the TensorRT cache before the first start), installs
+# the unit(s), checks the profile and starts the service.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,7 +18,7 @@ while [ $# -gt 0 ]; do
         --models) models="$2"; shift 2 ;;
         --socket-activation) socket=1; shift ;;
         --no-start) start=0; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -27,7 +29,8 @@ done
 
 "$binary" check-config --board "$board" > /dev/null
 
-id gsdnet >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin gsdnet
+# The unit runs as gsdnet:gsdnet and gsdnet.socket gives its socket to group gsdnet.
+id gsdnet >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin gsdnet
 for g in dialout video render; do
     getent group "$g" >/dev/null && usermod -a -G "$g" gsdnet
 done
@@ -38,11 +41,16 @@ rm -rf /opt/gsdnet/models
 cp -r "$models" /opt/gsdnet/models
 install -m 0644 "$repo/docs/SERVICE.md" "$repo/docs/PROTOCOL.md" /opt/gsdnet/docs/
 install -m 0644 "$board" /etc/gsdnet/board.toml
+# Same owner and mode as the unit's StateDirectory= / StateDirectoryMode=, which adopts it.
+install -d -o gsdnet -g gsdnet -m 0750 /var/lib/gsdnet
 install -m 0644 "$repo/scripts/gsdnet.service" /etc/systemd/system/gsdnet.service
 if [ "$socket" -eq 1 ]; then
     install -m 0644 "$repo/scripts/gsdnet.socket" /etc/systemd/system/gsdnet.socket
 fi
 
+# Unknown keys (an older systemd) are ignored by systemd with a warning; show them here.
+systemd-analyze verify /etc/systemd/system/gsdnet.service >&2 \
+    || echo "install-service: systemd-analyze verify complained (see above); the unit still loads" >&2
 systemctl daemon-reload
 if [ "$start" -eq 1 ]; then
     if [ "$socket" -eq 1 ]; then systemctl enable --now gsdnet.socket; fi

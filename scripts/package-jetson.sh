@@ -24,12 +24,10 @@ install -m 0755 "$bin" "$stage/$name/bin/gsdnet"
 for d in models boards; do
   [[ -d "$d" ]] && cp -a "$d" "$stage/$name/" || echo "package-jetson: warning: no $d/ folder" >&2
 done
-unit=$(ls deploy/*.service packaging/*.service systemd/*.service 2>/dev/null | head -1 || true)
-if [[ -n "$unit" ]]; then
-  cp "$unit" "$stage/$name/"
-else
-  echo "package-jetson: warning: no systemd unit found (deploy/*.service)" >&2
-fi
+# The hardened unit and its optional socket (docs/SERVICE.md "Sandboxing").
+for unit in scripts/gsdnet.service scripts/gsdnet.socket; do
+  [[ -f "$unit" ]] && cp "$unit" "$stage/$name/" || echo "package-jetson: warning: no $unit" >&2
+done
 [[ -f docs/JETSON.md ]] && cp docs/JETSON.md "$stage/$name/"
 mkdir -p dist
 tar -C "$stage" -czf "dist/$name.tar.gz" "$name"

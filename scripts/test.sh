@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The project's test command (README.md "Tests"; .ci/run calls it): installs the Python test
+# The project's test command (README.md "Tests"; .ci/run calls it): checks the systemd units
+# (scripts/check-unit.sh: sandbox exposure <= 2.5, `systemd-analyze verify`; installs the Debian
+# systemd package when systemd-analyze is missing), installs the Python test
 # requirements, then runs the Rust suite on the default (tract) build, the Python reference
 # suite, and the ONNX Runtime suite (`--features ort` against the real library from the PyPI
 # wheel, plus the CUDA/TensorRT fallback check with the onnxruntime-gpu wheel's library).
 # Set ORT_CI_SKIP=1 to leave out the ONNX Runtime suite, ORT_CI_SKIP_GPU=1 for its GPU-wheel part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bash scripts/check-unit.sh
 
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-ci.txt
 

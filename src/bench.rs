@@ -3,8 +3,9 @@
 //! utterances of a recording; heap allocations per steady-state window and peak resident memory.
 //!
 //! Allocations are counted by `CountingAlloc`, which this module defines but never installs: only
-//! a binary that declares it `#[global_allocator]` (the `gsdnet` binary does) gets counts; without
-//! it `allocations()` is `None` and the report says so. Timing uses the wall clock of the thread
+//! a binary that declares it `#[global_allocator]` (`gsdnet-bench` does; the production `gsdnet`
+//! binary does not, so the daemon pays no atomic per allocation) gets counts; without it
+//! `allocations()` is `None` and the report says so. Timing uses the wall clock of the thread
 //! that runs the windows; nothing here runs concurrently.
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,5 +1,6 @@
-//! Subcommands of the `gsdnet` binary: `eval`, `import`, `bench` and `check`. Argument parsing with clap, errors
-//! with anyhow context; the work itself is in the library.
+//! Subcommands of the `gsdnet` binary: `eval`, `import`, `bench` and `check` (`run_bench` is
+//! also the whole of the `gsdnet-bench` binary). Argument parsing with clap, errors with anyhow
+//! context; the work itself is in the library.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,7 +42,8 @@ pub enum Command {
     Import(ImportArgs),
     #[command(flatten)]
     Daemon(crate::cli_daemon::DaemonCommand),
-    /// Latency (p50/p99, whole window and per stage), allocations and peak memory per backend.
+    /// Latency (p50/p99, whole window and per stage) and peak memory per backend; allocation
+    /// counts need the `gsdnet-bench` binary (same options).
     Bench(BenchArgs),
     /// Compiled backends, ONNX Runtime library, provider per part, golden parity, window latency.
     Check(crate::cli_check::CheckArgs),
@@ -293,7 +295,13 @@ fn bench_config(a: &BenchArgs, manifest: &Manifest) -> Result<BenchConfig> {
     })
 }
 
-fn run_bench(a: BenchArgs) -> Result<()> {
+/// Told when the running binary has no counting allocator (the production `gsdnet`).
+pub const ALLOCATIONS_HINT: &str =
+    "allocations not counted: this binary uses the system allocator; run `gsdnet-bench` (same options) for allocation counts";
+
+/// `gsdnet bench` (and `gsdnet-bench`, which installs the counting allocator first): allocation
+/// columns are filled only when `bench::allocations()` sees that allocator.
+pub fn run_bench(a: BenchArgs) -> Result<()> {
     let data = a.data.clone().unwrap_or_else(|| bundled(DEFAULT_DATA));
     let model_dir = a.model.clone().unwrap_or_else(|| bundled(DEFAULT_MODEL));
     if a.threads > 0 {
@@ -319,6 +327,10 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         "peak resident memory (VmHWM): {}",
         peak.map_or("unknown".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
     );
+    let counted = bench::allocations().is_some();
+    if !counted {
+        eprintln!("{ALLOCATIONS_HINT}");
+    }
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
             "model": manifest.model.name,
@@ -327,7 +339,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             "missing_rate": cfg.rate,
             "seed": cfg.seed,
             "peak_rss_kib": peak,
-            "allocations_counted": bench::allocations().is_some(),
+            "allocations_counted": counted,
             "rows": rows,
         });
         let text = serde_json::to_string_pretty(&doc)?;

@@ -1,10 +1,8 @@
-//! `gsdnet` binary: logging setup and dispatch to `gsdnet_edge::cli`.
+//! `gsdnet` binary: logging setup and dispatch to `gsdnet_edge::cli`. It keeps the system
+//! allocator (no counting on the daemon's path); allocation counts come from `gsdnet-bench`
+//! (src/bin/gsdnet-bench.rs).
 
 use clap::Parser;
-
-/// Counts heap allocations for `gsdnet bench`; forwards everything to the system allocator.
-#[global_allocator]
-static ALLOC: gsdnet_edge::bench::CountingAlloc = gsdnet_edge::bench::CountingAlloc;
 
 fn main() -> anyhow::Result<()> {
     gsdnet_edge::cli_daemon::init_logging("warn");

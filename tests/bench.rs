@@ -1,5 +1,6 @@
 //! `gsdnet bench` end to end on the bundled model and recording: JSON shape, stages that
-//! partition the window time, allocation counting in the binary, and clear errors.
+//! partition the window time, allocation counting in `gsdnet-bench` (and none in the
+//! production `gsdnet` binary), and clear errors.
 
 mod common;
 
@@ -7,19 +8,39 @@ use std::process::{Command, Output};
 
 use common::repo;
 
-fn gsdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gsdnet"))
+fn run(binary: &str, args: &[&str]) -> Output {
+    Command::new(binary)
         .args(args)
         .current_dir(repo())
         .output()
-        .expect("run gsdnet")
+        .unwrap_or_else(|e| panic!("run {binary}: {e}"))
+}
+
+/// The production binary (system allocator).
+fn gsdnet(args: &[&str]) -> Output {
+    run(env!("CARGO_BIN_EXE_gsdnet"), args)
+}
+
+/// The bench binary (counting allocator); takes `bench`'s options, with or without `bench`.
+fn gsdnet_bench(args: &[&str]) -> Output {
+    run(env!("CARGO_BIN_EXE_gsdnet-bench"), args)
+}
+
+/// A small run: two windows at one step, single thread.
+const SMALL: [&str; 12] = [
+    "--backend", "tract", "--sizes", "8", "--steps", "1", "--iters", "2", "--warmup", "1",
+    "--threads", "1",
+];
+
+fn json_of(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
 fn bench_reports_every_configuration_with_stages_allocs_and_memory() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("b.json");
-    let out = gsdnet(&[
+    let out = gsdnet_bench(&[
         "bench",
         "--backend",
         "tract",
@@ -46,8 +67,8 @@ fn bench_reports_every_configuration_with_stages_allocs_and_memory() {
         stdout.contains("window p50/p99") && stdout.contains("VmHWM"),
         "{stdout}"
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("not counted"));
+    let doc = json_of(&json);
     assert_eq!(doc["allocations_counted"], true);
     assert!(doc["peak_rss_kib"].as_u64().unwrap() > 1024);
     let rows = doc["rows"].as_array().unwrap();
@@ -99,6 +120,41 @@ fn bench_reports_every_configuration_with_stages_allocs_and_memory() {
 }
 
 #[test]
+fn production_binary_does_not_count_allocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let mut args = vec!["bench", "--json", json.to_str().unwrap()];
+    args.extend(SMALL);
+    let out = gsdnet(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // One hint line naming the binary that counts.
+    let hints: Vec<&str> = err.lines().filter(|l| l.contains("not counted")).collect();
+    assert_eq!(hints.len(), 1, "{err}");
+    assert!(hints[0].contains("gsdnet-bench"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("n/a"));
+    let doc = json_of(&json);
+    assert_eq!(doc["allocations_counted"], false);
+    let rows = doc["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0]["allocs_per_window"].is_null(), "{}", rows[0]);
+    assert!(rows[0]["allocs_per_stage"].is_null(), "{}", rows[0]);
+}
+
+#[test]
+fn bench_binary_takes_the_options_without_the_subcommand_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let mut args = vec!["--json", json.to_str().unwrap()];
+    args.extend(SMALL);
+    let out = gsdnet_bench(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = json_of(&json);
+    assert_eq!(doc["allocations_counted"], true);
+    assert!(doc["rows"][0]["allocs_per_window"].as_f64().is_some_and(|a| a > 0.0));
+}
+
+#[test]
 fn bench_rejects_a_window_wider_than_the_model() {
     let out = gsdnet(&["bench", "--sizes", "65", "--steps", "1", "--iters", "1"]);
     assert!(!out.status.success());
@@ -111,7 +167,7 @@ fn bench_rejects_a_window_wider_than_the_model() {
 
 #[test]
 fn bench_rejects_zero_steps() {
-    let out = gsdnet(&["bench", "--sizes", "8", "--steps", "0", "--iters", "1"]);
+    let out = gsdnet_bench(&["bench", "--sizes", "8", "--steps", "0", "--iters", "1"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
