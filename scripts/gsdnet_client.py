@@ -24,7 +24,12 @@ REJECT_REASONS = (
     "Unexpected", "Late", "Duplicate", "Truncated", "Flood", "Capacity",
 )
 # Message tags (variant index of the Rust enum).
-FEATURES, UTT_START, UTT_END, DROPOUT, RESET, SUBSCRIBE, STATUS_REQUEST, STATUS, RESULT = range(9)
+(FEATURES, UTT_START, UTT_END, DROPOUT, RESET, SUBSCRIBE, STATUS_REQUEST, STATUS, RESULT,
+ HEALTH_REQUEST, HEALTH) = range(11)
+HEALTH_FIELDS = ("conversation_restarts", "late_replayed", "conversations_evicted",
+                 "utterances_flushed", "connections_open", "connections_refused",
+                 "connections_evicted", "connections_idle_closed", "slow_clients_disconnected",
+                 "results_lost", "consecutive_inference_errors")
 
 
 class ProtocolError(Exception):
@@ -167,6 +172,10 @@ def status_request():
     return varint(STATUS_REQUEST)
 
 
+def health_request():
+    return varint(HEALTH_REQUEST)
+
+
 def frame(message, version=PROTOCOL_VERSION):
     """Complete frame (delimiter included) around a message body."""
     body = bytes([version]) + message
@@ -189,6 +198,15 @@ def _decode_status(r):
         rejected[name] = r.varint()
     out["rejected"] = rejected
     out["empty_utterances"] = r.varint()
+    return out
+
+
+def _decode_health(r):
+    out = {k: r.varint() for k in HEALTH_FIELDS}
+    flag = r.u8()
+    if flag > 1:
+        raise ProtocolError("Malformed", f"bool byte {flag}")
+    out["watchdog_stopped"] = bool(flag)
     return out
 
 
@@ -234,6 +252,10 @@ def decode_frame(encoded):
         msg = _decode_status(r)
     elif tag == RESULT:
         msg = _decode_result(r)
+    elif tag == HEALTH:
+        msg = _decode_health(r)
+    elif tag == HEALTH_REQUEST:
+        msg = {}
     elif tag <= STATUS_REQUEST:
         msg = _decode_input(tag, r)
     else:
@@ -299,7 +321,7 @@ def receive(sock, decoder, want_tag):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["status", "subscribe"])
+    p.add_argument("command", choices=["status", "health", "subscribe"])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--unix")
     g.add_argument("--tcp")
@@ -308,10 +330,10 @@ def main():
     args = p.parse_args()
     dec = FrameDecoder()
     with connect(args) as s:
-        if args.command == "status":
-            s.sendall(frame(status_request()))
-            status = receive(s, dec, STATUS)
-            for k, v in status.items():
+        if args.command in ("status", "health"):
+            request, answer = (status_request(), STATUS) if args.command == "status" else (health_request(), HEALTH)
+            s.sendall(frame(request))
+            for k, v in receive(s, dec, answer).items():
                 print(f"{k}: {v}")
             return
         s.sendall(frame(subscribe()))

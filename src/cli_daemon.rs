@@ -145,6 +145,8 @@ fn serve_options(s: &Settings, warm_up: bool) -> ServeOptions {
         max_frames_per_second: s.inputs.max_frames_per_second,
         burst: s.inputs.burst,
         heartbeat,
+        max_consecutive_errors: s.engine.max_consecutive_errors,
+        limits: s.inputs.connection_limits(),
         result_backlog: 256,
         warm_up,
     }
@@ -221,8 +223,32 @@ fn run_record(a: RecordArgs) -> Result<()> {
     run_daemon(&settings, Box::new(RecorderRunner::new(writer)), notifier(), false)
 }
 
+/// File descriptors beyond the socket clients: listeners, serial ports, model files, the
+/// runtime's own, recordings.
+const FD_HEADROOM: u64 = 256;
+
+/// Raises the soft open-file limit (systemd's default is 1024) so `max_connections` clients
+/// always fit; warns when the hard limit does not allow it (connections beyond are refused).
+fn ensure_file_limit(max_connections: usize) {
+    let need = max_connections as u64 + FD_HEADROOM;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on a local struct; no other invariant.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= need {
+            return;
+        }
+        let want = libc::rlimit { rlim_cur: need.min(lim.rlim_max), rlim_max: lim.rlim_max };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 && want.rlim_cur >= need {
+            log::info!("open-file limit raised from {} to {}", lim.rlim_cur, want.rlim_cur);
+            return;
+        }
+    }
+    log::warn!("open-file limit {} (hard {}) is below the {need} that max_connections = {max_connections} needs; raise LimitNOFILE", lim.rlim_cur, lim.rlim_max);
+}
+
 /// Binds endpoints, serves until SIGTERM or Ctrl-C, removes the socket files it created.
 fn run_daemon(settings: &Settings, runner: Box<dyn WindowRunner>, notifier: Arc<dyn Notifier>, warm_up: bool) -> Result<()> {
+    ensure_file_limit(settings.inputs.max_connections);
     let rt = runtime()?;
     rt.block_on(async {
         let bound = listeners::bind(&settings.inputs).await.context("binding sockets")?;

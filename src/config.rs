@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::backend::BackendOptions;
 use crate::daemon::assembly::AssemblySettings;
+use crate::daemon::limits::ConnectionLimits;
 use crate::diffusion::SamplerKind;
 
 /// Feature dimensions fixed by DESIGN.md (T, A, V).
@@ -19,6 +20,8 @@ pub const DEFAULT_PROFILE: &str = include_str!("../boards/x86-dev.toml");
 
 const EXECUTION_PROVIDERS: [&str; 3] = ["tensorrt", "cuda", "cpu"];
 const COMPLETIONS: [&str; 3] = ["gsdnet", "meanfill", "zero"];
+/// Upper bound of `inputs.max_connections` (each costs a file descriptor and a small buffer).
+pub const MAX_CONNECTIONS: usize = 4096;
 const BAUDS: [u32; 9] = [9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600, 3_000_000];
 
 #[derive(Debug, Error)]
@@ -73,6 +76,13 @@ pub struct RawEngine {
     pub require_accelerator: bool,
     /// ort with tensorrt only: TensorRT engine and timing caches (keyed per model and version).
     pub cache_dir: Option<PathBuf>,
+    /// Failed windows in a row after which the watchdog is no longer fed.
+    #[serde(default = "default_max_consecutive_errors")]
+    pub max_consecutive_errors: u32,
+}
+
+fn default_max_consecutive_errors() -> u32 {
+    5
 }
 
 fn default_completion() -> String {
@@ -96,6 +106,9 @@ pub struct RawAssembly {
     pub max_open_utterances: usize,
     pub max_conversations: usize,
     pub idle_conversation_ms: u64,
+    /// A conversation that released something may be evicted for a new one after this long
+    /// without accepted input; absent = 10 s (at most `idle_conversation_ms`).
+    pub evict_idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,6 +132,36 @@ pub struct RawInputs {
     pub allow_remote: bool,
     pub max_frames_per_second: u32,
     pub burst: u32,
+    /// Socket clients at once, and per peer (IP address or local user); serial ports not counted.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "defaults::max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// A socket client that sent no valid frame after this long is closed.
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// All socket clients together; absent = 4 x the per-connection rate and burst.
+    pub max_total_frames_per_second: Option<u32>,
+    pub total_burst: Option<u32>,
+    /// Mode and group of Unix sockets the daemon creates (not socket-activated ones).
+    #[serde(default = "defaults::unix_mode")]
+    pub unix_mode: u32,
+    pub unix_group: Option<String>,
+}
+
+mod defaults {
+    pub fn max_connections() -> usize {
+        64
+    }
+    pub fn max_connections_per_peer() -> usize {
+        32
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn unix_mode() -> u32 {
+        0o660
+    }
 }
 
 /// Engine settings after validation.
@@ -140,6 +183,7 @@ pub struct EngineSettings {
     pub require_accelerator: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
+    pub max_consecutive_errors: u32,
 }
 
 impl EngineSettings {
@@ -160,14 +204,37 @@ impl EngineSettings {
     }
 }
 
-/// Listening endpoints and per-connection input limits after validation.
+/// Listening endpoints and input limits after validation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct InputSettings {
     pub tcp: Vec<SocketAddr>,
     pub unix: Vec<PathBuf>,
     pub serial: Vec<SerialPort>,
+    pub allow_remote: bool,
     pub max_frames_per_second: u32,
     pub burst: u32,
+    pub max_connections: usize,
+    pub max_connections_per_peer: usize,
+    pub idle_timeout_ms: u64,
+    pub max_total_frames_per_second: u32,
+    pub total_burst: u32,
+    pub unix_mode: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_group: Option<String>,
+}
+
+impl InputSettings {
+    /// What the serve loop enforces on socket clients.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            total_frames_per_second: self.max_total_frames_per_second,
+            total_burst: self.total_burst,
+            ..ConnectionLimits::default()
+        }
+    }
 }
 
 /// Assembly settings as printed (the runtime type is `AssemblySettings`).
@@ -180,6 +247,7 @@ pub struct AssemblyView {
     pub max_open_utterances: usize,
     pub max_conversations: usize,
     pub idle_conversation_ms: u64,
+    pub evict_idle_ms: u64,
 }
 
 /// The one validated settings type of the daemon.
@@ -223,6 +291,7 @@ impl Settings {
             max_open_utterances: a.max_open_utterances,
             max_conversations: a.max_conversations,
             idle_conversation_ms: a.idle_conversation_ms,
+            evict_idle_ms: a.evict_idle_ms,
         }
     }
 
@@ -281,6 +350,9 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
     check((1..=1024).contains(&e.queue_capacity), path, "engine.queue_capacity", || {
         format!("is {}; must be 1..=1024", e.queue_capacity)
     })?;
+    check((1..=10_000).contains(&e.max_consecutive_errors), path, "engine.max_consecutive_errors", || {
+        format!("is {}; must be 1..=10000", e.max_consecutive_errors)
+    })?;
     Ok(EngineSettings {
         backend: e.backend,
         execution_providers: e.execution_providers,
@@ -294,6 +366,7 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
         ort_library: e.ort_library,
         require_accelerator: e.require_accelerator,
         cache_dir: e.cache_dir,
+        max_consecutive_errors: e.max_consecutive_errors,
     })
 }
 
@@ -328,6 +401,10 @@ fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblyView, Config
     check((1..=4096).contains(&a.max_open_utterances), path, "assembly.max_open_utterances", || "must be 1..=4096".into())?;
     check((1..=4096).contains(&a.max_conversations), path, "assembly.max_conversations", || "must be 1..=4096".into())?;
     check(a.idle_conversation_ms >= 1_000, path, "assembly.idle_conversation_ms", || "must be at least 1000".into())?;
+    let evict_idle_ms = a.evict_idle_ms.unwrap_or(a.idle_conversation_ms.min(10_000));
+    check(evict_idle_ms <= a.idle_conversation_ms, path, "assembly.evict_idle_ms", || {
+        format!("is {evict_idle_ms}; at most idle_conversation_ms ({})", a.idle_conversation_ms)
+    })?;
     Ok(AssemblyView {
         window: a.window,
         dims: DIMS,
@@ -336,6 +413,7 @@ fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblyView, Config
         max_open_utterances: a.max_open_utterances,
         max_conversations: a.max_conversations,
         idle_conversation_ms: a.idle_conversation_ms,
+        evict_idle_ms,
     })
 }
 
@@ -360,11 +438,34 @@ fn validate_inputs(i: RawInputs, path: &Path) -> Result<InputSettings, ConfigErr
     }
     check(i.max_frames_per_second >= 1, path, "inputs.max_frames_per_second", || "must be at least 1".into())?;
     check(i.burst >= 1, path, "inputs.burst", || "must be at least 1".into())?;
+    check((1..=MAX_CONNECTIONS).contains(&i.max_connections), path, "inputs.max_connections", || {
+        format!("is {}; must be 1..={MAX_CONNECTIONS}", i.max_connections)
+    })?;
+    check((1..=i.max_connections).contains(&i.max_connections_per_peer), path, "inputs.max_connections_per_peer", || {
+        format!("is {}; must be 1..=max_connections ({})", i.max_connections_per_peer, i.max_connections)
+    })?;
+    check((100..=3_600_000).contains(&i.idle_timeout_ms), path, "inputs.idle_timeout_ms", || "must be 100..=3600000".into())?;
+    let total_rate = i.max_total_frames_per_second.unwrap_or(i.max_frames_per_second.saturating_mul(4));
+    let total_burst = i.total_burst.unwrap_or(i.burst.saturating_mul(4));
+    check(total_rate >= i.max_frames_per_second, path, "inputs.max_total_frames_per_second", || "must be at least max_frames_per_second".into())?;
+    check(total_burst >= i.burst, path, "inputs.total_burst", || "must be at least burst".into())?;
+    check(i.unix_mode & !0o777 == 0 && i.unix_mode & 0o600 == 0o600, path, "inputs.unix_mode", || {
+        format!("is {:o}; permission bits only, owner read/write required", i.unix_mode)
+    })?;
+    check(i.unix_group.as_deref().is_none_or(|g| !g.is_empty()), path, "inputs.unix_group", || "is empty".into())?;
     Ok(InputSettings {
         tcp,
         unix: i.unix,
         serial: i.serial,
+        allow_remote: i.allow_remote,
         max_frames_per_second: i.max_frames_per_second,
         burst: i.burst,
+        max_connections: i.max_connections,
+        max_connections_per_peer: i.max_connections_per_peer,
+        idle_timeout_ms: i.idle_timeout_ms,
+        max_total_frames_per_second: total_rate,
+        total_burst,
+        unix_mode: i.unix_mode,
+        unix_group: i.unix_group,
     })
 }

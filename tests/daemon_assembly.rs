@@ -14,6 +14,7 @@ fn settings() -> AssemblySettings {
         max_open_utterances: 4,
         max_conversations: 2,
         idle_conversation_ms: 60_000,
+        evict_idle_ms: 10_000,
     }
 }
 
@@ -165,9 +166,13 @@ fn capacity_limits_bound_memory() {
     }
     let err = a.handle(&feat("c", 9, Modality::Text, 1.0), 0).unwrap_err();
     assert_eq!(err.reason, RejectReason::Capacity);
-    a.handle(&feat("d", 0, Modality::Text, 1.0), 0).unwrap();
-    let err = a.handle(&feat("e", 0, Modality::Text, 1.0), 0).unwrap_err();
+    // Conversations that have released something and are active are never evicted.
+    all(&mut a, "d", 0, 5);
+    a.handle(&feat("c", 0, Modality::Audio, 1.0), 6).unwrap();
+    assert_eq!(a.handle(&feat("c", 0, Modality::Visual, 1.0), 6).unwrap().len(), 1);
+    let err = a.handle(&feat("e", 0, Modality::Text, 1.0), 7).unwrap_err();
     assert_eq!(err.reason, RejectReason::Capacity);
+    assert_eq!(a.open_conversations(), 2);
 }
 
 #[test]
@@ -190,8 +195,168 @@ fn utterance_with_nothing_is_skipped() {
     let mut a = Assembler::new(settings());
     a.handle(&end("c", 0), 0).unwrap();
     assert!(a.poll(300).is_empty());
-    assert_eq!(a.empty_utterances, 1);
+    assert_eq!(a.counters().empty_utterances, 1);
     let jobs = all(&mut a, "c", 1, 301);
     assert_eq!(jobs[0].utterances.len(), 1);
     assert_eq!(jobs[0].first_position, 0);
+}
+
+/// Everything the assembler still holds, released: (conversation, session, utterance ids).
+fn ids(jobs: &[WindowJob]) -> Vec<(String, u64, u32)> {
+    jobs.iter().map(|j| (j.conversation.to_string(), j.session, j.closed_utterance())).collect()
+}
+
+fn start(conv: &str, utt: u32) -> Message {
+    Message::UtteranceStart(Boundary { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 1, timestamp_us: 0 })
+}
+
+#[test]
+fn a_sender_restarting_its_ids_is_recognised_and_nothing_is_lost() {
+    let mut a = Assembler::new(settings());
+    for utt in 0..3 {
+        all(&mut a, "c", utt, u64::from(utt));
+    }
+    let old = all(&mut a, "c", 3, 3)[0].session;
+    // The sensor restarts at 0 without Reset: start, text and audio of utterance 0.
+    assert!(a.handle(&start("c", 0), 10).unwrap().is_empty(), "boundaries behind are held, not refused");
+    assert_eq!(a.handle(&feat("c", 0, Modality::Text, 7.0), 11).unwrap_err().reason, RejectReason::Late);
+    let jobs = a.handle(&feat("c", 0, Modality::Audio, 7.0), 12).unwrap();
+    assert!(jobs.is_empty(), "utterance 0 of the new session still awaits visual");
+    assert_eq!(a.counters().restarts, 1);
+    assert_eq!(a.counters().late_replayed, 1, "the refused text was applied after all");
+    let jobs = a.handle(&feat("c", 0, Modality::Visual, 7.0), 13).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_ne!(jobs[0].session, old, "a new session");
+    assert_eq!((jobs[0].first_position, jobs[0].utterances.len(), jobs[0].utterances[0].avail_bits()), (0, 1, 7));
+    assert_eq!(jobs[0].utterances[0].features[0], Some(vec![7.0; 4]));
+}
+
+#[test]
+fn an_id_far_behind_restarts_at_once_and_open_utterances_are_flushed() {
+    let mut a = Assembler::new(settings());
+    for utt in 0..10 {
+        all(&mut a, "c", utt, 0);
+    }
+    a.handle(&feat("c", 10, Modality::Text, 1.0), 1).unwrap();
+    // More than max_open_utterances (4) behind: the first frame suffices.
+    let jobs = a.handle(&feat("c", 0, Modality::Text, 2.0), 2).unwrap();
+    assert_eq!(a.counters().restarts, 1);
+    assert_eq!(ids(&jobs).len(), 1, "open utterance 10 of the old session released");
+    assert_eq!((jobs[0].closed_utterance(), jobs[0].utterances.last().unwrap().avail_bits()), (10, 1));
+    assert_eq!(a.counters().utterances_flushed, 1);
+}
+
+#[test]
+fn late_input_does_not_count_as_activity() {
+    let mut a = Assembler::new(settings());
+    all(&mut a, "c", 0, 0);
+    a.handle(&feat("c", 1, Modality::Text, 1.0), 1).unwrap();
+    a.handle(&dropout("c", 1, Modality::Audio), 1).unwrap();
+    a.handle(&dropout("c", 1, Modality::Visual), 1).unwrap();
+    for t in 1..100 {
+        // Features for a modality the last closed utterance lacks: refused as Late, and no
+        // activity, however long they keep coming.
+        assert_eq!(a.handle(&feat("c", 1, Modality::Audio, 1.0), t * 500).unwrap_err().reason, RejectReason::Late);
+    }
+    assert_eq!(a.counters().restarts, 0);
+    // Whatever the late traffic, with nothing open the conversation expires on its own clock.
+    a.poll(60_002);
+    assert_eq!(a.open_conversations(), 0);
+}
+
+#[test]
+fn eviction_order_and_flush_of_the_victim() {
+    let mut s = settings();
+    s.max_conversations = 3;
+    s.evict_idle_ms = 1_000;
+    let mut a = Assembler::new(s);
+    all(&mut a, "real", 0, 0);
+    a.handle(&feat("partial", 0, Modality::Text, 1.0), 10).unwrap();
+    a.handle(&start("fake", 0), 20).unwrap();
+    // Holds no data and released nothing: evicted first.
+    assert!(a.handle(&start("n1", 0), 30).unwrap().is_empty());
+    assert_eq!(a.counters().evicted, 1);
+    a.handle(&feat("n1", 0, Modality::Text, 1.0), 35).unwrap();
+    // No conversation without data left: the least recently active one that released nothing.
+    let jobs = a.handle(&start("n2", 0), 40).unwrap();
+    assert_eq!(ids(&jobs).iter().map(|j| (j.0.as_str(), j.2)).collect::<Vec<_>>(), vec![("partial", 0)], "partial's text released, not lost");
+    assert_eq!(a.counters().utterances_flushed, 2, "fake's empty utterance and partial's");
+    assert!(a.handle(&start("n3", 0), 50).unwrap().is_empty());
+    assert_eq!(a.counters().evicted, 3);
+    assert_eq!(a.open_conversations(), 3);
+    let jobs = a.handle(&feat("real", 1, Modality::Text, 1.0), 90).unwrap();
+    assert!(jobs.is_empty() && a.counters().restarts == 0, "real was never evicted: same session, utterance 1 open");
+}
+
+#[test]
+fn an_idle_released_conversation_is_evicted_after_evict_idle_ms() {
+    let mut s = settings();
+    s.evict_idle_ms = 1_000;
+    let mut a = Assembler::new(s);
+    all(&mut a, "a", 0, 0);
+    all(&mut a, "b", 0, 500);
+    assert_eq!(a.handle(&feat("c", 0, Modality::Text, 1.0), 999).unwrap_err().reason, RejectReason::Capacity);
+    a.handle(&feat("c", 0, Modality::Text, 1.0), 1_000).unwrap();
+    assert_eq!(a.counters().evicted, 1);
+    // "a" was the least recently active: a new session if it comes back.
+    let jobs = all(&mut a, "b", 1, 1_001);
+    assert_eq!(jobs[0].utterances.len(), 2, "b kept its window");
+}
+
+#[test]
+fn reset_and_flush_all_release_open_utterances_in_new_sessions() {
+    let mut a = Assembler::new(settings());
+    let s1 = all(&mut a, "c", 0, 0)[0].session;
+    a.handle(&feat("c", 1, Modality::Text, 1.0), 1).unwrap();
+    let jobs = a.handle(&Message::Reset { conversation: conversation_id("c").unwrap() }, 2).unwrap();
+    assert_eq!(ids(&jobs), vec![("c".to_string(), s1, 1)], "reset releases the open utterance first");
+    a.handle(&feat("c", 0, Modality::Audio, 1.0), 3).unwrap();
+    let jobs = a.flush_all();
+    assert_eq!(jobs.len(), 1);
+    assert_ne!(jobs[0].session, s1);
+    assert_eq!(jobs[0].utterances[0].avail_bits(), 2);
+    assert_eq!(a.open_utterances(), 0);
+}
+
+#[test]
+fn an_expired_conversation_is_new_to_the_next_message_whenever_poll_last_ran() {
+    let mut a = Assembler::new(settings());
+    for utt in 0..6 {
+        all(&mut a, "c", utt, 0);
+    }
+    // No poll since; 60 s later a restarted sensor starts at 0: a new conversation, not late.
+    let jobs = all(&mut a, "c", 0, 60_000);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(a.counters().restarts, 0);
+}
+
+#[test]
+fn windows_released_by_deadlines_survive_a_rejected_message() {
+    let mut a = Assembler::new(settings());
+    a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap();
+    a.handle(&end("c", 0), 0).unwrap();
+    // At 300 ms every deadline has passed; the message itself is refused.
+    let err = a.handle(&feat("c", 0, Modality::Text, 1.0), 300).unwrap_err();
+    assert_eq!(err.reason, RejectReason::Late);
+    assert_eq!(a.next_deadline(), Some(0), "deferred windows are due now");
+    let jobs = a.poll(300);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].utterances[0].avail_bits(), 1);
+}
+
+#[test]
+fn a_restart_trigger_refused_on_replay_is_answered_with_its_refusal() {
+    let mut a = Assembler::new(settings());
+    for utt in 0..4 {
+        all(&mut a, "c", utt, 0);
+    }
+    for v in [1.0, 2.0] {
+        assert_eq!(a.handle(&feat("c", 1, Modality::Text, v), 1).unwrap_err().reason, RejectReason::Late);
+    }
+    // The third repeat triggers the restart, then is a duplicate of the first in the new session.
+    assert_eq!(a.handle(&feat("c", 1, Modality::Text, 3.0), 2).unwrap_err().reason, RejectReason::Duplicate);
+    assert_eq!((a.counters().restarts, a.counters().late_replayed), (1, 1));
+    let jobs = a.flush_all();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].utterances[0].features[0], Some(vec![1.0; 4]));
 }

@@ -3,7 +3,7 @@
 
 use gsdnet_edge::protocol::{
     conversation_id, decode_frame, encode_frame, values, Boundary, DecodeError, Features,
-    FrameDecoder, Message, Modality, RejectCount, RejectReason, StatusReport, MAX_FRAME_LEN,
+    FrameDecoder, HealthReport, Message, Modality, RejectCount, RejectReason, StatusReport, MAX_FRAME_LEN,
     PROTOCOL_VERSION,
 };
 
@@ -113,6 +113,46 @@ fn status_layout_matches_protocol_doc() {
     assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
     let mut encoded = doc_frame[..doc_frame.len() - 1].to_vec();
     assert_eq!(decode_frame(&mut encoded).unwrap(), msg);
+}
+
+#[test]
+fn health_layout_matches_protocol_doc() {
+    // Third example of docs/PROTOCOL.md: appended tags 9 and 10.
+    let msg = Message::Health(HealthReport {
+        conversation_restarts: 1,
+        late_replayed: 2,
+        conversations_evicted: 0,
+        utterances_flushed: 3,
+        connections_open: 4,
+        connections_refused: 0,
+        connections_evicted: 5,
+        connections_idle_closed: 6,
+        slow_clients_disconnected: 1,
+        results_lost: 300,
+        consecutive_inference_errors: 0,
+        watchdog_stopped: true,
+    });
+    let doc_frame = [
+        0x05, 0x01, 0x0a, 0x01, 0x02, 0x03, 0x03, 0x04, 0x06, 0x05, 0x06, 0x01, 0xac, 0x02, 0x06, 0x01, 0xce, 0x08, 0x56, 0xf1,
+        0x00,
+    ];
+    assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
+    assert_eq!(encode_frame(&Message::HealthRequest), [0x07, 0x01, 0x09, 0x1a, 0x9b, 0x1e, 0x21, 0x00]);
+    let mut encoded = doc_frame[..doc_frame.len() - 1].to_vec();
+    assert_eq!(decode_frame(&mut encoded).unwrap(), msg);
+}
+
+#[test]
+fn conversation_ids_with_control_characters_are_malformed() {
+    for bad in ["a\nb", "x\r", "\u{1b}[31m", "tab\there", "nul\0"] {
+        let conversation = heapless::String::try_from(bad).unwrap();
+        let frame = encode_frame(&Message::Reset { conversation });
+        let mut body = frame[..frame.len() - 1].to_vec();
+        let err = decode_frame(&mut body).unwrap_err();
+        assert_eq!(err.reason(), RejectReason::Malformed, "{bad:?}");
+        assert!(conversation_id(bad).is_none());
+    }
+    assert!(conversation_id("séance 2 — robot").is_some(), "non-ASCII printable text is fine");
 }
 
 #[test]

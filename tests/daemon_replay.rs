@@ -68,7 +68,7 @@ fn recorder_writes_each_utterance_once() {
         speaker: 2,
         features: [text.then(|| vec![i as f32; 100]), Some(vec![0.5; 73]), None],
     };
-    let job = |first: u64, us: Vec<ClosedUtterance>| WindowJob { conversation: conversation_id("live").unwrap(), first_position: first, utterances: us };
+    let job = |first: u64, us: Vec<ClosedUtterance>| WindowJob { conversation: conversation_id("live").unwrap(), session: 1, first_position: first, utterances: us };
     runner.run(&job(0, vec![u(0, true)])).unwrap();
     // Window 1 was superseded in the queue: window 2 carries utterances 1 and 2.
     runner.run(&job(0, vec![u(0, true), u(1, false), u(2, true)])).unwrap();

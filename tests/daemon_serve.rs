@@ -3,170 +3,16 @@
 //! results published over a Unix socket and over a pty serial pair, deadlines firing without
 //! sleeps, bad input counted while the stream goes on, queue overflow policy, clean shutdown.
 
-use std::sync::Arc;
+mod daemon_common;
+
 use std::time::Duration;
 
-use gsdnet_edge::daemon::assembly::{AssemblySettings, WindowJob};
-use gsdnet_edge::daemon::inference::{JobQueue, Pushed, RunError, WindowRunner};
-use gsdnet_edge::daemon::notify::{MemoryNotifier, Notifier};
-use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use daemon_common::{connect, end, feat, options, rejected, start, unix_daemon, Client};
+use gsdnet_edge::daemon::assembly::WindowJob;
+use gsdnet_edge::daemon::inference::{JobQueue, Pushed};
+use gsdnet_edge::daemon::server::Endpoints;
 use gsdnet_edge::io::serial::SerialInput;
-use gsdnet_edge::protocol::{
-    conversation_id, encode_frame, values, Boundary, Dropout, Features, FrameDecoder, Message, Modality,
-    RejectReason, StatusReport, UtteranceResult, WindowResult,
-};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-/// label = text present, reg = first text value (or -1), probs from avail bits.
-struct MockRunner;
-
-impl WindowRunner for MockRunner {
-    fn describe(&self) -> String {
-        "mock".into()
-    }
-    fn completion(&self) -> String {
-        "mock".into()
-    }
-    fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
-        Ok(job
-            .utterances
-            .iter()
-            .map(|u| UtteranceResult {
-                utterance: u.utterance,
-                avail: u.avail_bits(),
-                label: u8::from(u.features[0].is_some()),
-                probs: [f32::from(u.avail_bits()), 0.0],
-                reg: u.features[0].as_ref().map_or(-1.0, |t| t[0]),
-            })
-            .collect())
-    }
-}
-
-fn options() -> ServeOptions {
-    ServeOptions {
-        assembly: AssemblySettings {
-            dims: [100, 73, 100],
-            window: 4,
-            deadline_ms: [500, 300, 300],
-            max_utterance_ms: 10_000,
-            max_open_utterances: 8,
-            max_conversations: 4,
-            idle_conversation_ms: 600_000,
-        },
-        queue_capacity: 4,
-        max_frames_per_second: 1000,
-        burst: 1000,
-        heartbeat: Duration::from_millis(50),
-        result_backlog: 256,
-        warm_up: true,
-    }
-}
-
-fn feat(conv: &str, utt: u32, m: Modality, v: f32) -> Message {
-    let dim = [100, 73, 100][m.index()];
-    Message::Features(Features {
-        conversation: conversation_id(conv).unwrap(),
-        utterance: utt,
-        speaker: 0,
-        modality: m,
-        timestamp_us: u64::from(utt) * 1000,
-        values: values(&vec![v; dim]).unwrap(),
-    })
-}
-
-fn end(conv: &str, utt: u32) -> Message {
-    Message::UtteranceEnd(Boundary { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 0, timestamp_us: 0 })
-}
-
-struct Client<S> {
-    stream: S,
-    dec: FrameDecoder,
-    pending: Vec<Message>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    fn new(stream: S) -> Self {
-        Client { stream, dec: FrameDecoder::default(), pending: Vec::new() }
-    }
-    async fn send(&mut self, msg: &Message) {
-        self.stream.write_all(&encode_frame(msg)).await.unwrap();
-    }
-    async fn raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-    async fn next(&mut self) -> Message {
-        let mut buf = [0u8; 4096];
-        while self.pending.is_empty() {
-            let n = self.stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "daemon closed the stream");
-            for m in self.dec.feed(&buf[..n]) {
-                self.pending.push(m.unwrap());
-            }
-        }
-        self.pending.remove(0)
-    }
-    async fn result(&mut self) -> WindowResult {
-        match self.next().await {
-            Message::Result(r) => r,
-            other => panic!("expected a result, got {other:?}"),
-        }
-    }
-    async fn status(&mut self) -> StatusReport {
-        self.send(&Message::StatusRequest).await;
-        loop {
-            if let Message::Status(s) = self.next().await {
-                return s;
-            }
-        }
-    }
-}
-
-fn rejected(s: &StatusReport, reason: RejectReason) -> u64 {
-    s.rejected.iter().find(|c| c.reason == reason).map_or(0, |c| c.count)
-}
-
-struct Daemon {
-    stop: tokio::sync::oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<()>,
-    notifier: Arc<MemoryNotifier>,
-}
-
-async fn start(endpoints: Endpoints, opts: ServeOptions) -> Daemon {
-    let notifier = Arc::new(MemoryNotifier::default());
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = Box::new(MockRunner);
-    let n: Arc<dyn Notifier> = notifier.clone();
-    let handle = tokio::spawn(async move {
-        serve(endpoints, runner, opts, n, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    Daemon { stop, handle, notifier }
-}
-
-/// A daemon serving one Unix socket in a fresh temporary directory (kept alive by the caller).
-async fn unix_daemon(opts: ServeOptions) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, opts).await;
-    (dir, path, daemon)
-}
-
-async fn connect(path: &std::path::Path) -> Client<tokio::net::UnixStream> {
-    Client::new(tokio::net::UnixStream::connect(path).await.unwrap())
-}
-
-impl Daemon {
-    async fn shutdown(self) -> Vec<String> {
-        self.stop.send(()).unwrap();
-        self.handle.await.unwrap();
-        let events = self.notifier.events();
-        events
-    }
-}
+use gsdnet_edge::protocol::{conversation_id, encode_frame, Dropout, Message, Modality, RejectReason};
 
 #[tokio::test(start_paused = true)]
 async fn unix_socket_results_deadlines_and_bad_input() {
@@ -335,7 +181,7 @@ async fn flood_is_rate_limited_and_counted() {
 }
 
 fn job(conv: &str) -> WindowJob {
-    WindowJob { conversation: conversation_id(conv).unwrap(), first_position: 0, utterances: Vec::new() }
+    WindowJob { conversation: conversation_id(conv).unwrap(), session: 1, first_position: 0, utterances: Vec::new() }
 }
 
 #[test]

@@ -1,16 +1,28 @@
 //! One byte stream (TCP, Unix or serial): frames in, messages to the assembly task, status
 //! answers and subscribed results out. Every decode error is counted and the stream goes on;
-//! a token bucket (on the tokio clock) rejects input beyond the configured frame rate.
+//! token buckets (per connection, and for all socket clients together) reject input beyond the
+//! configured frame rates.
+//!
+//! Output goes through one writer task per connection with a bounded queue and a write timeout:
+//! a client that does not read fills only its own queue, is disconnected and loses only its own
+//! results (counted); nothing the daemon does waits on it.
+//!
+//! Lifetime: reading ends at end of stream, a read error, eviction, the idle timeout (socket
+//! clients that sent no valid frame), a client that does not read, or shutdown's input phase.
+//! At shutdown a subscriber keeps receiving until the output phase, when the results published
+//! meanwhile are queued and written (each write bounded by the timeout), then it closes.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use super::limits::{Ticket, TokenBucket};
 use super::server::{stopped, Shared};
-use super::stats::bump;
-use crate::protocol::{encode_frame, FrameDecoder, Message, RejectReason, WindowResult};
+use super::stats::{bump, Escaped};
+use crate::protocol::{encode_frame, DecodeError, FrameDecoder, Message, RejectReason, WindowResult};
 
 /// A message on its way to the assembly task, with the connection it came from.
 #[derive(Debug)]
@@ -19,102 +31,193 @@ pub struct Input {
     pub source: Arc<str>,
 }
 
-/// Token bucket: `rate` frames per second, at most `burst` at once.
-#[derive(Debug)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+/// Shutdown phases as seen by a connection: stop reading, then stop writing.
+#[derive(Debug, Clone)]
+pub struct Phases {
+    pub input: watch::Receiver<bool>,
+    pub output: watch::Receiver<bool>,
 }
 
-impl TokenBucket {
-    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
-        TokenBucket { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: now }
-    }
-
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// What one stream is given besides the shared state.
+pub struct StreamCtx {
+    pub source: Arc<str>,
+    pub input: mpsc::Sender<Input>,
+    /// Socket clients: their place under the connection limits. `None` for serial ports.
+    pub ticket: Option<Ticket>,
+    pub phases: Phases,
 }
 
-struct Conn<W> {
-    writer: W,
+/// A frame queued for the writer task.
+struct Outgoing {
+    frame: Vec<u8>,
+    is_result: bool,
+}
+
+/// Why the reading phase ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Closed,
+    SlowClient,
+    Kicked,
+    Idle,
+    Shutdown,
+}
+
+struct Conn {
     source: Arc<str>,
     shared: Arc<Shared>,
     bucket: TokenBucket,
+    ticket: Option<Ticket>,
+    proven: bool,
     subscription: Option<broadcast::Receiver<Arc<WindowResult>>>,
-    input: mpsc::Sender<Input>,
+    input: Option<mpsc::Sender<Input>>,
+    out: mpsc::Sender<Outgoing>,
 }
 
-/// Serves one stream until it ends or shutdown is signalled.
-pub async fn serve_stream<S>(stream: S, source: Arc<str>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
+/// Serves one stream until it ends or shutdown's output phase.
+pub async fn serve_stream<S>(stream: S, shared: Arc<Shared>, ctx: StreamCtx)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, writer) = tokio::io::split(stream);
+    let (reader, writer) = tokio::io::split(stream);
+    let limits = shared.limits;
+    let (out, out_rx) = mpsc::channel(limits.outgoing_queue.max(1));
+    let writer = tokio::spawn(write_loop(writer, out_rx, Arc::clone(&ctx.source), Arc::clone(&shared)));
     let bucket = TokenBucket::new(shared.max_frames_per_second, shared.burst, Instant::now());
-    let input = shared.input.clone();
-    let mut conn = Conn { writer, source, shared, bucket, subscription: None, input };
-    let mut decoder = FrameDecoder::default();
-    let mut buf = vec![0u8; 4096];
+    let StreamCtx { source, input, ticket, mut phases } = ctx;
+    let mut conn = Conn { source, shared, bucket, ticket, proven: false, subscription: None, input: Some(input), out };
     bump(&conn.shared.stats.clients);
     log::debug!("{}: connected", conn.source);
-    loop {
-        tokio::select! {
-            read = reader.read(&mut buf) => {
-                let n = match read {
-                    Ok(n) => n,
-                    Err(e) => {
-                        log::debug!("{}: read error: {e}", conn.source);
-                        0
-                    }
-                };
-                if n == 0 {
-                    if decoder.pending() > 0 {
-                        let detail = format!("stream ended {} bytes into a frame", decoder.pending());
-                        conn.shared.stats.reject(RejectReason::Truncated, &conn.source, &detail);
-                    }
-                    break;
-                }
-                let frames: Vec<_> = decoder.feed(&buf[..n]).collect();
-                if !conn.on_frames(frames).await {
-                    break;
-                }
-            }
-            result = next_result(&mut conn.subscription) => {
-                if !conn.on_result(result).await {
-                    break;
-                }
-            }
-            _ = stopped(&mut shutdown) => break,
+    let end = conn.read_phase(reader, &mut phases.input).await;
+    conn.input = None; // the assembly task ends once every sender is gone
+    match end {
+        End::Shutdown => conn.output_phase(&mut phases.output).await,
+        End::SlowClient => {
+            bump(&conn.shared.stats.slow_clients_disconnected);
+            log::warn!("{}: does not read what it is sent; disconnected", conn.source);
         }
+        End::Idle => bump(&conn.shared.stats.connections_idle_closed),
+        End::Kicked | End::Closed => {}
     }
-    conn.shared.stats.clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    log::debug!("{}: closed", conn.source);
+    let grace = limits.write_timeout + std::time::Duration::from_millis(100);
+    let Conn { out, source, shared, .. } = conn;
+    drop(out);
+    // The writer ends once its queue is drained or a write timed out.
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        log::debug!("{source}: writer did not finish in {grace:?}");
+    }
+    shared.stats.clients.fetch_sub(1, Relaxed);
+    log::debug!("{source}: closed ({end:?})");
 }
 
-async fn next_result(
-    sub: &mut Option<broadcast::Receiver<Arc<WindowResult>>>,
-) -> Result<Arc<WindowResult>, broadcast::error::RecvError> {
+/// Writes queued frames in order; on a failed or timed-out write, counts the results it could
+/// not deliver and stops (which the reading side sees as a slow client).
+async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Outgoing>, source: Arc<str>, shared: Arc<Shared>) {
+    let timeout = shared.limits.write_timeout;
+    while let Some(o) = rx.recv().await {
+        let write = async {
+            w.write_all(&o.frame).await?;
+            w.flush().await
+        };
+        let failed = match tokio::time::timeout(timeout, write).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => format!("write failed: {e}"),
+            Err(_) => format!("write timed out after {timeout:?}"),
+        };
+        log::debug!("{source}: {failed}");
+        rx.close();
+        let mut lost = u64::from(o.is_result);
+        while let Ok(o) = rx.try_recv() {
+            lost += u64::from(o.is_result);
+        }
+        shared.stats.results_lost.fetch_add(lost, Relaxed);
+        return;
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn next_result(sub: &mut Option<broadcast::Receiver<Arc<WindowResult>>>) -> Result<Arc<WindowResult>, broadcast::error::RecvError> {
     match sub {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-impl<W: AsyncWrite + Unpin> Conn<W> {
-    /// Handles decoded frames; false when the connection must close (write failed).
-    async fn on_frames(&mut self, frames: Vec<Result<Message, crate::protocol::DecodeError>>) -> bool {
+impl Conn {
+    async fn read_phase<R: AsyncRead + Unpin>(&mut self, mut reader: R, stop: &mut watch::Receiver<bool>) -> End {
+        let mut decoder = FrameDecoder::default();
+        let mut buf = vec![0u8; 4096];
+        let idle_deadline = Instant::now() + self.shared.limits.idle_timeout;
+        let kick = self.ticket.as_ref().map(|t| Arc::clone(&t.kick));
+        loop {
+            let idle = self.ticket.is_some() && !self.proven;
+            tokio::select! {
+                read = reader.read(&mut buf) => {
+                    let n = read.unwrap_or_else(|e| {
+                        log::debug!("{}: read error: {e}", self.source);
+                        0
+                    });
+                    if n == 0 {
+                        if decoder.pending() > 0 {
+                            let detail = format!("stream ended {} bytes into a frame", decoder.pending());
+                            self.shared.stats.reject(RejectReason::Truncated, &self.source, &detail);
+                        }
+                        return End::Closed;
+                    }
+                    let frames: Vec<_> = decoder.feed(&buf[..n]).collect();
+                    if let Some(end) = self.on_frames(frames).await {
+                        return end;
+                    }
+                }
+                result = next_result(&mut self.subscription) => {
+                    if let Some(end) = self.on_result(result) {
+                        return end;
+                    }
+                }
+                _ = self.out.closed() => return End::SlowClient,
+                _ = wait_kick(&kick) => {
+                    log::debug!("{}: evicted to make room for a new connection", self.source);
+                    return End::Kicked;
+                }
+                _ = tokio::time::sleep_until(idle_deadline), if idle => {
+                    log::debug!("{}: no valid frame in {:?}; closed", self.source, self.shared.limits.idle_timeout);
+                    return End::Idle;
+                }
+                _ = stopped(stop) => return End::Shutdown,
+            }
+        }
+    }
+
+    /// Subscribers only: results published until the output phase, then those still buffered.
+    async fn output_phase(&mut self, stop: &mut watch::Receiver<bool>) {
+        if self.subscription.is_none() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                result = next_result(&mut self.subscription) => {
+                    if self.on_result(result).is_some() {
+                        return;
+                    }
+                }
+                _ = self.out.closed() => return,
+                _ = stopped(stop) => break,
+            }
+        }
+        while let Some(rx) = &mut self.subscription {
+            let r = match rx.try_recv() {
+                Ok(r) => Ok(r),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+                Err(_) => return,
+            };
+            if self.on_result(r).is_some() {
+                return;
+            }
+        }
+    }
+
+    /// Handles decoded frames; `Some` when the reading phase must end.
+    async fn on_frames(&mut self, frames: Vec<Result<Message, DecodeError>>) -> Option<End> {
         for frame in frames {
             let msg = match frame {
                 Ok(msg) => msg,
@@ -123,62 +226,98 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                     continue;
                 }
             };
-            if !self.bucket.take(Instant::now()) {
+            if !self.proven {
+                self.proven = true;
+                if let Some(t) = &self.ticket {
+                    t.prove();
+                }
+            }
+            if !self.admit_rate() {
                 self.shared.stats.reject(RejectReason::Flood, &self.source, &"frame rate exceeded");
                 continue;
             }
-            if !self.on_message(msg).await {
-                return false;
+            if let Some(end) = self.on_message(msg).await {
+                return Some(end);
             }
         }
-        true
+        None
     }
 
-    async fn on_message(&mut self, msg: Message) -> bool {
+    /// The connection's bucket, then (socket clients) the bucket of all socket clients.
+    fn admit_rate(&mut self) -> bool {
+        let now = Instant::now();
+        if !self.bucket.take(now) {
+            return false;
+        }
+        if self.ticket.is_none() {
+            return true;
+        }
+        let mut total = self.shared.total_bucket.lock().unwrap_or_else(|e| e.into_inner());
+        total.take(now)
+    }
+
+    async fn on_message(&mut self, msg: Message) -> Option<End> {
         match msg {
             Message::Subscribe => {
                 self.subscription = Some(self.shared.results.subscribe());
-                true
+                None
             }
             Message::StatusRequest => {
                 let report = self.shared.status_report();
-                self.write(&Message::Status(report)).await
+                self.offer(&Message::Status(report), false)
             }
-            Message::Status(_) | Message::Result(_) => {
+            Message::HealthRequest => {
+                let mut report = self.shared.stats.health();
+                report.connections_open = u32::try_from(self.shared.registry.len()).unwrap_or(u32::MAX);
+                self.offer(&Message::Health(report), false)
+            }
+            Message::Status(_) | Message::Result(_) | Message::Health(_) => {
                 self.shared.stats.reject(RejectReason::Unexpected, &self.source, &"daemon-only message");
-                true
+                None
             }
             msg => {
                 let input = Input { msg, source: Arc::clone(&self.source) };
-                // Waiting here applies back-pressure to this stream only; Err = shutting down.
-                self.input.send(input).await.is_ok()
+                // Waiting here applies back-pressure to this stream only; the assembly task keeps
+                // receiving until every sender is gone, so this always completes.
+                match &self.input {
+                    Some(tx) if tx.send(input).await.is_ok() => None,
+                    _ => Some(End::Shutdown),
+                }
             }
         }
     }
 
-    async fn on_result(&mut self, result: Result<Arc<WindowResult>, broadcast::error::RecvError>) -> bool {
+    fn on_result(&mut self, result: Result<Arc<WindowResult>, broadcast::error::RecvError>) -> Option<End> {
         match result {
-            Ok(r) => self.write(&Message::Result((*r).clone())).await,
+            Ok(r) => self.offer(&Message::Result((*r).clone()), true),
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                log::warn!("{}: subscriber too slow, {n} results skipped", self.source);
-                self.shared.stats.results_lagged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                true
+                log::warn!("{}: subscriber too slow, {n} results skipped", Escaped(&self.source));
+                self.shared.stats.results_lagged.fetch_add(n, Relaxed);
+                self.shared.stats.results_lost.fetch_add(n, Relaxed);
+                None
             }
             Err(broadcast::error::RecvError::Closed) => {
                 self.subscription = None;
-                true
+                None
             }
         }
     }
 
-    async fn write(&mut self, msg: &Message) -> bool {
-        let frame = encode_frame(msg);
-        match self.writer.write_all(&frame).await {
-            Ok(()) => self.writer.flush().await.is_ok(),
-            Err(e) => {
-                log::debug!("{}: write failed: {e}", self.source);
-                false
+    /// Queues a frame for the writer without waiting; a full queue means the client does not read.
+    fn offer(&mut self, msg: &Message, is_result: bool) -> Option<End> {
+        match self.out.try_send(Outgoing { frame: encode_frame(msg), is_result }) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o)) => {
+                self.shared.stats.results_lost.fetch_add(u64::from(o.is_result), Relaxed);
+                Some(End::SlowClient)
             }
         }
+    }
+}
+
+async fn wait_kick(kick: &Option<Arc<tokio::sync::Notify>>) {
+    match kick {
+        Some(k) => k.notified().await,
+        None => std::future::pending().await,
     }
 }

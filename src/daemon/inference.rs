@@ -3,9 +3,13 @@
 //! the thread itself, which owns the runner and pings the watchdog.
 //!
 //! Overflow policy (docs/PROTOCOL.md, "Queue"): pushing never blocks. A queued job of the same
-//! conversation is replaced in place by the newer one (its window contains the older window's
-//! utterances with more context; counted `windows_superseded`); otherwise, when the queue is
-//! full, the oldest job is dropped (counted `windows_dropped`).
+//! conversation session is replaced in place by the newer one (its window contains the older
+//! window's utterances with more context; counted `windows_superseded`); otherwise, when the
+//! queue is full, the oldest job is dropped (counted `windows_dropped`).
+//!
+//! Watchdog: the thread pings at least every heartbeat while the engine works; after
+//! `max_consecutive_errors` failed windows in a row it stops pinging (systemd then restarts the
+//! service) until a window succeeds again.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -83,7 +87,8 @@ impl JobQueue {
         if st.closed {
             return Pushed::Closed;
         }
-        let outcome = if let Some(slot) = st.jobs.iter_mut().find(|j| j.conversation == job.conversation) {
+        let same = |j: &WindowJob| j.conversation == job.conversation && j.session == job.session;
+        let outcome = if let Some(slot) = st.jobs.iter_mut().find(|j| same(j)) {
             *slot = job;
             Pushed::Superseded
         } else if st.jobs.len() >= self.capacity {
@@ -127,35 +132,20 @@ pub struct InferenceThread {
 
 impl InferenceThread {
     /// Starts the thread; it publishes each result on `results` and pings `notifier`'s
-    /// watchdog at least every `heartbeat`.
+    /// watchdog at least every `heartbeat` while fewer than `max_consecutive_errors` windows in
+    /// a row have failed.
     pub fn spawn(
-        mut runner: Box<dyn WindowRunner>,
+        runner: Box<dyn WindowRunner>,
         queue: Arc<JobQueue>,
         results: broadcast::Sender<Arc<WindowResult>>,
         stats: Arc<Stats>,
         notifier: Arc<dyn Notifier>,
-        heartbeat: Duration,
+        watchdog: WatchdogPolicy,
     ) -> std::io::Result<Self> {
         let q = Arc::clone(&queue);
-        let handle = std::thread::Builder::new().name("gsdnet-inference".into()).spawn(move || {
-            let completion = runner.completion();
-            loop {
-                notifier.watchdog();
-                let job = match q.pop(heartbeat) {
-                    Ok(Some(job)) => job,
-                    Ok(None) => continue,
-                    Err(()) => break,
-                };
-                if let Some(result) = run_job(runner.as_mut(), &job, &completion, &stats) {
-                    log::debug!("{}", describe_result(&result));
-                    // No subscriber is not an error: results are also logged.
-                    if results.send(Arc::new(result)).is_ok() {
-                        bump(&stats.results_published);
-                    }
-                }
-            }
-            log::debug!("inference thread: queue closed, exiting");
-        })?;
+        let handle = std::thread::Builder::new()
+            .name("gsdnet-inference".into())
+            .spawn(move || inference_loop(runner, &q, &results, &stats, notifier.as_ref(), watchdog))?;
         Ok(InferenceThread { queue, handle })
     }
 
@@ -166,6 +156,66 @@ impl InferenceThread {
             log::error!("inference thread panicked");
         }
     }
+}
+
+/// When the inference thread feeds the watchdog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogPolicy {
+    /// Longest gap between pings while the engine works.
+    pub heartbeat: Duration,
+    /// Failed windows in a row after which pings stop (at least 1).
+    pub max_consecutive_errors: u32,
+}
+
+fn inference_loop(
+    mut runner: Box<dyn WindowRunner>,
+    q: &JobQueue,
+    results: &broadcast::Sender<Arc<WindowResult>>,
+    stats: &Stats,
+    notifier: &dyn Notifier,
+    policy: WatchdogPolicy,
+) {
+    let completion = runner.completion();
+    let mut failed_in_a_row = 0u32;
+    loop {
+        if failed_in_a_row < policy.max_consecutive_errors.max(1) {
+            notifier.watchdog();
+        }
+        let job = match q.pop(policy.heartbeat) {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            Err(()) => break,
+        };
+        let result = run_job(runner.as_mut(), &job, &completion, stats);
+        failed_in_a_row = track_failures(failed_in_a_row, result.is_some(), policy, stats, notifier);
+        if let Some(result) = result {
+            log::debug!("{}", describe_result(&result));
+            // No subscriber is not an error: results are also logged.
+            if results.send(Arc::new(result)).is_ok() {
+                bump(&stats.results_published);
+            }
+        }
+    }
+    log::debug!("inference thread: queue closed, exiting");
+}
+
+/// The new count of failures in a row; says so (log, status) when the watchdog stops or resumes.
+fn track_failures(before: u32, ok: bool, policy: WatchdogPolicy, stats: &Stats, notifier: &dyn Notifier) -> u32 {
+    let limit = policy.max_consecutive_errors.max(1);
+    let after = if ok { 0 } else { before.saturating_add(1) };
+    stats.consecutive_inference_errors.store(u64::from(after), std::sync::atomic::Ordering::Relaxed);
+    let stopped = after >= limit;
+    if stopped != (before >= limit) {
+        stats.watchdog_stopped.store(stopped, std::sync::atomic::Ordering::Relaxed);
+        if stopped {
+            log::error!("{after} windows failed in a row: watchdog pings stopped, the service manager will restart the daemon");
+            notifier.status(&format!("engine failing: {after} windows failed in a row; watchdog stopped"));
+        } else {
+            log::warn!("a window succeeded again after {before} failures: watchdog pings resumed");
+            notifier.status("serving (engine recovered)");
+        }
+    }
+    after
 }
 
 fn run_job(runner: &mut dyn WindowRunner, job: &WindowJob, completion: &str, stats: &Stats) -> Option<WindowResult> {
@@ -183,7 +233,11 @@ fn run_job(runner: &mut dyn WindowRunner, job: &WindowJob, completion: &str, sta
         }
         Err(e) => {
             bump(&stats.inference_errors);
-            log::error!("{} utterance {}: inference failed: {e}", job.conversation, job.closed_utterance());
+            let n = stats.inference_errors.load(std::sync::atomic::Ordering::Relaxed);
+            if crate::daemon::stats::is_loud(n) {
+                let conv = crate::daemon::stats::Escaped(&job.conversation);
+                log::error!("{conv} utterance {}: inference failed: {e} ({n} failures so far)", job.closed_utterance());
+            }
             None
         }
     }
@@ -193,7 +247,7 @@ fn describe_result(r: &WindowResult) -> String {
     let last = r.utterances.last();
     format!(
         "{} utterance {}: label {:?} reg {:?} ({} utterances, {} us)",
-        r.conversation,
+        crate::daemon::stats::Escaped(&r.conversation),
         r.closed_utterance,
         last.map(|u| u.label),
         last.map(|u| u.reg),

@@ -1,11 +1,12 @@
 //! The edge daemon: utterance assembly (`assembly`), the inference thread and its bounded queue
-//! (`inference`), counters (`stats`), service-manager notifications (`notify`), per-stream
+//! (`inference`), connection limits and rate buckets (`limits`), counters (`stats`), service-manager notifications (`notify`), per-stream
 //! handling (`connection`), the serve loop (`server`), the production runner over the core
 //! pipeline (`pipeline_runner`) and recording/replay (`replay`).
 
 pub mod assembly;
 pub mod connection;
 pub mod inference;
+pub mod limits;
 pub mod notify;
 pub mod pipeline_runner;
 pub mod replay;

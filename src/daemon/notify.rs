@@ -41,12 +41,18 @@ pub fn extension_usec(by: Duration) -> u32 {
 #[derive(Debug, Default)]
 pub struct MemoryNotifier {
     events: std::sync::Mutex<Vec<String>>,
+    watchdog_pings: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryNotifier {
     /// The notifications so far, oldest first.
     pub fn events(&self) -> Vec<String> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// WATCHDOG pings so far (counted, not kept as events).
+    pub fn watchdog_pings(&self) -> u64 {
+        self.watchdog_pings.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn push(&self, line: String) {
@@ -60,7 +66,9 @@ impl Notifier for MemoryNotifier {
     fn ready(&self) {
         self.push("READY".into());
     }
-    fn watchdog(&self) {}
+    fn watchdog(&self) {
+        self.watchdog_pings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     fn stopping(&self) {
         self.push("STOPPING".into());
     }

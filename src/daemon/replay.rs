@@ -133,15 +133,35 @@ pub async fn send<W: AsyncWrite + Unpin>(out: &mut W, steps: &[Step], realtime: 
 
 /// A `WindowRunner` that records instead of inferring: every utterance of a window not yet
 /// written (by position) is appended to the recording. Returns no results.
+///
+/// A conversation id that comes back in a new session (after `Reset`, expiry, eviction or a
+/// recognised sender restart) is recorded as a new conversation `ID#2`, `ID#3`, ... so two
+/// sessions are never merged by readers, which group utterances by conversation id.
 pub struct RecorderRunner<W: Write + Send> {
     writer: RecordingWriter<W>,
-    /// Next position to write per conversation.
-    next: HashMap<String, u64>,
+    /// Recorded id and next position to write, per session.
+    sessions: HashMap<u64, (String, u64)>,
+    /// Sessions seen so far per conversation id.
+    seen: HashMap<String, u32>,
 }
 
 impl<W: Write + Send> RecorderRunner<W> {
     pub fn new(writer: RecordingWriter<W>) -> Self {
-        RecorderRunner { writer, next: HashMap::new() }
+        RecorderRunner { writer, sessions: HashMap::new(), seen: HashMap::new() }
+    }
+
+    /// The recorded id of `job`'s session, writing its `Conversation` record when new.
+    fn session(&mut self, job: &WindowJob) -> Result<(String, u64), RunError> {
+        if let Some(s) = self.sessions.get(&job.session) {
+            return Ok(s.clone());
+        }
+        let conv = job.conversation.as_str();
+        let k = self.seen.entry(conv.to_string()).or_insert(0);
+        *k += 1;
+        let id = if *k == 1 { conv.to_string() } else { format!("{conv}#{k}") };
+        self.writer.append(&Record::Conversation { id: id.clone(), started_ms: None })?;
+        self.sessions.insert(job.session, (id.clone(), 0));
+        Ok((id, 0))
     }
 }
 
@@ -155,21 +175,14 @@ impl<W: Write + Send> WindowRunner for RecorderRunner<W> {
     }
 
     fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
-        let conv = job.conversation.as_str();
-        let next = match self.next.get(conv) {
-            Some(&n) => n,
-            None => {
-                self.writer.append(&Record::Conversation { id: conv.to_string(), started_ms: None })?;
-                0
-            }
-        };
+        let (conv, next) = self.session(job)?;
         for (i, u) in job.utterances.iter().enumerate() {
             let position = job.first_position + i as u64;
             if position < next {
                 continue;
             }
             self.writer.append(&Record::Utterance(UtteranceRecord {
-                conversation: conv.to_string(),
+                conversation: conv.clone(),
                 id: format!("{conv}_{}", u.utterance),
                 speaker: u32::from(u.speaker),
                 position: u.utterance,
@@ -180,7 +193,8 @@ impl<W: Write + Send> WindowRunner for RecorderRunner<W> {
             }))?;
         }
         self.writer.flush()?;
-        self.next.insert(conv.to_string(), job.first_position + job.utterances.len() as u64);
+        let next = next.max(job.first_position + job.utterances.len() as u64);
+        self.sessions.insert(job.session, (conv, next));
         Ok(Vec::new())
     }
 }

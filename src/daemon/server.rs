@@ -1,10 +1,13 @@
 //! The serve loop (mini-redis style): `serve` takes bound listeners, opened serial ports, a
 //! runner and a shutdown future. Order of events, which systemd relies on: warm-up inference,
-//! inference thread started, READY; then accept until shutdown; then STOPPING, connections
-//! closed, queue drained, inference thread joined.
+//! inference thread started, READY; then accept until shutdown; then STOPPING and the shutdown
+//! phases (`finish`): input stops (listeners closed, connections stop reading), the assembly
+//! task applies what was received and flushes open utterances, the inference thread finishes
+//! the queue, subscribers get the results published meanwhile, connections close. Every phase
+//! is bounded in time, so a client that does not read cannot hold the daemon up.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -14,12 +17,21 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::assembly::{Assembler, AssemblySettings, ClosedUtterance, WindowJob};
-use super::connection::{serve_stream, Input};
-use super::inference::{InferenceThread, JobQueue, Pushed, WindowRunner};
+use super::connection::{serve_stream, Input, Phases, StreamCtx};
+use super::inference::{InferenceThread, JobQueue, Pushed, WatchdogPolicy, WindowRunner};
+use super::limits::{Admission, ConnectionLimits, Peer, Registry, TokenBucket};
 use super::notify::Notifier;
-use super::stats::{bump, Stats};
+use super::stats::{bump, is_loud, Stats};
 use crate::io::serial::SerialInput;
 use crate::protocol::{conversation_id, StatusReport, WindowResult};
+
+/// Longest wait, after input stopped, for the assembly task to apply what it received.
+const INPUT_GRACE: Duration = Duration::from_secs(2);
+/// Longest wait, after the queue is finished, for connections to deliver and close.
+const OUTPUT_GRACE: Duration = Duration::from_secs(3);
+/// Capacity of the socket clients' and the serial ports' channels to the assembly task.
+const SOCKET_INPUT_QUEUE: usize = 1024;
+const SERIAL_INPUT_QUEUE: usize = 256;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -40,6 +52,10 @@ pub struct ServeOptions {
     pub burst: u32,
     /// Longest gap between watchdog pings from the inference loop.
     pub heartbeat: Duration,
+    /// Failed windows in a row after which the watchdog is no longer fed.
+    pub max_consecutive_errors: u32,
+    /// Socket client limits (serial ports are not subject to them).
+    pub limits: ConnectionLimits,
     /// Subscriber backlog before a slow subscriber skips results.
     pub result_backlog: usize,
     /// Run one warm-up window before READY (off only for runners that are not models).
@@ -54,16 +70,20 @@ pub struct Endpoints {
     pub serial: Vec<SerialInput>,
 }
 
-/// State shared by every connection task.
+/// State shared by every connection task. Holds no input sender: the assembly task ends once
+/// the last connection has stopped reading.
 pub struct Shared {
     pub stats: Arc<Stats>,
     pub results: broadcast::Sender<Arc<WindowResult>>,
-    pub input: mpsc::Sender<Input>,
     pub queue: Arc<JobQueue>,
     pub started: Instant,
     pub engine: String,
     pub max_frames_per_second: u32,
     pub burst: u32,
+    pub limits: ConnectionLimits,
+    /// Frame budget of all socket clients together.
+    pub total_bucket: Mutex<TokenBucket>,
+    pub registry: Arc<Registry>,
 }
 
 impl Shared {
@@ -92,12 +112,14 @@ impl Shared {
 pub fn warmup_job(dims: [usize; 3]) -> WindowJob {
     WindowJob {
         conversation: conversation_id("warm-up").unwrap_or_default(),
+        session: 0,
         first_position: 0,
         utterances: vec![ClosedUtterance { utterance: 0, speaker: 0, features: [Some(vec![0.0; dims[0]]), None, None] }],
     }
 }
 
-/// Runs the daemon until `shutdown` resolves. Returns the final counters.
+/// Runs the daemon until `shutdown` resolves, then shuts down in bounded phases. Returns the
+/// final counters.
 pub async fn serve(
     endpoints: Endpoints,
     runner: Box<dyn WindowRunner>,
@@ -110,31 +132,30 @@ pub async fn serve(
     let stats = Arc::new(Stats::default());
     let (results, _) = broadcast::channel(opts.result_backlog.max(1));
     let queue = Arc::new(JobQueue::new(opts.queue_capacity));
-    let inference = InferenceThread::spawn(
-        runner,
-        Arc::clone(&queue),
-        results.clone(),
-        Arc::clone(&stats),
-        Arc::clone(&notifier),
-        opts.heartbeat,
-    )
-    .map_err(ServeError::Thread)?;
-    let (input, input_rx) = mpsc::channel(1024);
+    let policy = WatchdogPolicy { heartbeat: opts.heartbeat, max_consecutive_errors: opts.max_consecutive_errors };
+    let inference = InferenceThread::spawn(runner, Arc::clone(&queue), results.clone(), Arc::clone(&stats), Arc::clone(&notifier), policy)
+        .map_err(ServeError::Thread)?;
     let shared = Arc::new(Shared {
         stats: Arc::clone(&stats),
         results,
-        input,
-        queue: Arc::clone(&queue),
+        queue,
         started: Instant::now(),
         engine: engine.clone(),
         max_frames_per_second: opts.max_frames_per_second,
         burst: opts.burst,
+        limits: opts.limits,
+        total_bucket: Mutex::new(TokenBucket::new(opts.limits.total_frames_per_second, opts.limits.total_burst, Instant::now())),
+        registry: Registry::new(opts.limits),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let (stop_input, input_rx) = watch::channel(false);
+    let (stop_output, output_rx) = watch::channel(false);
+    let phases = Phases { input: input_rx, output: output_rx };
+    let (socket_tx, socket_rx) = mpsc::channel(SOCKET_INPUT_QUEUE);
+    let (serial_tx, serial_rx) = mpsc::channel(SERIAL_INPUT_QUEUE);
     let assembler = Assembler::new(opts.assembly.clone());
-    tasks.spawn(assembly_task(assembler, input_rx, Arc::clone(&shared), stop_rx.clone()));
-    spawn_endpoints(&mut tasks, endpoints, &shared, &stop_rx);
+    let assembly = tokio::spawn(assembly_task(assembler, serial_rx, socket_rx, Arc::clone(&shared)));
+    let mut tasks = JoinSet::new();
+    spawn_endpoints(&mut tasks, endpoints, &shared, (socket_tx, serial_tx), &phases);
     notifier.ready();
     notifier.status(&format!("serving: {engine}"));
     log::info!("ready: {engine}");
@@ -142,12 +163,28 @@ pub async fn serve(
     notifier.stopping();
     notifier.status("stopping");
     log::info!("shutting down");
-    let _ = stop_tx.send(true);
-    drop(shared);
-    while tasks.join_next().await.is_some() {}
-    let _ = tokio::task::spawn_blocking(move || inference.stop()).await;
+    let _ = stop_input.send(true);
+    finish(assembly, inference, tasks, stop_output).await;
     log::info!("stopped: {} windows run, {} inputs rejected", stats.windows_run.load(Relaxed), stats.total_rejected());
     Ok(stats)
+}
+
+/// Shutdown after input stopped: assembly flush, queue finished, results delivered, closed.
+async fn finish(mut assembly: tokio::task::JoinHandle<()>, inference: InferenceThread, mut tasks: JoinSet<()>, stop_output: watch::Sender<bool>) {
+    if tokio::time::timeout(INPUT_GRACE, &mut assembly).await.is_err() {
+        assembly.abort();
+        log::error!("assembly did not finish within {INPUT_GRACE:?} of stopping input; its open utterances are lost");
+    }
+    let _ = tokio::task::spawn_blocking(move || inference.stop()).await;
+    let _ = stop_output.send(true);
+    let drained = tokio::time::timeout(OUTPUT_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        log::warn!("connections still open {OUTPUT_GRACE:?} after the last result: closed");
+        tasks.shutdown().await;
+    }
 }
 
 async fn warm_up(mut runner: Box<dyn WindowRunner>, opts: &ServeOptions) -> Result<Box<dyn WindowRunner>, ServeError> {
@@ -164,45 +201,88 @@ async fn warm_up(mut runner: Box<dyn WindowRunner>, opts: &ServeOptions) -> Resu
     Ok(runner)
 }
 
-fn spawn_endpoints(tasks: &mut JoinSet<()>, endpoints: Endpoints, shared: &Arc<Shared>, stop: &watch::Receiver<bool>) {
+type InputSenders = (mpsc::Sender<Input>, mpsc::Sender<Input>);
+
+/// Socket listeners share the socket channel; serial ports have their own, which the assembly
+/// task always serves first.
+fn spawn_endpoints(tasks: &mut JoinSet<()>, endpoints: Endpoints, shared: &Arc<Shared>, (socket, serial): InputSenders, phases: &Phases) {
     for l in endpoints.tcp {
-        let (shared, stop) = (Arc::clone(shared), stop.clone());
+        let (shared, input, phases) = (Arc::clone(shared), socket.clone(), phases.clone());
         tasks.spawn(async move {
-            accept_loop(stop, || l.accept(), |addr| format!("tcp:{addr}"), shared).await
+            let mut conns = JoinSet::new();
+            accept_until_stop(|| accept_tcp(&l), &shared, &input, &phases, &mut conns).await;
+            drop((l, input));
+            while conns.join_next().await.is_some() {}
         });
     }
     for l in endpoints.unix {
-        let (shared, stop) = (Arc::clone(shared), stop.clone());
-        tasks.spawn(async move { accept_loop(stop, || l.accept(), |_| "unix".to_string(), shared).await });
+        let (shared, input, phases) = (Arc::clone(shared), socket.clone(), phases.clone());
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            accept_until_stop(|| accept_unix(&l), &shared, &input, &phases, &mut conns).await;
+            drop((l, input));
+            while conns.join_next().await.is_some() {}
+        });
     }
     for port in endpoints.serial {
-        tasks.spawn(crate::io::serial::serve_serial(port, Arc::clone(shared), stop.clone()));
+        tasks.spawn(crate::io::serial::serve_serial(port, Arc::clone(shared), serial.clone(), phases.clone()));
     }
 }
 
-async fn accept_loop<S, A, F, Fut>(
-    mut stop: watch::Receiver<bool>,
-    accept: F,
-    label: impl Fn(&A) -> String,
-    shared: Arc<Shared>,
-) where
+/// TCP clients: no Nagle delay (frames are small and latency matters), keepalive so a vanished
+/// peer is noticed.
+async fn accept_tcp(l: &TcpListener) -> std::io::Result<(tokio::net::TcpStream, Peer, String)> {
+    let (stream, addr) = l.accept().await?;
+    if let Err(e) = crate::io::listeners::tune_tcp(&stream) {
+        log::debug!("tcp:{addr}: cannot set nodelay/keepalive: {e}");
+    }
+    Ok((stream, Peer::Ip(addr.ip()), format!("tcp:{addr}")))
+}
+
+async fn accept_unix(l: &UnixListener) -> std::io::Result<(tokio::net::UnixStream, Peer, String)> {
+    let (stream, _) = l.accept().await?;
+    let peer = stream.peer_cred().map_or(Peer::Unknown, |c| Peer::Uid(c.uid()));
+    Ok((stream, peer, "unix".to_string()))
+}
+
+/// Accepts until input stops, admitting each client under the connection limits.
+async fn accept_until_stop<S, F, Fut>(accept: F, shared: &Arc<Shared>, input: &mpsc::Sender<Input>, phases: &Phases, conns: &mut JoinSet<()>)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<(S, A)>>,
+    Fut: std::future::Future<Output = std::io::Result<(S, Peer, String)>>,
 {
-    let mut conns = JoinSet::new();
+    let mut stop = phases.input.clone();
     let mut next_id = 0u64;
+    let mut failures = 0u64;
     loop {
         tokio::select! {
             accepted = accept() => match accepted {
-                Ok((stream, addr)) => {
+                Ok((stream, peer, label)) => {
                     next_id += 1;
-                    let source: Arc<str> = format!("{}#{next_id}", label(&addr)).into();
-                    conns.spawn(serve_stream(stream, source, Arc::clone(&shared), stop.clone()));
+                    let source: Arc<str> = format!("{label}#{next_id}").into();
+                    match shared.registry.admit(peer) {
+                        Admission::Admitted { ticket, evicted } => {
+                            if evicted {
+                                bump(&shared.stats.connections_evicted);
+                            }
+                            let ctx = StreamCtx { source, input: input.clone(), ticket: Some(ticket), phases: phases.clone() };
+                            conns.spawn(serve_stream(stream, Arc::clone(shared), ctx));
+                        }
+                        Admission::Refused { reason } => {
+                            let n = shared.stats.connections_refused.fetch_add(1, Relaxed) + 1;
+                            if is_loud(n) {
+                                log::warn!("{source}: refused ({reason}; {n} refused so far)");
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
+                    failures += 1;
+                    if is_loud(failures) {
+                        log::warn!("accept failed: {e} ({failures} so far)");
+                    }
                     // E.g. EMFILE: back off instead of spinning.
-                    log::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -210,44 +290,76 @@ async fn accept_loop<S, A, F, Fut>(
             _ = stopped(&mut stop) => break,
         }
     }
-    while conns.join_next().await.is_some() {}
 }
 
-/// Owns the assembler: applies inputs, fires deadlines, queues windows.
-async fn assembly_task(mut assembler: Assembler, mut rx: mpsc::Receiver<Input>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Owns the assembler: applies inputs (serial first), fires deadlines, queues windows. Ends
+/// when every input sender is gone, after releasing every open utterance.
+async fn assembly_task(mut assembler: Assembler, mut serial: mpsc::Receiver<Input>, mut socket: mpsc::Receiver<Input>, shared: Arc<Shared>) {
     let start = shared.started;
     let ms = |t: Instant| u64::try_from(t.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX);
-    loop {
+    let (mut serial_open, mut socket_open) = (true, true);
+    while serial_open || socket_open {
         let deadline = assembler.next_deadline().map(|d| start + Duration::from_millis(d));
         let jobs = tokio::select! {
-            input = rx.recv() => {
-                let Some(input) = input else { break };
-                let now = ms(Instant::now());
-                let mut jobs = match assembler.handle(&input.msg, now) {
-                    Ok(jobs) => {
-                        bump(&shared.stats.frames_accepted);
-                        jobs
-                    }
-                    Err(rej) => {
-                        shared.stats.reject(rej.reason, &input.source, &rej.detail);
-                        Vec::new()
-                    }
-                };
-                jobs.extend(assembler.poll(now));
-                jobs
-            }
+            biased;
+            input = serial.recv(), if serial_open => match input {
+                Some(input) => apply(&mut assembler, &input, ms(Instant::now()), &shared),
+                None => {
+                    serial_open = false;
+                    Vec::new()
+                }
+            },
+            input = socket.recv(), if socket_open => match input {
+                Some(input) => apply(&mut assembler, &input, ms(Instant::now()), &shared),
+                None => {
+                    socket_open = false;
+                    Vec::new()
+                }
+            },
             _ = sleep_until_opt(deadline) => assembler.poll(ms(Instant::now())),
-            _ = stopped(&mut stop) => break,
         };
-        shared.stats.open_conversations.store(assembler.open_conversations() as u64, Relaxed);
-        shared.stats.empty_utterances.store(assembler.empty_utterances, Relaxed);
-        for job in jobs {
-            match shared.queue.push(job) {
-                Pushed::Queued | Pushed::Closed => {}
-                Pushed::Superseded => bump(&shared.stats.windows_superseded),
-                Pushed::DroppedOldest => {
-                    bump(&shared.stats.windows_dropped);
-                    log::warn!("inference queue full: oldest window dropped");
+        publish(&assembler, jobs, &shared);
+    }
+    let open = assembler.open_utterances();
+    let jobs = assembler.flush_all();
+    if open > 0 {
+        log::info!("input stopped: {open} open utterances released with what arrived");
+    }
+    publish(&assembler, jobs, &shared);
+}
+
+fn apply(assembler: &mut Assembler, input: &Input, now: u64, shared: &Shared) -> Vec<WindowJob> {
+    let mut jobs = match assembler.handle(&input.msg, now) {
+        Ok(jobs) => {
+            bump(&shared.stats.frames_accepted);
+            jobs
+        }
+        Err(rej) => {
+            shared.stats.reject(rej.reason, &input.source, &rej.detail);
+            Vec::new()
+        }
+    };
+    jobs.extend(assembler.poll(now));
+    jobs
+}
+
+/// Mirrors the assembler's counters and queues its windows.
+fn publish(assembler: &Assembler, jobs: Vec<WindowJob>, shared: &Shared) {
+    let (s, c) = (&shared.stats, assembler.counters());
+    s.open_conversations.store(assembler.open_conversations() as u64, Relaxed);
+    s.empty_utterances.store(c.empty_utterances, Relaxed);
+    s.conversation_restarts.store(c.restarts, Relaxed);
+    s.late_replayed.store(c.late_replayed, Relaxed);
+    s.conversations_evicted.store(c.evicted, Relaxed);
+    s.utterances_flushed.store(c.utterances_flushed, Relaxed);
+    for job in jobs {
+        match shared.queue.push(job) {
+            Pushed::Queued | Pushed::Closed => {}
+            Pushed::Superseded => bump(&s.windows_superseded),
+            Pushed::DroppedOldest => {
+                let n = s.windows_dropped.fetch_add(1, Relaxed) + 1;
+                if is_loud(n) {
+                    log::warn!("inference queue full: oldest window dropped ({n} so far)");
                 }
             }
         }

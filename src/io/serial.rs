@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 use crate::config::SerialPort;
-use crate::daemon::connection::serve_stream;
+use crate::daemon::connection::{serve_stream, Input, Phases, StreamCtx};
 use crate::daemon::server::{stopped, Shared};
 
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
@@ -45,12 +45,18 @@ pub fn open(port: &SerialPort) -> tokio_serial::Result<SerialStream> {
         .open_native_async()
 }
 
-/// Serves a serial input until shutdown, reopening it when it fails.
-pub async fn serve_serial(mut input: SerialInput, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Serves a serial input until shutdown, reopening it when it fails. Serial ports are not
+/// subject to the socket clients' connection limits and have their own input channel.
+pub async fn serve_serial(mut input: SerialInput, shared: Arc<Shared>, tx: mpsc::Sender<Input>, phases: Phases) {
     let source: Arc<str> = input.name.clone().into();
+    let mut stop = phases.input.clone();
     loop {
         if let Some(stream) = input.stream.take() {
-            serve_stream(stream, Arc::clone(&source), Arc::clone(&shared), stop.clone()).await;
+            let ctx = StreamCtx { source: Arc::clone(&source), input: tx.clone(), ticket: None, phases: phases.clone() };
+            serve_stream(stream, Arc::clone(&shared), ctx).await;
+            if *stop.borrow() {
+                return;
+            }
             log::warn!("{source}: stream ended");
         }
         if *stop.borrow() {

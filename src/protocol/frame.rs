@@ -77,6 +77,9 @@ pub fn decode_frame(frame: &mut [u8]) -> Result<Message, DecodeError> {
     if !rest.is_empty() {
         return Err(DecodeError::Malformed(format!("{} trailing bytes", rest.len())));
     }
+    if msg.conversation().is_some_and(|c| !super::is_clean_text(c)) {
+        return Err(DecodeError::Malformed("conversation id holds a control character".into()));
+    }
     Ok(msg)
 }
 

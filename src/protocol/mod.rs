@@ -4,7 +4,7 @@
 //! `docs/PROTOCOL.md` is the byte-level reference; `scripts/gsdnet_client.py` implements it
 //! independently. Invariants: every frame body starts with `PROTOCOL_VERSION` as one raw byte;
 //! feature vectors hold at most `MAX_VALUES` values; an encoded frame (delimiter included) is at
-//! most `MAX_FRAME_LEN` bytes.
+//! most `MAX_FRAME_LEN` bytes; a decoded conversation id holds no control character.
 
 use serde::{Deserialize, Serialize};
 
@@ -197,10 +197,67 @@ pub enum Message {
     StatusRequest,
     Status(StatusReport),
     Result(WindowResult),
+    /// Asks for the daemon's health counters (answered with `Health`). Appended after v1's
+    /// first nine tags: a peer that never sends it never receives `Health`.
+    HealthRequest,
+    Health(HealthReport),
 }
 
-/// Builds a conversation id, failing when it exceeds `MAX_CONVERSATION_ID` bytes.
+/// Answer to `HealthRequest`: what the daemon did to protect itself (restarts recognised,
+/// evictions, connection limits, slow clients) and the state of the engine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// Conversations whose sender restarted its utterance ids without `Reset` (recognised).
+    pub conversation_restarts: u64,
+    /// Messages first refused as `Late`, then applied to the restarted conversation.
+    pub late_replayed: u64,
+    /// Conversations evicted to admit a new one (`max_conversations` reached).
+    pub conversations_evicted: u64,
+    /// Open utterances released early (eviction, restart, `Reset`, shutdown) with what arrived.
+    pub utterances_flushed: u64,
+    pub connections_open: u32,
+    /// Connections closed at once: global or per-peer limit reached, none evictable.
+    pub connections_refused: u64,
+    /// Connections that had not sent a valid frame, closed to make room for a new one.
+    pub connections_evicted: u64,
+    /// Connections closed because no valid frame arrived within the idle timeout.
+    pub connections_idle_closed: u64,
+    /// Clients disconnected because they did not read what the daemon sent them.
+    pub slow_clients_disconnected: u64,
+    /// Results a slow client lost (its own; other clients are not affected).
+    pub results_lost: u64,
+    /// Inference failures in a row (0 after any success).
+    pub consecutive_inference_errors: u32,
+    /// True while the watchdog is no longer fed because the engine keeps failing.
+    pub watchdog_stopped: bool,
+}
+
+/// Whether a client-provided string is safe to keep: no control characters (newlines would
+/// forge log lines; `<N>` after one would forge a journal priority).
+pub fn is_clean_text(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+impl Message {
+    /// The conversation id the message names, if any.
+    pub fn conversation(&self) -> Option<&ConversationId> {
+        match self {
+            Message::Features(f) => Some(&f.conversation),
+            Message::UtteranceStart(b) | Message::UtteranceEnd(b) => Some(&b.conversation),
+            Message::Dropout(d) => Some(&d.conversation),
+            Message::Reset { conversation } => Some(conversation),
+            Message::Result(r) => Some(&r.conversation),
+            _ => None,
+        }
+    }
+}
+
+/// Builds a conversation id, failing when it exceeds `MAX_CONVERSATION_ID` bytes or holds a
+/// control character.
 pub fn conversation_id(s: &str) -> Option<ConversationId> {
+    if !is_clean_text(s) {
+        return None;
+    }
     ConversationId::try_from(s).ok()
 }
 

@@ -47,6 +47,24 @@ def test_status_example_bytes():
         assert e.reason == "Malformed"
 
 
+HEALTH_FRAME = bytes.fromhex(
+    "05 01 0a 01 02 03 03 04 06 05 06 01 ac 02 06 01 ce 08 56 f1 00")
+
+
+def test_health_example_bytes():
+    body = bytes([1, 10, 1, 2, 0, 3, 4, 0, 5, 6, 1, 0xAC, 2, 0, 1])
+    assert zlib.crc32(body) == 0xF15608CE
+    assert g.frame(body[1:]) == HEALTH_FRAME
+    assert g.frame(g.health_request()) == bytes.fromhex("07 01 09 1a 9b 1e 21 00")
+    tag, msg = g.decode_frame(HEALTH_FRAME[:-1])
+    assert tag == g.HEALTH
+    assert msg == {"conversation_restarts": 1, "late_replayed": 2, "conversations_evicted": 0,
+                   "utterances_flushed": 3, "connections_open": 4, "connections_refused": 0,
+                   "connections_evicted": 5, "connections_idle_closed": 6,
+                   "slow_clients_disconnected": 1, "results_lost": 300,
+                   "consecutive_inference_errors": 0, "watchdog_stopped": True}
+
+
 def test_decode_round_trip_and_errors():
     tag, msg = g.decode_frame(DOC_FRAME[:-1])
     assert tag == g.FEATURES and msg["values"] == [1.0, -2.0] and msg["utterance"] == 300

@@ -8,16 +8,33 @@
 //! - an utterance closes when no modality is still awaited; closed utterances are released in
 //!   utterance-id order (a closed utterance waits for older open ones), each release appends to
 //!   the conversation's sliding window of the last W utterances and yields one `WindowJob`;
-//! - features or dropouts naming an utterance at or below the last released id are `Late`;
-//!   a start or end boundary for it is accepted and ignored.
+//! - features or dropouts for the last released id whose modality did not arrive are `Late`; a
+//!   start or end boundary for it is accepted and ignored;
+//! - a message *behind* the released ids (an older id, or a repeat of a modality the last
+//!   released utterance already has) is restart evidence: `RESTART_FRAMES` of them in a row, or
+//!   one more than `max_open_utterances` ids behind, mean the sender restarted its ids without
+//!   `Reset`: the conversation starts a new session and the held messages are applied to it;
+//! - only accepted messages refresh a conversation's activity; a new conversation at
+//!   `max_conversations` evicts one (`victim`) before it is refused;
+//! - a conversation that is reset, evicted, restarted or shut down first releases its open
+//!   utterances with what arrived (`flush`): accepted input is never dropped unseen.
+//!
 //! Times are milliseconds of a monotonic clock supplied by the caller.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod conversation;
 
-use crate::protocol::{ConversationId, Features, Message, RejectReason};
+use std::collections::HashMap;
+
+use conversation::{Conversation, Pending, Slot};
+
+use crate::daemon::stats::{is_loud, Escaped};
+use crate::protocol::{ConversationId, Features, Message, Modality, RejectReason};
 
 /// Milliseconds on the caller's monotonic clock.
 pub type Millis = u64;
+
+/// Consecutive messages behind the released ids that are taken for a sender restart.
+pub const RESTART_FRAMES: usize = 3;
 
 /// Validated assembly parameters (from the board profile).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +49,11 @@ pub struct AssemblySettings {
     pub max_utterance_ms: u64,
     pub max_open_utterances: usize,
     pub max_conversations: usize,
-    /// A conversation with nothing open and no message for this long is forgotten.
+    /// A conversation with nothing open and no accepted message for this long is forgotten.
     pub idle_conversation_ms: u64,
+    /// A conversation that released something may be evicted for a new one after this long
+    /// without accepted input (ones that released nothing may be evicted at any time).
+    pub evict_idle_ms: u64,
 }
 
 /// One closed utterance; `features[m]` is `None` when modality m is missing.
@@ -55,6 +75,8 @@ impl ClosedUtterance {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowJob {
     pub conversation: ConversationId,
+    /// Incarnation of the conversation id (unique within a daemon run).
+    pub session: u64,
     /// Position in the conversation (0-based count of released utterances) of `utterances[0]`.
     pub first_position: u64,
     pub utterances: Vec<ClosedUtterance>,
@@ -78,38 +100,24 @@ fn reject(reason: RejectReason, detail: String) -> Rejection {
     Rejection { reason, detail }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Slot {
-    Awaited,
-    Arrived(Vec<f32>),
-    Missing,
+/// What the assembler did besides releasing windows (mirrored into the daemon's counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Utterances closed with no modality at all (not inferable, skipped).
+    pub empty_utterances: u64,
+    pub restarts: u64,
+    pub late_replayed: u64,
+    pub evicted: u64,
+    pub utterances_flushed: u64,
 }
 
-#[derive(Debug)]
-struct Pending {
-    speaker: Option<u16>,
-    opened: Millis,
-    ended: Option<Millis>,
-    slots: [Slot; 3],
-}
-
-impl Pending {
-    fn base(&self, max_utterance_ms: u64) -> Millis {
-        self.ended.unwrap_or(self.opened.saturating_add(max_utterance_ms))
-    }
-
-    fn is_closed(&self) -> bool {
-        self.slots.iter().all(|s| *s != Slot::Awaited)
-    }
-}
-
-#[derive(Debug, Default)]
-struct Conversation {
-    open: BTreeMap<u32, Pending>,
-    window: VecDeque<ClosedUtterance>,
-    last_released: Option<u32>,
-    released: u64,
-    last_activity: Millis,
+/// How a message naming `(conversation, utterance)` relates to what was released.
+enum Lateness {
+    Fresh,
+    /// A boundary for the last released utterance: accepted, nothing to do.
+    Ignored,
+    Late,
+    Behind { far: bool },
 }
 
 /// The assembly state of every open conversation.
@@ -117,13 +125,15 @@ struct Conversation {
 pub struct Assembler {
     settings: AssemblySettings,
     conversations: HashMap<ConversationId, Conversation>,
-    /// Utterances closed with no modality at all (not inferable, skipped).
-    pub empty_utterances: u64,
+    next_session: u64,
+    counters: Counters,
+    /// See `take_deferred`.
+    deferred: Vec<WindowJob>,
 }
 
 impl Assembler {
     pub fn new(settings: AssemblySettings) -> Self {
-        Assembler { settings, conversations: HashMap::new(), empty_utterances: 0 }
+        Assembler { settings, conversations: HashMap::new(), next_session: 1, counters: Counters::default(), deferred: Vec::new() }
     }
 
     pub fn settings(&self) -> &AssemblySettings {
@@ -134,45 +144,61 @@ impl Assembler {
         self.conversations.len()
     }
 
-    /// Applies one sensor message; returns the windows released by it (all modalities of the
-    /// oldest open utterances arrived). Messages only the daemon sends are `Unexpected`.
+    /// Open (not yet released) utterances over all conversations.
+    pub fn open_utterances(&self) -> usize {
+        self.conversations.values().map(|c| c.open.len()).sum()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Applies one sensor message; returns the windows released by it. Messages only the
+    /// daemon sends are `Unexpected`. Deadlines and idle expiry up to `now` apply first, so the
+    /// result does not depend on how recently `poll` ran.
     pub fn handle(&mut self, msg: &Message, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
-        match msg {
-            Message::Features(f) => self.on_features(f, now),
-            Message::UtteranceStart(b) | Message::UtteranceEnd(b) if self.is_released(&b.conversation, b.utterance) => {
-                // A boundary after every modality arrived is normal (features can beat the VAD).
-                Ok(Vec::new())
+        let mut jobs = self.poll(now);
+        match self.handle_now(msg, now) {
+            Ok(more) => {
+                jobs.extend(more);
+                Ok(jobs)
             }
-            Message::UtteranceStart(b) => {
-                let p = self.pending(&b.conversation, b.utterance, now)?;
-                p.speaker.get_or_insert(b.speaker);
-                Ok(Vec::new())
+            // Windows released before the refusal are not lost with it: the deadlines' first
+            // (`poll` left nothing deferred), then any deferred while handling, in release order.
+            Err(r) => {
+                jobs.append(&mut self.deferred);
+                self.deferred = jobs;
+                Err(r)
             }
-            Message::UtteranceEnd(b) => {
-                let p = self.pending(&b.conversation, b.utterance, now)?;
-                p.speaker.get_or_insert(b.speaker);
-                p.ended.get_or_insert(now);
-                Ok(Vec::new())
-            }
-            Message::Dropout(d) => {
-                let p = self.pending(&d.conversation, d.utterance, now)?;
-                let slot = &mut p.slots[d.modality.index()];
-                if *slot == Slot::Awaited {
-                    *slot = Slot::Missing;
-                }
-                Ok(self.release(&d.conversation))
-            }
-            Message::Reset { conversation } => {
-                self.conversations.remove(conversation);
-                Ok(Vec::new())
-            }
-            other => Err(reject(RejectReason::Unexpected, format!("{} is not sensor input", tag(other)))),
         }
     }
 
-    fn on_features(&mut self, f: &Features, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
-        let m = f.modality.index();
-        let dim = self.settings.dims[m];
+    /// Windows released while handling a message that was then rejected; `poll` returns them.
+    fn take_deferred(&mut self) -> Vec<WindowJob> {
+        std::mem::take(&mut self.deferred)
+    }
+
+    fn handle_now(&mut self, msg: &Message, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
+        let (conv, utt) = match msg {
+            Message::Features(f) => {
+                self.check_features(f)?;
+                (&f.conversation, f.utterance)
+            }
+            Message::UtteranceStart(b) | Message::UtteranceEnd(b) => (&b.conversation, b.utterance),
+            Message::Dropout(d) => (&d.conversation, d.utterance),
+            Message::Reset { conversation } => return Ok(self.reset(conversation)),
+            other => return Err(reject(RejectReason::Unexpected, format!("{} is not sensor input", tag(other)))),
+        };
+        match self.lateness(conv, utt, msg) {
+            Lateness::Fresh => self.apply(msg, now),
+            Lateness::Ignored => Ok(Vec::new()),
+            Lateness::Late => Err(reject(RejectReason::Late, format!("{conv} utterance {utt} {} came after it closed", tag(msg)))),
+            Lateness::Behind { far } => self.on_behind(conv, utt, msg, far, now),
+        }
+    }
+
+    fn check_features(&self, f: &Features) -> Result<(), Rejection> {
+        let dim = self.settings.dims[f.modality.index()];
         if f.values.len() != dim {
             let detail = format!("{:?} needs {dim} values, got {}", f.modality, f.values.len());
             return Err(reject(RejectReason::WrongLength, detail));
@@ -181,118 +207,231 @@ impl Assembler {
             let detail = format!("{:?} value {i} is {}", f.modality, f.values[i]);
             return Err(reject(RejectReason::NonFinite, detail));
         }
-        let p = self.pending(&f.conversation, f.utterance, now)?;
-        p.speaker.get_or_insert(f.speaker);
-        match p.slots[m] {
-            Slot::Arrived(_) => {
-                let detail = format!("{} utterance {} {:?} already arrived", f.conversation, f.utterance, f.modality);
-                return Err(reject(RejectReason::Duplicate, detail));
+        Ok(())
+    }
+
+    fn lateness(&self, conv: &ConversationId, utt: u32, msg: &Message) -> Lateness {
+        let Some(c) = self.conversations.get(conv) else { return Lateness::Fresh };
+        let Some(last) = c.last_released else { return Lateness::Fresh };
+        if utt > last {
+            return Lateness::Fresh;
+        }
+        if utt < last {
+            return Lateness::Behind { far: last - utt > self.settings.max_open_utterances as u32 };
+        }
+        let repeats = |m: Modality| c.last_avail & (1 << m.index()) != 0;
+        match msg {
+            Message::Features(f) if repeats(f.modality) => Lateness::Behind { far: false },
+            Message::Dropout(d) if repeats(d.modality) => Lateness::Behind { far: false },
+            Message::Features(_) | Message::Dropout(_) => Lateness::Late,
+            _ => Lateness::Ignored,
+        }
+    }
+
+    /// Holds a message behind the released ids; restarts the conversation once the evidence
+    /// suffices, else refuses it like late input (boundaries are ignored, as before a restart).
+    fn on_behind(&mut self, conv: &ConversationId, utt: u32, msg: &Message, far: bool, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
+        let Some(c) = self.conversations.get_mut(conv) else { return self.apply(msg, now) };
+        c.behind.push(msg.clone());
+        if far || c.behind.len() >= RESTART_FRAMES {
+            return self.restart(conv, now);
+        }
+        match msg {
+            Message::UtteranceStart(_) | Message::UtteranceEnd(_) => Ok(Vec::new()),
+            _ => {
+                let last = c.last_released.unwrap_or(0);
+                Err(reject(RejectReason::Late, format!("{conv} utterance {utt} is behind the last closed one ({last})")))
             }
-            // A late arrival after a dropout report still counts: data beats a missing mark.
-            Slot::Awaited | Slot::Missing => p.slots[m] = Slot::Arrived(f.values.to_vec()),
         }
-        Ok(self.release(&f.conversation))
     }
 
-    fn is_released(&self, conv: &ConversationId, utt: u32) -> bool {
-        self.conversations.get(conv).and_then(|c| c.last_released).is_some_and(|last| utt <= last)
+    /// A new session for `conv`: the old one's open utterances are flushed, then every held
+    /// message is applied to the new session, the last one being the current message: its own
+    /// refusal (e.g. `Duplicate` of a held one) is the answer, the windows are then deferred.
+    fn restart(&mut self, conv: &ConversationId, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
+        let Some(mut old) = self.conversations.remove(conv) else { return Ok(Vec::new()) };
+        let mut jobs = old.flush(conv, self.settings.window, &mut self.counters);
+        self.counters.restarts += 1;
+        if is_loud(self.counters.restarts) {
+            log::warn!(
+                "{}: sender restarted its utterance ids without Reset (last closed {:?}); new session ({} restarts so far)",
+                Escaped(conv),
+                old.last_released,
+                self.counters.restarts
+            );
+        }
+        let session = self.new_session();
+        self.conversations.insert(conv.clone(), Conversation::new(session, now));
+        let Some((current, held)) = old.behind.split_last() else { return Ok(jobs) };
+        for earlier in held {
+            // Refused at arrival (or ignored, for boundaries); a second refusal changes nothing.
+            match self.apply(earlier, now) {
+                Ok(j) => {
+                    if !matches!(earlier, Message::UtteranceStart(_) | Message::UtteranceEnd(_)) {
+                        self.counters.late_replayed += 1;
+                    }
+                    jobs.extend(j);
+                }
+                Err(r) => log::debug!("{}: held {} not applied after restart: {:?}: {}", Escaped(conv), tag(earlier), r.reason, Escaped(&r.detail)),
+            }
+        }
+        match self.apply(current, now) {
+            Ok(j) => {
+                jobs.extend(j);
+                Ok(jobs)
+            }
+            Err(r) => {
+                self.deferred.extend(jobs);
+                Err(r)
+            }
+        }
     }
 
-    /// The pending utterance `utt` of `conv`, opened now if new.
+    fn new_session(&mut self) -> u64 {
+        self.next_session += 1;
+        self.next_session - 1
+    }
+
+    /// Forgets `conv` after releasing its open utterances.
+    fn reset(&mut self, conv: &ConversationId) -> Vec<WindowJob> {
+        match self.conversations.remove(conv) {
+            Some(mut c) => c.flush(conv, self.settings.window, &mut self.counters),
+            None => Vec::new(),
+        }
+    }
+
+    /// The normal path of a message that is not late: admit, open, record, release.
+    fn apply(&mut self, msg: &Message, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
+        let (conv, utt, speaker) = match msg {
+            Message::Features(f) => (&f.conversation, f.utterance, Some(f.speaker)),
+            Message::UtteranceStart(b) | Message::UtteranceEnd(b) => (&b.conversation, b.utterance, Some(b.speaker)),
+            Message::Dropout(d) => (&d.conversation, d.utterance, None),
+            other => return Err(reject(RejectReason::Unexpected, format!("{} is not sensor input", tag(other)))),
+        };
+        let mut jobs = self.admit(conv, now)?;
+        let p = self.pending(conv, utt, now)?;
+        if let Some(s) = speaker {
+            p.speaker.get_or_insert(s);
+        }
+        match msg {
+            Message::Features(f) => {
+                let m = f.modality.index();
+                if let Slot::Arrived(_) = p.slots[m] {
+                    let detail = format!("{conv} utterance {utt} {:?} already arrived", f.modality);
+                    return Err(reject(RejectReason::Duplicate, detail));
+                }
+                // A late arrival after a dropout report still counts: data beats a missing mark.
+                p.slots[m] = Slot::Arrived(f.values.to_vec());
+            }
+            Message::UtteranceEnd(_) => {
+                p.ended.get_or_insert(now);
+            }
+            Message::Dropout(d) => {
+                let slot = &mut p.slots[d.modality.index()];
+                if *slot == Slot::Awaited {
+                    *slot = Slot::Missing;
+                }
+            }
+            _ => {}
+        }
+        if let Some(c) = self.conversations.get_mut(conv) {
+            c.last_activity = now;
+            c.behind.clear();
+            jobs.extend(c.release(conv, self.settings.window, &mut self.counters));
+        }
+        Ok(jobs)
+    }
+
+    /// Makes room for `conv` if it is new: evicts `victim` (its open utterances flushed) when
+    /// `max_conversations` are open, refuses with `Capacity` when none may be evicted.
+    fn admit(&mut self, conv: &ConversationId, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
+        if self.conversations.contains_key(conv) {
+            return Ok(Vec::new());
+        }
+        let mut jobs = Vec::new();
+        if self.conversations.len() >= self.settings.max_conversations {
+            let Some(victim) = self.victim(now) else {
+                let detail = format!("{} conversations open and active, {conv} refused", self.conversations.len());
+                return Err(reject(RejectReason::Capacity, detail));
+            };
+            if let Some(mut c) = self.conversations.remove(&victim) {
+                jobs = c.flush(&victim, self.settings.window, &mut self.counters);
+            }
+            self.counters.evicted += 1;
+            if is_loud(self.counters.evicted) {
+                log::warn!("conversation {} evicted for {} ({} evictions so far)", Escaped(&victim), Escaped(conv), self.counters.evicted);
+            }
+        }
+        let session = self.new_session();
+        self.conversations.insert(conv.clone(), Conversation::new(session, now));
+        Ok(jobs)
+    }
+
+    /// The conversation to evict: one that released nothing and holds no data, then one that
+    /// released nothing, then one idle for `evict_idle_ms`; least recently active first.
+    fn victim(&self, now: Millis) -> Option<ConversationId> {
+        let idle = self.settings.evict_idle_ms;
+        self.conversations
+            .iter()
+            .filter(|(_, c)| c.eviction_rank() < 2 || now.saturating_sub(c.last_activity) >= idle)
+            .min_by_key(|(_, c)| (c.eviction_rank(), c.last_activity, c.session))
+            .map(|(id, _)| id.clone())
+    }
+
+    /// The pending utterance `utt` of the admitted `conv`, opened now if new.
     fn pending(&mut self, conv: &ConversationId, utt: u32, now: Millis) -> Result<&mut Pending, Rejection> {
-        if !self.conversations.contains_key(conv) && self.conversations.len() >= self.settings.max_conversations {
-            let detail = format!("{} conversations open, {conv} refused", self.conversations.len());
-            return Err(reject(RejectReason::Capacity, detail));
-        }
         let max_open = self.settings.max_open_utterances;
-        let c = self.conversations.entry(conv.clone()).or_default();
-        c.last_activity = now;
-        if c.last_released.is_some_and(|last| utt <= last) {
-            let detail = format!("{conv} utterance {utt} is at or before the last closed one");
-            return Err(reject(RejectReason::Late, detail));
-        }
+        let Some(c) = self.conversations.get_mut(conv) else {
+            return Err(reject(RejectReason::Capacity, format!("{conv} is not open")));
+        };
         if !c.open.contains_key(&utt) && c.open.len() >= max_open {
             let detail = format!("{conv} has {} utterances open, {utt} refused", c.open.len());
             return Err(reject(RejectReason::Capacity, detail));
         }
-        Ok(c.open.entry(utt).or_insert_with(|| Pending {
-            speaker: None,
-            opened: now,
-            ended: None,
-            slots: [Slot::Awaited, Slot::Awaited, Slot::Awaited],
-        }))
+        Ok(c.open.entry(utt).or_insert_with(|| Pending::new(now)))
     }
 
     /// Marks every modality whose deadline passed as missing, releases what closed and forgets
     /// idle conversations.
     pub fn poll(&mut self, now: Millis) -> Vec<WindowJob> {
-        let (max_utterance_ms, deadline_ms) = (self.settings.max_utterance_ms, self.settings.deadline_ms);
-        let mut touched = Vec::new();
+        let mut jobs = self.take_deferred();
+        let s = &self.settings;
         for (id, c) in &mut self.conversations {
-            for p in c.open.values_mut() {
-                let base = p.base(max_utterance_ms);
-                for (m, slot) in p.slots.iter_mut().enumerate() {
-                    if *slot == Slot::Awaited && now >= base.saturating_add(deadline_ms[m]) {
-                        *slot = Slot::Missing;
-                    }
-                }
-            }
-            if c.open.values().next().is_some_and(Pending::is_closed) {
-                touched.push(id.clone());
+            if c.expire_deadlines(now, s.max_utterance_ms, s.deadline_ms) {
+                jobs.extend(c.release(id, s.window, &mut self.counters));
             }
         }
-        let mut jobs = Vec::new();
-        for id in touched {
-            jobs.extend(self.release(&id));
-        }
-        let idle = self.settings.idle_conversation_ms;
-        self.conversations
-            .retain(|_, c| !c.open.is_empty() || now.saturating_sub(c.last_activity) < idle);
+        let idle = s.idle_conversation_ms;
+        self.conversations.retain(|_, c| !c.open.is_empty() || now.saturating_sub(c.last_activity) < idle);
         jobs
     }
 
-    /// Earliest time at which `poll` has something to do (a modality deadline).
+    /// Releases every open utterance of every conversation with what has arrived (shutdown).
+    pub fn flush_all(&mut self) -> Vec<WindowJob> {
+        let mut jobs = self.take_deferred();
+        let mut ids: Vec<(u64, ConversationId)> = self.conversations.iter().map(|(id, c)| (c.session, id.clone())).collect();
+        ids.sort();
+        for (_, id) in ids {
+            if let Some(c) = self.conversations.get_mut(&id) {
+                jobs.extend(c.flush(&id, self.settings.window, &mut self.counters));
+            }
+        }
+        jobs
+    }
+
+    /// Earliest time at which `poll` has something to do: a modality deadline, or windows
+    /// deferred by a rejected message (now). Idle expiry is not one: `handle` applies it first,
+    /// so a conversation past it is new to the next message whenever `poll` last ran.
     pub fn next_deadline(&self) -> Option<Millis> {
         let s = &self.settings;
+        if !self.deferred.is_empty() {
+            return Some(0);
+        }
         let deadlines = self.conversations.values().flat_map(|c| c.open.values()).flat_map(|p| {
             let base = p.base(s.max_utterance_ms);
             p.slots.iter().enumerate().filter(|(_, slot)| **slot == Slot::Awaited).map(move |(m, _)| base.saturating_add(s.deadline_ms[m]))
         });
         deadlines.min()
-    }
-
-    /// Releases the closed utterances at the front of `conv`, one window per utterance.
-    fn release(&mut self, conv: &ConversationId) -> Vec<WindowJob> {
-        let window = self.settings.window;
-        let mut jobs = Vec::new();
-        let Some(c) = self.conversations.get_mut(conv) else { return jobs };
-        while let Some(entry) = c.open.first_entry() {
-            if !entry.get().is_closed() {
-                break;
-            }
-            let (utt, p) = entry.remove_entry();
-            c.last_released = Some(utt);
-            let features = p.slots.map(|s| match s {
-                Slot::Arrived(v) => Some(v),
-                _ => None,
-            });
-            if features.iter().all(Option::is_none) {
-                self.empty_utterances += 1;
-                log::debug!("{conv} utterance {utt}: no modality arrived, skipped");
-                continue;
-            }
-            c.window.push_back(ClosedUtterance { utterance: utt, speaker: p.speaker.unwrap_or(0), features });
-            c.released += 1;
-            while c.window.len() > window {
-                c.window.pop_front();
-            }
-            jobs.push(WindowJob {
-                conversation: conv.clone(),
-                first_position: c.released - c.window.len() as u64,
-                utterances: c.window.iter().cloned().collect(),
-            });
-        }
-        jobs
     }
 }
 
@@ -308,5 +447,7 @@ pub fn tag(msg: &Message) -> &'static str {
         Message::StatusRequest => "StatusRequest",
         Message::Status(_) => "Status",
         Message::Result(_) => "Result",
+        Message::HealthRequest => "HealthRequest",
+        Message::Health(_) => "Health",
     }
 }
