@@ -1,39 +1,15 @@
 //! Cross-language check: the Python reference client (scripts/gsdnet_client.py, written from
 //! docs/PROTOCOL.md) talks to the real serve loop (mock runner) over a Unix socket.
 
+mod daemon_common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use gsdnet_edge::daemon::assembly::{AssemblySettings, WindowJob};
-use gsdnet_edge::daemon::inference::{RunError, WindowRunner};
+use daemon_common::MockRunner;
+use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
-use gsdnet_edge::protocol::UtteranceResult;
-
-/// label = text present; reg = first text value.
-struct Mock;
-
-impl WindowRunner for Mock {
-    fn describe(&self) -> String {
-        "mock".into()
-    }
-    fn completion(&self) -> String {
-        "mock".into()
-    }
-    fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
-        Ok(job
-            .utterances
-            .iter()
-            .map(|u| UtteranceResult {
-                utterance: u.utterance,
-                avail: u.avail_bits(),
-                label: u8::from(u.features[0].is_some()),
-                probs: [0.5, 0.5],
-                reg: u.features[0].as_ref().map_or(-1.0, |t| t[0]),
-            })
-            .collect())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_speaks_the_protocol() {
@@ -61,7 +37,7 @@ async fn python_client_speaks_the_protocol() {
         warm_up: true,
     };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(serve(Endpoints { unix: vec![listener], ..Default::default() }, Box::new(Mock), opts, Arc::new(NoNotifier), async {
+    let daemon = tokio::spawn(serve(Endpoints { unix: vec![listener], ..Default::default() }, Box::new(MockRunner), opts, Arc::new(NoNotifier), async {
         let _ = stop_rx.await;
     }));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/test_protocol_client.py");

@@ -28,11 +28,13 @@
 //! Budget: about 2 s (4000 cases of up to 200 steps) in `cargo test --release --test prop_assembly`. Fixed seed unless
 //! `PROPTEST_RNG_SEED` is set; `PROPTEST_CASES` overrides the case count.
 
+mod prop_common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proptest::collection::vec as pvec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 
 use gsdnet_edge::daemon::assembly::{Assembler, AssemblySettings, ClosedUtterance, Counters, WindowJob, RESTART_FRAMES};
 use gsdnet_edge::protocol::{conversation_id, values, Boundary, ConversationId, Dropout, Features, Message, Modality, RejectReason};
@@ -471,15 +473,6 @@ impl Run {
 
 // ---- the test -------------------------------------------------------------------------------
 
-fn config(cases: u32) -> Config {
-    let mut c = Config::default();
-    c.cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
-    if c.rng_seed == RngSeed::Random {
-        c.rng_seed = RngSeed::Fixed(DEFAULT_SEED);
-    }
-    c.failure_persistence = None;
-    c
-}
 
 /// What a run exercised: counters, rejection reasons, full windows.
 fn tally(totals: &mut BTreeMap<String, u64>, run: &Run) {
@@ -496,7 +489,7 @@ fn tally(totals: &mut BTreeMap<String, u64>, run: &Run) {
 fn random_traffic_keeps_the_assembly_rules() {
     let totals = std::cell::RefCell::new(BTreeMap::new());
     let case = (settings(), 2u8..=6, pvec((dt(), op()), 1..200));
-    let mut runner = TestRunner::new(config(4000));
+    let mut runner = TestRunner::new(prop_common::config(4000, DEFAULT_SEED));
     let result = runner.run(&case, |(s, convs, steps)| {
         let mut run = Run::new(s, convs);
         for (tag, &(dt, op)) in steps.iter().enumerate() {
