@@ -7,6 +7,8 @@ Rust code, so a test using it proves the protocol document is complete.
 Usage:
     gsdnet_client.py status    (--unix PATH | --tcp HOST:PORT)
     gsdnet_client.py subscribe (--unix PATH | --tcp HOST:PORT) [--count N]
+    gsdnet_client.py scored    (--unix PATH | --tcp HOST:PORT) [--count N]   (confidence, uncertain flag)
+    gsdnet_client.py health    (--unix PATH | --tcp HOST:PORT)
 """
 
 import argparse
@@ -25,7 +27,7 @@ REJECT_REASONS = (
 )
 # Message tags (variant index of the Rust enum).
 (FEATURES, UTT_START, UTT_END, DROPOUT, RESET, SUBSCRIBE, STATUS_REQUEST, STATUS, RESULT,
- HEALTH_REQUEST, HEALTH) = range(11)
+ HEALTH_REQUEST, HEALTH, SUBSCRIBE_SCORED, SCORED) = range(13)
 HEALTH_FIELDS = ("conversation_restarts", "late_replayed", "conversations_evicted",
                  "utterances_flushed", "connections_open", "connections_refused",
                  "connections_evicted", "connections_idle_closed", "slow_clients_disconnected",
@@ -176,6 +178,10 @@ def health_request():
     return varint(HEALTH_REQUEST)
 
 
+def subscribe_scored():
+    return varint(SUBSCRIBE_SCORED)
+
+
 def frame(message, version=PROTOCOL_VERSION):
     """Complete frame (delimiter included) around a message body."""
     body = bytes([version]) + message
@@ -203,10 +209,27 @@ def _decode_status(r):
 
 def _decode_health(r):
     out = {k: r.varint() for k in HEALTH_FIELDS}
+    out["watchdog_stopped"] = _decode_bool(r)
+    return out
+
+
+def _decode_bool(r):
     flag = r.u8()
     if flag > 1:
         raise ProtocolError("Malformed", f"bool byte {flag}")
-    out["watchdog_stopped"] = bool(flag)
+    return bool(flag)
+
+
+def _decode_scored(r):
+    out = {"conversation": r.string(), "closed_utterance": r.varint(), "completion": r.string(),
+           "latency_us": r.varint(), "abstain_below": r.f32(), "utterances": []}
+    for _ in range(r.varint()):
+        u = {"utterance": r.varint(), "avail": r.u8(), "label": r.u8()}
+        u["probs"] = [r.f32() for _ in range(r.varint())]
+        u["reg"] = r.f32()
+        u["confidence"] = r.f32()
+        u["uncertain"] = _decode_bool(r)
+        out["utterances"].append(u)
     return out
 
 
@@ -254,7 +277,9 @@ def decode_frame(encoded):
         msg = _decode_result(r)
     elif tag == HEALTH:
         msg = _decode_health(r)
-    elif tag == HEALTH_REQUEST:
+    elif tag == SCORED:
+        msg = _decode_scored(r)
+    elif tag in (HEALTH_REQUEST, SUBSCRIBE_SCORED):
         msg = {}
     elif tag <= STATUS_REQUEST:
         msg = _decode_input(tag, r)
@@ -321,7 +346,7 @@ def receive(sock, decoder, want_tag):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["status", "health", "subscribe"])
+    p.add_argument("command", choices=["status", "health", "subscribe", "scored"])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--unix")
     g.add_argument("--tcp")
@@ -336,13 +361,17 @@ def main():
             for k, v in receive(s, dec, answer).items():
                 print(f"{k}: {v}")
             return
-        s.sendall(frame(subscribe()))
+        scored = args.command == "scored"
+        s.sendall(frame(subscribe_scored() if scored else subscribe()))
         n = 0
         while args.count == 0 or n < args.count:
-            r = receive(s, dec, RESULT)
+            r = receive(s, dec, SCORED if scored else RESULT)
             last = r["utterances"][-1] if r["utterances"] else {}
+            extra = ""
+            if scored and last:
+                extra = f" confidence {last['confidence']:.3f}{' UNCERTAIN' if last['uncertain'] else ''}"
             print(f"{r['conversation']} utt {r['closed_utterance']}: label {last.get('label')} "
-                  f"reg {last.get('reg', float('nan')):+.3f} ({r['latency_us']} us)", flush=True)
+                  f"reg {last.get('reg', float('nan')):+.3f}{extra} ({r['latency_us']} us)", flush=True)
             n += 1
 
 

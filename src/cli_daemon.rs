@@ -147,6 +147,7 @@ fn serve_options(s: &Settings, warm_up: bool) -> ServeOptions {
         heartbeat,
         max_consecutive_errors: s.engine.max_consecutive_errors,
         limits: s.inputs.connection_limits(),
+        abstain_below: s.engine.abstain_below,
         result_backlog: 256,
         warm_up,
     }

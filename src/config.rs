@@ -79,6 +79,8 @@ pub struct RawEngine {
     /// Failed windows in a row after which the watchdog is no longer fed.
     #[serde(default = "default_max_consecutive_errors")]
     pub max_consecutive_errors: u32,
+    /// `Scored` results whose confidence is below this are marked uncertain; absent = never.
+    pub abstain_below: Option<f32>,
 }
 
 fn default_max_consecutive_errors() -> u32 {
@@ -184,6 +186,8 @@ pub struct EngineSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
     pub max_consecutive_errors: u32,
+    /// 0 = no abstention threshold.
+    pub abstain_below: f32,
 }
 
 impl EngineSettings {
@@ -353,6 +357,9 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
     check((1..=10_000).contains(&e.max_consecutive_errors), path, "engine.max_consecutive_errors", || {
         format!("is {}; must be 1..=10000", e.max_consecutive_errors)
     })?;
+    check(e.abstain_below.is_none_or(|t| t > 0.0 && t <= 1.0), path, "engine.abstain_below", || {
+        format!("is {:?}; must be in (0, 1]", e.abstain_below)
+    })?;
     Ok(EngineSettings {
         backend: e.backend,
         execution_providers: e.execution_providers,
@@ -367,6 +374,7 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
         require_accelerator: e.require_accelerator,
         cache_dir: e.cache_dir,
         max_consecutive_errors: e.max_consecutive_errors,
+        abstain_below: e.abstain_below.unwrap_or(0.0),
     })
 }
 

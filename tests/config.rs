@@ -109,3 +109,28 @@ fn engine_sampler_is_optional_and_checked() {
     assert_eq!(em.engine.sampler, Some(SamplerKind::EulerMaruyama));
     assert_eq!(invalid_field(&format!("{ENGINE_TRACT}sampler = \"ddim\"\n")), "engine.sampler");
 }
+
+#[test]
+fn daemon_protection_keys_have_defaults_and_are_checked() {
+    let s = parse(ENGINE_TRACT).unwrap();
+    assert_eq!((s.engine.max_consecutive_errors, s.engine.abstain_below), (5, 0.0));
+    assert_eq!((s.inputs.max_connections, s.inputs.max_connections_per_peer, s.inputs.idle_timeout_ms), (64, 32, 10_000));
+    assert_eq!((s.inputs.max_total_frames_per_second, s.inputs.total_burst, s.inputs.unix_mode), (40, 40, 0o660));
+    assert_eq!(s.assembly.evict_idle_ms, 1_000, "10 s, capped by idle_conversation_ms");
+    assert_eq!(parse(&format!("{ENGINE_TRACT}abstain_below = 0.6\n")).unwrap().engine.abstain_below, 0.6);
+    for bad in ["abstain_below = 0.0", "abstain_below = 1.5", "max_consecutive_errors = 0"] {
+        assert!(invalid_field(&format!("{ENGINE_TRACT}{bad}\n")).starts_with("engine."), "{bad}");
+    }
+    let inputs = |extra: &str| {
+        let text = profile(ENGINE_TRACT).replace("burst = 10\n", &format!("burst = 10\n{extra}\n"));
+        match Settings::parse(&text, Path::new("test.toml")) {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("{extra}: {other:?}"),
+        }
+    };
+    assert_eq!(inputs("max_connections = 0"), "inputs.max_connections");
+    assert_eq!(inputs("max_connections = 8\nmax_connections_per_peer = 9"), "inputs.max_connections_per_peer");
+    assert_eq!(inputs("max_total_frames_per_second = 5"), "inputs.max_total_frames_per_second");
+    assert_eq!(inputs("unix_mode = 0o1777"), "inputs.unix_mode");
+    assert_eq!(inputs("unix_mode = 0o060"), "inputs.unix_mode");
+}

@@ -65,6 +65,7 @@ fn options(window: usize, deadline_ms: u64) -> ServeOptions {
         heartbeat: Duration::from_millis(200),
         max_consecutive_errors: 5,
         limits: gsdnet_edge::daemon::limits::ConnectionLimits::default(),
+        abstain_below: 0.0,
         result_backlog: 4096,
         warm_up: true,
     }

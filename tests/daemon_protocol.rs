@@ -3,7 +3,7 @@
 
 use gsdnet_edge::protocol::{
     conversation_id, decode_frame, encode_frame, values, Boundary, DecodeError, Features,
-    FrameDecoder, HealthReport, Message, Modality, RejectCount, RejectReason, StatusReport, MAX_FRAME_LEN,
+    FrameDecoder, HealthReport, Message, Modality, ScoredResult, ScoredUtterance, UtteranceResult, WindowResult, RejectCount, RejectReason, StatusReport, MAX_FRAME_LEN,
     PROTOCOL_VERSION,
 };
 
@@ -140,6 +140,46 @@ fn health_layout_matches_protocol_doc() {
     assert_eq!(encode_frame(&Message::HealthRequest), [0x07, 0x01, 0x09, 0x1a, 0x9b, 0x1e, 0x21, 0x00]);
     let mut encoded = doc_frame[..doc_frame.len() - 1].to_vec();
     assert_eq!(decode_frame(&mut encoded).unwrap(), msg);
+}
+
+#[test]
+fn scored_layout_matches_protocol_doc() {
+    // Fourth example of docs/PROTOCOL.md: appended tags 11 and 12.
+    let msg = Message::Scored(ScoredResult {
+        conversation: conversation_id("c1").unwrap(),
+        closed_utterance: 3,
+        completion: "gsdnet".into(),
+        latency_us: 1200,
+        abstain_below: 0.75,
+        utterances: vec![ScoredUtterance { utterance: 3, avail: 5, label: 1, probs: vec![0.25, 0.75], reg: 0.5, confidence: 0.75, uncertain: false }],
+    });
+    let doc_frame = [
+        0x10, 0x01, 0x0c, 0x02, 0x63, 0x31, 0x03, 0x06, 0x67, 0x73, 0x64, 0x6e, 0x65, 0x74, 0xb0, 0x09, 0x01, 0x08, 0x40, 0x3f, 0x01,
+        0x03, 0x05, 0x01, 0x02, 0x01, 0x03, 0x80, 0x3e, 0x01, 0x03, 0x40, 0x3f, 0x01, 0x01, 0x02, 0x3f, 0x01, 0x03, 0x40, 0x3f,
+        0x05, 0xff, 0x76, 0xfb, 0x63, 0x00,
+    ];
+    assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
+    assert_eq!(encode_frame(&Message::SubscribeScored), [0x07, 0x01, 0x0b, 0x36, 0xfa, 0x10, 0xcf, 0x00]);
+    let mut encoded = doc_frame[..doc_frame.len() - 1].to_vec();
+    assert_eq!(decode_frame(&mut encoded).unwrap(), msg);
+}
+
+#[test]
+fn scored_result_confidence_is_the_largest_probability() {
+    let r = WindowResult {
+        conversation: conversation_id("c").unwrap(),
+        closed_utterance: 1,
+        completion: "gsdnet".into(),
+        latency_us: 1,
+        utterances: vec![
+            UtteranceResult { utterance: 0, avail: 7, label: 0, probs: [0.9, 0.1], reg: 0.0 },
+            UtteranceResult { utterance: 1, avail: 1, label: 1, probs: [0.45, 0.55], reg: 0.0 },
+        ],
+    };
+    let s = ScoredResult::from_result(&r, 0.6);
+    let got: Vec<(f32, bool)> = s.utterances.iter().map(|u| (u.confidence, u.uncertain)).collect();
+    assert_eq!(got, vec![(0.9, false), (0.55, true)]);
+    assert!(ScoredResult::from_result(&r, 0.0).utterances.iter().all(|u| !u.uncertain), "no threshold, nothing uncertain");
 }
 
 #[test]

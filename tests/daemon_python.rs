@@ -33,6 +33,7 @@ async fn python_client_speaks_the_protocol() {
         heartbeat: Duration::from_millis(100),
         max_consecutive_errors: 5,
         limits: gsdnet_edge::daemon::limits::ConnectionLimits::default(),
+        abstain_below: 0.0,
         result_backlog: 64,
         warm_up: true,
     };

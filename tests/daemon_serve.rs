@@ -200,3 +200,70 @@ fn queue_supersedes_same_conversation_then_drops_oldest() {
     assert_eq!(q.push(job("d")), Pushed::Closed);
     assert!(q.pop(Duration::ZERO).is_err());
 }
+
+/// probs = [1 - p, p] with p = the first text value (0.5 without text).
+struct ProbRunner;
+
+impl gsdnet_edge::daemon::inference::WindowRunner for ProbRunner {
+    fn describe(&self) -> String {
+        "prob".into()
+    }
+    fn completion(&self) -> String {
+        "mock".into()
+    }
+    fn run(&mut self, job: &WindowJob) -> Result<Vec<gsdnet_edge::protocol::UtteranceResult>, gsdnet_edge::daemon::inference::RunError> {
+        Ok(job
+            .utterances
+            .iter()
+            .map(|u| {
+                let p = u.features[0].as_ref().map_or(0.5, |t| t[0]);
+                gsdnet_edge::protocol::UtteranceResult { utterance: u.utterance, avail: u.avail_bits(), label: u8::from(p >= 0.5), probs: [1.0 - p, p], reg: p }
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scored_subscribers_get_confidence_and_the_uncertain_flag_v1_subscribers_do_not() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let mut opts = options();
+    opts.abstain_below = 0.8;
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let n: Arc<dyn gsdnet_edge::daemon::notify::Notifier> = Arc::new(gsdnet_edge::daemon::notify::NoNotifier);
+    let endpoints = Endpoints { unix: vec![listener], ..Default::default() };
+    let handle = tokio::spawn(gsdnet_edge::daemon::server::serve(endpoints, Box::new(ProbRunner), opts, n, async { let _ = stop_rx.await; }));
+    let (mut scored, mut v1) = (connect(&path).await, connect(&path).await);
+    scored.send(&Message::SubscribeScored).await;
+    v1.send(&Message::Subscribe).await;
+    let _ = (scored.status().await, v1.status().await);
+    let mut sensor = connect(&path).await;
+    for m in Modality::ALL {
+        sensor.send(&feat("c", 0, m, 0.9)).await;
+    }
+    let want = |p: f32| (p.max(1.0 - p), p.max(1.0 - p) < 0.8);
+    match scored.next().await {
+        Message::Scored(r) => {
+            assert_eq!((r.closed_utterance, r.abstain_below), (0, 0.8));
+            let u = &r.utterances[0];
+            assert_eq!((u.avail, u.label, u.probs.clone()), (7, 1, vec![1.0 - 0.9f32, 0.9]));
+            assert_eq!((u.confidence, u.uncertain), want(0.9));
+        }
+        other => panic!("expected Scored, got {other:?}"),
+    }
+    assert!(matches!(v1.next().await, Message::Result(_)), "a v1 subscriber still gets Result");
+    for m in Modality::ALL {
+        sensor.send(&feat("c", 1, m, 0.3)).await;
+    }
+    match scored.next().await {
+        Message::Scored(r) => {
+            let u = r.utterances.last().unwrap();
+            assert!((u.confidence - 0.7).abs() < 1e-6 && u.uncertain, "{u:?}");
+        }
+        other => panic!("expected Scored, got {other:?}"),
+    }
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+}

@@ -34,7 +34,7 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 
 use gsdnet_edge::protocol::{
     decode_frame, encode_frame, Boundary, ConversationId, DecodeError, Dropout, Features, FrameDecoder,
-    HealthReport, Message, Modality, RejectCount, RejectReason, StatusReport, UtteranceResult, Values,
+    HealthReport, Message, Modality, RejectCount, RejectReason, ScoredResult, ScoredUtterance, StatusReport, UtteranceResult, Values,
     WindowResult, MAX_CONVERSATION_ID, MAX_FRAME_LEN, MAX_VALUES,
 };
 
@@ -212,6 +212,22 @@ fn window_result() -> impl Strategy<Value = WindowResult> {
     )
 }
 
+fn scored_result() -> impl Strategy<Value = ScoredResult> {
+    let utterance = (id32(), any::<u8>(), any::<u8>(), pvec(float(), 0..=8), float(), float(), any::<bool>()).prop_map(
+        |(utterance, avail, label, probs, reg, confidence, uncertain)| ScoredUtterance { utterance, avail, label, probs, reg, confidence, uncertain },
+    );
+    (conversation(), id32(), text(24), any::<u32>(), float(), pvec(utterance, 0..=64)).prop_map(
+        |(conversation, closed_utterance, completion, latency_us, abstain_below, utterances)| ScoredResult {
+            conversation,
+            closed_utterance,
+            completion,
+            latency_us,
+            abstain_below,
+            utterances,
+        },
+    )
+}
+
 /// A random message of any variant (every variant has a fair share).
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
@@ -226,6 +242,8 @@ fn message() -> impl Strategy<Value = Message> {
         1 => window_result().prop_map(Message::Result),
         1 => Just(Message::HealthRequest),
         1 => health_report().prop_map(Message::Health),
+        1 => Just(Message::SubscribeScored),
+        1 => scored_result().prop_map(Message::Scored),
     ]
 }
 

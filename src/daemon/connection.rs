@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::limits::{Ticket, TokenBucket};
 use super::server::{stopped, Shared};
 use super::stats::{bump, Escaped};
-use crate::protocol::{encode_frame, DecodeError, FrameDecoder, Message, RejectReason, WindowResult};
+use crate::protocol::{encode_frame, DecodeError, FrameDecoder, Message, RejectReason, ScoredResult, WindowResult};
 
 /// A message on its way to the assembly task, with the connection it came from.
 #[derive(Debug)]
@@ -70,6 +70,8 @@ struct Conn {
     ticket: Option<Ticket>,
     proven: bool,
     subscription: Option<broadcast::Receiver<Arc<WindowResult>>>,
+    /// The subscription is for `Scored` results (`SubscribeScored`), not `Result`.
+    scored: bool,
     input: Option<mpsc::Sender<Input>>,
     out: mpsc::Sender<Outgoing>,
 }
@@ -85,7 +87,7 @@ where
     let writer = tokio::spawn(write_loop(writer, out_rx, Arc::clone(&ctx.source), Arc::clone(&shared)));
     let bucket = TokenBucket::new(shared.max_frames_per_second, shared.burst, Instant::now());
     let StreamCtx { source, input, ticket, mut phases } = ctx;
-    let mut conn = Conn { source, shared, bucket, ticket, proven: false, subscription: None, input: Some(input), out };
+    let mut conn = Conn { source, shared, bucket, ticket, proven: false, subscription: None, scored: false, input: Some(input), out };
     bump(&conn.shared.stats.clients);
     log::debug!("{}: connected", conn.source);
     let end = conn.read_phase(reader, &mut phases.input).await;
@@ -258,7 +260,8 @@ impl Conn {
 
     async fn on_message(&mut self, msg: Message) -> Option<End> {
         match msg {
-            Message::Subscribe => {
+            Message::Subscribe | Message::SubscribeScored => {
+                self.scored = matches!(msg, Message::SubscribeScored);
                 self.subscription = Some(self.shared.results.subscribe());
                 None
             }
@@ -271,7 +274,7 @@ impl Conn {
                 report.connections_open = u32::try_from(self.shared.registry.len()).unwrap_or(u32::MAX);
                 self.offer(&Message::Health(report), false)
             }
-            Message::Status(_) | Message::Result(_) | Message::Health(_) => {
+            Message::Status(_) | Message::Result(_) | Message::Health(_) | Message::Scored(_) => {
                 self.shared.stats.reject(RejectReason::Unexpected, &self.source, &"daemon-only message");
                 None
             }
@@ -289,6 +292,7 @@ impl Conn {
 
     fn on_result(&mut self, result: Result<Arc<WindowResult>, broadcast::error::RecvError>) -> Option<End> {
         match result {
+            Ok(r) if self.scored => self.offer(&Message::Scored(ScoredResult::from_result(&r, self.shared.abstain_below)), true),
             Ok(r) => self.offer(&Message::Result((*r).clone()), true),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 log::warn!("{}: subscriber too slow, {n} results skipped", Escaped(&self.source));

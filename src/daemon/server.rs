@@ -56,6 +56,8 @@ pub struct ServeOptions {
     pub max_consecutive_errors: u32,
     /// Socket client limits (serial ports are not subject to them).
     pub limits: ConnectionLimits,
+    /// `Scored` results below this confidence are marked uncertain (0 = never).
+    pub abstain_below: f32,
     /// Subscriber backlog before a slow subscriber skips results.
     pub result_backlog: usize,
     /// Run one warm-up window before READY (off only for runners that are not models).
@@ -84,6 +86,7 @@ pub struct Shared {
     /// Frame budget of all socket clients together.
     pub total_bucket: Mutex<TokenBucket>,
     pub registry: Arc<Registry>,
+    pub abstain_below: f32,
 }
 
 impl Shared {
@@ -146,6 +149,7 @@ pub async fn serve(
         limits: opts.limits,
         total_bucket: Mutex::new(TokenBucket::new(opts.limits.total_frames_per_second, opts.limits.total_burst, Instant::now())),
         registry: Registry::new(opts.limits),
+        abstain_below: opts.abstain_below,
     });
     let (stop_input, input_rx) = watch::channel(false);
     let (stop_output, output_rx) = watch::channel(false);

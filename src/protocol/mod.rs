@@ -201,6 +201,69 @@ pub enum Message {
     /// first nine tags: a peer that never sends it never receives `Health`.
     HealthRequest,
     Health(HealthReport),
+    /// Subscribes to `Scored` results instead of `Result` (appended; v1 subscribers unchanged).
+    SubscribeScored,
+    Scored(ScoredResult),
+}
+
+/// One utterance of a `ScoredResult`: the `UtteranceResult` fields with every class
+/// probability, the confidence a robot can act on, and whether it is below the abstention
+/// threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredUtterance {
+    pub utterance: u32,
+    /// Availability bits the result was computed with: T = 1, A = 2, V = 4.
+    pub avail: u8,
+    pub label: u8,
+    /// Class probabilities (calibrated by the model's temperature), one per class.
+    pub probs: Vec<f32>,
+    pub reg: f32,
+    /// The label's probability, `max(probs)`.
+    pub confidence: f32,
+    /// `confidence < abstain_below`: the label is published but should not be acted on.
+    pub uncertain: bool,
+}
+
+/// What `SubscribeScored` subscribers receive after each window run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredResult {
+    pub conversation: ConversationId,
+    pub closed_utterance: u32,
+    pub completion: String,
+    pub latency_us: u32,
+    /// The board profile's abstention threshold (0 = none: nothing is uncertain).
+    pub abstain_below: f32,
+    pub utterances: Vec<ScoredUtterance>,
+}
+
+impl ScoredResult {
+    /// The scored form of a window result under threshold `abstain_below` (0 = none).
+    pub fn from_result(r: &WindowResult, abstain_below: f32) -> Self {
+        let utterances = r
+            .utterances
+            .iter()
+            .map(|u| {
+                let confidence = u.probs.iter().copied().fold(0.0f32, f32::max);
+                ScoredUtterance {
+                    utterance: u.utterance,
+                    avail: u.avail,
+                    label: u.label,
+                    probs: u.probs.to_vec(),
+                    reg: u.reg,
+                    confidence,
+                    uncertain: confidence < abstain_below,
+                }
+            })
+            .collect();
+        ScoredResult {
+            conversation: r.conversation.clone(),
+            closed_utterance: r.closed_utterance,
+            completion: r.completion.clone(),
+            latency_us: r.latency_us,
+            abstain_below,
+            utterances,
+        }
+    }
 }
 
 /// Answer to `HealthRequest`: what the daemon did to protect itself (restarts recognised,
@@ -247,6 +310,7 @@ impl Message {
             Message::Dropout(d) => Some(&d.conversation),
             Message::Reset { conversation } => Some(conversation),
             Message::Result(r) => Some(&r.conversation),
+            Message::Scored(r) => Some(&r.conversation),
             _ => None,
         }
     }

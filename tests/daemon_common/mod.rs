@@ -58,6 +58,7 @@ pub fn options() -> ServeOptions {
         heartbeat: Duration::from_millis(50),
         max_consecutive_errors: 5,
         limits: gsdnet_edge::daemon::limits::ConnectionLimits::default(),
+        abstain_below: 0.0,
         result_backlog: 256,
         warm_up: true,
     }

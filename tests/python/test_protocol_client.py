@@ -65,6 +65,26 @@ def test_health_example_bytes():
                    "consecutive_inference_errors": 0, "watchdog_stopped": True}
 
 
+SCORED_FRAME = bytes.fromhex(
+    "10 01 0c 02 63 31 03 06 67 73 64 6e 65 74 b0 09 01 08 40 3f 01 03 05 01 02 01 03 80 3e 01 03"
+    " 40 3f 01 01 02 3f 01 03 40 3f 05 ff 76 fb 63 00")
+
+
+def test_scored_example_bytes():
+    f32 = lambda x: struct.pack("<f", x)  # noqa: E731
+    body = (bytes([1, 12]) + g.string("c1") + g.varint(3) + g.string("gsdnet") + g.varint(1200) + f32(0.75)
+            + bytes([1, 3, 5, 1, 2]) + f32(0.25) + f32(0.75) + f32(0.5) + f32(0.75) + bytes([0]))
+    assert zlib.crc32(body) == 0x63FB76FF
+    assert g.frame(body[1:]) == SCORED_FRAME
+    assert g.frame(g.subscribe_scored()) == bytes.fromhex("07 01 0b 36 fa 10 cf 00")
+    tag, msg = g.decode_frame(SCORED_FRAME[:-1])
+    assert tag == g.SCORED
+    assert msg == {"conversation": "c1", "closed_utterance": 3, "completion": "gsdnet",
+                   "latency_us": 1200, "abstain_below": 0.75,
+                   "utterances": [{"utterance": 3, "avail": 5, "label": 1, "probs": [0.25, 0.75],
+                                   "reg": 0.5, "confidence": 0.75, "uncertain": False}]}
+
+
 def test_decode_round_trip_and_errors():
     tag, msg = g.decode_frame(DOC_FRAME[:-1])
     assert tag == g.FEATURES and msg["values"] == [1.0, -2.0] and msg["utterance"] == 300

@@ -449,5 +449,7 @@ pub fn tag(msg: &Message) -> &'static str {
         Message::Result(_) => "Result",
         Message::HealthRequest => "HealthRequest",
         Message::Health(_) => "Health",
+        Message::SubscribeScored => "SubscribeScored",
+        Message::Scored(_) => "Scored",
     }
 }
