@@ -239,6 +239,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             "seeds": cfg.seeds,
             "steps": steps,
             "sampler": sampler.name(),
+            "temperature": manifest.calibration.temperature,
             "backend": a.backend_name(),
             "results": rows,
         });

@@ -1,5 +1,8 @@
 //! Offline evaluation (`gsdnet eval`): simulated dropouts on a recording at seeded missing rates
-//! and fixed patterns, every completion mode on the same masks, metrics averaged over seeds.
+//! and fixed patterns, every completion mode on the same masks, metrics averaged over seeds:
+//! acc2, weighted F1 and MAE of the labels, and the confidence metrics of the published
+//! (calibrated) probabilities (`metrics::Scored`: nll, brier, ece, acc_cov50, acc_cov80, aurc),
+//! each the mean over seeds of its per-seed value.
 //!
 //! Work is split into (conversation, scenario) tasks run by a rayon pool; each worker thread owns
 //! one `Pipeline`. Results are gathered in task order, so the numbers do not depend on
@@ -12,7 +15,7 @@ use thiserror::Error;
 
 use crate::diffusion::SeededNoise;
 use crate::masks::{self, Avail, Pattern};
-use crate::metrics;
+use crate::metrics::{self, ConfidenceMetrics, MetricsError, Scored};
 use crate::pipeline::{Completion, Pipeline, PipelineError, Utterance, Window};
 use crate::recording::{Conversation, Recording};
 
@@ -33,6 +36,13 @@ pub enum EvalError {
     Threads(String),
     #[error("worker {0}: {1}")]
     Worker(usize, String),
+    #[error("{scenario}, seed {seed}, {completion}: {source}")]
+    Metrics {
+        scenario: String,
+        seed: u64,
+        completion: Completion,
+        source: MetricsError,
+    },
 }
 
 /// One evaluation condition.
@@ -99,14 +109,28 @@ pub struct ResultRow {
     pub acc2: f64,
     pub f1_weighted: f64,
     pub mae: Option<f64>,
+    /// Mean negative log-likelihood of the true class (probability floor `metrics::P_FLOOR`).
+    pub nll: f64,
+    /// Mean multi-class Brier score, sum over classes of (p - onehot)^2.
+    pub brier: f64,
+    /// Expected calibration error, `metrics::ECE_BINS` equal-width confidence bins.
+    pub ece: f64,
+    /// Accuracy of the 50 % / 80 % most confident utterances.
+    pub acc_cov50: f64,
+    pub acc_cov80: f64,
+    /// Area under the risk-coverage curve.
+    pub aurc: f64,
     /// Labelled utterances scored per seed.
     pub n: usize,
 }
 
-/// Predictions of one (scenario, seed, completion) over some utterances.
+/// Predictions of one (scenario, seed, completion) over some utterances. Invariant: `probs`
+/// holds `classes` values per entry of `label` (row-major), in the same utterance order.
 #[derive(Debug, Clone, Default)]
 struct Preds {
     label: Vec<u8>,
+    probs: Vec<f32>,
+    classes: usize,
     reg: Vec<f32>,
     truth_bin: Vec<u8>,
     truth_cont: Vec<f32>,
@@ -115,9 +139,20 @@ struct Preds {
 impl Preds {
     fn extend(&mut self, other: &Preds) {
         self.label.extend(&other.label);
+        self.probs.extend(&other.probs);
+        self.classes = self.classes.max(other.classes);
         self.reg.extend(&other.reg);
         self.truth_bin.extend(&other.truth_bin);
         self.truth_cont.extend(&other.truth_cont);
+    }
+
+    fn push(&mut self, label: usize, probs: &[f32], reg: Option<f32>, truth: (u8, f32)) {
+        self.label.push(label as u8);
+        self.probs.extend_from_slice(probs);
+        self.classes = probs.len();
+        self.reg.push(reg.unwrap_or(f32::NAN));
+        self.truth_bin.push(truth.0);
+        self.truth_cont.push(truth.1);
     }
 }
 
@@ -161,10 +196,7 @@ fn run_task(
                     let (Some(bin), Some(cont)) = (u.label_bin, u.label_cont) else {
                         continue;
                     };
-                    p.label.push(r.label as u8);
-                    p.reg.push(r.regression.unwrap_or(f32::NAN));
-                    p.truth_bin.push(bin);
-                    p.truth_cont.push(cont);
+                    p.push(r.label, &r.probs, r.regression, (bin, cont));
                 }
             }
         }
@@ -223,6 +255,41 @@ pub fn evaluate(
     aggregate(cfg, &merged)
 }
 
+/// The mean over seeds of the confidence metrics of one (scenario, completion).
+fn mean_confidence(
+    cfg: &EvalConfig,
+    scenario: Scenario,
+    completion: Completion,
+    per_seed: &[&Preds],
+) -> Result<ConfidenceMetrics, EvalError> {
+    let mut sum = ConfidenceMetrics::default();
+    for (&seed, p) in cfg.seeds.iter().zip(per_seed) {
+        let m = Scored::new(&p.probs, p.classes, &p.truth_bin)
+            .map_err(|source| EvalError::Metrics {
+                scenario: scenario.to_string(),
+                seed,
+                completion,
+                source,
+            })?
+            .confidence_metrics();
+        sum.nll += m.nll;
+        sum.brier += m.brier;
+        sum.ece += m.ece;
+        sum.acc_cov50 += m.acc_cov50;
+        sum.acc_cov80 += m.acc_cov80;
+        sum.aurc += m.aurc;
+    }
+    let k = per_seed.len() as f64;
+    Ok(ConfidenceMetrics {
+        nll: sum.nll / k,
+        brier: sum.brier / k,
+        ece: sum.ece / k,
+        acc_cov50: sum.acc_cov50 / k,
+        acc_cov80: sum.acc_cov80 / k,
+        aurc: sum.aurc / k,
+    })
+}
+
 /// Mean over seeds of each (scenario, completion).
 fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultRow>, EvalError> {
     let mut rows = Vec::new();
@@ -241,6 +308,7 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
                 Scenario::Rate(r) => (Some(*r), None),
                 Scenario::Pattern(p) => (None, Some(p.to_string())),
             };
+            let conf = mean_confidence(cfg, *scenario, *completion, &per_seed)?;
             rows.push(ResultRow {
                 missing_rate,
                 pattern,
@@ -248,6 +316,12 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
                 acc2: mean(&|p| metrics::accuracy(&p.label, &p.truth_bin)),
                 f1_weighted: mean(&|p| metrics::f1_weighted(&p.label, &p.truth_bin)),
                 mae: has_reg.then(|| mean(&|p| metrics::mae(&p.reg, &p.truth_cont))),
+                nll: conf.nll,
+                brier: conf.brier,
+                ece: conf.ece,
+                acc_cov50: conf.acc_cov50,
+                acc_cov80: conf.acc_cov80,
+                aurc: conf.aurc,
                 n,
             });
         }
@@ -255,23 +329,40 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
     Ok(rows)
 }
 
-/// A readable table, one line per scenario and completion.
+fn scenario_label(r: &ResultRow) -> String {
+    match (&r.missing_rate, &r.pattern) {
+        (Some(rate), _) => format!("rate {rate:.1}"),
+        (None, Some(p)) => format!("pattern {p}"),
+        (None, None) => "-".into(),
+    }
+}
+
+/// Readable tables, one line per scenario and completion: the label metrics, then the
+/// confidence metrics of the probabilities.
 pub fn table(rows: &[ResultRow]) -> String {
     let mut s = format!(
         "{:<12} {:<10} {:>7} {:>7} {:>7} {:>5}\n",
         "scenario", "completion", "acc2", "f1_w", "mae", "n"
     );
     for r in rows {
-        let scenario = match (&r.missing_rate, &r.pattern) {
-            (Some(rate), _) => format!("rate {rate:.1}"),
-            (None, Some(p)) => format!("pattern {p}"),
-            (None, None) => "-".into(),
-        };
         let mae = r.mae.map_or("-".to_string(), |m| format!("{m:.4}"));
         s += &format!(
             "{:<12} {:<10} {:>7.4} {:>7.4} {:>7} {:>5}\n",
-            scenario, r.completion, r.acc2, r.f1_weighted, mae, r.n
+            scenario_label(r), r.completion, r.acc2, r.f1_weighted, mae, r.n
         );
+    }
+    s += &format!(
+        "\nconfidence (ECE: {} bins; acc@c: the c most confident):\n",
+        metrics::ECE_BINS
+    );
+    s += &format!(
+        "{:<12} {:<10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n",
+        "scenario", "completion", "nll", "brier", "ece", "acc@50", "acc@80", "aurc"
+    );
+    for r in rows {
+        let values = [r.nll, r.brier, r.ece, r.acc_cov50, r.acc_cov80, r.aurc];
+        let cols: Vec<String> = values.iter().map(|v| format!("{v:>7.4}")).collect();
+        s += &format!("{:<12} {:<10} {}\n", scenario_label(r), r.completion, cols.join(" "));
     }
     s
 }

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod calibration;
 pub mod check;
 pub mod dataset;
 pub mod recording;

@@ -3,7 +3,9 @@
 //! with DESIGN.md's table, sha256 mismatch).
 //!
 //! Invariant of a `Manifest`: every part's inputs and outputs are exactly DESIGN.md's names and
-//! shapes for the manifest's dims, and every part file exists with the declared sha256.
+//! shapes for the manifest's dims, every part file exists with the declared sha256, and the
+//! `[calibration]` temperature is finite and in [0.01, 100] (absent: 1.0). Only the parts are
+//! hashed, not the manifest itself, so fitting a temperature changes no sha256.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -14,6 +16,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::backend::{PartSpec, TensorSpec};
+use crate::calibration::Calibration;
 use crate::diffusion::SamplerKind;
 
 /// Feature widths of text, audio and visual, fixed by the data.
@@ -85,6 +88,8 @@ struct RawManifest {
     training: toml::Table,
     #[serde(default)]
     metrics: toml::Table,
+    #[serde(default)]
+    calibration: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +196,8 @@ pub struct Manifest {
     pub parts: Vec<PartSpec>,
     pub training: toml::Table,
     pub metrics: toml::Table,
+    /// `[calibration]`: the temperature applied to the fusion logits before the softmax.
+    pub calibration: Calibration,
     /// Declared sha256 of each part, in `PART_NAMES` order.
     pub sha256: Vec<String>,
 }
@@ -299,6 +306,8 @@ impl Manifest {
             )));
         }
         check_sde(&raw.sde).map_err(invalid)?;
+        let calibration =
+            Calibration::from_table(raw.calibration).map_err(|e| invalid(e.to_string()))?;
         let norm = check_norm(raw.normalisation, &dims).map_err(invalid)?;
         let classes = match raw.model.classes {
             RawClasses::Count(n) => (0..n).map(|i| i.to_string()).collect(),
@@ -345,6 +354,7 @@ impl Manifest {
             parts,
             training: raw.training,
             metrics: raw.metrics,
+            calibration,
             sha256,
         })
     }

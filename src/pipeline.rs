@@ -2,6 +2,9 @@
 //! mask raw features, encode, build the graph and spectra, complete missing entries (GSDNet's
 //! spectral diffusion, mean fill or zero fill), reconstruct raw features and classify.
 //!
+//! Probabilities are `softmax(logits / T)` with the manifest's calibration temperature T
+//! (`calibration`; T = 1 is the uncalibrated softmax); labels are their argmax.
+//!
 //! Synchronous and single-threaded; the daemon and `eval` call `Pipeline::run`. Every buffer is
 //! allocated once in `Pipeline::new` and reused, so intermediates of the last run stay readable
 //! through `Pipeline::intermediates` (golden tests compare them).
@@ -12,6 +15,7 @@ use std::str::FromStr;
 use thiserror::Error;
 
 use crate::backend::BackendError;
+use crate::calibration::softmax_tempered;
 use crate::diffusion::{Condition, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams};
 use crate::model::{Model, ModelError, Part};
 use crate::spectral::{Spectral, SpectralError};
@@ -183,6 +187,8 @@ pub struct Intermediates<'a> {
 pub struct Pipeline {
     model: Model,
     sde: SdeParams,
+    /// The manifest's calibration temperature, as f32 (the reference divides f32 logits by it).
+    temperature: f32,
     spectral: Spectral,
     sampler: Sampler,
     scratch: Vec<f64>,
@@ -210,9 +216,11 @@ impl Pipeline {
         let dm = model.manifest.dims;
         let (w, d, k) = (dm.window, dm.latent, dm.k);
         let feats = dm.features().map(|f| Tensor::zeros(&[1, w, f]));
+        let temperature = model.manifest.calibration.temperature as f32;
         Ok(Pipeline {
             model,
             sde,
+            temperature,
             spectral: Spectral::new(w, k),
             sampler: Sampler::new(w, d, k),
             scratch: vec![0.0; d],
@@ -465,7 +473,7 @@ impl Pipeline {
             out.utterances.push(UtteranceOutput::default());
         }
         for (i, (utt, o)) in window.utterances.iter().zip(out.utterances.iter_mut()).enumerate() {
-            o.probs = softmax2(logits[2 * i], logits[2 * i + 1]);
+            softmax_tempered(&logits[2 * i..2 * i + 2], self.temperature, &mut o.probs);
             o.label = usize::from(o.probs[1] > o.probs[0]);
             o.regression = has_reg.then_some(reg[i]);
             o.imputed = utt.features.map(|f| f.is_none());
@@ -509,11 +517,4 @@ fn finite(t: &Tensor, part: &'static str) -> Result<(), PipelineError> {
     } else {
         Err(PipelineError::NonFiniteOutput { part })
     }
-}
-
-/// Softmax of two logits, stable for large magnitudes.
-fn softmax2(a: f32, b: f32) -> [f32; 2] {
-    let m = a.max(b);
-    let (ea, eb) = ((a - m).exp(), (b - m).exp());
-    [ea / (ea + eb), eb / (ea + eb)]
 }

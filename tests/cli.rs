@@ -52,6 +52,8 @@ fn eval_writes_the_json_shape_of_the_issue() {
     );
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["model"], "tiny-test");
+    assert_eq!(doc["temperature"], 1.0, "the tiny model has no [calibration]");
+    assert!(stdout.contains("confidence") && stdout.contains("aurc"), "{stdout}");
     let rows = doc["results"].as_array().unwrap();
     assert_eq!(rows.len(), 3 * 3);
     for r in rows {
@@ -59,6 +61,11 @@ fn eval_writes_the_json_shape_of_the_issue() {
         let acc = r["acc2"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc));
         assert!(r["f1_weighted"].as_f64().is_some() && r["mae"].as_f64().is_some());
+        // Confidence metrics of the probabilities, next to the label metrics.
+        for (key, hi) in [("nll", 27.7), ("brier", 2.0), ("ece", 1.0), ("acc_cov50", 1.0), ("acc_cov80", 1.0), ("aurc", 1.0)] {
+            let v = r[key].as_f64().unwrap_or_else(|| panic!("row without {key}: {r}"));
+            assert!((0.0..=hi).contains(&v), "{key} = {v}");
+        }
         assert!(["gsdnet", "meanfill", "zero"].contains(&r["completion"].as_str().unwrap()));
     }
     let ta = rows.iter().find(|r| r["pattern"] == "TA").unwrap();

@@ -1,7 +1,8 @@
 //! Evaluation parity: the Rust `eval` on CMU-MOSI val (the shared folder when present, else the
 //! bundled recording converted from it) must reproduce the Python reference evaluation
 //! (`tests/golden/eval_val_reference.json`, or `GSDNET_EVAL_REFERENCE`) within 0.5 points of
-//! acc2 and weighted F1 in every row, with the same utterance counts.
+//! acc2 and weighted F1 in every row, with the same utterance counts, and the confidence
+//! metrics of the probabilities within the named tolerances `CONFIDENCE_TOL`.
 
 mod common;
 
@@ -21,7 +22,14 @@ use serde::Deserialize;
 struct Reference {
     seeds: Vec<u64>,
     steps: usize,
+    /// The calibration temperature the reference ran with (older files: none, i.e. 1).
+    #[serde(default = "one")]
+    temperature: f64,
     results: Vec<RefRow>,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 #[derive(Deserialize)]
@@ -32,7 +40,37 @@ struct RefRow {
     acc2: f64,
     f1_weighted: f64,
     mae: f64,
+    nll: f64,
+    brier: f64,
+    ece: f64,
+    acc_cov50: f64,
+    acc_cov80: f64,
+    aurc: f64,
     n: usize,
+}
+
+/// Allowed |Rust - Python| of each confidence metric (absolute). tract and onnxruntime agree
+/// on the probabilities to ~1e-6 and on every label, so the continuous metrics agree far more
+/// closely than these; ECE, acc@c and AURC may still move by one utterance crossing a bin edge
+/// or swapping rank with a near-tie, which these allow (one of 191 utterances is 0.0052).
+const CONFIDENCE_TOL: [(&str, f64); 6] = [
+    ("nll", 1e-4),
+    ("brier", 1e-4),
+    ("ece", 6e-3),
+    ("acc_cov50", 1.1e-2),
+    ("acc_cov80", 7e-3),
+    ("aurc", 2e-3),
+];
+
+fn confidence_pairs(x: &ResultRow, r: &RefRow) -> [(f64, f64); 6] {
+    [
+        (x.nll, r.nll),
+        (x.brier, r.brier),
+        (x.ece, r.ece),
+        (x.acc_cov50, r.acc_cov50),
+        (x.acc_cov80, r.acc_cov80),
+        (x.aurc, r.aurc),
+    ]
 }
 
 fn data() -> Recording {
@@ -64,6 +102,29 @@ fn multi_window_eval_matches_the_python_reference() {
     check_parity(&dir, &dir.join("eval_val_reference.json"));
 }
 
+/// The tiny model with `[calibration] temperature = 2.0` appended to its manifest, against the
+/// reference made on the same copy: `d=$(mktemp -d); cp tests/fixtures/tiny-model/*.onnx
+/// tests/fixtures/tiny-model/manifest.toml $d; printf '\n[calibration]\ntemperature = 2.0\n' >>
+/// $d/manifest.toml; PYTHONPATH=scripts python3 -m gsdnet_ref.evaluate $d
+/// ../shared/data/cmu-mosi/val --seeds 0 1 --no-patterns --out
+/// tests/fixtures/tiny-model/eval_val_reference_t2.json`. Labels, acc2, F1 and MAE do not move
+/// with T; every probability metric does.
+#[test]
+fn tempered_eval_matches_the_python_reference() {
+    let src = repo().join("tests/fixtures/tiny-model");
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
+    }
+    let manifest = dir.path().join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap() + "\n[calibration]\ntemperature = 2.0\n";
+    std::fs::write(&manifest, text).unwrap();
+    check_parity(dir.path(), &src.join("eval_val_reference_t2.json"));
+}
+
 fn check_parity(model_dir: &std::path::Path, ref_path: &std::path::Path) {
     let reference: Reference = serde_json::from_str(&std::fs::read_to_string(ref_path).unwrap()).unwrap();
     let mut scenarios = Vec::new();
@@ -83,6 +144,12 @@ fn check_parity(model_dir: &std::path::Path, ref_path: &std::path::Path) {
         }
     }
     let manifest = Manifest::load(model_dir).unwrap();
+    assert_eq!(
+        manifest.calibration.temperature, reference.temperature,
+        "{}: the reference ran with another temperature than {}",
+        ref_path.display(),
+        model_dir.display()
+    );
     let cfg = EvalConfig {
         completions,
         seeds: reference.seeds.clone(),
@@ -111,9 +178,21 @@ fn check_parity(model_dir: &std::path::Path, ref_path: &std::path::Path) {
     };
     let mut bad = Vec::new();
     let mut worst = 0.0f64;
+    let mut worst_conf = [0.0f64; 6];
     for r in &reference.results {
         let x = find(r);
         assert_eq!(x.n, r.n);
+        for (i, (got, want)) in confidence_pairs(x, r).into_iter().enumerate() {
+            let (key, tol) = CONFIDENCE_TOL[i];
+            let d = (got - want).abs();
+            worst_conf[i] = worst_conf[i].max(d);
+            if !(d <= tol) {
+                bad.push(format!(
+                    "{:?} {:?} {}: {key} {got:.6} vs {want:.6} (tolerance {tol})",
+                    r.missing_rate, r.pattern, r.completion
+                ));
+            }
+        }
         let (da, df) = (
             100.0 * (x.acc2 - r.acc2).abs(),
             100.0 * (x.f1_weighted - r.f1_weighted).abs(),
@@ -135,13 +214,19 @@ fn check_parity(model_dir: &std::path::Path, ref_path: &std::path::Path) {
             ));
         }
     }
+    let conf: Vec<String> = CONFIDENCE_TOL
+        .iter()
+        .zip(worst_conf)
+        .map(|((k, _), d)| format!("{k} {d:.2e}"))
+        .collect();
     eprintln!(
-        "eval parity: {} rows, worst acc2/F1 difference {worst:.3} points",
-        rows.len()
+        "eval parity: {} rows, worst acc2/F1 difference {worst:.3} points; worst {}",
+        rows.len(),
+        conf.join(", ")
     );
     assert!(
         bad.is_empty(),
-        "rows beyond 0.5 points (or MAE beyond 0.02):\n{}",
+        "rows beyond 0.5 points (or MAE beyond 0.02, or a confidence metric beyond its tolerance):\n{}",
         bad.join("\n")
     );
 }

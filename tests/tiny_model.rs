@@ -233,3 +233,51 @@ fn broken_models_give_precise_errors() {
     let err = load_edited(|_, t| t.replacen("audio_std = [", "audio_std = [1.0, ", 1));
     assert!(err.contains("audio_std has 74 values"), "{err}");
 }
+
+/// A copy of the tiny model whose manifest ends with `extra` (a `[calibration]` table).
+fn tiny_copy(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(tiny_model()).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
+    }
+    let path = dir.path().join("manifest.toml");
+    let text = std::fs::read_to_string(&path).unwrap() + extra;
+    std::fs::write(&path, text).unwrap();
+    dir
+}
+
+#[test]
+fn calibration_temperature_divides_the_logits() {
+    assert_eq!(Manifest::load(&tiny_model()).unwrap().calibration.temperature, 1.0);
+    let dir = tiny_copy("\n[calibration]\ntemperature = 2.0\nfitted_on = \"val\"\n");
+    let model = Model::load(dir.path(), BackendKind::Tract, &BackendOptions::default()).unwrap();
+    assert_eq!(model.manifest.calibration.temperature, 2.0);
+    let mut hot = Pipeline::new(model, None).unwrap();
+    let mut plain = pipeline();
+    let feats = features(4);
+    let avail = [[true, false, true], [false, true, true], [true, true, true], [true, false, false]];
+    let win = window(&feats, &avail);
+    for c in Completion::ALL {
+        let a = plain.run(&win, c, &mut SeededNoise::from_key(3)).unwrap();
+        let b = hot.run(&win, c, &mut SeededNoise::from_key(3)).unwrap();
+        let logits = hot.intermediates().logits.data().to_vec();
+        for (i, (ua, ub)) in a.utterances.iter().zip(&b.utterances).enumerate() {
+            assert_eq!(ua.label, ub.label, "{c}: the temperature moved a label");
+            assert_eq!(ua.regression, ub.regression);
+            let (l0, l1) = (logits[2 * i] / 2.0, logits[2 * i + 1] / 2.0);
+            let m = l0.max(l1);
+            let (e0, e1) = ((l0 - m).exp(), (l1 - m).exp());
+            assert_eq!(ub.probs, [e0 / (e0 + e1), e1 / (e0 + e1)], "{c}: utterance {i}");
+            // Softer: the calibrated confidence is closer to 1/2 unless the logits tie.
+            assert!((ub.probs[0] - 0.5).abs() <= (ua.probs[0] - 0.5).abs());
+        }
+    }
+    for bad in ["0.0", "-1.0", "nan", "\"warm\""] {
+        let dir = tiny_copy(&format!("\n[calibration]\ntemperature = {bad}\n"));
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("[calibration] temperature"), "{bad}: {err}");
+    }
+}

@@ -2,7 +2,9 @@
 
 Owns: the scenario grid (rates 0.0..0.7 step 0.1, fixed patterns), windowing of conversations
 into consecutive windows of W, the per-seed metrics (acc2 on label_bin, weighted F1, MAE of the
-regression head vs label_cont) and their mean over mask seeds.
+regression head vs label_cont, and the confidence metrics of metrics.py on the probabilities:
+nll, brier, ece, acc_cov50, acc_cov80, aurc) and their mean over mask seeds. Probabilities carry
+the manifest's calibration temperature (pipeline.py).
     python3 -m gsdnet_ref.evaluate MODEL_DIR SPLIT_DIR [--out FILE] [--seeds 0 1 2]
         [--steps S] [--sampler NAME] [--rates 0.3 0.7] [--no-patterns]
 """
@@ -18,6 +20,7 @@ import numpy as np
 
 from . import data as gdata
 from . import masks as gmasks
+from . import metrics as gmetrics
 from .pipeline import COMPLETIONS, OnnxModel, run_window
 from .sampler import stream_key
 
@@ -37,32 +40,47 @@ def metrics(pred: np.ndarray, y: np.ndarray, reg: np.ndarray, y_cont: np.ndarray
                 mae=float(np.mean(np.abs(reg - y_cont))), n=int(len(y)))
 
 
-def run_conversation(model, conv, avail, completion, seed, scenario):
-    """Predictions for all utterances of `conv`, window by window."""
+def conversation_outputs(model, conv, avail, completion, seed, scenario) -> dict:
+    """logits, probs [N, K] and reg [N] of all utterances of `conv`, window by window."""
     w = model.man.width
-    probs, regs = [], []
+    outs = {"logits": [], "probs": [], "reg": []}
     for wi, start in enumerate(range(0, conv.n, w)):
         sl = slice(start, min(start + w, conv.n))
         feats = {m: conv.feats[m][sl] for m in gdata.MODALITIES}
         key = stream_key(seed, scenario, conv.conv_id, wi)
         out = run_window(model, feats, avail[sl], conv.speaker[sl], completion, noise_key=key)
-        probs.append(out["probs"])
-        regs.append(out["reg"])
-    return np.concatenate(probs), np.concatenate(regs)
+        for k, v in outs.items():
+            v.append(out[k])
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def run_conversation(model, conv, avail, completion, seed, scenario):
+    """(probs, reg) for all utterances of `conv`, window by window."""
+    out = conversation_outputs(model, conv, avail, completion, seed, scenario)
+    return out["probs"], out["reg"]
+
+
+def scenario_outputs(model, convs, completion, seed, rate=None, pattern=None) -> dict:
+    """logits, probs [n, K], reg, label_bin, label_cont, avail [n, 3] and `conv` (index per
+    utterance) of one (scenario, seed, completion), utterances in conversation order."""
+    scenario = gmasks.scenario_id(rate, pattern)
+    out = {k: [] for k in ("logits", "probs", "reg", "label_bin", "label_cont", "avail", "conv")}
+    for ci, c in enumerate(convs):
+        avail = gmasks.mask_for_pattern(pattern, c.n) if pattern else \
+            gmasks.mask_for_rate(seed, rate, c.conv_id, c.n)
+        for k, v in conversation_outputs(model, c, avail, completion, seed, scenario).items():
+            out[k].append(v)
+        out["avail"].append(np.asarray(avail, bool))
+        out["label_bin"].append(c.label_bin)
+        out["label_cont"].append(c.label_cont)
+        out["conv"].append(np.full(c.n, ci))
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def evaluate_scenario(model, convs, completion, seed, rate=None, pattern=None) -> dict:
-    scenario = gmasks.scenario_id(rate, pattern)
-    preds, ys, regs, ycs = [], [], [], []
-    for c in convs:
-        avail = gmasks.mask_for_pattern(pattern, c.n) if pattern else \
-            gmasks.mask_for_rate(seed, rate, c.conv_id, c.n)
-        p, r = run_conversation(model, c, avail, completion, seed, scenario)
-        preds.append(p.argmax(-1))
-        regs.append(r)
-        ys.append(c.label_bin)
-        ycs.append(c.label_cont)
-    return metrics(*(np.concatenate(a) for a in (preds, ys, regs, ycs)))
+    o = scenario_outputs(model, convs, completion, seed, rate, pattern)
+    m = metrics(o["probs"].argmax(-1), o["label_bin"], o["reg"], o["label_cont"])
+    return {**m, **gmetrics.confidence_metrics(o["probs"], o["label_bin"])}
 
 
 def evaluate(model_dir, split_dir, seeds=(0, 1, 2), completions=COMPLETIONS,
@@ -78,13 +96,13 @@ def evaluate(model_dir, split_dir, seeds=(0, 1, 2), completions=COMPLETIONS,
         for rate, pattern in grid:
             per = [evaluate_scenario(model, convs, completion, s, rate, pattern) for s in seeds]
             row = dict(missing_rate=rate, pattern=pattern, completion=completion)
-            for k in ("acc2", "f1_weighted", "mae"):
+            for k in ("acc2", "f1_weighted", "mae") + gmetrics.KEYS:
                 row[k] = float(np.mean([p[k] for p in per]))
             row["n"] = per[0]["n"]
             results.append(row)
     return dict(model=model.man.raw["model"]["name"], split=Path(split_dir).name,
                 seeds=list(seeds), steps=model.man.sde.steps, sampler=model.man.sde.sampler,
-                results=results)
+                temperature=model.man.temperature, results=results)
 
 
 def main(argv=None):
@@ -107,7 +125,8 @@ def main(argv=None):
     for r in res["results"]:
         sc = r["pattern"] if r["pattern"] else f"{r['missing_rate']:.1f}"
         print(f"{r['completion']:9s} {sc:4s} acc2 {r['acc2']:.4f} f1 {r['f1_weighted']:.4f} "
-              f"mae {r['mae']:.4f}", file=sys.stderr)
+              f"mae {r['mae']:.4f} nll {r['nll']:.4f} ece {r['ece']:.4f} "
+              f"acc@80 {r['acc_cov80']:.4f} aurc {r['aurc']:.4f}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 Owns: reading manifest.toml, one onnxruntime session per part, and `run_window`, which turns
 one conversation window (raw features, availability, speakers) into logits/probs/reg for a
 completion mode, recording every intermediate tensor for golden cases (`recon_raw`: the
-reconstructions destandardised, [N, dim]). Follows docs/DESIGN.md.
+reconstructions destandardised, [N, dim]). Follows docs/DESIGN.md. `logits` are the fusion
+part's output; `probs = softmax(logits / T)` with the manifest's `[calibration] temperature`
+T (absent: 1, the uncalibrated softmax; src/pipeline.rs applies the same in f32).
 """
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,27 @@ class Manifest:
     window_other: int
     sde: Sde
     stats: dict
+    temperature: float = 1.0
+
+
+T_MIN, T_MAX = 0.01, 100.0   # as src/calibration.rs: logits / T stays finite in f32
+
+
+def load_temperature(raw: dict) -> float:
+    """`[calibration] temperature`: absent = 1.0; a finite number in [T_MIN, T_MAX]."""
+    t = raw.get("calibration", {}).get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
+            or not T_MIN <= t <= T_MAX:
+        raise ValueError(f"[calibration] temperature must be a finite number in "
+                         f"[{T_MIN}, {T_MAX}], got {t!r}")
+    return float(t)
+
+
+def softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T) over the last axis in f32, max-subtracted (T = 1: logits unchanged)."""
+    z = np.asarray(logits, np.float32) / np.float32(temperature)
+    z = z - z.max(-1, keepdims=True)
+    return (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
 
 
 def load_manifest(folder) -> Manifest:
@@ -41,7 +65,7 @@ def load_manifest(folder) -> Manifest:
     return Manifest(raw, dims["window"], dims["latent"], dims["k"], g["window_same"],
                     g["window_other"], Sde(s["sigma_x"], s["sigma_lambda"], s["eps"], s["steps"],
                         s.get("sampler", "euler_maruyama_inpaint")),
-                    stats)
+                    stats, load_temperature(raw))
 
 
 class OnnxModel:
@@ -134,8 +158,7 @@ def run_window(model: OnnxModel, feats: dict, avail_n: np.ndarray, speaker: np.n
     recon = model.run("recon", x=_b(x0))
     out = model.run("fusion", x=_b(x0), avail=_b(avail), adj=_b(adj), node_mask=_b(node_mask))
     logits, reg = out["logits"][0], out["reg"][0]
-    z = logits - logits.max(-1, keepdims=True)
-    probs = (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
+    probs = softmax_t(logits, man.temperature)
     recon = {k: v[0] for k, v in recon.items()}
     recon_raw = {m: gdata.destandardise(recon[m][:n], *man.stats[m]) for m in gdata.MODALITIES}
     rec.update(x0=x0, lam0=lam0, adj_fusion=adj, recon=recon, recon_raw=recon_raw,

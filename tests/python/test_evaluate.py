@@ -1,5 +1,6 @@
 """Evaluator: metric definitions, windowing of long conversations, and (when the shared val
-split is present) reproduction of tests/golden/eval_val_reference.json."""
+split is present) reproduction of tests/golden/eval_val_reference.json (every key, the
+confidence metrics included)."""
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ from test_golden import load
 
 from gsdnet_ref import data as gdata
 from gsdnet_ref import evaluate as ev
+from gsdnet_ref import metrics as gmetrics
 from gsdnet_ref.pipeline import OnnxModel
 
 VAL = ROOT.parent / "shared" / "data" / "cmu-mosi" / "val"
@@ -50,5 +52,5 @@ def test_reproduces_reference_json():
     got = ev.evaluate(MODEL, VAL, seeds=tuple(ref["seeds"]), completions=("gsdnet",),
                       rates=(0.5,), patterns=())["results"]
     assert len(want) == 1 and len(got) == 1
-    for k in ("acc2", "f1_weighted", "mae"):
-        assert got[0][k] == pytest.approx(want[0][k], abs=1e-9)
+    for k in ("acc2", "f1_weighted", "mae") + gmetrics.KEYS:
+        assert got[0][k] == pytest.approx(want[0][k], abs=1e-9), k

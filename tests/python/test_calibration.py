@@ -1,0 +1,82 @@
+"""Temperature calibration: the manifest's [calibration] temperature (validation, absent = 1),
+softmax(logits / T) in the reference pipeline, and scripts/calibrate.py (the fit recovers a
+known temperature; --write touches only [calibration]; a test split is refused)."""
+import shutil
+import sys
+import tomllib
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from test_golden import load
+
+from gsdnet_ref import data as gdata
+from gsdnet_ref.pipeline import OnnxModel, load_manifest, load_temperature, run_window, softmax_t
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import calibrate  # noqa: E402
+
+MODEL = ROOT / "models" / "gsdnet-mosi"
+
+
+def test_temperature_is_validated():
+    assert load_temperature({}) == 1.0
+    assert load_temperature({"calibration": {"temperature": 2}}) == 2.0
+    assert load_temperature({"calibration": {"temperature": 0.01}}) == 0.01
+    for bad in (0.0, -1.0, float("inf"), float("nan"), 1e-300, 100.5, "1", True):
+        with pytest.raises(ValueError):
+            load_temperature({"calibration": {"temperature": bad}})
+
+
+def test_tempered_softmax():
+    logits = np.array([[0.5, -1.5], [1000.0, -1000.0]], np.float32)
+    z = logits - logits.max(-1, keepdims=True)
+    plain = (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
+    np.testing.assert_array_equal(softmax_t(logits, 1.0), plain)   # T = 1: bit for bit
+    p = softmax_t(logits, 2.0)
+    assert p[0, 1] / p[0, 0] == pytest.approx(np.exp(-1.0), rel=1e-6)
+    q = softmax_t(np.array([[1000.0, 999.0, -1000.0]], np.float32), 0.5)   # K = 3
+    assert q.sum() == pytest.approx(1.0) and q[0, 1] / q[0, 0] == pytest.approx(np.exp(-2.0))
+
+
+def test_run_window_applies_the_temperature():
+    _, t = load("rate05_s5")
+    n = 13
+    feats = {m: t[m] for m in gdata.MODALITIES}
+    avail, spk = t["avail"][:n] > 0, np.zeros(n, np.int64)
+    model = OnnxModel(MODEL)
+    assert model.man.temperature == 1.0
+    a = run_window(model, feats, avail, spk, "meanfill")
+    model.man.temperature = 2.0
+    b = run_window(model, feats, avail, spk, "meanfill")
+    np.testing.assert_array_equal(a["logits"], b["logits"])
+    np.testing.assert_array_equal(b["probs"], softmax_t(a["logits"], 2.0))
+    np.testing.assert_array_equal(a["probs"].argmax(-1), b["probs"].argmax(-1))
+
+
+def test_fit_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(0.0, 3.0, (20000, 3))).astype(np.float32)
+    p = softmax_t(logits, 1.7).astype(np.float64)
+    y = (rng.random(len(p))[:, None] > np.cumsum(p, 1)[:, :-1]).sum(1)
+    assert calibrate.fit_temperature(logits, y) == pytest.approx(1.7, rel=0.03)
+
+
+def test_write_touches_only_the_calibration_table(tmp_path):
+    for f in MODEL.iterdir():
+        if f.suffix in (".toml", ".onnx"):
+            shutil.copy(f, tmp_path / f.name)
+    path = tmp_path / "manifest.toml"
+    before = tomllib.loads(path.read_text())
+    before.pop("calibration", None)
+    calibrate.write_calibration(path, {"temperature": 1.25, "fitted_on": "val"})
+    calibrate.write_calibration(path, {"temperature": 1.5, "fitted_on": "val", "seeds": [0, 1]})
+    after = tomllib.loads(path.read_text())
+    assert after.pop("calibration") == {"temperature": 1.5, "fitted_on": "val", "seeds": [0, 1]}
+    assert after == before
+    assert load_manifest(tmp_path).temperature == 1.5
+
+
+def test_refuses_the_test_split(tmp_path):
+    with pytest.raises(SystemExit, match="val/ only"):
+        calibrate.main(["--data", str(tmp_path / "test")])
