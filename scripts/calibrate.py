@@ -13,13 +13,15 @@ AURC for
 - `T`: the fitted T rounded to 3 decimals (what --write stores, what the runtime would apply);
 - `lovo`: T fitted on the other 9 val videos, scored on the video left out (how much of the
   gain survives leaving the scored video out of the fit);
-- `text`, `text-lovo`: a diagnostic the runtime does not implement: one T for utterances whose
-  text is observed, one for those without text (in-sample, and leave-one-video-out).
+- `text`, `text-lovo`: one T for utterances whose text is observed, one for those without text
+  (in-sample, and leave-one-video-out); the runtime applies it as `[calibration.patterns]`
+  (every pattern with T gets the first, every other pattern the second).
     python3 scripts/calibrate.py [--model models/gsdnet-mosi] [--data ../shared/data/cmu-mosi/val]
         [--seeds 0 1 2] [--completions gsdnet meanfill] [--json FILE] [--write MANIFEST]
-`--write` stores the first completion's T as the `[calibration]` table of that manifest.toml
-(nothing hashes the manifest itself; the parts' sha256 are unchanged). Refuses a split named
-`test`: T is chosen on val only.
+`--write` stores the first completion's calibration as the `[calibration]` table of that
+manifest.toml: `--method temperature` (default) the scalar T, `--method text` the two text
+temperatures as `[calibration.patterns]` (nothing hashes the manifest itself; the parts' sha256
+are unchanged). Refuses a split named `test`: T is chosen on val only.
 """
 from __future__ import annotations
 
@@ -188,12 +190,14 @@ def write_calibration(manifest: Path, table: dict) -> None:
     kept, skipping = [], False
     for line in text.splitlines():
         if HEADER.match(line):
-            skipping = line.strip() == "[calibration]"
+            skipping = line.strip() in ("[calibration]", "[calibration.patterns]")
         if not skipping:
             kept.append(line)
     while kept and not kept[-1].strip():
         kept.pop()
-    body = [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    body = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for k, sub in ((k, v) for k, v in table.items() if isinstance(v, dict)):
+        body += ["", f"[calibration.{k}]"] + [f"{p} = {_toml_value(t)}" for p, t in sub.items()]
     new = "\n".join(kept + ["", "[calibration]"] + body) + "\n"
     after = tomllib.loads(new)
     before.pop("calibration", None)
@@ -210,7 +214,9 @@ def main(argv=None):
     p.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     p.add_argument("--completions", nargs="+", default=["gsdnet", "meanfill"])
     p.add_argument("--json", default=None, help="write every number to this file")
-    p.add_argument("--write", default=None, help="manifest.toml to store the first T in")
+    p.add_argument("--write", default=None, help="manifest.toml to store the first calibration in")
+    p.add_argument("--method", choices=["temperature", "text"], default="temperature",
+                   help="what --write stores: the scalar T, or one T with text and one without")
     a = p.parse_args(argv)
     if Path(a.data).resolve().name == "test":
         raise SystemExit("calibrate.py fits on val/ only; refusing a split named test")
@@ -228,12 +234,27 @@ def main(argv=None):
     if a.write:
         best = out["results"][0]
         cmd = "python3 scripts/calibrate.py" + "".join(f" {x}" for x in (argv or sys.argv[1:]))
-        write_calibration(Path(a.write), dict(
-            temperature=best["temperature"], method="temperature", fitted_on=out["split"],
-            completion=best["completion"], seeds=a.seeds, rates=a.rates,
-            val_nll_before=round(best["pooled"]["T=1"]["nll"], 4),
-            val_nll_after=round(best["pooled"]["T"]["nll"], 4), command=cmd))
-        print(f"\nwrote [calibration] temperature = {best['temperature']} to {a.write}")
+        write_calibration(Path(a.write), calibration_table(best, a, out["split"], cmd))
+        print(f"\nwrote [calibration] ({a.method}) to {a.write}")
+
+
+def calibration_table(best: dict, a, split: str, cmd: str) -> dict:
+    """The `[calibration]` table --write stores for `best` (one completion's results)."""
+    method = "temperature" if a.method == "temperature" else "temperature by text availability"
+    variant, left_out = ("T", "lovo") if a.method == "temperature" else ("text", "text-lovo")
+    table = dict(temperature=best["temperature"], method=method, fitted_on=split,
+                 completion=best["completion"], seeds=a.seeds, rates=a.rates,
+                 val_nll_before=round(best["pooled"]["T=1"]["nll"], 4),
+                 val_nll_after=round(best["pooled"][variant]["nll"], 4),
+                 val_nll_after_video_left_out=round(best["pooled"][left_out]["nll"], 4),
+                 command=cmd)
+    if a.method == "text":
+        t_obs = round(best["text_temperatures"]["text_observed"], DECIMALS)
+        t_mis = round(best["text_temperatures"]["text_missing"], DECIMALS)
+        table["temperature"] = t_mis
+        table["patterns"] = {p: (t_obs if "T" in p else t_mis)
+                             for p in ("TAV", "TA", "TV", "T", "AV", "A", "V")}
+    return table
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 //! Probability calibration (DESIGN.md "Calibration"): the manifest's `[calibration]` table and
-//! the tempered softmax the pipeline publishes, `probs = softmax(logits / T)`.
+//! the tempered softmax the pipeline publishes, `probs = softmax(logits / T)`, where T may
+//! depend on the utterance's availability pattern (`[calibration.patterns]`, e.g. `TA = 1.05`;
+//! patterns not listed use `temperature`).
 //!
-//! Invariant of a `Calibration`: the temperature is finite and in [T_MIN, T_MAX] (absent = 1.0,
+//! Invariant of a `Calibration`: every temperature is finite and in [T_MIN, T_MAX] (absent = 1.0,
 //! which is the uncalibrated softmax bit for bit: `x / 1.0 == x` in f32). The bounds keep
 //! `logits / T` finite in f32 for every finite logit below 3e36 and hold any sensible fit.
 //! `scripts/gsdnet_ref/pipeline.py` (`load_temperature`, `softmax_t`) implements the same rule
@@ -15,6 +17,10 @@ pub enum CalibrationError {
     NotANumber(String),
     #[error("[calibration] temperature must be finite and in [{T_MIN}, {T_MAX}], got {0}")]
     OutOfRange(f64),
+    #[error("[calibration.patterns] key {0:?} is not an availability pattern (letters T, A, V, each at most once)")]
+    BadPattern(String),
+    #[error("[calibration] patterns must be a table of pattern = temperature")]
+    NotATable,
 }
 
 /// Smallest and largest accepted temperature.
@@ -26,6 +32,9 @@ pub const T_MAX: f64 = 100.0;
 pub struct Calibration {
     /// Divides the fusion logits before the softmax; 1.0 = uncalibrated.
     pub temperature: f64,
+    /// Temperature per availability bits (T = 1, A = 2, V = 4); index 0 (nothing observed,
+    /// never inferred) and unlisted patterns hold `temperature`.
+    pub by_avail: [f64; 8],
     /// The whole table as written (fitting provenance: command, split, NLL before and after).
     pub table: toml::Table,
 }
@@ -34,25 +43,70 @@ impl Default for Calibration {
     fn default() -> Self {
         Calibration {
             temperature: 1.0,
+            by_avail: [1.0; 8],
             table: toml::Table::new(),
         }
     }
 }
 
 impl Calibration {
-    /// Reads `temperature` from the `[calibration]` table (integer or float; absent = 1.0).
+    /// Reads `temperature` (integer or float; absent = 1.0) and the optional `patterns` table
+    /// from the `[calibration]` table.
     pub fn from_table(table: toml::Table) -> Result<Calibration, CalibrationError> {
-        let temperature = match table.get("temperature") {
-            None => 1.0,
-            Some(toml::Value::Float(f)) => *f,
-            Some(toml::Value::Integer(i)) => *i as f64,
-            Some(other) => return Err(CalibrationError::NotANumber(other.to_string())),
-        };
-        if !(temperature.is_finite() && (T_MIN..=T_MAX).contains(&temperature)) {
-            return Err(CalibrationError::OutOfRange(temperature));
+        let temperature = table.get("temperature").map_or(Ok(1.0), number)?;
+        let mut by_avail = [temperature; 8];
+        match table.get("patterns") {
+            None => {}
+            Some(toml::Value::Table(patterns)) => {
+                for (key, value) in patterns {
+                    by_avail[usize::from(pattern_bits(key)?)] = number(value)?;
+                }
+            }
+            Some(_) => return Err(CalibrationError::NotATable),
         }
-        Ok(Calibration { temperature, table })
+        Ok(Calibration { temperature, by_avail, table })
     }
+
+    /// The temperature of an utterance with availability bits `avail` (T = 1, A = 2, V = 4).
+    pub fn temperature_for(&self, avail: u8) -> f64 {
+        self.by_avail[usize::from(avail & 7)]
+    }
+}
+
+/// A temperature: finite, in [T_MIN, T_MAX].
+fn number(v: &toml::Value) -> Result<f64, CalibrationError> {
+    let t = match v {
+        toml::Value::Float(f) => *f,
+        toml::Value::Integer(i) => *i as f64,
+        other => return Err(CalibrationError::NotANumber(other.to_string())),
+    };
+    if t.is_finite() && (T_MIN..=T_MAX).contains(&t) {
+        Ok(t)
+    } else {
+        Err(CalibrationError::OutOfRange(t))
+    }
+}
+
+/// Availability bits of a pattern string such as "TA" (DESIGN.md letters, any order).
+fn pattern_bits(key: &str) -> Result<u8, CalibrationError> {
+    let bad = || CalibrationError::BadPattern(key.to_string());
+    let mut bits = 0u8;
+    for c in key.chars() {
+        let b = match c {
+            'T' => 1,
+            'A' => 2,
+            'V' => 4,
+            _ => return Err(bad()),
+        };
+        if bits & b != 0 {
+            return Err(bad());
+        }
+        bits |= b;
+    }
+    if bits == 0 {
+        return Err(bad());
+    }
+    Ok(bits)
 }
 
 /// `out = softmax(logits / t)` for any number of classes (`out.len() == logits.len() >= 1`),
@@ -124,6 +178,17 @@ mod tests {
         }
         let err = Calibration::from_table(table("temperature = \"1\"")).unwrap_err();
         assert!(matches!(err, CalibrationError::NotANumber(_)), "{err}");
+    }
+
+    #[test]
+    fn pattern_temperatures_override_the_scalar() {
+        let c = Calibration::from_table(table("temperature = 1.5\n[patterns]\nTAV = 1.05\nAT = 1.1\nV = 2")).unwrap();
+        assert_eq!((c.temperature_for(7), c.temperature_for(3), c.temperature_for(4)), (1.05, 1.1, 2.0));
+        assert_eq!((c.temperature_for(1), c.temperature_for(6)), (1.5, 1.5), "unlisted: the scalar");
+        assert_eq!(Calibration::from_table(table("")).unwrap().by_avail, [1.0; 8]);
+        for bad in ["[patterns]\nX = 1.0", "[patterns]\nTT = 1.0", "[patterns]\n\"\" = 1.0", "[patterns]\nT = 0.0", "patterns = 2"] {
+            assert!(Calibration::from_table(table(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

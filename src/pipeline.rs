@@ -2,8 +2,9 @@
 //! mask raw features, encode, build the graph and spectra, complete missing entries (GSDNet's
 //! spectral diffusion, mean fill or zero fill), reconstruct raw features and classify.
 //!
-//! Probabilities are `softmax(logits / T)` with the manifest's calibration temperature T
-//! (`calibration`; T = 1 is the uncalibrated softmax); labels are their argmax.
+//! Probabilities are `softmax(logits / T)` with the manifest's calibration temperature T of the
+//! utterance's availability pattern (`calibration`; T = 1 is the uncalibrated softmax); labels
+//! are their argmax.
 //!
 //! Synchronous and single-threaded; the daemon and `eval` call `Pipeline::run`. Every buffer is
 //! allocated once in `Pipeline::new` and reused, so intermediates of the last run stay readable
@@ -187,8 +188,9 @@ pub struct Intermediates<'a> {
 pub struct Pipeline {
     model: Model,
     sde: SdeParams,
-    /// The manifest's calibration temperature, as f32 (the reference divides f32 logits by it).
-    temperature: f32,
+    /// The manifest's calibration temperature per availability bits, as f32 (the reference
+    /// divides f32 logits by it).
+    temperatures: [f32; 8],
     spectral: Spectral,
     sampler: Sampler,
     scratch: Vec<f64>,
@@ -216,11 +218,11 @@ impl Pipeline {
         let dm = model.manifest.dims;
         let (w, d, k) = (dm.window, dm.latent, dm.k);
         let feats = dm.features().map(|f| Tensor::zeros(&[1, w, f]));
-        let temperature = model.manifest.calibration.temperature as f32;
+        let temperatures = model.manifest.calibration.by_avail.map(|t| t as f32);
         Ok(Pipeline {
             model,
             sde,
-            temperature,
+            temperatures,
             spectral: Spectral::new(w, k),
             sampler: Sampler::new(w, d, k),
             scratch: vec![0.0; d],
@@ -473,7 +475,8 @@ impl Pipeline {
             out.utterances.push(UtteranceOutput::default());
         }
         for (i, (utt, o)) in window.utterances.iter().zip(out.utterances.iter_mut()).enumerate() {
-            softmax_tempered(&logits[2 * i..2 * i + 2], self.temperature, &mut o.probs);
+            let bits: usize = utt.features.iter().enumerate().filter(|(_, f)| f.is_some()).map(|(m, _)| 1 << m).sum();
+            softmax_tempered(&logits[2 * i..2 * i + 2], self.temperatures[bits], &mut o.probs);
             o.label = usize::from(o.probs[1] > o.probs[0]);
             o.regression = has_reg.then_some(reg[i]);
             o.imputed = utt.features.map(|f| f.is_none());

@@ -281,3 +281,28 @@ fn calibration_temperature_divides_the_logits() {
         assert!(err.contains("[calibration] temperature"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn calibration_patterns_pick_each_utterances_temperature_by_its_availability() {
+    let dir = tiny_copy("\n[calibration]\ntemperature = 3.0\n\n[calibration.patterns]\nTV = 2.0\nAV = 0.5\n");
+    let model = Model::load(dir.path(), BackendKind::Tract, &BackendOptions::default()).unwrap();
+    let mut p = Pipeline::new(model, None).unwrap();
+    let feats = features(4);
+    // TV, AV, TAV (unlisted: 3.0), T (unlisted: 3.0).
+    let avail = [[true, false, true], [false, true, true], [true, true, true], [true, false, false]];
+    let want_t = [2.0f32, 0.5, 3.0, 3.0];
+    let win = window(&feats, &avail);
+    for c in Completion::ALL {
+        let out = p.run(&win, c, &mut SeededNoise::from_key(3)).unwrap();
+        let logits = p.intermediates().logits.data().to_vec();
+        for (i, u) in out.utterances.iter().enumerate() {
+            let (l0, l1) = (logits[2 * i] / want_t[i], logits[2 * i + 1] / want_t[i]);
+            let m = l0.max(l1);
+            let (e0, e1) = ((l0 - m).exp(), (l1 - m).exp());
+            assert_eq!(u.probs, [e0 / (e0 + e1), e1 / (e0 + e1)], "{c}: utterance {i}");
+        }
+    }
+    let dir = tiny_copy("\n[calibration]\n[calibration.patterns]\nTX = 1.0\n");
+    let err = Manifest::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("TX"), "{err}");
+}

@@ -35,6 +35,9 @@ class Manifest:
     sde: Sde
     stats: dict
     temperature: float = 1.0
+    # Temperature per availability bits (T = 1, A = 2, V = 4); index 0 and unlisted patterns
+    # hold `temperature` (src/calibration.rs `by_avail`).
+    by_avail: tuple = (1.0,) * 8
 
 
 T_MIN, T_MAX = 0.01, 100.0   # as src/calibration.rs: logits / T stays finite in f32
@@ -50,8 +53,49 @@ def load_temperature(raw: dict) -> float:
     return float(t)
 
 
-def softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(logits / T) over the last axis in f32, max-subtracted (T = 1: logits unchanged)."""
+def _temperature_value(t) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
+            or not T_MIN <= t <= T_MAX:
+        raise ValueError(f"[calibration] temperature must be a finite number in "
+                         f"[{T_MIN}, {T_MAX}], got {t!r}")
+    return float(t)
+
+
+def pattern_bits(key: str) -> int:
+    """Availability bits of a pattern such as "TA" (letters T, A, V, each at most once)."""
+    bits = 0
+    for c in key:
+        b = {"T": 1, "A": 2, "V": 4}.get(c, 0)
+        if b == 0 or bits & b:
+            raise ValueError(f"[calibration.patterns] key {key!r} is not an availability pattern")
+        bits |= b
+    if bits == 0:
+        raise ValueError("[calibration.patterns] empty pattern")
+    return bits
+
+
+def load_by_avail(raw: dict) -> tuple:
+    """The temperature of each availability bits value: `[calibration.patterns]` over the
+    scalar `[calibration] temperature`."""
+    cal = raw.get("calibration", {})
+    temps = [load_temperature(raw)] * 8
+    patterns = cal.get("patterns", {})
+    if not isinstance(patterns, dict):
+        raise ValueError("[calibration] patterns must be a table of pattern = temperature")
+    for key, t in patterns.items():
+        temps[pattern_bits(key)] = _temperature_value(t)
+    return tuple(temps)
+
+
+def row_temperatures(by_avail, avail: np.ndarray) -> np.ndarray:
+    """[W, 1] f32 temperatures of the rows of a window from their availability [W, 3] (0/1)."""
+    bits = (np.asarray(avail) > 0).astype(np.int64) @ np.array([1, 2, 4])
+    return np.asarray(by_avail, np.float32)[bits][:, None]
+
+
+def softmax_t(logits: np.ndarray, temperature) -> np.ndarray:
+    """softmax(logits / T) over the last axis in f32, max-subtracted (T = 1: logits unchanged);
+    T a scalar or per-row temperatures broadcast against `logits`."""
     z = np.asarray(logits, np.float32) / np.float32(temperature)
     z = z - z.max(-1, keepdims=True)
     return (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
@@ -65,7 +109,7 @@ def load_manifest(folder) -> Manifest:
     return Manifest(raw, dims["window"], dims["latent"], dims["k"], g["window_same"],
                     g["window_other"], Sde(s["sigma_x"], s["sigma_lambda"], s["eps"], s["steps"],
                         s.get("sampler", "euler_maruyama_inpaint")),
-                    stats, load_temperature(raw))
+                    stats, load_temperature(raw), load_by_avail(raw))
 
 
 class OnnxModel:
@@ -158,7 +202,7 @@ def run_window(model: OnnxModel, feats: dict, avail_n: np.ndarray, speaker: np.n
     recon = model.run("recon", x=_b(x0))
     out = model.run("fusion", x=_b(x0), avail=_b(avail), adj=_b(adj), node_mask=_b(node_mask))
     logits, reg = out["logits"][0], out["reg"][0]
-    probs = softmax_t(logits, man.temperature)
+    probs = softmax_t(logits, row_temperatures(man.by_avail, avail))
     recon = {k: v[0] for k, v in recon.items()}
     recon_raw = {m: gdata.destandardise(recon[m][:n], *man.stats[m]) for m in gdata.MODALITIES}
     rec.update(x0=x0, lam0=lam0, adj_fusion=adj, recon=recon, recon_raw=recon_raw,

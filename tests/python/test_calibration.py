@@ -47,7 +47,7 @@ def test_run_window_applies_the_temperature():
     model = OnnxModel(MODEL)
     assert model.man.temperature == 1.0
     a = run_window(model, feats, avail, spk, "meanfill")
-    model.man.temperature = 2.0
+    model.man.temperature, model.man.by_avail = 2.0, (2.0,) * 8
     b = run_window(model, feats, avail, spk, "meanfill")
     np.testing.assert_array_equal(a["logits"], b["logits"])
     np.testing.assert_array_equal(b["probs"], softmax_t(a["logits"], 2.0))
@@ -80,3 +80,38 @@ def test_write_touches_only_the_calibration_table(tmp_path):
 def test_refuses_the_test_split(tmp_path):
     with pytest.raises(SystemExit, match="val/ only"):
         calibrate.main(["--data", str(tmp_path / "test")])
+
+
+def test_pattern_temperatures_by_availability():
+    from gsdnet_ref.pipeline import load_by_avail, pattern_bits, row_temperatures
+    assert [pattern_bits(p) for p in ("T", "AT", "TAV", "V")] == [1, 3, 7, 4]
+    for bad in ("", "X", "TT"):
+        with pytest.raises(ValueError):
+            pattern_bits(bad)
+    raw = {"calibration": {"temperature": 3.0, "patterns": {"TV": 2.0, "AV": 0.5}}}
+    by = load_by_avail(raw)
+    assert by[5] == 2.0 and by[6] == 0.5 and by[7] == 3.0 and by[1] == 3.0 and by[0] == 3.0
+    assert load_by_avail({}) == (1.0,) * 8
+    with pytest.raises(ValueError):
+        load_by_avail({"calibration": {"patterns": {"T": 0.0}}})
+    avail = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 1], [0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(row_temperatures(by, avail)[:, 0], [2.0, 0.5, 3.0, 3.0])
+
+
+def test_write_by_text_round_trips(tmp_path):
+    man = tmp_path / "manifest.toml"
+    shutil.copy(MODEL / "manifest.toml", man)
+    before = tomllib.loads(man.read_text())
+    best = {"temperature": 1.239, "completion": "gsdnet", "text_temperatures": {"text_observed": 1.0512, "text_missing": 1.7274},
+            "pooled": {k: {"nll": 0.44} for k in ("T=1", "T", "lovo", "text", "text-lovo")}}
+
+    class A:
+        method, seeds, rates = "text", [0, 1, 2], [0.0, 0.5]
+    table = calibrate.calibration_table(best, A, "val", "cmd")
+    calibrate.write_calibration(man, table)
+    calibrate.write_calibration(man, table)   # idempotent: the old tables are replaced
+    after = tomllib.loads(man.read_text())
+    assert after["calibration"]["patterns"] == {p: (1.051 if "T" in p else 1.727) for p in ("TAV", "TA", "TV", "T", "AV", "A", "V")}
+    assert after["calibration"]["temperature"] == 1.727
+    after.pop("calibration")
+    assert after == before
