@@ -118,6 +118,8 @@ pub struct BenchConfig {
     pub steps: Vec<usize>,
     /// Integrator; `None` = the manifest's.
     pub sampler: Option<SamplerKind>,
+    /// Completion samples S; `None` = the manifest's.
+    pub samples: Option<usize>,
     /// Timed windows per configuration; 0 = as many as fit in `budget` (at least 10).
     pub iters: usize,
     pub budget: Duration,
@@ -161,7 +163,9 @@ pub struct BenchRow {
     pub window: usize,
     pub sampler: &'static str,
     pub steps: usize,
-    /// Calls of each score network per window.
+    /// Completion samples S (each runs the whole sampler and fusion).
+    pub samples: usize,
+    /// Calls of each score network per window (all samples).
     pub score_calls: usize,
     pub iters: usize,
     /// Entries (utterance x modality) the sampler completes.
@@ -326,7 +330,8 @@ fn row(kind: BackendKind, pipe: &Pipeline, window: &Window, mut s: Series) -> Be
         window: window.utterances.len(),
         sampler: pipe.sde().kind.name(),
         steps,
-        score_calls: pipe.sde().kind.score_calls(steps),
+        samples: pipe.samples(),
+        score_calls: pipe.samples() * pipe.sde().kind.score_calls(steps),
         iters,
         missing_entries: missing_entries(window),
         total: Stats::of(&mut s.total),
@@ -383,6 +388,7 @@ pub fn run(
         let setup = |source| BenchError::Setup { backend, source: Box::new(source) };
         let mut pipe = Pipeline::new(model, None).map_err(setup)?;
         pipe.set_sampler(cfg.sampler).map_err(setup)?;
+        pipe.set_samples(cfg.samples).map_err(setup)?;
         for utts in &windows {
             let window = masked_window(utts, cfg.rate, cfg.seed);
             for &steps in &cfg.steps {

@@ -70,6 +70,9 @@ pub struct BenchArgs {
     /// manifest's]
     #[arg(long)]
     pub sampler: Option<SamplerKind>,
+    /// Completion samples per window, 1..=64 [default: the manifest's `[sde] samples`]
+    #[arg(long)]
+    pub samples: Option<usize>,
     /// Only window 32 at the manifest's steps, 20 windows (a smoke run)
     #[arg(long)]
     pub quick: bool,
@@ -117,6 +120,10 @@ pub struct EvalArgs {
     /// manifest's]
     #[arg(long)]
     pub sampler: Option<SamplerKind>,
+    /// Completion samples per window of the gsdnet mode, 1..=64 (probabilities averaged)
+    /// [default: the manifest's `[sde] samples`]
+    #[arg(long)]
+    pub samples: Option<usize>,
     /// Missing rates, comma separated [default: 0.0,...,0.7 unless --patterns is given]
     #[arg(long, value_delimiter = ',')]
     pub rates: Option<Vec<f64>>,
@@ -204,11 +211,12 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let make = || -> Result<Pipeline, PipelineError> {
         let mut p = Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, a.steps)?;
         p.set_sampler(a.sampler)?;
+        p.set_samples(a.samples)?;
         Ok(p)
     };
-    let (steps, sampler) = make().map(|p| (p.sde().steps, p.sde().kind))?;
+    let (steps, sampler, samples) = make().map(|p| (p.sde().steps, p.sde().kind, p.samples()))?;
     eprintln!(
-        "evaluating {} ({} conversations, {} utterances) with {} on {}: {} scenarios x {} seeds x {} completions, {sampler} {steps} steps",
+        "evaluating {} ({} conversations, {} utterances) with {} on {}: {} scenarios x {} seeds x {} completions, {sampler} {steps} steps, {samples} sample(s)",
         data.display(),
         rec.conversations.len(),
         rec.n_utterances(),
@@ -239,6 +247,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             "seeds": cfg.seeds,
             "steps": steps,
             "sampler": sampler.name(),
+            "samples": samples,
             "temperature": manifest.calibration.temperature,
             "backend": a.backend_name(),
             "results": rows,
@@ -287,6 +296,7 @@ fn bench_config(a: &BenchArgs, manifest: &Manifest) -> Result<BenchConfig> {
         sizes,
         steps,
         sampler: a.sampler,
+        samples: a.samples,
         iters,
         budget: Duration::from_millis(a.budget_ms),
         warmup: a.warmup,

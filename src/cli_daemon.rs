@@ -163,6 +163,7 @@ fn load_runner(s: &Settings, models: &Path, noise_scenario: u64) -> Result<Pipel
 fn build_runner(s: &Settings, model: Model, noise_scenario: u64) -> Result<PipelineRunner> {
     let mut pipeline = Pipeline::new(model, s.engine.steps).context("building the pipeline")?;
     pipeline.set_sampler(s.engine.sampler).context("building the pipeline")?;
+    pipeline.set_samples(s.engine.samples).context("building the pipeline")?;
     let completion: Completion = s.engine.completion.parse().map_err(anyhow::Error::msg)?;
     let runner = PipelineRunner::new(pipeline, completion, s.engine.seed, noise_scenario);
     if s.assembly.window > runner.model_window() {

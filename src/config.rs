@@ -12,6 +12,7 @@ use crate::backend::BackendOptions;
 use crate::daemon::assembly::AssemblySettings;
 use crate::daemon::limits::ConnectionLimits;
 use crate::diffusion::SamplerKind;
+use crate::multisample::{check_samples, MAX_SAMPLES};
 
 /// Feature dimensions fixed by DESIGN.md (T, A, V).
 pub const DIMS: [usize; 3] = [100, 73, 100];
@@ -66,6 +67,8 @@ pub struct RawEngine {
     /// Integrator (`euler_maruyama_inpaint` / `em`, `pf_ode_heun_inpaint` / `heun`); absent =
     /// the manifest's.
     pub sampler: Option<String>,
+    /// Completion samples per window of the gsdnet mode (1..=64); absent = the manifest's.
+    pub samples: Option<usize>,
     #[serde(default)]
     pub seed: u64,
     pub queue_capacity: usize,
@@ -178,6 +181,9 @@ pub struct EngineSettings {
     pub steps: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sampler_name")]
     pub sampler: Option<SamplerKind>,
+    /// Completion samples S; absent = the manifest's `[sde] samples`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
     pub seed: u64,
     pub queue_capacity: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -351,6 +357,9 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
             detail,
         })?),
     };
+    check(e.samples.is_none_or(|s| check_samples(s).is_ok()), path, "engine.samples", || {
+        format!("is {:?}; must be 1..={MAX_SAMPLES}", e.samples)
+    })?;
     check((1..=1024).contains(&e.queue_capacity), path, "engine.queue_capacity", || {
         format!("is {}; must be 1..=1024", e.queue_capacity)
     })?;
@@ -368,6 +377,7 @@ fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigEr
         completion: e.completion,
         steps: e.steps,
         sampler,
+        samples: e.samples,
         seed: e.seed,
         queue_capacity: e.queue_capacity,
         ort_library: e.ort_library,

@@ -18,6 +18,7 @@ use thiserror::Error;
 use crate::backend::{PartSpec, TensorSpec};
 use crate::calibration::Calibration;
 use crate::diffusion::SamplerKind;
+use crate::multisample::MAX_SAMPLES;
 
 /// Feature widths of text, audio and visual, fixed by the data.
 pub const FEATURE_DIMS: [usize; 3] = [100, 73, 100];
@@ -135,6 +136,14 @@ pub struct SdeSettings {
     pub eps: f64,
     pub steps: usize,
     pub sampler: SamplerKind,
+    /// Completion samples S per window (DESIGN.md "Multi-sample completion"); absent = 1, valid
+    /// 1..=`MAX_SAMPLES`.
+    #[serde(default = "one_sample")]
+    pub samples: usize,
+}
+
+fn one_sample() -> usize {
+    1
 }
 
 /// A training std below this marks a column constant in training (DESIGN.md "Conventions").
@@ -394,6 +403,9 @@ fn check_sde(s: &SdeSettings) -> Result<(), String> {
     }
     if s.steps == 0 {
         return Err("[sde] steps must be at least 1".into());
+    }
+    if !(1..=MAX_SAMPLES).contains(&s.samples) {
+        return Err(format!("[sde] samples must be 1..={MAX_SAMPLES}, got {}", s.samples));
     }
     Ok(())
 }

@@ -10,17 +10,18 @@
 //! allocated once in `Pipeline::new` and reused, so intermediates of the last run stay readable
 //! through `Pipeline::intermediates` (golden tests compare them).
 
-use std::fmt;
-use std::str::FromStr;
-
 use thiserror::Error;
 
 use crate::backend::BackendError;
 use crate::calibration::softmax_tempered;
 use crate::diffusion::{Condition, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams};
 use crate::model::{Model, ModelError, Part};
+use crate::multisample::{SampleMean, SamplesError};
 use crate::spectral::{Spectral, SpectralError};
 use crate::tensor::Tensor;
+
+pub use crate::completion::Completion;
+pub use crate::stage::{NoObserver, Stage, StageObserver};
 
 const MODALITY: [&str; 3] = ["text", "audio", "visual"];
 
@@ -47,90 +48,8 @@ pub enum PipelineError {
     Spectral(#[from] SpectralError),
     #[error(transparent)]
     Sampler(#[from] SamplerError),
-}
-
-/// How missing entries are completed before fusion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Completion {
-    /// Spectral diffusion (the model's own method).
-    Gsdnet,
-    /// The encoding of the training mean.
-    Meanfill,
-    /// The encoding of raw zeros.
-    Zero,
-}
-
-impl Completion {
-    pub const ALL: [Completion; 3] = [Completion::Gsdnet, Completion::Meanfill, Completion::Zero];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Completion::Gsdnet => "gsdnet",
-            Completion::Meanfill => "meanfill",
-            Completion::Zero => "zero",
-        }
-    }
-}
-
-impl fmt::Display for Completion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Completion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Completion::ALL
-            .into_iter()
-            .find(|c| c.name() == s.trim())
-            .ok_or_else(|| format!("unknown completion `{s}` (known: gsdnet, meanfill, zero)"))
-    }
-}
-
-/// Stages of one window in the order `Pipeline::run_observed` finishes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Input checks, standardisation and masking.
-    Prepare = 0,
-    /// The encoders part.
-    Encoders = 1,
-    /// Conditioning latents, graph, eigendecomposition and observed spectra.
-    Graph = 2,
-    /// The whole sampler (all steps), or the exact copy when nothing is sampled.
-    Sampler = 3,
-    /// Recovered graph and the reconstruction part.
-    Recon = 4,
-    /// The fusion part, output checks and the per-utterance outputs.
-    Fusion = 5,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 6] =
-        [Stage::Prepare, Stage::Encoders, Stage::Graph, Stage::Sampler, Stage::Recon, Stage::Fusion];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Prepare => "prepare",
-            Stage::Encoders => "encoders",
-            Stage::Graph => "graph+eigen",
-            Stage::Sampler => "sampler",
-            Stage::Recon => "recon",
-            Stage::Fusion => "fusion",
-        }
-    }
-}
-
-/// Told when each stage of a window ends (benchmarks time stages with it; the clock is theirs).
-pub trait StageObserver {
-    fn finished(&mut self, stage: Stage);
-}
-
-/// Observes nothing: what `Pipeline::run` uses.
-pub struct NoObserver;
-
-impl StageObserver for NoObserver {
-    fn finished(&mut self, _stage: Stage) {}
+    #[error("completion samples: {0}")]
+    Samples(#[from] SamplesError),
 }
 
 /// One utterance of a window: its speaker and raw (unstandardised) features, `None` = missing.
@@ -209,6 +128,8 @@ pub struct Pipeline {
     adj_fusion: Tensor,
     recon: [Tensor; 3],
     head: [Tensor; 2],
+    /// Per-sample results of the window and their mean (`samples()` = S).
+    mean: SampleMean,
 }
 
 impl Pipeline {
@@ -218,6 +139,7 @@ impl Pipeline {
         let dm = model.manifest.dims;
         let (w, d, k) = (dm.window, dm.latent, dm.k);
         let feats = dm.features().map(|f| Tensor::zeros(&[1, w, f]));
+        let samples = model.manifest.sde.samples;
         let temperatures = model.manifest.calibration.by_avail.map(|t| t as f32);
         Ok(Pipeline {
             model,
@@ -240,6 +162,7 @@ impl Pipeline {
             adj_fusion: Tensor::zeros(&[1, 2, w, w]),
             recon: feats,
             head: [Tensor::zeros(&[1, w, 2]), Tensor::zeros(&[1, w, 1])],
+            mean: SampleMean::new(samples, w)?,
         })
     }
 
@@ -258,13 +181,27 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Completion samples S of the `gsdnet` mode.
+    pub fn samples(&self) -> usize {
+        self.mean.samples()
+    }
+
+    /// Changes S (`None` = the manifest's `[sde] samples`), checked against 1..=MAX_SAMPLES;
+    /// resizes the per-sample buffers (outside the steady state).
+    pub fn set_samples(&mut self, samples: Option<usize>) -> Result<(), PipelineError> {
+        let s = samples.unwrap_or(self.model.manifest.sde.samples);
+        self.mean = SampleMean::new(s, self.spectral.w)?;
+        Ok(())
+    }
+
     /// Changes the integrator (`None` = the manifest's); keeps the steps.
     pub fn set_sampler(&mut self, kind: Option<SamplerKind>) -> Result<(), PipelineError> {
         self.sde = self.model.sde(Some(self.sde.steps), kind)?;
         Ok(())
     }
 
-    /// Runs one window. `noise` is only drawn from when the sampler runs.
+    /// Runs one window. `noise` is only drawn from when the sampler runs; with S > 1 samples
+    /// the pipeline selects each sample's streams through `NoiseSource::select_sample`.
     pub fn run(
         &mut self,
         window: &Window,
@@ -310,17 +247,45 @@ impl Pipeline {
         obs.finished(Stage::Graph);
         let missing = self.any_missing(window.utterances.len());
         let sampled = completion == Completion::Gsdnet && missing;
+        let several = sampled && self.mean.samples() > 1;
         if sampled {
+            self.extra_samples(window, noise, out)?;
+            noise.select_sample(0).map_err(SamplerError::from)?;
             self.sample(noise)?;
         } else {
             self.copy_exact();
         }
         obs.finished(Stage::Sampler);
+        self.recovered_graph();
         self.reconstruct()?;
         obs.finished(Stage::Recon);
         self.fuse()?;
         self.outputs(window, sampled, out);
+        if several {
+            self.mean.record(0, out);
+            self.mean.finish(out);
+        }
         obs.finished(Stage::Fusion);
+        Ok(())
+    }
+
+    /// Samples 1..S-1 of a sampled window, each completed, fused and its published outputs
+    /// recorded; nothing for S = 1. Sample 0 runs last (in `run_into`), so the intermediates
+    /// and the reconstructed features are exactly those of the single-sample run.
+    fn extra_samples(
+        &mut self,
+        window: &Window,
+        noise: &mut dyn NoiseSource,
+        out: &mut WindowOutput,
+    ) -> Result<(), PipelineError> {
+        for s in 1..self.mean.samples() {
+            noise.select_sample(s).map_err(SamplerError::from)?;
+            self.sample(noise)?;
+            self.recovered_graph();
+            self.fuse()?;
+            self.outputs(window, true, out);
+            self.mean.record(s, out);
+        }
         Ok(())
     }
 
@@ -435,8 +400,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Recovered graph and reconstruction of raw features.
-    fn reconstruct(&mut self) -> Result<(), PipelineError> {
+    /// The recovered graph of fusion, `adj_fusion = [A, u diag(mean_m lam0) u^T]`.
+    fn recovered_graph(&mut self) {
         let (w, k) = (self.spectral.w, self.spectral.k);
         let lam0 = self.lam0.data();
         // Mean in f32 (as the reference), the product in f64.
@@ -446,6 +411,10 @@ impl Pipeline {
         let adj = self.adj_fusion.data_mut();
         adj[..w * w].copy_from_slice(&self.spectral.adj);
         self.spectral.low_rank_f64(&self.lam_mean, &mut adj[w * w..]);
+    }
+
+    /// Reconstruction of raw features from `x0`.
+    fn reconstruct(&mut self) -> Result<(), PipelineError> {
         self.model.part(Part::Recon).run(&[&self.x0], &mut self.recon)?;
         for t in &self.recon {
             finite(t, "recon")?;

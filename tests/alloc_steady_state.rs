@@ -54,7 +54,7 @@ impl StageObserver for Counts {
 
 static ONE_AT_A_TIME: AtomicBool = AtomicBool::new(false);
 
-fn per_stage(sampler: SamplerKind) -> [u64; 6] {
+fn per_stage(sampler: SamplerKind, samples: usize) -> [u64; 6] {
     // The counter is process-wide: the two tests must not overlap.
     while ONE_AT_A_TIME.swap(true, Ordering::Acquire) {
         std::thread::yield_now();
@@ -69,6 +69,7 @@ fn per_stage(sampler: SamplerKind) -> [u64; 6] {
     let model = Model::from_parts(manifest, BackendKind::Tract, parts).unwrap();
     let mut pipe = Pipeline::new(model, None).unwrap();
     pipe.set_sampler(Some(sampler)).unwrap();
+    pipe.set_samples(Some(samples)).unwrap();
     let rec = dataset::load(&root.join("data/mosi-val.gsdrec")).unwrap();
     let utts = utterances(&rec, 32).unwrap();
     let window = masked_window(&utts, 0.5, 3);
@@ -95,11 +96,12 @@ fn per_stage(sampler: SamplerKind) -> [u64; 6] {
 
 #[test]
 fn steady_state_window_allocates_only_in_the_eigensolver() {
-    for sampler in SamplerKind::ALL {
-        let [prepare, encoders, graph, sampling, recon, fusion] = per_stage(sampler);
+    for (sampler, samples) in SamplerKind::ALL.into_iter().flat_map(|k| [(k, 1), (k, 4)]) {
+        let [prepare, encoders, graph, sampling, recon, fusion] = per_stage(sampler, samples);
         // Buffers are sized once per pipeline (and the output once per caller): standardisation,
         // masking, every sampler step, the recovered graph and the results reuse them.
-        assert_eq!((prepare, encoders, sampling, recon, fusion), (0, 0, 0, 0, 0), "{sampler}");
+        // With S > 1 the extra samples' fusion and their per-sample results use fixed buffers.
+        assert_eq!((prepare, encoders, sampling, recon, fusion), (0, 0, 0, 0, 0), "{sampler} S={samples}");
         // The structural graph and nalgebra's symmetric eigendecomposition build fresh matrices
         // (W x W and W, plus the solver's workspace) for every window.
         assert!(graph <= 16, "{sampler}: graph + eigen allocated {graph} times");

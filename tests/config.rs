@@ -134,3 +134,13 @@ fn daemon_protection_keys_have_defaults_and_are_checked() {
     assert_eq!(inputs("unix_mode = 0o1777"), "inputs.unix_mode");
     assert_eq!(inputs("unix_mode = 0o060"), "inputs.unix_mode");
 }
+
+#[test]
+fn completion_samples_are_checked() {
+    assert_eq!(parse(ENGINE_TRACT).unwrap().engine.samples, None);
+    let four = parse(&format!("{ENGINE_TRACT}samples = 4\n")).unwrap();
+    assert_eq!(four.engine.samples, Some(4));
+    for bad in ["0", "65"] {
+        assert_eq!(invalid_field(&format!("{ENGINE_TRACT}samples = {bad}\n")), "engine.samples", "{bad}");
+    }
+}

@@ -25,7 +25,14 @@ struct Reference {
     /// The calibration temperature the reference ran with (older files: none, i.e. 1).
     #[serde(default = "one")]
     temperature: f64,
+    /// Completion samples per window (older files: none, i.e. 1).
+    #[serde(default = "one_sample")]
+    samples: usize,
     results: Vec<RefRow>,
+}
+
+fn one_sample() -> usize {
+    1
 }
 
 fn one() -> f64 {
@@ -125,6 +132,18 @@ fn tempered_eval_matches_the_python_reference() {
     check_parity(dir.path(), &src.join("eval_val_reference_t2.json"));
 }
 
+/// Four completion samples per window (probabilities averaged after the temperature, DESIGN.md
+/// "Multi-sample completion") on the tiny model, against `PYTHONPATH=scripts python3 -m
+/// gsdnet_ref.evaluate tests/fixtures/tiny-model ../shared/data/cmu-mosi/val --seeds 0 1
+/// --samples 4 --out tests/fixtures/tiny-model/eval_val_reference_s4.json`: every window spans
+/// several samples' streams `sample_key(K, s)`, so this checks the key derivation, the mean
+/// and its argmax against the reference.
+#[test]
+fn multi_sample_eval_matches_the_python_reference() {
+    let dir = repo().join("tests/fixtures/tiny-model");
+    check_parity(&dir, &dir.join("eval_val_reference_s4.json"));
+}
+
 fn check_parity(model_dir: &std::path::Path, ref_path: &std::path::Path) {
     let reference: Reference = serde_json::from_str(&std::fs::read_to_string(ref_path).unwrap()).unwrap();
     let mut scenarios = Vec::new();
@@ -158,7 +177,9 @@ fn check_parity(model_dir: &std::path::Path, ref_path: &std::path::Path) {
     };
     let make = || {
         let model = Model::from_manifest(manifest.clone(), BackendKind::Tract, &BackendOptions::default())?;
-        Pipeline::new(model, Some(reference.steps))
+        let mut p = Pipeline::new(model, Some(reference.steps))?;
+        p.set_samples(Some(reference.samples))?;
+        Ok(p)
     };
     let rows = eval::evaluate(&data(), &cfg, &make, &|_| {}).unwrap();
     assert_eq!(rows.len(), reference.results.len());

@@ -361,3 +361,25 @@ fn sampler_names_parse_and_print() {
     assert_eq!("heun".parse::<SamplerKind>(), Ok(SamplerKind::PfOdeHeun));
     assert!("ddim".parse::<SamplerKind>().unwrap_err().contains("unknown sampler"));
 }
+
+#[test]
+fn sample_streams_derive_from_the_window_key() {
+    use gsdnet_edge::diffusion::{sample_key, NoiseError};
+    use gsdnet_edge::rng;
+    let k = 0x1234_5678_9ABC_DEF0;
+    assert_eq!(sample_key(k, 0), k, "sample 0 is the window's own stream");
+    assert_eq!(sample_key(k, 3), rng::derive(k, &[64, 3]));
+    let mut a = SeededNoise::from_key(k);
+    let (mut x, mut y) = ([0f32; 6], [0f32; 6]);
+    a.select_sample(2).unwrap();
+    a.fill(Draw::XInit, &mut x).unwrap();
+    SeededNoise::from_key(sample_key(k, 2)).fill(Draw::XInit, &mut y).unwrap();
+    assert_eq!(x, y);
+    a.select_sample(0).unwrap();
+    a.fill(Draw::XInit, &mut x).unwrap();
+    SeededNoise::from_key(k).fill(Draw::XInit, &mut y).unwrap();
+    assert_eq!(x, y, "selecting sample 0 returns to the window's stream");
+    let mut rec = RecordedNoise { zx_init: vec![], zl_init: vec![], zx: vec![], zl: vec![], steps: 0 };
+    assert!(rec.select_sample(0).is_ok());
+    assert_eq!(rec.select_sample(1), Err(NoiseError::NoSuchSample { sample: 1 }));
+}

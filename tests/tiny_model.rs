@@ -306,3 +306,110 @@ fn calibration_patterns_pick_each_utterances_temperature_by_its_availability() {
     let err = Manifest::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("TX"), "{err}");
 }
+
+fn pipeline_with_samples(s: usize) -> Pipeline {
+    let mut p = pipeline();
+    p.set_samples(Some(s)).unwrap();
+    p
+}
+
+/// A window with missing entries of every modality (so the sampler runs).
+const GAPPY: [[bool; 3]; 6] = [
+    [true, false, true],
+    [false, true, true],
+    [true, true, false],
+    [true, false, false],
+    [false, false, true],
+    [true, true, true],
+];
+
+#[test]
+fn samples_average_the_per_sample_probabilities() {
+    use gsdnet_edge::diffusion::sample_key;
+    let (feats, key) = (features(6), 0xC0FFEE);
+    let win = window(&feats, &GAPPY);
+    let mut four = pipeline_with_samples(4);
+    let out = four.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(key)).unwrap();
+    let logits4 = four.intermediates().logits.data().to_vec();
+    // By hand: four single-sample runs on the sample keys, averaged in f64 in sample order.
+    let mut one = pipeline();
+    let runs: Vec<_> = (0..4)
+        .map(|s| one.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(sample_key(key, s))).unwrap())
+        .collect();
+    assert_ne!(runs[0], runs[1], "samples 0 and 1 drew the same noise");
+    for (i, u) in out.utterances.iter().enumerate() {
+        let mean = |f: &dyn Fn(&gsdnet_edge::pipeline::UtteranceOutput) -> f32| {
+            (runs.iter().map(|r| f64::from(f(&r.utterances[i]))).sum::<f64>() / 4.0) as f32
+        };
+        let probs = [mean(&|o| o.probs[0]), mean(&|o| o.probs[1])];
+        assert_eq!(u.probs, probs, "utterance {i}");
+        assert_eq!(u.label, usize::from(probs[1] > probs[0]));
+        assert_eq!(u.regression, Some(mean(&|o| o.regression.unwrap())));
+        // Features and imputation flags are sample 0's, i.e. the single-sample run's.
+        assert_eq!(u.features, runs[0].utterances[i].features);
+        assert_eq!(u.imputed, runs[0].utterances[i].imputed);
+    }
+    // Sample 0 runs last: the intermediates are exactly the single-sample run's.
+    one.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(key)).unwrap();
+    assert_eq!(logits4, one.intermediates().logits.data());
+}
+
+#[test]
+fn one_sample_and_deterministic_modes_are_todays_path() {
+    let feats = features(6);
+    let win = window(&feats, &GAPPY);
+    let mut plain = pipeline();
+    let mut one = pipeline_with_samples(1);
+    let mut four = pipeline_with_samples(4);
+    assert_eq!((plain.samples(), one.samples(), four.samples()), (1, 1, 4));
+    for c in Completion::ALL {
+        let a = plain.run(&win, c, &mut SeededNoise::from_key(5)).unwrap();
+        let b = one.run(&win, c, &mut SeededNoise::from_key(5)).unwrap();
+        assert_eq!(a, b, "{c}: S = 1 differs from the default path");
+        let d = four.run(&win, c, &mut SeededNoise::from_key(5)).unwrap();
+        if c == Completion::Gsdnet {
+            assert_ne!(a, d, "four samples gave the single-sample result");
+        } else {
+            assert_eq!(a, d, "{c} is deterministic: S must not change it");
+        }
+    }
+    // Nothing missing: the sampler is skipped, S has no effect.
+    let full = window(&feats, &[[true; 3]; 6]);
+    let a = plain.run(&full, Completion::Gsdnet, &mut SeededNoise::from_key(5)).unwrap();
+    assert_eq!(a, four.run(&full, Completion::Gsdnet, &mut SeededNoise::from_key(5)).unwrap());
+}
+
+#[test]
+fn multi_sample_windows_depend_only_on_their_key() {
+    let feats = features(7);
+    let win = window(&feats[..6], &GAPPY);
+    let other = window(&feats[1..], &[[false, true, true]; 6]);
+    let mut p = pipeline_with_samples(3);
+    let first = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap();
+    assert_eq!(first, p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap());
+    p.run(&other, Completion::Gsdnet, &mut SeededNoise::from_key(12)).unwrap();
+    p.run(&other, Completion::Zero, &mut SeededNoise::from_key(12)).unwrap();
+    let after = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap();
+    assert_eq!(first, after, "a window's result depends on what ran before");
+    let fresh = pipeline_with_samples(3).run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap();
+    assert_eq!(first, fresh);
+    assert_ne!(first, p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(13)).unwrap());
+}
+
+#[test]
+fn samples_are_validated() {
+    let set = |v: &'static str| {
+        move |_: &Path, t: String| {
+            t.replace("sampler = \"euler_maruyama_inpaint\"\n", &format!("sampler = \"euler_maruyama_inpaint\"\nsamples = {v}\n"))
+        }
+    };
+    assert_eq!(load_edited(set("64")), "loaded");
+    for bad in ["0", "65"] {
+        let err = load_edited(set(bad));
+        assert!(err.contains("[sde] samples must be 1..=64"), "{bad}: {err}");
+    }
+    let mut p = pipeline();
+    let err = p.set_samples(Some(0)).unwrap_err().to_string();
+    assert!(err.contains("samples must be 1..=64"), "{err}");
+    assert_eq!(p.samples(), 1, "a refused S leaves the pipeline as it was");
+}

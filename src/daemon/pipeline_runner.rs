@@ -3,7 +3,9 @@
 //!
 //! Sampler key of a window: `SeededNoise::for_window(seed, noise_scenario, conversation,
 //! first_position / W)`. With `noise_scenario` set to an evaluation scenario's key, a window that
-//! holds a whole conversation gets exactly the noise `gsdnet eval` uses for it.
+//! holds a whole conversation gets exactly the noise `gsdnet eval` uses for it. Completion
+//! samples (`engine.samples`, else the manifest's) draw from `sample_key(K, s)` as in eval, so
+//! such a window gets eval's averaged probabilities too.
 
 use crate::daemon::assembly::WindowJob;
 use crate::daemon::inference::{RunError, WindowRunner};
@@ -31,7 +33,9 @@ impl PipelineRunner {
 
 impl WindowRunner for PipelineRunner {
     fn describe(&self) -> String {
-        format!("{} | completion {} | {} {} steps", self.pipeline.model().provider(), self.completion, self.pipeline.sde().kind, self.pipeline.sde().steps)
+        let p = &self.pipeline;
+        let samples = if p.samples() > 1 && self.completion == Completion::Gsdnet { format!(" x {} samples", p.samples()) } else { String::new() };
+        format!("{} | completion {} | {} {} steps{samples}", p.model().provider(), self.completion, p.sde().kind, p.sde().steps)
     }
 
     fn completion(&self) -> String {

@@ -20,7 +20,7 @@ use crate::spectral::Spectral;
 use crate::tensor::Tensor;
 
 pub use heun::heun_time;
-pub use noise::{Draw, NoiseError, NoiseSource, RecordedNoise, SeededNoise};
+pub use noise::{sample_key, Draw, NoiseError, NoiseSource, RecordedNoise, SeededNoise, SAMPLE_LABEL};
 
 #[derive(Debug, Error)]
 pub enum SamplerError {

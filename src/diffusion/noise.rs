@@ -25,23 +25,53 @@ pub enum NoiseError {
     NoSuchStep { draw: Draw, steps: usize },
     #[error("recorded noise {draw:?} holds {have} values, the sampler needs {want}")]
     Size { draw: Draw, have: usize, want: usize },
+    #[error("this noise source holds one completion sample; sample {sample} was asked for")]
+    NoSuchSample { sample: usize },
 }
 
 /// Where the sampler's Gaussian noise comes from.
 pub trait NoiseSource {
     /// Fills `out` with the standard normals of `draw`.
     fn fill(&mut self, draw: Draw, out: &mut [f32]) -> Result<(), NoiseError>;
+
+    /// Makes later draws those of completion sample `s` of the window (DESIGN.md "Multi-sample
+    /// completion"). Sample 0 is the source's own stream, so a source that never sees this call
+    /// draws exactly sample 0. Sources holding one sample (recorded noise) refuse `s > 0`.
+    fn select_sample(&mut self, s: usize) -> Result<(), NoiseError> {
+        if s == 0 {
+            Ok(())
+        } else {
+            Err(NoiseError::NoSuchSample { sample: s })
+        }
+    }
 }
 
-/// The seeded streams of DESIGN.md, under a window's sampler key K.
+/// Label of the sample derivation under a window key: `K_s = derive(K, SAMPLE_LABEL, s)` for
+/// s > 0 (distinct from the draw labels 1, 2, 16, 32 used under a key).
+pub const SAMPLE_LABEL: u64 = 64;
+
+/// The stream key of completion sample `s` under window key `key`: `key` itself for s = 0
+/// (today's single-sample stream, bit for bit), `derive(key, 64, s)` otherwise.
+pub fn sample_key(key: u64, s: usize) -> u64 {
+    if s == 0 {
+        key
+    } else {
+        rng::derive(key, &[SAMPLE_LABEL, s as u64])
+    }
+}
+
+/// The seeded streams of DESIGN.md, under a window's sampler key K. Invariant: `key` is the
+/// stream of the selected sample, `sample_key(window, sample)`.
 #[derive(Debug, Clone, Copy)]
 pub struct SeededNoise {
+    window: u64,
     key: u64,
 }
 
 impl SeededNoise {
+    /// The streams of window key `key`, sample 0 selected.
     pub fn from_key(key: u64) -> Self {
-        SeededNoise { key }
+        SeededNoise { window: key, key }
     }
 
     /// `K = derive(seed, 2, scenario, fnv1a64(conv_id), window_index)`.
@@ -62,6 +92,11 @@ impl NoiseSource for SeededNoise {
             Draw::Lam(i) => rng::derive(self.key, &[32, i as u64]),
         };
         rng::fill_normals(key, out);
+        Ok(())
+    }
+
+    fn select_sample(&mut self, s: usize) -> Result<(), NoiseError> {
+        self.key = sample_key(self.window, s);
         Ok(())
     }
 }
