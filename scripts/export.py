@@ -16,6 +16,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gsdnet_torch.model import GSDNet  # noqa: E402
+from gsdnet_ref.tomlw import write_toml  # noqa: E402,F401  (make_golden.py and tests import it from here too)
 
 OPSET = 17
 ALLOWED_OPS = {
@@ -81,35 +82,6 @@ def export_part(name, spec, folder: Path) -> Path:
     if bad:
         raise RuntimeError(f"{name}: ops outside the allow-list: {sorted(bad)}")
     return path
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(type(v))
-
-
-def write_toml(tables: dict) -> str:
-    lines = []
-    for tname, body in tables.items():
-        lines.append(f"[{tname}]")
-        for k, v in body.items():
-            if isinstance(v, list) and v and isinstance(v[0], dict):
-                lines.append(f"{k} = [")
-                lines += [f"  {_toml_value(x)}," for x in v]
-                lines.append("]")
-            else:
-                lines.append(f"{k} = {_toml_value(v)}")
-        lines.append("")
-    return "\n".join(lines)
 
 
 def onnx_val_metrics(folder: Path, val_dir: Path) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export import write_toml  # noqa: E402
+from gsdnet_ref.tomlw import write_toml  # noqa: E402
 from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_ref import masks as gmasks  # noqa: E402
 from gsdnet_ref.pipeline import OnnxModel, run_window  # noqa: E402
