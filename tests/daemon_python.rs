@@ -4,39 +4,19 @@
 mod daemon_common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use daemon_common::MockRunner;
-use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::notify::NoNotifier;
-use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::daemon::server::{serve, Endpoints};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_speaks_the_protocol() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("py.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let opts = ServeOptions {
-        assembly: AssemblySettings {
-            dims: [100, 73, 100],
-            window: 8,
-            deadline_ms: [60_000; 3],
-            max_utterance_ms: 60_000,
-            max_open_utterances: 8,
-            max_conversations: 4,
-            idle_conversation_ms: 600_000,
-            evict_idle_ms: 10_000,
-        },
-        queue_capacity: 4,
-        max_frames_per_second: 1000,
-        burst: 1000,
-        heartbeat: Duration::from_millis(100),
-        max_consecutive_errors: 5,
-        limits: gsdnet_edge::daemon::limits::ConnectionLimits::default(),
-        abstain_below: 0.0,
-        result_backlog: 64,
-        warm_up: true,
-    };
+    let mut opts = daemon_common::options();
+    (opts.assembly.window, opts.assembly.deadline_ms, opts.assembly.max_utterance_ms) = (8, [60_000; 3], 60_000);
+    opts.result_backlog = 64;
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(serve(Endpoints { unix: vec![listener], ..Default::default() }, Box::new(MockRunner), opts, Arc::new(NoNotifier), async {
         let _ = stop_rx.await;

@@ -183,8 +183,8 @@ fn bad_windows_are_errors() {
     }
 }
 
-/// Copies the tiny model to a temp dir, applies `edit` to the manifest text, loads it.
-fn load_edited(edit: impl Fn(&Path, String) -> String) -> String {
+/// A temporary copy of the tiny model folder.
+fn tiny_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(tiny_model()).unwrap() {
         let e = e.unwrap();
@@ -192,6 +192,12 @@ fn load_edited(edit: impl Fn(&Path, String) -> String) -> String {
             std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
         }
     }
+    dir
+}
+
+/// Copies the tiny model to a temp dir, applies `edit` to the manifest text, loads it.
+fn load_edited(edit: impl Fn(&Path, String) -> String) -> String {
+    let dir = tiny_dir();
     let path = dir.path().join("manifest.toml");
     let text = edit(dir.path(), std::fs::read_to_string(&path).unwrap());
     std::fs::write(&path, text).unwrap();
@@ -236,13 +242,7 @@ fn broken_models_give_precise_errors() {
 
 /// A copy of the tiny model whose manifest ends with `extra` (a `[calibration]` table).
 fn tiny_copy(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(tiny_model()).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-        }
-    }
+    let dir = tiny_dir();
     let path = dir.path().join("manifest.toml");
     let text = std::fs::read_to_string(&path).unwrap() + extra;
     std::fs::write(&path, text).unwrap();
