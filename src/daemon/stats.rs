@@ -43,11 +43,16 @@ impl Stats {
     /// Counts a rejected input and logs it (throttled, escaped). `source` names the connection.
     pub fn reject(&self, reason: RejectReason, source: &str, detail: &dyn fmt::Display) {
         let n = self.rejected[reason as usize].fetch_add(1, Relaxed) + 1;
-        let (source, detail) = (Escaped(source), Escaped(&detail.to_string()).to_string());
-        if is_loud(n) {
-            log::warn!("rejected from {source}: {reason:?}: {detail} ({n} so far)");
-        } else {
-            log::debug!("rejected from {source}: {reason:?}: {detail}");
+        // Formatting only for a line that is written: a flood is rejected at full speed.
+        let level = if is_loud(n) { log::Level::Warn } else { log::Level::Debug };
+        if log::log_enabled!(level) {
+            let (source, detail) = (Escaped(source), detail.to_string());
+            let detail = Escaped(&detail);
+            if level == log::Level::Warn {
+                log::warn!("rejected from {source}: {reason:?}: {detail} ({n} so far)");
+            } else {
+                log::debug!("rejected from {source}: {reason:?}: {detail}");
+            }
         }
     }
 
