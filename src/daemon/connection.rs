@@ -76,8 +76,11 @@ struct Conn {
     out: mpsc::Sender<Outgoing>,
 }
 
-/// Serves one stream until it ends or shutdown's output phase.
-pub async fn serve_stream<S>(stream: S, shared: Arc<Shared>, ctx: StreamCtx)
+/// Serves one stream until it ends or shutdown's output phase. Returns the input sender unless
+/// the stream stopped for shutdown (then it is dropped before the output phase, so that the
+/// assembly task can finish while subscribers wait for their last results): a serial port
+/// reuses it for the reopened stream.
+pub async fn serve_stream<S>(stream: S, shared: Arc<Shared>, ctx: StreamCtx) -> Option<mpsc::Sender<Input>>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -91,7 +94,7 @@ where
     bump(&conn.shared.stats.clients);
     log::debug!("{}: connected", conn.source);
     let end = conn.read_phase(reader, &mut phases.input).await;
-    conn.input = None; // the assembly task ends once every sender is gone
+    let input = conn.input.take().filter(|_| end != End::Shutdown);
     match end {
         End::Shutdown => conn.output_phase(&mut phases.output).await,
         End::SlowClient => {
@@ -110,6 +113,7 @@ where
     }
     shared.stats.clients.fetch_sub(1, Relaxed);
     log::debug!("{source}: closed ({end:?})");
+    input
 }
 
 /// Writes queued frames in order; on a failed or timed-out write, counts the results it could

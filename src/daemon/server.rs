@@ -271,7 +271,11 @@ where
                                 bump(&shared.stats.connections_evicted);
                             }
                             let ctx = StreamCtx { source, input: input.clone(), ticket: Some(ticket), phases: phases.clone() };
-                            conns.spawn(serve_stream(stream, Arc::clone(shared), ctx));
+                            let shared = Arc::clone(shared);
+                            conns.spawn(async move {
+                                // A socket's sender is not reused: it is dropped with the result.
+                                let _ = serve_stream(stream, shared, ctx).await;
+                            });
                         }
                         Admission::Refused { reason } => {
                             let n = shared.stats.connections_refused.fetch_add(1, Relaxed) + 1;

@@ -50,11 +50,14 @@ pub fn open(port: &SerialPort) -> tokio_serial::Result<SerialStream> {
 pub async fn serve_serial(mut input: SerialInput, shared: Arc<Shared>, tx: mpsc::Sender<Input>, phases: Phases) {
     let source: Arc<str> = input.name.clone().into();
     let mut stop = phases.input.clone();
+    // Held only while no stream is served: the stream holds it, and drops it at shutdown.
+    let mut tx = Some(tx);
     loop {
         if let Some(stream) = input.stream.take() {
-            let ctx = StreamCtx { source: Arc::clone(&source), input: tx.clone(), ticket: None, phases: phases.clone() };
-            serve_stream(stream, Arc::clone(&shared), ctx).await;
-            if *stop.borrow() {
+            let Some(sender) = tx.take() else { return };
+            let ctx = StreamCtx { source: Arc::clone(&source), input: sender, ticket: None, phases: phases.clone() };
+            tx = serve_stream(stream, Arc::clone(&shared), ctx).await;
+            if tx.is_none() || *stop.borrow() {
                 return;
             }
             log::warn!("{source}: stream ended");
