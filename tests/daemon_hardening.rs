@@ -421,23 +421,31 @@ async fn recorder_keeps_sessions_apart_and_writes_what_is_open_at_shutdown() {
     assert_eq!(back.conversations[0].utterances[1].features[1].as_deref(), Some(&[2.0f32; 73][..]));
 }
 
-/// A serial sensor's utterance still open at SIGTERM is released and its result reaches the
-/// port's own subscription, and the shutdown does not wait for a serial stream to end.
+/// A serial sensor's utterance still open at SIGTERM is released and its result published, and
+/// the shutdown does not wait for the serial stream to end. The port subscribes too, as a robot's
+/// controller on a UART does (its stream then lives until the output phase); the result is read
+/// on a Unix socket, since closing a pty end may discard what the other end has not read yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_flushes_what_a_serial_sensor_left_open() {
     let (daemon_end, test_end) = tokio_serial::SerialStream::pair().expect("pty pair");
     let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
-    let daemon = start(Endpoints { serial: vec![serial], ..Default::default() }, options()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let unix = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let daemon = start(Endpoints { unix: vec![unix], serial: vec![serial], ..Default::default() }, options()).await;
+    let mut sub = connect(&path).await;
+    sub.send(&Message::Subscribe).await;
+    let _ = sub.status().await;
     let mut port = Client::new(test_end);
     port.send(&Message::Subscribe).await;
-    let _ = port.status().await;
     utterance(&mut port, "s", 0, 1.0).await;
-    within(5, "first result", result_for(&mut port, "s", 0)).await;
+    within(5, "first result", result_for(&mut sub, "s", 0)).await;
+    within(5, "first result on the port", result_for(&mut port, "s", 0)).await;
     port.send(&feat("s", 1, Modality::Audio, 2.0)).await;
     let _ = port.status().await; // the audio has reached the assembler
     let started = std::time::Instant::now();
     let stopping = tokio::spawn(daemon.shutdown());
-    let r = within(5, "the flushed serial utterance", result_for(&mut port, "s", 1)).await;
+    let r = within(5, "the flushed serial utterance", result_for(&mut sub, "s", 1)).await;
     assert_eq!(r.utterances.last().map(|u| u.avail), Some(2));
     within(5, "shutdown", stopping).await.unwrap();
     assert!(started.elapsed() < Duration::from_millis(1500), "shutdown took {:?}", started.elapsed());
