@@ -109,17 +109,9 @@ pub struct ResultRow {
     pub acc2: f64,
     pub f1_weighted: f64,
     pub mae: Option<f64>,
-    /// Mean negative log-likelihood of the true class (probability floor `metrics::P_FLOOR`).
-    pub nll: f64,
-    /// Mean multi-class Brier score, sum over classes of (p - onehot)^2.
-    pub brier: f64,
-    /// Expected calibration error, `metrics::ECE_BINS` equal-width confidence bins.
-    pub ece: f64,
-    /// Accuracy of the 50 % / 80 % most confident utterances.
-    pub acc_cov50: f64,
-    pub acc_cov80: f64,
-    /// Area under the risk-coverage curve.
-    pub aurc: f64,
+    /// Confidence metrics of the published probabilities (JSON: keys next to the others).
+    #[serde(flatten)]
+    pub confidence: ConfidenceMetrics,
     /// Labelled utterances scored per seed.
     pub n: usize,
 }
@@ -262,32 +254,17 @@ fn mean_confidence(
     completion: Completion,
     per_seed: &[&Preds],
 ) -> Result<ConfidenceMetrics, EvalError> {
-    let mut sum = ConfidenceMetrics::default();
+    let mut all = Vec::with_capacity(per_seed.len());
     for (&seed, p) in cfg.seeds.iter().zip(per_seed) {
-        let m = Scored::new(&p.probs, p.classes, &p.truth_bin)
-            .map_err(|source| EvalError::Metrics {
-                scenario: scenario.to_string(),
-                seed,
-                completion,
-                source,
-            })?
-            .confidence_metrics();
-        sum.nll += m.nll;
-        sum.brier += m.brier;
-        sum.ece += m.ece;
-        sum.acc_cov50 += m.acc_cov50;
-        sum.acc_cov80 += m.acc_cov80;
-        sum.aurc += m.aurc;
+        let scored = Scored::new(&p.probs, p.classes, &p.truth_bin).map_err(|source| EvalError::Metrics {
+            scenario: scenario.to_string(),
+            seed,
+            completion,
+            source,
+        })?;
+        all.push(scored.confidence_metrics());
     }
-    let k = per_seed.len() as f64;
-    Ok(ConfidenceMetrics {
-        nll: sum.nll / k,
-        brier: sum.brier / k,
-        ece: sum.ece / k,
-        acc_cov50: sum.acc_cov50 / k,
-        acc_cov80: sum.acc_cov80 / k,
-        aurc: sum.aurc / k,
-    })
+    Ok(ConfidenceMetrics::mean(&all))
 }
 
 /// Mean over seeds of each (scenario, completion).
@@ -308,7 +285,7 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
                 Scenario::Rate(r) => (Some(*r), None),
                 Scenario::Pattern(p) => (None, Some(p.to_string())),
             };
-            let conf = mean_confidence(cfg, *scenario, *completion, &per_seed)?;
+            let confidence = mean_confidence(cfg, *scenario, *completion, &per_seed)?;
             rows.push(ResultRow {
                 missing_rate,
                 pattern,
@@ -316,12 +293,7 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
                 acc2: mean(&|p| metrics::accuracy(&p.label, &p.truth_bin)),
                 f1_weighted: mean(&|p| metrics::f1_weighted(&p.label, &p.truth_bin)),
                 mae: has_reg.then(|| mean(&|p| metrics::mae(&p.reg, &p.truth_cont))),
-                nll: conf.nll,
-                brier: conf.brier,
-                ece: conf.ece,
-                acc_cov50: conf.acc_cov50,
-                acc_cov80: conf.acc_cov80,
-                aurc: conf.aurc,
+                confidence,
                 n,
             });
         }
@@ -360,8 +332,7 @@ pub fn table(rows: &[ResultRow]) -> String {
         "scenario", "completion", "nll", "brier", "ece", "acc@50", "acc@80", "aurc"
     );
     for r in rows {
-        let values = [r.nll, r.brier, r.ece, r.acc_cov50, r.acc_cov80, r.aurc];
-        let cols: Vec<String> = values.iter().map(|v| format!("{v:>7.4}")).collect();
+        let cols: Vec<String> = r.confidence.values().iter().map(|v| format!("{v:>7.4}")).collect();
         s += &format!("{:<12} {:<10} {}\n", scenario_label(r), r.completion, cols.join(" "));
     }
     s

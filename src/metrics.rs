@@ -76,15 +76,43 @@ pub enum MetricsError {
     Label { index: usize, label: u8, k: usize },
 }
 
-/// The confidence metrics of one (scenario, seed, completion).
+/// The confidence metrics of one (scenario, seed, completion), or their mean over seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct ConfidenceMetrics {
+    /// Mean negative log-likelihood of the true class (probability floor `P_FLOOR`).
     pub nll: f64,
+    /// Mean multi-class Brier score, sum over classes of (p - onehot)^2.
     pub brier: f64,
+    /// Expected calibration error, `ECE_BINS` equal-width confidence bins.
     pub ece: f64,
+    /// Accuracy of the 50 % / 80 % most confident utterances.
     pub acc_cov50: f64,
     pub acc_cov80: f64,
+    /// Area under the risk-coverage curve.
     pub aurc: f64,
+}
+
+impl ConfidenceMetrics {
+    /// The metrics in table order: nll, brier, ece, acc_cov50, acc_cov80, aurc.
+    pub fn values(&self) -> [f64; 6] {
+        [self.nll, self.brier, self.ece, self.acc_cov50, self.acc_cov80, self.aurc]
+    }
+
+    fn from_values(v: [f64; 6]) -> Self {
+        ConfidenceMetrics { nll: v[0], brier: v[1], ece: v[2], acc_cov50: v[3], acc_cov80: v[4], aurc: v[5] }
+    }
+
+    /// The element-wise mean (zeros for none).
+    pub fn mean(all: &[ConfidenceMetrics]) -> Self {
+        let mut sum = [0.0; 6];
+        for m in all {
+            for (s, v) in sum.iter_mut().zip(m.values()) {
+                *s += v;
+            }
+        }
+        let k = all.len().max(1) as f64;
+        Self::from_values(sum.map(|s| s / k))
+    }
 }
 
 /// Probabilities of n utterances over K classes (row-major [n, K], f32 as published) with
@@ -99,7 +127,7 @@ pub struct Scored<'a> {
 
 impl<'a> Scored<'a> {
     pub fn new(probs: &'a [f32], k: usize, truth: &'a [u8]) -> Result<Scored<'a>, MetricsError> {
-        if k == 0 || probs.len() % k != 0 {
+        if k == 0 || !probs.len().is_multiple_of(k) {
             return Err(MetricsError::Shape {
                 len: probs.len(),
                 k,

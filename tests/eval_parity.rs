@@ -70,13 +70,14 @@ const CONFIDENCE_TOL: [(&str, f64); 6] = [
 ];
 
 fn confidence_pairs(x: &ResultRow, r: &RefRow) -> [(f64, f64); 6] {
+    let c = &x.confidence;
     [
-        (x.nll, r.nll),
-        (x.brier, r.brier),
-        (x.ece, r.ece),
-        (x.acc_cov50, r.acc_cov50),
-        (x.acc_cov80, r.acc_cov80),
-        (x.aurc, r.aurc),
+        (c.nll, r.nll),
+        (c.brier, r.brier),
+        (c.ece, r.ece),
+        (c.acc_cov50, r.acc_cov50),
+        (c.acc_cov80, r.acc_cov80),
+        (c.aurc, r.aurc),
     ]
 }
 
@@ -207,7 +208,7 @@ fn check_parity(model_dir: &std::path::Path, ref_path: &std::path::Path) {
             let (key, tol) = CONFIDENCE_TOL[i];
             let d = (got - want).abs();
             worst_conf[i] = worst_conf[i].max(d);
-            if !(d <= tol) {
+            if d.is_nan() || d > tol {
                 bad.push(format!(
                     "{:?} {:?} {}: {key} {got:.6} vs {want:.6} (tolerance {tol})",
                     r.missing_rate, r.pattern, r.completion
