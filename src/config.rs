@@ -247,26 +247,13 @@ impl InputSettings {
     }
 }
 
-/// Assembly settings as printed (the runtime type is `AssemblySettings`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AssemblyView {
-    pub window: usize,
-    pub dims: [usize; 3],
-    pub deadline_ms: [u64; 3],
-    pub max_utterance_ms: u64,
-    pub max_open_utterances: usize,
-    pub max_conversations: usize,
-    pub idle_conversation_ms: u64,
-    pub evict_idle_ms: u64,
-}
-
 /// The one validated settings type of the daemon.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Settings {
     pub board: String,
     pub source: String,
     pub engine: EngineSettings,
-    pub assembly: AssemblyView,
+    pub assembly: AssemblySettings,
     pub inputs: InputSettings,
 }
 
@@ -292,17 +279,7 @@ impl Settings {
     }
 
     pub fn assembly_settings(&self) -> AssemblySettings {
-        let a = &self.assembly;
-        AssemblySettings {
-            dims: a.dims,
-            window: a.window,
-            deadline_ms: a.deadline_ms,
-            max_utterance_ms: a.max_utterance_ms,
-            max_open_utterances: a.max_open_utterances,
-            max_conversations: a.max_conversations,
-            idle_conversation_ms: a.idle_conversation_ms,
-            evict_idle_ms: a.evict_idle_ms,
-        }
+        self.assembly.clone()
     }
 
     /// Resolved settings as TOML, for `gsdnet check-config`.
@@ -411,7 +388,7 @@ fn validate_ort(e: &RawEngine, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblyView, ConfigError> {
+fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblySettings, ConfigError> {
     check((1..=1024).contains(&a.window), path, "assembly.window", || format!("is {}; must be 1..=1024", a.window))?;
     let d = [a.deadline_ms.text, a.deadline_ms.audio, a.deadline_ms.visual];
     check(d.iter().all(|&ms| ms <= 60_000), path, "assembly.deadline_ms", || format!("{d:?}: each at most 60000"))?;
@@ -423,7 +400,7 @@ fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblyView, Config
     check(evict_idle_ms <= a.idle_conversation_ms, path, "assembly.evict_idle_ms", || {
         format!("is {evict_idle_ms}; at most idle_conversation_ms ({})", a.idle_conversation_ms)
     })?;
-    Ok(AssemblyView {
+    Ok(AssemblySettings {
         window: a.window,
         dims: DIMS,
         deadline_ms: d,

@@ -36,8 +36,9 @@ pub type Millis = u64;
 /// Consecutive messages behind the released ids that are taken for a sender restart.
 pub const RESTART_FRAMES: usize = 3;
 
-/// Validated assembly parameters (from the board profile).
-#[derive(Debug, Clone, PartialEq)]
+/// Validated assembly parameters (the board profile's `[assembly]`, as `check-config` prints
+/// them).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AssemblySettings {
     /// Feature dimension per modality, T, A, V.
     pub dims: [usize; 3],
