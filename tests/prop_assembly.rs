@@ -21,6 +21,7 @@
 //!    `first_position + len` grows by exactly 1 per window, the closed ids strictly increase;
 //! 5. a released vector is bit-for-bit the accepted one, in the slot of its (conversation,
 //!    utterance, modality).
+//!
 //! Which messages are held, replayed or refused is decided by `Model`, a plain restatement of
 //! the documented rules (docs/PROTOCOL.md "Assembly"); its answers, releases (with speakers),
 //! counters and open counts must equal the assembler's at every step, so 3 is exact.
@@ -380,7 +381,10 @@ impl Run {
                 self.log[tag] = Some(sm);
                 self.model.handle(tag, &self.log, self.now, &mut out)
             }
-            (Op::Reset(c), _) => Ok(self.model.reset(c % self.ids.len() as u8, &mut out)),
+            (Op::Reset(c), _) => {
+                self.model.reset(c % self.ids.len() as u8, &mut out);
+                Ok(())
+            }
             (Op::Daemon(_), _) => Err(RejectReason::Unexpected),
             (Op::Msg(.., What::Feat(_, _, Bad::Len(_))), _) => Err(RejectReason::WrongLength),
             _ => Err(RejectReason::NonFinite),
