@@ -32,7 +32,7 @@ fn model() -> Model {
 
 /// Tensors of one window after a full pipeline run, to feed the parts one by one.
 struct Stage {
-    inputs: [Tensor; 3],
+    inputs: Vec<Tensor>,
     scores: Vec<Tensor>,
     s_phi: Vec<Tensor>,
     fusion: Vec<Tensor>,
@@ -45,12 +45,12 @@ fn stage_inputs(pipe: &mut Pipeline, window: &gsdnet_edge::pipeline::Window) -> 
     let it = pipe.intermediates();
     let (w, k) = (it.node_mask.shape()[1], it.lam0.shape()[2]);
     let t = Tensor::from_vec(&[1], vec![0.5]).expect("t");
-    let mut adj_t = Tensor::zeros(&[1, 3, w, w]);
+    let mut adj_t = Tensor::zeros(&[1, it.lam0.shape()[1], w, w]);
     it.spectral.low_rank_all(it.lam0.data(), adj_t.data_mut());
     let u = Tensor::from_vec(&[1, w, k], it.spectral.u.clone()).expect("u");
     let speakers = window.utterances.iter().map(|u| u.speaker).collect();
     Stage {
-        inputs: it.inputs.clone(),
+        inputs: it.inputs.to_vec(),
         scores: vec![it.x0.clone(), t.clone(), it.cond.clone(), it.avail.clone(), adj_t, it.node_mask.clone()],
         s_phi: vec![it.lam0.clone(), t, it.lam_obs.clone(), u, it.cond.clone(), it.avail.clone(), it.node_mask.clone()],
         fusion: vec![it.x0.clone(), it.avail.clone(), it.adj_fusion.clone(), it.node_mask.clone()],
@@ -76,7 +76,7 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("stages");
     for n in SIZES {
         let utts = utterances(&rec, n).expect("enough utterances");
-        let window = masked_window(&utts, 0.3, 0);
+        let window = masked_window(&utts, 0.3, 0, &gsdnet_edge::modality::Modalities::new([100, 73, 100]).unwrap());
         let st = stage_inputs(&mut pipe, &window);
         g.bench_with_input(BenchmarkId::new("window", n), &n, |b, _| {
             b.iter(|| pipe.run(black_box(&window), Completion::Gsdnet, &mut SeededNoise::from_key(0)).expect("runs"))

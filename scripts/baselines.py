@@ -70,7 +70,7 @@ def train_peer(tb, vb, seed, epochs=20, reps=4):
                 nm = tb.node_mask[idx]
                 avail = draw_train_avail(nm, gen)
                 lg, rg = net(inputs(tb, idx, avail))
-                loss = loss_fn(lg, rg, tb.y_bin[idx], tb.y_cont[idx], nm)
+                loss = loss_fn(lg, rg, tb.y[idx], tb.y_cont[idx], nm)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -92,7 +92,7 @@ def train_floor(tb):
     x = torch.cat([b[m] for b in tb.x], dim=-1)
     lin = nn.Linear(x.shape[1], 3)
     opt = torch.optim.LBFGS(lin.parameters(), max_iter=200)
-    yb, yc = tb.y_bin[m], tb.y_cont[m]
+    yb, yc = tb.y[m], tb.y_cont[m]
 
     def closure():
         opt.zero_grad()

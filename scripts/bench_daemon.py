@@ -40,6 +40,8 @@ def _profile(tmp: Path, model: Path) -> Path:
     # val video gets its own conversation slot.
     text = re.sub(r"^max_frames_per_second = \d+", "max_frames_per_second = 1000000", text, flags=re.M)
     text = re.sub(r"^burst = \d+", "burst = 1000000", text, flags=re.M)
+    text = re.sub(r"^max_total_frames_per_second = \d+", "max_total_frames_per_second = 1000000", text, flags=re.M)
+    text = re.sub(r"^total_burst = \d+", "total_burst = 1000000", text, flags=re.M)
     text = re.sub(r"^max_conversations = \d+", "max_conversations = 64", text, flags=re.M)
     path = tmp / "board.toml"
     path.write_text(text)
@@ -70,7 +72,8 @@ def measure(binary: Path, model: Path, recording: Path, rate: float, timeout: fl
                     raise SystemExit(f"daemon did not start: {daemon.stderr.read()}")
                 time.sleep(0.05)
             idle = _vm(daemon.pid)
-            subprocess.run([str(binary), "replay", str(recording), "--unix", str(sock),
+            # --models: only the model's modalities are sent, the mask is over them (protocol v2).
+            subprocess.run([str(binary), "replay", str(recording), "--unix", str(sock), "--models", str(model),
                             "--interval-ms", "40", "--mask-rate", str(rate)], check=True,
                            stdout=subprocess.DEVNULL, env=env)
             last, status = None, {}

@@ -57,8 +57,8 @@ def bench_window(split: Path, n: int) -> gdata.Conversation:
         raise SystemExit(f"{split} holds fewer than {n} utterances")
     return gdata.Conversation(
         conv_id="bench", utt_ids=cat(lambda c: np.asarray(c.utt_ids))[:n].tolist(),
-        feats={m: cat(lambda c, m=m: c.feats[m])[:n] for m in gdata.MODALITIES},
-        label_cont=cat(lambda c: c.label_cont)[:n], label_bin=cat(lambda c: c.label_bin)[:n],
+        feats={m: cat(lambda c, m=m: c.feats[m])[:n] for m in convs[0].feats},
+        label_cont=cat(lambda c: c.label_cont)[:n], label=cat(lambda c: c.label)[:n],
         speaker=cat(lambda c: c.speaker)[:n])
 
 

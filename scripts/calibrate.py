@@ -1,7 +1,8 @@
 """Fits the calibration temperature T of a model folder on val/ (docs/DESIGN.md "Calibration").
 
 T minimises the pooled negative log-likelihood of softmax(logits / T) over the scenarios of
-`gsdnet eval` (missing rates 0.0-0.7 x mask seeds: the same masks and sampler noise keys,
+`gsdnet eval` (missing rates 0.0 up to the model's maximum, 0.7 with three modalities and 0.5
+with two, x mask seeds: the same masks and sampler noise keys,
 gsdnet_ref.evaluate) for one completion, by a golden-section search over log T in [1/20, 20]
 (the NLL of temperature scaling is convex in 1/T, hence unimodal in log T). The fusion logits do
 not depend on T, so they are computed once with the ONNX reference and re-scored per T through
@@ -11,17 +12,21 @@ Printed per missing rate (each the mean over mask seeds, as eval): ECE / NLL / B
 AURC for
 - `T=1`: the uncalibrated softmax;
 - `T`: the fitted T rounded to 3 decimals (what --write stores, what the runtime would apply);
-- `lovo`: T fitted on the other 9 val videos, scored on the video left out (how much of the
-  gain survives leaving the scored video out of the fit);
+- `lovo`: T fitted on the other val conversations, scored on the one left out (how much of
+  the gain survives leaving the scored conversation out of the fit);
 - `text`, `text-lovo`: one T for utterances whose text is observed, one for those without text
-  (in-sample, and leave-one-video-out); the runtime applies it as `[calibration.patterns]`
-  (every pattern with T gets the first, every other pattern the second).
+  (in-sample, and leave-one-conversation-out); the runtime applies it as
+  `[calibration.patterns]` (every pattern with T gets the first, every other pattern the
+  second);
+- `pattern`, `pattern-lovo`: one T per availability pattern of the model's modalities (T, A,
+  TA for a text + audio model), written as `[calibration.patterns]` by `--method pattern`.
     python3 scripts/calibrate.py [--model models/gsdnet-mosi] [--data ../shared/data/cmu-mosi/val]
         [--seeds 0 1 2] [--completions gsdnet meanfill] [--json FILE] [--write MANIFEST]
 `--write` stores the first completion's calibration as the `[calibration]` table of that
 manifest.toml: `--method temperature` (default) the scalar T, `--method text` the two text
-temperatures as `[calibration.patterns]` (nothing hashes the manifest itself; the parts' sha256
-are unchanged). Refuses a split named `test`: T is chosen on val only.
+temperatures, `--method pattern` one T per pattern, as `[calibration.patterns]` (nothing hashes
+the manifest itself; the parts' sha256 are unchanged). Refuses a split named `test`: T is
+chosen on val only.
 """
 from __future__ import annotations
 
@@ -37,28 +42,34 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gsdnet_ref import data as gdata  # noqa: E402
+from gsdnet_ref import masks as gmasks  # noqa: E402
 from gsdnet_ref import metrics as gmetrics  # noqa: E402
-from gsdnet_ref.evaluate import RATES, scenario_outputs  # noqa: E402
+from gsdnet_ref.evaluate import scenario_outputs  # noqa: E402
 from gsdnet_ref.pipeline import OnnxModel, softmax_t  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T_RANGE = (1.0 / 20.0, 20.0)
 DECIMALS = 3
 SHOWN = ("ece", "nll", "brier", "acc_cov80", "aurc")
-VARIANTS = ("T=1", "T", "lovo", "text", "text-lovo")
+VARIANTS = ("T=1", "T", "lovo", "text", "text-lovo", "pattern", "pattern-lovo")
 HEADER = re.compile(r"^\[[A-Za-z0-9_.\-]+\]\s*$")
 
 
 def collect(model, convs, completion: str, seeds, rates) -> dict:
-    """Every (rate, seed) cell pooled: logits [n, K], y, conv (video index), text (observed),
+    """Every (rate, seed) cell pooled: logits [n, K], y, conv (conversation index), text
+    (observed; all False for a model without text), bits (availability pattern, T=1 A=2 V=4),
     cell (index into `cells`, a list of (rate, seed))."""
-    cols = {k: [] for k in ("logits", "y", "conv", "text", "cell")}
+    cols = {k: [] for k in ("logits", "y", "conv", "text", "bits", "cell")}
     cells = []
+    man = model.man
     for rate in rates:
         for seed in seeds:
             o = scenario_outputs(model, convs, completion, seed, rate=rate)
-            for k, v in (("logits", o["logits"]), ("y", o["label_bin"]), ("conv", o["conv"]),
-                         ("text", o["avail"][:, 0]), ("cell", np.full(len(o["conv"]), len(cells)))):
+            text = o["avail"][:, man.modalities.index("text")] if "text" in man.dims \
+                else np.zeros(len(o["conv"]), bool)
+            for k, v in (("logits", o["logits"]), ("y", o["label"]), ("conv", o["conv"]),
+                         ("text", text), ("bits", o["avail"].astype(np.int64) @ man.bits),
+                         ("cell", np.full(len(o["conv"]), len(cells)))):
                 cols[k].append(v)
             cells.append((rate, seed))
     return dict({k: np.concatenate(v) for k, v in cols.items()}, cells=cells)
@@ -143,7 +154,9 @@ def calibrate(model, convs, completion: str, seeds, rates) -> dict:
     one = np.zeros(len(y), np.int64)
     temps = {"T=1": 1.0, "T": t, "lovo": fit_groups(pool, one, True),
              "text": fit_groups(pool, pool["text"].astype(np.int64), False),
-             "text-lovo": fit_groups(pool, pool["text"].astype(np.int64), True)}
+             "text-lovo": fit_groups(pool, pool["text"].astype(np.int64), True),
+             "pattern": fit_groups(pool, pool["bits"], False),
+             "pattern-lovo": fit_groups(pool, pool["bits"], True)}
     pooled = {v: {"nll": gmetrics.nll(softmax_rows(logits, tv), y),
                   "brier": gmetrics.brier(softmax_rows(logits, tv), y)} for v, tv in temps.items()}
     lovo_t = {convs[int(v)].conv_id: float(temps["lovo"][pool["conv"] == v][0])
@@ -151,8 +164,13 @@ def calibrate(model, convs, completion: str, seeds, rates) -> dict:
     text_t = {name: float(temps["text"][pool["text"] == flag][0])
               for name, flag in (("text_observed", True), ("text_missing", False))
               if np.any(pool["text"] == flag)}
+    letters = model.man.letters
+    pattern_t = {p: float(temps["pattern"][pool["bits"] == gmasks.pattern_bits(p)][0])
+                 for p in gmasks.patterns_for(letters)
+                 if np.any(pool["bits"] == gmasks.pattern_bits(p))}
     return dict(completion=completion, temperature=t, temperature_unrounded=t_fit,
-                lovo_temperatures=lovo_t, text_temperatures=text_t, pooled=pooled,
+                lovo_temperatures=lovo_t, text_temperatures=text_t,
+                pattern_temperatures=pattern_t, letters=letters, pooled=pooled,
                 ece_floor={v: ece_floor(pool, temps[v]) for v in ("T=1", "T")},
                 per_rate={v: per_rate(pool, tv) for v, tv in temps.items()})
 
@@ -160,16 +178,17 @@ def calibrate(model, convs, completion: str, seeds, rates) -> dict:
 def print_report(res: dict, rates) -> None:
     lo = res["lovo_temperatures"].values()
     by_text = ", ".join(f"{k} {v:.3f}" for k, v in res["text_temperatures"].items())
+    by_pat = ", ".join(f"{k} {v:.3f}" for k, v in res["pattern_temperatures"].items())
     print(f"\n{res['completion']}: T = {res['temperature']} (unrounded "
-          f"{res['temperature_unrounded']:.5f}), leave-one-video-out T {min(lo):.3f}-{max(lo):.3f};"
-          f" diagnostic by text: {by_text}")
+          f"{res['temperature_unrounded']:.5f}), leave-one-conversation-out T "
+          f"{min(lo):.3f}-{max(lo):.3f}; by text: {by_text}; by pattern: {by_pat}")
     print("pooled over rates and seeds: " + "; ".join(
         f"{v} NLL {p['nll']:.4f} Brier {p['brier']:.4f}" for v, p in res["pooled"].items()))
     print(f"each cell: {' / '.join(VARIANTS)}")
-    print(f"{'rate':>4}  " + "  ".join(f"{k:>34}" for k in SHOWN))
+    print(f"{'rate':>4}  " + "  ".join(f"{k:>48}" for k in SHOWN))
     for r in rates:
         cols = ["/".join(f"{res['per_rate'][v][r][k]:.3f}" for v in VARIANTS) for k in SHOWN]
-        print(f"{r:>4.1f}  " + "  ".join(f"{c:>34}" for c in cols))
+        print(f"{r:>4.1f}  " + "  ".join(f"{c:>48}" for c in cols))
     print("ECE of a perfectly calibrated model with the same probabilities (T=1 / T): " + ", ".join(
         f"{r:.1f} {res['ece_floor']['T=1'][r]:.3f}/{res['ece_floor']['T'][r]:.3f}" for r in rates))
 
@@ -211,17 +230,21 @@ def main(argv=None):
     p.add_argument("--model", default=str(ROOT / "models" / "gsdnet-mosi"))
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cmu-mosi" / "val"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--rates", type=float, nargs="+", default=list(RATES))
+    p.add_argument("--rates", type=float, nargs="+", default=None,
+                   help="missing rates (default: 0.0 .. the model's maximum)")
     p.add_argument("--completions", nargs="+", default=["gsdnet", "meanfill"])
     p.add_argument("--json", default=None, help="write every number to this file")
     p.add_argument("--write", default=None, help="manifest.toml to store the first calibration in")
-    p.add_argument("--method", choices=["temperature", "text"], default="temperature",
-                   help="what --write stores: the scalar T, or one T with text and one without")
+    p.add_argument("--method", choices=["temperature", "text", "pattern"],
+                   default="temperature", help="what --write stores: the scalar T, one T "
+                   "with text and one without, or one T per availability pattern")
     a = p.parse_args(argv)
     if Path(a.data).resolve().name == "test":
         raise SystemExit("calibrate.py fits on val/ only; refusing a split named test")
     model = OnnxModel(a.model)
-    convs = gdata.load_split(a.data)
+    convs = gdata.load_split(a.data, model.man.dims)
+    if a.rates is None:
+        a.rates = gmasks.protocol_rates(model.man.m)
     out = dict(model=model.man.raw["model"]["name"], split=Path(a.data).name, seeds=a.seeds,
                rates=a.rates, steps=model.man.sde.steps, sampler=model.man.sde.sampler,
                manifest_temperature=model.man.temperature, results=[])
@@ -240,8 +263,10 @@ def main(argv=None):
 
 def calibration_table(best: dict, a, split: str, cmd: str) -> dict:
     """The `[calibration]` table --write stores for `best` (one completion's results)."""
-    method = "temperature" if a.method == "temperature" else "temperature by text availability"
-    variant, left_out = ("T", "lovo") if a.method == "temperature" else ("text", "text-lovo")
+    method, variant, left_out = {
+        "temperature": ("temperature", "T", "lovo"),
+        "text": ("temperature by text availability", "text", "text-lovo"),
+        "pattern": ("temperature by availability pattern", "pattern", "pattern-lovo")}[a.method]
     table = dict(temperature=best["temperature"], method=method, fitted_on=split,
                  completion=best["completion"], seeds=a.seeds, rates=a.rates,
                  val_nll_before=round(best["pooled"]["T=1"]["nll"], 4),
@@ -253,7 +278,12 @@ def calibration_table(best: dict, a, split: str, cmd: str) -> dict:
         t_mis = round(best["text_temperatures"]["text_missing"], DECIMALS)
         table["temperature"] = t_mis
         table["patterns"] = {p: (t_obs if "T" in p else t_mis)
-                             for p in ("TAV", "TA", "TV", "T", "AV", "A", "V")}
+                             for p in ("TAV", "TA", "TV", "T", "AV", "A", "V")
+                             if set(p) <= set(best.get("letters", "TAV"))}
+    if a.method == "pattern":   # the scalar stays the pooled T (patterns not seen in the fit)
+        table["patterns"] = {p: round(t_p, DECIMALS)
+                             for p, t_p in sorted(best["pattern_temperatures"].items(),
+                                                  key=lambda kv: -gmasks.pattern_bits(kv[0]))}
     return table
 
 

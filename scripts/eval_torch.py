@@ -1,8 +1,9 @@
 """Full-grid val evaluation of a torch checkpoint (ablations that are never exported).
 
-Same protocol and JSON layout as gsdnet_ref.evaluate (masks from rng.py, rates 0.0..0.7,
-patterns, mask seeds), but the sampler noise is torch's (seeded per seed and scenario), so
-numbers of exported models must come from gsdnet_ref.evaluate instead.
+Same protocol and JSON layout as gsdnet_ref.evaluate (masks from rng.py, rates 0.0 up to the
+model's maximum, the patterns of its modalities, mask seeds; accuracy, weighted F1, and acc2 /
+MAE where the model has a regression head), but the sampler noise is torch's (seeded per seed
+and scenario), so numbers of exported models must come from gsdnet_ref.evaluate instead.
     python3 scripts/eval_torch.py CHECKPOINT.pt OUT.json [--completions gsdnet meanfill zero]
 """
 from __future__ import annotations
@@ -17,19 +18,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_ref.evaluate import RATES  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
 
 
-def grid():
-    return [(r, None) for r in RATES] + [(None, p) for p in gmasks.PATTERNS]
+def grid(vb=None):
+    """Rates and patterns of the batch's modalities (CMU-MOSI's three without a batch)."""
+    m, letters = (3, "TAV") if vb is None else (len(vb.modalities), vb.letters)
+    return [(r, None) for r in gmasks.protocol_rates(m)] + \
+        [(None, p) for p in gmasks.patterns_for(letters)]
 
 
 def evaluate_fn(predict_fn, vb, completions, seeds):
     """predict_fn(avail, completion, gen) -> (logits, reg); returns the results list."""
     out = []
     for comp in completions:
-        for rate, pattern in grid():
+        for rate, pattern in grid(vb):
             per = []
             for s in seeds:
                 gen = torch.Generator().manual_seed(
@@ -39,7 +42,7 @@ def evaluate_fn(predict_fn, vb, completions, seeds):
                 per.append(common.metrics(lg, rg, vb))
             row = dict(missing_rate=rate, pattern=pattern, completion=comp)
             row.update({k: float(np.mean([p[k] for p in per]))
-                        for k in ("acc2", "f1_weighted", "mae")})
+                        for k in ("accuracy", "acc2", "f1_weighted", "mae") if k in per[0]})
             row["n"] = per[0]["n"]
             out.append(row)
     return out

@@ -1,7 +1,10 @@
 """Export the five GSDNet parts to ONNX (opset 17, batch 1, fixed W) and write manifest.toml.
 
-Owns: the I/O names and shapes of docs/DESIGN.md "ONNX parts", the op allow-list check (plain
-ops that both onnxruntime and tract run), and the manifest writer (hand-written TOML).
+Owns: the I/O names and shapes of docs/DESIGN.md "ONNX parts" for the model's M modalities
+(inputs / outputs named after them, slot order canonical) and K classes (`reg` only with a
+regression head), the op allow-list check (plain ops that both onnxruntime and tract run), and
+the manifest writer (hand-written TOML; `[modalities]` holds the feature sizes, `[dims]` only
+window / latent / k, `[normalisation]` the present modalities).
     python3 scripts/export.py CHECKPOINT.pt models/gsdnet-mosi
 """
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gsdnet_torch.model import GSDNet  # noqa: E402
+from gsdnet_torch.selection import sel_rates  # noqa: E402
 from gsdnet_ref.tomlw import write_toml  # noqa: E402,F401  (make_golden.py and tests import it from here too)
 
 OPSET = 17
@@ -37,28 +41,38 @@ class _Part(nn.Module):
         return self.fn(*xs)
 
 
+def model_modalities(cfg: dict) -> list:
+    """[(name, size)] of the model's modality slots (defaults: CMU-MOSI's three)."""
+    names = cfg.get("modalities", ("text", "audio", "visual"))
+    return list(zip(names, cfg.get("dims", (100, 73, 100))))
+
+
 def part_specs(model: GSDNet):
     c = model.cfg
     w, d, k = c["width"], c["d"], c["k"]
+    mods = model_modalities(c)
+    m, n_cls = len(mods), c.get("n_classes", 2)
     enc = model.encoders
+    feats = [(name, [1, w, size]) for name, size in mods]
+    fusion_out = [("logits", [1, w, n_cls])]
+    if c.get("regression", True):
+        fusion = (lambda *a: model.fuse(*a), model)
+        fusion_out.append(("reg", [1, w, 1]))
+    else:
+        fusion = (lambda *a: model.fuse(*a)[0], model)
     return {
-        "encoders": (lambda a, b, v: enc(a, b, v), enc,
-                     [("text", [1, w, 100]), ("audio", [1, w, 73]), ("visual", [1, w, 100])],
-                     [("h", [1, 3, w, d])]),
+        "encoders": (lambda *xs: enc(*xs), enc, feats, [("h", [1, m, w, d])]),
         "s_theta": (lambda *a: model.s_theta(*a), model.s_theta,
-                    [("x_t", [1, 3, w, d]), ("t", [1]), ("cond", [1, 3, w, d]),
-                     ("avail", [1, w, 3]), ("adj_t", [1, 3, w, w]), ("node_mask", [1, w])],
-                    [("score", [1, 3, w, d])]),
+                    [("x_t", [1, m, w, d]), ("t", [1]), ("cond", [1, m, w, d]),
+                     ("avail", [1, w, m]), ("adj_t", [1, m, w, w]), ("node_mask", [1, w])],
+                    [("score", [1, m, w, d])]),
         "s_phi": (lambda *a: model.s_phi(*a), model.s_phi,
-                  [("lam_t", [1, 3, k]), ("t", [1]), ("lam_obs", [1, 3, k]), ("u", [1, w, k]),
-                   ("cond", [1, 3, w, d]), ("avail", [1, w, 3]), ("node_mask", [1, w])],
-                  [("score", [1, 3, k])]),
-        "recon": (lambda x: model.recon(x), model.recon, [("x", [1, 3, w, d])],
-                  [("text", [1, w, 100]), ("audio", [1, w, 73]), ("visual", [1, w, 100])]),
-        "fusion": (lambda *a: model.fuse(*a), model,
-                   [("x", [1, 3, w, d]), ("avail", [1, w, 3]), ("adj", [1, 2, w, w]),
-                    ("node_mask", [1, w])],
-                   [("logits", [1, w, 2]), ("reg", [1, w, 1])]),
+                  [("lam_t", [1, m, k]), ("t", [1]), ("lam_obs", [1, m, k]), ("u", [1, w, k]),
+                   ("cond", [1, m, w, d]), ("avail", [1, w, m]), ("node_mask", [1, w])],
+                  [("score", [1, m, k])]),
+        "recon": (lambda x: model.recon(x), model.recon, [("x", [1, m, w, d])], feats),
+        "fusion": fusion + ([("x", [1, m, w, d]), ("avail", [1, w, m]), ("adj", [1, 2, w, w]),
+                             ("node_mask", [1, w])], fusion_out),
     }
 
 
@@ -85,17 +99,22 @@ def export_part(name, spec, folder: Path) -> Path:
 
 
 def onnx_val_metrics(folder: Path, val_dir: Path) -> dict:
-    """Val acc2 / F1 / MAE of the exported parts through the ONNX reference (gsdnet completion,
-    mask seeds 0-2, DESIGN.md noise keys): the numbers `gsdnet eval` must reproduce."""
+    """Val accuracy (acc2 for a binary label with regression) / weighted F1 / MAE (regression
+    only) of the exported parts through the ONNX reference (gsdnet completion, mask seeds 0-2,
+    DESIGN.md noise keys): the numbers `gsdnet eval` must reproduce."""
     from gsdnet_ref.evaluate import evaluate
     res = evaluate(folder, val_dir, completions=("gsdnet",))
     out = {"protocol": "gsdnet_ref.evaluate, completion gsdnet, mask seeds 0-2, split val"}
     for r in res["results"]:
         tag = f"rate_{r['missing_rate']:.1f}".replace(".", "_") if r["pattern"] is None \
             else f"pattern_{r['pattern']}"
-        out[f"val_acc2_{tag}"] = round(r["acc2"], 4)
+        if "acc2" in r:
+            out[f"val_acc2_{tag}"] = round(r["acc2"], 4)
+        else:
+            out[f"val_acc_{tag}"] = round(r["accuracy"], 4)
         out[f"val_f1_{tag}"] = round(r["f1_weighted"], 4)
-        out[f"val_mae_{tag}"] = round(r["mae"], 4)
+        if "mae" in r:
+            out[f"val_mae_{tag}"] = round(r["mae"], 4)
     return out
 
 
@@ -113,9 +132,11 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
     specs = part_specs(model)
     a, c = info["args"], model.cfg
     tables = {
-        "model": dict(name=folder.name, version="0.1.0", classes=["negative", "positive"],
-                      has_regression=True),
-        "dims": dict(text=100, audio=73, visual=100, window=c["width"], latent=c["d"], k=c["k"]),
+        "model": dict(name=folder.name, version="0.1.0",
+                      classes=list(info.get("classes", ["negative", "positive"])),
+                      has_regression=bool(c.get("regression", True))),
+        "modalities": dict(model_modalities(c)),
+        "dims": dict(window=c["width"], latent=c["d"], k=c["k"]),
         "graph": dict(window_same=a["window_same"], window_other=a["window_other"]),
         "sde": dict(sigma_x=c["sigma_x"], sigma_lambda=c["sigma_l"], eps=a["eps"],
                     steps=DEPLOY_STEPS, sampler=DEPLOY_SAMPLER),
@@ -142,6 +163,11 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
     if info.get("prior"):   # the conversation prior inside fusion.onnx, chosen on val
         tables["training"].update(prior_gain=info["prior"]["gain"],
                                   prior_temp=info["prior"]["temp"])
+    if info.get("layout", "cmu-mosi") != "cmu-mosi":   # CMU-MOSI's table stays as it was
+        tables["training"].update(layout=info["layout"], selection_metric=a["sel_metric"],
+                                  selection_rates=list(sel_rates(a)),
+                                  prior_form="softmax" if c.get("n_classes", 2) > 2
+                                  else "tanh")
     (folder / "manifest.toml").write_text(write_toml(tables))
     tables["metrics"] = onnx_val_metrics(folder, Path(a["data"]) / "val")
     (folder / "manifest.toml").write_text(write_toml(tables))

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Reference client for the gsdnet daemon wire protocol (docs/PROTOCOL.md), standard library only.
+"""Reference client for the gsdnet daemon wire protocol, version 2 (docs/PROTOCOL.md), standard
+library only.
 
-Encodes and decodes frames (postcard body, CRC-32, COBS, 0x00 delimiter) independently of the
-Rust code, so a test using it proves the protocol document is complete.
+Encodes and decodes every message and frame (postcard body, CRC-32, COBS, 0x00 delimiter)
+independently of the Rust code, from a field table (`SCHEMA`) written from the document, so a
+test using it proves the document is complete.
 
 Usage:
     gsdnet_client.py status    (--unix PATH | --tcp HOST:PORT)
+    gsdnet_client.py health    (--unix PATH | --tcp HOST:PORT)
+    gsdnet_client.py model     (--unix PATH | --tcp HOST:PORT)   (modalities, sizes, classes)
     gsdnet_client.py subscribe (--unix PATH | --tcp HOST:PORT) [--count N]
     gsdnet_client.py scored    (--unix PATH | --tcp HOST:PORT) [--count N]   (confidence, uncertain flag)
-    gsdnet_client.py health    (--unix PATH | --tcp HOST:PORT)
 """
 
 import argparse
@@ -17,17 +20,21 @@ import struct
 import sys
 import zlib
 
-PROTOCOL_VERSION = 1
-MAX_FRAME_LEN = 4096
-MODALITIES = ("text", "audio", "visual")
-DIMS = {"text": 100, "audio": 73, "visual": 100}
+PROTOCOL_VERSION = 2
+MAX_FRAME_LEN = 16384
+MAX_CONVERSATION_ID = 32
+MAX_VALUES = 2048
+MAX_CLASSES = 64
+MAX_CLASS_NAME = 32
+MAX_REJECT_DETAIL = 128
+MODALITIES = ("text", "audio", "visual")  # wire value = index; availability bits 1, 2, 4
 REJECT_REASONS = (
     "Framing", "Crc", "Oversized", "UnknownVersion", "Malformed", "WrongLength", "NonFinite",
-    "Unexpected", "Late", "Duplicate", "Truncated", "Flood", "Capacity",
+    "Unexpected", "Late", "Duplicate", "Truncated", "Flood", "Capacity", "NoSuchModality",
 )
 # Message tags (variant index of the Rust enum).
 (FEATURES, UTT_START, UTT_END, DROPOUT, RESET, SUBSCRIBE, STATUS_REQUEST, STATUS, RESULT,
- HEALTH_REQUEST, HEALTH, SUBSCRIBE_SCORED, SCORED) = range(13)
+ HEALTH_REQUEST, HEALTH, SUBSCRIBE_SCORED, SCORED, MODEL_INFO_REQUEST, MODEL_INFO, REJECT) = range(16)
 HEALTH_FIELDS = ("conversation_restarts", "late_replayed", "conversations_evicted",
                  "utterances_flushed", "connections_open", "connections_refused",
                  "connections_evicted", "connections_idle_closed", "slow_clients_disconnected",
@@ -40,6 +47,46 @@ class ProtocolError(Exception):
     def __init__(self, reason, detail):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+
+
+# ---- field table ----------------------------------------------------------------------------
+# Types: "u8", "varint" (u16/u32/u64), "f32", "bool", "modality", "reason", ("str", max bytes or
+# None), ("vec", type, max or None), ("opt", type), ("struct", fields), "rejected" (the status
+# counters, as a {reason name: count} dict). A struct is a tuple of (name, type) in wire order.
+
+CONV = ("str", MAX_CONVERSATION_ID)
+CLASS = ("str", MAX_CLASS_NAME)
+BOUNDARY = (("conversation", CONV), ("utterance", "varint"), ("speaker", "varint"), ("timestamp_us", "varint"))
+UTTERANCE_RESULT = (("utterance", "varint"), ("avail", "u8"), ("label", "varint"), ("label_name", CLASS),
+                    ("probs", ("vec", "f32", MAX_CLASSES)), ("reg", ("opt", "f32")))
+SCORED_UTTERANCE = UTTERANCE_RESULT + (("confidence", "f32"), ("uncertain", "bool"))
+WINDOW_HEAD = (("conversation", CONV), ("closed_utterance", "varint"), ("completion", ("str", None)),
+               ("latency_us", "varint"))
+SCHEMA = {
+    FEATURES: (("conversation", CONV), ("utterance", "varint"), ("speaker", "varint"), ("modality", "modality"),
+               ("timestamp_us", "varint"), ("values", ("vec", "f32", MAX_VALUES))),
+    UTT_START: BOUNDARY,
+    UTT_END: BOUNDARY,
+    DROPOUT: (("conversation", CONV), ("utterance", "varint"), ("modality", "modality"), ("timestamp_us", "varint")),
+    RESET: (("conversation", CONV),),
+    SUBSCRIBE: (),
+    STATUS_REQUEST: (),
+    STATUS: (("uptime_ms", "varint"), ("engine", ("str", None)))
+    + tuple((k, "varint") for k in ("frames_accepted", "windows_run", "windows_superseded", "windows_dropped",
+                                    "inference_errors", "results_published", "queue_len", "queue_capacity",
+                                    "open_conversations", "clients"))
+    + (("rejected", "rejected"), ("empty_utterances", "varint")),
+    RESULT: WINDOW_HEAD + (("utterances", ("vec", ("struct", UTTERANCE_RESULT), None)),),
+    HEALTH_REQUEST: (),
+    HEALTH: tuple((k, "varint") for k in HEALTH_FIELDS) + (("watchdog_stopped", "bool"),),
+    SUBSCRIBE_SCORED: (),
+    SCORED: WINDOW_HEAD + (("abstain_below", "f32"), ("utterances", ("vec", ("struct", SCORED_UTTERANCE), None))),
+    MODEL_INFO_REQUEST: (),
+    MODEL_INFO: (("name", ("str", None)), ("version", ("str", None)),
+                 ("modalities", ("vec", ("struct", (("modality", "modality"), ("size", "varint"))), 3)),
+                 ("classes", ("vec", CLASS, MAX_CLASSES)), ("has_regression", "bool"), ("window", "varint")),
+    REJECT: (("reason", "reason"), ("detail", ("str", MAX_REJECT_DETAIL))),
+}
 
 
 # ---- primitives -----------------------------------------------------------------------------
@@ -61,6 +108,10 @@ def varint(n):
 def string(s):
     raw = s.encode("utf-8")
     return varint(len(raw)) + raw
+
+
+def f32(x):
+    return struct.pack("<f", float(x))
 
 
 class Reader:
@@ -91,12 +142,87 @@ class Reader:
     def f32(self):
         return struct.unpack("<f", self.take(4))[0]
 
-    def string(self):
+    def bool(self):
+        flag = self.u8()
+        if flag > 1:
+            raise ProtocolError("Malformed", f"bool byte {flag}")
+        return bool(flag)
+
+    def string(self, max_bytes=None):
         n = self.varint()
+        if max_bytes is not None and n > max_bytes:
+            raise ProtocolError("Malformed", f"string of {n} bytes, at most {max_bytes}")
         try:
             return self.take(n).decode("utf-8")
         except UnicodeDecodeError as e:
             raise ProtocolError("Malformed", str(e)) from e
+
+
+def _name(table, index, what):
+    if index >= len(table):
+        raise ProtocolError("Malformed", f"unknown {what} {index}")
+    return table[index]
+
+
+def encode_value(kind, v):
+    """Bytes of value `v` of field type `kind` (see the field table)."""
+    if kind == "u8":
+        return bytes([v])
+    if kind == "varint":
+        return varint(v)
+    if kind == "f32":
+        return f32(v)
+    if kind == "bool":
+        return bytes([1 if v else 0])
+    if kind == "modality":
+        return varint(MODALITIES.index(v))
+    if kind == "reason":
+        return varint(REJECT_REASONS.index(v))
+    if kind == "rejected":
+        return varint(len(v)) + b"".join(varint(REJECT_REASONS.index(k)) + varint(n) for k, n in v.items())
+    tag = kind[0]
+    if tag == "str":
+        return string(v)
+    if tag == "vec":
+        return varint(len(v)) + b"".join(encode_value(kind[1], x) for x in v)
+    if tag == "opt":
+        return b"\x00" if v is None else b"\x01" + encode_value(kind[1], v)
+    return b"".join(encode_value(t, v[name]) for name, t in kind[1])
+
+
+def decode_value(kind, r):
+    """Reads one value of field type `kind`; Malformed when it breaks a bound."""
+    if kind in ("u8", "varint", "f32", "bool"):
+        return getattr(r, kind)()
+    if kind == "modality":
+        return _name(MODALITIES, r.varint(), "modality")
+    if kind == "reason":
+        return _name(REJECT_REASONS, r.varint(), "reject reason")
+    if kind == "rejected":
+        out = {}
+        for _ in range(r.varint()):
+            reason = _name(REJECT_REASONS, r.varint(), "reject reason")
+            out[reason] = r.varint()
+        return out
+    tag = kind[0]
+    if tag == "str":
+        return r.string(kind[1])
+    if tag == "vec":
+        n = r.varint()
+        if kind[2] is not None and n > kind[2]:
+            raise ProtocolError("Malformed", f"{n} elements, at most {kind[2]}")
+        return [decode_value(kind[1], r) for _ in range(n)]
+    if tag == "opt":
+        flag = r.u8()
+        if flag > 1:
+            raise ProtocolError("Malformed", f"option byte {flag}")
+        return decode_value(kind[1], r) if flag else None
+    return {name: decode_value(t, r) for name, t in kind[1]}
+
+
+def encode(tag, msg=None):
+    """Message body (tag and fields, without the version byte) of any message."""
+    return varint(tag) + encode_value(("struct", SCHEMA[tag]), msg or {})
 
 
 # ---- COBS -----------------------------------------------------------------------------------
@@ -139,14 +265,13 @@ def cobs_decode(data):
 
 def features(conversation, utterance, speaker, modality, timestamp_us, values):
     """A Features message body (without version byte)."""
-    m = MODALITIES.index(modality)
-    vals = b"".join(struct.pack("<f", float(v)) for v in values)
-    return (varint(FEATURES) + string(conversation) + varint(utterance) + varint(speaker) + varint(m)
-            + varint(timestamp_us) + varint(len(values)) + vals)
+    return encode(FEATURES, {"conversation": conversation, "utterance": utterance, "speaker": speaker,
+                             "modality": modality, "timestamp_us": timestamp_us, "values": list(values)})
 
 
 def boundary(tag, conversation, utterance, speaker, timestamp_us):
-    return varint(tag) + string(conversation) + varint(utterance) + varint(speaker) + varint(timestamp_us)
+    return encode(tag, {"conversation": conversation, "utterance": utterance, "speaker": speaker,
+                        "timestamp_us": timestamp_us})
 
 
 def utterance_start(conversation, utterance, speaker=0, timestamp_us=0):
@@ -158,28 +283,32 @@ def utterance_end(conversation, utterance, speaker=0, timestamp_us=0):
 
 
 def dropout(conversation, utterance, modality, timestamp_us=0):
-    return (varint(DROPOUT) + string(conversation) + varint(utterance)
-            + varint(MODALITIES.index(modality)) + varint(timestamp_us))
+    return encode(DROPOUT, {"conversation": conversation, "utterance": utterance, "modality": modality,
+                            "timestamp_us": timestamp_us})
 
 
 def reset(conversation):
-    return varint(RESET) + string(conversation)
+    return encode(RESET, {"conversation": conversation})
 
 
 def subscribe():
-    return varint(SUBSCRIBE)
+    return encode(SUBSCRIBE)
 
 
 def status_request():
-    return varint(STATUS_REQUEST)
+    return encode(STATUS_REQUEST)
 
 
 def health_request():
-    return varint(HEALTH_REQUEST)
+    return encode(HEALTH_REQUEST)
 
 
 def subscribe_scored():
-    return varint(SUBSCRIBE_SCORED)
+    return encode(SUBSCRIBE_SCORED)
+
+
+def model_info_request():
+    return encode(MODEL_INFO_REQUEST)
 
 
 def frame(message, version=PROTOCOL_VERSION):
@@ -187,76 +316,6 @@ def frame(message, version=PROTOCOL_VERSION):
     body = bytes([version]) + message
     payload = body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
     return cobs_encode(payload) + b"\x00"
-
-
-def _decode_status(r):
-    keys = ("uptime_ms",)
-    out = {k: r.varint() for k in keys}
-    out["engine"] = r.string()
-    for k in ("frames_accepted", "windows_run", "windows_superseded", "windows_dropped",
-              "inference_errors", "results_published", "queue_len", "queue_capacity",
-              "open_conversations", "clients"):
-        out[k] = r.varint()
-    rejected = {}
-    for _ in range(r.varint()):
-        reason = r.varint()
-        name = REJECT_REASONS[reason] if reason < len(REJECT_REASONS) else f"reason{reason}"
-        rejected[name] = r.varint()
-    out["rejected"] = rejected
-    out["empty_utterances"] = r.varint()
-    return out
-
-
-def _decode_health(r):
-    out = {k: r.varint() for k in HEALTH_FIELDS}
-    out["watchdog_stopped"] = _decode_bool(r)
-    return out
-
-
-def _decode_bool(r):
-    flag = r.u8()
-    if flag > 1:
-        raise ProtocolError("Malformed", f"bool byte {flag}")
-    return bool(flag)
-
-
-def _decode_scored(r):
-    out = {"conversation": r.string(), "closed_utterance": r.varint(), "completion": r.string(),
-           "latency_us": r.varint(), "abstain_below": r.f32(), "utterances": []}
-    for _ in range(r.varint()):
-        u = {"utterance": r.varint(), "avail": r.u8(), "label": r.u8()}
-        u["probs"] = [r.f32() for _ in range(r.varint())]
-        u["reg"] = r.f32()
-        u["confidence"] = r.f32()
-        u["uncertain"] = _decode_bool(r)
-        out["utterances"].append(u)
-    return out
-
-
-def _decode_result(r):
-    out = {"conversation": r.string(), "closed_utterance": r.varint(), "completion": r.string(),
-           "latency_us": r.varint(), "utterances": []}
-    for _ in range(r.varint()):
-        out["utterances"].append({"utterance": r.varint(), "avail": r.u8(), "label": r.u8(),
-                                  "probs": [r.f32(), r.f32()], "reg": r.f32()})
-    return out
-
-
-def _decode_input(tag, r):
-    if tag == FEATURES:
-        msg = {"conversation": r.string(), "utterance": r.varint(), "speaker": r.varint(),
-               "modality": MODALITIES[r.varint()], "timestamp_us": r.varint()}
-        msg["values"] = [r.f32() for _ in range(r.varint())]
-        return msg
-    if tag in (UTT_START, UTT_END):
-        return {"conversation": r.string(), "utterance": r.varint(), "speaker": r.varint(),
-                "timestamp_us": r.varint()}
-    if tag == DROPOUT:
-        return {"conversation": r.string(), "utterance": r.varint(),
-                "modality": MODALITIES[r.varint()], "timestamp_us": r.varint()}
-    if tag == RESET:
-        return {"conversation": r.string()}
-    return {}
 
 
 def decode_frame(encoded):
@@ -268,25 +327,16 @@ def decode_frame(encoded):
     if zlib.crc32(body) & 0xFFFFFFFF != crc:
         raise ProtocolError("Crc", "CRC mismatch")
     if body[0] != PROTOCOL_VERSION:
-        raise ProtocolError("UnknownVersion", str(body[0]))
+        raise ProtocolError("UnknownVersion", f"version {body[0]}, this client speaks {PROTOCOL_VERSION}")
     r = Reader(body[1:])
     tag = r.varint()
-    if tag == STATUS:
-        msg = _decode_status(r)
-    elif tag == RESULT:
-        msg = _decode_result(r)
-    elif tag == HEALTH:
-        msg = _decode_health(r)
-    elif tag == SCORED:
-        msg = _decode_scored(r)
-    elif tag in (HEALTH_REQUEST, SUBSCRIBE_SCORED):
-        msg = {}
-    elif tag <= STATUS_REQUEST:
-        msg = _decode_input(tag, r)
-    else:
+    if tag not in SCHEMA:
         raise ProtocolError("Malformed", f"unknown tag {tag}")
+    msg = decode_value(("struct", SCHEMA[tag]), r)
     if r.pos != len(r.data):
         raise ProtocolError("Malformed", "trailing bytes")
+    if "conversation" in msg and any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in msg["conversation"]):
+        raise ProtocolError("Malformed", "conversation id holds a control character")
     return tag, msg
 
 
@@ -333,8 +383,9 @@ def connect(args):
 
 
 def receive(sock, decoder, want_tag):
+    """The next message with `want_tag`; a Reject from the daemon raises ProtocolError."""
     while True:
-        data = sock.recv(4096)
+        data = sock.recv(65536)
         if not data:
             raise ConnectionError("daemon closed the connection")
         for item in decoder.feed(data):
@@ -342,11 +393,23 @@ def receive(sock, decoder, want_tag):
                 print(f"bad frame from daemon: {item}", file=sys.stderr)
             elif item[0] == want_tag:
                 return item[1]
+            elif item[0] == REJECT:
+                raise ProtocolError(item[1]["reason"], item[1]["detail"])
+
+
+def describe_result(r, scored):
+    last = r["utterances"][-1] if r["utterances"] else {}
+    reg = "" if last.get("reg") is None else f" reg {last['reg']:+.3f}"
+    extra = ""
+    if scored and last:
+        extra = f" confidence {last['confidence']:.3f}{' UNCERTAIN' if last['uncertain'] else ''}"
+    label = f"{last.get('label_name')} ({last.get('label')})" if last else "none"
+    return f"{r['conversation']} utt {r['closed_utterance']}: {label}{reg}{extra} ({r['latency_us']} us)"
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["status", "health", "subscribe", "scored"])
+    p.add_argument("command", choices=["status", "health", "model", "subscribe", "scored"])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--unix")
     g.add_argument("--tcp")
@@ -354,9 +417,11 @@ def main():
     p.add_argument("--timeout", type=float, default=None)
     args = p.parse_args()
     dec = FrameDecoder()
+    requests = {"status": (status_request(), STATUS), "health": (health_request(), HEALTH),
+                "model": (model_info_request(), MODEL_INFO)}
     with connect(args) as s:
-        if args.command in ("status", "health"):
-            request, answer = (status_request(), STATUS) if args.command == "status" else (health_request(), HEALTH)
+        if args.command in requests:
+            request, answer = requests[args.command]
             s.sendall(frame(request))
             for k, v in receive(s, dec, answer).items():
                 print(f"{k}: {v}")
@@ -366,12 +431,7 @@ def main():
         n = 0
         while args.count == 0 or n < args.count:
             r = receive(s, dec, SCORED if scored else RESULT)
-            last = r["utterances"][-1] if r["utterances"] else {}
-            extra = ""
-            if scored and last:
-                extra = f" confidence {last['confidence']:.3f}{' UNCERTAIN' if last['uncertain'] else ''}"
-            print(f"{r['conversation']} utt {r['closed_utterance']}: label {last.get('label')} "
-                  f"reg {last.get('reg', float('nan')):+.3f}{extra} ({r['latency_us']} us)", flush=True)
+            print(describe_result(r, scored), flush=True)
             n += 1
 
 

@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate as cal  # noqa: E402
 from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_ref import metrics as gmetrics  # noqa: E402
 from gsdnet_ref.evaluate import RATES, scenario_outputs  # noqa: E402
 from gsdnet_ref.multisample import mean_f64  # noqa: E402
 from gsdnet_ref.pipeline import OnnxModel, softmax_t  # noqa: E402
@@ -51,7 +50,7 @@ def collect(samples: int, scenarios):
             for seed in seeds:
                 o = scenario_outputs(model, convs, completion, seed, rate=rate, pattern=pattern,
                                      samples=samples)
-                for k, v in (("logits", o["logits_samples"]), ("y", o["label_bin"]),
+                for k, v in (("logits", o["logits_samples"]), ("y", o["label"]),
                              ("conv", o["conv"]), ("text", o["avail"][:, 0]),
                              ("cell", np.full(len(o["conv"]), len(cells)))):
                     cols[k].append(v)

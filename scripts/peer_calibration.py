@@ -38,7 +38,7 @@ def pool_of(fn, vb, seeds, rates) -> dict:
                 lg, _ = fn(avail)
             for i, n in enumerate(vb.n):
                 cols["logits"].append(lg[i, :n].numpy().astype(np.float32))
-                cols["y"].append(vb.y_bin[i, :n].numpy().astype(np.int64))
+                cols["y"].append(vb.y[i, :n].numpy().astype(np.int64))
                 cols["conv"].append(np.full(n, i))
                 cols["text"].append(avail[i, :n, 0].numpy() > 0.5)
                 cols["cell"].append(np.full(n, len(cells)))

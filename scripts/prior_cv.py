@@ -46,7 +46,7 @@ def counts(path, seeds=(0, 1, 2)) -> np.ndarray:
         for per_rate in logits:
             for ri, (lg, rg) in enumerate(per_rate):
                 pred = model.prior(lg, rg, nm)[0].argmax(-1)
-                ok = ((pred == vb.y_bin).float() * nm).sum(1).numpy()
+                ok = ((pred == vb.y).float() * nm).sum(1).numpy()
                 out[gi, ri, :, 0] += ok
                 out[gi, ri, :, 1] += nm.sum(1).numpy()
     return out

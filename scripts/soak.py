@@ -7,8 +7,9 @@ generous per-connection frame rates for honest sensors) and runs, concurrently, 
 seconds:
 
 - honest sensors (--sensors, default 4), each streaming its own conversation: UtteranceStart,
-  Features per modality, UtteranceEnd, 2-5 utterances/s, real CMU-MOSI features from
-  data/mosi-val.gsdrec (random finite values of the manifest's dims if it cannot be read), with
+  Features per modality of the model (its manifest's `[modalities]`; nothing about the others),
+  UtteranceEnd, 2-5 utterances/s, real CMU-MOSI features from data/mosi-val.gsdrec (random
+  finite values of the manifest's sizes if it cannot be read or does not match), with
   dropouts: a modality reported as `Dropout`, or never sent so that the daemon's deadline closes
   it; every utterance keeps at least one modality (an empty one has no result by design);
 - a restarting sensor: every --restart-every seconds it closes its connection, reconnects and
@@ -161,6 +162,7 @@ def run_soak(args) -> tuple:
         raise SystemExit(f"{args.gsdnet} not found: cargo build --release")
     rng = random.Random(args.seed)
     manifest = read_manifest(args.model)
+    args.dims = manifest["dims"]  # the sensors send the model's modalities only
     pool, source = feature_pool(args, manifest, rng)
     with tempfile.TemporaryDirectory(prefix="gsdnet-soak-") as d:
         tmp = Path(d)

@@ -1,19 +1,25 @@
-"""Train GSDNet on CMU-MOSI train/, select on val/, optionally export to ONNX + manifest.
+"""Train GSDNet on a split folder's train/, select on val/, optionally export to ONNX + manifest.
 
-One command from scratch; the defaults are the committed configuration (docs/MODEL.md):
+One command from scratch; the defaults are the committed CMU-MOSI configuration (docs/MODEL.md):
     python3 scripts/train.py --seed 0 --export models/gsdnet-mosi
-Loss = task (CE + 0.5 MSE of the regression head) + alpha (recon + DSM_theta + DSM_phi).
+Any layout of gsdnet_ref.data (CMU-MOSI, IEMOCAP): the modalities are the feature files present,
+K the classes of the labels, conversations longer than W are cut into consecutive windows, and
+the regression head exists only for continuous labels (manifests' [training] command has the
+IEMOCAP flags). Loss = task (CE over K classes, + 0.5 MSE of the regression head where there is
+one) + alpha (recon + DSM_theta + DSM_phi).
 Stage 1 trains everything with the mean-fill encoding at missing entries, the score stage
 trains s_theta / s_phi on the frozen encoders, stage 2 fine-tunes the fusion on the output of
-the real few-step sampler; every stage selects its epoch on val/; last, the conversation prior's
-gain and temperature are chosen on val/ (docs/MODEL.md item 12). --fusion-members K > 1 makes the
-fusion an ensemble averaged inside fusion.onnx (measured, not committed). See docs/MODEL.md.
+the real few-step sampler; every stage selects its epoch on val/ (`--sel-metric`: accuracy for
+CMU-MOSI, weighted F1 for categorical labels, mean over the protocol rates); last, the
+conversation prior's gain and temperature are chosen on val/ (docs/MODEL.md item 12).
+--fusion-members K > 1 makes the fusion an ensemble averaged inside fusion.onnx (measured, not
+committed). Selection and the prior grid: gsdnet_torch/selection.py; training masks and input
+perturbations: gsdnet_torch/augment.py. See docs/MODEL.md.
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,11 +30,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gsdnet_ref import data as gdata  # noqa: E402
+from gsdnet_ref import masks as gmasks  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
+from gsdnet_torch.augment import (draw_train_avail, noisy_inputs,  # noqa: E402,F401
+                                  noisy_latents, swapped_inputs)
+from gsdnet_torch.selection import (PRIOR_GAINS, PRIOR_TEMPS, SEL_RATES,  # noqa: E402,F401
+                                    fit_prior, sel_rates, select_prior)
 from gsdnet_torch.model import GSDNet, adj_from_lam, spectrum, ve_std  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cmu-mosi"
-SEL_RATES = (0.0, 0.3, 0.5, 0.7)
 
 
 def parse_args(argv=None):
@@ -57,7 +67,18 @@ def parse_args(argv=None):
     p.add_argument("--variant", choices=["gsdnet", "det", "adj"], default="gsdnet",
                    help="gsdnet, or ablation (d) det completion / (b) adjacency-space diffusion")
     p.add_argument("--sel-seeds", type=int, default=2, help="mask seeds in val selection")
-    p.add_argument("--sel-rates", type=int, choices=[4, 8], default=8)
+    p.add_argument("--sel-rates", type=int, choices=[4, 8], default=8,
+                   help="4: rates 0.0/0.3/0.5/0.7 (those within the protocol); 8: every "
+                        "protocol rate (0.0-0.7 with three modalities, 0.0-0.5 with two)")
+    p.add_argument("--sel-metric", choices=["auto", "accuracy", "f1_weighted"], default="auto",
+                   help="val selection metric; auto: accuracy with a regression head "
+                        "(CMU-MOSI acc2), else weighted F1 (IEMOCAP)")
+    _variant_args(p)
+    return p.parse_args(argv)
+
+
+def _variant_args(p) -> None:
+    """Options of the fusion variants and training perturbations measured in docs/MODEL.md."""
     p.add_argument("--fusion-layers", type=int, default=2)
     p.add_argument("--in-dropout", type=float, default=0.2)
     p.add_argument("--cmp-init", choices=["zero", "random"], default="zero",
@@ -68,15 +89,19 @@ def parse_args(argv=None):
                         "docs/MODEL.md item 11)")
     p.add_argument("--fusion-ctx", choices=["mean", "attn"], default="mean",
                    help="fusion context message: masked mean or masked attention over nodes")
-    p.add_argument("--train-rate-max", type=float, default=0.7,
-                   help="training missing rates are drawn from U(0, this)")
-    p.add_argument("--train-noise", type=float, nargs=3, default=[0.0, 0.0, 0.0],
-                   metavar=("T", "A", "V"), help="std of Gaussian noise added to the "
-                   "standardised training inputs of the fusion-trained stages, per modality")
-    p.add_argument("--swap-prob", type=float, nargs=3, default=[0.0, 0.0, 0.0],
-                   metavar=("T", "A", "V"), help="probability, per valid training node and "
-                   "modality, of replacing the input with that of a random training utterance "
-                   "(leak calibration, docs/MODEL.md)")
+    p.add_argument("--train-rate-max", type=float, default=None,
+                   help="training missing rates are drawn from U(0, this); default the "
+                        "protocol maximum (0.7 with three modalities, 0.5 with two)")
+    p.add_argument("--pattern-prob", type=float, default=0.0,
+                   help="probability per training window of a fixed pattern missing a "
+                        "modality on every utterance (instead of the rate mask)")
+    p.add_argument("--train-noise", type=float, nargs="+", default=None, metavar="S",
+                   help="std of Gaussian noise added to the standardised training inputs of "
+                   "the fusion-trained stages, one per modality (slot order); default 0")
+    p.add_argument("--swap-prob", type=float, nargs="+", default=None, metavar="Q",
+                   help="probability, per valid training node and modality (one per modality),"
+                   " of replacing the input with that of a random training utterance "
+                   "(leak calibration, docs/MODEL.md); default 0")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--no-prior", dest="prior", action="store_false",
                    help="leave the conversation prior off (gain 0) instead of selecting it")
@@ -87,71 +112,14 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.0,
                    help="stage 1: select among exponential moving averages of the weights "
                    "(this decay per step) instead of the raw weights; 0 = off")
-    p.add_argument("--latent-noise", type=float, nargs=3, default=[0.0, 0.0, 0.0],
-                   metavar=("T", "A", "V"), help="std of Gaussian noise on the fusion's "
-                   "input latents during training, per modality (tanh-bounded latents)")
+    p.add_argument("--latent-noise", type=float, nargs="+", default=None, metavar="S",
+                   help="std of Gaussian noise on the fusion's input latents during training, "
+                   "one per modality (tanh-bounded latents); default 0")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fusion-input", choices=["sampler", "meanfill"],
                    default="meanfill", help="what stands in for missing latents in stage 1")
     p.add_argument("--save", default=None, help="checkpoint path (.pt)")
     p.add_argument("--export", default=None, help="model folder to export to")
-    return p.parse_args(argv)
-
-
-def draw_train_avail(nm: torch.Tensor, gen, rmax: float = 0.7) -> torch.Tensor:
-    """Per window rate r ~ U(0, rmax); keep-one rule per utterance (DESIGN.md protocol)."""
-    b, w = nm.shape
-    r = torch.rand(b, 1, 1, generator=gen) * rmax
-    q = torch.clamp(1.0 - 1.5 * r, 0.0, 1.0)
-    avail = (torch.rand(b, w, 3, generator=gen) < q).float()
-    keep = F.one_hot(torch.randint(0, 3, (b, w), generator=gen), 3).float()
-    return torch.clamp(avail + keep, max=1.0) * nm[:, :, None]
-
-
-def swapped_inputs(xs, pools, args, gen):
-    """Training inputs where each valid node's modality m is, with probability swap_prob[m],
-    the input of a random training utterance (padded rows stay 0). Text and visual features
-    leak the labels on train/ (0.98 separable) but not on unseen videos (0.77 / 0.60), so a
-    fusion trained on them learns to ignore everything else; a swapped input is a real
-    utterance's features that is wrong about this utterance about half the time, which brings
-    the modality's training-time reliability down to what it carries on unseen videos."""
-    out = []
-    for x, pool, q in zip(xs, pools, args.swap_prob):
-        if q > 0:
-            valid = x.abs().sum(-1, keepdim=True) > 0
-            swap = (torch.rand(x.shape[:-1] + (1,), generator=gen) < q) & valid
-            pick = pool[torch.randint(0, len(pool), x.shape[:-1], generator=gen)]
-            x = torch.where(swap, pick, x)
-        out.append(x)
-    return out
-
-
-def noisy_inputs(xs, args, gen, pools=None):
-    """Training inputs with per-modality Gaussian noise (standardised space, valid rows only:
-    padded rows stay 0) after the swaps of `swapped_inputs`. Text and visual features leak the
-    labels on train/, so noise lowers their training-time reliability towards what they carry
-    on unseen videos."""
-    if pools is not None:
-        xs = swapped_inputs(xs, pools, args, gen)
-    out = []
-    for x, s in zip(xs, args.train_noise):
-        if s > 0:
-            valid = (x.abs().sum(-1, keepdim=True) > 0).float()
-            x = x + s * torch.randn(x.shape, generator=gen) * valid
-        out.append(x)
-    return out
-
-
-def noisy_latents(x, nm, args, gen):
-    """Fusion input [B,3,W,d] with per-modality Gaussian noise on valid nodes. The encoders end
-    in tanh, so the noise bounds how much label information a modality's latent can carry at
-    training time: text and visual are nearly separable on train/ (extractor leak) but not on
-    unseen videos, and without it the fusion trusts them over the conversational context."""
-    std = torch.tensor(args.latent_noise, dtype=x.dtype)
-    if float(std.max()) <= 0:
-        return x
-    z = torch.randn(x.shape, generator=gen)
-    return x + z * std[None, :, None, None] * nm[:, None, :, None]
 
 
 def score_losses(model, hd, avail, nm, u, args, gen):
@@ -203,9 +171,10 @@ def train_losses(model, tb, idx, avail, args, gen):
         x_f, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
         x_f = noisy_latents(x_f, nm, args, gen)
         l_task = fusion_loss(model, x_f, avail, common.fusion_adj(adj, u, lam0), nm,
-                             tb.y_bin[idx], tb.y_cont[idx], args.label_smoothing)
+                             tb.y[idx], tb.y_cont[idx], args.label_smoothing)
     recs = model.recon(h)
-    l_rec = sum(((r - x) ** 2).mean(-1).mul(nm).sum() for r, x in zip(recs, clean)) / (3 * nm.sum())
+    l_rec = sum(((r - x) ** 2).mean(-1).mul(nm).sum() for r, x in zip(recs, clean)) \
+        / (len(recs) * nm.sum())
     total = l_task + args.alpha * (l_rec + l_th + l_ph)
     return total, dict(task=l_task.item(), rec=l_rec.item(), th=l_th.item(), ph=l_ph.item())
 
@@ -216,10 +185,11 @@ def member_masks_loss(model, tb, idx, avail, xs, h, args, gen):
     nm, u, adj = tb.node_mask[idx], tb.u[idx], tb.adj[idx]
     losses = []
     for j, member in enumerate(model.fusion.members):
-        a = avail if j == 0 else draw_train_avail(nm, gen, args.train_rate_max)
+        a = avail if j == 0 else draw_train_avail(nm, gen, args.train_rate_max, len(xs),
+                                                   args.pattern_prob)
         x_f, lam0 = fusion_input(model, args, xs, h, a, nm, u, gen)
         lg, rg = member(noisy_latents(x_f, nm, args, gen), a, common.fusion_adj(adj, u, lam0), nm)
-        losses.append(task_loss(lg, rg, tb.y_bin[idx], tb.y_cont[idx], nm, args.label_smoothing))
+        losses.append(task_loss(lg, rg, tb.y[idx], tb.y_cont[idx], nm, args.label_smoothing))
     return sum(losses) / len(losses)
 
 
@@ -248,16 +218,20 @@ def fusion_loss(model, x, avail, adj, nm, yb, yc, smoothing=0.0):
 
 
 def task_loss(logits, reg, yb, yc, nm, smoothing=0.0):
-    ce = F.cross_entropy(logits.reshape(-1, 2), yb.reshape(-1), reduction="none",
+    """Cross-entropy over the K classes of `logits`, + 0.5 MSE of the regression head where
+    there is one, over the valid nodes."""
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none",
                          label_smoothing=smoothing)
-    mse = ((reg[..., 0] - yc) ** 2).reshape(-1)
     m = nm.reshape(-1)
+    if reg is None:
+        return (ce * m).sum() / m.sum()
+    mse = ((reg[..., 0] - yc) ** 2).reshape(-1)
     return ((ce + 0.5 * mse) * m).sum() / m.sum()
 
 
 def val_score(model, vb, args, completion="gsdnet", seeds=None, rates=None):
-    """Mean acc2 over rates and mask seeds (torch sampler noise, protocol masks); defaults are
-    the selection set (--sel-seeds mask seeds, --sel-rates 4: 0/0.3/0.5/0.7, 8: 0.0..0.7)."""
+    """Mean selection metric (--sel-metric) over rates and mask seeds (torch sampler noise,
+    protocol masks); defaults are the selection set (--sel-seeds mask seeds, --sel-rates)."""
     seeds = tuple(range(args.sel_seeds)) if seeds is None else seeds
     rates = sel_rates(args) if rates is None else rates
     model.eval()
@@ -267,7 +241,7 @@ def val_score(model, vb, args, completion="gsdnet", seeds=None, rates=None):
         for r in rates:
             avail = common.protocol_avail(vb, s, rate=r)
             lg, rg = common.predict(model, vb, avail, completion, args.steps, args.eps, gen)
-            accs.append(common.metrics(lg, rg, vb)["acc2"])
+            accs.append(common.metrics(lg, rg, vb)[args.sel_metric])
     model.train()
     return float(np.mean(accs)), accs
 
@@ -289,7 +263,8 @@ def stage1(model, tb, vb, args, gen, log):
     for ep in range(args.epochs):
         parts = []
         for idx in _batches(len(tb.n), args, gen):
-            avail = draw_train_avail(tb.node_mask[idx], gen, args.train_rate_max)
+            avail = draw_train_avail(tb.node_mask[idx], gen, args.train_rate_max, len(tb.x),
+                                     args.pattern_prob)
             loss, p = train_losses(model, tb, idx, avail, args, gen)
             opt.zero_grad()
             loss.backward()
@@ -327,8 +302,9 @@ def val_dsm(model, vb, args):
     tot = []
     with torch.no_grad():
         h = model.encoders(*vb.x)
+        rates = [r for r in (0.3, 0.5, 0.7) if r <= gmasks.max_rate(len(vb.x))]
         for s in range(3):
-            for r in (0.3, 0.5, 0.7):
+            for r in rates:
                 avail = common.protocol_avail(vb, s, rate=r)
                 l_th, l_ph = score_losses(model, h, avail, vb.node_mask, vb.u, args, gen)
                 tot.append((l_th.item(), l_ph.item()))
@@ -362,8 +338,9 @@ def stage_scores(model, tb, vb, args, gen, log):
             nm = tb.node_mask[idx]
             with torch.no_grad():
                 hd = model.encoders(*[x[idx] for x in tb.x])
-            l_th, l_ph = score_losses(model, hd, draw_train_avail(nm, gen), nm, tb.u[idx],
-                                      args, gen)
+            avail = draw_train_avail(nm, gen, gmasks.max_rate(len(tb.x)), len(tb.x),
+                                     args.pattern_prob)
+            l_th, l_ph = score_losses(model, hd, avail, nm, tb.u[idx], args, gen)
             opt.zero_grad()
             (l_th + l_ph).backward()
             opt.step()
@@ -387,14 +364,14 @@ def stage2(model, tb, vb, args, gen, log):
     for ep in range(args.ft_epochs):
         for idx in _batches(len(tb.n), args, gen):
             nm, u = tb.node_mask[idx], tb.u[idx]
-            avail = draw_train_avail(nm, gen, args.train_rate_max)
+            avail = draw_train_avail(nm, gen, args.train_rate_max, len(tb.x), args.pattern_prob)
             xs = noisy_inputs([x[idx] for x in tb.x], args, gen, tb.pools)
             with torch.no_grad():
                 h = model.encoders(*xs)
             x0, lam0 = fusion_input(model, args, xs, h, avail, nm, u, gen)
             x0 = noisy_latents(x0, nm, args, gen)
             loss = fusion_loss(model, x0, avail, common.fusion_adj(tb.adj[idx], u, lam0), nm,
-                               tb.y_bin[idx], tb.y_cont[idx], args.label_smoothing)
+                               tb.y[idx], tb.y_cont[idx], args.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -407,51 +384,33 @@ def stage2(model, tb, vb, args, gen, log):
     return best[2]
 
 
-PRIOR_GAINS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
-PRIOR_TEMPS = (0.5, 1.0, 2.0, 4.0)
+def resolve_args(args, info: gdata.SplitInfo):
+    """Fills the data-dependent defaults: per-modality option lengths, the training rate
+    maximum, the selection metric (CMU-MOSI keeps every default it had)."""
+    m = len(info.dims)
+    args.n_modalities = m
+    for name in ("train_noise", "swap_prob", "latent_noise"):
+        v = getattr(args, name)
+        if v is None:
+            setattr(args, name, [0.0] * m)
+        elif len(v) != m:
+            raise SystemExit(f"--{name.replace('_', '-')}: {len(v)} values for {m} modalities "
+                             f"({', '.join(info.dims)})")
+    if args.train_rate_max is None:
+        args.train_rate_max = gmasks.max_rate(m)
+    if args.sel_metric == "auto":
+        args.sel_metric = "acc2" if info.has_regression else "f1_weighted"
+    return args
 
 
-@torch.no_grad()
-def select_prior(model, vb, args, log):
-    """Chooses the conversation prior's (gain, temp) on val: the selection set's mean acc2
-    (--sel-rates x --prior-seeds mask seeds, the trained model's own completion) over the grid.
-    The fusion's logits do not depend on the prior, so they are computed once per scenario."""
-    model.eval()
-    model.prior.gain.fill_(0.0)
-    outs = []
-    for s in range(args.prior_seeds):
-        gen = torch.Generator().manual_seed(1000 + s)
-        for r in sel_rates(args):
-            outs.append(common.predict(model, vb, common.protocol_avail(vb, s, rate=r),
-                                       "gsdnet", args.steps, args.eps, gen))
-    best = fit_prior(model.prior, outs, vb)
-    model.train()
-    log(f"prior: gain {best['gain']} temp {best['temp']} val {best['val']:.4f} "
-        f"(gain 0: {best['grid'][0][2]:.4f})")
-    return best
-
-
-@torch.no_grad()
-def fit_prior(prior, outs, vb) -> dict:
-    """Sets `prior` to the grid point of best mean acc2 over the (logits, reg) pairs `outs` of
-    val scenarios; ties go to the earlier entry (smaller gain). Returns the choice and grid."""
-    best, table = (-1.0, 0.0, 1.0), []
-    for gain in PRIOR_GAINS:
-        for temp in PRIOR_TEMPS:
-            prior.gain.fill_(gain)
-            prior.temp.fill_(temp)
-            acc = float(np.mean([common.metrics(*prior(lg, rg, vb.node_mask), vb)["acc2"]
-                                 for lg, rg in outs]))
-            table.append((gain, temp, round(acc, 4)))
-            if acc > best[0]:
-                best = (acc, gain, temp)
-    prior.gain.fill_(best[1])
-    prior.temp.fill_(best[2])
-    return dict(gain=best[1], temp=best[2], val=round(best[0], 4), grid=table)
-
-
-def sel_rates(args) -> tuple:
-    return SEL_RATES if args.sel_rates == 4 else tuple(round(0.1 * i, 1) for i in range(8))
+def build_model(args, info: gdata.SplitInfo) -> GSDNet:
+    return GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
+                  sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
+                  fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
+                  cmp_zero=args.cmp_init == "zero", fusion_members=args.fusion_members,
+                  fusion_ctx=args.fusion_ctx, dims=tuple(info.dims.values()),
+                  modalities=tuple(info.dims), n_classes=len(info.classes),
+                  regression=info.has_regression)
 
 
 def main(argv=None):
@@ -462,18 +421,18 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     log = lambda s: print(f"[{time.time() - t0:6.1f}s] {s}", flush=True)  # noqa: E731
-    train = gdata.load_split(Path(args.data) / "train")
-    val = gdata.load_split(Path(args.data) / "val")
+    sinfo = gdata.split_info(Path(args.data) / "train")
+    resolve_args(args, sinfo)
+    train = gdata.load_split(Path(args.data) / "train", sinfo.dims)
+    val = gdata.load_split(Path(args.data) / "val", sinfo.dims)
     stats = gdata.feature_stats(train)
     mk = lambda cs: common.make_batch(cs, stats, args.width, args.k, args.window_same,  # noqa
                                       args.window_other)
     tb, vb = mk(train), mk(val)
     tb.pools = [x[tb.node_mask > 0] for x in tb.x]   # every valid training row, per modality
-    model = GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
-                   sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
-                   fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
-                   cmp_zero=args.cmp_init == "zero", fusion_members=args.fusion_members,
-                   fusion_ctx=args.fusion_ctx)
+    log(f"{sinfo.layout}: modalities {sinfo.dims}, {len(sinfo.classes)} classes, "
+        f"{len(tb.n)} / {len(vb.n)} train / val windows, selection {args.sel_metric}")
+    model = build_model(args, sinfo)
     score, ep = stage1(model, tb, vb, args, gen, log)
     log(f"stage 1 best epoch {ep} val {score:.4f}")
     sc_ep = stage_scores(model, tb, vb, args, gen, log)
@@ -481,13 +440,16 @@ def main(argv=None):
     ft_ep = stage2(model, tb, vb, args, gen, log)
     prior = select_prior(model, vb, args, log) if args.prior else None
     model.eval()
-    final = {c: val_score(model, vb, args, c, seeds=(0, 1, 2), rates=SEL_RATES)[0]
+    rates = tuple(r for r in SEL_RATES if r <= gmasks.max_rate(len(sinfo.dims)) + 1e-9)
+    final = {c: val_score(model, vb, args, c, seeds=(0, 1, 2), rates=rates)[0]
              for c in ("gsdnet", "meanfill", "zero")}
-    log(f"final val (3 mask seeds, rates {SEL_RATES}): {final}")
+    log(f"final val (3 mask seeds, rates {rates}): {final}")
     info = dict(args=vars(args), argv=list(sys.argv[1:] if argv is None else argv),
                 best_epoch=ep, score_best_epoch=sc_ep, ft_best_epoch=ft_ep, val=final, prior=prior,
-                data_sha256=gdata.split_sha256(Path(args.data) / "train"),
-                stats={m: [s.tolist() for s in stats[m]] for m in stats})
+                data_sha256=gdata.split_sha256(Path(args.data) / "train", tuple(sinfo.dims)),
+                stats={m: [s.tolist() for s in stats[m]] for m in stats},
+                layout=sinfo.layout, classes=list(sinfo.classes),
+                has_regression=sinfo.has_regression)
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         torch.save(dict(state=model.state_dict(), cfg=model.cfg, info=info), args.save)

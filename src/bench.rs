@@ -19,6 +19,7 @@ use crate::backend::{BackendKind, BackendOptions};
 use crate::diffusion::{SamplerKind, SeededNoise};
 use crate::manifest::Manifest;
 use crate::masks::random_mask;
+use crate::modality::Modalities;
 use crate::model::{Model, ModelError};
 use crate::pipeline::{
     Completion, Pipeline, PipelineError, Stage, StageObserver, Utterance, Window, WindowOutput,
@@ -220,9 +221,9 @@ pub fn utterances(rec: &Recording, n: usize) -> Result<Vec<&UtteranceRecord>, Be
     Ok(all[..n].to_vec())
 }
 
-/// A window over `utts` with the seeded mask of `rate`.
-pub fn masked_window<'a>(utts: &[&'a UtteranceRecord], rate: f64, seed: u64) -> Window<'a> {
-    let mask = random_mask(seed, rate, "bench", utts.len());
+/// A window over `utts` with the seeded mask of `rate` over the model's modalities.
+pub fn masked_window<'a>(utts: &[&'a UtteranceRecord], rate: f64, seed: u64, mods: &Modalities) -> Window<'a> {
+    let mask = random_mask(seed, rate, "bench", utts.len(), mods);
     Window {
         utterances: utts
             .iter()
@@ -390,7 +391,7 @@ pub fn run(
         pipe.set_sampler(cfg.sampler).map_err(setup)?;
         pipe.set_samples(cfg.samples).map_err(setup)?;
         for utts in &windows {
-            let window = masked_window(utts, cfg.rate, cfg.seed);
+            let window = masked_window(utts, cfg.rate, cfg.seed, &pipe.model().manifest.modalities);
             for &steps in &cfg.steps {
                 let err = |source| BenchError::Pipeline {
                     backend,

@@ -109,6 +109,17 @@ fn pattern_bits(key: &str) -> Result<u8, CalibrationError> {
     Ok(bits)
 }
 
+/// Index of the first maximum of `p` (0 for an empty slice): the published label.
+pub fn argmax(p: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in p.iter().enumerate() {
+        if v > p[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 /// `out = softmax(logits / t)` for any number of classes (`out.len() == logits.len() >= 1`),
 /// max-subtracted so large magnitudes do not overflow; f32 throughout, in the reference's order:
 /// divide, subtract the max, exp, divide by the sequential sum.

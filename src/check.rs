@@ -29,6 +29,8 @@ pub struct CheckOptions {
     pub steps: usize,
     /// Timed repetitions of one window; the median is reported.
     pub latency_runs: usize,
+    /// The model's `[model] name`: golden cases recorded with another model are skipped.
+    pub model_name: Option<String>,
 }
 
 impl CheckOptions {
@@ -41,7 +43,9 @@ impl CheckOptions {
         golden_dir: Option<PathBuf>,
     ) -> Result<Self, crate::manifest::ManifestError> {
         let m = crate::manifest::Manifest::load(dir)?;
-        Ok(CheckOptions { backend, backend_opts, parts: m.parts, golden_dir, steps: m.sde.sampler.score_calls(m.sde.steps), latency_runs: 5 })
+        let steps = m.sde.sampler.score_calls(m.sde.steps);
+        let model_name = Some(m.model.name);
+        Ok(CheckOptions { backend, backend_opts, parts: m.parts, golden_dir, steps, latency_runs: 5, model_name })
     }
 }
 
@@ -119,6 +123,12 @@ pub fn run(opts: &CheckOptions) -> Report {
             return report;
         }
     };
+    let (cases, other): (Vec<GoldenCase>, Vec<GoldenCase>) =
+        cases.into_iter().partition(|c| opts.model_name.is_none() || c.model.is_none() || c.model == opts.model_name);
+    for c in &other {
+        let model = c.model.as_deref().unwrap_or("?");
+        report.skipped.push(format!("case {}: recorded with model {model}", c.name));
+    }
     if cases.is_empty() {
         report.errors.push(format!("no golden case (*/case.toml) under {}", dir.display()));
     }

@@ -1,6 +1,7 @@
 //! Offline evaluation (`gsdnet eval`): simulated dropouts on a recording at seeded missing rates
-//! and fixed patterns, every completion mode on the same masks, metrics averaged over seeds:
-//! acc2, weighted F1 and MAE of the labels, and the confidence metrics of the published
+//! and fixed patterns over the model's modalities, every completion mode on the same masks,
+//! metrics averaged over seeds: accuracy, weighted F1 and per-class F1 of the K-class labels
+//! (confusion counts summed over seeds), acc2 and MAE where the model has a regression head, and the confidence metrics of the published
 //! (calibrated) probabilities (`metrics::Scored`: nll, brier, ece, acc_cov50, acc_cov80, aurc),
 //! each the mean over seeds of its per-seed value.
 //!
@@ -15,6 +16,7 @@ use thiserror::Error;
 
 use crate::diffusion::SeededNoise;
 use crate::masks::{self, Avail, Pattern};
+use crate::modality::{Modalities, Modality};
 use crate::metrics::{self, ConfidenceMetrics, MetricsError, Scored};
 use crate::pipeline::{Completion, Pipeline, PipelineError, Utterance, Window};
 use crate::recording::{Conversation, Recording};
@@ -23,6 +25,17 @@ use crate::recording::{Conversation, Recording};
 pub enum EvalError {
     #[error("the recording holds no labelled utterance")]
     NoLabels,
+    #[error("the model needs {modality} features and no utterance of the recording has any")]
+    MissingModality { modality: Modality },
+    #[error("conversation `{conv}`, utterance `{utt}`: label {label} is not one of the model's {k} classes")]
+    Label {
+        conv: String,
+        utt: String,
+        label: u32,
+        k: usize,
+    },
+    #[error("{scenario} does not fit the model's modalities ({has})")]
+    Scenario { scenario: String, has: String },
     #[error("conversation `{conv}`, window {window}, {scenario}, seed {seed}, {completion}: {source}")]
     Pipeline {
         conv: String,
@@ -63,9 +76,9 @@ impl Scenario {
         }
     }
 
-    fn mask(self, seed: u64, conv_id: &str, n: usize) -> Vec<Avail> {
+    fn mask(self, seed: u64, conv_id: &str, n: usize, mods: &Modalities) -> Vec<Avail> {
         match self {
-            Scenario::Rate(r) => masks::random_mask(seed, r, conv_id, n),
+            Scenario::Rate(r) => masks::random_mask(seed, r, conv_id, n, mods),
             Scenario::Pattern(p) => vec![p.avail(); n],
         }
     }
@@ -91,12 +104,30 @@ pub struct EvalConfig {
 }
 
 impl EvalConfig {
-    /// Rates 0.0..=0.7 by 0.1, then every fixed pattern.
-    pub fn default_scenarios() -> Vec<Scenario> {
-        let rates = (0..=7).map(|i| Scenario::Rate(f64::from(i) / 10.0));
+    /// Rates 0.0, 0.1, ... up to the model's maximum (`masks::max_rate`), then every pattern
+    /// over its modalities.
+    pub fn default_scenarios(mods: &Modalities) -> Vec<Scenario> {
+        let rates = masks::protocol_rates(mods.count()).into_iter().map(Scenario::Rate);
         rates
-            .chain(Pattern::ALL.into_iter().map(Scenario::Pattern))
+            .chain(Pattern::all_for(mods).into_iter().map(Scenario::Pattern))
             .collect()
+    }
+
+    /// Refuses scenarios the model cannot have: a pattern naming a modality it lacks, a rate
+    /// above its maximum.
+    pub fn check_scenarios(&self, mods: &Modalities) -> Result<(), EvalError> {
+        let max = masks::max_rate(mods.count());
+        for sc in &self.scenarios {
+            let fits = match sc {
+                Scenario::Rate(r) => *r <= max + 1e-9,
+                Scenario::Pattern(p) => p.fits(mods),
+            };
+            if !fits {
+                let has = format!("{}, rates up to {max:.1}", mods.letters());
+                return Err(EvalError::Scenario { scenario: sc.to_string(), has });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -106,9 +137,17 @@ pub struct ResultRow {
     pub missing_rate: Option<f64>,
     pub pattern: Option<String>,
     pub completion: String,
-    pub acc2: f64,
+    pub accuracy: f64,
     pub f1_weighted: f64,
+    /// Binary accuracy, where the model has a regression head (CMU-MOSI: equals `accuracy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acc2: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mae: Option<f64>,
+    /// F1 of each class (mean over seeds), in the manifest's class order.
+    pub f1_per_class: Vec<f64>,
+    /// Confusion counts `[truth][predicted]`, summed over seeds.
+    pub confusion: Vec<Vec<u64>>,
     /// Confidence metrics of the published probabilities (JSON: keys next to the others).
     #[serde(flatten)]
     pub confidence: ConfidenceMetrics,
@@ -124,7 +163,8 @@ struct Preds {
     probs: Vec<f32>,
     classes: usize,
     reg: Vec<f32>,
-    truth_bin: Vec<u8>,
+    truth: Vec<u8>,
+    /// NaN where the data has no continuous label.
     truth_cont: Vec<f32>,
 }
 
@@ -134,17 +174,17 @@ impl Preds {
         self.probs.extend(&other.probs);
         self.classes = self.classes.max(other.classes);
         self.reg.extend(&other.reg);
-        self.truth_bin.extend(&other.truth_bin);
+        self.truth.extend(&other.truth);
         self.truth_cont.extend(&other.truth_cont);
     }
 
-    fn push(&mut self, label: usize, probs: &[f32], reg: Option<f32>, truth: (u8, f32)) {
+    fn push(&mut self, label: usize, probs: &[f32], reg: Option<f32>, truth: (u8, Option<f32>)) {
         self.label.push(label as u8);
         self.probs.extend_from_slice(probs);
         self.classes = probs.len();
         self.reg.push(reg.unwrap_or(f32::NAN));
-        self.truth_bin.push(truth.0);
-        self.truth_cont.push(truth.1);
+        self.truth.push(truth.0);
+        self.truth_cont.push(truth.1.unwrap_or(f32::NAN));
     }
 }
 
@@ -155,11 +195,11 @@ fn run_task(
     scenario: Scenario,
     cfg: &EvalConfig,
 ) -> Result<Vec<Vec<Preds>>, EvalError> {
-    let w = pipe.model().manifest.dims.window;
+    let (w, mods) = (pipe.model().manifest.dims.window, pipe.model().manifest.modalities);
     let utts = &conv.utterances;
     let mut out = vec![vec![Preds::default(); cfg.completions.len()]; cfg.seeds.len()];
     for (si, &seed) in cfg.seeds.iter().enumerate() {
-        let mask = scenario.mask(seed, &conv.id, utts.len());
+        let mask = scenario.mask(seed, &conv.id, utts.len(), &mods);
         for (wi, chunk) in utts.chunks(w).enumerate() {
             let window = Window {
                 utterances: chunk
@@ -185,10 +225,9 @@ fn run_task(
                         })?;
                 let p = &mut out[si][ci];
                 for (u, r) in chunk.iter().zip(&res.utterances) {
-                    let (Some(bin), Some(cont)) = (u.label_bin, u.label_cont) else {
-                        continue;
-                    };
-                    p.push(r.label, &r.probs, r.regression, (bin, cont));
+                    if let Some(label) = u.label {
+                        p.push(r.label, &r.probs, r.regression, (label as u8, u.label_cont));
+                    }
                 }
             }
         }
@@ -205,12 +244,17 @@ pub fn evaluate(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<ResultRow>, EvalError> {
     use rayon::prelude::*;
+    let first = make_pipeline().map_err(|e| EvalError::Worker(0, e.to_string()))?;
+    let man = &first.model().manifest;
+    check_recording(rec, &man.modalities, man.model.classes.len())?;
+    cfg.check_scenarios(&man.modalities)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
         .map_err(|e| EvalError::Threads(e.to_string()))?;
+    let mut first = Some(first);
     let workers: Vec<Mutex<Option<Pipeline>>> = (0..pool.current_num_threads())
-        .map(|_| Mutex::new(None))
+        .map(|_| Mutex::new(first.take()))
         .collect();
     let tasks: Vec<(usize, usize)> = (0..cfg.scenarios.len())
         .flat_map(|s| (0..rec.conversations.len()).map(move |c| (s, c)))
@@ -247,6 +291,26 @@ pub fn evaluate(
     aggregate(cfg, &merged)
 }
 
+/// Refuses a recording the model cannot score: a modality the model needs absent from every
+/// utterance, a class label outside the model's K classes.
+fn check_recording(rec: &Recording, mods: &Modalities, k: usize) -> Result<(), EvalError> {
+    let utts = || rec.conversations.iter().flat_map(|c| &c.utterances);
+    for modality in mods.iter() {
+        if !utts().any(|u| u.features[modality.index()].is_some()) {
+            return Err(EvalError::MissingModality { modality });
+        }
+    }
+    if let Some(u) = utts().find(|u| u.label.is_some_and(|l| l as usize >= k)) {
+        return Err(EvalError::Label {
+            conv: u.conversation.clone(),
+            utt: u.id.clone(),
+            label: u.label.unwrap_or_default(),
+            k,
+        });
+    }
+    Ok(())
+}
+
 /// The mean over seeds of the confidence metrics of one (scenario, completion).
 fn mean_confidence(
     cfg: &EvalConfig,
@@ -256,7 +320,7 @@ fn mean_confidence(
 ) -> Result<ConfidenceMetrics, EvalError> {
     let mut all = Vec::with_capacity(per_seed.len());
     for (&seed, p) in cfg.seeds.iter().zip(per_seed) {
-        let scored = Scored::new(&p.probs, p.classes, &p.truth_bin).map_err(|source| EvalError::Metrics {
+        let scored = Scored::new(&p.probs, p.classes, &p.truth).map_err(|source| EvalError::Metrics {
             scenario: scenario.to_string(),
             seed,
             completion,
@@ -280,25 +344,48 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
             let mean = |f: &dyn Fn(&Preds) -> f64| {
                 per_seed.iter().map(|p| f(p)).sum::<f64>() / per_seed.len() as f64
             };
-            let has_reg = per_seed.iter().all(|p| p.reg.iter().all(|r| r.is_finite()));
+            let has_reg = per_seed
+                .iter()
+                .all(|p| p.reg.iter().chain(&p.truth_cont).all(|r| r.is_finite()));
             let (missing_rate, pattern) = match scenario {
                 Scenario::Rate(r) => (Some(*r), None),
                 Scenario::Pattern(p) => (None, Some(p.to_string())),
             };
             let confidence = mean_confidence(cfg, *scenario, *completion, &per_seed)?;
+            let k = per_seed.iter().map(|p| p.classes).max().unwrap_or(0);
+            let accuracy = mean(&|p| metrics::accuracy(&p.label, &p.truth));
+            let (f1_per_class, confusion) = per_class(&per_seed, k);
             rows.push(ResultRow {
                 missing_rate,
                 pattern,
                 completion: completion.name().to_string(),
-                acc2: mean(&|p| metrics::accuracy(&p.label, &p.truth_bin)),
-                f1_weighted: mean(&|p| metrics::f1_weighted(&p.label, &p.truth_bin)),
+                accuracy,
+                f1_weighted: mean(&|p| metrics::f1_weighted(&p.label, &p.truth)),
+                acc2: has_reg.then_some(accuracy),
                 mae: has_reg.then(|| mean(&|p| metrics::mae(&p.reg, &p.truth_cont))),
+                f1_per_class,
+                confusion,
                 confidence,
                 n,
             });
         }
     }
     Ok(rows)
+}
+
+/// Per-class F1 (mean over seeds) and confusion counts (summed over seeds) over k classes.
+fn per_class(per_seed: &[&Preds], k: usize) -> (Vec<f64>, Vec<Vec<u64>>) {
+    let mut f1 = vec![0.0; k];
+    let mut conf = vec![vec![0u64; k]; k];
+    for p in per_seed {
+        for (s, v) in f1.iter_mut().zip(metrics::f1_per_class(&p.label, &p.truth, k)) {
+            *s += v / per_seed.len() as f64;
+        }
+        for (row, add) in conf.iter_mut().zip(metrics::confusion(&p.label, &p.truth, k)) {
+            row.iter_mut().zip(add).for_each(|(c, a)| *c += a);
+        }
+    }
+    (f1, conf)
 }
 
 fn scenario_label(r: &ResultRow) -> String {
@@ -313,14 +400,15 @@ fn scenario_label(r: &ResultRow) -> String {
 /// confidence metrics of the probabilities.
 pub fn table(rows: &[ResultRow]) -> String {
     let mut s = format!(
-        "{:<12} {:<10} {:>7} {:>7} {:>7} {:>5}\n",
-        "scenario", "completion", "acc2", "f1_w", "mae", "n"
+        "{:<12} {:<10} {:>7} {:>7} {:>7} {:>5}   {}\n",
+        "scenario", "completion", "acc", "f1_w", "mae", "n", "f1 per class"
     );
     for r in rows {
         let mae = r.mae.map_or("-".to_string(), |m| format!("{m:.4}"));
+        let per: Vec<String> = r.f1_per_class.iter().map(|f| format!("{f:.3}")).collect();
         s += &format!(
-            "{:<12} {:<10} {:>7.4} {:>7.4} {:>7} {:>5}\n",
-            scenario_label(r), r.completion, r.acc2, r.f1_weighted, mae, r.n
+            "{:<12} {:<10} {:>7.4} {:>7.4} {:>7} {:>5}   {}\n",
+            scenario_label(r), r.completion, r.accuracy, r.f1_weighted, mae, r.n, per.join(" ")
         );
     }
     s += &format!(

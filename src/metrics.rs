@@ -1,5 +1,5 @@
-//! Evaluation metrics: binary accuracy, support-weighted F1 and mean absolute error of the
-//! labels, and the confidence metrics of the probabilities (`Scored`, any number of classes K):
+//! Evaluation metrics: accuracy, support-weighted F1, per-class F1 and the confusion matrix of
+//! the K-class labels, mean absolute error of a regression, and the confidence metrics of the probabilities (`Scored`, any number of classes K):
 //! negative log-likelihood, Brier score, expected calibration error, selective prediction.
 //! Definitions: docs/DESIGN.md "Evaluation metrics"; `scripts/gsdnet_ref/metrics.py` is the
 //! reference twin.
@@ -45,6 +45,35 @@ pub fn f1_weighted(pred: &[u8], truth: &[u8]) -> f64 {
         total += f1 * support;
     }
     total / truth.len() as f64
+}
+
+/// F1 of each class 0..k (0 for a class never predicted nor true).
+pub fn f1_per_class(pred: &[u8], truth: &[u8], k: usize) -> Vec<f64> {
+    let c = confusion(pred, truth, k);
+    (0..k)
+        .map(|i| {
+            let tp = c[i][i] as f64;
+            let predicted: u64 = c.iter().map(|row| row[i]).sum();
+            let support: u64 = c[i].iter().sum();
+            let denom = predicted as f64 + support as f64;
+            if denom > 0.0 {
+                2.0 * tp / denom
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Confusion counts `[truth][pred]` over k classes; pairs with a class >= k are not counted.
+pub fn confusion(pred: &[u8], truth: &[u8], k: usize) -> Vec<Vec<u64>> {
+    let mut c = vec![vec![0u64; k]; k];
+    for (&p, &t) in pred.iter().zip(truth) {
+        if let Some(cell) = c.get_mut(t as usize).and_then(|row| row.get_mut(p as usize)) {
+            *cell += 1;
+        }
+    }
+    c
 }
 
 /// Mean of `|pred[i] - truth[i]|`; 0 for no samples.
@@ -280,6 +309,24 @@ pub fn kept(n: usize, percent: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_class_f1_and_confusion_by_hand() {
+        // truth 0 0 1 2 2 2, pred 0 1 1 2 2 0 (K = 4: class 3 absent everywhere).
+        let (pred, truth) = ([0u8, 1, 1, 2, 2, 0], [0u8, 0, 1, 2, 2, 2]);
+        let c = confusion(&pred, &truth, 4);
+        assert_eq!(c[0], [1, 1, 0, 0]);
+        assert_eq!(c[1], [0, 1, 0, 0]);
+        assert_eq!(c[2], [1, 0, 2, 0]);
+        assert_eq!(c[3], [0, 0, 0, 0]);
+        let f = f1_per_class(&pred, &truth, 4);
+        // class 0: tp 1, predicted 2, support 2 -> 0.5; class 1: tp 1, pred 2, sup 1 -> 2/3;
+        // class 2: tp 2, pred 2, sup 3 -> 0.8; class 3: 0.
+        let want = [0.5, 2.0 / 3.0, 0.8, 0.0];
+        assert!(f.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{f:?}");
+        let weighted = (0.5 * 2.0 + 2.0 / 3.0 + 0.8 * 3.0) / 6.0;
+        assert!((f1_weighted(&pred, &truth) - weighted).abs() < 1e-12);
+    }
 
     #[test]
     fn known_values() {

@@ -33,23 +33,27 @@ pub fn check_samples(s: usize) -> Result<usize, SamplesError> {
     }
 }
 
-/// Probabilities and regression of every sample of one window, `[S][W]` row-major.
+/// Probabilities (`[S][W][K]`) and regression (`[S][W]`) of every sample of one window,
+/// row-major.
 #[derive(Debug, Clone)]
 pub struct SampleMean {
     samples: usize,
     window: usize,
-    probs: Vec<[f32; 2]>,
+    classes: usize,
+    probs: Vec<f32>,
     reg: Vec<f32>,
 }
 
 impl SampleMean {
-    /// Buffers for `samples` samples of windows of up to `window` utterances.
-    pub fn new(samples: usize, window: usize) -> Result<SampleMean, SamplesError> {
+    /// Buffers for `samples` samples of windows of up to `window` utterances and `classes`
+    /// classes.
+    pub fn new(samples: usize, window: usize, classes: usize) -> Result<SampleMean, SamplesError> {
         let samples = check_samples(samples)?;
         Ok(SampleMean {
             samples,
             window,
-            probs: vec![[0.0; 2]; samples * window],
+            classes,
+            probs: vec![0.0; samples * window * classes],
             reg: vec![0.0; samples * window],
         })
     }
@@ -63,9 +67,10 @@ impl SampleMean {
     /// utterances; a missing regression is stored as NaN and stays absent in `finish`).
     pub fn record(&mut self, s: usize, out: &WindowOutput) {
         debug_assert!(s < self.samples && out.utterances.len() <= self.window);
-        let base = s * self.window;
+        let (base, k) = (s * self.window, self.classes);
         for (i, u) in out.utterances.iter().take(self.window).enumerate() {
-            self.probs[base + i] = u.probs;
+            let at = (base + i) * k;
+            self.probs[at..at + k].copy_from_slice(&u.probs[..k]);
             self.reg[base + i] = u.regression.unwrap_or(f32::NAN);
         }
     }
@@ -73,19 +78,18 @@ impl SampleMean {
     /// Overwrites the probabilities, labels and regressions of `out` with the mean over the S
     /// recorded samples (every sample recorded for `out`'s utterances beforehand).
     pub fn finish(&self, out: &mut WindowOutput) {
-        let n = out.utterances.len().min(self.window);
+        let (n, k) = (out.utterances.len().min(self.window), self.classes);
+        let count = self.samples as f64;
         for (i, u) in out.utterances.iter_mut().take(n).enumerate() {
-            let (mut p0, mut p1, mut r) = (0.0f64, 0.0f64, 0.0f64);
-            for s in 0..self.samples {
-                let j = s * self.window + i;
-                p0 += f64::from(self.probs[j][0]);
-                p1 += f64::from(self.probs[j][1]);
-                r += f64::from(self.reg[j]);
+            for (c, p) in u.probs.iter_mut().enumerate().take(k) {
+                let sum: f64 = (0..self.samples)
+                    .map(|s| f64::from(self.probs[(s * self.window + i) * k + c]))
+                    .sum();
+                *p = (sum / count) as f32;
             }
-            let k = self.samples as f64;
-            u.probs = [(p0 / k) as f32, (p1 / k) as f32];
-            u.label = usize::from(u.probs[1] > u.probs[0]);
-            u.regression = u.regression.map(|_| (r / k) as f32);
+            let r: f64 = (0..self.samples).map(|s| f64::from(self.reg[s * self.window + i])).sum();
+            u.label = crate::calibration::argmax(&u.probs);
+            u.regression = u.regression.map(|_| (r / count) as f32);
         }
     }
 }
@@ -101,7 +105,7 @@ mod tests {
                 .iter()
                 .zip(reg)
                 .map(|(&p, &r)| UtteranceOutput {
-                    probs: p,
+                    probs: p.to_vec(),
                     label: usize::from(p[1] > p[0]),
                     regression: Some(r),
                     ..UtteranceOutput::default()
@@ -113,7 +117,7 @@ mod tests {
 
     #[test]
     fn mean_of_samples_by_hand() {
-        let mut m = SampleMean::new(3, 4).unwrap();
+        let mut m = SampleMean::new(3, 4, 2).unwrap();
         // Two utterances; utterance 0 flips from class 0 to class 1 on average, utterance 1
         // ties exactly (the first maximum, class 0, wins).
         m.record(1, &window(&[[0.25, 0.75], [0.75, 0.25]], &[1.0, -2.0]));
@@ -132,7 +136,7 @@ mod tests {
 
     #[test]
     fn one_sample_is_unchanged_and_regression_may_be_absent() {
-        let mut m = SampleMean::new(1, 2).unwrap();
+        let mut m = SampleMean::new(1, 2, 2).unwrap();
         let mut out = window(&[[0.1, 0.9], [0.7, 0.3]], &[0.3, 0.4]);
         out.utterances[1].regression = None;
         let before = out.clone();
@@ -146,6 +150,6 @@ mod tests {
         assert_eq!(check_samples(0), Err(SamplesError::Range(0)));
         assert_eq!(check_samples(65), Err(SamplesError::Range(65)));
         assert_eq!(check_samples(64), Ok(64));
-        assert!(SampleMean::new(0, 8).is_err());
+        assert!(SampleMean::new(0, 8, 2).is_err());
     }
 }

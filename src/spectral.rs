@@ -3,8 +3,8 @@
 //! bounded-iteration eigendecomposition with sorted eigenpairs and canonical signs, per-modality
 //! spectra of latents and the low-rank reconstructions `U diag(lam) U^T`.
 //!
-//! Layouts (row-major f32): adjacency `[W, W]`, `u [W, k]`, `eig [k]`, latents `[3, W, d]`,
-//! spectra `[3, k]`. Rows and columns at or beyond the node count N are always 0, and so are the
+//! Layouts (row-major f32): adjacency `[W, W]`, `u [W, k]`, `eig [k]`, latents `[M, W, d]`,
+//! spectra `[M, k]` (M modality slots). Rows and columns at or beyond the node count N are always 0, and so are the
 //! columns of `u` beyond `min(k, N)`. `Spectral::rebuild` allocates (once per window); the
 //! per-step functions (`spectrum`, `low_rank`) do not.
 
@@ -218,12 +218,12 @@ impl Spectral {
         Ok(())
     }
 
-    /// Spectra `out [3, k]` of latents `lat [3, W, d]`: `|hn^T u_j|^2 / max(N, 1)` with rows
+    /// Spectra `out [M, k]` of latents `lat [M, W, d]`: `|hn^T u_j|^2 / max(N, 1)` with rows
     /// cosine-normalised; rows >= N are ignored. `scratch` must hold `d` values.
     pub fn spectrum(&self, lat: &[f32], d: usize, scratch: &mut [f64], out: &mut [f32]) {
         let (w, k, n) = (self.w, self.k, self.n);
         let denom = n.max(1) as f64;
-        for m in 0..3 {
+        for m in 0..out.len() / k {
             let block = &lat[m * w * d..(m + 1) * w * d];
             for j in 0..k {
                 scratch[..d].fill(0.0);
@@ -273,10 +273,10 @@ impl Spectral {
         }
     }
 
-    /// `out [3, W, W]`: `low_rank` of each modality's spectrum in `lam [3, k]`.
+    /// `out [M, W, W]`: `low_rank` of each modality's spectrum in `lam [M, k]`.
     pub fn low_rank_all(&self, lam: &[f32], out: &mut [f32]) {
         let (w, k) = (self.w, self.k);
-        for m in 0..3 {
+        for m in 0..lam.len() / k {
             self.low_rank(&lam[m * k..(m + 1) * k], &mut out[m * w * w..(m + 1) * w * w]);
         }
     }

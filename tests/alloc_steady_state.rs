@@ -72,7 +72,7 @@ fn per_stage(sampler: SamplerKind, samples: usize) -> [u64; 6] {
     pipe.set_samples(Some(samples)).unwrap();
     let rec = dataset::load(&root.join("data/mosi-val.gsdrec")).unwrap();
     let utts = utterances(&rec, 32).unwrap();
-    let window = masked_window(&utts, 0.5, 3);
+    let window = masked_window(&utts, 0.5, 3, &gsdnet_edge::modality::Modalities::new([100, 73, 100]).unwrap());
     let mut c = Counts { start: 0, at: [0; 6] };
     let mut out = WindowOutput::default();
     let mut run = |c: &mut Counts, out: &mut WindowOutput| {

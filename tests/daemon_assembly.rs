@@ -1,14 +1,20 @@
 //! Assembly state machine tests with explicit clock values (milliseconds).
 
 use gsdnet_edge::daemon::assembly::{Assembler, AssemblySettings, WindowJob};
+use gsdnet_edge::modality::Modalities;
 use gsdnet_edge::protocol::{
     conversation_id, values, Boundary, Dropout, Features, Message, Modality, RejectReason,
 };
 
+/// A three-modality model with small sizes.
+fn mods() -> Modalities {
+    Modalities::new([4, 3, 2]).unwrap()
+}
+
 fn settings() -> AssemblySettings {
     AssemblySettings {
-        dims: [4, 3, 2],
         window: 3,
+        windowing: gsdnet_edge::config::Windowing::Sliding,
         deadline_ms: [100, 200, 300],
         max_utterance_ms: 10_000,
         max_open_utterances: 4,
@@ -19,7 +25,7 @@ fn settings() -> AssemblySettings {
 }
 
 fn feat(conv: &str, utt: u32, m: Modality, v: f32) -> Message {
-    let dim = settings().dims[m.index()];
+    let dim = mods().size(m).unwrap_or(1);
     Message::Features(Features {
         conversation: conversation_id(conv).unwrap(),
         utterance: utt,
@@ -48,7 +54,7 @@ fn all(a: &mut Assembler, conv: &str, utt: u32, t: u64) -> Vec<WindowJob> {
 
 #[test]
 fn utterance_closes_as_soon_as_all_modalities_arrive() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     assert!(a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap().is_empty());
     assert!(a.handle(&feat("c", 0, Modality::Visual, 1.0), 5).unwrap().is_empty());
     let jobs = a.handle(&feat("c", 0, Modality::Audio, 1.0), 7).unwrap();
@@ -60,7 +66,7 @@ fn utterance_closes_as_soon_as_all_modalities_arrive() {
 
 #[test]
 fn per_modality_deadlines_count_from_utterance_end() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap();
     a.handle(&end("c", 0), 1_000).unwrap();
     // Audio due at 1200, visual at 1300.
@@ -78,7 +84,7 @@ fn per_modality_deadlines_count_from_utterance_end() {
 
 #[test]
 fn without_end_the_fallback_base_is_open_plus_max_utterance() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     a.handle(&feat("c", 0, Modality::Audio, 1.0), 50).unwrap();
     assert_eq!(a.next_deadline(), Some(50 + 10_000 + 100));
     assert!(a.poll(10_349).is_empty());
@@ -87,7 +93,7 @@ fn without_end_the_fallback_base_is_open_plus_max_utterance() {
 
 #[test]
 fn dropout_marks_missing_without_waiting() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap();
     a.handle(&feat("c", 0, Modality::Audio, 1.0), 0).unwrap();
     let jobs = a.handle(&dropout("c", 0, Modality::Visual), 1).unwrap();
@@ -97,7 +103,7 @@ fn dropout_marks_missing_without_waiting() {
 
 #[test]
 fn data_after_a_dropout_report_still_counts() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     a.handle(&dropout("c", 0, Modality::Visual), 0).unwrap();
     a.handle(&feat("c", 0, Modality::Visual, 2.0), 1).unwrap();
     a.handle(&feat("c", 0, Modality::Text, 2.0), 1).unwrap();
@@ -107,7 +113,7 @@ fn data_after_a_dropout_report_still_counts() {
 
 #[test]
 fn release_keeps_spoken_order_and_window_slides() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     a.handle(&feat("c", 0, Modality::Text, 0.0), 0).unwrap();
     a.handle(&end("c", 0), 0).unwrap();
     // Utterance 1 completes first but must wait for 0.
@@ -128,8 +134,31 @@ fn release_keeps_spoken_order_and_window_slides() {
 }
 
 #[test]
+fn chunked_windows_are_consecutive_blocks_of_w() {
+    let chunked = AssemblySettings { windowing: gsdnet_edge::config::Windowing::Chunked, ..settings() };
+    let mut a = Assembler::new(chunked, mods());
+    let mut seen = Vec::new();
+    for utt in 0..7 {
+        for job in all(&mut a, "c", utt, 10 * u64::from(utt)) {
+            let ids: Vec<u32> = job.utterances.iter().map(|u| u.utterance).collect();
+            seen.push((job.first_position, ids));
+        }
+    }
+    let want: Vec<(u64, Vec<u32>)> = vec![
+        (0, vec![0]),
+        (0, vec![0, 1]),
+        (0, vec![0, 1, 2]),
+        (3, vec![3]),
+        (3, vec![3, 4]),
+        (3, vec![3, 4, 5]),
+        (6, vec![6]),
+    ];
+    assert_eq!(seen, want, "W = 3: blocks 0-2, 3-5, 6-; first_position / W is the block index");
+}
+
+#[test]
 fn bad_vectors_are_rejected_with_reasons() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     let mut short = feat("c", 0, Modality::Text, 1.0);
     if let Message::Features(f) = &mut short {
         f.values.pop();
@@ -147,7 +176,7 @@ fn bad_vectors_are_rejected_with_reasons() {
 
 #[test]
 fn late_input_for_a_closed_utterance_is_rejected() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     all(&mut a, "c", 5, 0);
     let late = a.handle(&feat("c", 3, Modality::Text, 1.0), 1).unwrap_err();
     assert_eq!(late.reason, RejectReason::Late);
@@ -160,7 +189,7 @@ fn late_input_for_a_closed_utterance_is_rejected() {
 
 #[test]
 fn capacity_limits_bound_memory() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     for utt in 0..4 {
         a.handle(&feat("c", utt, Modality::Text, 1.0), 0).unwrap();
     }
@@ -177,7 +206,7 @@ fn capacity_limits_bound_memory() {
 
 #[test]
 fn reset_forgets_the_conversation_and_idle_ones_expire() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     all(&mut a, "c", 0, 0);
     a.handle(&Message::Reset { conversation: conversation_id("c").unwrap() }, 1).unwrap();
     // After a reset, utterance ids start afresh.
@@ -192,7 +221,7 @@ fn reset_forgets_the_conversation_and_idle_ones_expire() {
 
 #[test]
 fn utterance_with_nothing_is_skipped() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     a.handle(&end("c", 0), 0).unwrap();
     assert!(a.poll(300).is_empty());
     assert_eq!(a.counters().empty_utterances, 1);
@@ -212,7 +241,7 @@ fn start(conv: &str, utt: u32) -> Message {
 
 #[test]
 fn a_sender_restarting_its_ids_is_recognised_and_nothing_is_lost() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     for utt in 0..3 {
         all(&mut a, "c", utt, u64::from(utt));
     }
@@ -233,7 +262,7 @@ fn a_sender_restarting_its_ids_is_recognised_and_nothing_is_lost() {
 
 #[test]
 fn an_id_far_behind_restarts_at_once_and_open_utterances_are_flushed() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     for utt in 0..10 {
         all(&mut a, "c", utt, 0);
     }
@@ -248,7 +277,7 @@ fn an_id_far_behind_restarts_at_once_and_open_utterances_are_flushed() {
 
 #[test]
 fn late_input_does_not_count_as_activity() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     all(&mut a, "c", 0, 0);
     a.handle(&feat("c", 1, Modality::Text, 1.0), 1).unwrap();
     a.handle(&dropout("c", 1, Modality::Audio), 1).unwrap();
@@ -269,7 +298,7 @@ fn eviction_order_and_flush_of_the_victim() {
     let mut s = settings();
     s.max_conversations = 3;
     s.evict_idle_ms = 1_000;
-    let mut a = Assembler::new(s);
+    let mut a = Assembler::new(s, mods());
     all(&mut a, "real", 0, 0);
     a.handle(&feat("partial", 0, Modality::Text, 1.0), 10).unwrap();
     a.handle(&start("fake", 0), 20).unwrap();
@@ -292,7 +321,7 @@ fn eviction_order_and_flush_of_the_victim() {
 fn an_idle_released_conversation_is_evicted_after_evict_idle_ms() {
     let mut s = settings();
     s.evict_idle_ms = 1_000;
-    let mut a = Assembler::new(s);
+    let mut a = Assembler::new(s, mods());
     all(&mut a, "a", 0, 0);
     all(&mut a, "b", 0, 500);
     assert_eq!(a.handle(&feat("c", 0, Modality::Text, 1.0), 999).unwrap_err().reason, RejectReason::Capacity);
@@ -305,7 +334,7 @@ fn an_idle_released_conversation_is_evicted_after_evict_idle_ms() {
 
 #[test]
 fn reset_and_flush_all_release_open_utterances_in_new_sessions() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     let s1 = all(&mut a, "c", 0, 0)[0].session;
     a.handle(&feat("c", 1, Modality::Text, 1.0), 1).unwrap();
     let jobs = a.handle(&Message::Reset { conversation: conversation_id("c").unwrap() }, 2).unwrap();
@@ -320,7 +349,7 @@ fn reset_and_flush_all_release_open_utterances_in_new_sessions() {
 
 #[test]
 fn an_expired_conversation_is_new_to_the_next_message_whenever_poll_last_ran() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     for utt in 0..6 {
         all(&mut a, "c", utt, 0);
     }
@@ -332,7 +361,7 @@ fn an_expired_conversation_is_new_to_the_next_message_whenever_poll_last_ran() {
 
 #[test]
 fn windows_released_by_deadlines_survive_a_rejected_message() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap();
     a.handle(&end("c", 0), 0).unwrap();
     // At 300 ms every deadline has passed; the message itself is refused.
@@ -346,7 +375,7 @@ fn windows_released_by_deadlines_survive_a_rejected_message() {
 
 #[test]
 fn a_restart_trigger_refused_on_replay_is_answered_with_its_refusal() {
-    let mut a = Assembler::new(settings());
+    let mut a = Assembler::new(settings(), mods());
     for utt in 0..4 {
         all(&mut a, "c", utt, 0);
     }
@@ -359,4 +388,58 @@ fn a_restart_trigger_refused_on_replay_is_answered_with_its_refusal() {
     let jobs = a.flush_all();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].utterances[0].features[0], Some(vec![1.0; 4]));
+}
+
+/// Features of `n` values (any size the protocol carries).
+fn feat_n(conv: &str, utt: u32, m: Modality, n: usize) -> Message {
+    let values = values(&(0..n).map(|i| i as f32 / 8.0).collect::<Vec<_>>()).unwrap();
+    Message::Features(Features { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 1, modality: m, timestamp_us: 0, values })
+}
+
+#[test]
+fn a_two_modality_model_waits_only_for_its_modalities() {
+    // Text 300 + audio 47, no visual (IEMOCAP): complete without visual, no visual deadline.
+    let ta = Modalities::new([300, 47, 0]).unwrap();
+    let mut a = Assembler::new(settings(), ta);
+    assert!(a.handle(&feat_n("c", 0, Modality::Text, 300), 0).unwrap().is_empty());
+    let jobs = a.handle(&feat_n("c", 0, Modality::Audio, 47), 1).unwrap();
+    assert_eq!(jobs.len(), 1, "closed by its two modalities");
+    let u = &jobs[0].utterances[0];
+    assert_eq!((u.avail_bits(), u.features[2].is_none()), (3, true));
+    // Deadlines: only text and audio are awaited (audio's 200 ms after the end is the last).
+    a.handle(&feat_n("c", 1, Modality::Text, 300), 10).unwrap();
+    a.handle(&end("c", 1), 10).unwrap();
+    assert_eq!(a.next_deadline(), Some(210));
+    assert_eq!(a.poll(210).len(), 1);
+}
+
+#[test]
+fn a_modality_the_model_lacks_is_refused_as_such() {
+    let ta = Modalities::new([300, 47, 0]).unwrap();
+    let mut a = Assembler::new(settings(), ta);
+    for msg in [feat_n("c", 0, Modality::Visual, 300), dropout("c", 0, Modality::Visual)] {
+        let err = a.handle(&msg, 0).unwrap_err();
+        assert_eq!(err.reason, RejectReason::NoSuchModality, "{msg:?}");
+        assert!(err.detail.contains("TA"), "{}", err.detail);
+    }
+    assert_eq!(a.open_conversations(), 0, "refused input opens nothing");
+    // Its own sizes decide the length: 100 values were CMU-MOSI's text, not this model's.
+    let err = a.handle(&feat_n("c", 0, Modality::Text, 100), 0).unwrap_err();
+    assert_eq!(err.reason, RejectReason::WrongLength);
+    assert!(err.detail.contains("300"), "{}", err.detail);
+}
+
+#[test]
+fn long_feature_vectors_are_accepted_at_the_models_size() {
+    // 1024 values per modality: the protocol carries up to 2048.
+    let big = Modalities::new([1024, 0, 2048]).unwrap();
+    let mut a = Assembler::new(settings(), big);
+    a.handle(&feat_n("c", 0, Modality::Text, 1024), 0).unwrap();
+    let jobs = a.handle(&feat_n("c", 0, Modality::Visual, 2048), 0).unwrap();
+    assert_eq!(jobs.len(), 1);
+    let u = &jobs[0].utterances[0];
+    assert_eq!(u.features[0].as_ref().map(Vec::len), Some(1024));
+    assert_eq!(u.features[2].as_ref().map(Vec::len), Some(2048));
+    assert_eq!(u.avail_bits(), 5);
+    assert_eq!(a.handle(&feat_n("c", 1, Modality::Text, 1023), 0).unwrap_err().reason, RejectReason::WrongLength);
 }

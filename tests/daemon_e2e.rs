@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::daemon::assembly::AssemblySettings;
+use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
 use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
@@ -25,7 +26,7 @@ use gsdnet_edge::eval::{self, EvalConfig, Scenario};
 use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
-use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message, Modality, UtteranceResult};
+use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message, Modality, Probs, UtteranceResult};
 use gsdnet_edge::recording::Recording;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -49,9 +50,10 @@ fn pipeline() -> Pipeline {
 
 fn options(window: usize, deadline_ms: u64) -> ServeOptions {
     ServeOptions {
+        model: ServedModel::from_manifest(&pipeline().model().manifest).unwrap(),
         assembly: AssemblySettings {
-            dims: [100, 73, 100],
             window,
+            windowing: gsdnet_edge::config::Windowing::Sliding,
             deadline_ms: [deadline_ms; 3],
             max_utterance_ms: 10 * deadline_ms,
             max_open_utterances: 8,
@@ -86,6 +88,7 @@ fn sent_masks(steps: &[Step]) -> HashMap<(String, u32), [bool; 3]> {
 /// (SEED, scenario, conversation, window 0).
 fn expected(rec: &Recording, masks: &HashMap<(String, u32), [bool; 3]>, scenario: u64) -> HashMap<String, Vec<UtteranceResult>> {
     let mut pipe = pipeline();
+    let model = ServedModel::from_manifest(&pipe.model().manifest).unwrap();
     let mut out = HashMap::new();
     for c in &rec.conversations {
         let avail: Vec<[bool; 3]> = c.utterances.iter().map(|u| masks.get(&(c.id.clone(), u.position)).copied().unwrap_or_default()).collect();
@@ -107,9 +110,10 @@ fn expected(rec: &Recording, masks: &HashMap<(String, u32), [bool; 3]>, scenario
             .map(|((u, a), r)| UtteranceResult {
                 utterance: u.position,
                 avail: a.iter().enumerate().map(|(m, &x)| u8::from(x) << m).sum(),
-                label: r.label as u8,
-                probs: r.probs,
-                reg: r.regression.unwrap_or(f32::NAN),
+                label: r.label as u16,
+                label_name: model.class_name(r.label),
+                probs: Probs::from_vec(r.probs).unwrap(),
+                reg: r.regression,
             })
             .collect();
         out.insert(c.id.clone(), utts);
@@ -153,7 +157,9 @@ fn assert_same(got: &HashMap<String, Vec<UtteranceResult>>, want: &HashMap<Strin
         let g = &got[conv];
         assert_eq!(g.len(), w.len(), "{conv}");
         for (a, b) in g.iter().zip(w) {
-            assert_eq!((a.utterance, a.avail, a.label), (b.utterance, b.avail, b.label), "{conv}");
+            assert_eq!((a.utterance, a.avail, a.label, &a.label_name), (b.utterance, b.avail, b.label, &b.label_name), "{conv}");
+            assert_eq!(a.probs.len(), 2, "{conv}: K = 2 probabilities");
+            assert!(a.reg.is_some() && b.reg.is_some(), "{conv}: the MOSI model has a regression head");
             for (x, y) in a.probs.iter().zip(&b.probs) {
                 assert!((x - y).abs() <= 1e-6, "{conv} utterance {}: probs {:?} vs {:?}", a.utterance, a.probs, b.probs);
             }
@@ -165,9 +171,9 @@ fn accuracy(rec: &Recording, got: &HashMap<String, Vec<UtteranceResult>>) -> f64
     let (mut ok, mut n) = (0usize, 0usize);
     for c in &rec.conversations {
         for (u, r) in c.utterances.iter().zip(&got[&c.id]) {
-            if let Some(bin) = u.label_bin {
+            if let Some(bin) = u.label {
                 n += 1;
-                ok += usize::from(bin == r.label);
+                ok += usize::from(bin == u32::from(r.label));
             }
         }
     }
@@ -175,7 +181,7 @@ fn accuracy(rec: &Recording, got: &HashMap<String, Vec<UtteranceResult>>) -> f64
 }
 
 async fn start(endpoints: Endpoints, scenario: u64, opts: ServeOptions) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let runner = PipelineRunner::new(pipeline(), Completion::Gsdnet, SEED, scenario);
+    let runner = PipelineRunner::new(pipeline(), Completion::Gsdnet, SEED, scenario).unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let h = tokio::spawn(async move {
         serve(endpoints, Box::new(runner), opts, Arc::new(NoNotifier), async {
@@ -209,7 +215,8 @@ async fn unix_replay_with_eval_mask_equals_eval() {
     assert!(rec.conversations.iter().all(|c| c.utterances.len() <= w), "each val video fits one window");
     let rate = 0.3;
     let scenario = Scenario::Rate(rate);
-    let opts = ReplayOptions { interval_ms: 1000, drops: Vec::new(), mask: Some((rate, SEED)) };
+    let mods = pipeline().model().manifest.modalities;
+    let opts = ReplayOptions { interval_ms: 1000, drops: Vec::new(), mask: Some((rate, SEED, mods)), modalities: Some(mods) };
     let steps = replay::plan(&rec, &opts).unwrap();
     let masks = sent_masks(&steps);
     let want = expected(&rec, &masks, scenario.key());
@@ -228,7 +235,7 @@ async fn unix_replay_with_eval_mask_equals_eval() {
 
     let cfg = EvalConfig { completions: vec![Completion::Gsdnet], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };
     let rows = eval::evaluate(&rec, &cfg, &|| Ok(pipeline()), &|_| {}).unwrap();
-    assert_eq!(accuracy(&rec, &got), rows[0].acc2, "daemon accuracy equals gsdnet eval's");
+    assert_eq!(accuracy(&rec, &got), rows[0].accuracy, "daemon accuracy equals gsdnet eval's");
 }
 
 #[tokio::test]
@@ -240,7 +247,7 @@ async fn serial_replay_with_camera_and_mic_outages_equals_pipeline() {
         DropSpan { modality: Modality::Visual, from_s: 20.0, to_s: 70.0 },
         DropSpan { modality: Modality::Audio, from_s: 50.0, to_s: 120.0 },
     ];
-    let opts = ReplayOptions { interval_ms: 1000, drops, mask: None };
+    let opts = ReplayOptions { interval_ms: 1000, drops, mask: None, modalities: None };
     let steps = replay::plan(&rec, &opts).unwrap();
     let masks = sent_masks(&steps);
     assert!(masks.values().any(|a| *a == [true, false, false]), "both outages overlap somewhere");

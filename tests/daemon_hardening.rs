@@ -66,7 +66,7 @@ async fn a_sensor_that_restarts_its_ids_without_reset_is_served_again() {
         utterance(&mut sensor, "robot", utt, 10.0 + utt as f32).await;
         let r = within(5, "after the restart", result_for(&mut sub, "robot", utt)).await;
         assert_eq!(r.utterances.len(), utt as usize + 1, "a new session: its window starts empty");
-        assert_eq!(r.utterances.last().map(|u| (u.avail, u.reg)), Some((7, 10.0 + utt as f32)));
+        assert_eq!(r.utterances.last().map(|u| (u.avail, u.reg)), Some((7, Some(10.0 + utt as f32))));
     }
     let h = sub.health().await;
     assert_eq!((h.conversation_restarts, h.late_replayed), (1, 2), "{h:?}");

@@ -1,10 +1,11 @@
-//! Protocol tests: round trips, the exact byte layout documented in docs/PROTOCOL.md, and every
-//! kind of bad frame the streaming decoder must reject without losing the frames after it.
+//! Protocol tests (version 2): round trips, the exact byte layout of every worked example in
+//! docs/PROTOCOL.md (tests/python/test_protocol_client.py checks the same bytes), and every kind
+//! of bad frame the streaming decoder must reject without losing the frames after it.
 
 use gsdnet_edge::protocol::{
-    conversation_id, decode_frame, encode_frame, values, Boundary, DecodeError, Features,
-    FrameDecoder, HealthReport, Message, Modality, ScoredResult, ScoredUtterance, UtteranceResult, WindowResult, RejectCount, RejectReason, StatusReport, MAX_FRAME_LEN,
-    PROTOCOL_VERSION,
+    class_name, conversation_id, decode_frame, encode_frame, values, Boundary, BoundedVec, ClassName, DecodeError, Features, FrameDecoder,
+    HealthReport, Message, ModalityInfo, ModelInfoReport, Modality, Probs, RejectCount, RejectNotice, RejectReason, ScoredResult,
+    ScoredUtterance, StatusReport, UtteranceResult, WindowResult, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 fn features(utt: u32, m: Modality, vals: &[f32]) -> Message {
@@ -41,6 +42,25 @@ fn round_trip_every_message_kind() {
     }
 }
 
+/// Bytes from the hex strings quoted in docs/PROTOCOL.md (spaces ignored).
+fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+}
+
+/// `msg` encodes to `frame` (quoted in docs/PROTOCOL.md, as tests/python/test_protocol_client.py
+/// checks too), whose body has CRC `crc`, and decodes back to `msg`.
+fn assert_doc_frame(msg: &Message, frame: &str, crc: u32) {
+    let frame = hex(frame);
+    assert_eq!(encode_frame(msg), frame, "frame quoted in docs/PROTOCOL.md for {msg:?}");
+    let mut encoded = frame[..frame.len() - 1].to_vec();
+    let payload = cobs::decode_vec(&encoded).unwrap();
+    let body = &payload[..payload.len() - 4];
+    assert_eq!(body[0], PROTOCOL_VERSION);
+    assert_eq!(crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(body), crc, "CRC quoted in docs/PROTOCOL.md");
+    assert_eq!(&decode_frame(&mut encoded).unwrap(), msg);
+}
+
 #[test]
 fn byte_layout_matches_protocol_doc() {
     // Example from docs/PROTOCOL.md: Features, conversation "c1", utterance 300, speaker 2,
@@ -54,7 +74,7 @@ fn byte_layout_matches_protocol_doc() {
         values: values(&[1.0, -2.0]).unwrap(),
     });
     let body: Vec<u8> = vec![
-        PROTOCOL_VERSION, 0x00, // version, tag Features
+        PROTOCOL_VERSION, 0x00, // version 2, tag Features
         0x02, b'c', b'1', // conversation: varint length + UTF-8
         0xAC, 0x02, // utterance 300 as LEB128 varint
         0x02, // speaker
@@ -68,17 +88,11 @@ fn byte_layout_matches_protocol_doc() {
     let mut expected = cobs::encode_vec(&payload);
     expected.push(0);
     assert_eq!(encode_frame(&msg), expected);
-    assert_eq!(crc, 0x6B7B_B439, "CRC quoted in docs/PROTOCOL.md");
-    let doc_frame: [u8; 25] = [
-        0x02, 0x01, 0x0a, 0x02, 0x63, 0x31, 0xac, 0x02, 0x02, 0x02, 0x01, 0x02, 0x01, 0x03, 0x80, 0x3f, 0x01,
-        0x01, 0x06, 0xc0, 0x39, 0xb4, 0x7b, 0x6b, 0x00,
-    ];
-    assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
+    assert_doc_frame(&msg, "02 02 0a 02 63 31 ac 02 02 02 01 02 01 03 80 3f 01 01 06 c0 90 32 2d c8 00", 0xc82d_3290);
 }
 
 #[test]
 fn status_layout_matches_protocol_doc() {
-    // Second example of docs/PROTOCOL.md: a status report, `empty_utterances` last.
     let msg = Message::Status(StatusReport {
         uptime_ms: 1500,
         engine: "mock".into(),
@@ -92,32 +106,17 @@ fn status_layout_matches_protocol_doc() {
         queue_capacity: 4,
         open_conversations: 1,
         clients: 2,
-        rejected: vec![RejectCount { reason: RejectReason::UnknownVersion, count: 1 }],
+        rejected: vec![
+            RejectCount { reason: RejectReason::UnknownVersion, count: 1 },
+            RejectCount { reason: RejectReason::NoSuchModality, count: 2 },
+        ],
         empty_utterances: 1,
     });
-    let body: Vec<u8> = vec![
-        PROTOCOL_VERSION, 0x07, // version, tag Status
-        0xDC, 0x0B, // uptime_ms 1500
-        0x04, b'm', b'o', b'c', b'k', // engine
-        0x07, 0x02, 0x00, 0x00, 0x00, 0x02, // accepted, run, superseded, dropped, errors, published
-        0x00, 0x04, 0x01, 0x02, // queue_len, queue_capacity, open_conversations, clients
-        0x01, 0x03, 0x01, // rejected: one entry, UnknownVersion, 1
-        0x01, // empty_utterances
-    ];
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&body);
-    assert_eq!(crc, 0x7ABB_5B01, "CRC quoted in docs/PROTOCOL.md");
-    let doc_frame: [u8; 29] = [
-        0x0c, 0x01, 0x07, 0xdc, 0x0b, 0x04, 0x6d, 0x6f, 0x63, 0x6b, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x0c,
-        0x04, 0x01, 0x02, 0x01, 0x03, 0x01, 0x01, 0x01, 0x5b, 0xbb, 0x7a, 0x00,
-    ];
-    assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
-    let mut encoded = doc_frame[..doc_frame.len() - 1].to_vec();
-    assert_eq!(decode_frame(&mut encoded).unwrap(), msg);
+    assert_doc_frame(&msg, "0c 02 07 dc 0b 04 6d 6f 63 6b 07 02 01 01 02 02 0e 04 01 02 02 03 01 0d 02 01 f4 be 29 5b 00", 0x5b29_bef4);
 }
 
 #[test]
 fn health_layout_matches_protocol_doc() {
-    // Third example of docs/PROTOCOL.md: appended tags 9 and 10.
     let msg = Message::Health(HealthReport {
         conversation_restarts: 1,
         late_replayed: 2,
@@ -132,36 +131,94 @@ fn health_layout_matches_protocol_doc() {
         consecutive_inference_errors: 0,
         watchdog_stopped: true,
     });
-    let doc_frame = [
-        0x05, 0x01, 0x0a, 0x01, 0x02, 0x03, 0x03, 0x04, 0x06, 0x05, 0x06, 0x01, 0xac, 0x02, 0x06, 0x01, 0xce, 0x08, 0x56, 0xf1,
-        0x00,
-    ];
-    assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
-    assert_eq!(encode_frame(&Message::HealthRequest), [0x07, 0x01, 0x09, 0x1a, 0x9b, 0x1e, 0x21, 0x00]);
-    let mut encoded = doc_frame[..doc_frame.len() - 1].to_vec();
-    assert_eq!(decode_frame(&mut encoded).unwrap(), msg);
+    assert_doc_frame(&msg, "05 02 0a 01 02 03 03 04 06 05 06 01 ac 02 06 01 b7 62 2b e0 00", 0xe02b_62b7);
+    assert_doc_frame(&Message::HealthRequest, "07 02 09 d9 c8 33 0a 00", 0x0a33_c8d9);
 }
 
 #[test]
 fn scored_layout_matches_protocol_doc() {
-    // Fourth example of docs/PROTOCOL.md: appended tags 11 and 12.
     let msg = Message::Scored(ScoredResult {
         conversation: conversation_id("c1").unwrap(),
         closed_utterance: 3,
         completion: "gsdnet".into(),
         latency_us: 1200,
         abstain_below: 0.75,
-        utterances: vec![ScoredUtterance { utterance: 3, avail: 5, label: 1, probs: vec![0.25, 0.75], reg: 0.5, confidence: 0.75, uncertain: false }],
+        utterances: vec![ScoredUtterance {
+            utterance: 3,
+            avail: 5,
+            label: 1,
+            label_name: class_name("positive").unwrap(),
+            probs: Probs::from_slice(&[0.25, 0.75]).unwrap(),
+            reg: Some(0.5),
+            confidence: 0.75,
+            uncertain: false,
+        }],
     });
-    let doc_frame = [
-        0x10, 0x01, 0x0c, 0x02, 0x63, 0x31, 0x03, 0x06, 0x67, 0x73, 0x64, 0x6e, 0x65, 0x74, 0xb0, 0x09, 0x01, 0x08, 0x40, 0x3f, 0x01,
-        0x03, 0x05, 0x01, 0x02, 0x01, 0x03, 0x80, 0x3e, 0x01, 0x03, 0x40, 0x3f, 0x01, 0x01, 0x02, 0x3f, 0x01, 0x03, 0x40, 0x3f,
-        0x05, 0xff, 0x76, 0xfb, 0x63, 0x00,
-    ];
-    assert_eq!(encode_frame(&msg), doc_frame, "frame quoted in docs/PROTOCOL.md");
-    assert_eq!(encode_frame(&Message::SubscribeScored), [0x07, 0x01, 0x0b, 0x36, 0xfa, 0x10, 0xcf, 0x00]);
-    let mut encoded = doc_frame[..doc_frame.len() - 1].to_vec();
-    assert_eq!(decode_frame(&mut encoded).unwrap(), msg);
+    let frame = "10 02 0c 02 63 31 03 06 67 73 64 6e 65 74 b0 09 01 11 40 3f 01 03 05 01 08 70 6f 73 69 74 69 76 65 02 01 03 80 3e \
+                 01 04 40 3f 01 01 01 02 3f 01 03 40 3f 05 b3 2a ff 61 00";
+    assert_doc_frame(&msg, frame, 0x61ff_2ab3);
+    assert_doc_frame(&Message::SubscribeScored, "07 02 0b f5 a9 3d e4 00", 0xe43d_a9f5);
+}
+
+#[test]
+fn six_class_result_layout_matches_protocol_doc() {
+    // An IEMOCAP window: K = 6 probabilities, label 4 "exc", no regression head.
+    let msg = Message::Result(WindowResult {
+        conversation: conversation_id("s1").unwrap(),
+        closed_utterance: 7,
+        completion: "gsdnet".into(),
+        latency_us: 900,
+        utterances: vec![UtteranceResult {
+            utterance: 7,
+            avail: 3,
+            label: 4,
+            label_name: class_name("exc").unwrap(),
+            probs: Probs::from_slice(&[0.0625, 0.0625, 0.125, 0.0625, 0.5, 0.1875]).unwrap(),
+            reg: None,
+        }],
+    });
+    let frame = "19 02 08 02 73 31 07 06 67 73 64 6e 65 74 84 07 01 07 03 04 03 65 78 63 06 01 03 80 3d 01 03 80 3d 01 01 02 3e \
+                 01 03 80 3d 01 01 02 3f 01 03 40 3e 05 59 f1 f5 46 00";
+    assert_doc_frame(&msg, frame, 0x46f5_f159);
+}
+
+#[test]
+fn model_info_and_reject_layouts_match_protocol_doc() {
+    let classes: Vec<ClassName> = ["hap", "sad", "neu", "ang", "exc", "fru"].iter().map(|c| class_name(c).unwrap()).collect();
+    let mut modalities = heapless::Vec::new();
+    modalities.push(ModalityInfo { modality: Modality::Text, size: 300 }).unwrap();
+    modalities.push(ModalityInfo { modality: Modality::Audio, size: 47 }).unwrap();
+    let msg = Message::ModelInfo(ModelInfoReport {
+        name: "gsdnet-iemocap6".into(),
+        version: "0.1.0".into(),
+        modalities,
+        classes: BoundedVec::from_vec(classes).unwrap(),
+        has_regression: false,
+        window: 64,
+    });
+    let frame = "1a 02 0e 0f 67 73 64 6e 65 74 2d 69 65 6d 6f 63 61 70 36 05 30 2e 31 2e 30 02 1e ac 02 01 2f 06 03 68 61 70 \
+                 03 73 61 64 03 6e 65 75 03 61 6e 67 03 65 78 63 03 66 72 75 06 40 9c f6 dd bf 00";
+    assert_doc_frame(&msg, frame, 0xbfdd_f69c);
+    assert_doc_frame(&Message::ModelInfoRequest, "07 02 0d c0 0c 5e 0d 00", 0x0d5e_0cc0);
+    let detail = "protocol version 1 is not supported: this daemon speaks version 2";
+    let msg = Message::Reject(RejectNotice::new(RejectReason::UnknownVersion, detail));
+    let frame = "4a 02 0f 03 41 70 72 6f 74 6f 63 6f 6c 20 76 65 72 73 69 6f 6e 20 31 20 69 73 20 6e 6f 74 20 73 75 70 70 6f \
+                 72 74 65 64 3a 20 74 68 69 73 20 64 61 65 6d 6f 6e 20 73 70 65 61 6b 73 20 76 65 72 73 69 6f 6e 20 32 98 eb 90 \
+                 a9 00";
+    assert_doc_frame(&msg, frame, 0xa990_eb98);
+}
+
+#[test]
+fn a_version_1_frame_is_unknown_version() {
+    // The v1 StatusRequest quoted in docs/PROTOCOL.md: a valid CRC, version byte 1.
+    let mut v1 = hex("07 01 06 8b 86 a1 b1");
+    assert_eq!(decode_frame(&mut v1), Err(DecodeError::UnknownVersion(1)));
+    assert_eq!(DecodeError::UnknownVersion(1).reason(), RejectReason::UnknownVersion);
+}
+
+fn result(utterance: u32, avail: u8, label: u16, probs: &[f32], reg: Option<f32>) -> UtteranceResult {
+    let label_name = class_name(["a", "b"][usize::from(label)]).unwrap();
+    UtteranceResult { utterance, avail, label, label_name, probs: Probs::from_slice(probs).unwrap(), reg }
 }
 
 #[test]
@@ -172,13 +229,15 @@ fn scored_result_confidence_is_the_largest_probability() {
         completion: "gsdnet".into(),
         latency_us: 1,
         utterances: vec![
-            UtteranceResult { utterance: 0, avail: 7, label: 0, probs: [0.9, 0.1], reg: 0.0 },
-            UtteranceResult { utterance: 1, avail: 1, label: 1, probs: [0.45, 0.55], reg: 0.0 },
+            result(0, 7, 0, &[0.9, 0.1], Some(0.0)),
+            result(1, 1, 1, &[0.45, 0.55], None),
         ],
     };
     let s = ScoredResult::from_result(&r, 0.6);
     let got: Vec<(f32, bool)> = s.utterances.iter().map(|u| (u.confidence, u.uncertain)).collect();
     assert_eq!(got, vec![(0.9, false), (0.55, true)]);
+    let names: Vec<(&str, Option<f32>)> = s.utterances.iter().map(|u| (u.label_name.as_str(), u.reg)).collect();
+    assert_eq!(names, vec![("a", Some(0.0)), ("b", None)], "names and the optional regression carry over");
     assert!(ScoredResult::from_result(&r, 0.0).utterances.iter().all(|u| !u.uncertain), "no threshold, nothing uncertain");
 }
 
@@ -244,8 +303,12 @@ fn malformed_bodies_are_rejected() {
         vec![PROTOCOL_VERSION, 0x7F],                   // unknown message tag
         vec![PROTOCOL_VERSION, 0x00, 0x05, b'a'],        // truncated string
         vec![PROTOCOL_VERSION, 0x05, 0x00],              // Subscribe + trailing byte
-        // Features with 200 values (> MAX_VALUES)
-        vec![PROTOCOL_VERSION, 0x00, 0x01, b'c', 0x01, 0x00, 0x00, 0x01, 0xC8, 0x01],
+        // Features with 2049 values (> MAX_VALUES)
+        vec![PROTOCOL_VERSION, 0x00, 0x01, b'c', 0x01, 0x00, 0x00, 0x01, 0x81, 0x10],
+        // ModelInfoRequest + trailing byte
+        vec![PROTOCOL_VERSION, 0x0D, 0x00],
+        // an unknown tag after the v2 ones
+        vec![PROTOCOL_VERSION, 0x10],
     ];
     for body in cases {
         let mut payload = body.clone();

@@ -14,8 +14,8 @@ fn rec() -> Recording {
         speaker: 0,
         position: i,
         timestamp_ms: None,
+        label: None,
         label_cont: None,
-        label_bin: None,
         features: [Some(vec![i as f32; 100]), Some(vec![1.0; 73]), Some(vec![2.0; 100])],
     };
     Recording { conversations: vec![Conversation { id: "c".into(), utterances: (0..4).map(utt).collect() }] }
@@ -32,7 +32,7 @@ fn drop_spans_parse_and_reject_garbage() {
 
 #[test]
 fn plan_drops_over_the_timeline() {
-    let opts = ReplayOptions { interval_ms: 1000, drops: vec!["audio:1-3".parse().unwrap()], mask: None };
+    let opts = ReplayOptions { interval_ms: 1000, drops: vec!["audio:1-3".parse().unwrap()], ..Default::default() };
     let steps = plan(&rec(), &opts).unwrap();
     assert!(matches!(steps[0].msg, Message::Reset { .. }));
     let dropped: Vec<(u32, u64)> = steps
@@ -49,13 +49,13 @@ fn plan_drops_over_the_timeline() {
 
 #[test]
 fn plan_with_mask_keeps_one_modality_per_utterance() {
-    let opts = ReplayOptions { interval_ms: 0, drops: Vec::new(), mask: Some((0.7, 3)) };
+    let opts = ReplayOptions { interval_ms: 0, mask: Some((0.7, 3, tav())), ..Default::default() };
     let steps = plan(&rec(), &opts).unwrap();
     for u in 0..4 {
         let sent = steps.iter().filter(|s| matches!(&s.msg, Message::Features(f) if f.utterance == u)).count();
         assert!((1..=3).contains(&sent), "utterance {u}: {sent}");
     }
-    assert!(plan(&rec(), &ReplayOptions { mask: Some((1.5, 0)), ..Default::default() }).is_err());
+    assert!(plan(&rec(), &ReplayOptions { mask: Some((1.5, 0, tav())), ..Default::default() }).is_err());
 }
 
 #[test]
@@ -80,4 +80,62 @@ fn recorder_writes_each_utterance_once() {
     assert_eq!(utts[1].features[0], None);
     assert_eq!(utts[2].features[0], Some(vec![2.0; 100]));
     assert_eq!(utts[0].speaker, 2);
+}
+
+fn tav() -> gsdnet_edge::modality::Modalities {
+    gsdnet_edge::modality::Modalities::new([100, 73, 100]).unwrap()
+}
+
+/// Modalities named in `steps` (as Features or Dropout).
+fn named(steps: &[gsdnet_edge::daemon::replay::Step]) -> [usize; 3] {
+    let mut n = [0; 3];
+    for s in steps {
+        match &s.msg {
+            Message::Features(f) => n[f.modality.index()] += 1,
+            Message::Dropout(d) => n[d.modality.index()] += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
+#[test]
+fn plan_sends_only_the_served_models_modalities() {
+    use gsdnet_edge::daemon::replay::modalities_of;
+    use gsdnet_edge::modality::Modalities;
+    // A text + audio recording (IEMOCAP-like): nothing is said about visual.
+    let mut ta = rec();
+    for u in &mut ta.conversations[0].utterances {
+        u.features[2] = None;
+    }
+    assert_eq!(modalities_of(&ta), Modalities::new([100, 73, 0]));
+    assert_eq!(named(&plan(&ta, &ReplayOptions::default()).unwrap()), [4, 4, 0]);
+    // Served by a model with visual: visual is reported missing, not left to its deadline.
+    let steps = plan(&ta, &ReplayOptions { modalities: Some(tav()), ..Default::default() }).unwrap();
+    assert_eq!(named(&steps), [4, 4, 4]);
+    assert!(steps.iter().all(|s| !matches!(&s.msg, Message::Features(f) if f.modality == Modality::Visual)));
+    // A full recording served by a model without visual: visual is never named.
+    let opts = ReplayOptions { modalities: Modalities::new([100, 73, 0]), mask: Some((0.5, 1, Modalities::new([100, 73, 0]).unwrap())), ..Default::default() };
+    let steps = plan(&rec(), &opts).unwrap();
+    assert_eq!(named(&steps)[2], 0);
+    for u in 0..4 {
+        let sent = steps.iter().filter(|s| matches!(&s.msg, Message::Features(f) if f.utterance == u)).count();
+        assert!((1..=2).contains(&sent), "the M = 2 mask keeps one of two: utterance {u}: {sent}");
+    }
+}
+
+#[test]
+fn plan_carries_speakers_and_long_vectors() {
+    let mut r = rec();
+    for (i, u) in r.conversations[0].utterances.iter_mut().enumerate() {
+        u.speaker = (i % 2) as u32;
+        u.features[1] = Some(vec![0.25; 1024]);
+    }
+    let steps = plan(&r, &ReplayOptions::default()).unwrap();
+    let speakers: Vec<u16> = steps.iter().filter_map(|s| match &s.msg {
+        Message::UtteranceStart(b) => Some(b.speaker),
+        _ => None,
+    }).collect();
+    assert_eq!(speakers, vec![0, 1, 0, 1]);
+    assert!(steps.iter().any(|s| matches!(&s.msg, Message::Features(f) if f.values.len() == 1024)));
 }

@@ -7,7 +7,7 @@ mod daemon_common;
 
 use std::time::Duration;
 
-use daemon_common::{connect, end, feat, options, rejected, start, unix_daemon, Client};
+use daemon_common::{connect, end, feat, options, rejected, result, start, unix_daemon, Client};
 use gsdnet_edge::daemon::assembly::WindowJob;
 use gsdnet_edge::daemon::inference::{JobQueue, Pushed};
 use gsdnet_edge::daemon::server::Endpoints;
@@ -27,7 +27,8 @@ async fn unix_socket_results_deadlines_and_bad_input() {
     }
     let r = sub.result().await;
     assert_eq!((r.closed_utterance, r.utterances.len(), r.utterances[0].avail), (0, 1, 7));
-    assert_eq!(r.utterances[0].reg, 0.5);
+    assert_eq!(r.utterances[0].reg, Some(0.5));
+    assert_eq!(r.utterances[0].label_name.as_str(), "positive");
 
     // Camera silent, mic reports a dropout: closes at the visual deadline (paused clock).
     sensor.send(&feat("conv", 1, Modality::Text, 1.5)).await;
@@ -42,7 +43,7 @@ async fn unix_socket_results_deadlines_and_bad_input() {
     let mut corrupt = encode_frame(&feat("conv", 2, Modality::Text, 1.0));
     corrupt[30] = corrupt[30].wrapping_add(1).max(1);
     sensor.raw(&corrupt).await;
-    sensor.raw(&[0x55; 5000]).await;
+    sensor.raw(&vec![0x55; gsdnet_edge::protocol::MAX_FRAME_LEN + 100]).await;
     sensor.raw(&[0]).await;
     sensor.send(&feat("conv", 2, Modality::Text, f32::NAN)).await;
     let mut short = feat("conv", 2, Modality::Audio, 1.0);
@@ -57,7 +58,7 @@ async fn unix_socket_results_deadlines_and_bad_input() {
     }
     let r = sub.result().await;
     assert_eq!(r.closed_utterance, 2);
-    assert_eq!(r.utterances[2].reg, 2.5);
+    assert_eq!(r.utterances[2].reg, Some(2.5));
 
     let s = sub.status().await;
     assert!(rejected(&s, RejectReason::Crc) + rejected(&s, RejectReason::Framing) >= 1, "{s:?}");
@@ -217,14 +218,14 @@ impl gsdnet_edge::daemon::inference::WindowRunner for ProbRunner {
             .iter()
             .map(|u| {
                 let p = u.features[0].as_ref().map_or(0.5, |t| t[0]);
-                gsdnet_edge::protocol::UtteranceResult { utterance: u.utterance, avail: u.avail_bits(), label: u8::from(p >= 0.5), probs: [1.0 - p, p], reg: p }
+                result(u.utterance, u.avail_bits(), u16::from(p >= 0.5), &["negative", "positive"], &[1.0 - p, p], Some(p))
             })
             .collect())
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scored_subscribers_get_confidence_and_the_uncertain_flag_v1_subscribers_do_not() {
+async fn scored_subscribers_get_confidence_and_the_uncertain_flag_plain_subscribers_do_not() {
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.sock");
@@ -235,10 +236,10 @@ async fn scored_subscribers_get_confidence_and_the_uncertain_flag_v1_subscribers
     let n: Arc<dyn gsdnet_edge::daemon::notify::Notifier> = Arc::new(gsdnet_edge::daemon::notify::NoNotifier);
     let endpoints = Endpoints { unix: vec![listener], ..Default::default() };
     let handle = tokio::spawn(gsdnet_edge::daemon::server::serve(endpoints, Box::new(ProbRunner), opts, n, async { let _ = stop_rx.await; }));
-    let (mut scored, mut v1) = (connect(&path).await, connect(&path).await);
+    let (mut scored, mut plain) = (connect(&path).await, connect(&path).await);
     scored.send(&Message::SubscribeScored).await;
-    v1.send(&Message::Subscribe).await;
-    let _ = (scored.status().await, v1.status().await);
+    plain.send(&Message::Subscribe).await;
+    let _ = (scored.status().await, plain.status().await);
     let mut sensor = connect(&path).await;
     for m in Modality::ALL {
         sensor.send(&feat("c", 0, m, 0.9)).await;
@@ -248,12 +249,12 @@ async fn scored_subscribers_get_confidence_and_the_uncertain_flag_v1_subscribers
         Message::Scored(r) => {
             assert_eq!((r.closed_utterance, r.abstain_below), (0, 0.8));
             let u = &r.utterances[0];
-            assert_eq!((u.avail, u.label, u.probs.clone()), (7, 1, vec![1.0 - 0.9f32, 0.9]));
+            assert_eq!((u.avail, u.label, u.label_name.as_str(), u.probs.to_vec()), (7, 1, "positive", vec![1.0 - 0.9f32, 0.9]));
             assert_eq!((u.confidence, u.uncertain), want(0.9));
         }
         other => panic!("expected Scored, got {other:?}"),
     }
-    assert!(matches!(v1.next().await, Message::Result(_)), "a v1 subscriber still gets Result");
+    assert!(matches!(plain.next().await, Message::Result(_)), "a Subscribe subscriber still gets Result");
     for m in Modality::ALL {
         sensor.send(&feat("c", 1, m, 0.3)).await;
     }

@@ -1,13 +1,14 @@
 //! Start-up before READY: `serve` extends the start timeout and sets its status before the
-//! models load; `gsdnet warmup` loads every part, names its provider and runs one window.
+//! models load; `gsdnet warmup` loads every part, names its provider and runs one window (of
+//! the model's own modalities); `gsdnet check-config` shows what the profile's model takes.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{repo, tiny_model};
-use gsdnet_edge::cli_daemon::load_for_serve;
+use common::{repo, tiny_model, tiny_ta3};
+use gsdnet_edge::cli::daemon::load_for_serve;
 use gsdnet_edge::config::Settings;
 use gsdnet_edge::daemon::notify::{announce_loading, MemoryNotifier, LOAD_EXTENSION, TENSORRT_LOAD_EXTENSION};
 
@@ -76,6 +77,46 @@ fn warmup_names_the_provider_of_every_part_and_runs_a_window() {
         assert!(line.contains("tract (cpu)") && line.contains("loaded in"), "{line}");
     }
     assert!(text.contains("warm-up window") && text.contains("3 steps"), "{text}");
+}
+
+#[test]
+fn warmup_runs_a_text_audio_model_without_visual() {
+    let out = warmup(&profile("backend = \"tract\"\n", &tiny_ta3()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("warm-up window"), "{text}");
+}
+
+fn check_config(profile_text: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let board = dir.path().join("board.toml");
+    std::fs::write(&board, profile_text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_gsdnet")).arg("check-config").arg("--board").arg(&board).args(extra).current_dir(repo()).output().unwrap()
+}
+
+#[test]
+fn check_config_prints_the_models_modalities_and_classes() {
+    let out = check_config(&profile("backend = \"tract\"\n", &tiny_ta3()), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let model = &text[text.find("[model]").unwrap_or_else(|| panic!("no [model] table:\n{text}"))..];
+    let table: toml::Table = toml::from_str(model).unwrap_or_else(|e| panic!("{e}:\n{model}"));
+    let mods = table["model"]["modalities"].as_table().unwrap();
+    assert_eq!((mods.len(), mods["text"].as_integer(), mods["audio"].as_integer()), (2, Some(12), Some(1024)));
+    assert!(model.contains("modalities = { text = 12, audio = 1024 }"), "slot order: {model}");
+    assert_eq!(table["model"]["classes"].as_array().unwrap().len(), 3);
+    assert_eq!(table["model"]["has_regression"].as_bool(), Some(false));
+    assert!(table["model"]["max_result_frame_bytes"].as_integer().unwrap() < 16384);
+    assert!(!model.contains("# error"), "{model}");
+    // The whole output is one TOML document, and a window beyond the model's is flagged.
+    assert!(text.parse::<toml::Table>().is_ok(), "{text}");
+    let wide = profile("backend = \"tract\"\n", &tiny_ta3()).replace("window = 8", "window = 9");
+    let text = String::from_utf8_lossy(&check_config(&wide, &[]).stdout).to_string();
+    assert!(text.contains("# error: assembly.window = 9 exceeds the model's window 8"), "{text}");
+    // --models overrides the profile's; a folder without a manifest is a note, not a failure.
+    let out = check_config(&profile("backend = \"tract\"\n", &tiny_ta3()), &["--models", "tests/fixtures/no-such-model"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("# model: cannot read tests/fixtures/no-such-model"));
 }
 
 #[test]

@@ -144,6 +144,20 @@ fn model_dir() -> PathBuf {
     repo().join("models/gsdnet-mosi")
 }
 
+/// The model a case was recorded with: `models/<meta.model>` (CMU-MOSI's when unnamed).
+fn case_model(c: &Case, cache: &mut BTreeMap<String, Manifest>) -> Manifest {
+    let name = c.meta.get("model").and_then(|v| v.as_str()).unwrap_or("gsdnet-mosi").to_string();
+    cache
+        .entry(name.clone())
+        .or_insert_with(|| Manifest::load(&repo().join("models").join(&name)).unwrap())
+        .clone()
+}
+
+/// Names of the model's modalities in slot order.
+fn slot_names(m: &Manifest) -> Vec<&'static str> {
+    m.modalities.iter().map(|x| x.name()).collect()
+}
+
 /// `tests/golden`, or `GSDNET_GOLDEN_DIR` (to check cases regenerated elsewhere).
 fn golden_dir() -> PathBuf {
     std::env::var_os("GSDNET_GOLDEN_DIR").map_or_else(|| repo().join("tests/golden"), PathBuf::from)
@@ -170,22 +184,22 @@ fn run_part(m: &Manifest, name: &str, inputs: &[Tensor]) -> Vec<Tensor> {
 
 fn check_parts(c: &mut Case, m: &Manifest) {
     let dm = m.dims;
-    let (w, d, k) = (dm.window, dm.latent, dm.k);
-    let feats: Vec<Tensor> = ["text", "audio", "visual"]
+    let (w, d, k, mm) = (dm.window, dm.latent, dm.k, m.modalities.count());
+    let feats: Vec<Tensor> = m
+        .modalities
         .iter()
-        .zip(dm.features())
-        .map(|(n, f)| c.tensor(&format!("std_{n}"), &[1, w, f]))
+        .map(|x| c.tensor(&format!("std_{}", x.name()), &[1, w, m.modalities.sizes()[x.index()]]))
         .collect();
     let h = run_part(m, "encoders", &feats);
     c.check("encoders", "h", h[0].data());
     let (x0, avail, mask) = (
-        c.tensor("x0", &[1, 3, w, d]),
-        c.tensor("avail", &[1, w, 3]),
+        c.tensor("x0", &[1, mm, w, d]),
+        c.tensor("avail", &[1, w, mm]),
         c.tensor("node_mask", &[1, w]),
     );
     let rec = run_part(m, "recon", std::slice::from_ref(&x0));
-    for (o, n) in rec.iter().zip(["recon_text", "recon_audio", "recon_visual"]) {
-        c.check("recon", n, o.data());
+    for (o, n) in rec.iter().zip(slot_names(m)) {
+        c.check("recon", &format!("recon_{n}"), o.data());
     }
     let fus = run_part(
         m,
@@ -198,22 +212,24 @@ fn check_parts(c: &mut Case, m: &Manifest) {
         ],
     );
     c.check("fusion", "logits", fus[0].data());
-    c.check("fusion", "reg", fus[1].data());
+    if let Some(reg) = fus.get(1) {
+        c.check("fusion", "reg", reg.data());
+    }
     if c.has("s_theta_score") {
-        let cond = c.tensor("cond", &[1, 3, w, d]);
+        let cond = c.tensor("cond", &[1, mm, w, d]);
         let ins = [
-            c.tensor("s_theta_x_t", &[1, 3, w, d]),
+            c.tensor("s_theta_x_t", &[1, mm, w, d]),
             c.tensor("s_theta_t", &[1]),
             cond.clone(),
             avail.clone(),
-            c.tensor("s_theta_adj_t", &[1, 3, w, w]),
+            c.tensor("s_theta_adj_t", &[1, mm, w, w]),
             mask.clone(),
         ];
         c.check("s_theta", "s_theta_score", run_part(m, "s_theta", &ins)[0].data());
         let ins = [
-            c.tensor("s_phi_lam_t", &[1, 3, k]),
+            c.tensor("s_phi_lam_t", &[1, mm, k]),
             c.tensor("s_phi_t", &[1]),
-            c.tensor("lam_obs", &[1, 3, k]),
+            c.tensor("lam_obs", &[1, mm, k]),
             c.tensor("u", &[1, w, k]),
             cond,
             avail,
@@ -245,15 +261,22 @@ impl Backend for Tap {
     }
 }
 
-fn window_of(c: &Case, n: usize, dims: [usize; 3]) -> Window<'_> {
+/// The case's window: raw features of the model's modalities where `avail [W,M]` says observed.
+fn window_of<'a>(c: &'a Case, n: usize, m: &Manifest) -> Window<'a> {
     let (avail, speaker) = (c.get("avail"), c.get("speaker"));
-    let raw = [c.get("text"), c.get("audio"), c.get("visual")];
+    let (mods, mm) = (m.modalities, m.modalities.count());
+    let sizes = mods.sizes();
+    let raw: [Option<&[f32]>; 3] = std::array::from_fn(|x| {
+        (sizes[x] > 0).then(|| c.get(gsdnet_edge::modality::Modality::ALL[x].name()))
+    });
     Window {
         utterances: (0..n)
             .map(|i| Utterance {
                 speaker: speaker[i] as u32,
-                features: std::array::from_fn(|m| {
-                    (avail[i * 3 + m] > 0.5).then(|| &raw[m][i * dims[m]..(i + 1) * dims[m]])
+                features: std::array::from_fn(|x| {
+                    let slot = mods.slot(gsdnet_edge::modality::Modality::ALL[x])?;
+                    let f = raw[x]?;
+                    (avail[i * mm + slot] > 0.5).then(|| &f[i * sizes[x]..(i + 1) * sizes[x]])
                 }),
             })
             .collect(),
@@ -314,7 +337,7 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
             steps: 0,
         }
     };
-    let win = window_of(c, n, dm.features());
+    let win = window_of(c, n, m);
     let out = pipe
         .run(&win, completion, &mut noise)
         .unwrap_or_else(|e| panic!("case {}: {e}", c.name));
@@ -326,10 +349,17 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         out.sampled
     );
     let it = pipe.intermediates();
-    let owned: Vec<(&str, Vec<f32>)> = vec![
-        ("std_text", it.inputs[0].data().to_vec()),
-        ("std_audio", it.inputs[1].data().to_vec()),
-        ("std_visual", it.inputs[2].data().to_vec()),
+    let k = m.model.classes.len();
+    let mut owned: Vec<(String, Vec<f32>)> = Vec::new();
+    for (slot, name) in slot_names(m).into_iter().enumerate() {
+        owned.push((format!("std_{name}"), it.inputs[slot].data().to_vec()));
+        owned.push((format!("recon_{name}"), it.recon[slot].data().to_vec()));
+    }
+    if let Some(reg) = it.reg {
+        owned.push(("reg".into(), reg.data().to_vec()));
+    }
+    let probs: Vec<f32> = out.utterances.iter().flat_map(|u| u.probs.iter().copied()).collect();
+    let owned = owned.into_iter().chain([
         ("h", it.h.data().to_vec()),
         ("cond", it.cond.data().to_vec()),
         ("adj_struct", it.spectral.adj.clone()),
@@ -339,15 +369,11 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         ("x0", it.x0.data().to_vec()),
         ("lam0", it.lam0.data().to_vec()),
         ("adj_fusion", it.adj_fusion.data().to_vec()),
-        ("recon_text", it.recon[0].data().to_vec()),
-        ("recon_audio", it.recon[1].data().to_vec()),
-        ("recon_visual", it.recon[2].data().to_vec()),
         ("logits", it.logits.data().to_vec()),
-        ("reg", it.reg.data().to_vec()),
-        ("probs", probs_of_window(&out.utterances.iter().flat_map(|u| u.probs).collect::<Vec<_>>(), dm.window)),
-    ];
+        ("probs", probs_of_window(&probs, k, dm.window)),
+    ].map(|(n, v)| (n.to_string(), v)));
     for (name, got) in owned {
-        c.check("pipeline", name, &got);
+        c.check("pipeline", &name, &got);
     }
     if c.has("s_theta_x_t") {
         let st = taps[1].lock().unwrap().take().expect("s_theta was called");
@@ -365,9 +391,10 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
     }
 }
 
-/// The pipeline's probabilities of the N valid utterances, zero-padded to the window's W rows.
-fn probs_of_window(probs: &[f32], w: usize) -> Vec<f32> {
-    pad(probs, &[probs.len() / 2, 2], &[w, 2]).unwrap_or_else(|e| panic!("probs: {e}"))
+/// The pipeline's probabilities of the N valid utterances over K classes, zero-padded to the
+/// window's W rows.
+fn probs_of_window(probs: &[f32], k: usize, w: usize) -> Vec<f32> {
+    pad(probs, &[probs.len() / k, k], &[w, k]).unwrap_or_else(|e| panic!("probs: {e}"))
 }
 
 /// Runs every check on the case in `dir`; returns its mismatches, each naming the case.
@@ -402,8 +429,14 @@ fn golden_cases_match_the_python_reference() {
         "no golden cases under {}",
         golden_dir().display()
     );
-    let m = Manifest::load(&model_dir()).unwrap();
-    let report: Vec<String> = dirs.iter().flat_map(|d| case_failures(d, &m)).collect();
+    let mut models = BTreeMap::new();
+    let report: Vec<String> = dirs
+        .iter()
+        .flat_map(|d| {
+            let m = case_model(&Case::load(d), &mut models);
+            case_failures(d, &m)
+        })
+        .collect();
     assert!(report.is_empty(), "golden mismatches:\n{}", report.join("\n"));
 }
 

@@ -2,9 +2,11 @@
 //! `Features` (right and wrong lengths, NaN, infinities), `UtteranceStart`, `UtteranceEnd`,
 //! `Dropout`, `Reset` and daemon-only messages over 2-6 conversations with utterance ids that
 //! mostly advance and sometimes jump back, interleaved with `poll` on a non-decreasing clock
-//! (steps of 0..=2000 ms), ended by `flush_all`. Dims [4, 3, 2], W = 3, deadlines 100-300 ms,
-//! 1-3 conversations and 1-4 open utterances at most: lateness, duplicates, capacity, eviction,
-//! idle expiry and sender restarts all happen (the test asserts that they do).
+//! (steps of 0..=2000 ms), ended by `flush_all`. The served model has a random two or three of
+//! the modalities with sizes 1-6 (messages for the others are `NoSuchModality`), W = 3,
+//! deadlines 100-300 ms, 1-3 conversations and 1-4 open utterances at most: lateness,
+//! duplicates, capacity, eviction, idle expiry and sender restarts all happen (the test asserts
+//! that they do).
 //!
 //! Every `Features` message carries values that name it (`tag * 8 + j`), so each released
 //! vector says which message it came from. Properties:
@@ -22,7 +24,8 @@
 //! 5. a released vector is bit-for-bit the accepted one, in the slot of its (conversation,
 //!    utterance, modality).
 //!
-//! Which messages are held, replayed or refused is decided by `Model`, a plain restatement of
+//! Which messages are held, replayed or refused is decided by `Model` (tests/prop_common/
+//! assembly_model.rs), a plain restatement of
 //! the documented rules (docs/PROTOCOL.md "Assembly"); its answers, releases (with speakers),
 //! counters and open counts must equal the assembler's at every step, so 3 is exact.
 //!
@@ -30,6 +33,8 @@
 //! `PROPTEST_RNG_SEED` is set; `PROPTEST_CASES` overrides the case count.
 
 mod prop_common;
+#[path = "prop_common/assembly_model.rs"]
+mod assembly_model;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -37,11 +42,12 @@ use proptest::collection::vec as pvec;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
-use gsdnet_edge::daemon::assembly::{Assembler, AssemblySettings, ClosedUtterance, Counters, WindowJob, RESTART_FRAMES};
+use assembly_model::{Kind, Model, Rel, Sm};
+use gsdnet_edge::daemon::assembly::{Assembler, AssemblySettings, ClosedUtterance, Counters, WindowJob};
+use gsdnet_edge::modality::Modalities;
 use gsdnet_edge::protocol::{conversation_id, values, Boundary, ConversationId, Dropout, Features, Message, Modality, RejectReason};
 
 const W: usize = 3;
-const DIMS: [usize; 3] = [4, 3, 2];
 const DEFAULT_SEED: u64 = 0x6173_7365_6d62_6c79;
 
 // ---- generated input ----------------------------------------------------------------------
@@ -92,195 +98,33 @@ fn settings() -> impl Strategy<Value = AssemblySettings> {
     let dl = [100u64..=300, 100u64..=300, 100u64..=300];
     let s = (1usize..=3, 1usize..=4, dl, 200u64..=3000, 800u64..=1200, 4000u64..=6000);
     s.prop_map(|(max_conversations, max_open_utterances, deadline_ms, max_utterance_ms, evict_idle_ms, idle_conversation_ms)| {
-        let (dims, window) = (DIMS, W);
-        AssemblySettings { dims, window, deadline_ms, max_utterance_ms, max_open_utterances, max_conversations, idle_conversation_ms, evict_idle_ms }
+        let window = W;
+        AssemblySettings { window, windowing: gsdnet_edge::config::Windowing::Sliding, deadline_ms, max_utterance_ms, max_open_utterances, max_conversations, idle_conversation_ms, evict_idle_ms }
     })
 }
 
-// ---- the model ----------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind { Feat, Start, End, Drop }
-
-/// A sensor message that passed the vector checks, as the model sees it.
-#[derive(Debug, Clone, Copy)]
-struct Sm { kind: Kind, conv: u8, utt: u32, m: usize, speaker: u16 }
-
-/// A slot: awaited, arrived (from message `tag`) or missing.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Slot { Wait, Got(usize), Miss }
-
-struct MUtt { opened: u64, ended: Option<u64>, speaker: Option<u16>, slots: [Slot; 3] }
-
-/// A release of a non-empty utterance: conversation, session, utterance, speaker, message tag
-/// per modality.
-type Rel = (u8, u64, u32, u16, [Option<usize>; 3]);
-
-struct MConv { session: u64, open: BTreeMap<u32, MUtt>, released: u64, last: Option<u32>, last_avail: u8, active: u64, behind: Vec<usize> }
-
-impl MConv {
-    fn rank(&self) -> u8 {
-        let data = self.open.values().any(|p| p.slots.iter().any(|s| matches!(s, Slot::Got(_))));
-        if self.released > 0 { 2 } else { u8::from(data) }
-    }
-
-    fn release(&mut self, conv: u8, out: &mut Vec<Rel>, k: &mut Counters) {
-        while let Some(e) = self.open.first_entry() {
-            if e.get().slots.contains(&Slot::Wait) {
-                break;
-            }
-            let (utt, p) = e.remove_entry();
-            let got = p.slots.map(|s| if let Slot::Got(t) = s { Some(t) } else { None });
-            self.last = Some(utt);
-            self.last_avail = (0..3).filter(|&m| got[m].is_some()).map(|m| 1u8 << m).sum();
-            if self.last_avail == 0 {
-                k.empty_utterances += 1;
-                continue;
-            }
-            self.released += 1;
-            out.push((conv, self.session, utt, p.speaker.unwrap_or(0), got));
-        }
-    }
-
-    fn flush(&mut self, conv: u8, out: &mut Vec<Rel>, k: &mut Counters) {
-        self.open.values_mut().flat_map(|p| p.slots.iter_mut()).filter(|s| **s == Slot::Wait).for_each(|s| *s = Slot::Miss);
-        k.utterances_flushed += self.open.len() as u64;
-        self.release(conv, out, k);
-    }
-}
-
-/// The documented rules, restated plainly; `replayed` = held refused messages applied at a restart.
-struct Model {
-    s: AssemblySettings,
-    convs: BTreeMap<u8, MConv>,
-    next_session: u64,
-    k: Counters,
-    replayed: HashSet<usize>,
-    /// Releases of deadlines passed before a refused message, returned by the next poll.
-    deferred: Vec<Rel>,
-}
-
-impl Model {
-    fn new_conv(&mut self, conv: u8, now: u64) {
-        self.next_session += 1;
-        let c = MConv { session: self.next_session, open: BTreeMap::new(), released: 0, last: None, last_avail: 0, active: now, behind: Vec::new() };
-        self.convs.insert(conv, c);
-    }
-
-    /// A sensor message after the deadlines up to `now` applied: lateness, restart evidence.
-    fn handle(&mut self, tag: usize, log: &[Option<Sm>], now: u64, out: &mut Vec<Rel>) -> Result<(), RejectReason> {
-        let msg = log[tag].expect("sensor message");
-        let boundary = matches!(msg.kind, Kind::Start | Kind::End);
-        let Some(c) = self.convs.get_mut(&msg.conv) else { return self.apply(tag, log, now, out) };
-        let Some(last) = c.last.filter(|&l| msg.utt <= l) else { return self.apply(tag, log, now, out) };
-        let repeat = !boundary && c.last_avail & (1 << msg.m) != 0;
-        if msg.utt == last && !repeat {
-            return if boundary { Ok(()) } else { Err(RejectReason::Late) };
-        }
-        c.behind.push(tag);
-        if last - msg.utt > self.s.max_open_utterances as u32 || c.behind.len() >= RESTART_FRAMES {
-            return self.restart(msg.conv, log, now, out);
-        }
-        if boundary { Ok(()) } else { Err(RejectReason::Late) }
-    }
-
-    /// The current message is the last held one: its own answer is the message's answer.
-    fn restart(&mut self, conv: u8, log: &[Option<Sm>], now: u64, out: &mut Vec<Rel>) -> Result<(), RejectReason> {
-        let mut old = self.convs.remove(&conv).expect("open");
-        old.flush(conv, out, &mut self.k);
-        self.k.restarts += 1;
-        self.new_conv(conv, now);
-        let (&current, held) = old.behind.split_last().expect("the current message is held");
-        for &earlier in held {
-            let refused = matches!(log[earlier].map(|m| m.kind), Some(Kind::Feat | Kind::Drop));
-            if self.apply(earlier, log, now, out).is_ok() && refused {
-                self.k.late_replayed += 1;
-                self.replayed.insert(earlier);
-            }
-        }
-        self.apply(current, log, now, out)
-    }
-
-    fn apply(&mut self, tag: usize, log: &[Option<Sm>], now: u64, out: &mut Vec<Rel>) -> Result<(), RejectReason> {
-        let msg = log[tag].expect("sensor message");
-        if !self.convs.contains_key(&msg.conv) {
-            self.admit(msg.conv, now, out)?;
-        }
-        let c = self.convs.get_mut(&msg.conv).expect("admitted");
-        if !c.open.contains_key(&msg.utt) && c.open.len() >= self.s.max_open_utterances {
-            return Err(RejectReason::Capacity);
-        }
-        let p = c.open.entry(msg.utt).or_insert(MUtt { opened: now, ended: None, speaker: None, slots: [Slot::Wait; 3] });
-        if msg.kind != Kind::Drop {
-            p.speaker.get_or_insert(msg.speaker);
-        }
-        match msg.kind {
-            Kind::Feat if matches!(p.slots[msg.m], Slot::Got(_)) => return Err(RejectReason::Duplicate),
-            Kind::Feat => p.slots[msg.m] = Slot::Got(tag),
-            Kind::Drop if p.slots[msg.m] == Slot::Wait => p.slots[msg.m] = Slot::Miss,
-            Kind::End => _ = p.ended.get_or_insert(now),
-            _ => {}
-        }
-        c.active = now;
-        c.behind.clear();
-        c.release(msg.conv, out, &mut self.k);
-        Ok(())
-    }
-
-    fn admit(&mut self, conv: u8, now: u64, out: &mut Vec<Rel>) -> Result<(), RejectReason> {
-        if self.convs.len() >= self.s.max_conversations {
-            let idle = self.s.evict_idle_ms;
-            let victim = self.convs.iter().filter(|(_, c)| c.rank() < 2 || now - c.active >= idle).min_by_key(|(_, c)| (c.rank(), c.active, c.session));
-            let victim = *victim.ok_or(RejectReason::Capacity)?.0;
-            self.convs.remove(&victim).expect("open").flush(victim, out, &mut self.k);
-            self.k.evicted += 1;
-        }
-        self.new_conv(conv, now);
-        Ok(())
-    }
-
-    fn reset(&mut self, conv: u8, out: &mut Vec<Rel>) {
-        self.convs.remove(&conv).into_iter().for_each(|mut c| c.flush(conv, out, &mut self.k));
-    }
-
-    fn poll(&mut self, now: u64, out: &mut Vec<Rel>) {
-        out.append(&mut self.deferred);
-        let s = &self.s;
-        for (&id, c) in &mut self.convs {
-            for p in c.open.values_mut() {
-                let base = p.ended.unwrap_or(p.opened + s.max_utterance_ms);
-                let due = p.slots.iter_mut().zip(s.deadline_ms).filter(|(slot, d)| **slot == Slot::Wait && now >= base + d);
-                due.for_each(|(slot, _)| *slot = Slot::Miss);
-            }
-            c.release(id, out, &mut self.k);
-        }
-        self.convs.retain(|_, c| !c.open.is_empty() || now - c.active < s.idle_conversation_ms);
-    }
-
-    fn flush_all(&mut self, out: &mut Vec<Rel>) {
-        out.append(&mut self.deferred);
-        let mut ids: Vec<(u64, u8)> = self.convs.iter().map(|(&id, c)| (c.session, id)).collect();
-        ids.sort();
-        for (_, id) in ids {
-            let c = self.convs.get_mut(&id).expect("open");
-            c.flush(id, out, &mut self.k);
-        }
-    }
+/// The served model: TA, TV, AV or TAV, sizes 1..=6 (values name their message: see `tagged`).
+fn modalities() -> impl Strategy<Value = Modalities> {
+    let present = prop::sample::select(vec![[true, true, false], [true, false, true], [false, true, true], [true, true, true]]);
+    (present, [1usize..=6, 1usize..=6, 1usize..=6])
+        .prop_map(|(p, sizes)| Modalities::new(std::array::from_fn(|m| if p[m] { sizes[m] } else { 0 })).expect("two or three present"))
 }
 
 // ---- the run --------------------------------------------------------------------------------
 
 /// The values of message `tag`'s modality m vector: they name the message.
-fn tagged(tag: usize, m: usize) -> Vec<f32> {
-    (0..DIMS[m]).map(|j| (tag * 8 + j) as f32).collect()
+/// The values of message `tag`'s vector of `size` values: they name the message.
+fn tagged(tag: usize, size: usize) -> Vec<f32> {
+    (0..size).map(|j| (tag * 8 + j) as f32).collect()
 }
 
-fn feature_values(tag: usize, m: usize, bad: Bad) -> Vec<f32> {
-    let mut v = tagged(tag, m);
+/// `size` is the model's for the modality (a modality it lacks: any length, refused anyway).
+fn feature_values(tag: usize, size: usize, bad: Bad) -> Vec<f32> {
+    let mut v = tagged(tag, size);
     match bad {
         Bad::No => {}
-        Bad::Len(n) => v.resize(if n >= DIMS[m] { n + 1 } else { n }, 0.5),
-        Bad::NonFinite(i, x) => v[i % DIMS[m]] = x,
+        Bad::Len(n) => v.resize(if n >= size { n + 1 } else { n }, 0.5),
+        Bad::NonFinite(i, x) => v[i % size] = x,
     }
     v
 }
@@ -303,12 +147,17 @@ struct Run {
 }
 
 impl Run {
-    fn new(s: AssemblySettings, convs: u8) -> Self {
+    fn new(s: AssemblySettings, mods: Modalities, convs: u8) -> Self {
         let (k, replayed, deferred) = (Counters::default(), HashSet::new(), Vec::new());
-        let model = Model { s: s.clone(), convs: BTreeMap::new(), next_session: 0, k, replayed, deferred };
+        let model = Model { s: s.clone(), mods, convs: BTreeMap::new(), next_session: 0, k, replayed, deferred };
         let ids = (0..convs).map(|c| conversation_id(&format!("c{c}")).unwrap()).collect();
         let (log, answers, sessions, closed, released) = (Vec::new(), Vec::new(), HashMap::new(), HashSet::new(), HashSet::new());
-        Run { real: Assembler::new(s), model, ids, now: 0, cursor: vec![0; convs as usize], log, answers, sessions, closed, released }
+        Run { real: Assembler::new(s, mods), model, ids, now: 0, cursor: vec![0; convs as usize], log, answers, sessions, closed, released }
+    }
+
+    /// The model's size of modality `m` (1 for one it lacks: such vectors are refused anyway).
+    fn size(&self, m: usize) -> usize {
+        self.model.mods.size(Modality::ALL[m]).unwrap_or(1)
     }
 
     fn utt(&mut self, conv: u8, u: Utt) -> u32 {
@@ -337,7 +186,7 @@ impl Run {
         let b = |speaker| Boundary { conversation: conversation.clone(), utterance, speaker, timestamp_us: 0 };
         let (msg, kind, m, speaker) = match what {
             What::Feat(m, speaker, bad) => {
-                let values = values(&feature_values(tag, m, bad)).unwrap();
+                let values = values(&feature_values(tag, self.size(m), bad)).unwrap();
                 let f = Features { conversation: conversation.clone(), utterance, speaker, modality: Modality::ALL[m], timestamp_us: 0, values };
                 (Message::Features(f), Kind::Feat, m, speaker)
             }
@@ -345,7 +194,8 @@ impl Run {
             What::End(s) => (Message::UtteranceEnd(b(s)), Kind::End, 0, s),
             What::Drop(m) => (Message::Dropout(Dropout { conversation: conversation.clone(), utterance, modality: Modality::ALL[m], timestamp_us: 0 }), Kind::Drop, m, 0),
         };
-        let valid = !matches!(what, What::Feat(_, _, Bad::Len(_) | Bad::NonFinite(..)));
+        let present = self.model.mods.has(Modality::ALL[m]) || matches!(what, What::Start(_) | What::End(_));
+        let valid = present && !matches!(what, What::Feat(_, _, Bad::Len(_) | Bad::NonFinite(..)));
         (msg, valid.then_some(Sm { kind, conv: c, utt: utterance, m, speaker }))
     }
 
@@ -386,6 +236,7 @@ impl Run {
                 Ok(())
             }
             (Op::Daemon(_), _) => Err(RejectReason::Unexpected),
+            (Op::Msg(.., What::Feat(m, ..) | What::Drop(m)), _) if !self.model.mods.has(Modality::ALL[m]) => Err(RejectReason::NoSuchModality),
             (Op::Msg(.., What::Feat(_, _, Bad::Len(_))), _) => Err(RejectReason::WrongLength),
             _ => Err(RejectReason::NonFinite),
         };
@@ -429,7 +280,7 @@ impl Run {
             let sent = self.log.get(tag).copied().flatten();
             let right_slot = sent.is_some_and(|s| s.kind == Kind::Feat && (s.conv, s.utt, s.m) == (conv, last.utterance, m));
             prop_assert!(right_slot, "modality {} of utterance {} holds {:?}, sent as {:?}", m, last.utterance, v, sent);
-            prop_assert_eq!(v, &tagged(tag, m));
+            prop_assert_eq!(v, &tagged(tag, self.size(m)));
             prop_assert!(self.released.insert(tag), "message {} released twice", tag);
             tags[m] = Some(tag);
         }
@@ -492,10 +343,10 @@ fn tally(totals: &mut BTreeMap<String, u64>, run: &Run) {
 #[test]
 fn random_traffic_keeps_the_assembly_rules() {
     let totals = std::cell::RefCell::new(BTreeMap::new());
-    let case = (settings(), 2u8..=6, pvec((dt(), op()), 1..200));
+    let case = (settings(), modalities(), 2u8..=6, pvec((dt(), op()), 1..200));
     let mut runner = TestRunner::new(prop_common::config(4000, DEFAULT_SEED));
-    let result = runner.run(&case, |(s, convs, steps)| {
-        let mut run = Run::new(s, convs);
+    let result = runner.run(&case, |(s, mods, convs, steps)| {
+        let mut run = Run::new(s, mods, convs);
         for (tag, &(dt, op)) in steps.iter().enumerate() {
             run.step(tag, dt, op)?;
         }
@@ -508,7 +359,7 @@ fn random_traffic_keeps_the_assembly_rules() {
     }
     let totals = totals.into_inner();
     eprintln!("exercised: {totals:?}");
-    for what in ["restarts", "late_replayed", "evicted", "empty", "full windows", "Late", "Duplicate", "Capacity", "WrongLength", "NonFinite", "Unexpected"] {
+    for what in ["restarts", "late_replayed", "evicted", "empty", "full windows", "Late", "Duplicate", "Capacity", "WrongLength", "NonFinite", "Unexpected", "NoSuchModality"] {
         assert!(totals.get(what).is_some_and(|&n| n > 0), "never exercised: {what} ({totals:?})");
     }
 }

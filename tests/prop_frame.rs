@@ -1,6 +1,7 @@
-//! Property tests of the wire framing (`src/protocol/frame.rs`): random messages of every
-//! `Message` variant, random byte streams and mutated valid frames, fed to `FrameDecoder` in
-//! random chunk sizes.
+//! Property tests of the wire framing (`src/protocol/frame.rs`, protocol v2): random messages of
+//! every `Message` variant (feature vectors of any size up to 2048, results of models with random
+//! K, class names and regression or not, model descriptions, rejections), random byte streams and
+//! mutated valid frames, fed to `FrameDecoder` in random chunk sizes.
 //!
 //! Properties:
 //! - every generated message round-trips through `encode_frame` / `decode_frame` and through the
@@ -16,9 +17,11 @@
 //!   delimiters, oversized runs, garbage), every valid frame that is preceded by a delimiter (or
 //!   starts the stream) is decoded exactly: one bad frame never costs the next good one;
 //! - a frame of exactly the decoder's maximum length decodes, one byte more is `Oversized` once,
-//!   and the frames after an oversized run still decode.
+//!   and the frames after an oversized run still decode;
+//! - every `Features` frame is within `MAX_FEATURES_FRAME_LEN`, every result frame within
+//!   `max_result_frame_len` of its window, classes and completion name.
 //!
-//! Budget: about 5 s in `cargo test --release --test prop_frame` on 2 cores. The cases are
+//! Budget: about 5-7 s in `cargo test --release --test prop_frame` on 2 cores. The cases are
 //! generated from a fixed seed so CI is reproducible; `PROPTEST_RNG_SEED=<u64>` explores other
 //! streams and `PROPTEST_CASES=<n>` overrides every test's case count.
 //!
@@ -26,6 +29,8 @@
 //! few multi-byte letters): ids with control characters are rejected on decoding (`Malformed`).
 
 mod prop_common;
+#[path = "prop_common/messages.rs"]
+mod messages;
 
 use proptest::collection::vec as pvec;
 use proptest::prelude::*;
@@ -33,10 +38,10 @@ use proptest::sample::Index;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
 use gsdnet_edge::protocol::{
-    decode_frame, encode_frame, Boundary, ConversationId, DecodeError, Dropout, Features, FrameDecoder,
-    HealthReport, Message, Modality, RejectCount, RejectReason, ScoredResult, ScoredUtterance, StatusReport, UtteranceResult, Values,
-    WindowResult, MAX_CONVERSATION_ID, MAX_FRAME_LEN, MAX_VALUES,
+    decode_frame, encode_frame, max_result_frame_len, DecodeError, FrameDecoder, Message, ScoredResult, WindowResult, MAX_FEATURES_FRAME_LEN,
+    MAX_FRAME_LEN,
 };
+use messages::{classes, completion, conversation, features, message, utterance_results};
 
 /// Seed used when `PROPTEST_RNG_SEED` is not set.
 const DEFAULT_SEED: u64 = 0x6773_646e_6574_0012;
@@ -50,201 +55,6 @@ where
     if let Err(e) = runner.run(&strategy, test) {
         panic!("{e}");
     }
-}
-
-// ---- generators -------------------------------------------------------------------------------
-
-/// Printable characters: mostly ASCII, some 2-, 3- and 4-byte UTF-8 letters.
-fn printable_char() -> impl Strategy<Value = char> {
-    prop_oneof![
-        8 => (0x20u8..=0x7e).prop_map(char::from),
-        1 => prop::sample::select(vec!['é', 'ß', 'Ω', 'ж', 'ñ', '€', '→', '日', '本', '😀']),
-    ]
-}
-
-/// Printable text of at most `max_bytes` UTF-8 bytes (often exactly full, to hit the bound).
-fn text(max_bytes: usize) -> impl Strategy<Value = String> {
-    pvec(printable_char(), 0..=max_bytes + 8).prop_map(move |chars| {
-        let mut s = String::new();
-        for c in chars {
-            if s.len() + c.len_utf8() > max_bytes {
-                break;
-            }
-            s.push(c);
-        }
-        s
-    })
-}
-
-fn conversation() -> impl Strategy<Value = ConversationId> {
-    text(MAX_CONVERSATION_ID).prop_map(|s| ConversationId::try_from(s.as_str()).expect("fits by construction"))
-}
-
-/// Every f32 bit pattern (NaN, infinities, subnormals) as well as ordinary feature values.
-fn float() -> impl Strategy<Value = f32> {
-    prop_oneof![
-        3 => -1000.0f32..1000.0,
-        1 => any::<u32>().prop_map(f32::from_bits),
-        1 => prop::sample::select(vec![0.0, -0.0, f32::MIN, f32::MAX, f32::EPSILON, f32::INFINITY, f32::NAN]),
-    ]
-}
-
-fn feature_values() -> impl Strategy<Value = Values> {
-    let len = prop_oneof![
-        Just(0usize),
-        Just(73usize),
-        Just(100usize),
-        Just(MAX_VALUES),
-        0..=MAX_VALUES,
-    ];
-    len.prop_flat_map(|n| pvec(float(), n))
-        .prop_map(|v| Values::from_slice(&v).expect("at most MAX_VALUES by construction"))
-}
-
-fn modality() -> impl Strategy<Value = Modality> {
-    prop::sample::select(Modality::ALL.to_vec())
-}
-
-fn reason() -> impl Strategy<Value = RejectReason> {
-    prop::sample::select(RejectReason::ALL.to_vec())
-}
-
-/// Small ids most of the time (the daemon's usual range), any value sometimes (varint edges).
-fn id32() -> impl Strategy<Value = u32> {
-    prop_oneof![3 => 0u32..300, 1 => any::<u32>()]
-}
-
-fn int64() -> impl Strategy<Value = u64> {
-    prop_oneof![2 => 0u64..100_000, 1 => any::<u64>()]
-}
-
-fn boundary() -> impl Strategy<Value = Boundary> {
-    (conversation(), id32(), any::<u16>(), int64()).prop_map(|(conversation, utterance, speaker, timestamp_us)| {
-        Boundary { conversation, utterance, speaker, timestamp_us }
-    })
-}
-
-fn features() -> impl Strategy<Value = Features> {
-    (conversation(), id32(), any::<u16>(), modality(), int64(), feature_values()).prop_map(
-        |(conversation, utterance, speaker, modality, timestamp_us, values)| Features {
-            conversation,
-            utterance,
-            speaker,
-            modality,
-            timestamp_us,
-            values,
-        },
-    )
-}
-
-fn dropout() -> impl Strategy<Value = Dropout> {
-    (conversation(), id32(), modality(), int64()).prop_map(|(conversation, utterance, modality, timestamp_us)| Dropout {
-        conversation,
-        utterance,
-        modality,
-        timestamp_us,
-    })
-}
-
-fn status_report() -> impl Strategy<Value = StatusReport> {
-    let counters = (int64(), int64(), int64(), int64(), int64(), int64());
-    let gauges = (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>());
-    let rejected = pvec((reason(), int64()).prop_map(|(reason, count)| RejectCount { reason, count }), 0..=13);
-    (int64(), text(200), counters, gauges, rejected, int64()).prop_map(
-        |(uptime_ms, engine, c, g, rejected, empty_utterances)| StatusReport {
-            uptime_ms,
-            engine,
-            frames_accepted: c.0,
-            windows_run: c.1,
-            windows_superseded: c.2,
-            windows_dropped: c.3,
-            inference_errors: c.4,
-            results_published: c.5,
-            queue_len: g.0,
-            queue_capacity: g.1,
-            open_conversations: g.2,
-            clients: g.3,
-            rejected,
-            empty_utterances,
-        },
-    )
-}
-
-fn health_report() -> impl Strategy<Value = HealthReport> {
-    let counters = (int64(), int64(), int64(), int64(), int64(), int64(), int64(), int64(), int64());
-    (counters, any::<u32>(), any::<u32>(), any::<bool>()).prop_map(|(c, connections_open, errors, watchdog_stopped)| {
-        HealthReport {
-            conversation_restarts: c.0,
-            late_replayed: c.1,
-            conversations_evicted: c.2,
-            utterances_flushed: c.3,
-            connections_open,
-            connections_refused: c.4,
-            connections_evicted: c.5,
-            connections_idle_closed: c.6,
-            slow_clients_disconnected: c.7,
-            results_lost: c.8,
-            consecutive_inference_errors: errors,
-            watchdog_stopped,
-        }
-    })
-}
-
-fn utterance_result() -> impl Strategy<Value = UtteranceResult> {
-    (id32(), any::<u8>(), any::<u8>(), float(), float(), float()).prop_map(|(utterance, avail, label, p0, p1, reg)| {
-        UtteranceResult { utterance, avail, label, probs: [p0, p1], reg }
-    })
-}
-
-fn window_result() -> impl Strategy<Value = WindowResult> {
-    let completion = prop_oneof![
-        prop::sample::select(vec!["gsdnet", "meanfill", "zero"]).prop_map(String::from),
-        text(24),
-    ];
-    (conversation(), id32(), completion, any::<u32>(), pvec(utterance_result(), 0..=64)).prop_map(
-        |(conversation, closed_utterance, completion, latency_us, utterances)| WindowResult {
-            conversation,
-            closed_utterance,
-            completion,
-            latency_us,
-            utterances,
-        },
-    )
-}
-
-fn scored_result() -> impl Strategy<Value = ScoredResult> {
-    let utterance = (id32(), any::<u8>(), any::<u8>(), pvec(float(), 0..=8), float(), float(), any::<bool>()).prop_map(
-        |(utterance, avail, label, probs, reg, confidence, uncertain)| ScoredUtterance { utterance, avail, label, probs, reg, confidence, uncertain },
-    );
-    (conversation(), id32(), text(24), any::<u32>(), float(), pvec(utterance, 0..=64)).prop_map(
-        |(conversation, closed_utterance, completion, latency_us, abstain_below, utterances)| ScoredResult {
-            conversation,
-            closed_utterance,
-            completion,
-            latency_us,
-            abstain_below,
-            utterances,
-        },
-    )
-}
-
-/// A random message of any variant (every variant has a fair share).
-fn message() -> impl Strategy<Value = Message> {
-    prop_oneof![
-        3 => features().prop_map(Message::Features),
-        1 => boundary().prop_map(Message::UtteranceStart),
-        1 => boundary().prop_map(Message::UtteranceEnd),
-        1 => dropout().prop_map(Message::Dropout),
-        1 => conversation().prop_map(|conversation| Message::Reset { conversation }),
-        1 => Just(Message::Subscribe),
-        1 => Just(Message::StatusRequest),
-        1 => status_report().prop_map(Message::Status),
-        1 => window_result().prop_map(Message::Result),
-        1 => Just(Message::HealthRequest),
-        1 => health_report().prop_map(Message::Health),
-        1 => Just(Message::SubscribeScored),
-        1 => scored_result().prop_map(Message::Scored),
-    ]
 }
 
 /// Chunk sizes a stream is cut into (cycled): single bytes, small reads, socket-sized reads.
@@ -566,6 +376,32 @@ fn frame_length_limit_is_exact_and_oversize_is_reported_once() {
             prop_assert!(matches!(got, Ok(m) if same(m, want)), "after run: {got:?}");
         }
         prop_assert_eq!(dec.pending(), 0);
+        Ok(())
+    });
+}
+
+#[test]
+fn results_of_any_model_stay_within_the_result_bound() {
+    // Random K, class names, window lengths and completion names: what the daemon checks at
+    // start-up (`max_result_frame_len` <= `MAX_FRAME_LEN`) bounds every result it can publish.
+    let case = classes().prop_flat_map(|names| (Just(names.clone()), utterance_results(names, 24), completion(), conversation()));
+    run(2000, case, |(names, utterances, completion, conversation)| {
+        let bound = max_result_frame_len(utterances.len(), &names, &completion);
+        let r = WindowResult { conversation, closed_utterance: u32::MAX, completion, latency_us: u32::MAX, utterances };
+        let scored = ScoredResult::from_result(&r, 0.5);
+        for msg in [Message::Result(r), Message::Scored(scored)] {
+            let n = encode_frame(&msg).len();
+            prop_assert!(n <= bound, "{n} > {bound}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn features_of_any_size_stay_within_the_features_bound() {
+    run(500, features(), |f| {
+        let n = encode_frame(&Message::Features(f)).len();
+        prop_assert!(n <= MAX_FEATURES_FRAME_LEN, "{n} > {MAX_FEATURES_FRAME_LEN}");
         Ok(())
     });
 }

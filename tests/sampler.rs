@@ -151,7 +151,7 @@ fn run(f: &Fixture, p: &SdeParams, noise: &mut dyn NoiseSource) -> (Tensor, Tens
     let c = f.condition();
     let mut st = GaussScore::new("s_theta", &[1, 3, W, D], 6, p.x);
     let mut sp = GaussScore::new("s_phi", &[1, 3, K], 7, p.lam);
-    let mut sampler = Sampler::new(W, D, K);
+    let mut sampler = Sampler::new(3, W, D, K);
     let (mut x0, mut lam0) = (Tensor::zeros(&[1, 3, W, D]), Tensor::zeros(&[1, 3, K]));
     sampler
         .run(p, &c, [&mut st, &mut sp], noise, [&mut x0, &mut lam0])
@@ -265,7 +265,7 @@ fn recorded_noise_replays_seeded_noise() {
     let mut sp = GaussScore::new("s_phi", &[1, 3, K], 7, p.lam);
     let (mut x0, mut lam0) = (Tensor::zeros(&[1, 3, W, D]), Tensor::zeros(&[1, 3, K]));
     rec.steps = 3;
-    let err = Sampler::new(W, D, K)
+    let err = Sampler::new(3, W, D, K)
         .run(&params(5), &c, [&mut st, &mut sp], &mut rec, [&mut x0, &mut lam0])
         .unwrap_err();
     assert!(err.to_string().contains("steps"), "{err}");

@@ -238,6 +238,31 @@ fn broken_models_give_precise_errors() {
     assert!(err.contains("window_same"), "{err}");
     let err = load_edited(|_, t| t.replacen("audio_std = [", "audio_std = [1.0, ", 1));
     assert!(err.contains("audio_std has 74 values"), "{err}");
+    model_defined_layout_errors();
+}
+
+/// The manifest defines modalities, sizes and classes; each mistake in them is named.
+fn model_defined_layout_errors() {
+    // The old format kept feature sizes in [dims].
+    let err = load_edited(|_, t| t.replace("[dims]\n", "[dims]\ntext = 100\n"));
+    assert!(err.contains("[dims]") && err.contains("[modalities]"), "{err}");
+    let err = load_edited(|_, t| t.replace("audio = 73\nvisual = 100\n", ""));
+    assert!(err.contains("two or three"), "{err}");
+    let err = load_edited(|_, t| t.replace("visual = 100\n", "visual = 100\ndepth = 5\n"));
+    assert!(err.contains("`depth` is not a modality"), "{err}");
+    let err = load_edited(|_, t| t.replace("visual = 100\n", "visual = 4096\n"));
+    assert!(err.contains("1..=2048"), "{err}");
+    let err = load_edited(|_, t| t.replace("classes = [\"negative\", \"positive\"]", "classes = [\"only\"]"));
+    assert!(err.contains("2 to 64 classes"), "{err}");
+    let err = load_edited(|_, t| t.replace("classes = [\"negative\", \"positive\"]", "classes = [\"a\", \"a\"]"));
+    assert!(err.contains("appears twice"), "{err}");
+    // Three classes: fusion's logits no longer match the declared part.
+    let err = load_edited(|_, t| t.replace("classes = [\"negative\", \"positive\"]", "classes = 3"));
+    assert!(err.contains("fusion") && err.contains("logits [1, 8, 3]"), "{err}");
+    let err = load_edited(|_, t| t.replace("has_regression = true", "has_regression = false"));
+    assert!(err.contains("fusion") && err.contains("outputs"), "{err}");
+    let err = load_edited(|_, t| t.replacen("visual_mean = [", "depth_mean = [1.0]\nvisual_mean = [", 1));
+    assert!(err.contains("depth_mean: not a statistic"), "{err}");
 }
 
 /// A copy of the tiny model whose manifest ends with `extra` (a `[calibration]` table).

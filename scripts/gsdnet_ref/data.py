@@ -1,7 +1,15 @@
-"""Loading of the shared CMU-MOSI split layout and feature standardisation.
+"""Loading of the shared split layouts and feature standardisation.
 
-Owns: reading `utterances.csv` + `{text,audio,visual}.f32` of a split folder into per-video
-conversations (rows in spoken order), the sha256 of a split, and the standardisation rule of
+Owns: reading a split folder into conversations (rows in spoken order) for both layouts of
+the contract (docs/DESIGN.md "Data layouts"), detected from `utterances.csv`'s header:
+- CMU-MOSI: `utt_id,video_id,...,label_cont,label_bin`; conversation = video_id, speaker 0 for
+  all, label = label_bin (classes negative / positive), continuous target = label_cont;
+- IEMOCAP: `utt_id,conversation_id,position,speaker,speaker_id,label,label_name`; conversation
+  = conversation_id, speaker = index of first appearance within the conversation, label = the
+  int label (class names from label_name), no continuous target.
+Modalities are the `{text,audio,visual}.f32` files present (size = file size / rows / 4), or
+those of a model (names and sizes from its manifest). Also the sha256 of a split, the split of
+long conversations into consecutive windows of W, and the standardisation rule of
 docs/DESIGN.md "Conventions": z = 0 in a column constant in training (std < STD_CONSTANT), else
 `(x - mean) / std` clipped to [-Z_CLIP, Z_CLIP], then multiplied by the availability; the
 inverse gives the training mean in a constant column. src/manifest.rs implements the same rule.
@@ -15,21 +23,25 @@ from pathlib import Path
 
 import numpy as np
 
-MODALITIES = ("text", "audio", "visual")
-DIMS = {"text": 100, "audio": 73, "visual": 100}
+MODALITIES = ("text", "audio", "visual")   # canonical order; slot order of every model
+LETTERS = {"text": "T", "audio": "A", "visual": "V"}
+MOSI, IEMOCAP = "cmu-mosi", "iemocap"
+MOSI_CLASSES = ("negative", "positive")
 STD_CONSTANT = 1e-6   # training std below this: the column was constant in training
 Z_CLIP = 40.0         # > sqrt(1447 - 1) = 38.03, the largest |z| a 1447-row training set allows
 
 
 @dataclass
 class Conversation:
-    """One video: N utterances in spoken order; feats[m] is [N, dim_m] raw float32."""
+    """One conversation: N utterances in spoken order; feats[m] is [N, dim_m] raw float32 for
+    the split's (or model's) modalities; label [N] class indices; label_cont [N] continuous
+    targets or None; speaker [N] speaker indices (0 when the layout has none)."""
 
     conv_id: str
     utt_ids: list
     feats: dict
-    label_cont: np.ndarray
-    label_bin: np.ndarray
+    label_cont: np.ndarray | None
+    label: np.ndarray
     speaker: np.ndarray = field(default=None)
 
     @property
@@ -39,6 +51,83 @@ class Conversation:
     def __post_init__(self):
         if self.speaker is None:
             self.speaker = np.zeros(self.n, dtype=np.int64)
+
+    def part(self, sl: slice) -> "Conversation":
+        """The utterances `sl` (same conv_id: a window of this conversation)."""
+        return Conversation(self.conv_id, self.utt_ids[sl],
+                            {m: v[sl] for m, v in self.feats.items()},
+                            None if self.label_cont is None else self.label_cont[sl],
+                            self.label[sl], self.speaker[sl])
+
+
+@dataclass
+class SplitInfo:
+    """What a split folder holds: layout, modality sizes (canonical order), class names."""
+
+    layout: str
+    dims: dict
+    classes: tuple
+    rows: int
+
+    @property
+    def has_regression(self) -> bool:
+        return self.layout == MOSI
+
+
+def window_slices(n: int, width: int) -> list:
+    """Consecutive windows of at most `width` utterances; window index = position in the list
+    (src/eval.rs `utts.chunks(W)`)."""
+    return [slice(s, min(s + width, n)) for s in range(0, n, width)]
+
+
+def _read_rows(folder: Path) -> tuple:
+    with open(folder / "utterances.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    return detect_layout(header), rows
+
+
+def detect_layout(header) -> str:
+    h = set(header)
+    if {"utt_id", "video_id", "label_cont", "label_bin"} <= h:
+        return MOSI
+    if {"utt_id", "conversation_id", "speaker", "label", "label_name"} <= h:
+        return IEMOCAP
+    raise ValueError(f"utterances.csv: unknown layout (columns {list(header)})")
+
+
+def present_dims(folder, rows: int) -> dict:
+    """Sizes of the modality files present, canonical order: file size / rows / 4."""
+    out = {}
+    for m in MODALITIES:
+        p = Path(folder) / f"{m}.f32"
+        if p.exists():
+            size = p.stat().st_size
+            if rows == 0 or size % (4 * rows):
+                raise ValueError(f"{p}: {size} bytes is not {rows} rows of float32")
+            out[m] = size // (4 * rows)
+    if len(out) < 2:
+        raise ValueError(f"{folder}: {len(out)} modality files, a model needs at least two")
+    return out
+
+
+def _classes(layout: str, rows: list) -> tuple:
+    if layout == MOSI:
+        return MOSI_CLASSES
+    names = {}
+    for r in rows:
+        lab, name = int(r["label"]), r["label_name"]
+        if names.setdefault(lab, name) != name:
+            raise ValueError(f"label {lab} named both {names[lab]!r} and {name!r}")
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"labels {sorted(names)} are not 0..K-1")
+    return tuple(names[i] for i in range(len(names)))
+
+
+def split_info(folder) -> SplitInfo:
+    layout, rows = _read_rows(Path(folder))
+    return SplitInfo(layout, present_dims(folder, len(rows)), _classes(layout, rows), len(rows))
 
 
 def _read_matrix(path: Path, rows: int, dim: int) -> np.ndarray:
@@ -51,42 +140,63 @@ def _read_matrix(path: Path, rows: int, dim: int) -> np.ndarray:
     return arr
 
 
-def load_split(folder) -> list:
-    """All conversations of a split folder, in file order."""
+def _speakers(names: list) -> np.ndarray:
+    """Index of each speaker's first appearance in the conversation (F/M -> 0/1 in order)."""
+    first = {}
+    return np.array([first.setdefault(s, len(first)) for s in names], dtype=np.int64)
+
+
+def _conversation(layout: str, rows: list, mats: dict, sl: slice) -> Conversation:
+    part = rows[sl]
+    feats = {m: a[sl] for m, a in mats.items()}
+    ids = [r["utt_id"] for r in part]
+    if layout == MOSI:
+        return Conversation(
+            part[0]["video_id"], ids, feats,
+            np.array([float(r["label_cont"]) for r in part], dtype=np.float32),
+            np.array([int(r["label_bin"]) for r in part], dtype=np.int64))
+    return Conversation(part[0]["conversation_id"], ids, feats, None,
+                        np.array([int(r["label"]) for r in part], dtype=np.int64),
+                        _speakers([r["speaker"] for r in part]))
+
+
+def load_split(folder, dims: dict | None = None) -> list:
+    """All conversations of a split folder, in file order. `dims`: the modalities to read and
+    their sizes (a model's); None = every modality file present."""
     folder = Path(folder)
-    with open(folder / "utterances.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    mats = {m: _read_matrix(folder / f"{m}.f32", len(rows), DIMS[m]) for m in MODALITIES}
+    layout, rows = _read_rows(folder)
+    if dims is None:
+        dims = present_dims(folder, len(rows))
+    mats = {m: _read_matrix(folder / f"{m}.f32", len(rows), dims[m])
+            for m in MODALITIES if m in dims}
+    key = "video_id" if layout == MOSI else "conversation_id"
     convs, start = [], 0
     while start < len(rows):
-        vid = rows[start]["video_id"]
+        cid = rows[start][key]
         end = start
-        while end < len(rows) and rows[end]["video_id"] == vid:
+        while end < len(rows) and rows[end][key] == cid:
             end += 1
-        sl = slice(start, end)
-        convs.append(Conversation(
-            conv_id=vid,
-            utt_ids=[r["utt_id"] for r in rows[sl]],
-            feats={m: mats[m][sl] for m in MODALITIES},
-            label_cont=np.array([float(r["label_cont"]) for r in rows[sl]], dtype=np.float32),
-            label_bin=np.array([int(r["label_bin"]) for r in rows[sl]], dtype=np.int64),
-        ))
+        convs.append(_conversation(layout, rows, mats, slice(start, end)))
         start = end
     return convs
 
 
-def split_sha256(folder) -> str:
-    """sha256 over the split's files (utterances.csv, text, audio, visual in that order)."""
+def split_sha256(folder, modalities=None) -> str:
+    """sha256 over utterances.csv and the modality files (canonical order; default: every
+    modality file present; CMU-MOSI: text, audio, visual)."""
+    folder = Path(folder)
+    if modalities is None:
+        modalities = [m for m in MODALITIES if (folder / f"{m}.f32").exists()]
     h = hashlib.sha256()
-    for name in ("utterances.csv", "text.f32", "audio.f32", "visual.f32"):
-        h.update((Path(folder) / name).read_bytes())
+    for name in ["utterances.csv"] + [f"{m}.f32" for m in MODALITIES if m in modalities]:
+        h.update((folder / name).read_bytes())
     return h.hexdigest()
 
 
 def feature_stats(convs) -> dict:
     """Per-feature training mean and std (population) for each modality, float32."""
     out = {}
-    for m in MODALITIES:
+    for m in convs[0].feats:
         x = np.concatenate([c.feats[m] for c in convs]).astype(np.float64)
         out[m] = (x.mean(0).astype(np.float32), x.std(0).astype(np.float32))
     return out

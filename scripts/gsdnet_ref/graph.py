@@ -112,7 +112,7 @@ def spectral_gap(sorted_vals: np.ndarray, kk: int) -> float:
 
 
 def spectrum(h: np.ndarray, u: np.ndarray, node_mask: np.ndarray) -> np.ndarray:
-    """lam [3, k] of latents h [3, W, d]: |hn^T u_j|^2 / max(N, 1), rows cosine-normalised."""
+    """lam [M, k] of latents h [M, W, d]: |hn^T u_j|^2 / max(N, 1), rows cosine-normalised."""
     n = int(node_mask.sum())
     h = h.astype(np.float64)
     norms = np.maximum(np.linalg.norm(h, axis=-1, keepdims=True), NORM_FLOOR)

@@ -1,7 +1,12 @@
-"""Confidence metrics of class probabilities (docs/DESIGN.md "Evaluation metrics"), for any
-number of classes K. src/metrics.rs implements the same definitions; `gsdnet eval` and
+"""Label and confidence metrics of K-class predictions (docs/DESIGN.md "Evaluation metrics"),
+for any number of classes K. src/metrics.rs implements the same definitions; `gsdnet eval` and
 gsdnet_ref.evaluate report them per (scenario, completion), each the mean over mask seeds of the
-per-seed value, like acc2.
+per-seed value.
+
+Labels (`classification`): accuracy, support-weighted F1 (per-class F1 = 2 tp / (2 tp + fp +
+fn), 0 when tp = 0, weighted by the class's count in the truth: classes absent from the truth
+weigh nothing), per-class F1 and the confusion matrix [K][K] (rows truth, columns predicted).
+For K = 2 f1_weighted is the binary weighted F1 reported since the first CMU-MOSI model.
 
 Definitions over n utterances with probabilities p_i (length K, f32, summing to 1) and true
 class y_i; everything is computed in f64 from the f32 probabilities:
@@ -25,6 +30,26 @@ P_FLOOR = 1e-12
 ECE_BINS = 15
 COVERAGES = (50, 80)   # percent; keys acc_cov50, acc_cov80
 KEYS = ("nll", "brier", "ece", "acc_cov50", "acc_cov80", "aurc")
+
+
+def classification(pred, y, k: int) -> dict:
+    """accuracy, f1_weighted, f1_per_class [k], confusion [k][k] of integer predictions."""
+    pred, y = np.asarray(pred), np.asarray(y)
+    if pred.shape != y.shape or y.ndim != 1 or len(y) == 0:
+        raise ValueError(f"pred {pred.shape} and labels {y.shape} must be equal, non-empty 1-D")
+    if min(pred.min(), y.min()) < 0 or max(pred.max(), y.max()) >= k:
+        raise ValueError(f"labels and predictions must be in [0, {k})")
+    f1s, ws = [], []
+    for c in range(k):
+        tp = np.sum((pred == c) & (y == c))
+        fp, fn = np.sum((pred == c) & (y != c)), np.sum((pred != c) & (y == c))
+        f1s.append(0.0 if tp == 0 else 2.0 * tp / (2 * tp + fp + fn))
+        ws.append(np.sum(y == c))
+    conf = np.zeros((k, k), np.int64)
+    np.add.at(conf, (y, pred), 1)
+    return dict(accuracy=float(np.mean(pred == y)),
+                f1_weighted=float(np.dot(f1s, ws) / max(sum(ws), 1)),
+                f1_per_class=[float(f) for f in f1s], confusion=conf.tolist())
 
 
 def _checked(probs, y) -> tuple:

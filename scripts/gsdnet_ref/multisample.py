@@ -48,8 +48,8 @@ def run_window_samples(model, feats: dict, avail_n: np.ndarray, speaker: np.ndar
                        completion: str, noise_key: int, samples: int = 1,
                        rec: dict | None = None) -> dict:
     """`run_window` with S completion samples: probs [N, K] and reg [N] the sample means,
-    `logits_samples` [S, N, K] every sample's logits (`logits`: sample 0's). `rec` records
-    sample 0, which is exactly the single-sample run."""
+    `logits_samples` [S, N, K] every sample's logits (`logits`: sample 0's); reg None without a
+    regression head. `rec` records sample 0, which is exactly the single-sample run."""
     check_samples(samples)
     if completion != "gsdnet" or samples == 1 or np.all(avail_n):
         out = run_window(model, feats, avail_n, speaker, completion, noise_key=noise_key, rec=rec)
@@ -58,5 +58,5 @@ def run_window_samples(model, feats: dict, avail_n: np.ndarray, speaker: np.ndar
                        noise_key=sample_key(noise_key, s), rec=rec if s == 0 else None)
             for s in range(samples)]
     return dict(logits=outs[0]["logits"], probs=mean_f64([o["probs"] for o in outs]),
-                reg=mean_f64([o["reg"] for o in outs]),
+                reg=None if outs[0]["reg"] is None else mean_f64([o["reg"] for o in outs]),
                 logits_samples=np.stack([o["logits"] for o in outs]))

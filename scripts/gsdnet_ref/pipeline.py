@@ -1,7 +1,10 @@
 """The reference pipeline: the five ONNX parts run by onnxruntime, graph/spectrum/sampler in numpy.
 
-Owns: reading manifest.toml, one onnxruntime session per part, and `run_window`, which turns
-one conversation window (raw features, availability, speakers) into logits/probs/reg for a
+Owns: reading manifest.toml (the model's modalities and sizes from `[modalities]`, slot order
+canonical T, A, V; a manifest of the earlier format with the sizes in `[dims]` is read too; K
+classes; whether a `reg` output exists), one onnxruntime session per part, and `run_window`,
+which turns one conversation window (raw features of the model's M modalities, availability
+[N, M], speakers) into logits/probs (and reg where the model has a regression head) for a
 completion mode, recording every intermediate tensor for golden cases (`recon_raw`: the
 reconstructions destandardised, [N, dim]). Follows docs/DESIGN.md. `logits` are the fusion
 part's output; `probs = softmax(logits / T)` with the manifest's `[calibration] temperature`
@@ -19,7 +22,7 @@ import onnxruntime as ort
 
 from . import data as gdata
 from . import graph as ggraph
-from .sampler import Noise, Sde, draw_noise, sample, stream_key
+from .sampler import Noise, Sde, draw_noise, sample, stream_key  # noqa: F401 (re-export)
 
 COMPLETIONS = ("gsdnet", "meanfill", "zero")
 
@@ -38,6 +41,26 @@ class Manifest:
     # Temperature per availability bits (T = 1, A = 2, V = 4); index 0 and unlisted patterns
     # hold `temperature` (src/calibration.rs `by_avail`).
     by_avail: tuple = (1.0,) * 8
+    dims: dict = None            # present modalities -> feature size, canonical order
+    classes: tuple = gdata.MOSI_CLASSES
+    has_regression: bool = True
+
+    @property
+    def modalities(self) -> tuple:
+        return tuple(self.dims)
+
+    @property
+    def m(self) -> int:
+        return len(self.dims)
+
+    @property
+    def letters(self) -> str:
+        return "".join(gdata.LETTERS[m] for m in self.dims)
+
+    @property
+    def bits(self) -> np.ndarray:
+        """Availability bit of each slot (T = 1, A = 2, V = 4 by name, not by slot)."""
+        return np.array([1 << gdata.MODALITIES.index(m) for m in self.dims], np.int64)
 
 
 T_MIN, T_MAX = 0.01, 100.0   # as src/calibration.rs: logits / T stays finite in f32
@@ -87,9 +110,10 @@ def load_by_avail(raw: dict) -> tuple:
     return tuple(temps)
 
 
-def row_temperatures(by_avail, avail: np.ndarray) -> np.ndarray:
-    """[W, 1] f32 temperatures of the rows of a window from their availability [W, 3] (0/1)."""
-    bits = (np.asarray(avail) > 0).astype(np.int64) @ np.array([1, 2, 4])
+def row_temperatures(by_avail, avail: np.ndarray, bits=(1, 2, 4)) -> np.ndarray:
+    """[W, 1] f32 temperatures of the rows of a window from their availability [W, M] (0/1);
+    `bits` the availability bit of each slot (Manifest.bits)."""
+    bits = (np.asarray(avail) > 0).astype(np.int64) @ np.asarray(bits, np.int64)
     return np.asarray(by_avail, np.float32)[bits][:, None]
 
 
@@ -101,15 +125,38 @@ def softmax_t(logits: np.ndarray, temperature) -> np.ndarray:
     return (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
 
 
+def manifest_dims(raw: dict) -> dict:
+    """Present modalities -> feature size in canonical order: `[modalities]`, or the sizes in
+    `[dims]` of the earlier format. At least two, each size in 1..=65536."""
+    table = raw["modalities"] if "modalities" in raw else \
+        {m: v for m, v in raw["dims"].items() if m in gdata.MODALITIES}
+    bad = [m for m in table if m not in gdata.MODALITIES]
+    if bad:
+        raise ValueError(f"[modalities]: unknown modality {bad} (names: {gdata.MODALITIES})")
+    dims = {m: table[m] for m in gdata.MODALITIES if m in table}
+    if len(dims) < 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65536
+                            for v in dims.values()):
+        raise ValueError(f"[modalities] needs two or three positive sizes, got {table}")
+    return dims
+
+
 def load_manifest(folder) -> Manifest:
     raw = tomllib.loads((Path(folder) / "manifest.toml").read_text())
     dims, g, s, nz = raw["dims"], raw["graph"], raw["sde"], raw["normalisation"]
+    mdims = manifest_dims(raw)
     stats = {m: (np.asarray(nz[f"{m}_mean"], np.float32), np.asarray(nz[f"{m}_std"], np.float32))
-             for m in gdata.MODALITIES}
+             for m in mdims}
+    for m, (mean, std) in stats.items():
+        if mean.shape != (mdims[m],) or std.shape != (mdims[m],):
+            raise ValueError(f"[normalisation] {m}: {mean.shape} / {std.shape}, size {mdims[m]}")
+    classes = tuple(raw["model"].get("classes", gdata.MOSI_CLASSES))
+    if len(classes) < 2:
+        raise ValueError(f"[model] classes: need at least two, got {classes}")
     return Manifest(raw, dims["window"], dims["latent"], dims["k"], g["window_same"],
                     g["window_other"], Sde(s["sigma_x"], s["sigma_lambda"], s["eps"], s["steps"],
                         s.get("sampler", "euler_maruyama_inpaint")),
-                    stats, load_temperature(raw), load_by_avail(raw))
+                    stats, load_temperature(raw), load_by_avail(raw), mdims, classes,
+                    bool(raw["model"].get("has_regression", True)))
 
 
 class OnnxModel:
@@ -136,12 +183,13 @@ def _b(x):
 
 
 def prepare_inputs(man: Manifest, conv_feats: dict, avail_n: np.ndarray, completion: str):
-    """Standardised, masked [W, dim] inputs per modality (zero-filled for `zero`)."""
+    """Standardised, masked [W, dim] inputs per modality of the model (zero-filled for
+    `zero`)."""
     out = {}
-    for j, m in enumerate(gdata.MODALITIES):
-        raw = conv_feats[m]
-        if raw.shape != (len(avail_n), gdata.DIMS[m]):
-            raise ValueError(f"{m}: shape {raw.shape}, expected ({len(avail_n)}, {gdata.DIMS[m]})")
+    for j, m in enumerate(man.modalities):
+        raw = np.asarray(conv_feats[m])
+        if raw.shape != (len(avail_n), man.dims[m]):
+            raise ValueError(f"{m}: shape {raw.shape}, expected ({len(avail_n)}, {man.dims[m]})")
         if not np.all(np.isfinite(raw[avail_n[:, j]])):
             raise ValueError(f"{m}: non-finite values in observed rows")
         mean, std = man.stats[m]
@@ -154,26 +202,27 @@ def prepare_inputs(man: Manifest, conv_feats: dict, avail_n: np.ndarray, complet
 def run_window(model: OnnxModel, feats: dict, avail_n: np.ndarray, speaker: np.ndarray,
                completion: str = "gsdnet", noise: Noise | None = None, noise_key: int | None = None,
                rec: dict | None = None) -> dict:
-    """Runs one window of N <= W utterances; returns logits/probs/reg [N, ...] (+ `rec` filled).
+    """Runs one window of N <= W utterances; returns logits/probs [N, ...] and reg [N] (None
+    without a regression head) (+ `rec` filled). `avail_n` is [N, M], columns the model's
+    modality slots.
 
     For `gsdnet` the sampler noise comes from `noise`, or is drawn from `noise_key`.
     """
-    man, w = model.man, model.man.width
+    man, w, mm = model.man, model.man.width, model.man.m
     if completion not in COMPLETIONS:
         raise ValueError(f"unknown completion {completion!r}")
     n = len(speaker)
-    if avail_n.shape != (n, 3) or n == 0 or n > w:
+    if avail_n.shape != (n, mm) or n == 0 or n > w:
         raise ValueError(f"bad window: {n} nodes, avail {avail_n.shape}")
     if not np.all(avail_n.any(axis=1)):
         raise ValueError("an utterance has no observed modality")
     rec = {} if rec is None else rec
     node_mask = np.zeros(w, np.float32)
     node_mask[:n] = 1
-    avail = np.zeros((w, 3), np.float32)
+    avail = np.zeros((w, mm), np.float32)
     avail[:n] = avail_n
     xs = prepare_inputs(man, feats, avail_n.astype(bool), completion)
-    h = model.run("encoders", text=_b(xs["text"]), audio=_b(xs["audio"]),
-                  visual=_b(xs["visual"]))["h"][0]
+    h = model.run("encoders", **{m: _b(xs[m]) for m in man.modalities})["h"][0]
     cond = (h * avail.T[:, :, None] * node_mask[None, :, None]).astype(np.float32)
     a, u, eig = ggraph.build_graph(speaker, w, man.k, man.window_same, man.window_other)
     u32 = u.astype(np.float32)
@@ -184,7 +233,7 @@ def run_window(model: OnnxModel, feats: dict, avail_n: np.ndarray, speaker: np.n
     missing = np.any((avail == 0) & (node_mask[:, None] > 0))
     if completion == "gsdnet" and missing:
         if noise is None:
-            noise = draw_noise(noise_key, man.sde.noise_steps, w, man.d, man.k)
+            noise = draw_noise(noise_key, man.sde.noise_steps, w, man.d, man.k, mm)
         s_theta = lambda x, t, adj_t: model.run(  # noqa: E731
             "s_theta", x_t=_b(x), t=np.array([t], np.float32), cond=_b(cond), avail=_b(avail),
             adj_t=_b(adj_t), node_mask=_b(node_mask))["score"][0]
@@ -201,10 +250,11 @@ def run_window(model: OnnxModel, feats: dict, avail_n: np.ndarray, speaker: np.n
     adj = np.stack([a, adj_rec]).astype(np.float32)
     recon = model.run("recon", x=_b(x0))
     out = model.run("fusion", x=_b(x0), avail=_b(avail), adj=_b(adj), node_mask=_b(node_mask))
-    logits, reg = out["logits"][0], out["reg"][0]
-    probs = softmax_t(logits, row_temperatures(man.by_avail, avail))
+    logits = out["logits"][0]
+    reg = out["reg"][0] if man.has_regression else None
+    probs = softmax_t(logits, row_temperatures(man.by_avail, avail, man.bits))
     recon = {k: v[0] for k, v in recon.items()}
-    recon_raw = {m: gdata.destandardise(recon[m][:n], *man.stats[m]) for m in gdata.MODALITIES}
+    recon_raw = {m: gdata.destandardise(recon[m][:n], *man.stats[m]) for m in man.modalities}
     rec.update(x0=x0, lam0=lam0, adj_fusion=adj, recon=recon, recon_raw=recon_raw,
                logits=logits, probs=probs, reg=reg)
-    return dict(logits=logits[:n], probs=probs[:n], reg=reg[:n, 0])
+    return dict(logits=logits[:n], probs=probs[:n], reg=None if reg is None else reg[:n, 0])

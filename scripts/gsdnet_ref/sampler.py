@@ -66,7 +66,8 @@ def diffusion_g(t: float, sigma: float) -> float:
 
 @dataclass
 class Noise:
-    """All noise of one sampler run: zx_init [3,W,d], zl_init [3,k], zx [S,3,W,d], zl [S,3,k]."""
+    """All noise of one sampler run: zx_init [M,W,d], zl_init [M,k], zx [S,M,W,d], zl [S,M,k]
+    (M modalities; M = 3 for CMU-MOSI)."""
 
     zx_init: np.ndarray
     zl_init: np.ndarray
@@ -78,9 +79,9 @@ def stream_key(seed: int, scenario: int, conv_id: str, window_index: int) -> int
     return rng.derive(seed, 2, scenario, rng.fnv1a64(conv_id), window_index)
 
 
-def draw_noise(key: int, steps: int, width: int, d: int, k: int) -> Noise:
-    """Noise of the stream `key` exactly as docs/DESIGN.md's key table."""
-    xs, ls = (3, width, d), (3, k)
+def draw_noise(key: int, steps: int, width: int, d: int, k: int, m: int = 3) -> Noise:
+    """Noise of the stream `key` exactly as docs/DESIGN.md's key table (M = m modalities)."""
+    xs, ls = (m, width, d), (m, k)
     return Noise(
         zx_init=rng.normals_f32(rng.derive(key, 1), xs),
         zl_init=rng.normals_f32(rng.derive(key, 2), ls),
@@ -92,7 +93,7 @@ def draw_noise(key: int, steps: int, width: int, d: int, k: int) -> Noise:
 
 
 def _masks(avail, node_mask):
-    """obs [3,W,1] (entry observed on a valid node), full [3,1] (modality on every valid node)."""
+    """obs [M,W,1] (entry observed on a valid node), full [M,1] (modality on every valid node)."""
     obs = (avail.T * node_mask[None, :]).astype(bool)[:, :, None]
     n = node_mask.sum()
     return obs, ((avail * node_mask[:, None]).sum(0) >= n)[:, None]
@@ -100,9 +101,9 @@ def _masks(avail, node_mask):
 
 def sample(sde: Sde, h, cond, avail, node_mask, u, lam_obs, s_theta, s_phi, noise: Noise,
            trace=None):
-    """Returns (x0 [3,W,d], lam0 [3,k]) as float32, with the integrator `sde.sampler`.
+    """Returns (x0 [M,W,d], lam0 [M,k]) as float32, with the integrator `sde.sampler`.
 
-    s_theta(x, t, adj_t) -> score [3,W,d]; s_phi(lam, t) -> score [3,k] (conditioning bound by
+    s_theta(x, t, adj_t) -> score [M,W,d]; s_phi(lam, t) -> score [M,k] (conditioning bound by
     the caller). `trace`, a dict, receives the inputs/outputs of the first call of both nets.
     """
     if sde.sampler == HEUN:

@@ -97,12 +97,15 @@ class Sensor(Worker):
             self.stop.wait(max(0.0, next_t - time.monotonic()))
 
     def plan(self, triple) -> dict:
-        """Per modality: "send", "dropout" or "silent"; at least one "send"."""
+        """Per modality of the model: "send", "dropout" or "silent" (a modality the model lacks:
+        "absent", nothing is sent); at least one "send"."""
         p = self.args
         plan = {}
         for m, v in zip(MODALITIES, triple):
             r = self.rng.random()
-            if v is None or r < p.dropout_p:
+            if m not in p.dims:
+                plan[m] = "absent"
+            elif v is None or r < p.dropout_p:
                 plan[m] = "dropout"
             elif r < p.dropout_p + p.silent_p:
                 plan[m] = "silent"
@@ -190,7 +193,7 @@ class Flood(Worker):
         frames = []
         for utt in range(400):
             frames.append(gc.frame(gc.utterance_start(conv, utt, 0, utt)))
-            for m in MODALITIES:
+            for m in (m for m in MODALITIES if m in dims):
                 frames.append(gc.frame(gc.features(conv, utt, 0, m, utt, [rng.uniform(-1, 1) for _ in range(dims[m])])))
             frames.append(gc.frame(gc.utterance_end(conv, utt, 0, utt)))
         self.frames_per_buf = len(frames)

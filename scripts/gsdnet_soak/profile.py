@@ -20,12 +20,16 @@ LOOPBACK = "127.0.0.1"
 
 
 def read_manifest(model: Path) -> dict:
-    """Dims and normalisation statistics of the model (manifest.toml)."""
+    """Feature sizes and normalisation statistics of the model's modalities (manifest.toml
+    `[modalities]`; the earlier format: `[dims]`). `dims` holds only the modalities the model
+    has: the soak's sensors send those and nothing about the others (the daemon would refuse
+    them as NoSuchModality)."""
     with open(model / "manifest.toml", "rb") as f:
         manifest = tomllib.load(f)
-    dims = {m: int(manifest["dims"][m]) for m in MODALITIES}
+    table = manifest.get("modalities") or manifest["dims"]
+    dims = {m: int(table[m]) for m in MODALITIES if m in table}
     norm = manifest.get("normalisation", {})
-    stats = {m: (norm.get(f"{m}_mean"), norm.get(f"{m}_std")) for m in MODALITIES}
+    stats = {m: (norm.get(f"{m}_mean"), norm.get(f"{m}_std")) for m in dims}
     return {"dims": dims, "stats": stats}
 
 
@@ -81,11 +85,14 @@ def free_loopback_port() -> int:
 # ---- features -------------------------------------------------------------------------------
 
 def read_recording(path: Path) -> list:
-    """Feature triples (text, audio, visual; None where not captured) of a .gsdrec recording,
-    read with gsdnet_client's postcard reader (README: `Record` layout)."""
+    """Feature triples (text, audio, visual; None where not captured) of a .gsdrec recording
+    (version 1 or 2), read with gsdnet_client's postcard reader (src/recording: `Record` layout;
+    version 2 has a class label index before the continuous label, version 1 a binary label
+    after it)."""
     data = path.read_bytes()
-    if data[:6] != b"GSDREC" or struct.unpack("<H", data[6:8])[0] != 1:
-        raise ValueError(f"{path}: not a version-1 gsdnet recording")
+    version = struct.unpack("<H", data[6:8])[0] if len(data) >= 8 else 0
+    if data[:6] != b"GSDREC" or version not in (1, 2):
+        raise ValueError(f"{path}: not a version-1 or -2 gsdnet recording")
     out, pos = [], 8
     while pos + 4 <= len(data):
         n = struct.unpack("<I", data[pos:pos + 4])[0]
@@ -100,9 +107,11 @@ def read_recording(path: Path) -> list:
         r.varint()  # position
         if r.u8():
             r.varint()  # timestamp_ms
+        if version == 2 and r.u8():
+            r.varint()  # label (class index)
         if r.u8():
             r.f32()  # label_cont
-        if r.u8():
+        if version == 1 and r.u8():
             r.u8()  # label_bin
         triple = []
         for _ in MODALITIES:
@@ -116,7 +125,8 @@ def feature_pool(args, manifest: dict, rng: random.Random) -> tuple:
     finite values drawn around the manifest's mean/std (constant columns at their mean)."""
     dims = manifest["dims"]
     try:
-        pool = read_recording(args.recording)
+        # Only the model's modalities: a recording with more is used without the others.
+        pool = [tuple(v if m in dims else None for m, v in zip(MODALITIES, t)) for t in read_recording(args.recording)]
         ok = [t for t in pool if all(v is None or len(v) == dims[m] for m, v in zip(MODALITIES, t))]
         ok = [t for t in ok if any(v is not None for v in t)
               and all(v is None or all(math.isfinite(x) for x in v) for v in t)]
@@ -128,6 +138,9 @@ def feature_pool(args, manifest: dict, rng: random.Random) -> tuple:
     for _ in range(64):
         triple = []
         for m in MODALITIES:
+            if m not in dims:
+                triple.append(None)
+                continue
             mean, std = manifest["stats"][m]
             mean = mean or [0.0] * dims[m]
             std = std or [1.0] * dims[m]

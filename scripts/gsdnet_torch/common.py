@@ -1,14 +1,18 @@
 """Batched tensors of a split and the torch sampler/evaluation used for model selection.
 
-Owns: padding conversations to W with their graph (from gsdnet_ref.graph), protocol masks as
-tensors, the batched torch reverse-SDE sampler (same equations as docs/DESIGN.md, torch noise),
-completion modes, the val metrics (acc2, weighted F1, MAE) and loading a saved checkpoint.
+Owns: cutting conversations into consecutive windows of W (docs/DESIGN.md: `chunks(W)`, as
+evaluation does) and padding each window to W with its graph (from gsdnet_ref.graph, speakers
+included), protocol masks as tensors (drawn per whole conversation, then sliced per window, as
+gsdnet_ref.evaluate does), the batched torch reverse-SDE sampler (same equations as
+docs/DESIGN.md, torch noise), completion modes, the val metrics (K-class accuracy, weighted F1;
+MAE where the labels are continuous) and loading a saved checkpoint. M modalities: those of
+the normalisation stats (canonical order).
 """
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,64 +22,87 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_ref import graph as ggraph  # noqa: E402
 from gsdnet_ref import masks as gmasks  # noqa: E402
+from gsdnet_ref import metrics as gmetrics  # noqa: E402
 from gsdnet_torch.model import GSDNet, adj_from_lam, spectrum, ve_std  # noqa: E402
 
 
 @dataclass
 class Batch:
-    x: list           # 3 x [V,W,dim] standardised, full
-    zero: list        # 3 x [V,W,dim] the standardised encoding of raw zeros
+    """One row per window; `conv_ids`, `starts`, `conv_n` locate it in its conversation."""
+
+    x: list           # M x [V,W,dim] standardised, full
+    zero: list        # M x [V,W,dim] the standardised encoding of raw zeros
     node_mask: torch.Tensor
     u: torch.Tensor
     adj: torch.Tensor
-    y_bin: torch.Tensor
-    y_cont: torch.Tensor
+    y: torch.Tensor         # [V,W] class labels
+    y_cont: torch.Tensor    # [V,W] continuous targets (0 without regression)
     conv_ids: list
     n: list
+    starts: list = field(default_factory=list)
+    conv_n: list = field(default_factory=list)
+    modalities: tuple = gdata.MODALITIES
+    regression: bool = True
+
+    @property
+    def letters(self) -> str:
+        return "".join(gdata.LETTERS[m] for m in self.modalities)
 
 
 def make_batch(convs, stats, width, k, window_same, window_other) -> Batch:
-    v = len(convs)
-    xs = [np.zeros((v, width, gdata.DIMS[m]), np.float32) for m in gdata.MODALITIES]
-    zs = [np.zeros((v, width, gdata.DIMS[m]), np.float32) for m in gdata.MODALITIES]
+    """Every window of every conversation (consecutive chunks of `width`), padded to W."""
+    mods = tuple(m for m in gdata.MODALITIES if m in stats)
+    wins = [(c, sl) for c in convs for sl in gdata.window_slices(c.n, width)]
+    v = len(wins)
+    xs = [np.zeros((v, width, len(stats[m][0])), np.float32) for m in mods]
+    zs = [np.zeros((v, width, len(stats[m][0])), np.float32) for m in mods]
     nm = np.zeros((v, width), np.float32)
     us = np.zeros((v, width, k), np.float32)
     adj = np.zeros((v, width, width), np.float32)
     yb = np.zeros((v, width), np.int64)
     yc = np.zeros((v, width), np.float32)
-    for i, c in enumerate(convs):
+    for i, (conv, sl) in enumerate(wins):
+        c = conv.part(sl)
         ones = np.ones(c.n, bool)
-        for j, m in enumerate(gdata.MODALITIES):
+        for j, m in enumerate(mods):
             mean, std = stats[m]
             xs[j][i] = gdata.standardise(c.feats[m], mean, std, ones, width)
             zs[j][i] = gdata.zero_fill(c.feats[m], mean, std, ~ones, width)
         nm[i, :c.n] = 1
         a, u, _ = ggraph.build_graph(c.speaker, width, k, window_same, window_other)
         us[i], adj[i] = u, a
-        yb[i, :c.n], yc[i, :c.n] = c.label_bin, c.label_cont
+        yb[i, :c.n] = c.label
+        if c.label_cont is not None:
+            yc[i, :c.n] = c.label_cont
     t = torch.from_numpy
     return Batch([t(x) for x in xs], [t(z) for z in zs], t(nm), t(us), t(adj), t(yb), t(yc),
-                 [c.conv_id for c in convs], [c.n for c in convs])
+                 [c.conv_id for c, _ in wins], [sl.stop - sl.start for _, sl in wins],
+                 [sl.start for _, sl in wins], [c.n for c, _ in wins], mods,
+                 all(c.label_cont is not None for c in convs))
 
 
 def protocol_avail(batch: Batch, seed: int, rate=None, pattern=None) -> torch.Tensor:
-    """[V,W,3] availability from gsdnet_ref.masks (padded rows 0)."""
+    """[V,W,M] availability from gsdnet_ref.masks (padded rows 0): the mask of the whole
+    conversation, sliced to each window."""
     v, w = batch.node_mask.shape
-    out = np.zeros((v, w, 3), np.float32)
-    for i, (cid, n) in enumerate(zip(batch.conv_ids, batch.n)):
-        a = gmasks.mask_for_pattern(pattern, n) if pattern else \
-            gmasks.mask_for_rate(seed, rate, cid, n)
-        out[i, :n] = a
+    m = len(batch.modalities)
+    out = np.zeros((v, w, m), np.float32)
+    starts = batch.starts or [0] * v
+    conv_n = batch.conv_n or batch.n
+    for i, (cid, n, s0, total) in enumerate(zip(batch.conv_ids, batch.n, starts, conv_n)):
+        a = gmasks.mask_for_pattern(pattern, total, batch.letters) if pattern else \
+            gmasks.mask_for_rate(seed, rate, cid, total, m)
+        out[i, :n] = a[s0:s0 + n]
     return torch.from_numpy(out)
 
 
 def obs_mask(avail, node_mask):
-    """[B,3,W,1] observed entries."""
+    """[B,M,W,1] observed entries."""
     return (avail.permute(0, 2, 1) * node_mask[:, None, :])[..., None]
 
 
 def full_mask(avail, node_mask):
-    """[B,3,1]: modality observed on every valid node."""
+    """[B,M,1]: modality observed on every valid node."""
     miss = ((1 - avail.permute(0, 2, 1)) * node_mask[:, None, :]).sum(-1)
     return (miss == 0).float()[..., None]
 
@@ -132,7 +159,7 @@ def complete(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen):
 def encode_inputs(model, batch, idx, avail, completion):
     """(h, cond): h encodes mean-filled (or zero-filled) inputs; cond masks missing entries."""
     xs = []
-    for j in range(3):
+    for j in range(len(batch.x)):
         a = avail[:, :, j:j + 1]
         x = batch.x[j][idx] * a
         if completion == "zero":
@@ -145,13 +172,14 @@ def encode_inputs(model, batch, idx, avail, completion):
 
 @torch.no_grad()
 def predict(model, batch, avail, completion, steps, eps, gen):
-    """Logits [V,W,2], reg [V,W,1] for a completion mode (gsdnet | meanfill | zero); `gsdnet`
-    means the model's own completion (sampler, or an ablation's completer)."""
+    """Logits [V,W,K], reg [V,W,1] (None without a regression head) for a completion mode
+    (gsdnet | meanfill | zero); `gsdnet` means the model's own completion (sampler, or an
+    ablation's completer)."""
     idx = torch.arange(len(batch.n))
     nm, u = batch.node_mask, batch.u
     h, cond = encode_inputs(model, batch, idx, avail, completion)
     lam_obs = spectrum(cond, u, nm)
-    if completion == "gsdnet" and (obs_mask(avail, nm).sum() < 3 * nm.sum()):
+    if completion == "gsdnet" and (obs_mask(avail, nm).sum() < len(batch.x) * nm.sum()):
         x0, lam0 = complete(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen)
     else:
         x0, lam0 = h * nm[:, None, :, None], lam_obs
@@ -159,26 +187,23 @@ def predict(model, batch, avail, completion, steps, eps, gen):
 
 
 def fusion_adj(adj_struct, u, lam0):
-    """[B,2,W,W]: structural graph and the recovered graph (dense [B,3,W,W] lam0 for `adj`)."""
+    """[B,2,W,W]: structural graph and the recovered graph (dense [B,M,W,W] lam0 for `adj`)."""
     rec = lam0.mean(1) if lam0.dim() == 4 else adj_from_lam(u, lam0.mean(1, keepdim=True))[:, 0]
     return torch.stack([adj_struct, rec], dim=1)
 
 
 def metrics(logits, reg, batch) -> dict:
-    """acc2, weighted F1, MAE over the valid nodes."""
+    """accuracy and weighted F1 over the K classes of `logits`, and where `reg` is given acc2
+    (= the accuracy, CMU-MOSI's binary label) and MAE, over the valid nodes."""
     m = batch.node_mask.bool()
     pred = logits.argmax(-1)[m].numpy()
-    y = batch.y_bin[m].numpy()
-    f1s, ws = [], []
-    for c in (0, 1):
-        tp = np.sum((pred == c) & (y == c))
-        fp, fn = np.sum((pred == c) & (y != c)), np.sum((pred != c) & (y == c))
-        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-        ws.append(np.sum(y == c))
-    return dict(acc2=float(np.mean(pred == y)),
-                f1_weighted=float(np.dot(f1s, ws) / max(sum(ws), 1)),
-                mae=float(np.mean(np.abs(reg[..., 0][m].numpy() - batch.y_cont[m].numpy()))),
-                n=int(m.sum()))
+    y = batch.y[m].numpy()
+    out = gmetrics.classification(pred, y, logits.shape[-1])
+    out = dict(accuracy=out["accuracy"], f1_weighted=out["f1_weighted"], n=int(m.sum()))
+    if reg is not None:
+        out["acc2"] = out["accuracy"]
+        out["mae"] = float(np.mean(np.abs(reg[..., 0][m].numpy() - batch.y_cont[m].numpy())))
+    return out
 
 
 def load_checkpoint(path):
@@ -189,12 +214,13 @@ def load_checkpoint(path):
     model.load_state_dict(ck["state"])
     model.eval()
     stats = {m: tuple(np.asarray(v, np.float32) for v in ck["info"]["stats"][m])
-             for m in gdata.MODALITIES}
+             for m in gdata.MODALITIES if m in ck["info"]["stats"]}
     return model, ck["info"]["args"], stats
 
 
 def val_batch(args: dict, stats) -> Batch:
-    """The val split of a checkpoint's data folder, batched with its graph settings."""
-    val = gdata.load_split(Path(args["data"]) / "val")
+    """The val split of a checkpoint's data folder (its modalities), batched with its graph
+    settings."""
+    val = gdata.load_split(Path(args["data"]) / "val", {m: len(s[0]) for m, s in stats.items()})
     return make_batch(val, stats, args["width"], args["k"], args["window_same"],
                       args["window_other"])

@@ -1,8 +1,12 @@
 """The five GSDNet parts in PyTorch, written with ONNX-exportable plain ops only.
 
 Owns: Encoders, STheta, SPhi, Recon, Fusion (I/O exactly as docs/DESIGN.md "ONNX parts", with
-a batch dimension B), the VE-SDE std(t) as Exp/Sqrt ops, and a torch spectrum() that mirrors
+a batch dimension B) for M modalities of the given sizes (`dims`, canonical slot order) and K
+classes, the optional regression head, the conversation prior (binary form for K = 2, softmax
+form for K > 2), the VE-SDE std(t) as Exp/Sqrt ops, and a torch spectrum() that mirrors
 gsdnet_ref.graph.spectrum. No Einsum, no data-dependent shapes, no Pow with a tensor exponent.
+With the defaults (CMU-MOSI: dims 100 / 73 / 100, K = 2, regression) every part is the one
+exported since the first model, parameter for parameter.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-DIMS = (100, 73, 100)
+MOSI_DIMS = (100, 73, 100)   # the defaults: checkpoints written before issue 11 carry no dims
 
 
 def ve_std(t: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -36,13 +40,13 @@ class TimeEmbed(nn.Module):
 class Encoders(nn.Module):
     """Per-utterance projection (Conv1d kernel 1 == Linear) + learned positional embedding."""
 
-    def __init__(self, d: int, width: int):
+    def __init__(self, d: int, width: int, dims=MOSI_DIMS):
         super().__init__()
-        self.lins = nn.ModuleList([nn.Linear(dim, d) for dim in DIMS])
+        self.lins = nn.ModuleList([nn.Linear(dim, d) for dim in dims])
         self.pos = nn.Parameter(torch.zeros(width, d))
 
-    def forward(self, text, audio, visual):                 # [B,W,dim] -> [B,3,W,d]
-        hs = [torch.tanh(lin(x)) + self.pos for lin, x in zip(self.lins, (text, audio, visual))]
+    def forward(self, *xs):                                 # M x [B,W,dim] -> [B,M,W,d]
+        hs = [torch.tanh(lin(x)) + self.pos for lin, x in zip(self.lins, xs)]
         return torch.stack(hs, dim=1)
 
 
@@ -58,22 +62,22 @@ def precond(std: torch.Tensor):
 
 
 def _nodes(x: torch.Tensor) -> torch.Tensor:
-    """[B,3,W,d] -> [B,W,3d] (modalities concatenated per utterance)."""
+    """[B,M,W,d] -> [B,W,Md] (modalities concatenated per utterance)."""
     b, m, w, d = x.shape
     return x.permute(0, 2, 1, 3).reshape(b, w, m * d)
 
 
 class STheta(nn.Module):
-    """Feature score: GCN layers on the three spectral adjacencies A_t[m], time + condition."""
+    """Feature score: GCN layers on the M spectral adjacencies A_t[m], time + condition."""
 
-    def __init__(self, d: int, hid: int, sigma_x: float, layers: int = 2):
+    def __init__(self, d: int, hid: int, sigma_x: float, layers: int = 2, m: int = 3):
         super().__init__()
-        self.d, self.sigma = d, sigma_x
-        self.inp = nn.Linear(6 * d + 3, hid)
+        self.d, self.sigma, self.m = d, sigma_x, m
+        self.inp = nn.Linear(2 * m * d + m, hid)
         self.temb = TimeEmbed(hid)
         self.self_lin = nn.ModuleList([nn.Linear(hid, hid) for _ in range(layers)])
-        self.rel_lin = nn.ModuleList([nn.Linear(3 * hid, hid, bias=False) for _ in range(layers)])
-        self.out = nn.Linear(hid, 3 * d)
+        self.rel_lin = nn.ModuleList([nn.Linear(m * hid, hid, bias=False) for _ in range(layers)])
+        self.out = nn.Linear(hid, m * d)
 
     def net(self, x_t, t, cond, avail, adj_t, node_mask):
         """std(t) * score, i.e. the DSM target -z; returns (that, std)."""
@@ -83,10 +87,10 @@ class STheta(nn.Module):
         mask = node_mask[:, :, None]
         z = torch.relu(self.inp(z) + self.temb(t)[:, None, :]) * mask
         for sl, rl in zip(self.self_lin, self.rel_lin):
-            msg = torch.cat([adj_t[:, m] @ z for m in range(3)], dim=-1)
+            msg = torch.cat([adj_t[:, m] @ z for m in range(self.m)], dim=-1)
             z = (z + torch.relu(sl(z) + rl(msg))) * mask
         b, w, _ = z.shape
-        f = self.out(z).reshape(b, w, 3, self.d).permute(0, 2, 1, 3)
+        f = self.out(z).reshape(b, w, self.m, self.d).permute(0, 2, 1, 3)
         e = lambda c: c[:, None, None, None]  # noqa: E731
         den = e(c_skip) * x_t + e(c_out) * f
         return (den - x_t) / e(std) * node_mask[:, None, :, None], std
@@ -100,28 +104,28 @@ class SPhi(nn.Module):
     """Eigenvalue score from lam_t, time, lam_obs, pooled condition, availability and its
     spectral coefficients u^T avail (where the gaps sit in the frozen basis)."""
 
-    def __init__(self, d: int, k: int, hid: int, sigma_l: float):
+    def __init__(self, d: int, k: int, hid: int, sigma_l: float, m: int = 3):
         super().__init__()
-        self.k, self.sigma = k, sigma_l
-        self.inp = nn.Linear(9 * k + 3 * d + 3, hid)
+        self.k, self.sigma, self.m = k, sigma_l, m
+        self.inp = nn.Linear(3 * m * k + m * d + m, hid)
         self.temb = TimeEmbed(hid)
         self.mid = nn.Linear(hid, hid)
-        self.out = nn.Linear(hid, 3 * k)
+        self.out = nn.Linear(hid, m * k)
 
     def net(self, lam_t, t, lam_obs, u, cond, avail, node_mask):
         """std(t) * score of the eigenvalues; returns (that, std)."""
         std = ve_std(t, self.sigma)
         c_in, c_skip, c_out = precond(std)
         n = torch.clamp(node_mask.sum(dim=1, keepdim=True), min=1.0)        # [B,1]
-        pooled = cond.sum(dim=2) / n[:, :, None]                           # [B,3,d]
-        frac = (avail * node_mask[:, :, None]).sum(dim=1) / n              # [B,3]
+        pooled = cond.sum(dim=2) / n[:, :, None]                           # [B,M,d]
+        frac = (avail * node_mask[:, :, None]).sum(dim=1) / n              # [B,M]
         b = lam_t.shape[0]
-        a_spec = u.transpose(1, 2) @ (avail * node_mask[:, :, None])       # [B,k,3]
+        a_spec = u.transpose(1, 2) @ (avail * node_mask[:, :, None])       # [B,k,M]
         feat = torch.cat([lam_t.reshape(b, -1) * c_in[:, None], lam_obs.reshape(b, -1),
                           pooled.reshape(b, -1), frac, a_spec.reshape(b, -1) / n], dim=-1)
         z = torch.relu(self.inp(feat) + self.temb(t))
         z = z + torch.relu(self.mid(z))
-        f = self.out(z).reshape(b, 3, self.k)
+        f = self.out(z).reshape(b, self.m, self.k)
         den = c_skip[:, None, None] * lam_t + c_out[:, None, None] * f
         return (den - lam_t) / std[:, None, None], std
 
@@ -133,9 +137,9 @@ class SPhi(nn.Module):
 class Recon(nn.Module):
     """Latent -> standardised raw features, per modality."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, dims=MOSI_DIMS):
         super().__init__()
-        self.lins = nn.ModuleList([nn.Linear(d, dim) for dim in DIMS])
+        self.lins = nn.ModuleList([nn.Linear(d, dim) for dim in dims])
 
     def forward(self, x):
         return tuple(lin(x[:, m]) for m, lin in enumerate(self.lins))
@@ -146,7 +150,8 @@ NEG = 1e4   # additive attention bias of padded nodes: exp(-1e4) underflows to e
 
 class Fusion(nn.Module):
     """Two-relation GCN (structural graph, recovered spectral graph) plus a conversation-level
-    context message, then classifier and regression heads. Observed and completed latents enter
+    context message, then the classifier (K classes) and, where the labels are continuous, the
+    regression head (forward returns reg None without one). Observed and completed latents enter
     through separate weights, so the network learns how far to trust a completion independently
     of the observed evidence. Context `mean`: masked mean of the node states; `attn`: one-head
     masked attention over the valid nodes of the window (keys carry the availability bits
@@ -155,11 +160,11 @@ class Fusion(nn.Module):
 
     def __init__(self, d: int, hid: int, layers: int = 2, dropout: float = 0.5,
                  in_dropout: float = 0.2, cmp_zero: bool = False, ctx: str = "mean",
-                 att_dim: int = 16):
+                 att_dim: int = 16, m: int = 3, n_classes: int = 2, regression: bool = True):
         super().__init__()
         self.ctx_mode = ctx
-        self.inp = nn.Linear(3 * d + 3, hid)
-        self.inp_cmp = nn.Linear(3 * d, hid, bias=False)
+        self.inp = nn.Linear(m * d + m, hid)
+        self.inp_cmp = nn.Linear(m * d, hid, bias=False)
         if cmp_zero:   # completed latents start ignored; only training on them gives weight
             nn.init.zeros_(self.inp_cmp.weight)
         self.self_lin = nn.ModuleList([nn.Linear(hid, hid) for _ in range(layers)])
@@ -170,8 +175,8 @@ class Fusion(nn.Module):
             self.att_scale = 1.0 / math.sqrt(att_dim)
         self.in_drop = nn.Dropout(in_dropout)
         self.drop = nn.Dropout(dropout)
-        self.cls = nn.Linear(hid, 2)
-        self.reg = nn.Linear(hid, 1)
+        self.cls = nn.Linear(hid, n_classes)
+        self.reg = nn.Linear(hid, 1) if regression else None
 
     def _context(self, z, layer, node_mask, n):
         """[B,W,hid] context message of every node (0 on padded nodes)."""
@@ -194,7 +199,7 @@ class Fusion(nn.Module):
             ctx = self._context(z, i, node_mask, n)
             msg = torch.cat([adj[:, 0] @ z, adj[:, 1] @ z, ctx], dim=-1)
             z = self.drop((z + torch.relu(sl(z) + rl(msg))) * mask)
-        return self.cls(z) * mask, self.reg(z) * mask
+        return self.cls(z) * mask, None if self.reg is None else self.reg(z) * mask
 
 
 class FusionEnsemble(nn.Module):
@@ -213,39 +218,48 @@ class FusionEnsemble(nn.Module):
     def forward(self, x, avail, adj, node_mask):
         outs = self.members_forward(x, avail, adj, node_mask)
         k = float(len(outs))
-        return sum(o[0] for o in outs) / k, sum(o[1] for o in outs) / k
+        reg = None if outs[0][1] is None else sum(o[1] for o in outs) / k
+        return sum(o[0] for o in outs) / k, reg
 
 
 class ConversationPrior(nn.Module):
-    """Last step of the fusion part: each utterance's sentiment logit gains `gain` times the
-    mean squashed evidence, tanh(z_k / temp) with z = logit_1 - logit_0, of the other valid
-    utterances of its window (label propagation over the complete conversation graph). The
-    reg output passes through. gain = 0 is the identity (training runs with it); gain and
-    temp are chosen after training on val/ (scripts/train.py `select_prior`): the training
-    videos cannot set them, since text and visual leak the labels there, so every utterance
-    looks certain on its own, and their sentiment is less uniform within a video than that
-    of unseen ones (docs/MODEL.md item 12)."""
+    """Last step of the fusion part: each utterance's logits gain `gain` times the mean
+    squashed evidence of the other valid utterances of its window (label propagation over the
+    complete conversation graph). K = 2: tanh(z_k / temp) with z = logit_1 - logit_0, added to
+    the logit difference (split [-1/2, +1/2]); K > 2: softmax(logits_k / temp) - 1/K, added to
+    every logit (for K = 2 that form is the binary one at temp / 2). The reg output passes
+    through. gain = 0 is the identity (training runs with it); gain and temp are chosen after
+    training on val/ (scripts/train.py `select_prior`): the training videos cannot set them,
+    since text and visual leak the labels there, so every utterance looks certain on its own,
+    and their sentiment is less uniform within a video than that of unseen ones (docs/MODEL.md
+    item 12)."""
 
-    def __init__(self):
+    def __init__(self, n_classes: int = 2):
         super().__init__()
+        self.n_classes = n_classes
         self.register_buffer("gain", torch.zeros(()))
         self.register_buffer("temp", torch.ones(()))
         self.register_buffer("split", torch.tensor([-0.5, 0.5]), persistent=False)
 
     def forward(self, logits, reg, node_mask):
         mask = node_mask[:, :, None]
-        z = logits[..., 1:2] - logits[..., 0:1]                                  # [B,W,1]
-        e = torch.tanh(z / self.temp) * mask
+        if self.n_classes != 2:
+            e = (torch.softmax(logits / self.temp, dim=-1) - 1.0 / self.n_classes) * mask
+        else:
+            z = logits[..., 1:2] - logits[..., 0:1]                              # [B,W,1]
+            e = torch.tanh(z / self.temp) * mask
         others = torch.clamp(node_mask.sum(dim=1, keepdim=True)[:, :, None] - 1.0, min=1.0)
-        ctx = (e.sum(dim=1, keepdim=True) - e) / others * mask
+        ctx = (e.sum(dim=1, keepdim=True) - e) / others * mask                  # [B,W,1 or K]
+        if self.n_classes != 2:
+            return logits + self.gain * ctx, reg
         return logits + (self.gain * ctx) * self.split, reg     # logit_1 - logit_0 += gain ctx
 
 
 def spectrum(h: torch.Tensor, u: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
-    """lam [B,3,k] = |hn^T u_j|^2 / max(N,1); mirrors gsdnet_ref.graph.spectrum."""
+    """lam [B,M,k] = |hn^T u_j|^2 / max(N,1); mirrors gsdnet_ref.graph.spectrum."""
     norms = torch.clamp(torch.linalg.vector_norm(h, dim=-1, keepdim=True), min=1e-6)
     hn = h / norms * node_mask[:, None, :, None]
-    proj = u.transpose(1, 2)[:, None] @ hn                                # [B,3,k,d]
+    proj = u.transpose(1, 2)[:, None] @ hn                                # [B,M,k,d]
     n = torch.clamp(node_mask.sum(dim=1), min=1.0)
     return (proj ** 2).sum(-1) / n[:, None, None]
 
@@ -256,26 +270,35 @@ def adj_from_lam(u: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
 
 
 class GSDNet(nn.Module):
-    """Container of the five parts plus the hyper-parameters the manifest records."""
+    """Container of the five parts plus the hyper-parameters the manifest records. `dims`: the
+    feature size of each modality slot (canonical order; `modalities` their names), `n_classes`
+    K, `regression` whether the fusion has a regression head (continuous labels only)."""
 
     def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5,
                  variant="gsdnet", fusion_layers=2, in_dropout=0.2, cmp_zero=False,
-                 fusion_members=1, fusion_ctx="mean"):
+                 fusion_members=1, fusion_ctx="mean", dims=MOSI_DIMS,
+                 modalities=("text", "audio", "visual"), n_classes=2, regression=True):
         super().__init__()
+        dims, modalities = tuple(dims), tuple(modalities)
+        if len(dims) != len(modalities) or len(dims) < 2:
+            raise ValueError(f"dims {dims} and modalities {modalities}: need M >= 2 of each")
         self.cfg = dict(d=d, k=k, width=width, hid=hid, sigma_x=sigma_x, sigma_l=sigma_l,
                         dropout=dropout, variant=variant,
                         fusion_layers=fusion_layers, in_dropout=in_dropout, cmp_zero=cmp_zero,
-                        fusion_members=fusion_members, fusion_ctx=fusion_ctx)
-        self.encoders = Encoders(d, width)
-        self.s_theta = STheta(d, hid, sigma_x)
-        self.s_phi = SPhi(d, k, hid, sigma_l)
-        self.recon = Recon(d)
+                        fusion_members=fusion_members, fusion_ctx=fusion_ctx, dims=dims,
+                        modalities=modalities, n_classes=n_classes, regression=regression)
+        m = len(dims)
+        self.encoders = Encoders(d, width, dims)
+        self.s_theta = STheta(d, hid, sigma_x, m=m)
+        self.s_phi = SPhi(d, k, hid, sigma_l, m=m)
+        self.recon = Recon(d, dims)
         fkw = dict(d=d, hid=hid, layers=fusion_layers, dropout=dropout, in_dropout=in_dropout,
-                   cmp_zero=cmp_zero, ctx=fusion_ctx)
+                   cmp_zero=cmp_zero, ctx=fusion_ctx, m=m, n_classes=n_classes,
+                   regression=regression)
         # one member keeps the single-Fusion parameter names of earlier checkpoints
         self.fusion = Fusion(**fkw) if fusion_members == 1 else \
             FusionEnsemble(fusion_members, **fkw)
-        self.prior = ConversationPrior()
+        self.prior = ConversationPrior(n_classes)
         if variant == "adj":
             from gsdnet_torch.adjdiff import AdjScore
             self.s_adj = AdjScore(hid // 2, sigma_l)

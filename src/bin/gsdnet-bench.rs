@@ -35,6 +35,6 @@ fn arguments() -> Vec<std::ffi::OsString> {
 }
 
 fn main() -> anyhow::Result<()> {
-    gsdnet_edge::cli_daemon::init_logging("warn");
+    gsdnet_edge::cli::daemon::init_logging("warn");
     cli::run_bench(BenchCli::parse_from(arguments()).args)
 }

@@ -60,6 +60,8 @@ impl TensorEntry {
 #[derive(Debug, Deserialize)]
 struct CaseFile {
     #[serde(default)]
+    meta: toml::Table,
+    #[serde(default)]
     tensors: BTreeMap<String, TensorEntry>,
     #[serde(default)]
     tolerances: BTreeMap<String, Tolerance>,
@@ -68,6 +70,8 @@ struct CaseFile {
 #[derive(Debug)]
 pub struct GoldenCase {
     pub name: String,
+    /// `[meta] model`: the model the case was recorded with, when it says.
+    pub model: Option<String>,
     dir: PathBuf,
     tensors: BTreeMap<String, TensorEntry>,
     tolerances: BTreeMap<String, Tolerance>,
@@ -79,7 +83,8 @@ impl GoldenCase {
         let text = std::fs::read_to_string(&path).map_err(|source| GoldenError::Io { path: path.clone(), source })?;
         let file: CaseFile = toml::from_str(&text).map_err(|e| GoldenError::Parse { path, detail: e.to_string() })?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(GoldenCase { name, dir: dir.to_path_buf(), tensors: file.tensors, tolerances: file.tolerances })
+        let model = file.meta.get("model").and_then(|v| v.as_str()).map(str::to_string);
+        Ok(GoldenCase { name, model, dir: dir.to_path_buf(), tensors: file.tensors, tolerances: file.tolerances })
     }
 
     /// Every `<root>/*/case.toml`, sorted by case name; directories without one are ignored.

@@ -3,6 +3,10 @@
 //! token buckets (per connection, and for all socket clients together) reject input beyond the
 //! configured frame rates.
 //!
+//! A peer speaking another protocol version (e.g. a v1 sensor) is told once per connection, with
+//! a `Reject` frame (`UnknownVersion`) and one warning in the log naming both versions; its
+//! frames are still counted, and the connection keeps serving frames of this version.
+//!
 //! Output goes through one writer task per connection with a bounded queue and a write timeout:
 //! a client that does not read fills only its own queue, is disconnected and loses only its own
 //! results (counted); nothing the daemon does waits on it.
@@ -22,7 +26,13 @@ use tokio::time::Instant;
 use super::limits::{Ticket, TokenBucket};
 use super::server::{stopped, Shared};
 use super::stats::{bump, Escaped};
-use crate::protocol::{encode_frame, DecodeError, FrameDecoder, Message, RejectReason, ScoredResult, WindowResult};
+use crate::protocol::{
+    encode_frame, DecodeError, FrameDecoder, Message, RejectNotice, RejectReason, ScoredResult, WindowResult, PROTOCOL_VERSION,
+};
+
+/// Bytes read from a stream at a time. Frames longer than this (up to `MAX_FRAME_LEN`) are
+/// assembled by the decoder across reads, so this bounds only the read buffer.
+const READ_CHUNK: usize = 4096;
 
 /// A message on its way to the assembly task, with the connection it came from.
 #[derive(Debug)]
@@ -72,6 +82,8 @@ struct Conn {
     subscription: Option<broadcast::Receiver<Arc<WindowResult>>>,
     /// The subscription is for `Scored` results (`SubscribeScored`), not `Result`.
     scored: bool,
+    /// The peer was told (once) that its protocol version is not this daemon's.
+    version_refused: bool,
     input: Option<mpsc::Sender<Input>>,
     out: mpsc::Sender<Outgoing>,
 }
@@ -90,7 +102,8 @@ where
     let writer = tokio::spawn(write_loop(writer, out_rx, Arc::clone(&ctx.source), Arc::clone(&shared)));
     let bucket = TokenBucket::new(shared.max_frames_per_second, shared.burst, Instant::now());
     let StreamCtx { source, input, ticket, mut phases } = ctx;
-    let mut conn = Conn { source, shared, bucket, ticket, proven: false, subscription: None, scored: false, input: Some(input), out };
+    let mut conn =
+        Conn { source, shared, bucket, ticket, proven: false, subscription: None, scored: false, version_refused: false, input: Some(input), out };
     bump(&conn.shared.stats.clients);
     log::debug!("{}: connected", conn.source);
     let end = conn.read_phase(reader, &mut phases.input).await;
@@ -152,7 +165,7 @@ async fn next_result(sub: &mut Option<broadcast::Receiver<Arc<WindowResult>>>) -
 impl Conn {
     async fn read_phase<R: AsyncRead + Unpin>(&mut self, mut reader: R, stop: &mut watch::Receiver<bool>) -> End {
         let mut decoder = FrameDecoder::default();
-        let mut buf = vec![0u8; 4096];
+        let mut buf = vec![0u8; READ_CHUNK];
         let idle_deadline = Instant::now() + self.shared.limits.idle_timeout;
         let kick = self.ticket.as_ref().map(|t| Arc::clone(&t.kick));
         loop {
@@ -228,7 +241,9 @@ impl Conn {
             let msg = match frame {
                 Ok(msg) => msg,
                 Err(e) => {
-                    self.shared.stats.reject(e.reason(), &self.source, &e);
+                    if let Some(end) = self.on_bad_frame(&e) {
+                        return Some(end);
+                    }
                     continue;
                 }
             };
@@ -247,6 +262,27 @@ impl Conn {
             }
         }
         None
+    }
+
+    /// Counts a frame that did not decode. The first of another protocol version is logged at
+    /// warn and answered with a `Reject` (the peer may not read it, but it is a frame of this
+    /// version, never garbage); later ones are only counted.
+    fn on_bad_frame(&mut self, e: &DecodeError) -> Option<End> {
+        let DecodeError::UnknownVersion(v) = e else {
+            self.shared.stats.reject(e.reason(), &self.source, e);
+            return None;
+        };
+        self.shared.stats.reject_quietly(RejectReason::UnknownVersion, &self.source, e);
+        if self.version_refused {
+            return None;
+        }
+        self.version_refused = true;
+        log::warn!(
+            "{}: peer speaks protocol version {v}, this daemon speaks version {PROTOCOL_VERSION}: its frames are refused (UnknownVersion)",
+            self.source
+        );
+        let detail = format!("protocol version {v} is not supported: this daemon speaks version {PROTOCOL_VERSION}");
+        self.offer(&Message::Reject(RejectNotice::new(RejectReason::UnknownVersion, &detail)), false)
     }
 
     /// The connection's bucket, then (socket clients) the bucket of all socket clients.
@@ -278,8 +314,10 @@ impl Conn {
                 report.connections_open = u32::try_from(self.shared.registry.len()).unwrap_or(u32::MAX);
                 self.offer(&Message::Health(report), false)
             }
-            Message::Status(_) | Message::Result(_) | Message::Health(_) | Message::Scored(_) => {
-                self.shared.stats.reject(RejectReason::Unexpected, &self.source, &"daemon-only message");
+            Message::ModelInfoRequest => self.offer(&Message::ModelInfo(self.shared.model_info.clone()), false),
+            msg if msg.is_daemon_only() => {
+                let detail = format!("{} is a daemon-only message", msg.kind());
+                self.shared.stats.reject(RejectReason::Unexpected, &self.source, &detail);
                 None
             }
             msg => {

@@ -249,8 +249,8 @@ fn describe_result(r: &WindowResult) -> String {
         "{} utterance {}: label {:?} reg {:?} ({} utterances, {} us)",
         crate::daemon::stats::Escaped(&r.conversation),
         r.closed_utterance,
-        last.map(|u| u.label),
-        last.map(|u| u.reg),
+        last.map(|u| u.label_name.as_str()),
+        last.and_then(|u| u.reg),
         r.utterances.len(),
         r.latency_us
     )

@@ -9,40 +9,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Limits applied to socket clients (board profile `[inputs]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    pub max_connections: usize,
-    pub max_connections_per_peer: usize,
-    /// A connection that has sent no valid frame after this long is closed.
-    pub idle_timeout: Duration,
-    /// Frames queued towards one client before it counts as not reading.
-    pub outgoing_queue: usize,
-    /// Longest a single write to a client may take before it counts as not reading.
-    pub write_timeout: Duration,
-    /// Frame rate and burst of all socket clients together.
-    pub total_frames_per_second: u32,
-    pub total_burst: u32,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            max_connections: 64,
-            max_connections_per_peer: 32,
-            idle_timeout: Duration::from_secs(10),
-            outgoing_queue: 64,
-            write_timeout: Duration::from_secs(2),
-            total_frames_per_second: 2000,
-            total_burst: 2000,
-        }
-    }
-}
+pub use crate::config::ConnectionLimits;
 
 /// The other end of a socket, for the per-peer limit: an IP address, or a local user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

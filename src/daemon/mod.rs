@@ -1,14 +1,18 @@
 //! The edge daemon: utterance assembly (`assembly`), the inference thread and its bounded queue
-//! (`inference`), connection limits and rate buckets (`limits`), counters (`stats`), service-manager notifications (`notify`), per-stream
-//! handling (`connection`), the serve loop (`server`), the production runner over the core
-//! pipeline (`pipeline_runner`) and recording/replay (`replay`).
+//! (`inference`), connection limits and rate buckets (`limits`), counters (`stats`),
+//! service-manager notifications (`notify`), per-stream handling (`connection`), the serve loop
+//! (`server`), serial ports served with reopening (`serial`), the served model's description
+//! (`model_info`: modalities, classes), the production runner over the core pipeline
+//! (`pipeline_runner`) and recording/replay (`replay`).
 
 pub mod assembly;
 pub mod connection;
 pub mod inference;
 pub mod limits;
+pub mod model_info;
 pub mod notify;
 pub mod pipeline_runner;
 pub mod replay;
+pub mod serial;
 pub mod server;
 pub mod stats;

@@ -6,23 +6,50 @@
 //! holds a whole conversation gets exactly the noise `gsdnet eval` uses for it. Completion
 //! samples (`engine.samples`, else the manifest's) draw from `sample_key(K, s)` as in eval, so
 //! such a window gets eval's averaged probabilities too.
+//!
+//! Results carry the model's K probabilities, the label index and its class name (manifest
+//! order), and the regression only when the model has a regression head. Speakers go from the
+//! assembled utterances (the wire's `speaker`) into the pipeline's graph unchanged.
 
 use crate::daemon::assembly::WindowJob;
 use crate::daemon::inference::{RunError, WindowRunner};
+use crate::daemon::model_info::{ServedModel, ServedModelError};
 use crate::diffusion::SeededNoise;
-use crate::pipeline::{Completion, Pipeline, Utterance, Window};
-use crate::protocol::UtteranceResult;
+use crate::pipeline::{Completion, Pipeline, Utterance, UtteranceOutput, Window};
+use crate::protocol::{Probs, UtteranceResult};
 
 pub struct PipelineRunner {
     pipeline: Pipeline,
     completion: Completion,
     seed: u64,
     noise_scenario: u64,
+    model: ServedModel,
 }
 
 impl PipelineRunner {
-    pub fn new(pipeline: Pipeline, completion: Completion, seed: u64, noise_scenario: u64) -> Self {
-        PipelineRunner { pipeline, completion, seed, noise_scenario }
+    /// Fails only for a manifest whose classes the protocol cannot carry (a `Manifest` is
+    /// already checked the same way).
+    pub fn new(pipeline: Pipeline, completion: Completion, seed: u64, noise_scenario: u64) -> Result<Self, ServedModelError> {
+        let model = ServedModel::from_manifest(&pipeline.model().manifest)?;
+        Ok(PipelineRunner { pipeline, completion, seed, noise_scenario, model })
+    }
+
+    /// What this runner serves (for `ServeOptions::model`).
+    pub fn served_model(&self) -> &ServedModel {
+        &self.model
+    }
+
+    /// The wire form of one pipeline output.
+    fn result(&self, utterance: u32, avail: u8, o: UtteranceOutput) -> Result<UtteranceResult, RunError> {
+        let label = u16::try_from(o.label).map_err(|_| format!("label {} does not fit the protocol", o.label))?;
+        Ok(UtteranceResult {
+            utterance,
+            avail,
+            label,
+            label_name: self.model.class_name(o.label),
+            probs: Probs::from_vec(o.probs)?,
+            reg: o.regression,
+        })
     }
 
     /// The model's window length W.
@@ -53,17 +80,6 @@ impl WindowRunner for PipelineRunner {
         let w = self.model_window().max(1) as u64;
         let mut noise = SeededNoise::for_window(self.seed, self.noise_scenario, &job.conversation, job.first_position / w);
         let out = self.pipeline.run(&window, self.completion, &mut noise)?;
-        Ok(job
-            .utterances
-            .iter()
-            .zip(out.utterances)
-            .map(|(u, o)| UtteranceResult {
-                utterance: u.utterance,
-                avail: u.avail_bits(),
-                label: u8::try_from(o.label).unwrap_or(u8::MAX),
-                probs: o.probs,
-                reg: o.regression.unwrap_or(f32::NAN),
-            })
-            .collect())
+        job.utterances.iter().zip(out.utterances).map(|(u, o)| self.result(u.utterance, u.avail_bits(), o)).collect()
     }
 }

@@ -2,6 +2,9 @@
 //! message sequence a set of sensors would send, with modalities dropped over time spans or by
 //! an evaluation mask, and the reverse (`RecorderRunner`: assembled utterances to a recording).
 //!
+//! Only the served model's modalities are sent (`ReplayOptions::modalities`, else the
+//! recording's): an entry the recording lacks, or a drop span or the mask hides, is a `Dropout`.
+//!
 //! Timeline: utterance k of the replay sits at its recorded timestamp relative to the first one
 //! when every utterance has one, else at `k * interval_ms`. Drop spans refer to this timeline
 //! whatever the pacing, so a replay at maximum speed drops the same entries as one in real time.
@@ -16,7 +19,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::daemon::assembly::WindowJob;
 use crate::daemon::inference::{RunError, WindowRunner};
 use crate::masks;
-use crate::protocol::{self, encode_frame, Boundary, Dropout, Features, Message, Modality, UtteranceResult};
+use crate::modality::Modalities;
+use crate::protocol::{self, encode_frame, Boundary, ConversationId, Dropout, Features, Message, Modality, UtteranceResult};
 use crate::recording::{Record, Recording, RecordingWriter, UtteranceRecord};
 
 #[derive(Debug, Error)]
@@ -68,8 +72,12 @@ pub struct ReplayOptions {
     /// Spacing of utterances without recorded timestamps.
     pub interval_ms: u64,
     pub drops: Vec<DropSpan>,
-    /// Evaluation mask (rate, seed): entries it hides are sent as dropouts.
-    pub mask: Option<(f64, u64)>,
+    /// Evaluation mask (rate, seed, the model's modalities): entries it hides are sent as
+    /// dropouts.
+    pub mask: Option<(f64, u64, Modalities)>,
+    /// The served model's modalities: only these are sent (an entry the recording lacks as a
+    /// dropout), so a model without a modality never sees it. `None`: the recording's.
+    pub modalities: Option<Modalities>,
 }
 
 /// One message at its time on the replay timeline.
@@ -79,17 +87,48 @@ pub struct Step {
     pub msg: Message,
 }
 
+/// Sizes of the modalities a recording holds (the longest vector of each, 0 when none has it).
+fn sizes_of(rec: &Recording) -> [usize; 3] {
+    let mut sizes = [0usize; 3];
+    for u in rec.conversations.iter().flat_map(|c| &c.utterances) {
+        for (s, f) in sizes.iter_mut().zip(&u.features) {
+            if let Some(f) = f {
+                *s = (*s).max(f.len());
+            }
+        }
+    }
+    sizes
+}
+
+/// The modalities a recording holds (with their sizes), as a model trained on it would have
+/// them; `None` when it holds fewer than two. `--mask-rate` masks over these, as `gsdnet eval`
+/// does over the model's, unless the model is named.
+pub fn modalities_of(rec: &Recording) -> Option<Modalities> {
+    Modalities::new(sizes_of(rec))
+}
+
+/// Where an utterance sits on the replay timeline, and which of its entries are hidden.
+struct Slot<'a> {
+    cid: &'a ConversationId,
+    at_ms: u64,
+    hidden: [bool; 3],
+}
+
 /// The message sequence of a whole recording.
 pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayError> {
     let all: Vec<&UtteranceRecord> = rec.conversations.iter().flat_map(|c| &c.utterances).collect();
     let recorded = all.iter().all(|u| u.timestamp_ms.is_some());
     let t0 = all.iter().filter_map(|u| u.timestamp_ms).min().unwrap_or(0);
+    let sent = match opts.modalities {
+        Some(m) => Modality::ALL.map(|x| m.has(x)),
+        None => sizes_of(rec).map(|s| s > 0),
+    };
     let mut steps = Vec::new();
     let mut k = 0u64;
     for conv in &rec.conversations {
         let cid = protocol::conversation_id(&conv.id).ok_or_else(|| ReplayError::ConversationId(conv.id.clone()))?;
         let mask = match opts.mask {
-            Some((rate, seed)) => Some(masks::random_mask(seed, masks::check_rate(rate)?, &conv.id, conv.utterances.len())),
+            Some((rate, seed, mods)) => Some(masks::random_mask(seed, masks::check_rate(rate)?, &conv.id, conv.utterances.len(), &mods)),
             None => None,
         };
         let first = if recorded { conv.utterances.first().and_then(|u| u.timestamp_ms).map_or(0, |t| t - t0) } else { k * opts.interval_ms };
@@ -97,26 +136,35 @@ pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayEr
         for (i, u) in conv.utterances.iter().enumerate() {
             let at_ms = if recorded { u.timestamp_ms.map_or(0, |t| t - t0) } else { k * opts.interval_ms };
             k += 1;
-            let speaker = u16::try_from(u.speaker).map_err(|_| ReplayError::Speaker { id: u.id.clone(), speaker: u.speaker })?;
-            let utterance = u.position;
-            let b = Boundary { conversation: cid.clone(), utterance, speaker, timestamp_us: at_ms * 1000 };
-            steps.push(Step { at_ms, msg: Message::UtteranceStart(b.clone()) });
-            for m in Modality::ALL {
+            let hidden = Modality::ALL.map(|m| {
                 let dropped = opts.drops.iter().any(|d| d.modality == m && (d.from_s * 1000.0) <= at_ms as f64 && (at_ms as f64) < d.to_s * 1000.0);
-                let masked = mask.as_ref().is_some_and(|mk| !mk[i][m.index()]);
-                let msg = match (&u.features[m.index()], dropped || masked) {
-                    (Some(v), false) => {
-                        let values = protocol::values(v).ok_or(ReplayError::TooManyValues { id: u.id.clone(), modality: m, len: v.len() })?;
-                        Message::Features(Features { conversation: cid.clone(), utterance, speaker, modality: m, timestamp_us: at_ms * 1000, values })
-                    }
-                    _ => Message::Dropout(Dropout { conversation: cid.clone(), utterance, modality: m, timestamp_us: at_ms * 1000 }),
-                };
-                steps.push(Step { at_ms, msg });
-            }
-            steps.push(Step { at_ms, msg: Message::UtteranceEnd(b) });
+                dropped || mask.as_ref().is_some_and(|mk| !mk[i][m.index()])
+            });
+            utterance_steps(u, &Slot { cid: &cid, at_ms, hidden }, sent, &mut steps)?;
         }
     }
     Ok(steps)
+}
+
+/// Start, one `Features` or `Dropout` per sent modality, end.
+fn utterance_steps(u: &UtteranceRecord, slot: &Slot<'_>, sent: [bool; 3], steps: &mut Vec<Step>) -> Result<(), ReplayError> {
+    let (conversation, at_ms, timestamp_us) = (slot.cid.clone(), slot.at_ms, slot.at_ms * 1000);
+    let speaker = u16::try_from(u.speaker).map_err(|_| ReplayError::Speaker { id: u.id.clone(), speaker: u.speaker })?;
+    let utterance = u.position;
+    let b = Boundary { conversation: conversation.clone(), utterance, speaker, timestamp_us };
+    steps.push(Step { at_ms, msg: Message::UtteranceStart(b.clone()) });
+    for m in Modality::ALL.into_iter().filter(|m| sent[m.index()]) {
+        let msg = match (&u.features[m.index()], slot.hidden[m.index()]) {
+            (Some(v), false) => {
+                let values = protocol::values(v).ok_or(ReplayError::TooManyValues { id: u.id.clone(), modality: m, len: v.len() })?;
+                Message::Features(Features { conversation: conversation.clone(), utterance, speaker, modality: m, timestamp_us, values })
+            }
+            _ => Message::Dropout(Dropout { conversation: conversation.clone(), utterance, modality: m, timestamp_us }),
+        };
+        steps.push(Step { at_ms, msg });
+    }
+    steps.push(Step { at_ms, msg: Message::UtteranceEnd(b) });
+    Ok(())
 }
 
 /// Writes the plan to a stream, pacing on the tokio clock when `realtime`.
@@ -187,8 +235,8 @@ impl<W: Write + Send> WindowRunner for RecorderRunner<W> {
                 speaker: u32::from(u.speaker),
                 position: u.utterance,
                 timestamp_ms: None,
+                label: None,
                 label_cont: None,
-                label_bin: None,
                 features: u.features.clone(),
             }))?;
         }

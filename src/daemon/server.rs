@@ -20,10 +20,12 @@ use super::assembly::{Assembler, AssemblySettings, ClosedUtterance, WindowJob};
 use super::connection::{serve_stream, Input, Phases, StreamCtx};
 use super::inference::{InferenceThread, JobQueue, Pushed, WatchdogPolicy, WindowRunner};
 use super::limits::{Admission, ConnectionLimits, Peer, Registry, TokenBucket};
+use super::model_info::{first_modality, ServedModel};
 use super::notify::Notifier;
 use super::stats::{bump, is_loud, Stats};
 use crate::io::serial::SerialInput;
-use crate::protocol::{conversation_id, StatusReport, WindowResult};
+use crate::modality::{Modalities, Modality};
+use crate::protocol::{conversation_id, max_result_frame_len, ModelInfoReport, StatusReport, WindowResult, MAX_FRAME_LEN};
 
 /// Longest wait, after input stopped, for the assembly task to apply what it received.
 const INPUT_GRACE: Duration = Duration::from_secs(2);
@@ -41,12 +43,19 @@ pub enum ServeError {
     Thread(std::io::Error),
     #[error("warm-up task panicked")]
     Panicked,
+    #[error(
+        "a result of {window} utterances with {classes} classes may take {bound} bytes, over the protocol's {max}: lower assembly.window",
+        max = MAX_FRAME_LEN
+    )]
+    ResultTooLarge { window: usize, classes: usize, bound: usize },
 }
 
 /// Everything `serve` needs besides endpoints, runner and shutdown.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub assembly: AssemblySettings,
+    /// The served model: the modalities the assembly waits for, the classes results name.
+    pub model: ServedModel,
     pub queue_capacity: usize,
     pub max_frames_per_second: u32,
     pub burst: u32,
@@ -87,6 +96,8 @@ pub struct Shared {
     pub total_bucket: Mutex<TokenBucket>,
     pub registry: Arc<Registry>,
     pub abstain_below: f32,
+    /// The `ModelInfo` answer.
+    pub model_info: ModelInfoReport,
 }
 
 impl Shared {
@@ -111,14 +122,27 @@ impl Shared {
     }
 }
 
-/// A one-utterance window with text only, so warm-up runs every part including the sampler.
-pub fn warmup_job(dims: [usize; 3]) -> WindowJob {
+/// A one-utterance window with only the model's first modality, so warm-up runs every part
+/// including the sampler.
+pub fn warmup_job(mods: &Modalities) -> WindowJob {
+    let first = first_modality(mods);
+    let features = Modality::ALL.map(|m| (m == first).then(|| vec![0.0; mods.size(m).unwrap_or(0)]));
     WindowJob {
         conversation: conversation_id("warm-up").unwrap_or_default(),
         session: 0,
         first_position: 0,
-        utterances: vec![ClosedUtterance { utterance: 0, speaker: 0, features: [Some(vec![0.0; dims[0]]), None, None] }],
+        utterances: vec![ClosedUtterance { utterance: 0, speaker: 0, features }],
     }
+}
+
+/// Refuses a model whose largest result would not fit in a frame (clients would drop it).
+fn check_result_size(opts: &ServeOptions, completion: &str) -> Result<(), ServeError> {
+    let classes = opts.model.classes();
+    let bound = max_result_frame_len(opts.assembly.window, classes, completion);
+    if bound > MAX_FRAME_LEN {
+        return Err(ServeError::ResultTooLarge { window: opts.assembly.window, classes: classes.len(), bound });
+    }
+    Ok(())
 }
 
 /// Runs the daemon until `shutdown` resolves, then shuts down in bounded phases. Returns the
@@ -130,8 +154,10 @@ pub async fn serve(
     notifier: Arc<dyn Notifier>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Arc<Stats>, ServeError> {
+    check_result_size(&opts, &runner.completion())?;
     let runner = if opts.warm_up { warm_up(runner, &opts).await? } else { runner };
     let engine = runner.describe();
+    log::info!("model {}", opts.model.describe());
     let stats = Arc::new(Stats::default());
     let (results, _) = broadcast::channel(opts.result_backlog.max(1));
     let queue = Arc::new(JobQueue::new(opts.queue_capacity));
@@ -150,13 +176,14 @@ pub async fn serve(
         total_bucket: Mutex::new(TokenBucket::new(opts.limits.total_frames_per_second, opts.limits.total_burst, Instant::now())),
         registry: Registry::new(opts.limits),
         abstain_below: opts.abstain_below,
+        model_info: opts.model.report(opts.assembly.window),
     });
     let (stop_input, input_rx) = watch::channel(false);
     let (stop_output, output_rx) = watch::channel(false);
     let phases = Phases { input: input_rx, output: output_rx };
     let (socket_tx, socket_rx) = mpsc::channel(SOCKET_INPUT_QUEUE);
     let (serial_tx, serial_rx) = mpsc::channel(SERIAL_INPUT_QUEUE);
-    let assembler = Assembler::new(opts.assembly.clone());
+    let assembler = Assembler::new(opts.assembly.clone(), opts.model.modalities);
     let assembly = tokio::spawn(assembly_task(assembler, serial_rx, socket_rx, Arc::clone(&shared)));
     let mut tasks = JoinSet::new();
     spawn_endpoints(&mut tasks, endpoints, &shared, (socket_tx, serial_tx), &phases);
@@ -192,7 +219,7 @@ async fn finish(mut assembly: tokio::task::JoinHandle<()>, inference: InferenceT
 }
 
 async fn warm_up(mut runner: Box<dyn WindowRunner>, opts: &ServeOptions) -> Result<Box<dyn WindowRunner>, ServeError> {
-    let job = warmup_job(opts.assembly.dims);
+    let job = warmup_job(&opts.model.modalities);
     let (runner, outcome) = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let outcome = runner.run(&job).map(|_| started.elapsed());
@@ -229,7 +256,7 @@ fn spawn_endpoints(tasks: &mut JoinSet<()>, endpoints: Endpoints, shared: &Arc<S
         });
     }
     for port in endpoints.serial {
-        tasks.spawn(crate::io::serial::serve_serial(port, Arc::clone(shared), serial.clone(), phases.clone()));
+        tasks.spawn(crate::daemon::serial::serve_serial(port, Arc::clone(shared), serial.clone(), phases.clone()));
     }
 }
 

@@ -56,6 +56,15 @@ impl Stats {
         }
     }
 
+    /// Counts a rejected input, logging it at debug only (the caller said what matters once).
+    pub fn reject_quietly(&self, reason: RejectReason, source: &str, detail: &dyn fmt::Display) {
+        self.rejected[reason as usize].fetch_add(1, Relaxed);
+        if log::log_enabled!(log::Level::Debug) {
+            let detail = detail.to_string();
+            log::debug!("rejected from {}: {reason:?}: {}", Escaped(source), Escaped(&detail));
+        }
+    }
+
     pub fn rejected(&self, reason: RejectReason) -> u64 {
         self.rejected[reason as usize].load(Relaxed)
     }

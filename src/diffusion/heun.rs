@@ -37,12 +37,12 @@ pub(super) struct Buffers {
 }
 
 impl Buffers {
-    pub(super) fn new(w: usize, d: usize, k: usize) -> Self {
+    pub(super) fn new(m: usize, w: usize, d: usize, k: usize) -> Self {
         Buffers {
-            x: Tensor::zeros(&[1, 3, w, d]),
-            lam: Tensor::zeros(&[1, 3, k]),
-            dx: vec![0.0; 3 * w * d],
-            dl: vec![0.0; 3 * k],
+            x: Tensor::zeros(&[1, m, w, d]),
+            lam: Tensor::zeros(&[1, m, k]),
+            dx: vec![0.0; m * w * d],
+            dl: vec![0.0; m * k],
         }
     }
 }

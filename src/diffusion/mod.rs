@@ -1,5 +1,5 @@
-//! Reverse VE samplers with inpainting (DESIGN.md "Sampler") over node latents `x [1,3,W,d]`
-//! and eigenvalues `lam [1,3,k]`: Euler-Maruyama on the reverse SDE (here) or Heun on the
+//! Reverse VE samplers with inpainting (DESIGN.md "Sampler") over node latents `x [1,M,W,d]`
+//! and eigenvalues `lam [1,M,k]` (M modality slots): Euler-Maruyama on the reverse SDE (here) or Heun on the
 //! probability-flow ODE (`heun`). Observed entries follow their noised true values at every
 //! evaluation; `A_t = U diag(lam_t) U^T` is fed to the feature score network.
 //!
@@ -163,8 +163,9 @@ impl ScoreCalls {
     }
 }
 
-/// Reusable sampler state for windows of width W, latent d and k eigenpairs.
+/// Reusable sampler state for M modality slots, windows of width W, latent d and k eigenpairs.
 pub struct Sampler {
+    m: usize,
     w: usize,
     d: usize,
     k: usize,
@@ -177,44 +178,45 @@ pub struct Sampler {
     zl: Vec<f32>,
     /// `obs[m * W + i]`: entry observed on a valid node.
     obs: Vec<bool>,
-    /// `full[m]`: modality observed on every valid node.
-    full: [bool; 3],
+    /// `full[m]`: modality slot m observed on every valid node.
+    full: Vec<bool>,
     /// Heun only: the predictor state and the first slopes.
     heun: heun::Buffers,
 }
 
 impl Sampler {
-    pub fn new(w: usize, d: usize, k: usize) -> Self {
+    pub fn new(m: usize, w: usize, d: usize, k: usize) -> Self {
         Sampler {
+            m,
             w,
             d,
             k,
-            x: Tensor::zeros(&[1, 3, w, d]),
-            lam: Tensor::zeros(&[1, 3, k]),
-            x_mean: vec![0.0; 3 * w * d],
-            lam_mean: vec![0.0; 3 * k],
+            x: Tensor::zeros(&[1, m, w, d]),
+            lam: Tensor::zeros(&[1, m, k]),
+            x_mean: vec![0.0; m * w * d],
+            lam_mean: vec![0.0; m * k],
             calls: ScoreCalls {
-                adj_t: Tensor::zeros(&[1, 3, w, w]),
+                adj_t: Tensor::zeros(&[1, m, w, w]),
                 t: Tensor::zeros(&[1]),
-                sx: [Tensor::zeros(&[1, 3, w, d])],
-                sl: [Tensor::zeros(&[1, 3, k])],
+                sx: [Tensor::zeros(&[1, m, w, d])],
+                sl: [Tensor::zeros(&[1, m, k])],
             },
-            zx: vec![0.0; 3 * w * d],
-            zl: vec![0.0; 3 * k],
-            obs: vec![false; 3 * w],
-            full: [false; 3],
-            heun: heun::Buffers::new(w, d, k),
+            zx: vec![0.0; m * w * d],
+            zl: vec![0.0; m * k],
+            obs: vec![false; m * w],
+            full: vec![false; m],
+            heun: heun::Buffers::new(m, w, d, k),
         }
     }
 
-    /// Observation masks from `avail [1,W,3]` and `node_mask [1,W]`.
+    /// Observation masks from `avail [1,W,M]` and `node_mask [1,W]`.
     fn set_masks(&mut self, avail: &[f32], node_mask: &[f32]) {
-        let w = self.w;
-        for m in 0..3 {
+        let (mm, w) = (self.m, self.w);
+        for m in 0..mm {
             let mut full = true;
             for i in 0..w {
                 let valid = node_mask[i] > 0.5;
-                let seen = avail[i * 3 + m] > 0.5;
+                let seen = avail[i * mm + m] > 0.5;
                 self.obs[m * w + i] = valid && seen;
                 full &= !valid || seen;
             }
@@ -269,7 +271,7 @@ impl Sampler {
     }
 
     /// Runs the full reverse SDE with `nets = [s_theta, s_phi]` and writes
-    /// `out = [x0 [1,3,W,d], lam0 [1,3,k]]`.
+    /// `out = [x0 [1,M,W,d], lam0 [1,M,k]]`.
     pub fn run(
         &mut self,
         p: &SdeParams,
@@ -307,9 +309,9 @@ impl Sampler {
     /// `x0 = where(obs, h, x_mean) * node_mask`, `lam0 = where(full, lam_obs, lam_mean)`.
     fn finish(&self, c: &Condition, steps: usize, out: [&mut Tensor; 2]) -> Result<(), SamplerError> {
         let [x0, lam0] = out;
-        let (w, d, k) = (self.w, self.d, self.k);
+        let (mm, w, d, k) = (self.m, self.w, self.d, self.k);
         let (h, mask, out) = (c.h.data(), c.node_mask.data(), x0.data_mut());
-        for m in 0..3 {
+        for m in 0..mm {
             for (i, &keep) in mask.iter().enumerate().take(w) {
                 let row = (m * w + i) * d;
                 let src = if self.obs[m * w + i] {
@@ -323,7 +325,7 @@ impl Sampler {
             }
         }
         let (lo, out) = (c.lam_obs.data(), lam0.data_mut());
-        for m in 0..3 {
+        for m in 0..mm {
             let src = if self.full[m] {
                 &lo[m * k..(m + 1) * k]
             } else {
@@ -349,7 +351,7 @@ fn scale(out: &mut [f32], z: &[f32], std: f32) {
 /// `lam_obs + std_l * zl`. `obs[m * W + i]` and `full[m]` as in `Sampler`.
 fn inpaint(
     obs: &[bool],
-    full: &[bool; 3],
+    full: &[bool],
     c: &Condition,
     z: (&[f32], &[f32]),
     state: (&mut [f32], &mut [f32]),
@@ -357,14 +359,14 @@ fn inpaint(
 ) {
     let (h, lo) = (c.h.data(), c.lam_obs.data());
     let d = h.len() / obs.len().max(1);
-    let k = lo.len() / 3;
+    let k = lo.len() / full.len().max(1);
     let ((zx, zl), (x, lam), (std_x, std_l)) = (z, state, std);
     for (row, _) in obs.iter().enumerate().filter(|(_, &seen)| seen) {
         for j in row * d..(row + 1) * d {
             x[j] = h[j] + std_x * zx[j];
         }
     }
-    for m in (0..3).filter(|&m| full[m]) {
+    for m in (0..full.len()).filter(|&m| full[m]) {
         for j in m * k..(m + 1) * k {
             lam[j] = lo[j] + std_l * zl[j];
         }

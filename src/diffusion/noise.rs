@@ -9,9 +9,9 @@ use crate::rng;
 /// One noise tensor of the sampler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Draw {
-    /// `Zx_init`, 3*W*d values.
+    /// `Zx_init`, M*W*d values.
     XInit,
-    /// `Zl_init`, 3*k values.
+    /// `Zl_init`, M*k values.
     LamInit,
     /// `Zx[i]` of step i.
     X(usize),
@@ -101,7 +101,7 @@ impl NoiseSource for SeededNoise {
     }
 }
 
-/// Noise replayed from recorded tensors: `zx [S, 3*W*d]` and `zl [S, 3*k]` flattened per step.
+/// Noise replayed from recorded tensors: `zx [S, M*W*d]` and `zl [S, M*k]` flattened per step.
 #[derive(Debug, Clone)]
 pub struct RecordedNoise {
     pub zx_init: Vec<f32>,

@@ -1,17 +1,10 @@
-//! Serial inputs (tokio-serial): a port is one byte stream served like a socket connection;
-//! when it fails (unplugged USB adapter) it is reopened every second until shutdown.
+//! Serial inputs (tokio-serial): opening a port raw at the profile's baud, and the input a
+//! daemon serves (`daemon::serial` serves it like a socket connection and reopens it when it
+//! fails).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::mpsc;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 use crate::config::SerialPort;
-use crate::daemon::connection::{serve_stream, Input, Phases, StreamCtx};
-use crate::daemon::server::{stopped, Shared};
-
-const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 /// A serial input: an already opened stream (tests: one end of a pty pair) and/or a port to
 /// (re)open from the board profile.
@@ -22,7 +15,7 @@ pub struct SerialInput {
 }
 
 impl SerialInput {
-    /// Opens `port` now; on failure the port is retried by `serve_serial`.
+    /// Opens `port` now; on failure the port is retried by `daemon::serial::serve_serial`.
     pub fn from_settings(port: &SerialPort) -> Self {
         let stream = match open(port) {
             Ok(s) => Some(s),
@@ -43,39 +36,4 @@ pub fn open(port: &SerialPort) -> tokio_serial::Result<SerialStream> {
         .stop_bits(tokio_serial::StopBits::One)
         .flow_control(tokio_serial::FlowControl::None)
         .open_native_async()
-}
-
-/// Serves a serial input until shutdown, reopening it when it fails. Serial ports are not
-/// subject to the socket clients' connection limits and have their own input channel.
-pub async fn serve_serial(mut input: SerialInput, shared: Arc<Shared>, tx: mpsc::Sender<Input>, phases: Phases) {
-    let source: Arc<str> = input.name.clone().into();
-    let mut stop = phases.input.clone();
-    // Held only while no stream is served: the stream holds it, and drops it at shutdown.
-    let mut tx = Some(tx);
-    loop {
-        if let Some(stream) = input.stream.take() {
-            let Some(sender) = tx.take() else { return };
-            let ctx = StreamCtx { source: Arc::clone(&source), input: sender, ticket: None, phases: phases.clone() };
-            tx = serve_stream(stream, Arc::clone(&shared), ctx).await;
-            if tx.is_none() || *stop.borrow() {
-                return;
-            }
-            log::warn!("{source}: stream ended");
-        }
-        if *stop.borrow() {
-            return;
-        }
-        let Some(port) = &input.reopen else { return };
-        tokio::select! {
-            _ = tokio::time::sleep(REOPEN_EVERY) => {}
-            _ = stopped(&mut stop) => return,
-        }
-        match open(port) {
-            Ok(s) => {
-                log::info!("{source}: reopened");
-                input.stream = Some(s);
-            }
-            Err(e) => log::debug!("{source}: reopen failed: {e}"),
-        }
-    }
 }

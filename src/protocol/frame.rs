@@ -3,16 +3,42 @@
 //!
 //! `FrameDecoder` is the streaming accumulator: bytes in, decoded messages or typed errors out;
 //! "need more bytes" is simply the end of the iteration. Invariant: the decoder never buffers
-//! more than `max_len` bytes; an overlong frame is reported once and skipped up to the next
-//! delimiter, so one bad frame never costs the frames after it.
+//! more than `max_len` bytes (its buffer grows to the longest frame seen, then is reused); an
+//! overlong frame is reported once and skipped up to the next delimiter, so one bad frame never
+//! costs the frames after it. The version byte is checked right after the CRC, before the body
+//! is decoded: a peer of another version gets `UnknownVersion`, never a misread message.
 
 use crc::{Crc, CRC_32_ISO_HDLC};
 use thiserror::Error;
 
-use super::{Message, RejectReason, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use super::{Message, RejectReason, MAX_CONVERSATION_ID, MAX_FRAME_LEN, MAX_VALUES, PROTOCOL_VERSION};
 
 const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
 const DELIMITER: u8 = 0x00;
+
+/// Bytes of `n` as an unsigned LEB128 varint.
+pub const fn varint_len(n: usize) -> usize {
+    let mut len = 1;
+    let mut v = n >> 7;
+    while v > 0 {
+        len += 1;
+        v >>= 7;
+    }
+    len
+}
+
+/// Largest COBS encoding of `n` bytes: one code byte per started block of 254 (delimiter not
+/// included).
+pub const fn cobs_max_len(n: usize) -> usize {
+    n + n / 254 + 1
+}
+
+/// Longest `Features` frame, delimiter included: version, tag, a full conversation id, widest
+/// utterance, speaker, modality and timestamp varints, `MAX_VALUES` f32, CRC.
+pub const MAX_FEATURES_FRAME_LEN: usize = {
+    let body = 2 + varint_len(MAX_CONVERSATION_ID) + MAX_CONVERSATION_ID + 5 + 3 + 1 + 10 + varint_len(MAX_VALUES) + 4 * MAX_VALUES;
+    cobs_max_len(body + 4) + 1
+};
 
 /// Why one frame could not be turned into a message.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

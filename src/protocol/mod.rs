@@ -1,52 +1,51 @@
-//! Wire protocol of the edge daemon: the versioned messages sensors, clients and the daemon
-//! exchange (serde + postcard), and their framing (`frame`: CRC-32 then COBS, 0x00 delimited).
+//! Wire protocol of the edge daemon (version 2): the versioned messages sensors, clients and
+//! the daemon exchange (serde + postcard), and their framing (`frame`: CRC-32 then COBS, 0x00
+//! delimited). Input messages live here, results and the model description in `results`,
+//! status and health reports in `reports`, the bounded heap vector they use in `bounded`.
 //!
 //! `docs/PROTOCOL.md` is the byte-level reference; `scripts/gsdnet_client.py` implements it
 //! independently. Invariants: every frame body starts with `PROTOCOL_VERSION` as one raw byte;
-//! feature vectors hold at most `MAX_VALUES` values; an encoded frame (delimiter included) is at
-//! most `MAX_FRAME_LEN` bytes; a decoded conversation id holds no control character.
+//! feature vectors hold at most `MAX_VALUES` (= `MAX_FEATURE_SIZE`) values and results at most
+//! `MAX_CLASSES` probabilities; every input message encodes to at most `MAX_FRAME_LEN` bytes
+//! (delimiter included); a decoded conversation id holds no control character. The sizes a
+//! model expects are not the protocol's: the daemon checks them against the served model.
 
 use serde::{Deserialize, Serialize};
 
+pub mod bounded;
 pub mod frame;
+pub mod reports;
+pub mod results;
 
-pub use frame::{decode_frame, encode_frame, DecodeError, FrameDecoder};
+pub use bounded::{BoundedVec, CapacityError};
+pub use frame::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FEATURES_FRAME_LEN};
+pub use reports::{HealthReport, RejectCount, RejectReason, StatusReport};
+pub use results::{
+    max_result_frame_len, ClassName, ModalityInfo, ModelInfoReport, Probs, RejectNotice, ScoredResult, ScoredUtterance,
+    UtteranceResult, WindowResult, MAX_REJECT_DETAIL,
+};
 
-/// Version byte that starts every frame body. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u8 = 1;
-/// Capacity of a feature vector (the largest modality has 100 values).
-pub const MAX_VALUES: usize = 128;
+pub use crate::manifest::{MAX_CLASSES, MAX_CLASS_NAME};
+pub use crate::modality::{Modality, MAX_FEATURE_SIZE};
+
+/// Version byte that starts every frame body. Bumped on any incompatible change: 2 made
+/// feature sizes and classes the model's (results carry K probabilities and a class name, the
+/// regression is optional).
+pub const PROTOCOL_VERSION: u8 = 2;
+/// Capacity of a feature vector: the largest modality size a manifest may declare.
+pub const MAX_VALUES: usize = MAX_FEATURE_SIZE;
 /// Capacity of a conversation id, in UTF-8 bytes.
 pub const MAX_CONVERSATION_ID: usize = 32;
-/// Largest encoded frame, delimiter included, in either direction.
-pub const MAX_FRAME_LEN: usize = 4096;
+/// Largest encoded frame, delimiter included, in either direction: the largest `Features`
+/// (2048 values, `MAX_FEATURES_FRAME_LEN` = 8286 bytes) with room for results (PROTOCOL.md).
+pub const MAX_FRAME_LEN: usize = 16 * 1024;
+
+const _: () = assert!(MAX_FEATURES_FRAME_LEN <= MAX_FRAME_LEN);
 
 /// Conversation id: UTF-8, at most `MAX_CONVERSATION_ID` bytes (a video id, a session name).
 pub type ConversationId = heapless::String<MAX_CONVERSATION_ID>;
 /// Feature values of one modality of one utterance, raw (unstandardised) features.
-pub type Values = heapless::Vec<f32, MAX_VALUES>;
-
-/// Modalities in DESIGN.md order; the wire value is the variant index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Modality {
-    Text,
-    Audio,
-    Visual,
-}
-
-impl Modality {
-    pub const ALL: [Modality; 3] = [Modality::Text, Modality::Audio, Modality::Visual];
-
-    /// Index 0 = text, 1 = audio, 2 = visual.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Pattern-string letter (DESIGN.md): T, A or V.
-    pub fn letter(self) -> char {
-        ['T', 'A', 'V'][self.index()]
-    }
-}
+pub type Values = BoundedVec<f32, MAX_VALUES>;
 
 /// Features of one modality of one utterance, sent by a sensor pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,113 +77,6 @@ pub struct Dropout {
     pub timestamp_us: u64,
 }
 
-/// Result of one utterance inside a published window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UtteranceResult {
-    pub utterance: u32,
-    /// Availability bits as observed: T = 1, A = 2, V = 4.
-    pub avail: u8,
-    /// Argmax of `probs` (1 = non-negative sentiment).
-    pub label: u8,
-    pub probs: [f32; 2],
-    /// Continuous sentiment estimate.
-    pub reg: f32,
-}
-
-/// What the daemon publishes after each window run: every utterance of the window, in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowResult {
-    pub conversation: ConversationId,
-    /// The utterance whose closing triggered this run (the last of `utterances`).
-    pub closed_utterance: u32,
-    /// Completion mode that ran ("gsdnet", "meanfill", "zero").
-    pub completion: String,
-    /// Inference time in microseconds.
-    pub latency_us: u32,
-    pub utterances: Vec<UtteranceResult>,
-}
-
-/// Why an input was rejected; the wire value is the variant index (append only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum RejectReason {
-    /// COBS decoding failed.
-    Framing,
-    /// CRC-32 mismatch or frame too short to hold one.
-    Crc,
-    /// Frame longer than `MAX_FRAME_LEN`.
-    Oversized,
-    /// First body byte is not `PROTOCOL_VERSION`.
-    UnknownVersion,
-    /// Body does not decode as a message (bad tag, truncated, trailing bytes, too many values).
-    Malformed,
-    /// Vector length differs from the modality's dimension.
-    WrongLength,
-    /// A value is NaN or infinite.
-    NonFinite,
-    /// A message only the daemon sends (status, result) arrived as input.
-    Unexpected,
-    /// The utterance was already closed (or is older than the last closed one).
-    Late,
-    /// This modality of this utterance already arrived.
-    Duplicate,
-    /// The connection ended in the middle of a frame.
-    Truncated,
-    /// The connection exceeded its frame rate.
-    Flood,
-    /// Too many open conversations or open utterances.
-    Capacity,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 13] = [
-        RejectReason::Framing,
-        RejectReason::Crc,
-        RejectReason::Oversized,
-        RejectReason::UnknownVersion,
-        RejectReason::Malformed,
-        RejectReason::WrongLength,
-        RejectReason::NonFinite,
-        RejectReason::Unexpected,
-        RejectReason::Late,
-        RejectReason::Duplicate,
-        RejectReason::Truncated,
-        RejectReason::Flood,
-        RejectReason::Capacity,
-    ];
-}
-
-/// One counter of the status report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RejectCount {
-    pub reason: RejectReason,
-    pub count: u64,
-}
-
-/// Answer to `StatusRequest`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusReport {
-    pub uptime_ms: u64,
-    /// Free text: board, backend provider, completion mode.
-    pub engine: String,
-    pub frames_accepted: u64,
-    pub windows_run: u64,
-    /// Window jobs replaced in the queue by a newer window of the same conversation.
-    pub windows_superseded: u64,
-    /// Window jobs dropped because the queue was full (oldest first).
-    pub windows_dropped: u64,
-    pub inference_errors: u64,
-    pub results_published: u64,
-    pub queue_len: u32,
-    pub queue_capacity: u32,
-    pub open_conversations: u32,
-    pub clients: u32,
-    pub rejected: Vec<RejectCount>,
-    /// Utterances that closed with no modality at all (every sensor silent or reporting a
-    /// dropout): skipped, no window run. Last field so that the fields before it keep their
-    /// offsets.
-    pub empty_utterances: u64,
-}
-
 /// Every message; the wire tag is the variant index (append only, never reorder).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -197,102 +89,17 @@ pub enum Message {
     StatusRequest,
     Status(StatusReport),
     Result(WindowResult),
-    /// Asks for the daemon's health counters (answered with `Health`). Appended after v1's
-    /// first nine tags: a peer that never sends it never receives `Health`.
+    /// Asks for the daemon's health counters (answered with `Health`).
     HealthRequest,
     Health(HealthReport),
-    /// Subscribes to `Scored` results instead of `Result` (appended; v1 subscribers unchanged).
+    /// Subscribes to `Scored` results instead of `Result`.
     SubscribeScored,
     Scored(ScoredResult),
-}
-
-/// One utterance of a `ScoredResult`: the `UtteranceResult` fields with every class
-/// probability, the confidence a robot can act on, and whether it is below the abstention
-/// threshold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScoredUtterance {
-    pub utterance: u32,
-    /// Availability bits the result was computed with: T = 1, A = 2, V = 4.
-    pub avail: u8,
-    pub label: u8,
-    /// Class probabilities (calibrated by the model's temperature), one per class.
-    pub probs: Vec<f32>,
-    pub reg: f32,
-    /// The label's probability, `max(probs)`.
-    pub confidence: f32,
-    /// `confidence < abstain_below`: the label is published but should not be acted on.
-    pub uncertain: bool,
-}
-
-/// What `SubscribeScored` subscribers receive after each window run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScoredResult {
-    pub conversation: ConversationId,
-    pub closed_utterance: u32,
-    pub completion: String,
-    pub latency_us: u32,
-    /// The board profile's abstention threshold (0 = none: nothing is uncertain).
-    pub abstain_below: f32,
-    pub utterances: Vec<ScoredUtterance>,
-}
-
-impl ScoredResult {
-    /// The scored form of a window result under threshold `abstain_below` (0 = none).
-    pub fn from_result(r: &WindowResult, abstain_below: f32) -> Self {
-        let utterances = r
-            .utterances
-            .iter()
-            .map(|u| {
-                let confidence = u.probs.iter().copied().fold(0.0f32, f32::max);
-                ScoredUtterance {
-                    utterance: u.utterance,
-                    avail: u.avail,
-                    label: u.label,
-                    probs: u.probs.to_vec(),
-                    reg: u.reg,
-                    confidence,
-                    uncertain: confidence < abstain_below,
-                }
-            })
-            .collect();
-        ScoredResult {
-            conversation: r.conversation.clone(),
-            closed_utterance: r.closed_utterance,
-            completion: r.completion.clone(),
-            latency_us: r.latency_us,
-            abstain_below,
-            utterances,
-        }
-    }
-}
-
-/// Answer to `HealthRequest`: what the daemon did to protect itself (restarts recognised,
-/// evictions, connection limits, slow clients) and the state of the engine.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HealthReport {
-    /// Conversations whose sender restarted its utterance ids without `Reset` (recognised).
-    pub conversation_restarts: u64,
-    /// Messages first refused as `Late`, then applied to the restarted conversation.
-    pub late_replayed: u64,
-    /// Conversations evicted to admit a new one (`max_conversations` reached).
-    pub conversations_evicted: u64,
-    /// Open utterances released early (eviction, restart, `Reset`, shutdown) with what arrived.
-    pub utterances_flushed: u64,
-    pub connections_open: u32,
-    /// Connections closed at once: global or per-peer limit reached, none evictable.
-    pub connections_refused: u64,
-    /// Connections that had not sent a valid frame, closed to make room for a new one.
-    pub connections_evicted: u64,
-    /// Connections closed because no valid frame arrived within the idle timeout.
-    pub connections_idle_closed: u64,
-    /// Clients disconnected because they did not read what the daemon sent them.
-    pub slow_clients_disconnected: u64,
-    /// Results a slow client lost (its own; other clients are not affected).
-    pub results_lost: u64,
-    /// Inference failures in a row (0 after any success).
-    pub consecutive_inference_errors: u32,
-    /// True while the watchdog is no longer fed because the engine keeps failing.
-    pub watchdog_stopped: bool,
+    /// Asks what the served model takes and returns (answered with `ModelInfo`). Tag 13 (v2).
+    ModelInfoRequest,
+    ModelInfo(ModelInfoReport),
+    /// The daemon cannot read this peer's frames (another protocol version). Tag 15 (v2).
+    Reject(RejectNotice),
 }
 
 /// Whether a client-provided string is safe to keep: no control characters (newlines would
@@ -314,6 +121,33 @@ impl Message {
             _ => None,
         }
     }
+
+    /// Short name of the message kind, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Features(_) => "Features",
+            Message::UtteranceStart(_) => "UtteranceStart",
+            Message::UtteranceEnd(_) => "UtteranceEnd",
+            Message::Dropout(_) => "Dropout",
+            Message::Reset { .. } => "Reset",
+            Message::Subscribe => "Subscribe",
+            Message::StatusRequest => "StatusRequest",
+            Message::Status(_) => "Status",
+            Message::Result(_) => "Result",
+            Message::HealthRequest => "HealthRequest",
+            Message::Health(_) => "Health",
+            Message::SubscribeScored => "SubscribeScored",
+            Message::Scored(_) => "Scored",
+            Message::ModelInfoRequest => "ModelInfoRequest",
+            Message::ModelInfo(_) => "ModelInfo",
+            Message::Reject(_) => "Reject",
+        }
+    }
+
+    /// Messages only the daemon sends; as input they are `Unexpected`.
+    pub fn is_daemon_only(&self) -> bool {
+        matches!(self, Message::Status(_) | Message::Result(_) | Message::Health(_) | Message::Scored(_) | Message::ModelInfo(_) | Message::Reject(_))
+    }
 }
 
 /// Builds a conversation id, failing when it exceeds `MAX_CONVERSATION_ID` bytes or holds a
@@ -328,4 +162,22 @@ pub fn conversation_id(s: &str) -> Option<ConversationId> {
 /// Builds a feature vector, failing when it exceeds `MAX_VALUES` values.
 pub fn values(v: &[f32]) -> Option<Values> {
     Values::from_slice(v).ok()
+}
+
+/// Builds a class name, failing when it exceeds `MAX_CLASS_NAME` bytes.
+pub fn class_name(s: &str) -> Option<ClassName> {
+    ClassName::try_from(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_stays_small_in_every_queue() {
+        // Feature vectors (up to 8 KiB) and result vectors live on the heap, sized to their
+        // data: the input channels (1024 + 256 messages) and restart evidence hold small values.
+        let size = std::mem::size_of::<Message>();
+        assert!(size <= 160, "Message is {size} bytes");
+    }
 }

@@ -11,6 +11,12 @@ pub fn tiny_model() -> PathBuf {
     repo().join("tests/fixtures/tiny-model")
 }
 
+/// The two-modality fixture: text 12, audio 1024, no visual; classes calm/happy/angry; no
+/// regression head.
+pub fn tiny_ta3() -> PathBuf {
+    repo().join("tests/fixtures/tiny-ta3")
+}
+
 /// Little-endian f32 file.
 pub fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

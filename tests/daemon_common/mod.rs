@@ -7,13 +7,31 @@ use std::time::Duration;
 
 use gsdnet_edge::daemon::assembly::{AssemblySettings, WindowJob};
 use gsdnet_edge::daemon::inference::{RunError, WindowRunner};
+use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::{MemoryNotifier, Notifier};
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::modality::Modalities;
 use gsdnet_edge::protocol::{
-    conversation_id, encode_frame, values, Boundary, Features, FrameDecoder, HealthReport, Message, Modality, RejectReason,
-    StatusReport, UtteranceResult, WindowResult,
+    class_name, conversation_id, encode_frame, values, Boundary, Features, FrameDecoder, HealthReport, Message, Modality, Probs,
+    RejectReason, StatusReport, UtteranceResult, WindowResult,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The CMU-MOSI layout: text 100, audio 73, visual 100; negative / positive; regression.
+pub fn mosi_like() -> ServedModel {
+    ServedModel::new("mock-mosi", Modalities::new([100, 73, 100]).unwrap(), &["negative", "positive"], true).unwrap()
+}
+
+/// The IEMOCAP layout: text 300, audio 47, no visual; six classes; no regression.
+pub fn iemocap_like() -> ServedModel {
+    ServedModel::new("mock-iemocap", Modalities::new([300, 47, 0]).unwrap(), &["hap", "sad", "neu", "ang", "exc", "fru"], false).unwrap()
+}
+
+/// A result with `label` of a model with `names`: probabilities `probs`, regression `reg`.
+pub fn result(utterance: u32, avail: u8, label: u16, names: &[&str], probs: &[f32], reg: Option<f32>) -> UtteranceResult {
+    let label_name = class_name(names[usize::from(label)]).unwrap();
+    UtteranceResult { utterance, avail, label, label_name, probs: Probs::from_slice(probs).unwrap(), reg }
+}
 
 /// label = text present, reg = first text value (or -1), probs from avail bits.
 pub struct MockRunner;
@@ -29,22 +47,58 @@ impl WindowRunner for MockRunner {
         Ok(job
             .utterances
             .iter()
-            .map(|u| UtteranceResult {
-                utterance: u.utterance,
-                avail: u.avail_bits(),
-                label: u8::from(u.features[0].is_some()),
-                probs: [f32::from(u.avail_bits()), 0.0],
-                reg: u.features[0].as_ref().map_or(-1.0, |t| t[0]),
+            .map(|u| {
+                let label = u16::from(u.features[0].is_some());
+                let reg = u.features[0].as_ref().map_or(-1.0, |t| t[0]);
+                result(u.utterance, u.avail_bits(), label, &["negative", "positive"], &[f32::from(u.avail_bits()), 0.0], Some(reg))
             })
             .collect())
+    }
+}
+
+/// (utterance, speaker) of every window a `ClassRunner` ran.
+pub type Speakers = Arc<std::sync::Mutex<Vec<Vec<(u32, u16)>>>>;
+
+/// label = utterance id mod K (probability 0.5, the rest shared), regression only when the
+/// model has one; records the (utterance, speaker) pairs of every window it runs.
+pub struct ClassRunner {
+    model: ServedModel,
+    seen: Speakers,
+}
+
+impl ClassRunner {
+    pub fn new(model: ServedModel, seen: Speakers) -> Self {
+        ClassRunner { model, seen }
+    }
+}
+
+impl WindowRunner for ClassRunner {
+    fn describe(&self) -> String {
+        "class-mock".into()
+    }
+    fn completion(&self) -> String {
+        "mock".into()
+    }
+    fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(job.utterances.iter().map(|u| (u.utterance, u.speaker)).collect());
+        }
+        let k = self.model.classes().len();
+        let out = job.utterances.iter().map(|u| {
+            let label = u.utterance as usize % k;
+            let probs: Vec<f32> = (0..k).map(|c| if c == label { 0.5 } else { 0.5 / (k - 1) as f32 }).collect();
+            let (label_name, probs) = (self.model.class_name(label), Probs::from_vec(probs).unwrap());
+            UtteranceResult { utterance: u.utterance, avail: u.avail_bits(), label: label as u16, label_name, probs, reg: self.model.has_regression.then_some(0.25) }
+        });
+        Ok(out.collect())
     }
 }
 
 pub fn options() -> ServeOptions {
     ServeOptions {
         assembly: AssemblySettings {
-            dims: [100, 73, 100],
             window: 4,
+            windowing: gsdnet_edge::config::Windowing::Sliding,
             deadline_ms: [500, 300, 300],
             max_utterance_ms: 10_000,
             max_open_utterances: 8,
@@ -52,6 +106,7 @@ pub fn options() -> ServeOptions {
             idle_conversation_ms: 600_000,
             evict_idle_ms: 10_000,
         },
+        model: mosi_like(),
         queue_capacity: 4,
         max_frames_per_second: 1000,
         burst: 1000,
@@ -142,9 +197,13 @@ pub struct Daemon {
 }
 
 pub async fn start(endpoints: Endpoints, opts: ServeOptions) -> Daemon {
+    start_runner(endpoints, Box::new(MockRunner), opts).await
+}
+
+/// A daemon running `runner`.
+pub async fn start_runner(endpoints: Endpoints, runner: Box<dyn WindowRunner>, opts: ServeOptions) -> Daemon {
     let notifier = Arc::new(MemoryNotifier::default());
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = Box::new(MockRunner);
     let n: Arc<dyn Notifier> = notifier.clone();
     let handle = tokio::spawn(async move {
         serve(endpoints, runner, opts, n, async {
@@ -158,10 +217,15 @@ pub async fn start(endpoints: Endpoints, opts: ServeOptions) -> Daemon {
 
 /// A daemon serving one Unix socket in a fresh temporary directory (kept alive by the caller).
 pub async fn unix_daemon(opts: ServeOptions) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
+    unix_daemon_with(Box::new(MockRunner), opts).await
+}
+
+/// `unix_daemon` with another runner.
+pub async fn unix_daemon_with(runner: Box<dyn WindowRunner>, opts: ServeOptions) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let daemon = start(Endpoints { unix: vec![listener], ..Default::default() }, opts).await;
+    let daemon = start_runner(Endpoints { unix: vec![listener], ..Default::default() }, runner, opts).await;
     (dir, path, daemon)
 }
 

@@ -116,3 +116,37 @@ def test_write_by_text_round_trips(tmp_path):
     assert after["calibration"]["temperature"] == 1.727
     after.pop("calibration")
     assert after == before
+
+
+def test_write_by_pattern_lists_the_models_patterns(tmp_path):
+    """--method pattern stores one temperature per availability pattern of the model (a text +
+    audio model: T, A, TA), the scalar as the pooled T."""
+    man = tmp_path / "manifest.toml"
+    shutil.copy(MODEL / "manifest.toml", man)
+    best = {"temperature": 1.045, "completion": "gsdnet", "letters": "TA",
+            "pattern_temperatures": {"T": 1.0421, "A": 0.8966, "TA": 1.1224},
+            "pooled": {k: {"nll": 0.94} for k in calibrate.VARIANTS}}
+
+    class A:
+        method, seeds, rates = "pattern", [0, 1, 2], [0.0, 0.5]
+    table = calibrate.calibration_table(best, A, "val", "cmd")
+    assert table["patterns"] == {"TA": 1.122, "A": 0.897, "T": 1.042}
+    assert table["temperature"] == 1.045
+    assert table["method"] == "temperature by availability pattern"
+    calibrate.write_calibration(man, table)
+    by = load_manifest(tmp_path).by_avail
+    assert by[1] == 1.042 and by[2] == 0.897 and by[3] == 1.122 and by[7] == 1.045
+
+
+def test_fit_groups_by_pattern_bits():
+    rng = np.random.default_rng(1)
+    n = 6000
+    logits = rng.normal(0.0, 3.0, (n, 4)).astype(np.float32)
+    bits = np.where(np.arange(n) % 2 == 0, 1, 3)
+    temps = np.where(bits == 1, 0.7, 2.0)
+    p = calibrate.softmax_rows(logits, temps).astype(np.float64)
+    y = (rng.random(n)[:, None] > np.cumsum(p, 1)[:, :-1]).sum(1)
+    pool = {"logits": logits, "y": y, "conv": np.arange(n) % 5, "bits": bits}
+    got = calibrate.fit_groups(pool, bits, False)
+    assert got[bits == 1][0] == pytest.approx(0.7, rel=0.08)
+    assert got[bits == 3][0] == pytest.approx(2.0, rel=0.08)

@@ -54,3 +54,37 @@ def test_reproduces_reference_json():
     assert len(want) == 1 and len(got) == 1
     for k in ("acc2", "f1_weighted", "mae") + gmetrics.KEYS:
         assert got[0][k] == pytest.approx(want[0][k], abs=1e-9), k
+
+
+IEMOCAP_VAL = ROOT.parent / "shared" / "data" / "iemocap" / "6way" / "val"
+IEMOCAP_MODEL = ROOT / "models" / "gsdnet-iemocap6"
+IEMOCAP_REF = ROOT / "tests" / "golden" / "eval_iemocap6_val_reference.json"
+
+
+def test_iemocap_reference_json_is_k_class():
+    """The committed IEMOCAP reference holds K-class rows without regression keys."""
+    ref = json.loads(IEMOCAP_REF.read_text())
+    assert ref["model"] == "gsdnet-iemocap6" and ref["modalities"] == ["text", "audio"]
+    assert len(ref["classes"]) == 6
+    for r in ref["results"]:
+        assert "acc2" not in r and "mae" not in r
+        assert len(r["f1_per_class"]) == 6 and len(r["confusion"]) == 6
+        assert sum(map(sum, r["confusion"])) == pytest.approx(r["n"])
+        assert r["missing_rate"] is None or r["missing_rate"] <= 0.5
+        assert r["pattern"] in (None, "T", "A", "TA")
+
+
+@pytest.mark.skipif(not (IEMOCAP_VAL / "utterances.csv").exists(),
+                    reason="shared IEMOCAP data absent")
+def test_reproduces_iemocap_reference_json():
+    """gsdnet_ref.evaluate on IEMOCAP 6-way val/ (windows of W, two modalities, K = 6)
+    reproduces one row of the committed reference exactly."""
+    ref = json.loads(IEMOCAP_REF.read_text())
+    want = [r for r in ref["results"] if r["completion"] == "gsdnet" and r["missing_rate"] == 0.3]
+    got = ev.evaluate(IEMOCAP_MODEL, IEMOCAP_VAL, seeds=tuple(ref["seeds"]),
+                      completions=("gsdnet",), rates=(0.3,), patterns=())["results"]
+    assert len(want) == 1 and len(got) == 1
+    for k in ("accuracy", "f1_weighted") + gmetrics.KEYS:
+        assert got[0][k] == pytest.approx(want[0][k], abs=1e-9), k
+    assert got[0]["confusion"] == want[0]["confusion"]
+    assert got[0]["f1_per_class"] == pytest.approx(want[0]["f1_per_class"], abs=1e-12)

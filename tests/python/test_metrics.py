@@ -63,3 +63,49 @@ def test_bad_inputs_and_kept():
     with pytest.raises(ValueError):
         gm.nll(np.array([0.5, 0.5], np.float32), np.array([0]))
     assert (gm.kept(191, 50), gm.kept(191, 80), gm.kept(5, 80), gm.kept(1, 1)) == (96, 153, 4, 1)
+
+
+# ---- K-class label metrics (metrics.classification) ------------------------------------------
+
+def test_k_class_labels_by_hand():
+    y = np.array([0, 0, 1, 1, 1, 2, 2, 3])
+    pred = np.array([0, 1, 1, 1, 2, 2, 0, 0])   # class 3 never predicted; class 4 never true
+    m = gm.classification(pred, y, 5)
+    assert m["accuracy"] == pytest.approx(4 / 8)
+    # per class: tp, fp, fn -> F1 = 2 tp / (2 tp + fp + fn)
+    f1 = [2 * 1 / (2 + 2 + 1), 2 * 2 / (4 + 1 + 1), 2 * 1 / (2 + 1 + 1), 0.0, 0.0]
+    assert m["f1_per_class"] == pytest.approx(f1)
+    support = [2, 3, 2, 1, 0]                    # class 4 absent from the truth: weight 0
+    assert m["f1_weighted"] == pytest.approx(np.dot(f1, support) / 8)
+    assert m["confusion"] == [[1, 1, 0, 0, 0], [0, 2, 1, 0, 0], [1, 0, 1, 0, 0],
+                              [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]]   # rows truth, columns predicted
+
+
+def test_k2_weighted_f1_is_the_binary_one():
+    rs = np.random.default_rng(5)
+    y, pred = rs.integers(0, 2, 191), rs.integers(0, 2, 191)
+    f1s, ws = [], []
+    for c in (0, 1):          # the binary formula used before the K-class generalisation
+        tp = np.sum((pred == c) & (y == c))
+        fp, fn = np.sum((pred == c) & (y != c)), np.sum((pred != c) & (y == c))
+        f1s.append(0.0 if tp == 0 else 2.0 * tp / (2 * tp + fp + fn))
+        ws.append(np.sum(y == c))
+    m = gm.classification(pred, y, 2)
+    assert m["f1_weighted"] == float(np.dot(f1s, ws) / sum(ws))     # bit for bit
+    assert m["accuracy"] == float(np.mean(pred == y))
+
+
+def test_classification_rejects_bad_labels():
+    with pytest.raises(ValueError):
+        gm.classification(np.array([0, 3]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError):
+        gm.classification(np.array([0]), np.array([0, 1]), 2)
+
+
+def test_evaluate_metrics_regression_keys_only_with_a_head():
+    from gsdnet_ref import evaluate as ev
+    y, pred = np.array([0, 2, 1, 2]), np.array([0, 2, 2, 2])
+    m = ev.metrics(pred, y, k=3)
+    assert "acc2" not in m and "mae" not in m and m["accuracy"] == 0.75 and m["n"] == 4
+    m = ev.metrics(pred, y, np.zeros(4), np.ones(4), k=3)
+    assert m["acc2"] == m["accuracy"] and m["mae"] == 1.0

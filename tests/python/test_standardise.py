@@ -67,7 +67,7 @@ def test_no_training_or_validation_value_is_clipped():
 
 def bad_conversation(man):
     rng = np.random.default_rng(0)
-    feats = {m: (man.stats[m][0] + 0.5 * man.stats[m][1] * rng.uniform(-1, 1, (N, gdata.DIMS[m])))
+    feats = {m: (man.stats[m][0] + 0.5 * man.stats[m][1] * rng.uniform(-1, 1, (N, man.dims[m])))
              .astype(np.float32) for m in gdata.MODALITIES}
     const = np.flatnonzero(man.stats["visual"][1] < gdata.STD_CONSTANT)
     assert len(const) == 32

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::{ClosedUtterance, Counters, Millis, WindowJob};
+use crate::config::Windowing;
 use crate::daemon::stats::Escaped;
+use crate::modality::{Modalities, Modality};
 use crate::protocol::{ConversationId, Message};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +15,8 @@ pub(super) enum Slot {
     Awaited,
     Arrived(Vec<f32>),
     Missing,
+    /// A modality the model does not have: never awaited, never available.
+    Absent,
 }
 
 #[derive(Debug)]
@@ -24,8 +28,10 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    pub fn new(now: Millis) -> Self {
-        Pending { speaker: None, opened: now, ended: None, slots: [Slot::Awaited, Slot::Awaited, Slot::Awaited] }
+    /// Opened at `now`, awaiting every modality of the model.
+    pub fn new(now: Millis, mods: &Modalities) -> Self {
+        let slots = Modality::ALL.map(|m| if mods.has(m) { Slot::Awaited } else { Slot::Absent });
+        Pending { speaker: None, opened: now, ended: None, slots }
     }
 
     pub fn base(&self, max_utterance_ms: u64) -> Millis {
@@ -85,8 +91,10 @@ impl Conversation {
         }
     }
 
-    /// Releases the closed utterances at the front, one window per non-empty utterance.
-    pub fn release(&mut self, id: &ConversationId, w: usize, counters: &mut Counters) -> Vec<WindowJob> {
+    /// Releases the closed utterances at the front, one window per non-empty utterance; `rule`
+    /// is W and how windows follow the conversation.
+    pub fn release(&mut self, id: &ConversationId, rule: (usize, Windowing), counters: &mut Counters) -> Vec<WindowJob> {
+        let (w, windowing) = rule;
         let mut jobs = Vec::new();
         while let Some(entry) = self.open.first_entry() {
             if !entry.get().is_closed() {
@@ -105,6 +113,9 @@ impl Conversation {
                 log::debug!("{} utterance {utt}: no modality arrived, skipped", Escaped(id));
                 continue;
             }
+            if windowing == Windowing::Chunked && self.window.len() >= w {
+                self.window.clear();
+            }
             self.window.push_back(closed);
             self.released += 1;
             while self.window.len() > w {
@@ -121,7 +132,7 @@ impl Conversation {
     }
 
     /// Closes every open utterance with what has arrived (the rest missing) and releases all.
-    pub fn flush(&mut self, id: &ConversationId, w: usize, counters: &mut Counters) -> Vec<WindowJob> {
+    pub fn flush(&mut self, id: &ConversationId, rule: (usize, Windowing), counters: &mut Counters) -> Vec<WindowJob> {
         for p in self.open.values_mut() {
             for slot in &mut p.slots {
                 if *slot == Slot::Awaited {
@@ -130,7 +141,7 @@ impl Conversation {
             }
         }
         counters.utterances_flushed += self.open.len() as u64;
-        self.release(id, w, counters)
+        self.release(id, rule, counters)
     }
 
     /// Marks modalities whose deadline passed at `now` as missing; true if the front closed.

@@ -19,6 +19,11 @@
 //! - a conversation that is reset, evicted, restarted or shut down first releases its open
 //!   utterances with what arrived (`flush`): accepted input is never dropped unseen.
 //!
+//! The served model's `Modalities` decide what an utterance waits for: only the model's
+//! modalities are awaited (the others are absent from the start), a `Features` must carry the
+//! model's size for its modality (`WrongLength`), and `Features` or `Dropout` naming a modality
+//! the model lacks is refused (`NoSuchModality`) before any other rule applies.
+//!
 //! Times are milliseconds of a monotonic clock supplied by the caller.
 
 mod conversation;
@@ -28,6 +33,7 @@ use std::collections::HashMap;
 use conversation::{Conversation, Pending, Slot};
 
 use crate::daemon::stats::{is_loud, Escaped};
+use crate::modality::Modalities;
 use crate::protocol::{ConversationId, Features, Message, Modality, RejectReason};
 
 /// Milliseconds on the caller's monotonic clock.
@@ -36,26 +42,7 @@ pub type Millis = u64;
 /// Consecutive messages behind the released ids that are taken for a sender restart.
 pub const RESTART_FRAMES: usize = 3;
 
-/// Validated assembly parameters (the board profile's `[assembly]`, as `check-config` prints
-/// them).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct AssemblySettings {
-    /// Feature dimension per modality, T, A, V.
-    pub dims: [usize; 3],
-    /// Sliding window length W.
-    pub window: usize,
-    /// Per-modality wait after the utterance's base time.
-    pub deadline_ms: [u64; 3],
-    /// Fallback end of an utterance whose `UtteranceEnd` never came, counted from its opening.
-    pub max_utterance_ms: u64,
-    pub max_open_utterances: usize,
-    pub max_conversations: usize,
-    /// A conversation with nothing open and no accepted message for this long is forgotten.
-    pub idle_conversation_ms: u64,
-    /// A conversation that released something may be evicted for a new one after this long
-    /// without accepted input (ones that released nothing may be evicted at any time).
-    pub evict_idle_ms: u64,
-}
+pub use crate::config::AssemblySettings;
 
 /// One closed utterance; `features[m]` is `None` when modality m is missing.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +112,7 @@ enum Lateness {
 #[derive(Debug)]
 pub struct Assembler {
     settings: AssemblySettings,
+    modalities: Modalities,
     conversations: HashMap<ConversationId, Conversation>,
     next_session: u64,
     counters: Counters,
@@ -133,12 +121,17 @@ pub struct Assembler {
 }
 
 impl Assembler {
-    pub fn new(settings: AssemblySettings) -> Self {
-        Assembler { settings, conversations: HashMap::new(), next_session: 1, counters: Counters::default(), deferred: Vec::new() }
+    /// An assembler for a model with `modalities` (their sizes are what `Features` must carry).
+    pub fn new(settings: AssemblySettings, modalities: Modalities) -> Self {
+        Assembler { settings, modalities, conversations: HashMap::new(), next_session: 1, counters: Counters::default(), deferred: Vec::new() }
     }
 
     pub fn settings(&self) -> &AssemblySettings {
         &self.settings
+    }
+
+    pub fn modalities(&self) -> &Modalities {
+        &self.modalities
     }
 
     pub fn open_conversations(&self) -> usize {
@@ -186,7 +179,10 @@ impl Assembler {
                 (&f.conversation, f.utterance)
             }
             Message::UtteranceStart(b) | Message::UtteranceEnd(b) => (&b.conversation, b.utterance),
-            Message::Dropout(d) => (&d.conversation, d.utterance),
+            Message::Dropout(d) => {
+                self.check_modality(d.modality)?;
+                (&d.conversation, d.utterance)
+            }
             Message::Reset { conversation } => return Ok(self.reset(conversation)),
             other => return Err(reject(RejectReason::Unexpected, format!("{} is not sensor input", tag(other)))),
         };
@@ -198,14 +194,22 @@ impl Assembler {
         }
     }
 
+    /// The model's size for `m`, or `NoSuchModality`.
+    fn check_modality(&self, m: Modality) -> Result<usize, Rejection> {
+        self.modalities.size(m).ok_or_else(|| {
+            let detail = format!("the model has no {m} modality (it has {})", self.modalities.letters());
+            reject(RejectReason::NoSuchModality, detail)
+        })
+    }
+
     fn check_features(&self, f: &Features) -> Result<(), Rejection> {
-        let dim = self.settings.dims[f.modality.index()];
-        if f.values.len() != dim {
-            let detail = format!("{:?} needs {dim} values, got {}", f.modality, f.values.len());
+        let size = self.check_modality(f.modality)?;
+        if f.values.len() != size {
+            let detail = format!("{} needs {size} values for this model, got {}", f.modality, f.values.len());
             return Err(reject(RejectReason::WrongLength, detail));
         }
         if let Some(i) = f.values.iter().position(|v| !v.is_finite()) {
-            let detail = format!("{:?} value {i} is {}", f.modality, f.values[i]);
+            let detail = format!("{} value {i} is {}", f.modality, f.values[i]);
             return Err(reject(RejectReason::NonFinite, detail));
         }
         Ok(())
@@ -251,7 +255,7 @@ impl Assembler {
     /// refusal (e.g. `Duplicate` of a held one) is the answer, the windows are then deferred.
     fn restart(&mut self, conv: &ConversationId, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
         let Some(mut old) = self.conversations.remove(conv) else { return Ok(Vec::new()) };
-        let mut jobs = old.flush(conv, self.settings.window, &mut self.counters);
+        let mut jobs = old.flush(conv, (self.settings.window, self.settings.windowing), &mut self.counters);
         self.counters.restarts += 1;
         if is_loud(self.counters.restarts) {
             log::warn!(
@@ -266,7 +270,7 @@ impl Assembler {
         let Some((current, held)) = old.behind.split_last() else { return Ok(jobs) };
         for earlier in held {
             // Refused at arrival (or ignored, for boundaries); a second refusal changes nothing.
-            match self.apply(earlier, now) {
+            match self.replay(conv, earlier, now) {
                 Ok(j) => {
                     if !matches!(earlier, Message::UtteranceStart(_) | Message::UtteranceEnd(_)) {
                         self.counters.late_replayed += 1;
@@ -276,7 +280,7 @@ impl Assembler {
                 Err(r) => log::debug!("{}: held {} not applied after restart: {:?}: {}", Escaped(conv), tag(earlier), r.reason, Escaped(&r.detail)),
             }
         }
-        match self.apply(current, now) {
+        match self.replay(conv, current, now) {
             Ok(j) => {
                 jobs.extend(j);
                 Ok(jobs)
@@ -284,6 +288,28 @@ impl Assembler {
             Err(r) => {
                 self.deferred.extend(jobs);
                 Err(r)
+            }
+        }
+    }
+
+    /// A held message applied to the new session under its own lateness rules, except that one
+    /// behind what the new session released is refused (`Late`; a boundary ignored) instead of
+    /// held again: a replay never starts another restart, nor reopens a released utterance
+    /// (two held messages can close an utterance of a two-modality model).
+    fn replay(&mut self, conv: &ConversationId, msg: &Message, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
+        let boundary = matches!(msg, Message::UtteranceStart(_) | Message::UtteranceEnd(_));
+        let utt = match msg {
+            Message::Features(f) => f.utterance,
+            Message::Dropout(d) => d.utterance,
+            Message::UtteranceStart(b) | Message::UtteranceEnd(b) => b.utterance,
+            _ => return self.apply(msg, now),
+        };
+        match self.lateness(conv, utt, msg) {
+            Lateness::Fresh => self.apply(msg, now),
+            Lateness::Ignored => Ok(Vec::new()),
+            Lateness::Behind { .. } if boundary => Ok(Vec::new()),
+            Lateness::Late | Lateness::Behind { .. } => {
+                Err(reject(RejectReason::Late, format!("{conv} utterance {utt} {} came after it closed (replayed after a restart)", tag(msg))))
             }
         }
     }
@@ -296,7 +322,7 @@ impl Assembler {
     /// Forgets `conv` after releasing its open utterances.
     fn reset(&mut self, conv: &ConversationId) -> Vec<WindowJob> {
         match self.conversations.remove(conv) {
-            Some(mut c) => c.flush(conv, self.settings.window, &mut self.counters),
+            Some(mut c) => c.flush(conv, (self.settings.window, self.settings.windowing), &mut self.counters),
             None => Vec::new(),
         }
     }
@@ -338,7 +364,7 @@ impl Assembler {
         if let Some(c) = self.conversations.get_mut(conv) {
             c.last_activity = now;
             c.behind.clear();
-            jobs.extend(c.release(conv, self.settings.window, &mut self.counters));
+            jobs.extend(c.release(conv, (self.settings.window, self.settings.windowing), &mut self.counters));
         }
         Ok(jobs)
     }
@@ -356,7 +382,7 @@ impl Assembler {
                 return Err(reject(RejectReason::Capacity, detail));
             };
             if let Some(mut c) = self.conversations.remove(&victim) {
-                jobs = c.flush(&victim, self.settings.window, &mut self.counters);
+                jobs = c.flush(&victim, (self.settings.window, self.settings.windowing), &mut self.counters);
             }
             self.counters.evicted += 1;
             if is_loud(self.counters.evicted) {
@@ -389,7 +415,8 @@ impl Assembler {
             let detail = format!("{conv} has {} utterances open, {utt} refused", c.open.len());
             return Err(reject(RejectReason::Capacity, detail));
         }
-        Ok(c.open.entry(utt).or_insert_with(|| Pending::new(now)))
+        let mods = &self.modalities;
+        Ok(c.open.entry(utt).or_insert_with(|| Pending::new(now, mods)))
     }
 
     /// Marks every modality whose deadline passed as missing, releases what closed and forgets
@@ -399,7 +426,7 @@ impl Assembler {
         let s = &self.settings;
         for (id, c) in &mut self.conversations {
             if c.expire_deadlines(now, s.max_utterance_ms, s.deadline_ms) {
-                jobs.extend(c.release(id, s.window, &mut self.counters));
+                jobs.extend(c.release(id, (s.window, s.windowing), &mut self.counters));
             }
         }
         let idle = s.idle_conversation_ms;
@@ -414,7 +441,7 @@ impl Assembler {
         ids.sort();
         for (_, id) in ids {
             if let Some(c) = self.conversations.get_mut(&id) {
-                jobs.extend(c.flush(&id, self.settings.window, &mut self.counters));
+                jobs.extend(c.flush(&id, (self.settings.window, self.settings.windowing), &mut self.counters));
             }
         }
         jobs
@@ -438,19 +465,5 @@ impl Assembler {
 
 /// Short name of a message kind for logs.
 pub fn tag(msg: &Message) -> &'static str {
-    match msg {
-        Message::Features(_) => "Features",
-        Message::UtteranceStart(_) => "UtteranceStart",
-        Message::UtteranceEnd(_) => "UtteranceEnd",
-        Message::Dropout(_) => "Dropout",
-        Message::Reset { .. } => "Reset",
-        Message::Subscribe => "Subscribe",
-        Message::StatusRequest => "StatusRequest",
-        Message::Status(_) => "Status",
-        Message::Result(_) => "Result",
-        Message::HealthRequest => "HealthRequest",
-        Message::Health(_) => "Health",
-        Message::SubscribeScored => "SubscribeScored",
-        Message::Scored(_) => "Scored",
-    }
+    msg.kind()
 }

@@ -4,6 +4,10 @@
 //! `len u32 LE | payload | crc32 u32 LE` where the payload is a postcard-encoded `Record` and the
 //! CRC (CRC-32/ISO-HDLC) covers the payload. A writer flushes whole records, so a crash leaves
 //! a readable prefix; the reader reports a truncated tail or a corrupt record with its offset.
+//!
+//! Version 2 (written) carries a class label index per utterance (`label`, any K) next to the
+//! optional continuous label; version 1 files (CMU-MOSI's `label_bin`) still read, their binary
+//! label becoming the class index. A writer only appends to a file of its own version.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,8 +17,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod v1;
+
+use v1::RecordV1;
+#[cfg(test)]
+use v1::UtteranceRecordV1;
+
 pub const MAGIC: &[u8; 6] = b"GSDREC";
-pub const VERSION: u16 = 1;
+/// Version written; `VERSION_V1` files are read too.
+pub const VERSION: u16 = 2;
+pub const VERSION_V1: u16 = 1;
 /// Larger length fields are corruption, not data.
 pub const MAX_RECORD: u32 = 16 << 20;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
@@ -25,8 +37,10 @@ pub enum RecordingError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("not a gsdnet recording (bad magic {found:?})")]
     BadMagic { found: Vec<u8> },
-    #[error("recording version {found} is not supported (this build reads version {VERSION})")]
+    #[error("recording version {found} is not supported (this build reads versions {VERSION_V1} and {VERSION})")]
     Version { found: u16 },
+    #[error("recording version {found} cannot be appended to (this build writes version {VERSION}): start a new file")]
+    AppendVersion { found: u16 },
     #[error("recording is truncated at byte {offset}: {complete} complete records before an incomplete one")]
     Truncated { offset: u64, complete: usize },
     #[error("record {index} at byte {offset} is corrupt: {detail}")]
@@ -51,11 +65,11 @@ pub struct UtteranceRecord {
     pub position: u32,
     /// Milliseconds since the Unix epoch, when known.
     pub timestamp_ms: Option<u64>,
-    /// Continuous sentiment label in [-3, 3].
+    /// Class label: an index into the model's classes (CMU-MOSI: 1 = non-negative).
+    pub label: Option<u32>,
+    /// Continuous label (CMU-MOSI sentiment in [-3, 3]), when the data has one.
     pub label_cont: Option<f32>,
-    /// Binary label (1 = non-negative).
-    pub label_bin: Option<u8>,
-    /// Raw features in T, A, V order; `None` when not captured.
+    /// Raw features by `Modality::index` (T, A, V); `None` when not captured.
     pub features: [Option<Vec<f32>>; 3],
 }
 
@@ -158,8 +172,44 @@ pub fn read_prefix(path: &Path) -> Result<(Vec<Record>, Option<RecordingError>),
         source,
     };
     let mut r = BufReader::new(File::open(path).map_err(io)?);
+    let version = read_header(&mut r).map_err(|e| match e {
+        RecordingError::Io { source, .. } => io(source),
+        e => e,
+    })?;
+    let mut records = Vec::new();
+    let mut offset = 8u64;
+    loop {
+        match read_record(&mut r, offset, records.len(), version) {
+            Ok(None) => return Ok((records, None)),
+            Ok(Some((rec, len))) => {
+                records.push(rec);
+                offset += len;
+            }
+            Err(RecordingError::Io { source, .. }) => return Err(io(source)),
+            Err(e) => return Ok((records, Some(e))),
+        }
+    }
+}
+
+/// The version field of a recording's header (after checking its magic).
+fn header_version(path: &Path) -> Result<u16, RecordingError> {
+    let io = |source| RecordingError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    read_header(&mut File::open(path).map_err(io)?).map_err(|e| match e {
+        RecordingError::Io { source, .. } => io(source),
+        e => e,
+    })
+}
+
+/// Reads and checks the 8-byte header; returns its version.
+fn read_header(r: &mut impl Read) -> Result<u16, RecordingError> {
     let mut header = [0u8; 8];
-    let got = read_full(&mut r, &mut header).map_err(io)?;
+    let got = read_full(r, &mut header).map_err(|source| RecordingError::Io {
+        path: PathBuf::new(),
+        source,
+    })?;
     if got < 6 || &header[..6] != MAGIC {
         return Err(RecordingError::BadMagic {
             found: header[..got.min(6)].to_vec(),
@@ -172,22 +222,10 @@ pub fn read_prefix(path: &Path) -> Result<(Vec<Record>, Option<RecordingError>),
         });
     }
     let version = u16::from_le_bytes([header[6], header[7]]);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_V1 {
         return Err(RecordingError::Version { found: version });
     }
-    let mut records = Vec::new();
-    let mut offset = 8u64;
-    loop {
-        match read_record(&mut r, offset, records.len()) {
-            Ok(None) => return Ok((records, None)),
-            Ok(Some((rec, len))) => {
-                records.push(rec);
-                offset += len;
-            }
-            Err(RecordingError::Io { source, .. }) => return Err(io(source)),
-            Err(e) => return Ok((records, Some(e))),
-        }
-    }
+    Ok(version)
 }
 
 /// Reads up to `buf.len()` bytes; fewer only at end of file.
@@ -209,6 +247,7 @@ fn read_record(
     r: &mut impl Read,
     offset: u64,
     index: usize,
+    version: u16,
 ) -> Result<Option<(Record, u64)>, RecordingError> {
     let io = |source| RecordingError::Io {
         path: PathBuf::new(),
@@ -246,7 +285,12 @@ fn read_record(
             detail: format!("crc32 {actual:08x}, stored {stored:08x}"),
         });
     }
-    let rec = postcard::from_bytes(payload).map_err(|e| RecordingError::Corrupt {
+    let decoded = if version == VERSION_V1 {
+        postcard::from_bytes::<RecordV1>(payload).map(Record::from)
+    } else {
+        postcard::from_bytes::<Record>(payload)
+    };
+    let rec = decoded.map_err(|e| RecordingError::Corrupt {
         index,
         offset,
         detail: format!("cannot decode: {e}"),
@@ -280,6 +324,10 @@ impl RecordingWriter<BufWriter<File>> {
             path: path.to_path_buf(),
             source,
         };
+        let found = header_version(path)?;
+        if found != VERSION {
+            return Err(RecordingError::AppendVersion { found });
+        }
         let (records, tail) = read_prefix(path)?;
         let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
         let end = match tail {
@@ -362,8 +410,8 @@ mod tests {
             speaker: i % 2,
             position: i,
             timestamp_ms: Some(1000 + u64::from(i)),
+            label: Some(u32::from(i > 1)),
             label_cont: Some(0.5 * i as f32 - 1.0),
-            label_bin: Some(u8::from(i > 1)),
             features: [Some(vec![i as f32; 100]), None, Some(vec![1.5; 100])],
         };
         Recording {
@@ -438,5 +486,40 @@ mod tests {
         ));
         std::fs::write(&path, b"GSDREC\x01\x00").unwrap();
         assert_eq!(Recording::read(&path).unwrap(), Recording::default());
+    }
+
+    #[test]
+    fn version_1_files_read_and_are_not_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.gsdrec");
+        let v1 = [
+            RecordV1::Conversation { id: "c".into(), started_ms: None },
+            RecordV1::Utterance(UtteranceRecordV1 {
+                conversation: "c".into(),
+                id: "c_0".into(),
+                speaker: 0,
+                position: 0,
+                timestamp_ms: None,
+                label_cont: Some(-1.5),
+                label_bin: Some(0),
+                features: [Some(vec![0.5; 3]), None, None],
+            }),
+        ];
+        let mut bytes = b"GSDREC\x01\x00".to_vec();
+        for r in &v1 {
+            let payload = postcard::to_stdvec(r).unwrap();
+            bytes.extend((payload.len() as u32).to_le_bytes());
+            bytes.extend(&payload);
+            bytes.extend(CRC.checksum(&payload).to_le_bytes());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let rec = Recording::read(&path).unwrap();
+        let u = &rec.conversations[0].utterances[0];
+        assert_eq!((u.label, u.label_cont), (Some(0), Some(-1.5)));
+        assert_eq!(u.features[0].as_deref(), Some(&[0.5f32; 3][..]));
+        assert!(matches!(
+            RecordingWriter::open_append(&path),
+            Err(RecordingError::AppendVersion { found: 1 })
+        ));
     }
 }

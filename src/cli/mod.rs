@@ -1,6 +1,10 @@
 //! Subcommands of the `gsdnet` binary: `eval`, `import`, `bench` and `check` (`run_bench` is
 //! also the whole of the `gsdnet-bench` binary). Argument parsing with clap, errors with anyhow
-//! context; the work itself is in the library.
+//! context; the work itself is in the library. `check` and `daemon` hold the `check` and
+//! daemon-side subcommands (`serve`, `check-config`, `warmup`, `record`, `replay`).
+
+pub mod check;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,6 +18,7 @@ use crate::bench::{self, BenchConfig};
 use crate::eval::{self, EvalConfig, Scenario};
 use crate::manifest::Manifest;
 use crate::masks::{check_rate, Pattern};
+use crate::modality::Modalities;
 use crate::model::Model;
 use crate::diffusion::SamplerKind;
 use crate::pipeline::{Completion, Pipeline, PipelineError};
@@ -41,12 +46,12 @@ pub enum Command {
     /// Convert a split folder (utterances.csv + text/audio/visual.f32) into a recording file.
     Import(ImportArgs),
     #[command(flatten)]
-    Daemon(crate::cli_daemon::DaemonCommand),
+    Daemon(daemon::DaemonCommand),
     /// Latency (p50/p99, whole window and per stage) and peak memory per backend; allocation
     /// counts need the `gsdnet-bench` binary (same options).
     Bench(BenchArgs),
     /// Compiled backends, ONNX Runtime library, provider per part, golden parity, window latency.
-    Check(crate::cli_check::CheckArgs),
+    Check(check::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -170,15 +175,15 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(a) => run_eval(a),
         Command::Import(a) => run_import(a),
-        Command::Daemon(c) => crate::cli_daemon::run(c),
+        Command::Daemon(c) => daemon::run(c),
         Command::Bench(a) => run_bench(a),
-        Command::Check(a) => crate::cli_check::run_check(a, bundled),
+        Command::Check(a) => check::run_check(a, bundled),
     }
 }
 
-fn scenarios(a: &EvalArgs) -> Result<Vec<Scenario>> {
+fn scenarios(a: &EvalArgs, mods: &Modalities) -> Result<Vec<Scenario>> {
     if a.rates.is_none() && a.patterns.is_none() {
-        return Ok(EvalConfig::default_scenarios());
+        return Ok(EvalConfig::default_scenarios(mods));
     }
     let mut out = Vec::new();
     for &r in a.rates.iter().flatten() {
@@ -194,14 +199,15 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     if a.completion.is_empty() || a.seeds.is_empty() {
         bail!("--completion and --seeds need at least one value");
     }
+    let manifest =
+        Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
     let cfg = EvalConfig {
         completions: a.completion.clone(),
         seeds: a.seeds.clone(),
-        scenarios: scenarios(&a)?,
+        scenarios: scenarios(&a, &manifest.modalities)?,
         threads: a.threads,
     };
-    let manifest =
-        Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
+    cfg.check_scenarios(&manifest.modalities)?;
     let rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
     if rec.n_utterances() == 0 {
         bail!("{} holds no utterances", data.display());
@@ -249,6 +255,8 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             "sampler": sampler.name(),
             "samples": samples,
             "temperature": manifest.calibration.temperature,
+            "classes": manifest.model.classes,
+            "modalities": manifest.modalities.letters(),
             "backend": a.backend_name(),
             "results": rows,
         });

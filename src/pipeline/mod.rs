@@ -10,102 +10,27 @@
 //! allocated once in `Pipeline::new` and reused, so intermediates of the last run stay readable
 //! through `Pipeline::intermediates` (golden tests compare them).
 
-use thiserror::Error;
-
-use crate::backend::BackendError;
-use crate::calibration::softmax_tempered;
+use crate::calibration::{argmax, softmax_tempered};
 use crate::diffusion::{Condition, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams};
-use crate::model::{Model, ModelError, Part};
-use crate::multisample::{SampleMean, SamplesError};
-use crate::spectral::{Spectral, SpectralError};
+use crate::modality::{Modalities, Modality};
+use crate::model::{Model, Part};
+use crate::multisample::SampleMean;
+use crate::spectral::Spectral;
 use crate::tensor::Tensor;
+
+mod types;
 
 pub use crate::completion::Completion;
 pub use crate::stage::{NoObserver, Stage, StageObserver};
 
-const MODALITY: [&str; 3] = ["text", "audio", "visual"];
-
-#[derive(Debug, Error)]
-pub enum PipelineError {
-    #[error("window holds {n} utterances, the model takes 1 to {w}")]
-    WindowSize { n: usize, w: usize },
-    #[error("utterance {index}: {modality} has {got} values, expected {want}")]
-    FeatureSize {
-        index: usize,
-        modality: &'static str,
-        got: usize,
-        want: usize,
-    },
-    #[error("utterance {index}: {modality} has a non-finite value")]
-    NonFinite { index: usize, modality: &'static str },
-    #[error("{part}: produced a non-finite value")]
-    NonFiniteOutput { part: &'static str },
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    Spectral(#[from] SpectralError),
-    #[error(transparent)]
-    Sampler(#[from] SamplerError),
-    #[error("completion samples: {0}")]
-    Samples(#[from] SamplesError),
-}
-
-/// One utterance of a window: its speaker and raw (unstandardised) features, `None` = missing.
-#[derive(Debug, Clone, Copy)]
-pub struct Utterance<'a> {
-    pub speaker: u32,
-    pub features: [Option<&'a [f32]>; 3],
-}
-
-/// Up to W utterances in spoken order.
-#[derive(Debug, Clone, Default)]
-pub struct Window<'a> {
-    pub utterances: Vec<Utterance<'a>>,
-}
-
-/// Result for one utterance.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct UtteranceOutput {
-    pub probs: [f32; 2],
-    pub label: usize,
-    /// Continuous sentiment estimate, when the model has a regression head.
-    pub regression: Option<f32>,
-    /// Modalities that were missing and were completed, T, A, V order.
-    pub imputed: [bool; 3],
-    /// Raw features: observed ones as given, missing ones reconstructed and destandardised.
-    pub features: [Vec<f32>; 3],
-}
-
-/// Result for one window.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct WindowOutput {
-    pub utterances: Vec<UtteranceOutput>,
-    /// Whether the diffusion sampler ran (gsdnet with something missing).
-    pub sampled: bool,
-}
-
-/// Tensors of the last run, named as in the golden cases.
-pub struct Intermediates<'a> {
-    pub inputs: &'a [Tensor; 3],
-    pub avail: &'a Tensor,
-    pub node_mask: &'a Tensor,
-    pub h: &'a Tensor,
-    pub cond: &'a Tensor,
-    pub spectral: &'a Spectral,
-    pub lam_obs: &'a Tensor,
-    pub x0: &'a Tensor,
-    pub lam0: &'a Tensor,
-    pub adj_fusion: &'a Tensor,
-    pub recon: &'a [Tensor; 3],
-    pub logits: &'a Tensor,
-    pub reg: &'a Tensor,
-}
+pub use types::{Intermediates, PipelineError, Utterance, UtteranceOutput, Window, WindowOutput};
 
 /// A model plus every buffer one window needs.
 pub struct Pipeline {
     model: Model,
+    mods: Modalities,
+    /// The model's modalities in slot order.
+    slots: Vec<Modality>,
     sde: SdeParams,
     /// The manifest's calibration temperature per availability bits, as f32 (the reference
     /// divides f32 logits by it).
@@ -116,7 +41,9 @@ pub struct Pipeline {
     /// Speakers of the window and the mean recovered spectrum, reused across windows.
     speakers: Vec<u32>,
     lam_mean: Vec<f64>,
-    inputs: [Tensor; 3],
+    /// Standardised encoder inputs `[1,W,dim]`, one per slot.
+    inputs: Vec<Tensor>,
+    /// `[1,W,M]`.
     avail: Tensor,
     node_mask: Tensor,
     h: [Tensor; 1],
@@ -126,8 +53,9 @@ pub struct Pipeline {
     x0: Tensor,
     lam0: Tensor,
     adj_fusion: Tensor,
-    recon: [Tensor; 3],
-    head: [Tensor; 2],
+    recon: Vec<Tensor>,
+    /// Fusion outputs: logits `[1,W,K]`, then reg `[1,W,1]` when the model has one.
+    head: Vec<Tensor>,
     /// Per-sample results of the window and their mean (`samples()` = S).
     mean: SampleMean,
 }
@@ -136,33 +64,41 @@ impl Pipeline {
     /// A pipeline over `model`; `steps` overrides the manifest's sampler steps.
     pub fn new(model: Model, steps: Option<usize>) -> Result<Pipeline, PipelineError> {
         let sde = model.sde(steps, None)?;
-        let dm = model.manifest.dims;
-        let (w, d, k) = (dm.window, dm.latent, dm.k);
-        let feats = dm.features().map(|f| Tensor::zeros(&[1, w, f]));
-        let samples = model.manifest.sde.samples;
-        let temperatures = model.manifest.calibration.by_avail.map(|t| t as f32);
+        let man = &model.manifest;
+        let (mods, dm) = (man.modalities, man.dims);
+        let (m, w, d, k, classes) = (mods.count(), dm.window, dm.latent, dm.k, man.model.classes.len());
+        let slots: Vec<Modality> = mods.iter().collect();
+        let feats: Vec<Tensor> = slots.iter().map(|&x| Tensor::zeros(&[1, w, mods.sizes()[x.index()]])).collect();
+        let mut head = vec![Tensor::zeros(&[1, w, classes])];
+        if man.model.has_regression {
+            head.push(Tensor::zeros(&[1, w, 1]));
+        }
+        let samples = man.sde.samples;
+        let temperatures = man.calibration.by_avail.map(|t| t as f32);
         Ok(Pipeline {
-            model,
             sde,
             temperatures,
             spectral: Spectral::new(w, k),
-            sampler: Sampler::new(w, d, k),
+            sampler: Sampler::new(m, w, d, k),
             scratch: vec![0.0; d],
             speakers: Vec::with_capacity(w),
             lam_mean: vec![0.0; k],
             inputs: feats.clone(),
-            avail: Tensor::zeros(&[1, w, 3]),
+            avail: Tensor::zeros(&[1, w, m]),
             node_mask: Tensor::zeros(&[1, w]),
-            h: [Tensor::zeros(&[1, 3, w, d])],
-            cond: Tensor::zeros(&[1, 3, w, d]),
+            h: [Tensor::zeros(&[1, m, w, d])],
+            cond: Tensor::zeros(&[1, m, w, d]),
             u: Tensor::zeros(&[1, w, k]),
-            lam_obs: Tensor::zeros(&[1, 3, k]),
-            x0: Tensor::zeros(&[1, 3, w, d]),
-            lam0: Tensor::zeros(&[1, 3, k]),
+            lam_obs: Tensor::zeros(&[1, m, k]),
+            x0: Tensor::zeros(&[1, m, w, d]),
+            lam0: Tensor::zeros(&[1, m, k]),
             adj_fusion: Tensor::zeros(&[1, 2, w, w]),
             recon: feats,
-            head: [Tensor::zeros(&[1, w, 2]), Tensor::zeros(&[1, w, 1])],
-            mean: SampleMean::new(samples, w)?,
+            head,
+            mean: SampleMean::new(samples, w, classes)?,
+            mods,
+            slots,
+            model,
         })
     }
 
@@ -190,7 +126,7 @@ impl Pipeline {
     /// resizes the per-sample buffers (outside the steady state).
     pub fn set_samples(&mut self, samples: Option<usize>) -> Result<(), PipelineError> {
         let s = samples.unwrap_or(self.model.manifest.sde.samples);
-        self.mean = SampleMean::new(s, self.spectral.w)?;
+        self.mean = SampleMean::new(s, self.spectral.w, self.model.manifest.model.classes.len())?;
         Ok(())
     }
 
@@ -238,9 +174,10 @@ impl Pipeline {
         self.check(window)?;
         self.prepare(window, completion == Completion::Zero);
         obs.finished(Stage::Prepare);
+        let inputs: [&Tensor; 3] = std::array::from_fn(|i| &self.inputs[i.min(self.inputs.len() - 1)]);
         self.model
             .part(Part::Encoders)
-            .run(&[&self.inputs[0], &self.inputs[1], &self.inputs[2]], &mut self.h)?;
+            .run(&inputs[..self.inputs.len()], &mut self.h)?;
         finite(&self.h[0], "encoders")?;
         obs.finished(Stage::Encoders);
         self.condition(window)?;
@@ -290,15 +227,19 @@ impl Pipeline {
     }
 
     fn check(&self, window: &Window) -> Result<(), PipelineError> {
-        let dm = self.model.manifest.dims;
+        let w = self.model.manifest.dims.window;
         let n = window.utterances.len();
-        if n == 0 || n > dm.window {
-            return Err(PipelineError::WindowSize { n, w: dm.window });
+        if n == 0 || n > w {
+            return Err(PipelineError::WindowSize { n, w });
         }
         for (index, utt) in window.utterances.iter().enumerate() {
-            for (m, f) in utt.features.iter().enumerate() {
+            for (m, f) in Modality::ALL.into_iter().zip(utt.features.iter()) {
                 let Some(f) = f else { continue };
-                let (modality, want) = (MODALITY[m], dm.features()[m]);
+                let modality = m.name();
+                let Some(want) = self.mods.size(m) else {
+                    let has = self.mods.letters();
+                    return Err(PipelineError::NoSuchModality { index, modality, has });
+                };
                 if f.len() != want {
                     return Err(PipelineError::FeatureSize {
                         index,
@@ -320,11 +261,13 @@ impl Pipeline {
     /// entries of valid rows instead of 0 (the mean).
     fn prepare(&mut self, window: &Window, zero_fill: bool) {
         let norm = &self.model.manifest.norm;
+        let mm = self.slots.len();
         self.avail.data_mut().fill(0.0);
         self.node_mask.data_mut().fill(0.0);
-        for m in 0..3 {
+        for (slot, modality) in self.slots.iter().enumerate() {
+            let m = modality.index();
             let dim = norm.mean[m].len();
-            let buf = self.inputs[m].data_mut();
+            let buf = self.inputs[slot].data_mut();
             buf.fill(0.0);
             for (i, utt) in window.utterances.iter().enumerate() {
                 let row = &mut buf[i * dim..(i + 1) * dim];
@@ -333,7 +276,7 @@ impl Pipeline {
                         for c in 0..dim {
                             row[c] = norm.standardise(m, c, f[c]);
                         }
-                        self.avail.data_mut()[i * 3 + m] = 1.0;
+                        self.avail.data_mut()[i * mm + slot] = 1.0;
                     }
                     None if zero_fill => (0..dim).for_each(|c| row[c] = norm.standardise(m, c, 0.0)),
                     None => {}
@@ -347,11 +290,11 @@ impl Pipeline {
 
     /// `cond`, the graph, `u` and `lam_obs`.
     fn condition(&mut self, window: &Window) -> Result<(), PipelineError> {
-        let (w, d) = (self.spectral.w, self.scratch.len());
+        let (mm, w, d) = (self.slots.len(), self.spectral.w, self.scratch.len());
         let (h, avail, cond) = (self.h[0].data(), self.avail.data(), self.cond.data_mut());
-        for m in 0..3 {
+        for m in 0..mm {
             for i in 0..w {
-                let keep = avail[i * 3 + m] * self.node_mask.data()[i];
+                let keep = avail[i * mm + m] * self.node_mask.data()[i];
                 let row = (m * w + i) * d;
                 for j in row..row + d {
                     cond[j] = h[j] * keep;
@@ -368,7 +311,7 @@ impl Pipeline {
     }
 
     fn any_missing(&self, n: usize) -> bool {
-        self.avail.data()[..n * 3].iter().any(|&a| a < 0.5)
+        self.avail.data()[..n * self.slots.len()].iter().any(|&a| a < 0.5)
     }
 
     /// Baselines and complete windows: `x0 = h * node_mask`, `lam0 = lam_obs`.
@@ -404,9 +347,12 @@ impl Pipeline {
     fn recovered_graph(&mut self) {
         let (w, k) = (self.spectral.w, self.spectral.k);
         let lam0 = self.lam0.data();
-        // Mean in f32 (as the reference), the product in f64.
+        let mm = self.slots.len();
+        // Mean over the M slots in f32, summed in slot order (as the reference); the product
+        // in f64.
         for (j, m) in self.lam_mean.iter_mut().enumerate() {
-            *m = f64::from((lam0[j] + lam0[k + j] + lam0[2 * k + j]) / 3.0);
+            let sum = (1..mm).fold(lam0[j], |acc, s| acc + lam0[s * k + j]);
+            *m = f64::from(sum / mm as f32);
         }
         let adj = self.adj_fusion.data_mut();
         adj[..w * w].copy_from_slice(&self.spectral.adj);
@@ -428,15 +374,15 @@ impl Pipeline {
             &[&self.x0, &self.avail, &self.adj_fusion, &self.node_mask],
             &mut self.head,
         )?;
-        finite(&self.head[0], "fusion")?;
-        finite(&self.head[1], "fusion")
+        self.head.iter().try_for_each(|t| finite(t, "fusion"))
     }
 
     /// Per-utterance results into `out` (its vectors reused).
     fn outputs(&self, window: &Window, sampled: bool, out: &mut WindowOutput) {
         let norm = &self.model.manifest.norm;
-        let has_reg = self.model.manifest.model.has_regression;
-        let (logits, reg) = (self.head[0].data(), self.head[1].data());
+        let logits = self.head[0].data();
+        let reg = self.head.get(1).map(Tensor::data);
+        let k = logits.len() / self.spectral.w;
         let n = window.utterances.len();
         out.sampled = sampled;
         out.utterances.truncate(n);
@@ -445,17 +391,24 @@ impl Pipeline {
         }
         for (i, (utt, o)) in window.utterances.iter().zip(out.utterances.iter_mut()).enumerate() {
             let bits: usize = utt.features.iter().enumerate().filter(|(_, f)| f.is_some()).map(|(m, _)| 1 << m).sum();
-            softmax_tempered(&logits[2 * i..2 * i + 2], self.temperatures[bits], &mut o.probs);
-            o.label = usize::from(o.probs[1] > o.probs[0]);
-            o.regression = has_reg.then_some(reg[i]);
-            o.imputed = utt.features.map(|f| f.is_none());
-            for (m, feat) in o.features.iter_mut().enumerate() {
-                feat.clear();
+            o.probs.resize(k, 0.0);
+            softmax_tempered(&logits[k * i..k * (i + 1)], self.temperatures[bits], &mut o.probs);
+            o.label = argmax(&o.probs);
+            o.regression = reg.map(|r| r[i]);
+            for m in Modality::ALL {
+                o.imputed[m.index()] = self.mods.has(m) && utt.features[m.index()].is_none();
+            }
+            for f in o.features.iter_mut() {
+                f.clear();
+            }
+            for (slot, modality) in self.slots.iter().enumerate() {
+                let m = modality.index();
+                let feat = &mut o.features[m];
                 match utt.features[m] {
                     Some(f) => feat.extend_from_slice(f),
                     None => {
                         let dim = norm.mean[m].len();
-                        let row = &self.recon[m].data()[i * dim..(i + 1) * dim];
+                        let row = &self.recon[slot].data()[i * dim..(i + 1) * dim];
                         feat.extend((0..dim).map(|c| norm.destandardise(m, c, row[c])));
                     }
                 }
@@ -478,7 +431,7 @@ impl Pipeline {
             adj_fusion: &self.adj_fusion,
             recon: &self.recon,
             logits: &self.head[0],
-            reg: &self.head[1],
+            reg: self.head.get(1),
         }
     }
 }

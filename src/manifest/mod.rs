@@ -2,8 +2,12 @@
 //! settings with precise errors (missing keys or files, wrong dims, part I/O that disagrees
 //! with DESIGN.md's table, sha256 mismatch).
 //!
+//! The model defines its inputs and outputs here and nowhere else: `[modalities]` (which of
+//! text / audio / visual, each with its feature size), `[model] classes` (K >= 2 names) and
+//! `has_regression`, `[dims] window`. Every other module reads them from the `Manifest`.
+//!
 //! Invariant of a `Manifest`: every part's inputs and outputs are exactly DESIGN.md's names and
-//! shapes for the manifest's dims, every part file exists with the declared sha256, and the
+//! shapes for the manifest's modalities, classes and dims, every part file exists with the declared sha256, and the
 //! `[calibration]` temperature is finite and in [0.01, 100] (absent: 1.0). Only the parts are
 //! hashed, not the manifest itself, so fitting a temperature changes no sha256.
 
@@ -18,10 +22,18 @@ use thiserror::Error;
 use crate::backend::{PartSpec, TensorSpec};
 use crate::calibration::Calibration;
 use crate::diffusion::SamplerKind;
+use crate::modality::Modalities;
 use crate::multisample::MAX_SAMPLES;
 
-/// Feature widths of text, audio and visual, fixed by the data.
-pub const FEATURE_DIMS: [usize; 3] = [100, 73, 100];
+mod layout;
+
+pub use layout::expected_io;
+use layout::{check_classes, check_dims, check_modalities, check_norm};
+
+/// Most classes a model may have (K); the wire protocol's result capacity.
+pub const MAX_CLASSES: usize = 64;
+/// Longest class name, in UTF-8 bytes (published with every result).
+pub const MAX_CLASS_NAME: usize = 32;
 /// Part names in load order.
 pub const PART_NAMES: [&str; 5] = ["encoders", "s_theta", "s_phi", "recon", "fusion"];
 
@@ -50,7 +62,7 @@ pub enum ManifestError {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum RawClasses {
+pub(super) enum RawClasses {
     Count(usize),
     Names(Vec<String>),
 }
@@ -80,7 +92,9 @@ struct RawPart {
 #[derive(Debug, Deserialize)]
 struct RawManifest {
     model: RawModel,
-    dims: Dims,
+    #[serde(default)]
+    modalities: BTreeMap<String, usize>,
+    dims: RawDims,
     graph: GraphSettings,
     sde: SdeSettings,
     normalisation: RawNorm,
@@ -93,32 +107,26 @@ struct RawManifest {
     calibration: toml::Table,
 }
 
+/// `[normalisation]`: `<name>_mean` and `<name>_std` of each present modality.
+pub(super) type RawNorm = BTreeMap<String, Vec<f32>>;
+
 #[derive(Debug, Deserialize)]
-struct RawNorm {
-    text_mean: Vec<f32>,
-    text_std: Vec<f32>,
-    audio_mean: Vec<f32>,
-    audio_std: Vec<f32>,
-    visual_mean: Vec<f32>,
-    visual_std: Vec<f32>,
+pub(super) struct RawDims {
+    pub(super) window: usize,
+    pub(super) latent: usize,
+    pub(super) k: usize,
+    /// Remaining keys: feature sizes of the old format are refused with a pointer to
+    /// `[modalities]`.
+    #[serde(flatten)]
+    pub(super) other: BTreeMap<String, toml::Value>,
 }
 
-/// `[dims]`: feature widths, window W, latent width d, eigenpairs k.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+/// `[dims]`: window W, latent width d, eigenpairs k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dims {
-    pub text: usize,
-    pub audio: usize,
-    pub visual: usize,
     pub window: usize,
     pub latent: usize,
     pub k: usize,
-}
-
-impl Dims {
-    /// Feature widths in T, A, V order.
-    pub fn features(&self) -> [usize; 3] {
-        [self.text, self.audio, self.visual]
-    }
 }
 
 /// `[graph]`: neighbourhood sizes of the structural adjacency.
@@ -151,7 +159,8 @@ pub const STD_CONSTANT: f32 = 1e-6;
 /// Bound on |z| of every other column (DESIGN.md "Conventions": above sqrt(N_train - 1)).
 pub const Z_CLIP: f32 = 40.0;
 
-/// Per-feature training mean and std (as in the manifest: finite, >= 0), T, A, V order.
+/// Per-feature training mean and std (as in the manifest: finite, >= 0), indexed by
+/// `Modality::index`; empty for a modality the model lacks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalisation {
     pub mean: [Vec<f32>; 3],
@@ -197,6 +206,7 @@ pub struct ModelInfo {
 pub struct Manifest {
     pub dir: PathBuf,
     pub model: ModelInfo,
+    pub modalities: Modalities,
     pub dims: Dims,
     pub graph: GraphSettings,
     pub sde: SdeSettings,
@@ -211,55 +221,11 @@ pub struct Manifest {
     pub sha256: Vec<String>,
 }
 
-fn io(name: &str, shape: &[usize]) -> TensorSpec {
+pub(super) fn io(name: &str, shape: &[usize]) -> TensorSpec {
     TensorSpec {
         name: name.to_string(),
         shape: shape.to_vec(),
     }
-}
-
-/// DESIGN.md's inputs and outputs of `part` for `dims`.
-pub fn expected_io(part: &str, d: &Dims) -> Option<(Vec<TensorSpec>, Vec<TensorSpec>)> {
-    let (w, l, k) = (d.window, d.latent, d.k);
-    let lat = [1, 3, w, l];
-    let feats = vec![
-        io("text", &[1, w, d.text]),
-        io("audio", &[1, w, d.audio]),
-        io("visual", &[1, w, d.visual]),
-    ];
-    let (avail, mask) = (io("avail", &[1, w, 3]), io("node_mask", &[1, w]));
-    Some(match part {
-        "encoders" => (feats, vec![io("h", &lat)]),
-        "s_theta" => (
-            vec![
-                io("x_t", &lat),
-                io("t", &[1]),
-                io("cond", &lat),
-                avail,
-                io("adj_t", &[1, 3, w, w]),
-                mask,
-            ],
-            vec![io("score", &lat)],
-        ),
-        "s_phi" => (
-            vec![
-                io("lam_t", &[1, 3, k]),
-                io("t", &[1]),
-                io("lam_obs", &[1, 3, k]),
-                io("u", &[1, w, k]),
-                io("cond", &lat),
-                avail,
-                mask,
-            ],
-            vec![io("score", &[1, 3, k])],
-        ),
-        "recon" => (vec![io("x", &lat)], feats),
-        "fusion" => (
-            vec![io("x", &lat), avail, io("adj", &[1, 2, w, w]), mask],
-            vec![io("logits", &[1, w, 2]), io("reg", &[1, w, 1])],
-        ),
-        _ => return None,
-    })
 }
 
 /// Hex sha256 of a file, streamed.
@@ -301,37 +267,19 @@ impl Manifest {
             path: path.to_path_buf(),
             detail,
         };
-        let dims = raw.dims;
-        if dims.features() != FEATURE_DIMS {
-            return Err(invalid(format!(
-                "[dims] text/audio/visual are {:?}, the data has {:?}",
-                dims.features(),
-                FEATURE_DIMS
-            )));
-        }
-        if dims.window == 0 || dims.latent == 0 || dims.k == 0 || dims.k > dims.window {
-            return Err(invalid(format!(
-                "[dims] need window, latent, k > 0 and k <= window, got {dims:?}"
-            )));
-        }
+        let dims = check_dims(&raw.dims).map_err(invalid)?;
+        let modalities = check_modalities(&raw.modalities).map_err(invalid)?;
         check_sde(&raw.sde).map_err(invalid)?;
         let calibration =
             Calibration::from_table(raw.calibration).map_err(|e| invalid(e.to_string()))?;
-        let norm = check_norm(raw.normalisation, &dims).map_err(invalid)?;
-        let classes = match raw.model.classes {
-            RawClasses::Count(n) => (0..n).map(|i| i.to_string()).collect(),
-            RawClasses::Names(v) => v,
-        };
-        if classes.len() != 2 {
-            return Err(invalid(format!(
-                "[model] classes: the runtime handles 2 classes, got {}",
-                classes.len()
-            )));
-        }
+        let norm = check_norm(raw.normalisation, &modalities).map_err(invalid)?;
+        let classes = check_classes(raw.model.classes).map_err(invalid)?;
         let version = match raw.model.version {
             toml::Value::String(s) => s,
             other => other.to_string(),
         };
+        let has_regression = raw.model.has_regression;
+        let layout = (&modalities, classes.len(), has_regression, &dims);
         let mut parts = Vec::with_capacity(5);
         let mut sha256 = Vec::with_capacity(5);
         let mut raw_parts = raw.parts;
@@ -340,7 +288,7 @@ impl Manifest {
                 .remove(name)
                 .ok_or_else(|| invalid(format!("missing [parts.{name}]")))?;
             sha256.push(part.sha256.clone());
-            parts.push(check_part(dir, path, name, part, &dims)?);
+            parts.push(check_part(dir, path, name, part, layout)?);
         }
         if let Some(extra) = raw_parts.keys().next() {
             return Err(invalid(format!(
@@ -351,11 +299,12 @@ impl Manifest {
             name: raw.model.name,
             version,
             classes,
-            has_regression: raw.model.has_regression,
+            has_regression,
         };
         Ok(Manifest {
             dir: dir.to_path_buf(),
             model,
+            modalities,
             dims,
             graph: raw.graph,
             sde: raw.sde,
@@ -410,53 +359,27 @@ fn check_sde(s: &SdeSettings) -> Result<(), String> {
     Ok(())
 }
 
-fn check_norm(n: RawNorm, dims: &Dims) -> Result<Normalisation, String> {
-    let names = ["text", "audio", "visual"];
-    let means = [n.text_mean, n.audio_mean, n.visual_mean];
-    let stds = [n.text_std, n.audio_std, n.visual_std];
-    for m in 0..3 {
-        let want = dims.features()[m];
-        for (kind, v) in [("mean", &means[m]), ("std", &stds[m])] {
-            if v.len() != want {
-                return Err(format!(
-                    "[normalisation] {}_{kind} has {} values, expected {want}",
-                    names[m],
-                    v.len()
-                ));
-            }
-            if !v.iter().all(|x| x.is_finite()) {
-                return Err(format!(
-                    "[normalisation] {}_{kind} has a non-finite value",
-                    names[m]
-                ));
-            }
-        }
-        if stds[m].iter().any(|&s| s < 0.0) {
-            return Err(format!("[normalisation] {}_std has a negative value", names[m]));
-        }
-    }
-    Ok(Normalisation { mean: means, std: stds })
-}
-
 fn check_part(
     dir: &Path,
     path: &Path,
     name: &str,
     raw: RawPart,
-    dims: &Dims,
+    layout: (&Modalities, usize, bool, &Dims),
 ) -> Result<PartSpec, ManifestError> {
     let err = |detail: String| ManifestError::Part {
         path: path.to_path_buf(),
         part: name.to_string(),
         detail,
     };
-    let (inputs, outputs) = expected_io(name, dims).ok_or_else(|| err("unknown part".into()))?;
+    let (mods, classes, reg, dims) = layout;
+    let (inputs, outputs) =
+        expected_io(name, mods, classes, reg, dims).ok_or_else(|| err("unknown part".into()))?;
     let got_in: Vec<TensorSpec> = raw.inputs.into_iter().map(|r| io(&r.name, &r.shape)).collect();
     let got_out: Vec<TensorSpec> = raw.outputs.into_iter().map(|r| io(&r.name, &r.shape)).collect();
     for (kind, got, want) in [("inputs", &got_in, &inputs), ("outputs", &got_out, &outputs)] {
         if got != want {
             return Err(err(format!(
-                "{kind} are {}, DESIGN.md expects {} for these dims",
+                "{kind} are {}, DESIGN.md expects {} for these modalities, classes and dims",
                 fmt_io(got),
                 fmt_io(want)
             )));

@@ -1,6 +1,12 @@
 //! Board profiles: the raw TOML of `boards/*.toml` (`RawProfile`, unknown keys refused) and the
 //! one validated `Settings` type the daemon runs with. Every range check lives in `validate`;
-//! code holding a `Settings` may rely on it.
+//! code holding a `Settings` may rely on it. A profile says nothing about feature sizes or
+//! classes: those are the model's (its manifest), read when the daemon starts.
+
+
+mod settings;
+
+pub use settings::{AssemblySettings, ConnectionLimits, Windowing};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,15 +15,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::backend::BackendOptions;
-use crate::daemon::assembly::AssemblySettings;
-use crate::daemon::limits::ConnectionLimits;
 use crate::diffusion::SamplerKind;
 use crate::multisample::{check_samples, MAX_SAMPLES};
 
-/// Feature dimensions fixed by DESIGN.md (T, A, V).
-pub const DIMS: [usize; 3] = [100, 73, 100];
 /// The x86 development profile, used when no board is named.
-pub const DEFAULT_PROFILE: &str = include_str!("../boards/x86-dev.toml");
+pub const DEFAULT_PROFILE: &str = include_str!("../../boards/x86-dev.toml");
 
 const EXECUTION_PROVIDERS: [&str; 3] = ["tensorrt", "cuda", "cpu"];
 const COMPLETIONS: [&str; 3] = ["gsdnet", "meanfill", "zero"];
@@ -97,15 +99,25 @@ fn default_completion() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeadlines {
+    /// Absent: `DEFAULT_DEADLINE_MS` (a profile for a model without that modality may omit it).
+    #[serde(default = "defaults::deadline_ms")]
     pub text: u64,
+    #[serde(default = "defaults::deadline_ms")]
     pub audio: u64,
+    #[serde(default = "defaults::deadline_ms")]
     pub visual: u64,
 }
+
+/// Deadline of a modality the profile does not list.
+pub const DEFAULT_DEADLINE_MS: u64 = 300;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAssembly {
     pub window: usize,
+    /// `sliding` (default) or `chunked` (`Windowing`).
+    #[serde(default)]
+    pub windowing: Windowing,
     pub deadline_ms: RawDeadlines,
     pub max_utterance_ms: u64,
     pub max_open_utterances: usize,
@@ -155,6 +167,9 @@ pub struct RawInputs {
 }
 
 mod defaults {
+    pub fn deadline_ms() -> u64 {
+        super::DEFAULT_DEADLINE_MS
+    }
     pub fn max_connections() -> usize {
         64
     }
@@ -402,7 +417,7 @@ fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblySettings, Co
     })?;
     Ok(AssemblySettings {
         window: a.window,
-        dims: DIMS,
+        windowing: a.windowing,
         deadline_ms: d,
         max_utterance_ms: a.max_utterance_ms,
         max_open_utterances: a.max_open_utterances,
@@ -463,4 +478,17 @@ fn validate_inputs(i: RawInputs, path: &Path) -> Result<InputSettings, ConfigErr
         unix_mode: i.unix_mode,
         unix_group: i.unix_group,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_for_a_model_without_visual_may_omit_its_deadline() {
+        let text = DEFAULT_PROFILE.replace("deadline_ms = { text = 600, audio = 300, visual = 300 }", "deadline_ms = { text = 600, audio = 250 }");
+        assert_ne!(text, DEFAULT_PROFILE, "the default profile's deadline line");
+        let s = Settings::parse(&text, Path::new("ta.toml")).unwrap();
+        assert_eq!(s.assembly.deadline_ms, [600, 250, DEFAULT_DEADLINE_MS]);
+    }
 }

@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use crate::backend::{self, BackendKind};
 use crate::config::Settings;
 use crate::daemon::inference::WindowRunner;
+use crate::daemon::model_info::ServedModel;
 use crate::daemon::notify::{announce_loading, NoNotifier, Notifier, SystemdNotifier};
 use crate::daemon::pipeline_runner::PipelineRunner;
 use crate::daemon::replay::{self, DropSpan, RecorderRunner, ReplayOptions};
@@ -28,8 +29,8 @@ pub enum DaemonCommand {
     /// Load every part with the profile's engine options and run one window, so TensorRT
     /// engines and caches exist before the service starts; prints the provider of each part.
     Warmup(WarmupArgs),
-    /// Validate a board profile and print the resolved settings.
-    CheckConfig(BoardArgs),
+    /// Validate a board profile and print the resolved settings and the model they serve.
+    CheckConfig(CheckConfigArgs),
     /// Listen like the daemon and write every assembled utterance to a recording.
     Record(RecordArgs),
     /// Send a recording to a running daemon, optionally dropping modalities.
@@ -41,6 +42,15 @@ pub struct BoardArgs {
     /// Board profile (boards/*.toml) [default: the built-in x86 development profile]
     #[arg(long)]
     pub board: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub board: BoardArgs,
+    /// Model folder, overriding the profile's `engine.models`
+    #[arg(long)]
+    pub models: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +78,10 @@ pub struct WarmupArgs {
 pub struct RecordArgs {
     #[command(flatten)]
     pub board: BoardArgs,
+    /// Model folder whose manifest says which modalities and sizes to assemble, overriding the
+    /// profile's `engine.models` (only the manifest is read)
+    #[arg(long)]
+    pub models: Option<PathBuf>,
     /// Output recording file
     #[arg(short, long)]
     pub output: PathBuf,
@@ -102,13 +116,19 @@ pub struct ReplayArgs {
     pub mask_rate: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub mask_seed: u64,
+    /// Model folder of the daemon: only its modalities are sent, and the mask is over them
+    /// (default: the recording's modalities)
+    #[arg(long)]
+    pub models: Option<PathBuf>,
 }
 
 pub fn run(cmd: DaemonCommand) -> Result<()> {
     match cmd {
         DaemonCommand::CheckConfig(a) => {
-            let settings = load_settings(&a)?;
+            let settings = load_settings(&a.board)?;
+            let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
             print!("{}", settings.to_toml());
+            print!("{}", model_section(&settings, &models));
             Ok(())
         }
         DaemonCommand::Serve(a) => run_serve(a),
@@ -137,10 +157,41 @@ fn notifier() -> Arc<dyn Notifier> {
     }
 }
 
-fn serve_options(s: &Settings, warm_up: bool) -> ServeOptions {
+/// `check-config`'s `[model]` table: what the profile's model takes and returns (or why it
+/// cannot be read: the profile itself is still valid).
+fn model_section(s: &Settings, models: &Path) -> String {
+    let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let m = match Manifest::load(models) {
+        Ok(m) => m,
+        Err(e) => return format!("\n# model: cannot read {}: {}\n", models.display(), e.to_string().replace('\n', " ")),
+    };
+    let mods: Vec<String> = m.modalities.iter().map(|x| format!("{x} = {}", m.modalities.size(x).unwrap_or(0))).collect();
+    let classes: Vec<String> = m.model.classes.iter().map(|c| q(c)).collect();
+    let bound = crate::protocol::max_result_frame_len(s.assembly.window, &m.model.classes, &s.engine.completion);
+    let mut out = format!(
+        "\n[model]\ndir = {}\nname = {}\nversion = {}\nmodalities = {{ {} }}\nclasses = [{}]\nhas_regression = {}\nwindow = {}\nmax_result_frame_bytes = {bound}\n",
+        q(&models.display().to_string()),
+        q(&m.model.name),
+        q(&m.model.version),
+        mods.join(", "),
+        classes.join(", "),
+        m.model.has_regression,
+        m.dims.window,
+    );
+    if s.assembly.window > m.dims.window {
+        out += &format!("# error: assembly.window = {} exceeds the model's window {}: serve refuses to start\n", s.assembly.window, m.dims.window);
+    }
+    if bound > crate::protocol::MAX_FRAME_LEN {
+        out += &format!("# error: results may exceed the protocol's {} bytes: serve refuses to start\n", crate::protocol::MAX_FRAME_LEN);
+    }
+    out
+}
+
+fn serve_options(s: &Settings, model: ServedModel, warm_up: bool) -> ServeOptions {
     let heartbeat = SystemdNotifier::watchdog_interval().map_or(Duration::from_secs(5), |w| w / 2);
     ServeOptions {
         assembly: s.assembly_settings(),
+        model,
         queue_capacity: s.engine.queue_capacity,
         max_frames_per_second: s.inputs.max_frames_per_second,
         burst: s.inputs.burst,
@@ -165,7 +216,7 @@ fn build_runner(s: &Settings, model: Model, noise_scenario: u64) -> Result<Pipel
     pipeline.set_sampler(s.engine.sampler).context("building the pipeline")?;
     pipeline.set_samples(s.engine.samples).context("building the pipeline")?;
     let completion: Completion = s.engine.completion.parse().map_err(anyhow::Error::msg)?;
-    let runner = PipelineRunner::new(pipeline, completion, s.engine.seed, noise_scenario);
+    let runner = PipelineRunner::new(pipeline, completion, s.engine.seed, noise_scenario).context("the model's classes")?;
     if s.assembly.window > runner.model_window() {
         bail!("assembly.window = {} exceeds the model's W = {}", s.assembly.window, runner.model_window());
     }
@@ -185,7 +236,8 @@ fn run_serve(a: ServeArgs) -> Result<()> {
     let notifier = notifier();
     let runner = load_for_serve(&settings, &models, a.noise_scenario, notifier.as_ref())?;
     log::info!("board: {}; models: {}", settings.board, models.display());
-    run_daemon(&settings, Box::new(runner), notifier, true)
+    let model = runner.served_model().clone();
+    run_daemon(&settings, Box::new(runner), model, notifier, true)
 }
 
 /// Loads part by part (timing each and printing its provider), then runs `serve`'s warm-up
@@ -214,15 +266,24 @@ fn run_warmup(a: WarmupArgs) -> Result<()> {
     let model = Model::from_parts(manifest, kind, parts).context("assembling the model")?;
     let mut runner = build_runner(&settings, model, 0)?;
     let started = Instant::now();
-    runner.run(&warmup_job(settings.assembly.dims)).map_err(|e| anyhow::anyhow!("{e}")).context("warm-up window")?;
+    let job = warmup_job(&runner.served_model().modalities);
+    runner.run(&job).map_err(|e| anyhow::anyhow!("{e}")).context("warm-up window")?;
     println!("warm-up window ({}) ran in {:.3} s", runner.describe(), started.elapsed().as_secs_f64());
     Ok(())
 }
 
+/// The served model of a manifest, without loading its parts (`record`, `replay`).
+fn manifest_model(models: &Path) -> Result<ServedModel> {
+    let manifest = Manifest::load(models).with_context(|| format!("reading the manifest in {}", models.display()))?;
+    ServedModel::from_manifest(&manifest).context("the model's classes")
+}
+
 fn run_record(a: RecordArgs) -> Result<()> {
     let settings = load_settings(&a.board)?;
+    let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
+    let model = manifest_model(&models)?;
     let writer = RecordingWriter::create(&a.output).with_context(|| format!("creating {}", a.output.display()))?;
-    run_daemon(&settings, Box::new(RecorderRunner::new(writer)), notifier(), false)
+    run_daemon(&settings, Box::new(RecorderRunner::new(writer)), model, notifier(), false)
 }
 
 /// File descriptors beyond the socket clients: listeners, serial ports, model files, the
@@ -249,7 +310,7 @@ fn ensure_file_limit(max_connections: usize) {
 }
 
 /// Binds endpoints, serves until SIGTERM or Ctrl-C, removes the socket files it created.
-fn run_daemon(settings: &Settings, runner: Box<dyn WindowRunner>, notifier: Arc<dyn Notifier>, warm_up: bool) -> Result<()> {
+fn run_daemon(settings: &Settings, runner: Box<dyn WindowRunner>, model: ServedModel, notifier: Arc<dyn Notifier>, warm_up: bool) -> Result<()> {
     ensure_file_limit(settings.inputs.max_connections);
     let rt = runtime()?;
     rt.block_on(async {
@@ -257,7 +318,7 @@ fn run_daemon(settings: &Settings, runner: Box<dyn WindowRunner>, notifier: Arc<
         let serial = settings.inputs.serial.iter().map(SerialInput::from_settings).collect();
         let created = bound.created_paths.clone();
         let endpoints = Endpoints { tcp: bound.tcp, unix: bound.unix, serial };
-        let result = serve(endpoints, runner, serve_options(settings, warm_up), notifier, shutdown_signal()).await;
+        let result = serve(endpoints, runner, serve_options(settings, model, warm_up), notifier, shutdown_signal()).await;
         listeners::Bound::cleanup_paths(&created);
         result.context("serving")?;
         Ok(())
@@ -282,7 +343,19 @@ async fn shutdown_signal() {
 
 fn run_replay(a: ReplayArgs) -> Result<()> {
     let rec = Recording::read(&a.recording).with_context(|| format!("reading {}", a.recording.display()))?;
-    let opts = ReplayOptions { interval_ms: a.interval_ms, drops: a.drops.clone(), mask: a.mask_rate.map(|r| (r, a.mask_seed)) };
+    let modalities = match &a.models {
+        Some(dir) => Some(manifest_model(dir)?.modalities),
+        None => None,
+    };
+    let mask = match a.mask_rate {
+        Some(r) => {
+            let mods = modalities.or_else(|| replay::modalities_of(&rec));
+            let mods = mods.context("the mask needs the recording's modalities: it holds fewer than two (name the model with --models)")?;
+            Some((r, a.mask_seed, mods))
+        }
+        None => None,
+    };
+    let opts = ReplayOptions { interval_ms: a.interval_ms, drops: a.drops.clone(), mask, modalities };
     let steps = replay::plan(&rec, &opts).context("planning the replay")?;
     let realtime = !a.max_speed;
     log::info!("replaying {} utterances ({} frames)", rec.n_utterances(), steps.len());

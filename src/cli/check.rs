@@ -39,7 +39,7 @@ pub struct CheckArgs {
 }
 
 pub fn run_check(a: CheckArgs, bundled: impl Fn(&str) -> PathBuf) -> Result<()> {
-    let model_dir = a.model.clone().unwrap_or_else(|| bundled(crate::cli::DEFAULT_MODEL));
+    let model_dir = a.model.clone().unwrap_or_else(|| bundled(super::DEFAULT_MODEL));
     let golden_dir = match &a.golden {
         Some(p) if p.as_os_str() == "none" => None,
         Some(p) => Some(p.clone()),
