@@ -182,7 +182,25 @@ async fn flood_is_rate_limited_and_counted() {
 }
 
 fn job(conv: &str) -> WindowJob {
-    WindowJob { conversation: conversation_id(conv).unwrap(), session: 1, first_position: 0, utterances: Vec::new() }
+    job_at(conv, 0)
+}
+
+fn job_at(conv: &str, first_position: u64) -> WindowJob {
+    WindowJob { conversation: conversation_id(conv).unwrap(), session: 1, first_position, utterances: Vec::new() }
+}
+
+#[test]
+fn only_a_covering_window_supersedes() {
+    let q = JobQueue::new(8);
+    assert_eq!(q.push(job_at("a", 3)), Pushed::Queued);
+    // A window that moved on (sliding past position 3, or the next chunked block) would drop
+    // utterance 3's last result: it queues behind.
+    assert_eq!(q.push(job_at("a", 4)), Pushed::Queued);
+    // One that starts at or before a queued one holds all of its utterances: it replaces it.
+    assert_eq!(q.push(job_at("a", 4)), Pushed::Superseded);
+    assert_eq!(q.len(), 2);
+    let firsts: Vec<u64> = std::iter::from_fn(|| q.pop(Duration::ZERO).ok().flatten()).map(|j| j.first_position).collect();
+    assert_eq!(firsts, vec![3, 4]);
 }
 
 #[test]

@@ -87,6 +87,30 @@ fn warmup_runs_a_text_audio_model_without_visual() {
     assert!(text.contains("warm-up window"), "{text}");
 }
 
+/// The bundled IEMOCAP 6-way model through the real board profile and `--models`: six emotions,
+/// text + audio, no regression head; warm-up runs a window on it.
+#[test]
+fn the_bundled_iemocap_model_serves_through_the_board_profile() {
+    let board = repo().join("boards/x86-dev.toml");
+    let run = |cmd: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gsdnet"))
+            .args([cmd, "--board", board.to_str().unwrap(), "--models", "models/gsdnet-iemocap6"])
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    };
+    let out = run("check-config");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("modalities = { text = 300, audio = 47 }"), "{text}");
+    assert!(text.contains(r#"classes = ["hap", "sad", "neu", "ang", "exc", "fru"]"#), "{text}");
+    assert!(!text.contains("# error"), "{text}");
+    let out = run("warmup");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("warm-up window"), "{text}");
+}
+
 fn check_config(profile_text: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let board = dir.path().join("board.toml");

@@ -244,6 +244,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let rows = eval::evaluate(&rec, &cfg, &make, &progress)?;
     bar.finish_and_clear();
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    println!("classes (f1 per class in this order): {}", manifest.model.classes.join(" "));
     print!("{}", eval::table(&rows));
     if let Some(path) = &a.json {
         let doc = serde_json::json!({

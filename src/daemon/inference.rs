@@ -3,9 +3,11 @@
 //! the thread itself, which owns the runner and pings the watchdog.
 //!
 //! Overflow policy (docs/PROTOCOL.md, "Queue"): pushing never blocks. A queued job of the same
-//! conversation session is replaced in place by the newer one (its window contains the older
-//! window's utterances with more context; counted `windows_superseded`); otherwise, when the
-//! queue is full, the oldest job is dropped (counted `windows_dropped`).
+//! conversation session whose window the newer one covers (the newer window starts at or before
+//! it, so it holds every utterance of the older one with more context) is replaced in place
+//! (counted `windows_superseded`); a sliding window that has moved on, or the first window of a
+//! new chunked block, is queued as well, so no utterance loses its last result. When the queue
+//! is full, the oldest job is dropped (counted `windows_dropped`).
 //!
 //! Watchdog: the thread pings at least every heartbeat while the engine works; after
 //! `max_consecutive_errors` failed windows in a row it stops pinging (systemd then restarts the
@@ -87,8 +89,10 @@ impl JobQueue {
         if st.closed {
             return Pushed::Closed;
         }
-        let same = |j: &WindowJob| j.conversation == job.conversation && j.session == job.session;
-        let outcome = if let Some(slot) = st.jobs.iter_mut().find(|j| same(j)) {
+        let covered = |j: &WindowJob| {
+            j.conversation == job.conversation && j.session == job.session && job.first_position <= j.first_position
+        };
+        let outcome = if let Some(slot) = st.jobs.iter_mut().find(|j| covered(j)) {
             *slot = job;
             Pushed::Superseded
         } else if st.jobs.len() >= self.capacity {
