@@ -9,24 +9,24 @@
 //! work queue, and a paused clock auto-advances to the next assembly deadline whenever the
 //! runtime looks idle, i.e. possibly while a frame is still inside the pty.
 
+mod e2e_common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use e2e_common::{sent_masks, start, subscribe};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::model_info::ServedModel;
-use gsdnet_edge::daemon::notify::NoNotifier;
-use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
 use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
-use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::daemon::server::{Endpoints, ServeOptions};
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, Scenario};
 use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
-use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message, Modality, Probs, UtteranceResult};
+use gsdnet_edge::protocol::{FrameDecoder, Message, Modality, Probs, UtteranceResult};
 use gsdnet_edge::recording::Recording;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -71,17 +71,6 @@ fn options(window: usize, deadline_ms: u64) -> ServeOptions {
         result_backlog: 4096,
         warm_up: true,
     }
-}
-
-/// Availability of every utterance as the replay sends it, per conversation.
-fn sent_masks(steps: &[Step]) -> HashMap<(String, u32), [bool; 3]> {
-    let mut out: HashMap<(String, u32), [bool; 3]> = HashMap::new();
-    for s in steps {
-        if let Message::Features(f) = &s.msg {
-            out.entry((f.conversation.to_string(), f.utterance)).or_default()[f.modality.index()] = true;
-        }
-    }
-    out
 }
 
 /// What the evaluation computes: one window per conversation, the sampler stream of
@@ -180,34 +169,6 @@ fn accuracy(rec: &Recording, got: &HashMap<String, Vec<UtteranceResult>>) -> f64
     ok as f64 / n as f64
 }
 
-async fn start(endpoints: Endpoints, scenario: u64, opts: ServeOptions) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let runner = PipelineRunner::new(pipeline(), Completion::Gsdnet, SEED, scenario).unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let h = tokio::spawn(async move {
-        serve(endpoints, Box::new(runner), opts, Arc::new(NoNotifier), async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (stop, h)
-}
-
-/// Subscribes and waits for the status answer, so no result can be missed afterwards.
-async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
-    s.write_all(&encode_frame(&Message::Subscribe)).await.unwrap();
-    s.write_all(&encode_frame(&Message::StatusRequest)).await.unwrap();
-    let mut dec = FrameDecoder::default();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0);
-        if dec.feed(&buf[..n]).any(|m| matches!(m, Ok(Message::Status(_)))) {
-            return;
-        }
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn unix_replay_with_eval_mask_equals_eval() {
     let rec = val_recording();
@@ -224,7 +185,7 @@ async fn unix_replay_with_eval_mask_equals_eval() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e2e.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let (stop, h) = start(Endpoints { unix: vec![listener], ..Default::default() }, scenario.key(), options(w, 1_000)).await;
+    let (stop, h) = start(pipeline(), SEED, Endpoints { unix: vec![listener], ..Default::default() }, scenario.key(), options(w, 1_000)).await;
     let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
     subscribe(&mut sub).await;
     let sensor = tokio::net::UnixStream::connect(&path).await.unwrap();
@@ -259,7 +220,7 @@ async fn serial_replay_with_camera_and_mic_outages_equals_pipeline() {
     let path = dir.path().join("sub.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
     let endpoints = Endpoints { unix: vec![listener], serial: vec![serial], ..Default::default() };
-    let (stop, h) = start(endpoints, 0, options(w, 60_000)).await;
+    let (stop, h) = start(pipeline(), SEED, endpoints, 0, options(w, 60_000)).await;
     let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
     subscribe(&mut sub).await;
     port.write_all(&[0]).await.unwrap();

@@ -8,26 +8,26 @@
 //! per utterance, and over the Unix run the accuracy and weighted F1 `eval::evaluate` reports.
 //! Skipped where `../shared/data/iemocap` is absent (academic licence: never in the repository).
 
+mod e2e_common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use e2e_common::{sent_masks, start, subscribe};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::config::Windowing;
 use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::model_info::ServedModel;
-use gsdnet_edge::daemon::notify::NoNotifier;
-use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
 use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
-use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::daemon::server::{Endpoints, ServeOptions};
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, Scenario};
 use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::metrics;
 use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
-use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message, Modality, UtteranceResult};
+use gsdnet_edge::protocol::{FrameDecoder, Message, Modality, UtteranceResult};
 use gsdnet_edge::recording::Recording;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -84,17 +84,6 @@ fn options(window: usize, deadline_ms: u64) -> ServeOptions {
         result_backlog: 1 << 16,
         warm_up: true,
     }
-}
-
-/// Availability of every utterance as the replay sends it.
-fn sent_masks(steps: &[Step]) -> HashMap<(String, u32), [bool; 3]> {
-    let mut out: HashMap<(String, u32), [bool; 3]> = HashMap::new();
-    for s in steps {
-        if let Message::Features(f) = &s.msg {
-            out.entry((f.conversation.to_string(), f.utterance)).or_default()[f.modality.index()] = true;
-        }
-    }
-    out
 }
 
 /// What the evaluation runs: block `b` of W utterances of each conversation with the sampler
@@ -199,34 +188,6 @@ fn scores(rec: &Recording, got: &Finals) -> (f64, f64) {
     (metrics::accuracy(&pred, &truth), metrics::f1_weighted(&pred, &truth))
 }
 
-async fn start(endpoints: Endpoints, scenario: u64, opts: ServeOptions) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let runner = PipelineRunner::new(pipeline(), Completion::Gsdnet, SEED, scenario).unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let h = tokio::spawn(async move {
-        serve(endpoints, Box::new(runner), opts, Arc::new(NoNotifier), async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (stop, h)
-}
-
-/// Subscribes and waits for the status answer, so no result can be missed afterwards.
-async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
-    s.write_all(&encode_frame(&Message::Subscribe)).await.unwrap();
-    s.write_all(&encode_frame(&Message::StatusRequest)).await.unwrap();
-    let mut dec = FrameDecoder::default();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0);
-        if dec.feed(&buf[..n]).any(|m| matches!(m, Ok(Message::Status(_)))) {
-            return;
-        }
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
     let Some(rec) = val() else { return };
@@ -242,7 +203,7 @@ async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("iemocap.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let (stop, h) = start(Endpoints { unix: vec![listener], ..Default::default() }, scenario.key(), options(w, 1_000)).await;
+    let (stop, h) = start(pipeline(), SEED, Endpoints { unix: vec![listener], ..Default::default() }, scenario.key(), options(w, 1_000)).await;
     let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
     subscribe(&mut sub).await;
     let sensor = tokio::net::UnixStream::connect(&path).await.unwrap();
@@ -287,7 +248,7 @@ async fn serial_replay_with_mic_and_text_outages_equals_the_pipeline() {
     let path = dir.path().join("sub.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
     let endpoints = Endpoints { unix: vec![listener], serial: vec![serial], ..Default::default() };
-    let (stop, h) = start(endpoints, 0, options(w, 60_000)).await;
+    let (stop, h) = start(pipeline(), SEED, endpoints, 0, options(w, 60_000)).await;
     let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
     subscribe(&mut sub).await;
     port.write_all(&[0]).await.unwrap();

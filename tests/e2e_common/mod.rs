@@ -1,0 +1,63 @@
+//! Helpers shared by the end-to-end replay tests (`daemon_e2e`, `daemon_e2e_iemocap`): the
+//! availability a replay actually sends, a real-pipeline daemon started in-process, and a
+//! subscription that cannot miss a result.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gsdnet_edge::daemon::notify::NoNotifier;
+use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
+use gsdnet_edge::daemon::replay::Step;
+use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::pipeline::{Completion, Pipeline};
+use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Availability of every utterance as the replay sends it: `(conversation, utterance)` -> by
+/// `Modality::index`.
+pub fn sent_masks(steps: &[Step]) -> HashMap<(String, u32), [bool; 3]> {
+    let mut out: HashMap<(String, u32), [bool; 3]> = HashMap::new();
+    for s in steps {
+        if let Message::Features(f) = &s.msg {
+            out.entry((f.conversation.to_string(), f.utterance)).or_default()[f.modality.index()] = true;
+        }
+    }
+    out
+}
+
+/// Serves `pipeline` (gsdnet completion, sampler streams of `seed` and `scenario`) on
+/// `endpoints` until the returned sender fires.
+pub async fn start(
+    pipeline: Pipeline,
+    seed: u64,
+    endpoints: Endpoints,
+    scenario: u64,
+    opts: ServeOptions,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let runner = PipelineRunner::new(pipeline, Completion::Gsdnet, seed, scenario).unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(async move {
+        serve(endpoints, Box::new(runner), opts, Arc::new(NoNotifier), async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (stop, h)
+}
+
+/// Subscribes and waits for the status answer, so no result can be missed afterwards.
+pub async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
+    s.write_all(&encode_frame(&Message::Subscribe)).await.unwrap();
+    s.write_all(&encode_frame(&Message::StatusRequest)).await.unwrap();
+    let mut dec = FrameDecoder::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        if dec.feed(&buf[..n]).any(|m| matches!(m, Ok(Message::Status(_)))) {
+            return;
+        }
+    }
+}
