@@ -116,6 +116,16 @@ def peer_prior(peer_fn, vb, seeds=4):
     return prior
 
 
+def batches(data):
+    """(train, val, train batch, val batch) of a CMU-MOSI data folder, standardised with the
+    training statistics, W = 64, k = 16, the committed graph windows 1 / 3."""
+    train = gdata.load_split(Path(data) / "train")
+    val = gdata.load_split(Path(data) / "val")
+    stats = gdata.feature_stats(train)
+    return (train, val, common.make_batch(train, stats, 64, 16, 1, 3),
+            common.make_batch(val, stats, 64, 16, 1, 3))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out")
@@ -124,11 +134,7 @@ def main():
     p.add_argument("--data", default=str(DATA))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    train = gdata.load_split(Path(a.data) / "train")
-    val = gdata.load_split(Path(a.data) / "val")
-    stats = gdata.feature_stats(train)
-    tb = common.make_batch(train, stats, 64, 16, 1, 3)
-    vb = common.make_batch(val, stats, 64, 16, 1, 3)
+    _, _, tb, vb = batches(a.data)
     vi = torch.arange(len(vb.n))
     lin = train_floor(tb)
 

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import inputs, peer_prior, train_peer  # noqa: E402
-from gsdnet_ref import data as gdata  # noqa: E402
+from baselines import batches, inputs, peer_prior, train_peer  # noqa: E402
 from gsdnet_ref.evaluate import RATES  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
 from train import DATA  # noqa: E402
@@ -55,11 +54,7 @@ def main():
     p.add_argument("--mask-seeds", type=int, nargs="+", default=[0, 1, 2])
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    train = gdata.load_split(Path(a.data) / "train")
-    val = gdata.load_split(Path(a.data) / "val")
-    stats = gdata.feature_stats(train)
-    tb = common.make_batch(train, stats, 64, 16, 1, 3)
-    vb = common.make_batch(val, stats, 64, 16, 1, 3)
+    _, val, tb, vb = batches(a.data)
     if [c.conv_id for c in val] != list(vb.conv_ids):
         raise SystemExit("val batch order differs from load_split order")
     vi = torch.arange(len(vb.n))

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use e2e_common::{sent_masks, start, subscribe};
+use e2e_common::{sent_masks, serial_rig, start, subscribe, SerialRig};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::model_info::ServedModel;
@@ -23,7 +23,6 @@ use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
 use gsdnet_edge::daemon::server::{Endpoints, ServeOptions};
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, Scenario};
-use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
 use gsdnet_edge::protocol::{FrameDecoder, Message, Modality, Probs, UtteranceResult};
@@ -214,12 +213,7 @@ async fn serial_replay_with_camera_and_mic_outages_equals_pipeline() {
     assert!(masks.values().any(|a| *a == [true, false, false]), "both outages overlap somewhere");
     let want = expected(&rec, &masks, 0);
 
-    let (daemon_end, mut port) = tokio_serial::SerialStream::pair().expect("pty pair");
-    let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sub.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let endpoints = Endpoints { unix: vec![listener], serial: vec![serial], ..Default::default() };
+    let SerialRig { endpoints, mut port, path, _dir } = serial_rig();
     let (stop, h) = start(pipeline(), SEED, endpoints, 0, options(w, 60_000)).await;
     let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
     subscribe(&mut sub).await;

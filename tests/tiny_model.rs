@@ -5,55 +5,25 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_close, read_f32, tiny_model, wiggle};
-use gsdnet_edge::backend::{self, BackendKind, BackendOptions};
+use common::{tiny_model, wiggle};
+use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::manifest::Manifest;
 use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
 use gsdnet_edge::tensor::Tensor;
 
-#[derive(serde::Deserialize)]
-struct RefPart {
-    inputs: Vec<String>,
-    outputs: Vec<String>,
-}
-
 #[test]
 fn tract_matches_onnxruntime_on_every_part() {
-    let manifest = Manifest::load(&tiny_model()).unwrap();
-    let dir = tiny_model().join("reference");
-    let text = std::fs::read_to_string(dir.join("reference.toml")).unwrap();
-    let refs: std::collections::BTreeMap<String, RefPart> = toml::from_str(&text).unwrap();
-    assert_eq!(refs.len(), 5);
-    for spec in &manifest.parts {
-        let r = &refs[&spec.name];
-        let mut be = backend::load(BackendKind::Tract, spec, &BackendOptions::default()).unwrap();
-        let inputs: Vec<Tensor> = spec
-            .inputs
-            .iter()
-            .zip(&r.inputs)
-            .map(|(s, f)| Tensor::from_vec(&s.shape, read_f32(&dir.join(f))).unwrap())
-            .collect();
-        let mut outputs: Vec<Tensor> = spec.outputs.iter().map(|s| Tensor::zeros(&s.shape)).collect();
-        let refs_in: Vec<&Tensor> = inputs.iter().collect();
-        be.run(&refs_in, &mut outputs).unwrap();
-        for (o, f) in outputs.iter().zip(&r.outputs) {
-            assert_close(
-                &format!("{} {f}", spec.name),
-                o.data(),
-                &read_f32(&dir.join(f)),
-                1e-5,
-                1e-4,
-            );
-        }
+    common::parts_match_reference(&tiny_model(), |spec, be| {
         // Wrong input shape is a clear error.
-        let mut bad = refs_in.clone();
-        let wrong = Tensor::zeros(&[1, 2]);
-        bad[0] = &wrong;
-        let err = be.run(&bad, &mut outputs).unwrap_err().to_string();
+        let mut inputs: Vec<Tensor> = spec.inputs.iter().map(|s| Tensor::zeros(&s.shape)).collect();
+        inputs[0] = Tensor::zeros(&[1, 2]);
+        let mut outputs: Vec<Tensor> = spec.outputs.iter().map(|s| Tensor::zeros(&s.shape)).collect();
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let err = be.run(&refs, &mut outputs).unwrap_err().to_string();
         assert!(err.contains(&spec.name) && err.contains("shape"), "{err}");
-    }
+    });
 }
 
 fn features(n: usize) -> Vec<[Vec<f32>; 3]> {

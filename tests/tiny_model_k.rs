@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{assert_close, read_f32, tiny_ta3, wiggle};
-use gsdnet_edge::backend::{self, BackendKind, BackendOptions};
+use common::{tiny_ta3, wiggle};
+use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, EvalError, ResultRow, Scenario};
 use gsdnet_edge::manifest::{expected_io, Manifest};
@@ -16,17 +16,11 @@ use gsdnet_edge::modality::{Modalities, Modality};
 use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{Completion, Pipeline, PipelineError, Utterance, Window};
 use gsdnet_edge::recording::{Conversation, Recording, UtteranceRecord};
-use gsdnet_edge::tensor::Tensor;
 
 /// Feature sizes by `Modality::index` (no visual).
 const SIZES: [usize; 3] = [12, 1024, 0];
 const CLASSES: [&str; 3] = ["calm", "happy", "angry"];
 
-#[derive(serde::Deserialize)]
-struct RefPart {
-    inputs: Vec<String>,
-    outputs: Vec<String>,
-}
 
 fn mods() -> Modalities {
     Modalities::new(SIZES).unwrap()
@@ -64,30 +58,7 @@ fn manifest_declares_two_modalities_three_classes_and_no_regression() {
 
 #[test]
 fn tract_matches_onnxruntime_on_every_part() {
-    let manifest = Manifest::load(&tiny_ta3()).unwrap();
-    let dir = tiny_ta3().join("reference");
-    let text = std::fs::read_to_string(dir.join("reference.toml")).unwrap();
-    let refs: std::collections::BTreeMap<String, RefPart> = toml::from_str(&text).unwrap();
-    assert_eq!(refs.len(), 5);
-    for spec in &manifest.parts {
-        let r = &refs[&spec.name];
-        assert_eq!(r.inputs.len(), spec.inputs.len(), "{}", spec.name);
-        assert_eq!(r.outputs.len(), spec.outputs.len(), "{}", spec.name);
-        let mut be = backend::load(BackendKind::Tract, spec, &BackendOptions::default()).unwrap();
-        let inputs: Vec<Tensor> = spec
-            .inputs
-            .iter()
-            .zip(&r.inputs)
-            .map(|(s, f)| Tensor::from_vec(&s.shape, read_f32(&dir.join(f))).unwrap())
-            .collect();
-        let mut outputs: Vec<Tensor> = spec.outputs.iter().map(|s| Tensor::zeros(&s.shape)).collect();
-        let refs_in: Vec<&Tensor> = inputs.iter().collect();
-        be.run(&refs_in, &mut outputs).unwrap();
-        for (o, f) in outputs.iter().zip(&r.outputs) {
-            let what = format!("{} {f}", spec.name);
-            assert_close(&what, o.data(), &read_f32(&dir.join(f)), 1e-5, 1e-4);
-        }
-    }
+    common::parts_match_reference(&tiny_ta3(), |_, _| {});
 }
 
 /// Raw features of `n` utterances by `Modality::index`; visual empty.

@@ -207,7 +207,6 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         scenarios: scenarios(&a, &manifest.modalities)?,
         threads: a.threads,
     };
-    cfg.check_scenarios(&manifest.modalities)?;
     let rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
     if rec.n_utterances() == 0 {
         bail!("{} holds no utterances", data.display());

@@ -174,10 +174,11 @@ impl Pipeline {
         self.check(window)?;
         self.prepare(window, completion == Completion::Zero);
         obs.finished(Stage::Prepare);
-        let inputs: [&Tensor; 3] = std::array::from_fn(|i| &self.inputs[i.min(self.inputs.len() - 1)]);
-        self.model
-            .part(Part::Encoders)
-            .run(&inputs[..self.inputs.len()], &mut self.h)?;
+        {
+            // At most three modality slots: references on the stack, nothing allocated.
+            let inputs: heapless::Vec<&Tensor, 3> = self.inputs.iter().collect();
+            self.model.part(Part::Encoders).run(&inputs, &mut self.h)?;
+        }
         finite(&self.h[0], "encoders")?;
         obs.finished(Stage::Encoders);
         self.condition(window)?;

@@ -52,3 +52,44 @@ pub fn assert_close(what: &str, a: &[f32], b: &[f32], atol: f64, rtol: f64) {
 pub fn wiggle(i: usize) -> f32 {
     ((i as f32 * 12.9898).sin() * 43758.547).fract()
 }
+
+#[derive(serde::Deserialize)]
+struct RefPart {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+/// Every part of the fixture model in `model_dir` on tract, fed the inputs of its
+/// `reference/reference.toml` (onnxruntime's, from `tests/fixtures/make_tiny_model.py`), must
+/// give its recorded outputs within atol 1e-5, rtol 1e-4. `extra` runs on each loaded part.
+pub fn parts_match_reference(
+    model_dir: &Path,
+    mut extra: impl FnMut(&gsdnet_edge::backend::PartSpec, &mut dyn gsdnet_edge::backend::Backend),
+) {
+    use gsdnet_edge::backend::{self, BackendKind, BackendOptions};
+    use gsdnet_edge::tensor::Tensor;
+    let manifest = gsdnet_edge::manifest::Manifest::load(model_dir).unwrap();
+    let dir = model_dir.join("reference");
+    let text = std::fs::read_to_string(dir.join("reference.toml")).unwrap();
+    let refs: std::collections::BTreeMap<String, RefPart> = toml::from_str(&text).unwrap();
+    assert_eq!(refs.len(), 5);
+    for spec in &manifest.parts {
+        let r = &refs[&spec.name];
+        assert_eq!(r.inputs.len(), spec.inputs.len(), "{}", spec.name);
+        assert_eq!(r.outputs.len(), spec.outputs.len(), "{}", spec.name);
+        let mut be = backend::load(BackendKind::Tract, spec, &BackendOptions::default()).unwrap();
+        let inputs: Vec<Tensor> = spec
+            .inputs
+            .iter()
+            .zip(&r.inputs)
+            .map(|(s, f)| Tensor::from_vec(&s.shape, read_f32(&dir.join(f))).unwrap())
+            .collect();
+        let mut outputs: Vec<Tensor> = spec.outputs.iter().map(|s| Tensor::zeros(&s.shape)).collect();
+        let refs_in: Vec<&Tensor> = inputs.iter().collect();
+        be.run(&refs_in, &mut outputs).unwrap();
+        for (o, f) in outputs.iter().zip(&r.outputs) {
+            assert_close(&format!("{} {f}", spec.name), o.data(), &read_f32(&dir.join(f)), 1e-5, 1e-4);
+        }
+        extra(spec, be.as_mut());
+    }
+}

@@ -10,6 +10,7 @@ use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
 use gsdnet_edge::daemon::replay::Step;
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::pipeline::{Completion, Pipeline};
 use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -60,4 +61,23 @@ pub async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
             return;
         }
     }
+}
+
+/// A daemon input over a pseudo-terminal pair plus a Unix socket for subscribers: `endpoints`
+/// to serve, the sensor's end of the pty, and the socket's path (inside `_dir`).
+pub struct SerialRig {
+    pub endpoints: Endpoints,
+    pub port: tokio_serial::SerialStream,
+    pub path: std::path::PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn serial_rig() -> SerialRig {
+    let (daemon_end, port) = tokio_serial::SerialStream::pair().expect("pty pair");
+    let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let endpoints = Endpoints { unix: vec![listener], serial: vec![serial], ..Default::default() };
+    SerialRig { endpoints, port, path, _dir: dir }
 }
