@@ -46,7 +46,7 @@ fn stage_inputs(pipe: &mut Pipeline, window: &gsdnet_edge::pipeline::Window) -> 
     let (w, k) = (it.node_mask.shape()[1], it.lam0.shape()[2]);
     let t = Tensor::from_vec(&[1], vec![0.5]).expect("t");
     let mut adj_t = Tensor::zeros(&[1, it.lam0.shape()[1], w, w]);
-    it.spectral.low_rank_all(it.lam0.data(), adj_t.data_mut());
+    it.spectral.low_rank_all(it.lam0.data(), w, adj_t.data_mut());
     let u = Tensor::from_vec(&[1, w, k], it.spectral.u.clone()).expect("u");
     let speakers = window.utterances.iter().map(|u| u.speaker).collect();
     Stage {

@@ -71,9 +71,12 @@ def ort_runner(model_dir: Path, conv, avail_n, steps: int, seed: int):
                                     noise_key=key)
 
 
-def torch_runner(model_dir: Path, conv, avail_n, steps: int, seed: int, sampler: str):
+def torch_runner(model_dir: Path, conv, avail_n, steps: int, seed: int, sampler: str,
+                 width: int | None = None):
+    """`width` None: padded to the checkpoint's W (as trained); else the window is built at
+    `width` (>= N; the positional embedding is sliced to it)."""
     model, a, stats = common.load_checkpoint(model_dir / "model.pt")
-    w, n = a["width"], conv.n
+    w, n = (a["width"] if width is None else width), conv.n
     avail = torch.zeros((1, w, 3))
     avail[0, :n] = torch.from_numpy(avail_n.astype(np.float32))
     gen = torch.Generator()
@@ -123,9 +126,14 @@ def _shapes(model: onnx.ModelProto) -> dict:
     return out
 
 
-def part_flops(path: Path) -> int:
-    """2*M*N*K per MatMul/Gemm (batch dims broadcast), 2*out*Cin/g*kernel per Conv."""
+def part_flops(path: Path, window: int = 64) -> int:
+    """2*M*N*K per MatMul/Gemm (batch dims broadcast), 2*out*Cin/g*kernel per Conv; symbolic
+    axes fixed first (batch 1, window `window`)."""
     model = onnx.load(path)
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param"):
+                d.dim_value = {"batch": 1, "window": window}.get(d.dim_param, 1)
     shapes, total = _shapes(model), 0
     for node in model.graph.node:
         ins = [shapes.get(i) for i in node.input]
@@ -143,9 +151,10 @@ def part_flops(path: Path) -> int:
     return total
 
 
-def window_flops(model_dir: Path, calls: int) -> tuple[int, dict]:
-    """FLOPs of a window whose sampler makes `calls` calls of each score network."""
-    per = {p: part_flops(model_dir / f"{p}.onnx") for p in PARTS}
+def window_flops(model_dir: Path, calls: int, window: int = 64) -> tuple[int, dict]:
+    """FLOPs of a window run at `window` whose sampler makes `calls` calls of each score
+    network."""
+    per = {p: part_flops(model_dir / f"{p}.onnx", window) for p in PARTS}
     return per["encoders"] + calls * (per["s_theta"] + per["s_phi"]) + per["recon"] + \
         per["fusion"], per
 
@@ -165,7 +174,8 @@ def nominal_peak_gflops() -> tuple[float | None, str]:
 
 
 # ------------------------------------------------------------------------------------------ Rust
-def rust_bench(binary: Path, model_dir: Path, split: Path, sizes, steps, a) -> dict:
+def rust_bench(binary: Path, model_dir: Path, split: Path, sizes, steps, a,
+               batch: list | None = None) -> dict:
     if not binary.exists():
         raise SystemExit(f"{binary} is missing: run `cargo build --release` first "
                          "(it builds gsdnet and gsdnet-bench)")
@@ -175,7 +185,10 @@ def rust_bench(binary: Path, model_dir: Path, split: Path, sizes, steps, a) -> d
                "--sizes", ",".join(map(str, sizes)), "--steps", ",".join(map(str, steps)),
                "--threads", "1", "--rate", str(a.rate), "--seed", str(a.seed),
                "--warmup", str(a.warmup), "--iters", str(a.iters),
-               "--budget-ms", str(int(a.budget * 1e3)), "--json", str(out)]
+               "--budget-ms", str(int(a.budget * 1e3)), "--padded"]
+        if batch:
+            cmd += ["--batch", ",".join(map(str, batch))]
+        cmd += ["--json", str(out)]
         print("+", " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True, stdout=sys.stderr)
         doc = json.loads(out.read_text())
@@ -186,13 +199,32 @@ def rust_bench(binary: Path, model_dir: Path, split: Path, sizes, steps, a) -> d
 
 
 def best_rust(docs: list) -> dict:
-    """Per backend, the row of the round with the lowest whole-window p50."""
-    best = {}
+    """Per (backend, layout), the row of the round with the lowest whole-window p50; the
+    bucketed/padded speedup from those; per (backend, steps, B) the batch row of the round with
+    the lowest ms/window, its ratio to B = 1 recomputed from the kept rows."""
+    best, bbest = {}, {}
     for d in docs:
         for r in d["rows"]:
-            if r["backend"] not in best or r["total"]["p50_ms"] < best[r["backend"]]["total"]["p50_ms"]:
-                best[r["backend"]] = r
-    return dict(docs[0], rows=list(best.values()),
+            key = (r["backend"], r.get("layout", "bucketed"))
+            if key not in best or r["total"]["p50_ms"] < best[key]["total"]["p50_ms"]:
+                best[key] = r
+        for r in d.get("batch_rows") or []:
+            key = (r["backend"], r["steps"], r["batch"])
+            if key not in bbest or r["per_window_p50_ms"] < bbest[key]["per_window_p50_ms"]:
+                bbest[key] = r
+    speedups = []
+    for (e, lay), r in best.items():
+        if lay == "bucketed" and (e, "padded") in best:
+            p = best[(e, "padded")]
+            speedups.append(dict(backend=e, window=r["window"], steps=r["steps"], bucket=r["bucket"],
+                                 bucketed_p50_ms=r["total"]["p50_ms"],
+                                 padded_p50_ms=p["total"]["p50_ms"],
+                                 speedup=p["total"]["p50_ms"] / r["total"]["p50_ms"]))
+    batch_rows = [dict(r) for r in bbest.values()]
+    for r in batch_rows:
+        one = bbest.get((r["backend"], r["steps"], 1))
+        r["speedup_vs_1"] = one["per_window_p50_ms"] / r["per_window_p50_ms"] if one else None
+    return dict(docs[0], rows=list(best.values()), speedups=speedups, batch_rows=batch_rows,
                 peak_rss_kib=max(d.get("peak_rss_kib") or 0 for d in docs))
 
 
@@ -220,6 +252,10 @@ def load_note(res: dict) -> str:
             "Python measurements still moves them.")
 
 
+def bucketed_rows(res: dict) -> list:
+    return [r for r in res["rust"]["rows"] if r.get("layout", "bucketed") == "bucketed"]
+
+
 def report(res: dict) -> str:
     peak, peak_note = res["peak_gflops"], res["peak_note"]
     engines = sorted({r["backend"] for r in res["rust"]["rows"]})
@@ -235,7 +271,8 @@ def report(res: dict) -> str:
         "(Rust `--threads 1`, torch.set_num_threads(1), ORT intra/inter-op 1 thread, "
         "OMP/OPENBLAS/MKL_NUM_THREADS=1 for numpy).",
         f"- Model `{res['model']}`; inputs: the first N utterances of `{res['split']}` in order "
-        f"(all on one fixed W=64 window), seeded mask at missing rate {res['rate']} "
+        f"(run at the smallest bucket >= N of `{res['buckets']}`; the `padded` rows pad every "
+        f"window to W as before buckets), seeded mask at missing rate {res['rate']} "
         f"(seed {res['seed']}), so the sampler runs: `{res['sampler']}` (the manifest's; "
         "`steps` steps, " + ("two" if res["sampler"] == HEUN else "one") +
         " call(s) of each score network per step; the default is "
@@ -252,12 +289,12 @@ def report(res: dict) -> str:
         "## Whole window, p50 / p99 in ms",
         "",
         "| N | steps | " + " | ".join(f"Rust {e}" for e in engines) +
-        " | ORT Python | torch eager | " +
+        " | ORT Python | torch eager (width) | " +
         " | ".join(f"{e}/torch | {e}/ORT-py" for e in engines) + " |",
         "|---|---|" + "---|" * (len(engines) * 3 + 2),
     ]
     for c in res["configs"]:
-        rust = {r["backend"]: r for r in res["rust"]["rows"]
+        rust = {r["backend"]: r for r in bucketed_rows(res)
                 if r["window"] == c["n"] and r["steps"] == c["steps"]}
         cells = [f"{rust[e]['total']['p50_ms']:.2f} / {rust[e]['total']['p99_ms']:.2f}" for e in engines]
         ratios = []
@@ -266,20 +303,22 @@ def report(res: dict) -> str:
             ratios += [fmt_ratio(t / c["torch"]["p50_ms"]), fmt_ratio(t / c["ort"]["p50_ms"])]
         lines.append(f"| {c['n']} | {c['steps']} | " + " | ".join(cells) +
                      f" | {c['ort']['p50_ms']:.2f} / {c['ort']['p99_ms']:.2f}"
-                     f" | {c['torch']['p50_ms']:.2f} / {c['torch']['p99_ms']:.2f} | " +
+                     f" | {c['torch']['p50_ms']:.2f} / {c['torch']['p99_ms']:.2f} "
+                     f"({c['torch_width']}) | " +
                      " | ".join(ratios) + " |")
     lines += ["", "## FLOPs and achieved GFLOP/s (p50)", "",
               "FLOPs of one window from the ONNX graphs (MatMul/Gemm/Conv, 2 FLOP per "
               "multiply-add, after onnx shape inference): encoders + calls x (s_theta + s_phi) + "
-              "recon + fusion; the eigendecomposition and element-wise ops are not counted. "
-              "Per part: " + ", ".join(f"{p} {v / 1e6:.3f} MFLOP" for p, v in res["part_flops"].items()) +
+              "recon + fusion at the bucket N runs at (the bucketed pipeline's work; GFLOP/s of the "
+              "padded pipelines would be lower); the eigendecomposition and element-wise ops are "
+              "not counted. Per part at window 32: " + ", ".join(f"{p} {v / 1e6:.3f} MFLOP" for p, v in res["part_flops"].items()) +
               f". Nominal single-core peak: "
               + (f"{peak:.1f} GFLOP/s" if peak else "unknown") + f" ({peak_note}).", "",
               "| N | steps | MFLOP/window | " + " | ".join(f"Rust {e} GFLOP/s" for e in engines) +
               " | ORT Python GFLOP/s | torch GFLOP/s | best % of peak |",
               "|---|---|---|" + "---|" * (len(engines) + 3)]
     for c in res["configs"]:
-        rust = {r["backend"]: r for r in res["rust"]["rows"]
+        rust = {r["backend"]: r for r in bucketed_rows(res)
                 if r["window"] == c["n"] and r["steps"] == c["steps"]}
         g = lambda ms: c["flops"] / (ms * 1e-3) / 1e9  # noqa: E731
         vals = [g(rust[e]["total"]["p50_ms"]) for e in engines] + [g(c["ort"]["p50_ms"]),
@@ -287,9 +326,62 @@ def report(res: dict) -> str:
         best = f"{100 * max(vals) / peak:.1f}%" if peak else "-"
         lines.append(f"| {c['n']} | {c['steps']} | {c['flops'] / 1e6:.2f} | " +
                      " | ".join(f"{v:.2f}" for v in vals) + f" | {best} |")
+    lines += torch_lines(res)
+    lines += bucket_lines(res)
+    lines += batch_lines(res)
     lines += rust_stage_lines(res)
     lines += targets(res, engines)
     return "\n".join(lines) + "\n"
+
+
+def torch_lines(res: dict) -> list:
+    out = ["", "## PyTorch eager reference: padded to W vs at the bucket", "",
+           "The torch model slices its positional embedding, so a window can be built at the "
+           "bucket instead of W; the ratios above use the faster of the two (its width in "
+           "parentheses).", "",
+           "| N | steps | torch padded to W, p50 ms | torch at the bucket, p50 ms | used |",
+           "|---|---|---|---|---|"]
+    for c in res["configs"]:
+        out.append(f"| {c['n']} | {c['steps']} | {c['torch_padded']['p50_ms']:.2f} | "
+                   f"{c['torch_bucket']['p50_ms']:.2f} ({c['bucket']}) | width {c['torch_width']} |")
+    return out
+
+
+def bucket_lines(res: dict) -> list:
+    sp = res["rust"].get("speedups") or []
+    out = ["", "## Buckets vs padding to W (Rust, same process, same inputs)", "",
+           "Each `gsdnet-bench --padded` process measures the bucketed pipeline, then the same "
+           "model loaded with `buckets = [W]` (every window padded to W, the layout before "
+           "buckets), back to back on the same inputs. Whole window p50 in ms, each the lowest "
+           "over the rounds.", "",
+           "| engine | N | steps | bucket | bucketed | padded to W | speedup |",
+           "|---|---|---|---|---|---|---|"]
+    for x in sp:
+        out.append(f"| {x['backend']} | {x['window']} | {x['steps']} | {x['bucket']} | "
+                   f"{x['bucketed_p50_ms']:.2f} | {x['padded_p50_ms']:.2f} | {x['speedup']:.2f}x |")
+    return out
+
+
+def batch_lines(res: dict) -> list:
+    rows = res["rust"].get("batch_rows") or []
+    if not rows:
+        return []
+    sizes = rows[0]["sizes"]
+    out = ["", "## Batching windows of different conversations (Rust `--batch`)", "",
+           f"The first {rows[0]['windows']} conversations of the split, one window each (its "
+           f"utterances up to W: sizes {sizes}; {rows[0]['sampled_windows']} of them have "
+           f"missing entries at rate {res['rate']}), run with `run_batch` in calls of at most B "
+           "windows (a call runs at the bucket of its longest window); the same windows for "
+           "every B. ms/window = a round's p50 / windows.", "",
+           "| engine | steps | B | ms per call (p50 / p99) | ms per window | windows/s | vs B=1 | allocs/window |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        vs = "-" if r.get("speedup_vs_1") is None else f"{r['speedup_vs_1']:.2f}x"
+        al = "n/a" if r.get("allocs_per_window") is None else f"{r['allocs_per_window']:.0f}"
+        out.append(f"| {r['backend']} | {r['steps']} | {r['batch']} | {r['per_batch']['p50_ms']:.2f} / "
+                   f"{r['per_batch']['p99_ms']:.2f} | {r['per_window_p50_ms']:.3f} | "
+                   f"{r['windows_per_s']:.1f} | {vs} | {al} |")
+    return out
 
 
 def rust_stage_lines(res: dict) -> list:
@@ -299,9 +391,9 @@ def rust_stage_lines(res: dict) -> list:
            "global allocator in steady state (after warm-up). Peak resident memory (VmHWM), the largest of "
            f"the bench processes (one per configuration, model loaded once each): "
            f"{res['rust'].get('peak_rss_kib', 0) / 1024:.1f} MiB.", "",
-           "| engine | N | steps | encoders | graph+eigen | sampler step | recon | fusion | allocs/window "
+           "| engine | layout (at) | N | steps | encoders | graph+eigen | sampler step | recon | fusion | allocs/window "
            "| allocs: encoders / graph / sampler step / recon / fusion+outputs |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rust"]["rows"]:
         st = {name: s for name, s in r["stages"]}
         cell = lambda s: f"{s['p50_ms']:.3f} / {s['p99_ms']:.3f}"  # noqa: E731
@@ -310,68 +402,92 @@ def rust_stage_lines(res: dict) -> list:
         split = "n/a" if not sa else " / ".join(
             f"{v:.0f}" for v in (sa["encoders"], sa["graph+eigen"], sa["sampler"] / r["steps"],
                                  sa["recon"], sa["fusion"]))
-        out.append(f"| {r['backend']} | {r['window']} | {r['steps']} | {cell(st['encoders'])} | "
+        out.append(f"| {r['backend']} | {r.get('layout', 'bucketed')} ({r.get('bucket', '-')}) | "
+                   f"{r['window']} | {r['steps']} | {cell(st['encoders'])} | "
                    f"{cell(st['graph+eigen'])} | {cell(r['sampler_step'])} | {cell(st['recon'])} | "
                    f"{cell(st['fusion'])} | {allocs} | {split} |")
     return out
 
 
+def stage_share(r: dict) -> str:
+    st = {name: v["p50_ms"] for name, v in r["stages"]}
+    tot = r["total"]["p50_ms"]
+    return ", ".join(f"{k} {100 * v / tot:.0f}%" for k, v in st.items() if v / tot >= 0.02)
+
+
 def targets(res: dict, engines: list) -> list:
-    out = ["", "## Issue 6 targets (single core, window 32, default steps)", ""]
+    out = ["", "## Issue 13 targets (single core)", ""]
+    ok = lambda x: "met." if x else "**missed**."  # noqa: E731
+    rows = bucketed_rows(res)
+    pad = {(r["backend"], r["window"], r["steps"]): r for r in res["rust"]["rows"]
+           if r.get("layout") == "padded"}
+    for x in res["rust"].get("speedups") or []:
+        want = {16: 2.5, 32: 1.6}.get(x["window"])
+        if want is None or x["steps"] != res["default_steps"]:
+            continue
+        line = (f"- {x['backend']}, window {x['window']} (bucket {x['bucket']}) vs padded to W: "
+                f"{x['speedup']:.2f}x faster (target {want}x): {ok(x['speedup'] >= want)}")
+        if x["speedup"] < want:
+            b = next(r for r in rows if (r["backend"], r["window"], r["steps"]) ==
+                     (x["backend"], x["window"], x["steps"]))
+            p = pad[(x["backend"], x["window"], x["steps"])]
+            line += (f" Where the time goes, bucketed: {stage_share(b)}; padded: "
+                     f"{stage_share(p)}.")
+        out.append(line)
     c = next((c for c in res["configs"] if c["n"] == 32 and c["steps"] == res["default_steps"]), None)
     if c is None:
-        return out + ["Window 32 at the default steps was not measured in this run."]
-    rust = {r["backend"]: r for r in res["rust"]["rows"] if r["window"] == 32 and
-            r["steps"] == res["default_steps"]}
-    t = {e: rust[e]["total"]["p50_ms"] for e in engines}
-    speed = c["torch"]["p50_ms"] / t["tract"]
-    out.append(f"- Rust (tract) vs PyTorch eager: {speed:.1f}x faster (target 5x): "
-               + ("met." if speed >= 5 else "**missed**."))
-    if "ort" in t:   # the Jetson engine; the target names no backend, tract is the default
-        speed_ort = c["torch"]["p50_ms"] / t["ort"]
-        out.append(f"- Rust (ort, the Jetson engine) vs PyTorch eager: {speed_ort:.1f}x faster "
-                   "(target 5x): " + ("met." if speed_ort >= 5 else "**missed**."))
-    st = {name: v for name, v in rust["tract"]["stages"]}
-    share = st["sampler"]["p50_ms"] / rust["tract"]["total"]["p50_ms"]
-    sflops = (res["part_flops"]["s_theta"] + res["part_flops"]["s_phi"]) * \
-        (2 if res["sampler"] == HEUN else 1)
-    step_ms = rust["tract"]["sampler_step"]["p50_ms"]
-    out.append(f"- Where the Rust time goes: the sampler is {100 * share:.0f}% of the window; one "
-               f"step ({step_ms:.3f} ms p50) runs {sflops / 1e6:.2f} MFLOP of score networks, "
-               f"{sflops / (step_ms * 1e-3) / 1e9:.1f} GFLOP/s in tract. The parts always compute "
-               "the full padded W=64 window, so N does not reduce the work; with the few-step "
-               "sampler in place (issue 6 item 3) the lever left is faster kernels, not the glue "
-               "code (input preparation and graph + eigendecomposition are the remaining "
-               f"{100 * (1 - share - sum(st[k]['p50_ms'] for k in ('encoders', 'recon', 'fusion')) / rust['tract']['total']['p50_ms']):.0f}%).")
-    if "ort" in t:
-        s2 = c["ort"]["p50_ms"] / t["ort"]
-        out.append(f"- Rust ort vs onnxruntime Python: {s2:.2f}x (target 1.5x): "
-                   + ("met." if s2 >= 1.5 else "**missed**."))
-        out.append(f"- tract / ort: {t['tract'] / t['ort']:.2f} (target within 1.5): "
-                   + ("met." if t["tract"] / t["ort"] <= 1.5 else "**missed**."))
+        out.append("- Window 32 at the default steps was not measured in this run.")
     else:
-        out.append("- Rust ort rows: not measured (this binary was built without the `ort` "
-                   f"feature). For reference, Rust tract vs onnxruntime Python: "
-                   f"{c['ort']['p50_ms'] / t['tract']:.2f}x.")
-    allocs = rust["tract"]["allocs_per_window"]
-    sa = dict(rust["tract"].get("allocs_per_stage") or [])
-    where = ""
-    if sa:
-        where = (f" {sa['sampler'] / res['default_steps']:.0f} per sampler step are inside tract's "
-                 "two score-network runs (tract allocates every node's output tensor per run; the "
-                 "sampler's own buffers are reused), "
-                 f"{sa['encoders'] + sa['recon']:.0f} in the encoders and recon runs, "
-                 f"{sa['fusion']:.0f} in the fusion run, "
-                 f"{sa['graph+eigen']:.0f} in graph + eigendecomposition (nalgebra's solver); the "
-                 "pipeline's own code allocates nothing else (tests/alloc_steady_state.rs checks "
-                 "it with a non-allocating mock engine)")
-    if "ort" in t:
-        where += (f"; with ONNX Runtime {rust['ort']['allocs_per_window']:.0f} per window in "
-                  "total (IoBinding, run outputs)")
-    out.append(f"- Heap allocations per steady-state window (tract): {allocs:.0f} (target 0): "
-               + ("met." if allocs == 0 else f"**missed**:{where}."))
+        rust = {r["backend"]: r for r in rows if r["window"] == 32 and
+                r["steps"] == res["default_steps"]}
+        for e, want in (("tract", 8), ("ort", 10)):
+            if e not in rust:
+                out.append(f"- {e} vs PyTorch eager: not measured (binary built without it).")
+                continue
+            speed = c["torch"]["p50_ms"] / rust[e]["total"]["p50_ms"]
+            line = (f"- Rust {e} vs PyTorch eager at window 32, {res['default_steps']} steps "
+                    f"(torch at width {c['torch_width']}, the faster of padded "
+                    f"{c['torch_padded']['p50_ms']:.2f} ms and bucket {c['torch_bucket']['p50_ms']:.2f} ms): "
+                    f"{speed:.1f}x faster (target {want}x): {ok(speed >= want)}")
+            if speed < want:
+                line += f" Rust {e} time: {stage_share(rust[e])}."
+            out.append(line)
+    for r in res["rust"].get("batch_rows") or []:
+        if r["batch"] == 1 or r.get("speedup_vs_1") is None:
+            continue
+        line = (f"- {r['backend']} batch of {r['batch']} windows vs one at a time "
+                f"({r['steps']} steps): {r['speedup_vs_1']:.2f}x the throughput (target 3x): "
+                + ok(r["speedup_vs_1"] >= 3))
+        if r["speedup_vs_1"] < 3:
+            bk = res["buckets"]
+            own = lambda n: next((b for b in bk if b >= n), bk[-1])  # noqa: E731
+            sz = r["sizes"]
+            rows_batched = sum(len(sz[i:i + r["batch"]]) * own(max(sz[i:i + r["batch"]]))
+                               for i in range(0, len(sz), r["batch"]))
+            rows_single = sum(own(n) for n in sz)
+            line += (f" The calls are compute-bound on one core: a batch runs every window at the "
+                     f"bucket of its longest ({rows_batched} padded utterance rows against "
+                     f"{rows_single} one at a time, {rows_batched / rows_single:.2f}x the work), "
+                     "so batching only saves the per-call overhead (engine dispatch, the "
+                     "allocations below), which is small next to the score networks' matmuls; "
+                     "the batch axis stays a loop in the engines' batched matmuls rather than "
+                     "a larger GEMM.")
+        out.append(line)
+    for e in engines:
+        r = next((r for r in rows if r["backend"] == e and r["window"] == 32 and
+                  r["steps"] == res["default_steps"]), None)
+        if r is None or r["allocs_per_window"] is None:
+            continue
+        sa = dict(r.get("allocs_per_stage") or [])
+        split = " / ".join(f"{sa[k]:.0f}" for k in ("prepare", "encoders", "graph+eigen", "sampler",
+                                                    "recon", "fusion") if k in sa)
+        out.append(f"- Heap allocations per steady-state window, {e}, window 32, "
+                   f"{res['default_steps']} steps: {r['allocs_per_window']:.0f} (prepare / encoders "
+                   f"/ graph / sampler (all steps) / recon / fusion: {split})"
+                   + (" (target: at most 75, the count before buckets): "
+                      + ok(r["allocs_per_window"] <= 75) if e == "ort" else "."))
     rss = res["rust"].get("peak_rss_kib", 0) / 1024
-    out.append(f"- Peak resident memory of the bench process: {rss:.1f} MiB.")
+    out.append(f"- Peak resident memory of the bench processes: {rss:.1f} MiB.")
     dm = res.get("daemon")
     if dm:
         peak = dm["peak_rss_kib"] * 1024 / 1e6
@@ -381,7 +497,46 @@ def targets(res: dict, engines: list) -> list:
                    f"windows run, {st.get('inference_errors')} errors): peak {peak:.1f} MB "
                    f"(VmHWM; {dm['idle_rss_kib'] * 1024 / 1e6:.1f} MB after start-up) (target "
                    "under 64 MB): " + ("met." if peak < 64 else "**missed**."))
+        extra = {k: v for k, v in dm.items()
+                 if k not in ("idle_rss_kib", "peak_rss_kib", "rss_kib", "status")}
+        if extra:   # what bench_daemon.py adds beyond memory (its throughput run), as it says it
+            flat = {}
+            for k, v in extra.items():
+                for k2, v2 in (v.items() if isinstance(v, dict) else [(k, v)]):
+                    flat[k2] = v2
+            out.append("- Daemon throughput (`scripts/bench_daemon.py`, its own keys): " + ", ".join(
+                f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in flat.items() if v is not None) + ".")
+    out += ALLOC_NOTES
     return out
+
+
+# Why the tract path allocates (measured and checked against tract 0.21's API; kept here so that
+# the regenerated document keeps it).
+ALLOC_NOTES = [
+    "",
+    "### Where the allocations come from",
+    "",
+    "- The pipeline's own code allocates nothing in steady state (tests/alloc_steady_state.rs "
+    "runs it with a non-allocating mock engine); graph + eigendecomposition's few come from "
+    "nalgebra's solver.",
+    "- tract: every part runs through `SimpleState::run`, which takes the inputs as owned "
+    "`TValue`s and allocates each node's output `Tensor` (and the `TVec` of outputs) on every run; "
+    "the score networks run twice per Heun step, so the sampler holds most of the count. The "
+    "count is per node and call, not per utterance: it is the same at every N and bucket, and a "
+    "batch of B windows shares it (the batch table's allocs/window). The pinned tract (`=0.23.9` "
+    "in Cargo.toml) offers no output-buffer reuse: `SimpleState` keeps only "
+    "stateful-op state between turns (`reset_turn`), `run`/`exec` hand back fresh output "
+    "`TValue`s, there is no IoBinding-like `run_into` and no caller-provided output storage "
+    "(the only internal reuse is a cached matmul `OutputStore` layout and a crate-private "
+    "`set_inputs_drain`), so the tract path cannot be made allocation-free from this crate "
+    "without an arena in tract itself. Against the fixed-shape parts before buckets (2822 per "
+    "window at 3 steps: 838 per sampler step, 225 in fusion) the symbolic batch/window axes "
+    "add 58 per sampler step and 50 in fusion (896 and 275 now; not traced further: the "
+    "optimised plans of symbolic parts keep more nodes).",
+    "- ort: inputs and outputs are bound once per shape (IoBinding); the remaining allocations "
+    "are ONNX Runtime's per-run bookkeeping.",
+]
 
 
 def main(argv=None):
@@ -396,7 +551,7 @@ def main(argv=None):
                         "[default: gsdnet-bench beside --gsdnet]")
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--steps", type=int, nargs="+", default=None,
-                   help="default: the manifest's steps and 10 25 50 100")
+                   help="default: the manifest's steps and 10")
     p.add_argument("--quick", action="store_true", help="window 32 at the manifest's steps only")
     p.add_argument("--iters", type=int, default=0, help="timed windows (0 = --budget seconds)")
     p.add_argument("--budget", type=float, default=0.5, help="seconds per pipeline and round")
@@ -404,6 +559,8 @@ def main(argv=None):
                    help="back-to-back rounds per configuration; the lowest p50 of each is kept")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rate", type=float, default=0.3)
+    p.add_argument("--batch", type=int, nargs="*", default=[1, 8],
+                   help="batch sizes of the Rust batch mode (run with window 32, default steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "docs/BENCHMARKS.md")
     p.add_argument("--json", type=Path, help="also write every number as JSON here")
@@ -415,7 +572,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     man = gpipe.load_manifest(a.model)
-    grid = sorted({man.sde.steps, 10, 25, 50, 100}) if a.steps is None else a.steps
+    grid = sorted({man.sde.steps, 10}) if a.steps is None else a.steps
     sizes, steps = ([32], [man.sde.steps]) if a.quick else (a.sizes, grid)
     res = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), quick=a.quick,
                load_before=", ".join(f"{x:.2f}" for x in os.getloadavg()),
@@ -427,32 +584,54 @@ def main(argv=None):
             res["cpu"] = ln.split(":", 1)[1].strip()
             break
     res["peak_gflops"], res["peak_note"] = nominal_peak_gflops()
-    _, res["part_flops"] = window_flops(a.model, 1)
+    _, res["part_flops"] = window_flops(a.model, 1, 32)
     calls = lambda st: 2 * st if man.sde.sampler == HEUN else st  # noqa: E731
     res["configs"], rust_docs = [], []
     # Each configuration runs Rust, ORT Python and torch back to back, --rounds times; each
     # pipeline keeps its round with the lowest p50 (interference from other processes only adds
     # time), so load that drifts over the run moves the ratios as little as it can.
+    buckets = tuple(man.buckets) or (man.width if hasattr(man, "width") else 64,)
+    res["buckets"] = list(buckets)
+    batch_steps = man.sde.steps
     for n in sizes:
         conv = bench_window(a.data, n)
         avail_n = gmasks.mask_for_rate(a.seed, a.rate, "bench", n)
+        bucket = next((b for b in buckets if b >= n), buckets[-1])
         for st in steps:
-            c = dict(n=n, steps=st, flops=window_flops(a.model, calls(st))[0], rounds=a.rounds)
-            rounds = {"rust": [], "ort": [], "torch": []}
+            c = dict(n=n, steps=st, bucket=bucket, flops=window_flops(a.model, calls(st), bucket)[0],
+                     rounds=a.rounds)
+            rounds = {"rust": [], "ort": [], "torch_padded": [], "torch_bucket": []}
+            # The batch mode rides along with window 32 at the default steps (its windows are
+            # whole conversations, not the first N utterances).
+            batch = a.batch if (n == 32 and st == batch_steps and a.batch) else None
             for _ in range(a.rounds):
-                rounds["rust"].append(rust_bench(a.gsdnet_bench, a.model, a.data, [n], [st], a))
+                rounds["rust"].append(rust_bench(a.gsdnet_bench, a.model, a.data, [n], [st], a,
+                                                 batch))
                 rounds["ort"].append(timed(ort_runner(a.model, conv, avail_n, st, a.seed), a.iters,
                                            a.warmup, a.budget))
-                rounds["torch"].append(timed(torch_runner(a.model, conv, avail_n, st, a.seed,
-                                                          man.sde.sampler),
-                                             a.iters, a.warmup, a.budget))
+                rounds["torch_padded"].append(timed(torch_runner(a.model, conv, avail_n, st, a.seed,
+                                                                 man.sde.sampler),
+                                                    a.iters, a.warmup, a.budget))
+                if bucket != buckets[-1]:
+                    rounds["torch_bucket"].append(timed(
+                        torch_runner(a.model, conv, avail_n, st, a.seed, man.sde.sampler, bucket),
+                        a.iters, a.warmup, a.budget))
             c["ort"] = min(rounds["ort"], key=lambda r: r["p50_ms"])
-            c["torch"] = min(rounds["torch"], key=lambda r: r["p50_ms"])
+            c["torch_padded"] = min(rounds["torch_padded"], key=lambda r: r["p50_ms"])
+            c["torch_bucket"] = (min(rounds["torch_bucket"], key=lambda r: r["p50_ms"])
+                                 if rounds["torch_bucket"] else c["torch_padded"])
+            # The torch reference the ratios use: the faster of padded-to-W and exact bucket.
+            fast_bucket = c["torch_bucket"]["p50_ms"] < c["torch_padded"]["p50_ms"]
+            c["torch"] = c["torch_bucket"] if fast_bucket else c["torch_padded"]
+            c["torch_width"] = bucket if fast_bucket else buckets[-1]
             rust_docs.append(best_rust(rounds["rust"]))
-            print(f"N={n} steps={st}: ort-py {c['ort']['p50_ms']:.2f} ms, "
-                  f"torch {c['torch']['p50_ms']:.2f} ms", file=sys.stderr)
+            print(f"N={n} steps={st}: ort-py {c['ort']['p50_ms']:.2f} ms, torch padded "
+                  f"{c['torch_padded']['p50_ms']:.2f} ms, torch at {bucket} "
+                  f"{c['torch_bucket']['p50_ms']:.2f} ms", file=sys.stderr)
             res["configs"].append(c)
     res["rust"] = dict(rows=[r for d in rust_docs for r in d["rows"]],
+                       speedups=[x for d in rust_docs for x in d.get("speedups", [])],
+                       batch_rows=[x for d in rust_docs for x in d.get("batch_rows", [])],
                        peak_rss_kib=max(d.get("peak_rss_kib") or 0 for d in rust_docs),
                        command=rust_docs[0]["command"].replace(f"--sizes {sizes[0]} --steps {steps[0]}",
                                                                "--sizes N --steps S"))

@@ -1,11 +1,24 @@
-"""Export the five GSDNet parts to ONNX (opset 17, batch 1, fixed W) and write manifest.toml.
+"""Export the five GSDNet parts to ONNX (opset 17, symbolic batch and window) and write
+manifest.toml.
 
 Owns: the I/O names and shapes of docs/DESIGN.md "ONNX parts" for the model's M modalities
 (inputs / outputs named after them, slot order canonical) and K classes (`reg` only with a
 regression head), the op allow-list check (plain ops that both onnxruntime and tract run), and
-the manifest writer (hand-written TOML; `[modalities]` holds the feature sizes, `[dims]` only
-window / latent / k, `[normalisation]` the present modalities).
+the manifest writer (hand-written TOML; `[modalities]` holds the feature sizes, `[dims]`
+window / latent / k / buckets, `[normalisation]` the present modalities).
+
+Every part has two symbolic axes: dim_param "batch" on axis 0 of every input and output
+(`t` is ["batch"]) and "window" on every W axis (lam_t / lam_obs / s_phi's score have none); the
+manifest writes them as strings, e.g. `{ name = "text", shape = ["batch", "window", 100] }`.
+A part run at [B, N] (N <= W) gives, on the valid rows, the numbers of [1, W] with the same
+valid rows when the padded rows are zero and node_mask 0 there (the model is masked
+everywhere). `[dims] buckets`: the window sizes the runtime runs at (powers of two from 8
+below W, then W).
     python3 scripts/export.py CHECKPOINT.pt models/gsdnet-mosi
+    python3 scripts/export.py --reexport models/gsdnet-mosi
+The second form reads the folder's model.pt (dict(state, cfg, info), a checkpoint's format),
+rewrites only the .onnx files, the `[parts.*]` tables and `[dims]` of the existing manifest,
+and leaves every other table's text as it is (no training, no metrics run).
 """
 from __future__ import annotations
 
@@ -13,6 +26,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -27,11 +41,14 @@ ALLOWED_OPS = {
     "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Tanh", "Sigmoid", "Softmax", "Exp",
     "Log", "Sin", "Cos", "Sqrt", "Concat", "Reshape", "Transpose", "Unsqueeze", "Squeeze",
     "ReduceSum", "ReduceMean", "Constant", "Gather", "Slice", "Max", "Clip", "Identity", "Split",
+    "Shape",   # the encoders' positional embedding: pos[:W] of the symbolic window W
 }
+BATCH, WINDOW = "batch", "window"   # the dim_params of the symbolic axes
+EXAMPLE_BATCH = 2                   # traced at B = 2 (not 1), so nothing is fixed to one row
 
 
 class _Part(nn.Module):
-    """Batch-1 wrapper fixing argument order; `fn` maps the named inputs to the outputs."""
+    """Wrapper fixing argument order; `fn` maps the named inputs to the outputs."""
 
     def __init__(self, fn, owner):
         super().__init__()
@@ -47,55 +64,130 @@ def model_modalities(cfg: dict) -> list:
     return list(zip(names, cfg.get("dims", (100, 73, 100))))
 
 
+def window_buckets(width: int) -> list:
+    """The window sizes the runtime runs at: the powers of two from 8 below W, then W."""
+    out, b = [], 8
+    while b < width:
+        out.append(b)
+        b *= 2
+    return out + [width]
+
+
+def dims_table(cfg: dict) -> dict:
+    return dict(window=cfg["width"], latent=cfg["d"], k=cfg["k"],
+                buckets=window_buckets(cfg["width"]))
+
+
 def part_specs(model: GSDNet):
+    """name -> (fn, owner, inputs, outputs), each [(name, shape)] with the symbolic axes as
+    the strings BATCH / WINDOW."""
     c = model.cfg
-    w, d, k = c["width"], c["d"], c["k"]
+    b, w, d, k = BATCH, WINDOW, c["d"], c["k"]
     mods = model_modalities(c)
     m, n_cls = len(mods), c.get("n_classes", 2)
     enc = model.encoders
-    feats = [(name, [1, w, size]) for name, size in mods]
-    fusion_out = [("logits", [1, w, n_cls])]
+    feats = [(name, [b, w, size]) for name, size in mods]
+    fusion_out = [("logits", [b, w, n_cls])]
     if c.get("regression", True):
         fusion = (lambda *a: model.fuse(*a), model)
-        fusion_out.append(("reg", [1, w, 1]))
+        fusion_out.append(("reg", [b, w, 1]))
     else:
         fusion = (lambda *a: model.fuse(*a)[0], model)
     return {
-        "encoders": (lambda *xs: enc(*xs), enc, feats, [("h", [1, m, w, d])]),
+        "encoders": (lambda *xs: enc(*xs), enc, feats, [("h", [b, m, w, d])]),
         "s_theta": (lambda *a: model.s_theta(*a), model.s_theta,
-                    [("x_t", [1, m, w, d]), ("t", [1]), ("cond", [1, m, w, d]),
-                     ("avail", [1, w, m]), ("adj_t", [1, m, w, w]), ("node_mask", [1, w])],
-                    [("score", [1, m, w, d])]),
+                    [("x_t", [b, m, w, d]), ("t", [b]), ("cond", [b, m, w, d]),
+                     ("avail", [b, w, m]), ("adj_t", [b, m, w, w]), ("node_mask", [b, w])],
+                    [("score", [b, m, w, d])]),
         "s_phi": (lambda *a: model.s_phi(*a), model.s_phi,
-                  [("lam_t", [1, m, k]), ("t", [1]), ("lam_obs", [1, m, k]), ("u", [1, w, k]),
-                   ("cond", [1, m, w, d]), ("avail", [1, w, m]), ("node_mask", [1, w])],
-                  [("score", [1, m, k])]),
-        "recon": (lambda x: model.recon(x), model.recon, [("x", [1, m, w, d])], feats),
-        "fusion": fusion + ([("x", [1, m, w, d]), ("avail", [1, w, m]), ("adj", [1, 2, w, w]),
-                             ("node_mask", [1, w])], fusion_out),
+                  [("lam_t", [b, m, k]), ("t", [b]), ("lam_obs", [b, m, k]), ("u", [b, w, k]),
+                   ("cond", [b, m, w, d]), ("avail", [b, w, m]), ("node_mask", [b, w])],
+                  [("score", [b, m, k])]),
+        "recon": (lambda x: model.recon(x), model.recon, [("x", [b, m, w, d])], feats),
+        "fusion": fusion + ([("x", [b, m, w, d]), ("avail", [b, w, m]), ("adj", [b, 2, w, w]),
+                             ("node_mask", [b, w])], fusion_out),
     }
 
 
-def _example(shape):
-    return torch.rand(*shape) * 0.5 + 0.25 if shape != [1] else torch.tensor([0.5])
+def concrete(shape, batch: int, window: int) -> list:
+    """A manifest / spec shape with the symbolic axes set to `batch` / `window`."""
+    return [batch if s == BATCH else window if s == WINDOW else s for s in shape]
 
 
-def export_part(name, spec, folder: Path) -> Path:
+def _example(shape, width):
+    s = concrete(shape, EXAMPLE_BATCH, width)
+    if shape == [BATCH]:   # t
+        return torch.linspace(0.3, 0.7, EXAMPLE_BATCH)
+    return torch.rand(*s) * 0.5 + 0.25
+
+
+def _onnx_shape(value) -> list:
+    return [d.dim_param if d.HasField("dim_param") else d.dim_value
+            for d in value.type.tensor_type.shape.dim]
+
+
+def export_part(name, spec, folder: Path, width: int) -> Path:
     fn, owner, ins, outs = spec
     path = folder / f"{name}.onnx"
-    args = tuple(_example(s) for _, s in ins)
+    args = tuple(_example(s, width) for _, s in ins)
+    axes = {n: {i: s for i, s in enumerate(shape) if isinstance(s, str)}
+            for n, shape in ins + outs}
     torch.onnx.export(_Part(fn, owner).eval(), args, str(path), opset_version=OPSET,
                       input_names=[n for n, _ in ins], output_names=[n for n, _ in outs],
-                      dynamo=False, do_constant_folding=True)
+                      dynamic_axes=axes, dynamo=False, do_constant_folding=True)
     m = onnx.load(str(path))
+    got = [(i.name, _onnx_shape(i)) for i in m.graph.input]
+    if got != [(n, s) for n, s in ins]:
+        raise RuntimeError(f"{name}: inputs {got}, expected {ins}")
+    if [o.name for o in m.graph.output] != [n for n, _ in outs]:
+        raise RuntimeError(f"{name}: outputs {[o.name for o in m.graph.output]}, "
+                           f"expected {[n for n, _ in outs]}")
+    # the tracer names some static output dims symbolically (e.g. after a -1 reshape): declare
+    # the contract's shapes, then check them on a run at two batch / window sizes
+    for o, (_, shape) in zip(m.graph.output, outs):
+        o.type.tensor_type.ClearField("shape")
+        dims = o.type.tensor_type.shape.dim
+        for s in shape:
+            dim = dims.add()
+            if isinstance(s, str):
+                dim.dim_param = s
+            else:
+                dim.dim_value = s
     onnx.checker.check_model(m)
-    got_in = [i.name for i in m.graph.input]
-    if got_in != [n for n, _ in ins]:
-        raise RuntimeError(f"{name}: inputs {got_in}, expected {[n for n, _ in ins]}")
     bad = {n.op_type for n in m.graph.node} - ALLOWED_OPS
     if bad:
         raise RuntimeError(f"{name}: ops outside the allow-list: {sorted(bad)}")
+    onnx.save(m, str(path))
+    _check_run(name, path, ins, outs, width)
     return path
+
+
+def _check_run(name, path: Path, ins, outs, width: int) -> None:
+    """The part runs in onnxruntime at [1, W] and at [3, a smaller bucket] with the outputs'
+    declared shapes."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for b, w in ((1, width), (3, window_buckets(width)[0] if width > 8 else max(1, width // 2))):
+        rs = np.random.default_rng(0)
+        feed = {n: rs.uniform(0.25, 0.75, concrete(s, b, w)).astype(np.float32) for n, s in ins}
+        got = [list(o.shape) for o in sess.run(None, feed)]
+        want = [concrete(s, b, w) for _, s in outs]
+        if got != want:
+            raise RuntimeError(f"{name}: at batch {b}, window {w} outputs {got}, expected {want}")
+
+
+def export_parts(model: GSDNet, folder: Path) -> dict:
+    """Writes the five .onnx files; returns their `[parts.*]` manifest tables."""
+    model.eval()
+    tables = {}
+    with torch.no_grad():
+        for name, spec in part_specs(model).items():
+            path = export_part(name, spec, folder, model.cfg["width"])
+            tables[f"parts.{name}"] = dict(
+                file=path.name, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                inputs=[dict(name=n, shape=s) for n, s in spec[2]],
+                outputs=[dict(name=n, shape=s) for n, s in spec[3]])
+    return tables
 
 
 def onnx_val_metrics(folder: Path, val_dir: Path) -> dict:
@@ -129,14 +221,13 @@ DEPLOY_SAMPLER, DEPLOY_STEPS = "pf_ode_heun_inpaint", 3
 def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
-    specs = part_specs(model)
     a, c = info["args"], model.cfg
     tables = {
         "model": dict(name=folder.name, version="0.1.0",
                       classes=list(info.get("classes", ["negative", "positive"])),
                       has_regression=bool(c.get("regression", True))),
         "modalities": dict(model_modalities(c)),
-        "dims": dict(window=c["width"], latent=c["d"], k=c["k"]),
+        "dims": dims_table(c),
         "graph": dict(window_same=a["window_same"], window_other=a["window_other"]),
         "sde": dict(sigma_x=c["sigma_x"], sigma_lambda=c["sigma_l"], eps=a["eps"],
                     steps=DEPLOY_STEPS, sampler=DEPLOY_SAMPLER),
@@ -145,13 +236,7 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
     for m, (mean, std) in info["stats"].items():
         tables["normalisation"][f"{m}_mean"] = [float(x) for x in mean]
         tables["normalisation"][f"{m}_std"] = [float(x) for x in std]
-    with torch.no_grad():
-        for name, spec in specs.items():
-            path = export_part(name, spec, folder)
-            tables[f"parts.{name}"] = dict(
-                file=path.name, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                inputs=[dict(name=n, shape=s) for n, s in spec[2]],
-                outputs=[dict(name=n, shape=s) for n, s in spec[3]])
+    tables.update(export_parts(model, folder))
     tables["training"] = dict(command="python3 scripts/train.py " + " ".join(argv),
                               seed=a["seed"], epochs=a["epochs"], ft_epochs=a["ft_epochs"],
                               best_epoch=info["best_epoch"],
@@ -174,10 +259,78 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
     torch.save(dict(state=model.state_dict(), cfg=model.cfg, info=info), folder / "model.pt")
 
 
-def main():
-    ckpt = torch.load(sys.argv[1], weights_only=False)
+def _sections(text: str) -> list:
+    """[(table name or None for the preamble, text)] of a manifest, each section's text from
+    its header line up to the next header (trailing blank lines included)."""
+    out, name, buf = [], None, []
+    for line in text.splitlines(keepends=True):
+        st = line.strip()
+        if st.startswith("[") and st.endswith("]") and not st.startswith("[["):
+            out.append((name, "".join(buf)))
+            name, buf = st[1:-1].strip(), []
+        buf.append(line)
+    out.append((name, "".join(buf)))
+    return out
+
+
+def _section_text(name: str, body: dict, old: str) -> str:
+    """`[name]` written by write_toml, ending in the old section's trailing blank lines."""
+    new = write_toml({name: body}).rstrip("\n")
+    return new + old[len(old.rstrip("\n")):] if old else new + "\n\n"
+
+
+def load_model(path) -> tuple:
+    ckpt = torch.load(path, weights_only=False)
     model = GSDNet(**ckpt["cfg"])
     model.load_state_dict(ckpt["state"])
+    return model.eval(), ckpt
+
+
+def reexport(folder: Path) -> None:
+    """Re-exports the parts of a model folder from its model.pt: rewrites the .onnx files,
+    the `[parts.*]` tables and `[dims]` (window / latent / k checked against the checkpoint,
+    other keys kept, buckets set) and keeps every other table's text byte for byte."""
+    import tomllib
+    folder = Path(folder)
+    model, _ = load_model(folder / "model.pt")
+    mpath = folder / "manifest.toml"
+    text = mpath.read_text()
+    old = tomllib.loads(text)
+    dims = dict(old.get("dims", {}))
+    for key, want in (("window", "width"), ("latent", "d"), ("k", "k")):
+        if key in dims and dims[key] != model.cfg[want]:
+            raise RuntimeError(f"[dims] {key} = {dims[key]}, model.pt has {model.cfg[want]}")
+    dims.update(dims_table(model.cfg))
+    parts = export_parts(model, folder)
+    secs = _sections(text)
+    names = [n for n, _ in secs]
+    missing = [p for p in parts if p not in names]
+    if "dims" not in names or missing:
+        raise RuntimeError(f"{mpath}: no [dims] or no {missing}")
+    out = []
+    for n, body in secs:
+        if n == "dims":
+            body = _section_text(n, dims, body)
+        elif n in parts:
+            body = _section_text(n, parts[n], body)
+        out.append(body)
+    new_text = "".join(out)
+    new = tomllib.loads(new_text)
+    for key in set(old) | set(new):
+        if key not in ("dims", "parts") and old.get(key) != new.get(key):
+            raise RuntimeError(f"re-export changed [{key}]")
+    if set(old.get("parts", {})) != set(new["parts"]):
+        raise RuntimeError("re-export changed the set of parts")
+    mpath.write_text(new_text)
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--reexport":
+        reexport(Path(sys.argv[2]))
+        return
+    if len(sys.argv) != 3 or sys.argv[1].startswith("-"):
+        sys.exit(__doc__)
+    model, ckpt = load_model(sys.argv[1])
     export_model(model, ckpt["info"], Path(sys.argv[2]), ckpt["info"].get("argv", []))
 
 

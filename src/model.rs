@@ -49,10 +49,15 @@ impl Model {
         kind: BackendKind,
         opts: &BackendOptions,
     ) -> Result<Model, ModelError> {
+        // TensorRT's profile spans the manifest's smallest bucket unless the caller says more.
+        let mut opts = opts.clone();
+        if opts.min_window == 0 {
+            opts.min_window = manifest.buckets.first().copied().unwrap_or(manifest.dims.window);
+        }
         let parts = manifest
             .parts
             .iter()
-            .map(|spec| backend::load(kind, spec, opts))
+            .map(|spec| backend::load(kind, spec, &opts))
             .collect::<Result<Vec<_>, _>>()?;
         debug_assert_eq!(parts.len(), PART_NAMES.len());
         log::debug!("loaded model {} on {}", manifest.model.name, parts[0].provider());
@@ -89,6 +94,11 @@ impl Model {
     pub fn score_nets(&mut self) -> (&mut dyn Backend, &mut dyn Backend) {
         let (a, b) = self.parts.split_at_mut(Part::SPhi as usize);
         (a[Part::STheta as usize].as_mut(), b[0].as_mut())
+    }
+
+    /// Builds every part's engine plan for `at` (see `Backend::prepare`).
+    pub fn prepare(&mut self, at: backend::Shape) -> Result<(), BackendError> {
+        self.parts.iter_mut().try_for_each(|p| p.prepare(at))
     }
 
     /// What executes the parts, e.g. "tract (cpu)".

@@ -158,6 +158,8 @@ pub struct Spectral {
     pub adj: Vec<f32>,
     /// Leading eigenvectors `[W, k]`.
     pub u: Vec<f32>,
+    /// The same transposed, `[k, W]` (rows of `low_rank` vectorise over it).
+    ut: Vec<f32>,
     /// The same in f64 (spectra and the recovered graph are computed in f64, as the reference).
     pub u64: Vec<f64>,
     /// Leading eigenvalues `[k]`, descending.
@@ -172,9 +174,21 @@ impl Spectral {
             n: 0,
             adj: vec![0.0; w * w],
             u: vec![0.0; w * k],
+            ut: vec![0.0; w * k],
             u64: vec![0.0; w * k],
             eig: vec![0.0; k],
         }
+    }
+
+    /// Becomes a copy of `other` (same W and k) without reallocating.
+    pub fn copy_from(&mut self, other: &Spectral) {
+        debug_assert_eq!((self.w, self.k), (other.w, other.k));
+        self.n = other.n;
+        self.adj.copy_from_slice(&other.adj);
+        self.u.copy_from_slice(&other.u);
+        self.ut.copy_from_slice(&other.ut);
+        self.u64.copy_from_slice(&other.u64);
+        self.eig.copy_from_slice(&other.eig);
     }
 
     /// Rebuilds for a window whose node i has speaker `speakers[i]`.
@@ -208,23 +222,26 @@ impl Spectral {
                 self.adj[i * w + j] = a[(i, j)] as f32;
             }
         }
+        self.ut.fill(0.0);
         for j in 0..k.min(n) {
             self.eig[j] = values[j] as f32;
             for i in 0..n {
                 self.u64[i * k + j] = vectors[(i, j)];
                 self.u[i * k + j] = vectors[(i, j)] as f32;
+                self.ut[j * w + i] = vectors[(i, j)] as f32;
             }
         }
         Ok(())
     }
 
-    /// Spectra `out [M, k]` of latents `lat [M, W, d]`: `|hn^T u_j|^2 / max(N, 1)` with rows
-    /// cosine-normalised; rows >= N are ignored. `scratch` must hold `d` values.
-    pub fn spectrum(&self, lat: &[f32], d: usize, scratch: &mut [f64], out: &mut [f32]) {
-        let (w, k, n) = (self.w, self.k, self.n);
+    /// Spectra `out [M, k]` of latents `lat [M, rows, d]` (`rows` >= N, e.g. W or a window
+    /// bucket): `|hn^T u_j|^2 / max(N, 1)` with rows cosine-normalised; rows >= N are ignored.
+    /// `scratch` must hold `d` values.
+    pub fn spectrum(&self, lat: &[f32], rows: usize, d: usize, scratch: &mut [f64], out: &mut [f32]) {
+        let (k, n) = (self.k, self.n);
         let denom = n.max(1) as f64;
         for m in 0..out.len() / k {
-            let block = &lat[m * w * d..(m + 1) * w * d];
+            let block = &lat[m * rows * d..(m + 1) * rows * d];
             for j in 0..k {
                 scratch[..d].fill(0.0);
                 for i in 0..n {
@@ -244,41 +261,89 @@ impl Spectral {
         }
     }
 
-    /// `out [W, W] = u diag(lam) u^T` for one spectrum `lam [k]`.
-    pub fn low_rank(&self, lam: &[f32], out: &mut [f32]) {
-        let (w, k) = (self.w, self.k);
-        for a in 0..w {
+    /// `out [rows, rows] = u diag(lam) u^T` for one spectrum `lam [k]`, over the first `rows`
+    /// nodes (N <= rows <= W). Rows and columns at or beyond N are exactly +0 (rows of `u`
+    /// there are 0), so only the N x N block is computed; each entry sums
+    /// `(u[a,j] * lam[j]) * u[b,j]` in j order.
+    pub fn low_rank(&self, lam: &[f32], rows: usize, out: &mut [f32]) {
+        let (k, w, n) = (self.k, self.w, self.n.min(rows));
+        out[..rows * rows].fill(0.0);
+        for a in 0..n {
             let ua = &self.u[a * k..(a + 1) * k];
-            for b in 0..w {
-                let ub = &self.u[b * k..(b + 1) * k];
-                let mut acc = 0.0f32;
-                for j in 0..k {
-                    acc += ua[j] * lam[j] * ub[j];
+            let row = &mut out[a * rows..a * rows + n];
+            // Entry b accumulates in j order; the loop over b is independent lanes.
+            for j in 0..k {
+                let c = ua[j] * lam[j];
+                for (o, &ub) in row.iter_mut().zip(&self.ut[j * w..j * w + n]) {
+                    *o += c * ub;
                 }
-                out[a * w + b] = acc;
             }
         }
     }
 
-    /// `out [W, W] = u diag(lam) u^T` accumulated in f64 (the recovered graph of fusion).
-    pub fn low_rank_f64(&self, lam: &[f64], out: &mut [f32]) {
-        let (w, k) = (self.w, self.k);
-        for a in 0..w {
-            for b in 0..w {
+    /// `out [rows, rows] = u diag(lam) u^T` accumulated in f64 (the recovered graph of fusion);
+    /// the N x N block as `low_rank`, 0 elsewhere.
+    pub fn low_rank_f64(&self, lam: &[f64], rows: usize, out: &mut [f32]) {
+        let (k, n) = (self.k, self.n.min(rows));
+        out[..rows * rows].fill(0.0);
+        for a in 0..n {
+            for b in 0..n {
                 let acc: f64 = (0..k)
                     .map(|j| self.u64[a * k + j] * lam[j] * self.u64[b * k + j])
                     .sum();
-                out[a * w + b] = acc as f32;
+                out[a * rows + b] = acc as f32;
             }
         }
     }
 
-    /// `out [M, W, W]`: `low_rank` of each modality's spectrum in `lam [M, k]`.
-    pub fn low_rank_all(&self, lam: &[f32], out: &mut [f32]) {
-        let (w, k) = (self.w, self.k);
+    /// `out [M, rows, rows]`: `low_rank` of each modality's spectrum in `lam [M, k]`.
+    pub fn low_rank_all(&self, lam: &[f32], rows: usize, out: &mut [f32]) {
+        let k = self.k;
         for m in 0..lam.len() / k {
-            self.low_rank(&lam[m * k..(m + 1) * k], &mut out[m * w * w..(m + 1) * w * w]);
+            self.low_rank(&lam[m * k..(m + 1) * k], rows, &mut out[m * rows * rows..(m + 1) * rows * rows]);
         }
+    }
+
+    /// The normalised adjacency's first `rows` x `rows` block into `out`.
+    pub fn adj_block(&self, rows: usize, out: &mut [f32]) {
+        for (i, o) in out.chunks_exact_mut(rows).take(rows).enumerate() {
+            o.copy_from_slice(&self.adj[i * self.w..i * self.w + rows]);
+        }
+    }
+}
+
+/// The last graphs built, by speaker sequence. A window's graph and eigenpairs are a pure
+/// function of its speakers and the manifest's `[graph]` (one cache serves one manifest), so a
+/// repeated sequence (every window of a monologue of the same length, a sliding window that
+/// has filled W) is copied instead of decomposed. Round-robin replacement; storage is kept.
+pub struct GraphCache {
+    entries: Vec<(Vec<u32>, Spectral)>,
+    capacity: usize,
+    next: usize,
+}
+
+impl GraphCache {
+    pub fn new(capacity: usize) -> Self {
+        GraphCache { entries: Vec::new(), capacity: capacity.max(1), next: 0 }
+    }
+
+    /// Makes `out` the graph of a window with `speakers`: the cached one, else rebuilt.
+    pub fn build(&mut self, speakers: &[u32], g: &GraphSettings, out: &mut Spectral) -> Result<(), SpectralError> {
+        if let Some((_, hit)) = self.entries.iter().find(|(s, _)| s.as_slice() == speakers) {
+            out.copy_from(hit);
+            return Ok(());
+        }
+        out.rebuild(speakers, g)?;
+        if self.entries.len() < self.capacity {
+            self.entries.push((speakers.to_vec(), out.clone()));
+        } else {
+            let (key, graph) = &mut self.entries[self.next];
+            key.clear();
+            key.extend_from_slice(speakers);
+            graph.copy_from(out);
+            self.next = (self.next + 1) % self.capacity;
+        }
+        Ok(())
     }
 }
 
@@ -388,14 +453,35 @@ mod tests {
         assert!(s.u.chunks(k).skip(5).all(|r| r.iter().all(|&v| v == 0.0)));
         assert!(s.eig[5..].iter().all(|&v| v == 0.0));
         let mut rec = vec![0.0; w * w];
-        s.low_rank(&s.eig.clone(), &mut rec);
+        s.low_rank(&s.eig.clone(), w, &mut rec);
         let err = rec
             .iter()
             .zip(&s.adj)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(err < 1e-5, "{err}");
+        // A block of 6 >= N rows is the full matrix's top-left block, bit for bit.
+        let (mut block, mut adj) = (vec![0.0; 36], vec![0.0; 36]);
+        s.low_rank(&s.eig.clone(), 6, &mut block);
+        s.adj_block(6, &mut adj);
+        for i in 0..6 {
+            assert_eq!(&block[i * 6..i * 6 + 6], &rec[i * w..i * w + 6]);
+            assert_eq!(&adj[i * 6..i * 6 + 6], &s.adj[i * w..i * w + 6]);
+        }
         assert!(s.rebuild(&[0; 9], &G).is_err());
+    }
+
+    #[test]
+    fn cached_graphs_equal_rebuilt_ones() {
+        let mut cache = GraphCache::new(2);
+        let (mut got, mut want) = (Spectral::new(8, 4), Spectral::new(8, 4));
+        for speakers in [&[0, 1, 0][..], &[0, 0, 1, 1, 0], &[0, 1, 0], &[1, 1], &[0, 0, 1, 1, 0], &[0, 1, 0]] {
+            cache.build(speakers, &G, &mut got).unwrap();
+            want.rebuild(speakers, &G).unwrap();
+            assert_eq!((got.n, &got.adj, &got.u, &got.ut, &got.u64, &got.eig), (want.n, &want.adj, &want.u, &want.ut, &want.u64, &want.eig));
+        }
+        assert_eq!(cache.entries.len(), 2);
+        assert!(cache.build(&[0; 9], &G, &mut got).is_err());
     }
 
     #[test]
@@ -411,7 +497,7 @@ mod tests {
             }
         }
         let mut out = vec![0.0; 3 * k];
-        s.spectrum(&lat, d, &mut vec![0.0; d], &mut out);
+        s.spectrum(&lat, w, d, &mut vec![0.0; d], &mut out);
         for j in 0..k {
             let sum: f32 = (0..3).map(|i| s.u[i * k + j]).sum();
             assert!((out[j] - sum * sum / 3.0).abs() < 1e-6);

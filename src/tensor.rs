@@ -73,6 +73,18 @@ impl Tensor {
         Ok(())
     }
 
+    /// Gives the tensor `shape` (same rank or not), keeping its buffer: values are kept up to
+    /// the new length and zero beyond what was there. Allocates only when the buffer has never
+    /// held that many values, so a tensor reshaped between buckets stops allocating once it has
+    /// held the largest.
+    pub fn set_shape(&mut self, shape: &[usize]) {
+        if self.shape != shape {
+            self.shape.clear();
+            self.shape.extend_from_slice(shape);
+            self.data.resize(shape.iter().product(), 0.0);
+        }
+    }
+
     /// True when every value is finite.
     pub fn all_finite(&self) -> bool {
         self.data.iter().all(|v| v.is_finite())
@@ -82,6 +94,17 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_shape_keeps_the_buffer() {
+        let mut t = Tensor::from_vec(&[2, 3], vec![1.0; 6]).unwrap();
+        let cap = t.data.capacity();
+        t.set_shape(&[1, 2]);
+        assert_eq!((t.shape(), t.len()), (&[1, 2][..], 2));
+        t.set_shape(&[3, 2]);
+        assert_eq!(t.data.capacity(), cap);
+        assert_eq!(t.data(), &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
 
     #[test]
     fn from_vec_checks_size() {

@@ -175,3 +175,35 @@ fn bench_rejects_zero_steps() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_binary_measures_padded_rows_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let mut args = vec!["--json", json.to_str().unwrap(), "--padded", "--batch", "1,2"];
+    args.extend(SMALL);
+    let out = gsdnet_bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("bucketed vs padded") && stdout.contains("batch mode"), "{stdout}");
+    let doc = json_of(&json);
+    let rows = doc["rows"].as_array().unwrap();
+    let layouts: Vec<(&str, u64)> = rows
+        .iter()
+        .map(|r| (r["layout"].as_str().unwrap(), r["bucket"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(layouts, [("bucketed", 8), ("padded", 64)]);
+    let sp = &doc["speedups"][0];
+    let ratio = sp["padded_p50_ms"].as_f64().unwrap() / sp["bucketed_p50_ms"].as_f64().unwrap();
+    assert!((sp["speedup"].as_f64().unwrap() - ratio).abs() < 1e-9, "{sp}");
+    let batches = doc["batch_rows"].as_array().unwrap();
+    assert_eq!(batches.len(), 2);
+    for (r, b) in batches.iter().zip([1u64, 2]) {
+        assert_eq!(r["batch"], b);
+        assert_eq!(r["windows"], 2);
+        assert_eq!(r["sizes"].as_array().unwrap().len(), 2);
+        assert!(r["allocs_per_window"].as_f64().is_some_and(|a| a > 0.0), "{r}");
+        assert!(r["windows_per_s"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(batches[0]["speedup_vs_1"].as_f64(), Some(1.0));
+}

@@ -1,6 +1,7 @@
 //! Board profiles: every bundled profile validates; the ONNX Runtime keys (`ort_library`,
 //! `require_accelerator`, `cache_dir`) reach `BackendOptions` and are refused where they cannot
-//! apply; `gsdnet check-config` prints them.
+//! apply; `gsdnet check-config` prints them; the batching keys (`max_batch`, `batch_latency_ms`)
+//! have defaults, are range-checked and set in every bundled profile.
 
 mod common;
 
@@ -143,4 +144,33 @@ fn completion_samples_are_checked() {
     for bad in ["0", "65"] {
         assert_eq!(invalid_field(&format!("{ENGINE_TRACT}samples = {bad}\n")), "engine.samples", "{bad}");
     }
+}
+
+#[test]
+fn batching_keys_have_defaults_are_checked_and_are_printed() {
+    use gsdnet_edge::config::{DEFAULT_BATCH_LATENCY_MS, DEFAULT_MAX_BATCH, MAX_BATCH};
+    let s = parse(ENGINE_TRACT).unwrap();
+    assert_eq!((s.engine.max_batch, s.engine.batch_latency_ms), (DEFAULT_MAX_BATCH, DEFAULT_BATCH_LATENCY_MS));
+    assert_eq!((DEFAULT_MAX_BATCH, DEFAULT_BATCH_LATENCY_MS), (8, 250));
+    assert_eq!(s.engine.batch_latency(), std::time::Duration::from_millis(250));
+    let one = parse(&format!("{ENGINE_TRACT}max_batch = 1\nbatch_latency_ms = 40\n")).unwrap();
+    assert_eq!((one.engine.max_batch, one.engine.batch_latency_ms), (1, 40));
+    assert_eq!(parse(&format!("{ENGINE_TRACT}max_batch = {MAX_BATCH}\n")).unwrap().engine.max_batch, 64);
+    for bad in ["max_batch = 0", "max_batch = 65"] {
+        assert_eq!(invalid_field(&format!("{ENGINE_TRACT}{bad}\n")), "engine.max_batch", "{bad}");
+    }
+    for bad in ["batch_latency_ms = 0", "batch_latency_ms = 10001"] {
+        assert_eq!(invalid_field(&format!("{ENGINE_TRACT}{bad}\n")), "engine.batch_latency_ms", "{bad}");
+    }
+    assert!(matches!(parse(&format!("{ENGINE_TRACT}max_batch = -1\n")), Err(ConfigError::Parse { .. })));
+    for p in boards() {
+        let s = Settings::load(&p).unwrap();
+        assert!((1..=s.engine.queue_capacity).contains(&s.engine.max_batch), "{}: at most queue_capacity windows ever wait", p.display());
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\nmax_batch = ") && text.contains("\nbatch_latency_ms = "), "{} sets both keys", p.display());
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_gsdnet")).args(["check-config", "--board", "boards/x86-dev.toml"]).current_dir(repo()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_batch = 8") && text.contains("batch_latency_ms = 250"), "{text}");
 }

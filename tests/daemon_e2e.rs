@@ -65,6 +65,7 @@ fn options(window: usize, deadline_ms: u64) -> ServeOptions {
         burst: 1_000_000,
         heartbeat: Duration::from_millis(200),
         max_consecutive_errors: 5,
+        batch_latency: Duration::from_millis(250),
         limits: gsdnet_edge::daemon::limits::ConnectionLimits::default(),
         abstain_below: 0.0,
         result_backlog: 4096,

@@ -72,6 +72,7 @@ fn options(window: usize, deadline_ms: u64) -> ServeOptions {
         burst: 1_000_000,
         heartbeat: Duration::from_millis(200),
         max_consecutive_errors: 5,
+        batch_latency: Duration::from_millis(250),
         // The replay sends ~6000 frames at once (no real time passes under the paused clock):
         // above the default shared bucket of 2000 frames.
         limits: gsdnet_edge::daemon::limits::ConnectionLimits {

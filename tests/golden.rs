@@ -349,6 +349,8 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         out.sampled
     );
     let it = pipe.intermediates();
+    assert_eq!(it.window, pipe.bucket(n), "case {}: {n} utterances ran at window {}", c.name, it.window);
+    eprintln!("case {}: {n} utterances ran at window {} of W = {}", c.name, it.window, dm.window);
     let k = m.model.classes.len();
     let mut owned: Vec<(String, Vec<f32>)> = Vec::new();
     for (slot, name) in slot_names(m).into_iter().enumerate() {
@@ -377,8 +379,14 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
     }
     if c.has("s_theta_x_t") {
         let st = taps[1].lock().unwrap().take().expect("s_theta was called");
-        c.check("sampler step 0", "s_theta_x_t", st[0].data());
-        c.check("sampler step 0", "s_theta_adj_t", st[4].data());
+        // The pipeline runs at the window's bucket N; the case holds the parts' W view.
+        let full = |t: &gsdnet_edge::tensor::Tensor, axes: &[usize]| {
+            let mut to = t.shape().to_vec();
+            axes.iter().for_each(|&a| to[a] = dm.window);
+            pad(t.data(), t.shape(), &to).unwrap_or_else(|e| panic!("{e}"))
+        };
+        c.check("sampler step 0", "s_theta_x_t", &full(&st[0], &[2]));
+        c.check("sampler step 0", "s_theta_adj_t", &full(&st[4], &[2, 3]));
         let sp = taps[2].lock().unwrap().take().expect("s_phi was called");
         c.check("sampler step 0", "s_phi_lam_t", sp[0].data());
         for (name, t) in [("s_theta_t", &st[1]), ("s_phi_t", &sp[1])] {

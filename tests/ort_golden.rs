@@ -22,6 +22,7 @@ fn configured(lib: &std::path::Path) -> BackendOptions {
         ort_library: Some(lib.to_path_buf()),
         require_accelerator: env_require_accelerator(),
         cache_dir: Some(std::env::temp_dir().join("gsdnet-trt-cache")),
+        ..BackendOptions::default()
     }
 }
 

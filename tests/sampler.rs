@@ -4,7 +4,7 @@
 //! probability-flow ODE must follow its closed-form path sample by sample.
 
 use gsdnet_edge::backend::{Backend, BackendError, PartSpec, TensorSpec};
-use gsdnet_edge::diffusion::{
+use gsdnet_edge::diffusion::{BatchNoise, 
     heun_time, Condition, Draw, NoiseSource, RecordedNoise, Sampler, SamplerKind, SdeParams,
     SeededNoise, Ve,
 };
@@ -31,15 +31,9 @@ impl GaussScore {
             name: name.into(),
             path: "mock".into(),
             inputs: (0..n_inputs)
-                .map(|i| TensorSpec {
-                    name: format!("in{i}"),
-                    shape: vec![],
-                })
+                .map(|i| TensorSpec::fixed(&format!("in{i}"), &[]))
                 .collect(),
-            outputs: vec![TensorSpec {
-                name: "score".into(),
-                shape: shape.to_vec(),
-            }],
+            outputs: vec![TensorSpec::fixed("score", shape)],
         };
         GaussScore {
             spec,
@@ -107,7 +101,7 @@ fn fixture() -> Fixture {
         )
         .unwrap();
     let mut lam_obs = vec![0f32; 3 * K];
-    spectral.spectrum(&cond, D, &mut [0.0; D], &mut lam_obs);
+    spectral.spectrum(&cond, W, D, &mut [0.0; D], &mut lam_obs);
     Fixture {
         h: Tensor::from_vec(&[1, 3, W, D], h).unwrap(),
         cond: Tensor::from_vec(&[1, 3, W, D], cond).unwrap(),
@@ -142,12 +136,13 @@ impl Fixture {
             node_mask: &self.node_mask,
             u: &self.u,
             lam_obs: &self.lam_obs,
-            spectral: &self.spectral,
+            spectra: std::slice::from_ref(&self.spectral),
+            graph_of: &[0],
         }
     }
 }
 
-fn run(f: &Fixture, p: &SdeParams, noise: &mut dyn NoiseSource) -> (Tensor, Tensor, Vec<f32>) {
+fn run(f: &Fixture, p: &SdeParams, noise: &mut dyn BatchNoise) -> (Tensor, Tensor, Vec<f32>) {
     let c = f.condition();
     let mut st = GaussScore::new("s_theta", &[1, 3, W, D], 6, p.x);
     let mut sp = GaussScore::new("s_phi", &[1, 3, K], 7, p.lam);

@@ -51,7 +51,7 @@ fn manifest_declares_two_modalities_three_classes_and_no_regression() {
     let enc: Vec<&str> = man.part("encoders").unwrap().inputs.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(enc, ["text", "audio"]);
     for p in &man.parts {
-        let (ins, outs) = expected_io(&p.name, &man.modalities, 3, false, &man.dims).unwrap();
+        let (ins, outs) = expected_io(&p.name, &man.modalities, 3, false, &man.dims, false).unwrap();
         assert_eq!((&p.inputs, &p.outputs), (&ins, &outs), "{}", p.name);
     }
 }

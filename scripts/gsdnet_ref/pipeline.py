@@ -6,9 +6,12 @@ classes; whether a `reg` output exists), one onnxruntime session per part, and `
 which turns one conversation window (raw features of the model's M modalities, availability
 [N, M], speakers) into logits/probs (and reg where the model has a regression head) for a
 completion mode, recording every intermediate tensor for golden cases (`recon_raw`: the
-reconstructions destandardised, [N, dim]). Follows docs/DESIGN.md. `logits` are the fusion
-part's output; `probs = softmax(logits / T)` with the manifest's `[calibration] temperature`
-T (absent: 1, the uncalibrated softmax; src/pipeline.rs applies the same in f32).
+reconstructions destandardised, [N, dim]). Follows docs/DESIGN.md. The parts' declared shapes
+hold numbers or the symbolic axes "batch" / "window" (`part_shape`); `[dims] buckets` (absent:
+[window]) are the window sizes the runtime runs at. The reference always runs [1, W].
+`logits` are the fusion part's output; `probs = softmax(logits / T)` with the manifest's
+`[calibration] temperature` T (absent: 1, the uncalibrated softmax; src/pipeline.rs applies the
+same in f32).
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ class Manifest:
     dims: dict = None            # present modalities -> feature size, canonical order
     classes: tuple = gdata.MOSI_CLASSES
     has_regression: bool = True
+    buckets: tuple = ()          # `[dims] buckets`: ascending window sizes ending at W
 
     @property
     def modalities(self) -> tuple:
@@ -140,6 +144,34 @@ def manifest_dims(raw: dict) -> dict:
     return dims
 
 
+SYMBOLIC = ("batch", "window")
+PARTS = ("encoders", "s_theta", "s_phi", "recon", "fusion")
+
+
+def part_shape(shape, batch: int = 1, window: int | None = None) -> list:
+    """A declared part shape (numbers, or "batch" / "window" for the symbolic axes) with the
+    symbolic axes set; `window` None keeps them as they are (validation only)."""
+    if not isinstance(shape, list) or not shape:
+        raise ValueError(f"part shape must be a non-empty array, got {shape!r}")
+    for s in shape:
+        if isinstance(s, bool) or not (isinstance(s, int) and s >= 1 or s in SYMBOLIC):
+            raise ValueError(f"part shape entry {s!r}: a positive size or one of {SYMBOLIC}")
+    if window is None:
+        return list(shape)
+    return [batch if s == "batch" else window if s == "window" else s for s in shape]
+
+
+def load_buckets(dims: dict) -> tuple:
+    """`[dims] buckets`: ascending positive window sizes, the last one W; absent = (W,)."""
+    w = dims["window"]
+    b = dims.get("buckets", [w])
+    if not isinstance(b, list) or not b or any(isinstance(x, bool) or not isinstance(x, int)
+                                               or x < 1 for x in b) \
+            or any(x >= y for x, y in zip(b, b[1:])) or b[-1] != w:
+        raise ValueError(f"[dims] buckets must ascend and end at the window {w}, got {b!r}")
+    return tuple(b)
+
+
 def load_manifest(folder) -> Manifest:
     raw = tomllib.loads((Path(folder) / "manifest.toml").read_text())
     dims, g, s, nz = raw["dims"], raw["graph"], raw["sde"], raw["normalisation"]
@@ -152,11 +184,16 @@ def load_manifest(folder) -> Manifest:
     classes = tuple(raw["model"].get("classes", gdata.MOSI_CLASSES))
     if len(classes) < 2:
         raise ValueError(f"[model] classes: need at least two, got {classes}")
+    buckets = load_buckets(dims)
+    for p in PARTS:
+        for x in raw.get("parts", {}).get(p, {}).get("inputs", []) + \
+                raw.get("parts", {}).get(p, {}).get("outputs", []):
+            part_shape(x["shape"])
     return Manifest(raw, dims["window"], dims["latent"], dims["k"], g["window_same"],
                     g["window_other"], Sde(s["sigma_x"], s["sigma_lambda"], s["eps"], s["steps"],
                         s.get("sampler", "euler_maruyama_inpaint")),
                     stats, load_temperature(raw), load_by_avail(raw), mdims, classes,
-                    bool(raw["model"].get("has_regression", True)))
+                    bool(raw["model"].get("has_regression", True)), buckets)
 
 
 class OnnxModel:
@@ -170,7 +207,7 @@ class OnnxModel:
         opts.inter_op_num_threads = 1
         self.sess = {p: ort.InferenceSession(str(self.folder / self.man.raw["parts"][p]["file"]),
                                              opts, providers=["CPUExecutionProvider"])
-                     for p in ("encoders", "s_theta", "s_phi", "recon", "fusion")}
+                     for p in PARTS}
 
     def run(self, part: str, **inputs):
         sess = self.sess[part]

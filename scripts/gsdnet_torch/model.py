@@ -5,6 +5,10 @@ a batch dimension B) for M modalities of the given sizes (`dims`, canonical slot
 classes, the optional regression head, the conversation prior (binary form for K = 2, softmax
 form for K > 2), the VE-SDE std(t) as Exp/Sqrt ops, and a torch spectrum() that mirrors
 gsdnet_ref.graph.spectrum. No Einsum, no data-dependent shapes, no Pow with a tensor exponent.
+The batch B and the window W of every part are free (export.py exports them as the symbolic
+axes "batch" / "window"): shapes come from the inputs (Shape ops) only in the encoders
+(positional embedding slice pos[:W], [B*W, dim] projection); elsewhere reshapes keep B and W
+in -1 or Split / Concat.
 With the defaults (CMU-MOSI: dims 100 / 73 / 100, K = 2, regression) every part is the one
 exported since the first model, parameter for parameter.
 """
@@ -46,7 +50,12 @@ class Encoders(nn.Module):
         self.pos = nn.Parameter(torch.zeros(width, d))
 
     def forward(self, *xs):                                 # M x [B,W,dim] -> [B,M,W,d]
-        hs = [torch.tanh(lin(x)) + self.pos for lin, x in zip(self.lins, xs)]
+        b, w = xs[0].shape[0], xs[0].shape[1]               # symbolic in the exported part
+        pos = self.pos[:w]                                  # W <= width: the first W rows
+        # the projection on [B*W, dim] (an ONNX Gemm, the op onnxruntime fused the fixed-shape
+        # part's MatMul + Add into, so its numbers stay those of the batch-1 W = 64 export)
+        hs = [torch.tanh(lin(x.reshape(-1, lin.in_features))).reshape(b, w, -1) + pos
+              for lin, x in zip(self.lins, xs)]
         return torch.stack(hs, dim=1)
 
 
@@ -62,9 +71,9 @@ def precond(std: torch.Tensor):
 
 
 def _nodes(x: torch.Tensor) -> torch.Tensor:
-    """[B,M,W,d] -> [B,W,Md] (modalities concatenated per utterance)."""
-    b, m, w, d = x.shape
-    return x.permute(0, 2, 1, 3).reshape(b, w, m * d)
+    """[B,M,W,d] -> [B,W,Md] (modalities concatenated per utterance; Split + Concat, so B and
+    W stay free in the exported graph)."""
+    return torch.cat(x.unbind(1), dim=-1)
 
 
 class STheta(nn.Module):
@@ -89,8 +98,7 @@ class STheta(nn.Module):
         for sl, rl in zip(self.self_lin, self.rel_lin):
             msg = torch.cat([adj_t[:, m] @ z for m in range(self.m)], dim=-1)
             z = (z + torch.relu(sl(z) + rl(msg))) * mask
-        b, w, _ = z.shape
-        f = self.out(z).reshape(b, w, self.m, self.d).permute(0, 2, 1, 3)
+        f = torch.stack(self.out(z).split(self.d, dim=-1), dim=1)   # [B,W,Md] -> [B,M,W,d]
         e = lambda c: c[:, None, None, None]  # noqa: E731
         den = e(c_skip) * x_t + e(c_out) * f
         return (den - x_t) / e(std) * node_mask[:, None, :, None], std
@@ -106,7 +114,7 @@ class SPhi(nn.Module):
 
     def __init__(self, d: int, k: int, hid: int, sigma_l: float, m: int = 3):
         super().__init__()
-        self.k, self.sigma, self.m = k, sigma_l, m
+        self.k, self.d, self.sigma, self.m = k, d, sigma_l, m
         self.inp = nn.Linear(3 * m * k + m * d + m, hid)
         self.temb = TimeEmbed(hid)
         self.mid = nn.Linear(hid, hid)
@@ -119,13 +127,13 @@ class SPhi(nn.Module):
         n = torch.clamp(node_mask.sum(dim=1, keepdim=True), min=1.0)        # [B,1]
         pooled = cond.sum(dim=2) / n[:, :, None]                           # [B,M,d]
         frac = (avail * node_mask[:, :, None]).sum(dim=1) / n              # [B,M]
-        b = lam_t.shape[0]
+        mk, md = self.m * self.k, self.m * self.d
         a_spec = u.transpose(1, 2) @ (avail * node_mask[:, :, None])       # [B,k,M]
-        feat = torch.cat([lam_t.reshape(b, -1) * c_in[:, None], lam_obs.reshape(b, -1),
-                          pooled.reshape(b, -1), frac, a_spec.reshape(b, -1) / n], dim=-1)
+        feat = torch.cat([lam_t.reshape(-1, mk) * c_in[:, None], lam_obs.reshape(-1, mk),
+                          pooled.reshape(-1, md), frac, a_spec.reshape(-1, mk) / n], dim=-1)
         z = torch.relu(self.inp(feat) + self.temb(t))
         z = z + torch.relu(self.mid(z))
-        f = self.out(z).reshape(b, self.m, self.k)
+        f = self.out(z).reshape(-1, self.m, self.k)
         den = c_skip[:, None, None] * lam_t + c_out[:, None, None] * f
         return (den - lam_t) / std[:, None, None], std
 

@@ -2,22 +2,71 @@
 //! that knows which engines were compiled in (the `ort` feature is looked at here and nowhere
 //! else).
 //!
-//! A backend is loaded for one part with fixed input shapes; names and shapes are checked once at
-//! load against the manifest's `PartSpec`, so `run` only checks shapes of what it is handed.
+//! A backend is loaded for one part; names and shapes are checked once at load against the
+//! manifest's `PartSpec`, so `run` only checks shapes of what it is handed. A part's axes are
+//! fixed or one of the two symbolic axes (`Axis::Batch`, `Axis::Window`); one call binds each
+//! symbol to one size for all its inputs and outputs (`check_call`), and an engine may specialise
+//! (and cache) its plan per bound `Shape`.
 
 use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::tensor::{Tensor, TensorError};
+use crate::tensor::Tensor;
 
+pub mod rows;
 pub mod tract;
 
-/// Name and fixed shape of one ONNX input or output.
+/// What one axis of a part's input or output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Always the size in `TensorSpec::shape`.
+    Fixed,
+    /// `"batch"`: windows of one call (1 in `TensorSpec::shape`).
+    Batch,
+    /// `"window"`: utterance rows of every window of the call (W in `TensorSpec::shape`).
+    Window,
+}
+
+/// The sizes one call binds the symbolic axes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub batch: usize,
+    pub window: usize,
+}
+
+/// Name and shape of one ONNX input or output: `shape` is the shape at batch 1 and the model's
+/// window W; `axes` (same length) says which axes are symbolic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
     pub name: String,
     pub shape: Vec<usize>,
+    pub axes: Vec<Axis>,
+}
+
+impl TensorSpec {
+    /// A spec whose every axis is fixed.
+    pub fn fixed(name: &str, shape: &[usize]) -> TensorSpec {
+        TensorSpec { name: name.to_string(), shape: shape.to_vec(), axes: vec![Axis::Fixed; shape.len()] }
+    }
+
+    /// The concrete shape at `at` (fixed axes as in `shape`).
+    pub fn shape_at(&self, at: Shape) -> Vec<usize> {
+        self.shape
+            .iter()
+            .zip(&self.axes)
+            .map(|(&d, a)| match a {
+                Axis::Fixed => d,
+                Axis::Batch => at.batch,
+                Axis::Window => at.window,
+            })
+            .collect()
+    }
+
+    /// Whether any axis is symbolic.
+    pub fn is_symbolic(&self) -> bool {
+        self.axes.iter().any(|a| *a != Axis::Fixed)
+    }
 }
 
 /// One ONNX part as the manifest describes it; inputs and outputs in manifest order.
@@ -30,6 +79,24 @@ pub struct PartSpec {
     pub outputs: Vec<TensorSpec>,
 }
 
+impl PartSpec {
+    /// The shape of a call at batch 1 and the model's window (every fixed-shape part's only one).
+    pub fn reference_shape(&self) -> Shape {
+        let mut at = Shape { batch: 1, window: 0 };
+        for s in self.inputs.iter().chain(&self.outputs) {
+            if let Some(i) = s.axes.iter().position(|a| *a == Axis::Window) {
+                at.window = s.shape[i];
+            }
+        }
+        at
+    }
+
+    /// Whether any input or output has a symbolic axis.
+    pub fn is_symbolic(&self) -> bool {
+        self.inputs.iter().chain(&self.outputs).any(TensorSpec::is_symbolic)
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum BackendError {
     #[error("{part}: cannot read model file {path}: {source}")]
@@ -38,8 +105,9 @@ pub enum BackendError {
     Mismatch { part: String, detail: String },
     #[error("{part}: {engine} failed: {detail}")]
     Engine { part: String, engine: &'static str, detail: String },
-    #[error("{part}: input {index}: {source}")]
-    Input { part: String, index: usize, source: TensorError },
+    /// A call's tensor does not fit its spec (`detail` names it, e.g. "input 1 has shape ...").
+    #[error("{part}: {detail}")]
+    Binding { part: String, detail: String },
     #[error("{part}: expected {expected} inputs and {expected_out} outputs, got {got} and {got_out}")]
     Arity { part: String, expected: usize, expected_out: usize, got: usize, got_out: usize },
     #[error("backend `{0}` was not compiled into this binary (rebuild with `--features {0}`)")]
@@ -48,7 +116,7 @@ pub enum BackendError {
     Unknown(String),
 }
 
-/// A loaded ONNX part ready to run with fixed shapes.
+/// A loaded ONNX part, ready to run at any shape its spec allows.
 pub trait Backend: Send {
     /// The part's specification (names and shapes) this backend was loaded with.
     fn spec(&self) -> &PartSpec;
@@ -56,9 +124,17 @@ pub trait Backend: Send {
     /// What actually executes the part, e.g. "tract (cpu)" or "onnxruntime CUDAExecutionProvider".
     fn provider(&self) -> String;
 
-    /// Runs the part. `inputs` and `outputs` follow the spec's order and shapes; outputs are
-    /// written in place so a caller can reuse its buffers across calls.
+    /// Runs the part. `inputs` and `outputs` follow the spec's order and shapes (symbolic axes
+    /// bound by the call, `check_call`); outputs are written in place so a caller can reuse its
+    /// buffers across calls.
     fn run(&mut self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError>;
+
+    /// Builds whatever the engine specialises per shape for `at` ahead of the first call
+    /// (warm-up); engines that need nothing do nothing.
+    fn prepare(&mut self, at: Shape) -> Result<(), BackendError> {
+        let _ = at;
+        Ok(())
+    }
 
     /// Why preferred engines or providers are not the one running (e.g. "cuda: <reason>").
     fn provider_notes(&self) -> Vec<String> {
@@ -97,6 +173,10 @@ pub struct BackendOptions {
     pub require_accelerator: bool,
     /// ONNX Runtime only: where TensorRT engine and timing caches live.
     pub cache_dir: Option<PathBuf>,
+    /// ONNX Runtime + TensorRT only: the largest batch and the smallest window of the
+    /// optimisation profile of symbolic parts (0 = 1 and W).
+    pub max_batch: usize,
+    pub min_window: usize,
 }
 
 /// Backends compiled into this binary.
@@ -148,8 +228,9 @@ pub fn ort_library(opts: &BackendOptions) -> Result<OrtLibraryInfo, BackendError
     }
 }
 
-/// Checks call arity and input shapes against the spec (shared by all engines).
-pub fn check_call(spec: &PartSpec, inputs: &[&Tensor], outputs: &[Tensor]) -> Result<(), BackendError> {
+/// Checks call arity and shapes against the spec and returns the sizes the call binds the
+/// symbolic axes to (the reference shape's where a part has none). Shared by all engines.
+pub fn check_call(spec: &PartSpec, inputs: &[&Tensor], outputs: &[Tensor]) -> Result<Shape, BackendError> {
     if inputs.len() != spec.inputs.len() || outputs.len() != spec.outputs.len() {
         return Err(BackendError::Arity {
             part: spec.name.clone(),
@@ -159,16 +240,43 @@ pub fn check_call(spec: &PartSpec, inputs: &[&Tensor], outputs: &[Tensor]) -> Re
             got_out: outputs.len(),
         });
     }
-    for (index, (t, s)) in inputs.iter().zip(&spec.inputs).enumerate() {
-        t.expect_shape(&s.shape)
-            .map_err(|source| BackendError::Input { part: spec.name.clone(), index, source })?;
+    let mut bound: [Option<usize>; 2] = [None, None];
+    let shapes = inputs.iter().map(|t| ("input", t.shape())).zip(&spec.inputs);
+    let out_shapes = outputs.iter().map(|t| ("output", t.shape())).zip(&spec.outputs);
+    for (index, ((what, got), s)) in shapes.enumerate().chain(out_shapes.enumerate()) {
+        if !bind(s, got, &mut bound) {
+            let [batch, window] = bound;
+            let detail = format!(
+                "{what} {index} has shape {got:?}, which does not fit {:?} with batch {batch:?} and window {window:?}",
+                s.shape
+            );
+            return Err(BackendError::Binding { part: spec.name.clone(), detail });
+        }
     }
-    for (index, (t, s)) in outputs.iter().zip(&spec.outputs).enumerate() {
-        t.expect_shape(&s.shape).map_err(|source| BackendError::Input {
-            part: format!("{} (output)", spec.name),
-            index,
-            source,
-        })?;
+    let reference = spec.reference_shape();
+    Ok(Shape { batch: bound[0].unwrap_or(reference.batch), window: bound[1].unwrap_or(reference.window) })
+}
+
+/// Whether `got` fits `s`, binding `[batch, window]` on first sight (sizes >= 1; a window at
+/// most the reference W).
+fn bind(s: &TensorSpec, got: &[usize], bound: &mut [Option<usize>; 2]) -> bool {
+    if got.len() != s.shape.len() {
+        return false;
     }
-    Ok(())
+    got.iter().zip(&s.shape).zip(&s.axes).all(|((&g, &d), a)| {
+        let slot = match a {
+            Axis::Fixed => return g == d,
+            Axis::Batch => &mut bound[0],
+            Axis::Window if g > d => return false,
+            Axis::Window => &mut bound[1],
+        };
+        match *slot {
+            Some(b) => b == g,
+            None if g == 0 => false,
+            None => {
+                *slot = Some(g);
+                true
+            }
+        }
+    })
 }

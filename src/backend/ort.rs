@@ -5,10 +5,13 @@
 //! - `provider` is the provider whose registration *and* session creation succeeded; every
 //!   provider tried before it is recorded in `fallbacks` with ONNX Runtime's reason.
 //! - With `require_accelerator`, a session that would run on the CPU provider is never created.
-//! - Input buffers are owned staging tensors bound to the session; an input is copied and
-//!   re-bound only when its bits differ from what is bound, so conditioning that stays fixed
-//!   across the reverse-SDE steps of a window is bound once. Outputs are preallocated tensors
-//!   bound once at load.
+//! - One session per part serves every shape its spec allows (symbolic axes are dynamic in the
+//!   ONNX file); each bound `Shape` gets its own `IoBinding` with owned staging inputs and
+//!   preallocated outputs, made on first use and kept. An input is copied and re-bound only when
+//!   its bits differ from what is bound, so conditioning that stays fixed across the reverse-SDE
+//!   steps of a window is bound once.
+//! - TensorRT gets one optimisation profile per part spanning batch 1..=`max_batch` and window
+//!   `min_window`..=W (optimised at the maximum), so its engine cache holds one engine per part.
 
 pub mod providers;
 pub mod runtime;
@@ -18,7 +21,7 @@ use ort::value::{Tensor as OrtTensor, ValueType};
 
 use self::providers::ProviderKind;
 use self::runtime::Runtime;
-use super::{check_call, Backend, BackendError, BackendOptions, OrtLibraryInfo, PartSpec, TensorSpec};
+use super::{check_call, Backend, BackendError, BackendOptions, OrtLibraryInfo, PartSpec, Shape, TensorSpec};
 use crate::tensor::Tensor;
 
 /// A provider that was tried for a part and could not run it.
@@ -34,6 +37,12 @@ pub struct OrtBackend {
     provider: ProviderKind,
     fallbacks: Vec<ProviderFallback>,
     session: Session,
+    bindings: Vec<Binding>,
+}
+
+/// The I/O binding of one shape.
+struct Binding {
+    at: Shape,
     binding: IoBinding,
     staged: Vec<OrtTensor<f32>>,
     bound: Vec<bool>,
@@ -76,10 +85,21 @@ impl OrtBackend {
             return Err(no_provider_error(spec, opts, &fallbacks));
         };
         check_io(spec, &session)?;
-        let (binding, staged) = bind_io(spec, &session).map_err(|e| engine_err(spec, e))?;
         log::info!("{}: running on {}", spec.name, provider.ort_name());
-        let n = staged.len();
-        Ok(OrtBackend { spec: spec.clone(), runtime, provider, fallbacks, session, binding, staged, bound: vec![false; n] })
+        let mut backend = OrtBackend { spec: spec.clone(), runtime, provider, fallbacks, session, bindings: Vec::new() };
+        backend.binding(spec.reference_shape())?;
+        Ok(backend)
+    }
+
+    /// Index of the binding for `at`, made if there is none yet.
+    fn binding(&mut self, at: Shape) -> Result<usize, BackendError> {
+        if let Some(i) = self.bindings.iter().position(|b| b.at == at) {
+            return Ok(i);
+        }
+        let (binding, staged) = bind_io(&self.spec, &self.session, at).map_err(|e| engine_err(&self.spec, e))?;
+        let bound = vec![false; staged.len()];
+        self.bindings.push(Binding { at, binding, staged, bound });
+        Ok(self.bindings.len() - 1)
     }
 
     /// The provider that runs this part.
@@ -158,9 +178,10 @@ fn build_session(
         b = b.with_intra_threads(opts.threads).map_err(|e| e.to_string())?;
     }
     if kind.is_accelerator() {
-        providers::dispatch(kind, &spec.inputs, trt_cache).register(&mut b).map_err(|e| e.to_string())?;
+        let profile = providers::trt_profile(spec, opts);
+        providers::dispatch(kind, &profile, trt_cache).register(&mut b).map_err(|e| e.to_string())?;
         for &l in later.iter().filter(|l| l.is_accelerator()) {
-            if let Err(e) = providers::dispatch(l, &spec.inputs, trt_cache).register(&mut b) {
+            if let Err(e) = providers::dispatch(l, &profile, trt_cache).register(&mut b) {
                 log::debug!("{}: {} not added as fallback: {e}", spec.name, l.ort_name());
             }
         }
@@ -207,16 +228,17 @@ fn check_io(spec: &PartSpec, session: &Session) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Staging input tensors (bound on first use) and preallocated outputs bound once.
-fn bind_io(spec: &PartSpec, session: &Session) -> ort::Result<(IoBinding, Vec<OrtTensor<f32>>)> {
+/// Staging input tensors (bound on first use) and preallocated outputs bound once, at `at`.
+fn bind_io(spec: &PartSpec, session: &Session, at: Shape) -> ort::Result<(IoBinding, Vec<OrtTensor<f32>>)> {
     let mut binding = session.create_binding()?;
     let mut staged = Vec::with_capacity(spec.inputs.len());
     for s in &spec.inputs {
-        let n: usize = s.shape.iter().product();
-        staged.push(OrtTensor::from_array((s.shape.clone(), vec![0.0f32; n]))?);
+        let shape = s.shape_at(at);
+        let n: usize = shape.iter().product();
+        staged.push(OrtTensor::from_array((shape, vec![0.0f32; n]))?);
     }
     for s in &spec.outputs {
-        let out = OrtTensor::<f32>::new(session.allocator(), s.shape.clone())?;
+        let out = OrtTensor::<f32>::new(session.allocator(), s.shape_at(at))?;
         binding.bind_output(s.name.clone(), out)?;
     }
     Ok((binding, staged))
@@ -239,21 +261,26 @@ impl Backend for OrtBackend {
         self.fallbacks.iter().map(|f| format!("{}: {}", f.provider.profile_name(), f.reason)).collect()
     }
 
+    fn prepare(&mut self, at: Shape) -> Result<(), BackendError> {
+        self.binding(at).map(|_| ())
+    }
+
     fn run(&mut self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError> {
-        check_call(&self.spec, inputs, outputs)?;
+        let at = check_call(&self.spec, inputs, outputs)?;
+        let index = self.binding(at)?;
+        let (spec, b) = (&self.spec, &mut self.bindings[index]);
         for (i, t) in inputs.iter().enumerate() {
-            let (_, staged) = self.staged[i].extract_tensor_mut();
-            if self.bound[i] && same_bits(staged, t.data()) {
+            let (_, staged) = b.staged[i].extract_tensor_mut();
+            if b.bound[i] && same_bits(staged, t.data()) {
                 continue;
             }
-            self.bound[i] = false;
+            b.bound[i] = false;
             staged.copy_from_slice(t.data());
-            let name = self.spec.inputs[i].name.clone();
-            self.binding.bind_input(name, &self.staged[i]).map_err(|e| engine_err(&self.spec, e))?;
-            self.bound[i] = true;
+            let name = spec.inputs[i].name.clone();
+            b.binding.bind_input(name, &b.staged[i]).map_err(|e| engine_err(spec, e))?;
+            b.bound[i] = true;
         }
-        let spec = &self.spec;
-        let results = self.session.run_binding(&self.binding).map_err(|e| engine_err(spec, e))?;
+        let results = self.session.run_binding(&b.binding).map_err(|e| engine_err(spec, e))?;
         for (out, s) in outputs.iter_mut().zip(&spec.outputs) {
             let value = results
                 .get(&s.name)

@@ -1,22 +1,28 @@
 //! tract backend: the pure-Rust engine that is always compiled in.
 //!
-//! Load stages follow tract's own: parse ONNX -> pin input names, order and fixed shapes ->
-//! optimise -> runnable plan. Output names and shapes are checked against the spec at load.
+//! Load stages follow tract's own: parse ONNX -> pin input names and order -> (per shape) fix
+//! input shapes -> optimise -> runnable plan. A part with symbolic axes keeps its parsed model
+//! and builds one optimised plan per bound `Shape` on first use (or at `prepare`), cached for the
+//! life of the backend; a fixed-shape part has exactly one. Output shapes are checked against the
+//! spec whenever a plan is built.
 
 use tract_onnx::prelude::{
-    Framework, InferenceFact, InferenceModelExt, IntoTValue, TVec, TypedModel, TypedSimpleState,
+    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoTValue, TVec, TypedModel,
+    TypedSimpleState,
 };
 use tract_onnx::prelude::Tensor as TractTensor;
 use tract_onnx::tract_core::model::IntoRunnable;
 
-use super::{check_call, Backend, BackendError, BackendOptions, PartSpec};
+use super::{check_call, Backend, BackendError, BackendOptions, PartSpec, Shape};
 use crate::tensor::Tensor;
 
 pub struct TractBackend {
     spec: PartSpec,
-    /// One execution state kept across runs (tract resets its turn after each run), so a run
-    /// does not rebuild the per-node state tables; the parts are stateless ops.
-    state: TypedSimpleState,
+    /// The parsed model with inputs and outputs pinned, shapes still as in the file.
+    parsed: InferenceModel,
+    /// One execution state per shape (tract resets its turn after each run), so a run does not
+    /// rebuild the per-node state tables; the parts are stateless ops.
+    plans: Vec<(Shape, TypedSimpleState)>,
 }
 
 fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
@@ -24,46 +30,60 @@ fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
 }
 
 impl TractBackend {
+    /// Parses the part and builds its plan at the reference shape (batch 1, window W), which
+    /// checks the file against the spec once.
     pub fn load(spec: &PartSpec, _opts: &BackendOptions) -> Result<Self, BackendError> {
         let mut file = std::fs::File::open(&spec.path).map_err(|source| BackendError::Io {
             part: spec.name.clone(),
             path: spec.path.clone(),
             source,
         })?;
-        let mut model = tract_onnx::onnx()
+        let mut parsed = tract_onnx::onnx()
             .model_for_read(&mut file)
             .map_err(|e| engine_err(spec, e))?;
         let mismatch = |detail: String| BackendError::Mismatch { part: spec.name.clone(), detail };
         let in_names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
-        model
+        parsed
             .set_input_names(&in_names)
             .map_err(|e| mismatch(format!("inputs {in_names:?}: {e}")))?;
         let out_names: Vec<&str> = spec.outputs.iter().map(|s| s.name.as_str()).collect();
-        model
+        parsed
             .select_outputs_by_name(&out_names)
             .map_err(|e| mismatch(format!("outputs {out_names:?}: {e}")))?;
+        let mut backend = TractBackend { spec: spec.clone(), parsed, plans: Vec::new() };
+        backend.prepare(spec.reference_shape())?;
+        Ok(backend)
+    }
+
+    /// Index of the plan for `at`, built if there is none yet.
+    fn plan(&mut self, at: Shape) -> Result<usize, BackendError> {
+        if let Some(i) = self.plans.iter().position(|(s, _)| *s == at) {
+            return Ok(i);
+        }
+        let spec = &self.spec;
+        let mut model = self.parsed.clone();
         for (i, s) in spec.inputs.iter().enumerate() {
-            let fact = InferenceFact::dt_shape(f32::datum_type(), s.shape.clone());
+            let fact = InferenceFact::dt_shape(f32::datum_type(), s.shape_at(at));
             model.set_input_fact(i, fact).map_err(|e| engine_err(spec, e))?;
         }
         let typed: TypedModel = model.into_optimized().map_err(|e| engine_err(spec, e))?;
         for (i, s) in spec.outputs.iter().enumerate() {
             let fact = typed.output_fact(i).map_err(|e| engine_err(spec, e))?;
-            let shape = fact.shape.as_concrete().map(|c| c.to_vec());
-            if shape.as_deref() != Some(&s.shape[..]) {
-                return Err(mismatch(format!(
-                    "output `{}` has shape {:?}, manifest says {:?}",
-                    s.name, fact.shape, s.shape
-                )));
+            let want = s.shape_at(at);
+            if fact.shape.as_concrete() != Some(&want[..]) {
+                return Err(BackendError::Mismatch {
+                    part: spec.name.clone(),
+                    detail: format!("output `{}` has shape {:?}, manifest says {want:?} at {at:?}", s.name, fact.shape),
+                });
             }
         }
         let plan = typed.into_runnable().map_err(|e| engine_err(spec, e))?;
         let state = plan.spawn().map_err(|e| engine_err(spec, e))?;
-        Ok(TractBackend { spec: spec.clone(), state })
+        log::debug!("{}: tract plan for batch {} window {}", spec.name, at.batch, at.window);
+        self.plans.push((at, state));
+        Ok(self.plans.len() - 1)
     }
 }
-
-use tract_onnx::prelude::Datum;
 
 impl Backend for TractBackend {
     fn spec(&self) -> &PartSpec {
@@ -74,19 +94,25 @@ impl Backend for TractBackend {
         "tract (cpu)".to_string()
     }
 
+    fn prepare(&mut self, at: Shape) -> Result<(), BackendError> {
+        self.plan(at).map(|_| ())
+    }
+
     fn run(&mut self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError> {
-        check_call(&self.spec, inputs, outputs)?;
+        let at = check_call(&self.spec, inputs, outputs)?;
+        let index = self.plan(at)?;
+        let spec = &self.spec;
         let mut tv: TVec<_> = TVec::new();
         for t in inputs {
-            let tt = TractTensor::from_shape(t.shape(), t.data()).map_err(|e| engine_err(&self.spec, e))?;
+            let tt = TractTensor::from_shape(t.shape(), t.data()).map_err(|e| engine_err(spec, e))?;
             tv.push(tt.into_tvalue());
         }
-        let result = self.state.run(tv).map_err(|e| engine_err(&self.spec, e))?;
+        let result = self.plans[index].1.run(tv).map_err(|e| engine_err(spec, e))?;
         for (out, value) in outputs.iter_mut().zip(result.iter()) {
-            let view = value.try_as_plain_ram().map_err(|e| engine_err(&self.spec, e))?;
-            let slice = view.as_slice::<f32>().map_err(|e| engine_err(&self.spec, e))?;
+            let view = value.try_as_plain_ram().map_err(|e| engine_err(spec, e))?;
+            let slice = view.as_slice::<f32>().map_err(|e| engine_err(spec, e))?;
             if slice.len() != out.len() {
-                return Err(engine_err(&self.spec, format!("output holds {} values, expected {}", slice.len(), out.len())));
+                return Err(engine_err(spec, format!("output holds {} values, expected {}", slice.len(), out.len())));
             }
             out.data_mut().copy_from_slice(slice);
         }

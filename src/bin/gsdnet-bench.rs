@@ -3,8 +3,10 @@
 //! allocation); the production `gsdnet` binary keeps the system allocator, so the daemon never
 //! pays for counting and its own `bench` reports allocations as not counted.
 //!
-//! Arguments are exactly those of `gsdnet bench` (`cli::BenchArgs`); a leading `bench` is
+//! Arguments are those of `gsdnet bench` (`cli::BenchArgs`); a leading `bench` is
 //! accepted too, so `gsdnet-bench bench --quick` and `gsdnet-bench --quick` are the same run.
+//! Its own options: `--providers` / `--require-accelerator` (ONNX Runtime), `--padded` (every size also padded to W, with the speedup of the
+//! buckets) and `--batch 1,8` (`run_batch` of windows of different conversations).
 
 use clap::Parser;
 use gsdnet_edge::bench::CountingAlloc;
@@ -22,6 +24,21 @@ static ALLOC: CountingAlloc = CountingAlloc;
 struct BenchCli {
     #[command(flatten)]
     args: BenchArgs,
+    /// Also run every size with every window padded to the model's W (the layout before
+    /// buckets) and print the bucketed/padded speedup per size
+    #[arg(long)]
+    padded: bool,
+    /// Batch mode: windows per `run_batch` call, comma separated (e.g. 1,8); each B runs the
+    /// same max(B) windows, one per conversation of the data (truncated to W)
+    #[arg(long, value_delimiter = ',')]
+    batch: Vec<usize>,
+    /// ONNX Runtime execution providers in order of preference (tensorrt, cuda, cpu), comma
+    /// separated [default: the backend's]
+    #[arg(long, value_delimiter = ',')]
+    providers: Vec<String>,
+    /// ONNX Runtime: fail instead of falling back to the CPU provider
+    #[arg(long)]
+    require_accelerator: bool,
 }
 
 /// The process arguments without a leading `bench` subcommand word (BenchArgs has no
@@ -36,5 +53,15 @@ fn arguments() -> Vec<std::ffi::OsString> {
 
 fn main() -> anyhow::Result<()> {
     gsdnet_edge::cli::daemon::init_logging("warn");
-    cli::run_bench(BenchCli::parse_from(arguments()).args)
+    let c = BenchCli::parse_from(arguments());
+    if !c.padded && c.batch.is_empty() && c.providers.is_empty() && !c.require_accelerator {
+        return cli::run_bench(c.args);
+    }
+    let extras = gsdnet_edge::bench::Extras {
+        padded: c.padded,
+        batches: c.batch,
+        providers: c.providers,
+        require_accelerator: c.require_accelerator,
+    };
+    gsdnet_edge::bench::run_cli(c.args, &extras)
 }

@@ -51,6 +51,7 @@ pub fn run_check(a: CheckArgs, bundled: impl Fn(&str) -> PathBuf) -> Result<()> 
         ort_library: a.ort_library.clone(),
         require_accelerator: a.require_accelerator,
         cache_dir: a.cache_dir.clone(),
+        ..BackendOptions::default()
     };
     let copts = CheckOptions::for_model(&model_dir, a.backend, opts, golden_dir)
         .with_context(|| format!("loading model {}", model_dir.display()))?;

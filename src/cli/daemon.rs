@@ -1,5 +1,6 @@
 //! Daemon subcommands of the `gsdnet` binary: `serve`, `warmup`, `check-config`, `record`,
-//! `replay`. Parsing and error context only; the work is in `daemon`, `io` and `config`.
+//! `replay`, `bench-throughput`. Parsing and error context only; the work is in `daemon`, `io`
+//! and `config`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use crate::daemon::model_info::ServedModel;
 use crate::daemon::notify::{announce_loading, NoNotifier, Notifier, SystemdNotifier};
 use crate::daemon::pipeline_runner::PipelineRunner;
 use crate::daemon::replay::{self, DropSpan, RecorderRunner, ReplayOptions};
-use crate::daemon::server::{serve, warmup_job, Endpoints, ServeOptions};
+use crate::daemon::server::{serve, warm_up_runner, warmup_job, Endpoints, ServeOptions};
+use crate::daemon::throughput::{self, RunSpec, Stream, WindowSizes};
 use crate::io::{listeners, serial::SerialInput};
 use crate::manifest::Manifest;
 use crate::model::Model;
@@ -35,6 +37,44 @@ pub enum DaemonCommand {
     Record(RecordArgs),
     /// Send a recording to a running daemon, optionally dropping modalities.
     Replay(ReplayArgs),
+    /// Windows per second (and per core) through the daemon's inference step for C concurrent
+    /// conversations of CMU-MOSI videos, one window at a time vs batched.
+    BenchThroughput(BenchThroughputArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchThroughputArgs {
+    #[command(flatten)]
+    pub board: BoardArgs,
+    /// Model folder, overriding the profile's `engine.models`
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// CMU-MOSI split folder (or recording) whose videos make the stream
+    #[arg(long, default_value = "../shared/data/cmu-mosi/val")]
+    pub data: PathBuf,
+    /// Missing rate of `gsdnet eval`'s random mask over the stream (the sampler runs)
+    #[arg(long, default_value_t = 0.3)]
+    pub rate: f64,
+    /// Concurrent conversations, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub conversations: Vec<usize>,
+    /// `engine.max_batch` values to compare, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub max_batch: Vec<usize>,
+    /// Windows measured per row (after --warmup windows)
+    #[arg(long, default_value_t = 400)]
+    pub windows: usize,
+    /// Windows run before each row is measured
+    #[arg(long, default_value_t = 32)]
+    pub warmup: usize,
+    /// whole: one window per video (N = its utterance count); sliding: one per utterance, as the daemon
+    #[arg(long, value_enum, default_value = "whole")]
+    pub window_sizes: WindowSizes,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also print the rows and the summary as one JSON line (last line of stdout)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +175,7 @@ pub fn run(cmd: DaemonCommand) -> Result<()> {
         DaemonCommand::Warmup(a) => run_warmup(a),
         DaemonCommand::Record(a) => run_record(a),
         DaemonCommand::Replay(a) => run_replay(a),
+        DaemonCommand::BenchThroughput(a) => run_bench_throughput(a),
     }
 }
 
@@ -197,6 +238,7 @@ fn serve_options(s: &Settings, model: ServedModel, warm_up: bool) -> ServeOption
         burst: s.inputs.burst,
         heartbeat,
         max_consecutive_errors: s.engine.max_consecutive_errors,
+        batch_latency: s.engine.batch_latency(),
         limits: s.inputs.connection_limits(),
         abstain_below: s.engine.abstain_below,
         result_backlog: 256,
@@ -215,6 +257,8 @@ fn build_runner(s: &Settings, model: Model, noise_scenario: u64) -> Result<Pipel
     let mut pipeline = Pipeline::new(model, s.engine.steps).context("building the pipeline")?;
     pipeline.set_sampler(s.engine.sampler).context("building the pipeline")?;
     pipeline.set_samples(s.engine.samples).context("building the pipeline")?;
+    pipeline.set_max_batch(s.engine.max_batch);
+    warm_plans(&mut pipeline)?;
     let completion: Completion = s.engine.completion.parse().map_err(anyhow::Error::msg)?;
     let runner = PipelineRunner::new(pipeline, completion, s.engine.seed, noise_scenario).context("the model's classes")?;
     if s.assembly.window > runner.model_window() {
@@ -240,8 +284,22 @@ fn run_serve(a: ServeArgs) -> Result<()> {
     run_daemon(&settings, Box::new(runner), model, notifier, true)
 }
 
+/// Builds the engine's plans for every call the daemon can make (rows = windows x samples up to
+/// `max_batch` x S, rounded to powers of two, at every bucket) before the first window, so no
+/// window pays for a plan.
+fn warm_plans(pipeline: &mut Pipeline) -> Result<()> {
+    let most = (pipeline.max_batch() * pipeline.samples()).clamp(1, crate::backend::rows::MAX_CALL_ROWS);
+    let rows: Vec<usize> = (0..7).map(|i| 1usize << i).take_while(|&r| r < most * 2).collect();
+    let started = Instant::now();
+    pipeline.warm(&rows).context("building the engine's plans")?;
+    let buckets = &pipeline.model().manifest.buckets;
+    log::info!("engine plans for calls of {rows:?} rows at windows {buckets:?} built in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Loads part by part (timing each and printing its provider), then runs `serve`'s warm-up
-/// window through the whole pipeline, which is when lazily built engines get built.
+/// window through the whole pipeline, and a batch of `max_batch` of it when batching, which is
+/// when lazily built engines get built.
 fn run_warmup(a: WarmupArgs) -> Result<()> {
     let settings = load_settings(&a.board)?;
     let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
@@ -265,10 +323,12 @@ fn run_warmup(a: WarmupArgs) -> Result<()> {
     }
     let model = Model::from_parts(manifest, kind, parts).context("assembling the model")?;
     let mut runner = build_runner(&settings, model, 0)?;
-    let started = Instant::now();
     let job = warmup_job(&runner.served_model().modalities);
-    runner.run(&job).map_err(|e| anyhow::anyhow!("{e}")).context("warm-up window")?;
-    println!("warm-up window ({}) ran in {:.3} s", runner.describe(), started.elapsed().as_secs_f64());
+    let (single, batch) = warm_up_runner(&mut runner, &job).map_err(|e| anyhow::anyhow!("{e}")).context("warm-up window")?;
+    println!("warm-up window ({}) ran in {:.3} s", runner.describe(), single.as_secs_f64());
+    if let Some((n, took)) = batch {
+        println!("warm-up batch of {n} windows ran in {:.3} s", took.as_secs_f64());
+    }
     Ok(())
 }
 
@@ -375,6 +435,45 @@ fn run_replay(a: ReplayArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// `bench-throughput`: every `max_batch` x conversations row on the profile's engine, then the
+/// summary (`throughput::summarize`). Stops, saying so, when the data is not there.
+fn run_bench_throughput(a: BenchThroughputArgs) -> Result<()> {
+    if !a.data.exists() {
+        bail!("{} does not exist (is ../shared missing?): no CMU-MOSI stream, nothing measured", a.data.display());
+    }
+    let settings = load_settings(&a.board)?;
+    let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
+    let rec = crate::dataset::load(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
+    let mut runner = load_runner(&settings, &models, 0)?;
+    let window = settings.assembly.window.min(runner.model_window());
+    let stream = Stream::new(&rec, &runner.served_model().modalities, a.rate, a.seed, a.window_sizes, window)?;
+    let lengths = stream.video_lengths();
+    println!("board: {}; models: {}; data: {} ({} videos, {}-{} utterances, mean {:.1})", settings.board, models.display(), a.data.display(),
+        lengths.len(), lengths.iter().min().unwrap_or(&0), lengths.iter().max().unwrap_or(&0), lengths.iter().sum::<usize>() as f64 / lengths.len().max(1) as f64);
+    println!("windows: {:?}, W = {window}, missing rate {}, latency budget {} ms", a.window_sizes, a.rate, settings.engine.batch_latency_ms);
+    println!("{}", throughput::table_header());
+    let mut rows = Vec::new();
+    for &b in &a.max_batch {
+        runner.set_max_batch(b.clamp(1, crate::config::MAX_BATCH));
+        for &c in &a.conversations {
+            let spec = RunSpec { conversations: c, windows: a.windows, warmup: a.warmup, budget: settings.engine.batch_latency() };
+            let m = throughput::measure(&mut runner, &stream, &spec).with_context(|| format!("{c} conversations, max_batch {b}"))?;
+            println!("{}", throughput::table_row(&m));
+            rows.push(m);
+        }
+    }
+    let s = throughput::summarize(&rows);
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
+    println!("engine: {}", runner.describe());
+    println!("{} conversations: {} windows/core-s batched (max_batch {}) vs {} one at a time: ratio {}", s.conversations,
+        fmt(s.batched_windows_per_core_s), s.max_batch, fmt(s.single_windows_per_core_s), s.ratio.map_or("-".into(), |r| format!("{r:.2}x")));
+    println!("single-window latency p50: {}", s.single_window_latency_p50_us.map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1e3)));
+    if a.json {
+        println!("{}", serde_json::json!({ "rows": rows, "summary": s, "window_sizes": a.window_sizes, "rate": a.rate, "videos": lengths }));
+    }
+    Ok(())
 }
 
 /// Logger for the binary: under systemd (`JOURNAL_STREAM` set) each line carries its syslog

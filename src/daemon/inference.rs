@@ -1,34 +1,38 @@
-//! The inference side: the `WindowRunner` trait (what runs one window: the real pipeline or a
-//! test double), the bounded job queue between the async side and the inference thread, and
-//! the thread itself, which owns the runner and pings the watchdog.
+//! The inference side: the `WindowRunner` trait (what runs windows: the real pipeline or a test
+//! double), the inference thread, which owns the runner, takes the waiting windows from the
+//! bounded job queue (`queue`) a batch at a time (sized by `batching`), publishes one result per
+//! window and pings the watchdog, and `run_batch`, the step the thread repeats (the throughput
+//! driver runs it too).
 //!
-//! Overflow policy (docs/PROTOCOL.md, "Queue"): pushing never blocks. A queued job of the same
-//! conversation session whose window the newer one covers (the newer window starts at or before
-//! it, so it holds every utterance of the older one with more context) is replaced in place
-//! (counted `windows_superseded`); a sliding window that has moved on, or the first window of a
-//! new chunked block, is queued as well, so no utterance loses its last result. When the queue
-//! is full, the oldest job is dropped (counted `windows_dropped`).
+//! Results: one `WindowResult` per job, in job order; `latency_us` is the time from the start of
+//! the batch run holding the window to its result (the batch's run time; with batches of one,
+//! the window's inference time). A window that fails (invalid, or its batch's engine error) is
+//! counted and logged, nothing is published for it, and the other windows are unaffected.
 //!
 //! Watchdog: the thread pings at least every heartbeat while the engine works; after
-//! `max_consecutive_errors` failed windows in a row it stops pinging (systemd then restarts the
-//! service) until a window succeeds again.
+//! `max_consecutive_errors` failed windows in a row (in job order) it stops pinging (systemd
+//! then restarts the service) until a window succeeds again.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
 use super::assembly::WindowJob;
+use super::batching::{batch_size, RunCost};
 use super::notify::Notifier;
 use super::stats::{bump, Stats};
+use crate::config::MAX_BATCH;
 use crate::protocol::{UtteranceResult, WindowResult};
+
+pub use super::queue::{Batch, Drained, JobQueue, Pushed};
 
 /// Error of a runner: whatever the engine reports, logged and counted per window.
 pub type RunError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Runs the model on one window. Implementations own their engine and buffers.
+/// Runs the model on windows. Implementations own their engine and buffers.
 pub trait WindowRunner: Send {
     /// One line for logs and status: backend, provider, completion mode.
     fn describe(&self) -> String;
@@ -36,95 +40,14 @@ pub trait WindowRunner: Send {
     fn completion(&self) -> String;
     /// Results for every utterance of the window, in window order.
     fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError>;
-}
-
-/// What happened to a pushed job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    Queued,
-    Superseded,
-    DroppedOldest,
-    Closed,
-}
-
-#[derive(Debug, Default)]
-struct QueueState {
-    jobs: VecDeque<WindowJob>,
-    closed: bool,
-}
-
-/// Bounded queue of window jobs (see the module doc for the overflow policy).
-#[derive(Debug)]
-pub struct JobQueue {
-    state: Mutex<QueueState>,
-    ready: Condvar,
-    capacity: usize,
-}
-
-impl JobQueue {
-    pub fn new(capacity: usize) -> Self {
-        JobQueue { state: Mutex::new(QueueState::default()), ready: Condvar::new(), capacity: capacity.max(1) }
+    /// The most windows worth giving `run_batch` at once (1: one window at a time).
+    fn max_batch(&self) -> usize {
+        1
     }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
-        // A panic while holding this lock leaves only a VecDeque behind: still consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().jobs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Enqueues without blocking, applying the overflow policy.
-    pub fn push(&self, job: WindowJob) -> Pushed {
-        let mut st = self.lock();
-        if st.closed {
-            return Pushed::Closed;
-        }
-        let covered = |j: &WindowJob| {
-            j.conversation == job.conversation && j.session == job.session && job.first_position <= j.first_position
-        };
-        let outcome = if let Some(slot) = st.jobs.iter_mut().find(|j| covered(j)) {
-            *slot = job;
-            Pushed::Superseded
-        } else if st.jobs.len() >= self.capacity {
-            st.jobs.pop_front();
-            st.jobs.push_back(job);
-            Pushed::DroppedOldest
-        } else {
-            st.jobs.push_back(job);
-            Pushed::Queued
-        };
-        drop(st);
-        self.ready.notify_one();
-        outcome
-    }
-
-    /// Waits up to `timeout` for a job; `Err(())` once closed and drained.
-    pub fn pop(&self, timeout: Duration) -> Result<Option<WindowJob>, ()> {
-        let mut st = self.lock();
-        if st.jobs.is_empty() && !st.closed {
-            st = self.ready.wait_timeout(st, timeout).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
-        }
-        match st.jobs.pop_front() {
-            Some(job) => Ok(Some(job)),
-            None if st.closed => Err(()),
-            None => Ok(None),
-        }
-    }
-
-    /// Stops accepting jobs; the thread drains what is queued, then exits.
-    pub fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_all();
+    /// One entry per job, in job order, each what `run` gives that job alone; a job's failure
+    /// is its own entry. The default runs them one by one.
+    fn run_batch(&mut self, jobs: &[WindowJob]) -> Vec<Result<Vec<UtteranceResult>, RunError>> {
+        jobs.iter().map(|j| self.run(j)).collect()
     }
 }
 
@@ -135,25 +58,24 @@ pub struct InferenceThread {
 }
 
 impl InferenceThread {
-    /// Starts the thread; it publishes each result on `results` and pings `notifier`'s
-    /// watchdog at least every `heartbeat` while fewer than `max_consecutive_errors` windows in
-    /// a row have failed.
+    /// Starts the thread; it publishes each result on `results`, pings `notifier`'s watchdog
+    /// and sizes its batches as `policy` says.
     pub fn spawn(
         runner: Box<dyn WindowRunner>,
         queue: Arc<JobQueue>,
         results: broadcast::Sender<Arc<WindowResult>>,
         stats: Arc<Stats>,
         notifier: Arc<dyn Notifier>,
-        watchdog: WatchdogPolicy,
+        policy: InferencePolicy,
     ) -> std::io::Result<Self> {
         let q = Arc::clone(&queue);
         let handle = std::thread::Builder::new()
             .name("gsdnet-inference".into())
-            .spawn(move || inference_loop(runner, &q, &results, &stats, notifier.as_ref(), watchdog))?;
+            .spawn(move || inference_loop(runner, &q, &results, &stats, notifier.as_ref(), policy))?;
         Ok(InferenceThread { queue, handle })
     }
 
-    /// Closes the queue and waits for the current job to finish.
+    /// Closes the queue and waits for the queued jobs to finish.
     pub fn stop(self) {
         self.queue.close();
         if self.handle.join().is_err() {
@@ -171,32 +93,55 @@ pub struct WatchdogPolicy {
     pub max_consecutive_errors: u32,
 }
 
+/// What the inference thread is told: its watchdog policy and the latency budget of a window
+/// from enqueue to result, which limits its batches (`batching`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InferencePolicy {
+    pub watchdog: WatchdogPolicy,
+    pub batch_latency: Duration,
+}
+
+/// The batch decision at `now` over the enqueue times of the waiting windows (oldest first);
+/// counts a batch the budget made smaller than what waits.
+pub fn choose_batch(enqueued: &[Instant], now: Instant, budget: Duration, cost: &RunCost, stats: &Stats) -> usize {
+    let ages: Vec<Duration> = enqueued.iter().map(|&t| now.saturating_duration_since(t)).collect();
+    let n = batch_size(budget, &ages, cost);
+    if n < ages.len() {
+        bump(&stats.batches_shortened);
+    }
+    n
+}
+
 fn inference_loop(
     mut runner: Box<dyn WindowRunner>,
     q: &JobQueue,
     results: &broadcast::Sender<Arc<WindowResult>>,
     stats: &Stats,
     notifier: &dyn Notifier,
-    policy: WatchdogPolicy,
+    policy: InferencePolicy,
 ) {
     let completion = runner.completion();
+    let cap = runner.max_batch().clamp(1, MAX_BATCH);
+    let mut cost = RunCost::new(cap);
     let mut failed_in_a_row = 0u32;
     loop {
-        if failed_in_a_row < policy.max_consecutive_errors.max(1) {
+        if failed_in_a_row < policy.watchdog.max_consecutive_errors.max(1) {
             notifier.watchdog();
         }
-        let job = match q.pop(policy.heartbeat) {
-            Ok(Some(job)) => job,
-            Ok(None) => continue,
-            Err(()) => break,
+        let choose = |enqueued: &[Instant]| choose_batch(enqueued, Instant::now(), policy.batch_latency, &cost, stats);
+        let batch = match q.pop_batch_by(cap, policy.watchdog.heartbeat, choose) {
+            Ok(batch) if batch.is_empty() => continue,
+            Ok(batch) => batch,
+            Err(Drained) => break,
         };
-        let result = run_job(runner.as_mut(), &job, &completion, stats);
-        failed_in_a_row = track_failures(failed_in_a_row, result.is_some(), policy, stats, notifier);
-        if let Some(result) = result {
-            log::debug!("{}", describe_result(&result));
-            // No subscriber is not an error: results are also logged.
-            if results.send(Arc::new(result)).is_ok() {
-                bump(&stats.results_published);
+        for result in run_batch(runner.as_mut(), &batch.jobs, &completion, stats, &mut cost) {
+            failed_in_a_row = track_failures(failed_in_a_row, result.is_some(), policy.watchdog, stats, notifier);
+            if let Some(result) = result {
+                log::debug!("{}", describe_result(&result));
+                // No subscriber is not an error: results are also logged.
+                if results.send(Arc::new(result)).is_ok() {
+                    bump(&stats.results_published);
+                }
             }
         }
     }
@@ -207,10 +152,10 @@ fn inference_loop(
 fn track_failures(before: u32, ok: bool, policy: WatchdogPolicy, stats: &Stats, notifier: &dyn Notifier) -> u32 {
     let limit = policy.max_consecutive_errors.max(1);
     let after = if ok { 0 } else { before.saturating_add(1) };
-    stats.consecutive_inference_errors.store(u64::from(after), std::sync::atomic::Ordering::Relaxed);
+    stats.consecutive_inference_errors.store(u64::from(after), Relaxed);
     let stopped = after >= limit;
     if stopped != (before >= limit) {
-        stats.watchdog_stopped.store(stopped, std::sync::atomic::Ordering::Relaxed);
+        stats.watchdog_stopped.store(stopped, Relaxed);
         if stopped {
             log::error!("{after} windows failed in a row: watchdog pings stopped, the service manager will restart the daemon");
             notifier.status(&format!("engine failing: {after} windows failed in a row; watchdog stopped"));
@@ -222,22 +167,52 @@ fn track_failures(before: u32, ok: bool, policy: WatchdogPolicy, stats: &Stats, 
     after
 }
 
-fn run_job(runner: &mut dyn WindowRunner, job: &WindowJob, completion: &str, stats: &Stats) -> Option<WindowResult> {
+/// Runs `jobs` (queue order) as one batch on `runner` and counts it (`batches_run`,
+/// `windows_batched`, `windows_run`, `inference_errors`); records its run time in `cost` unless
+/// every job failed. One entry per job, in job order: the result to publish, or `None` when the
+/// job failed (logged, throttled).
+pub fn run_batch(runner: &mut dyn WindowRunner, jobs: &[WindowJob], completion: &str, stats: &Stats, cost: &mut RunCost) -> Vec<Option<WindowResult>> {
+    if jobs.is_empty() {
+        return Vec::new();
+    }
     let started = Instant::now();
-    match runner.run(job) {
+    let mut answers = runner.run_batch(jobs).into_iter();
+    let took = started.elapsed();
+    bump(&stats.batches_run);
+    if jobs.len() > 1 {
+        stats.windows_batched.fetch_add(jobs.len() as u64, Relaxed);
+    }
+    log::debug!("batch of {} windows ran in {took:?}", jobs.len());
+    let latency_us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+    let out: Vec<Option<WindowResult>> = jobs
+        .iter()
+        .map(|job| {
+            // A runner answering fewer entries than jobs fails the rest, nothing is mismatched.
+            let answer = answers.next().unwrap_or_else(|| Err("the runner returned no result for this window".into()));
+            publishable(job, answer, completion, latency_us, stats)
+        })
+        .collect();
+    if out.iter().any(Option::is_some) {
+        cost.record(jobs.len(), took);
+    }
+    out
+}
+
+fn publishable(job: &WindowJob, answer: Result<Vec<UtteranceResult>, RunError>, completion: &str, latency_us: u32, stats: &Stats) -> Option<WindowResult> {
+    match answer {
         Ok(utterances) => {
             bump(&stats.windows_run);
             Some(WindowResult {
                 conversation: job.conversation.clone(),
                 closed_utterance: job.closed_utterance(),
                 completion: completion.to_string(),
-                latency_us: u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX),
+                latency_us,
                 utterances,
             })
         }
         Err(e) => {
             bump(&stats.inference_errors);
-            let n = stats.inference_errors.load(std::sync::atomic::Ordering::Relaxed);
+            let n = stats.inference_errors.load(Relaxed);
             if crate::daemon::stats::is_loud(n) {
                 let conv = crate::daemon::stats::Escaped(&job.conversation);
                 log::error!("{conv} utterance {}: inference failed: {e} ({n} failures so far)", job.closed_utterance());
@@ -258,4 +233,26 @@ fn describe_result(r: &WindowResult) -> String {
         r.utterances.len(),
         r.latency_us
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choose_batch_measures_ages_at_now_and_counts_shortened_batches() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut cost = RunCost::new(8);
+        cost.record(1, ms(20));
+        cost.record(4, ms(80));
+        let stats = Stats::default();
+        let enqueued = [t0, t0 + ms(50), t0 + ms(100), t0 + ms(150)];
+        // At t0 + 150 ms the oldest has waited 150 ms: 150 + 80 fits 250, all four run.
+        assert_eq!(choose_batch(&enqueued, t0 + ms(150), ms(250), &cost, &stats), 4);
+        assert_eq!(stats.batches_shortened.load(Relaxed), 0);
+        // 40 ms later: 190 + 80 does not fit; three windows take at most 3 x 20 ms: 190 + 60 fits.
+        assert_eq!(choose_batch(&enqueued, t0 + ms(190), ms(250), &cost, &stats), 3);
+        assert_eq!(stats.batches_shortened.load(Relaxed), 1);
+    }
 }

@@ -1,5 +1,6 @@
-//! The production `WindowRunner`: the core `Pipeline` (completion + classification) on an
-//! assembled window, with the seeded sampler streams of DESIGN.md.
+//! The production `WindowRunner`: the core `Pipeline` (completion + classification) on assembled
+//! windows, one at a time (`run`) or several of any conversations at once (`run_batch`), with
+//! the seeded sampler streams of DESIGN.md.
 //!
 //! Sampler key of a window: `SeededNoise::for_window(seed, noise_scenario, conversation,
 //! first_position / W)`. With `noise_scenario` set to an evaluation scenario's key, a window that
@@ -7,16 +8,49 @@
 //! samples (`engine.samples`, else the manifest's) draw from `sample_key(K, s)` as in eval, so
 //! such a window gets eval's averaged probabilities too.
 //!
+//! Batches: every window is checked first (`Pipeline::check`): an invalid one fails alone; the
+//! valid ones run in one `Pipeline::run_batch`, each with its own sampler stream (the key above),
+//! so a window's result does not depend on its batch-mates. An engine error fails the valid
+//! windows of that batch only. `max_batch` is the pipeline's (`[engine] max_batch`).
+//!
 //! Results carry the model's K probabilities, the label index and its class name (manifest
 //! order), and the regression only when the model has a regression head. Speakers go from the
 //! assembled utterances (the wire's `speaker`) into the pipeline's graph unchanged.
+
+use std::sync::Arc;
+
+use thiserror::Error;
 
 use crate::daemon::assembly::WindowJob;
 use crate::daemon::inference::{RunError, WindowRunner};
 use crate::daemon::model_info::{ServedModel, ServedModelError};
 use crate::diffusion::SeededNoise;
-use crate::pipeline::{Completion, Pipeline, Utterance, UtteranceOutput, Window};
-use crate::protocol::{Probs, UtteranceResult};
+use crate::pipeline::{BatchItem, Completion, Pipeline, PipelineError, Utterance, Window, WindowOutput};
+use crate::protocol::{CapacityError, Probs, UtteranceResult};
+
+/// Why the runner failed a window.
+#[derive(Debug, Error)]
+pub enum RunnerError {
+    /// The window itself (invalid), or the engine on this window alone (boxed: the engine's
+    /// errors are large and this travels in every result).
+    #[error(transparent)]
+    Pipeline(Box<PipelineError>),
+    /// The engine failed the batch holding this window: every valid window of it gets this.
+    #[error("batch of {windows} windows failed: {source}")]
+    Batch { windows: usize, source: Arc<PipelineError> },
+    #[error("label {0} does not fit the protocol")]
+    Label(usize),
+    #[error("probabilities: {0}")]
+    Probs(#[from] CapacityError),
+    #[error("the pipeline returned {got} outputs for {want} windows")]
+    Outputs { got: usize, want: usize },
+}
+
+impl From<PipelineError> for RunnerError {
+    fn from(e: PipelineError) -> Self {
+        RunnerError::Pipeline(Box::new(e))
+    }
+}
 
 pub struct PipelineRunner {
     pipeline: Pipeline,
@@ -24,6 +58,8 @@ pub struct PipelineRunner {
     seed: u64,
     noise_scenario: u64,
     model: ServedModel,
+    /// Outputs of the last batch, reused (their vectors grow to the largest window once).
+    outs: Vec<WindowOutput>,
 }
 
 impl PipelineRunner {
@@ -31,7 +67,7 @@ impl PipelineRunner {
     /// already checked the same way).
     pub fn new(pipeline: Pipeline, completion: Completion, seed: u64, noise_scenario: u64) -> Result<Self, ServedModelError> {
         let model = ServedModel::from_manifest(&pipeline.model().manifest)?;
-        Ok(PipelineRunner { pipeline, completion, seed, noise_scenario, model })
+        Ok(PipelineRunner { pipeline, completion, seed, noise_scenario, model, outs: Vec::new() })
     }
 
     /// What this runner serves (for `ServeOptions::model`).
@@ -39,22 +75,46 @@ impl PipelineRunner {
         &self.model
     }
 
-    /// The wire form of one pipeline output.
-    fn result(&self, utterance: u32, avail: u8, o: UtteranceOutput) -> Result<UtteranceResult, RunError> {
-        let label = u16::try_from(o.label).map_err(|_| format!("label {} does not fit the protocol", o.label))?;
-        Ok(UtteranceResult {
-            utterance,
-            avail,
-            label,
-            label_name: self.model.class_name(o.label),
-            probs: Probs::from_vec(o.probs)?,
-            reg: o.regression,
-        })
-    }
-
     /// The model's window length W.
     pub fn model_window(&self) -> usize {
         self.pipeline.model().manifest.dims.window
+    }
+
+    /// Sets the pipeline's `max_batch` (at least 1): the most windows `run_batch` is given.
+    pub fn set_max_batch(&mut self, b: usize) {
+        self.pipeline.set_max_batch(b);
+    }
+
+    /// The sampler stream of `job` (module doc).
+    fn noise(&self, job: &WindowJob) -> SeededNoise {
+        let w = self.model_window().max(1) as u64;
+        SeededNoise::for_window(self.seed, self.noise_scenario, &job.conversation, job.first_position / w)
+    }
+
+    /// The wire form of one window's pipeline output.
+    fn results(&self, job: &WindowJob, out: &WindowOutput) -> Result<Vec<UtteranceResult>, RunnerError> {
+        let one = |(u, o): (&crate::daemon::assembly::ClosedUtterance, &crate::pipeline::UtteranceOutput)| {
+            Ok(UtteranceResult {
+                utterance: u.utterance,
+                avail: u.avail_bits(),
+                label: u16::try_from(o.label).map_err(|_| RunnerError::Label(o.label))?,
+                label_name: self.model.class_name(o.label),
+                probs: Probs::from_slice(&o.probs)?,
+                reg: o.regression,
+            })
+        };
+        job.utterances.iter().zip(&out.utterances).map(one).collect()
+    }
+}
+
+/// The pipeline's view of a job's utterances (borrowed).
+fn window(job: &WindowJob) -> Window<'_> {
+    Window {
+        utterances: job
+            .utterances
+            .iter()
+            .map(|u| Utterance { speaker: u32::from(u.speaker), features: std::array::from_fn(|m| u.features[m].as_deref()) })
+            .collect(),
     }
 }
 
@@ -62,7 +122,8 @@ impl WindowRunner for PipelineRunner {
     fn describe(&self) -> String {
         let p = &self.pipeline;
         let samples = if p.samples() > 1 && self.completion == Completion::Gsdnet { format!(" x {} samples", p.samples()) } else { String::new() };
-        format!("{} | completion {} | {} {} steps{samples}", p.model().provider(), self.completion, p.sde().kind, p.sde().steps)
+        let batch = if p.max_batch() > 1 { format!(" | batches of up to {}", p.max_batch()) } else { String::new() };
+        format!("{} | completion {} | {} {} steps{samples}{batch}", p.model().provider(), self.completion, p.sde().kind, p.sde().steps)
     }
 
     fn completion(&self) -> String {
@@ -70,16 +131,61 @@ impl WindowRunner for PipelineRunner {
     }
 
     fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
-        let window = Window {
-            utterances: job
-                .utterances
-                .iter()
-                .map(|u| Utterance { speaker: u32::from(u.speaker), features: std::array::from_fn(|m| u.features[m].as_deref()) })
-                .collect(),
-        };
-        let w = self.model_window().max(1) as u64;
-        let mut noise = SeededNoise::for_window(self.seed, self.noise_scenario, &job.conversation, job.first_position / w);
-        let out = self.pipeline.run(&window, self.completion, &mut noise)?;
-        job.utterances.iter().zip(out.utterances).map(|(u, o)| self.result(u.utterance, u.avail_bits(), o)).collect()
+        let mut noise = self.noise(job);
+        let out = self.pipeline.run(&window(job), self.completion, &mut noise)?;
+        Ok(self.results(job, &out)?)
+    }
+
+    fn max_batch(&self) -> usize {
+        self.pipeline.max_batch()
+    }
+
+    fn run_batch(&mut self, jobs: &[WindowJob]) -> Vec<Result<Vec<UtteranceResult>, RunError>> {
+        let windows: Vec<Window> = jobs.iter().map(window).collect();
+        let mut answers: Vec<Result<Vec<UtteranceResult>, RunnerError>> = Vec::with_capacity(jobs.len());
+        let mut valid = Vec::with_capacity(jobs.len());
+        for (i, w) in windows.iter().enumerate() {
+            match self.pipeline.check(w) {
+                Ok(()) => {
+                    valid.push(i);
+                    // Replaced by `run_valid`.
+                    answers.push(Err(RunnerError::Outputs { got: 0, want: 1 }));
+                }
+                Err(e) => answers.push(Err(e.into())),
+            }
+        }
+        if !valid.is_empty() {
+            self.run_valid(jobs, &windows, &valid, &mut answers);
+        }
+        answers.into_iter().map(|a| a.map_err(RunError::from)).collect()
+    }
+}
+
+impl PipelineRunner {
+    /// Runs the windows `valid` (indices into `jobs`, all checked) as one pipeline batch, each
+    /// with its own sampler stream, and writes their answers.
+    fn run_valid(&mut self, jobs: &[WindowJob], windows: &[Window], valid: &[usize], answers: &mut [Result<Vec<UtteranceResult>, RunnerError>]) {
+        let mut noises: Vec<SeededNoise> = valid.iter().map(|&i| self.noise(&jobs[i])).collect();
+        let mut items: Vec<BatchItem> = valid.iter().zip(noises.iter_mut()).map(|(&i, noise)| BatchItem { window: &windows[i], noise }).collect();
+        let mut outs = std::mem::take(&mut self.outs);
+        match self.pipeline.run_batch(&mut items, self.completion, &mut outs) {
+            Ok(()) if outs.len() == valid.len() => {
+                for (&i, out) in valid.iter().zip(&outs) {
+                    answers[i] = self.results(&jobs[i], out);
+                }
+            }
+            Ok(()) => {
+                for &i in valid {
+                    answers[i] = Err(RunnerError::Outputs { got: outs.len(), want: valid.len() });
+                }
+            }
+            Err(e) => {
+                let source = Arc::new(e);
+                for &i in valid {
+                    answers[i] = Err(RunnerError::Batch { windows: valid.len(), source: Arc::clone(&source) });
+                }
+            }
+        }
+        self.outs = outs;
     }
 }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::assembly::{Assembler, AssemblySettings, ClosedUtterance, WindowJob};
 use super::connection::{serve_stream, Input, Phases, StreamCtx};
-use super::inference::{InferenceThread, JobQueue, Pushed, WatchdogPolicy, WindowRunner};
+use super::inference::{InferencePolicy, InferenceThread, JobQueue, Pushed, RunError, WatchdogPolicy, WindowRunner};
 use super::limits::{Admission, ConnectionLimits, Peer, Registry, TokenBucket};
 use super::model_info::{first_modality, ServedModel};
 use super::notify::Notifier;
@@ -63,6 +63,9 @@ pub struct ServeOptions {
     pub heartbeat: Duration,
     /// Failed windows in a row after which the watchdog is no longer fed.
     pub max_consecutive_errors: u32,
+    /// Latency budget of a window from enqueue to result; it limits the inference thread's
+    /// batches (`daemon::batching`; the batch cap is the runner's `max_batch`).
+    pub batch_latency: Duration,
     /// Socket client limits (serial ports are not subject to them).
     pub limits: ConnectionLimits,
     /// `Scored` results below this confidence are marked uncertain (0 = never).
@@ -157,11 +160,13 @@ pub async fn serve(
     check_result_size(&opts, &runner.completion())?;
     let runner = if opts.warm_up { warm_up(runner, &opts).await? } else { runner };
     let engine = runner.describe();
+    let max_batch = runner.max_batch();
     log::info!("model {}", opts.model.describe());
     let stats = Arc::new(Stats::default());
     let (results, _) = broadcast::channel(opts.result_backlog.max(1));
     let queue = Arc::new(JobQueue::new(opts.queue_capacity));
-    let policy = WatchdogPolicy { heartbeat: opts.heartbeat, max_consecutive_errors: opts.max_consecutive_errors };
+    let watchdog = WatchdogPolicy { heartbeat: opts.heartbeat, max_consecutive_errors: opts.max_consecutive_errors };
+    let policy = InferencePolicy { watchdog, batch_latency: opts.batch_latency };
     let inference = InferenceThread::spawn(runner, Arc::clone(&queue), results.clone(), Arc::clone(&stats), Arc::clone(&notifier), policy)
         .map_err(ServeError::Thread)?;
     let shared = Arc::new(Shared {
@@ -189,14 +194,21 @@ pub async fn serve(
     spawn_endpoints(&mut tasks, endpoints, &shared, (socket_tx, serial_tx), &phases);
     notifier.ready();
     notifier.status(&format!("serving: {engine}"));
-    log::info!("ready: {engine}");
+    log::info!("ready: {engine}; batches of up to {max_batch} windows, latency budget {:?}", opts.batch_latency);
     shutdown.await;
     notifier.stopping();
     notifier.status("stopping");
     log::info!("shutting down");
     let _ = stop_input.send(true);
     finish(assembly, inference, tasks, stop_output).await;
-    log::info!("stopped: {} windows run, {} inputs rejected", stats.windows_run.load(Relaxed), stats.total_rejected());
+    log::info!(
+        "stopped: {} windows run in {} batches ({} windows batched, {} batches shortened by the latency budget), {} inputs rejected",
+        stats.windows_run.load(Relaxed),
+        stats.batches_run.load(Relaxed),
+        stats.windows_batched.load(Relaxed),
+        stats.batches_shortened.load(Relaxed),
+        stats.total_rejected()
+    );
     Ok(stats)
 }
 
@@ -218,18 +230,40 @@ async fn finish(mut assembly: tokio::task::JoinHandle<()>, inference: InferenceT
     }
 }
 
+/// One warm-up window, then (for a batching runner) one full batch of it, so that whatever an
+/// engine builds lazily for either is built before READY.
 async fn warm_up(mut runner: Box<dyn WindowRunner>, opts: &ServeOptions) -> Result<Box<dyn WindowRunner>, ServeError> {
     let job = warmup_job(&opts.model.modalities);
     let (runner, outcome) = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let outcome = runner.run(&job).map(|_| started.elapsed());
+        let outcome = warm_up_runner(runner.as_mut(), &job);
         (runner, outcome)
     })
     .await
     .map_err(|_| ServeError::Panicked)?;
-    let took = outcome.map_err(|e| ServeError::WarmUp(e.to_string()))?;
-    log::info!("warm-up inference took {took:?}");
+    let (single, batch) = outcome.map_err(|e| ServeError::WarmUp(e.to_string()))?;
+    match batch {
+        Some((n, took)) => log::info!("warm-up inference took {single:?}, a batch of {n} {took:?}"),
+        None => log::info!("warm-up inference took {single:?}"),
+    }
     Ok(runner)
+}
+
+/// Runs `job` alone, then `max_batch` copies of it as one batch when the runner batches; the
+/// run times (and the batch size).
+pub fn warm_up_runner(runner: &mut dyn WindowRunner, job: &WindowJob) -> Result<(Duration, Option<(usize, Duration)>), RunError> {
+    let started = std::time::Instant::now();
+    runner.run(job)?;
+    let single = started.elapsed();
+    let n = runner.max_batch().clamp(1, crate::config::MAX_BATCH);
+    if n == 1 {
+        return Ok((single, None));
+    }
+    let jobs = vec![job.clone(); n];
+    let started = std::time::Instant::now();
+    for answer in runner.run_batch(&jobs) {
+        answer?;
+    }
+    Ok((single, Some((n, started.elapsed()))))
 }
 
 type InputSenders = (mpsc::Sender<Input>, mpsc::Sender<Input>);

@@ -15,6 +15,12 @@ const EVERY: u64 = 1000;
 pub struct Stats {
     pub frames_accepted: AtomicU64,
     pub windows_run: AtomicU64,
+    /// Runner calls of the inference thread (a batch of one counts too).
+    pub batches_run: AtomicU64,
+    /// Windows that ran in a batch of two or more.
+    pub windows_batched: AtomicU64,
+    /// Batches the latency budget made smaller than what was waiting (up to `max_batch`).
+    pub batches_shortened: AtomicU64,
     pub windows_superseded: AtomicU64,
     pub windows_dropped: AtomicU64,
     pub inference_errors: AtomicU64,

@@ -45,6 +45,14 @@ impl Buffers {
             dl: vec![0.0; m * k],
         }
     }
+
+    /// Sizes for R rows at window N.
+    pub(super) fn shape(&mut self, (m, r, n, d, k): (usize, usize, usize, usize, usize)) {
+        self.x.set_shape(&[r, m, n, d]);
+        self.lam.set_shape(&[r, m, k]);
+        self.dx.resize(r * m * n * d, 0.0);
+        self.dl.resize(r * m * k, 0.0);
+    }
 }
 
 impl Sampler {

@@ -3,61 +3,94 @@
 
 use std::collections::BTreeMap;
 
-use super::{io, Dims, Normalisation, RawClasses, RawDims, RawNorm, MAX_CLASSES, MAX_CLASS_NAME};
-use crate::backend::TensorSpec;
+use super::{Dims, Normalisation, RawClasses, RawDims, RawNorm, MAX_CLASSES, MAX_CLASS_NAME};
+use crate::backend::{Axis, TensorSpec};
 use crate::modality::{Modalities, Modality, MAX_FEATURE_SIZE};
 
+/// One axis of DESIGN.md's part I/O table: the batch, the window or a fixed size.
+#[derive(Clone, Copy)]
+enum D {
+    B,
+    W,
+    F(usize),
+}
+
 /// DESIGN.md's inputs and outputs of `part` for a model with `mods`, `classes` classes, a
-/// regression head or not, and `dims` (M = `mods.count()` slots in canonical order).
+/// regression head or not, and `dims` (M = `mods.count()` slots in canonical order); with
+/// `symbolic` the batch and window axes are `Axis::Batch` / `Axis::Window`, else fixed at 1 / W.
 pub fn expected_io(
     part: &str,
     mods: &Modalities,
     classes: usize,
     has_regression: bool,
     d: &Dims,
+    symbolic: bool,
 ) -> Option<(Vec<TensorSpec>, Vec<TensorSpec>)> {
-    let (w, l, k, m) = (d.window, d.latent, d.k, mods.count());
-    let lat = [1, m, w, l];
-    let feats: Vec<TensorSpec> = mods
-        .iter()
-        .map(|x| io(x.name(), &[1, w, mods.sizes()[x.index()]]))
-        .collect();
-    let (avail, mask) = (io("avail", &[1, w, m]), io("node_mask", &[1, w]));
+    use D::{B, F, W};
+    let (l, k, m) = (F(d.latent), F(d.k), F(mods.count()));
+    let io = |name: &str, dims: &[D]| spec(name, dims, d.window, symbolic);
+    let lat = [B, m, W, l];
+    let feats: Vec<TensorSpec> =
+        mods.iter().map(|x| io(x.name(), &[B, W, F(mods.sizes()[x.index()])])).collect();
+    let (avail, mask) = (io("avail", &[B, W, m]), io("node_mask", &[B, W]));
     Some(match part {
         "encoders" => (feats, vec![io("h", &lat)]),
         "s_theta" => (
-            vec![
-                io("x_t", &lat),
-                io("t", &[1]),
-                io("cond", &lat),
-                avail,
-                io("adj_t", &[1, m, w, w]),
-                mask,
-            ],
+            vec![io("x_t", &lat), io("t", &[B]), io("cond", &lat), avail, io("adj_t", &[B, m, W, W]), mask],
             vec![io("score", &lat)],
         ),
         "s_phi" => (
             vec![
-                io("lam_t", &[1, m, k]),
-                io("t", &[1]),
-                io("lam_obs", &[1, m, k]),
-                io("u", &[1, w, k]),
+                io("lam_t", &[B, m, k]),
+                io("t", &[B]),
+                io("lam_obs", &[B, m, k]),
+                io("u", &[B, W, k]),
                 io("cond", &lat),
                 avail,
                 mask,
             ],
-            vec![io("score", &[1, m, k])],
+            vec![io("score", &[B, m, k])],
         ),
         "recon" => (vec![io("x", &lat)], feats),
         "fusion" => {
-            let mut outs = vec![io("logits", &[1, w, classes])];
+            let mut outs = vec![io("logits", &[B, W, F(classes)])];
             if has_regression {
-                outs.push(io("reg", &[1, w, 1]));
+                outs.push(io("reg", &[B, W, F(1)]));
             }
-            (vec![io("x", &lat), avail, io("adj", &[1, 2, w, w]), mask], outs)
+            (vec![io("x", &lat), avail, io("adj", &[B, F(2), W, W]), mask], outs)
         }
         _ => return None,
     })
+}
+
+fn spec(name: &str, dims: &[D], window: usize, symbolic: bool) -> TensorSpec {
+    let shape = dims.iter().map(|x| match x {
+        D::B => 1,
+        D::W => window,
+        D::F(n) => *n,
+    });
+    let axes = dims.iter().map(|x| match (x, symbolic) {
+        (D::B, true) => Axis::Batch,
+        (D::W, true) => Axis::Window,
+        _ => Axis::Fixed,
+    });
+    TensorSpec { name: name.to_string(), shape: shape.collect(), axes: axes.collect() }
+}
+
+/// The window sizes a model runs at: `[dims] buckets` (strictly increasing, 1..=W, ending at
+/// W; only for parts with a symbolic window axis), absent = `[W]`.
+pub(super) fn check_buckets(raw: Option<&[usize]>, window: usize, symbolic: bool) -> Result<Vec<usize>, String> {
+    let Some(b) = raw else { return Ok(vec![window]) };
+    let increasing = b.windows(2).all(|p| p[0] < p[1]);
+    if b.is_empty() || !increasing || b[0] == 0 || b.last() != Some(&window) {
+        return Err(format!(
+            "[dims] buckets = {b:?}: need strictly increasing sizes from 1 up to and ending at window = {window}"
+        ));
+    }
+    if b.len() > 1 && !symbolic {
+        return Err(format!("[dims] buckets = {b:?}: the parts' shapes are fixed (no \"window\" axis), so the only size is {window}"));
+    }
+    Ok(b.to_vec())
 }
 
 pub(super) fn check_dims(d: &RawDims) -> Result<Dims, String> {

@@ -6,6 +6,10 @@
 //! text / audio / visual, each with its feature size), `[model] classes` (K >= 2 names) and
 //! `has_regression`, `[dims] window`. Every other module reads them from the `Manifest`.
 //!
+//! Part shapes are written with sizes or the symbolic axes `"batch"` and `"window"` (DESIGN.md
+//! "ONNX parts"); all parts one way or all the other. `[dims] buckets` lists the window sizes a
+//! model with a symbolic window runs at (absent: `[W]`).
+//!
 //! Invariant of a `Manifest`: every part's inputs and outputs are exactly DESIGN.md's names and
 //! shapes for the manifest's modalities, classes and dims, every part file exists with the declared sha256, and the
 //! `[calibration]` temperature is finite and in [0.01, 100] (absent: 1.0). Only the parts are
@@ -19,7 +23,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::backend::{PartSpec, TensorSpec};
+use crate::backend::{Axis, PartSpec, TensorSpec};
 use crate::calibration::Calibration;
 use crate::diffusion::SamplerKind;
 use crate::modality::Modalities;
@@ -28,7 +32,7 @@ use crate::multisample::MAX_SAMPLES;
 mod layout;
 
 pub use layout::expected_io;
-use layout::{check_classes, check_dims, check_modalities, check_norm};
+use layout::{check_buckets, check_classes, check_dims, check_modalities, check_norm};
 
 /// Most classes a model may have (K); the wire protocol's result capacity.
 pub const MAX_CLASSES: usize = 64;
@@ -78,7 +82,7 @@ struct RawModel {
 #[derive(Debug, Deserialize)]
 struct RawIo {
     name: String,
-    shape: Vec<usize>,
+    shape: Vec<RawDim>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +119,8 @@ pub(super) struct RawDims {
     pub(super) window: usize,
     pub(super) latent: usize,
     pub(super) k: usize,
+    #[serde(default)]
+    pub(super) buckets: Option<Vec<usize>>,
     /// Remaining keys: feature sizes of the old format are refused with a pointer to
     /// `[modalities]`.
     #[serde(flatten)]
@@ -213,6 +219,10 @@ pub struct Manifest {
     pub norm: Normalisation,
     /// Parts in `PART_NAMES` order.
     pub parts: Vec<PartSpec>,
+    /// Window sizes the parts run at (ascending, the last is W; `[W]` for fixed-shape parts).
+    pub buckets: Vec<usize>,
+    /// Whether the parts take a batch of windows (a symbolic batch axis) or one at a time.
+    pub batched: bool,
     pub training: toml::Table,
     pub metrics: toml::Table,
     /// `[calibration]`: the temperature applied to the fusion logits before the softmax.
@@ -221,11 +231,29 @@ pub struct Manifest {
     pub sha256: Vec<String>,
 }
 
-pub(super) fn io(name: &str, shape: &[usize]) -> TensorSpec {
-    TensorSpec {
-        name: name.to_string(),
-        shape: shape.to_vec(),
+/// One axis as the manifest writes it: a size or the name of a symbolic axis.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+enum RawDim {
+    Size(usize),
+    Name(String),
+}
+
+/// `(name, [size or axis])` of the manifest into a spec at batch 1 and window W; an axis name
+/// other than "batch" / "window" is an error.
+fn raw_spec(r: RawIo, window: usize) -> Result<TensorSpec, String> {
+    let mut spec = TensorSpec::fixed(&r.name, &[]);
+    for d in r.shape {
+        let (size, axis) = match d {
+            RawDim::Size(n) => (n, Axis::Fixed),
+            RawDim::Name(s) if s == "batch" => (1, Axis::Batch),
+            RawDim::Name(s) if s == "window" => (window, Axis::Window),
+            RawDim::Name(s) => return Err(format!("`{}`: unknown axis `{s}` (known: batch, window)", r.name)),
+        };
+        spec.shape.push(size);
+        spec.axes.push(axis);
     }
+    Ok(spec)
 }
 
 /// Hex sha256 of a file, streamed.
@@ -295,6 +323,11 @@ impl Manifest {
                 "unknown part [parts.{extra}] (known: {PART_NAMES:?})"
             )));
         }
+        let symbolic = parts[0].is_symbolic();
+        if parts.iter().any(|p| p.is_symbolic() != symbolic) {
+            return Err(invalid("parts mix fixed and symbolic (\"batch\" / \"window\") shapes; export them all one way".into()));
+        }
+        let buckets = check_buckets(raw.dims.buckets.as_deref(), dims.window, symbolic).map_err(invalid)?;
         let model = ModelInfo {
             name: raw.model.name,
             version,
@@ -310,6 +343,8 @@ impl Manifest {
             sde: raw.sde,
             norm,
             parts,
+            buckets,
+            batched: symbolic,
             training: raw.training,
             metrics: raw.metrics,
             calibration,
@@ -372,10 +407,12 @@ fn check_part(
         detail,
     };
     let (mods, classes, reg, dims) = layout;
-    let (inputs, outputs) =
-        expected_io(name, mods, classes, reg, dims).ok_or_else(|| err("unknown part".into()))?;
-    let got_in: Vec<TensorSpec> = raw.inputs.into_iter().map(|r| io(&r.name, &r.shape)).collect();
-    let got_out: Vec<TensorSpec> = raw.outputs.into_iter().map(|r| io(&r.name, &r.shape)).collect();
+    let specs = |v: Vec<RawIo>| v.into_iter().map(|r| raw_spec(r, dims.window)).collect::<Result<Vec<_>, _>>();
+    let got_in = specs(raw.inputs).map_err(err)?;
+    let got_out = specs(raw.outputs).map_err(err)?;
+    let symbolic = got_in.iter().chain(&got_out).any(TensorSpec::is_symbolic);
+    let (inputs, outputs) = expected_io(name, mods, classes, reg, dims, symbolic)
+        .ok_or_else(|| err("unknown part".into()))?;
     for (kind, got, want) in [("inputs", &got_in, &inputs), ("outputs", &got_out, &outputs)] {
         if got != want {
             return Err(err(format!(
@@ -400,7 +437,22 @@ fn check_part(
     })
 }
 
+/// `[batch, window, 100]` / `[1, 64, 100]`, as the manifest writes it.
+fn fmt_shape(s: &TensorSpec) -> String {
+    let dims: Vec<String> = s
+        .shape
+        .iter()
+        .zip(&s.axes)
+        .map(|(d, a)| match a {
+            Axis::Fixed => d.to_string(),
+            Axis::Batch => "batch".into(),
+            Axis::Window => "window".into(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
 fn fmt_io(v: &[TensorSpec]) -> String {
-    let items: Vec<String> = v.iter().map(|s| format!("{} {:?}", s.name, s.shape)).collect();
+    let items: Vec<String> = v.iter().map(|s| format!("{} {}", s.name, fmt_shape(s))).collect();
     format!("[{}]", items.join(", "))
 }

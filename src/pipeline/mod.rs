@@ -6,58 +6,95 @@
 //! utterance's availability pattern (`calibration`; T = 1 is the uncalibrated softmax); labels
 //! are their argmax.
 //!
-//! Synchronous and single-threaded; the daemon and `eval` call `Pipeline::run`. Every buffer is
-//! allocated once in `Pipeline::new` and reused, so intermediates of the last run stay readable
-//! through `Pipeline::intermediates` (golden tests compare them).
+//! A call runs a batch of windows (`run_batch`; `run` is a batch of one) at one window size N,
+//! the smallest of the manifest's `[dims] buckets` holding its longest window, with one call of
+//! each part per stage for all windows and completion samples (`batch` has the layout). A
+//! window's outputs never depend on its batch-mates or on N: padded rows are masked in every
+//! part, noise is drawn per window at the model's W and cut to N.
+//!
+//! Synchronous and single-threaded; the daemon and `eval` call it. Buffers keep their largest
+//! size across calls, so once every bucket and batch size has been seen a call allocates only
+//! inside the engine and the eigensolver; window 0 of the last call stays readable through
+//! `Pipeline::intermediates` (golden tests compare it).
 
-use crate::calibration::{argmax, softmax_tempered};
-use crate::diffusion::{Condition, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams};
+use crate::backend::rows::{call_rows, RowCaller, MAX_CALL_ROWS};
+use crate::backend::Shape;
+use crate::diffusion::{BatchNoise, Condition, Draw, NoiseError, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams};
 use crate::modality::{Modalities, Modality};
 use crate::model::{Model, Part};
-use crate::multisample::SampleMean;
-use crate::spectral::Spectral;
+use crate::multisample::check_samples;
+use crate::spectral::{GraphCache, Spectral};
 use crate::tensor::Tensor;
 
+mod batch;
+mod output;
+mod prepare;
 mod types;
+
+use batch::{copy_row, gather, Batch, Sizes};
 
 pub use crate::completion::Completion;
 pub use crate::stage::{NoObserver, Stage, StageObserver};
 
 pub use types::{Intermediates, PipelineError, Utterance, UtteranceOutput, Window, WindowOutput};
 
-/// A model plus every buffer one window needs.
+/// Speaker sequences whose graphs a pipeline keeps (about 30 KiB each at W = 64, k = 16).
+const GRAPH_CACHE: usize = 32;
+
+/// A model plus every buffer a batch of windows needs.
 pub struct Pipeline {
     model: Model,
     mods: Modalities,
-    /// The model's modalities in slot order.
+    /// The model's modalities in slot order, and each slot's feature size.
     slots: Vec<Modality>,
+    dims: Vec<usize>,
     sde: SdeParams,
     /// The manifest's calibration temperature per availability bits, as f32 (the reference
     /// divides f32 logits by it).
     temperatures: [f32; 8],
-    spectral: Spectral,
+    samples: usize,
+    max_batch: usize,
+    /// The graph of each window of the batch, at the model's W, and the last graphs built.
+    spectra: Vec<Spectral>,
+    graphs: GraphCache,
     sampler: Sampler,
     scratch: Vec<f64>,
-    /// Speakers of the window and the mean recovered spectrum, reused across windows.
     speakers: Vec<u32>,
     lam_mean: Vec<f64>,
-    /// Standardised encoder inputs `[1,W,dim]`, one per slot.
-    inputs: Vec<Tensor>,
-    /// `[1,W,M]`.
-    avail: Tensor,
-    node_mask: Tensor,
-    h: [Tensor; 1],
-    cond: Tensor,
-    u: Tensor,
-    lam_obs: Tensor,
-    x0: Tensor,
-    lam0: Tensor,
-    adj_fusion: Tensor,
-    recon: Vec<Tensor>,
-    /// Fusion outputs: logits `[1,W,K]`, then reg `[1,W,1]` when the model has one.
-    head: Vec<Tensor>,
-    /// Per-sample results of the window and their mean (`samples()` = S).
-    mean: SampleMean,
+    batch: Batch,
+    /// (window, sample) of each fusion row (see `batch`), and which of them the sampler runs.
+    rows: Vec<(usize, usize)>,
+    sampler_rows: Vec<usize>,
+    /// The window of each sampler row.
+    sampler_windows: Vec<usize>,
+    /// Per window of the batch: whether its missing entries are sampled.
+    sampled: Vec<bool>,
+    /// Window size N of the last call.
+    n: usize,
+    /// Row-count adaptation of the encoders, recon and fusion calls.
+    callers: [RowCaller; 3],
+}
+
+/// One window of a `run_batch` call and the noise it draws from.
+pub struct BatchItem<'a, 'w> {
+    pub window: &'a Window<'w>,
+    pub noise: &'a mut dyn NoiseSource,
+}
+
+/// Sampler row j draws from window `windows[rows[j]].0`'s noise, sample `.1`.
+struct ItemNoise<'x, 'a, 'w> {
+    items: &'x mut [BatchItem<'a, 'w>],
+    rows: &'x [(usize, usize)],
+    pick: &'x [usize],
+}
+
+impl BatchNoise for ItemNoise<'_, '_, '_> {
+    fn fill_row(&mut self, row: usize, draw: Draw, out: &mut [f32]) -> Result<(), NoiseError> {
+        let (window, sample) = self.rows[self.pick[row]];
+        let noise = &mut self.items[window].noise;
+        noise.select_sample(sample)?;
+        noise.fill(draw, out)
+    }
 }
 
 impl Pipeline {
@@ -66,40 +103,40 @@ impl Pipeline {
         let sde = model.sde(steps, None)?;
         let man = &model.manifest;
         let (mods, dm) = (man.modalities, man.dims);
-        let (m, w, d, k, classes) = (mods.count(), dm.window, dm.latent, dm.k, man.model.classes.len());
         let slots: Vec<Modality> = mods.iter().collect();
-        let feats: Vec<Tensor> = slots.iter().map(|&x| Tensor::zeros(&[1, w, mods.sizes()[x.index()]])).collect();
-        let mut head = vec![Tensor::zeros(&[1, w, classes])];
-        if man.model.has_regression {
-            head.push(Tensor::zeros(&[1, w, 1]));
-        }
-        let samples = man.sde.samples;
+        let dims: Vec<usize> = slots.iter().map(|x| mods.sizes()[x.index()]).collect();
+        let samples = check_samples(man.sde.samples)?;
         let temperatures = man.calibration.by_avail.map(|t| t as f32);
+        let sizes = Sizes { m: slots.len(), dims: &dims, d: dm.latent, k: dm.k, classes: man.model.classes.len(), reg: man.model.has_regression };
+        let batch = Batch::new(sizes, dm.window);
         Ok(Pipeline {
             sde,
             temperatures,
-            spectral: Spectral::new(w, k),
-            sampler: Sampler::new(m, w, d, k),
-            scratch: vec![0.0; d],
-            speakers: Vec::with_capacity(w),
-            lam_mean: vec![0.0; k],
-            inputs: feats.clone(),
-            avail: Tensor::zeros(&[1, w, m]),
-            node_mask: Tensor::zeros(&[1, w]),
-            h: [Tensor::zeros(&[1, m, w, d])],
-            cond: Tensor::zeros(&[1, m, w, d]),
-            u: Tensor::zeros(&[1, w, k]),
-            lam_obs: Tensor::zeros(&[1, m, k]),
-            x0: Tensor::zeros(&[1, m, w, d]),
-            lam0: Tensor::zeros(&[1, m, k]),
-            adj_fusion: Tensor::zeros(&[1, 2, w, w]),
-            recon: feats,
-            head,
-            mean: SampleMean::new(samples, w, classes)?,
+            samples,
+            max_batch: 1,
+            spectra: vec![Spectral::new(dm.window, dm.k)],
+            graphs: GraphCache::new(GRAPH_CACHE),
+            sampler: Sampler::new(slots.len(), dm.window, dm.latent, dm.k),
+            scratch: vec![0.0; dm.latent],
+            speakers: Vec::with_capacity(dm.window),
+            lam_mean: vec![0.0; dm.k],
+            batch,
+            rows: Vec::new(),
+            sampler_rows: Vec::new(),
+            sampler_windows: Vec::new(),
+            sampled: Vec::new(),
+            n: dm.window,
+            callers: Default::default(),
             mods,
             slots,
+            dims,
             model,
         })
+    }
+
+    fn sizes(&self) -> Sizes<'_> {
+        let man = &self.model.manifest;
+        Sizes { m: self.slots.len(), dims: &self.dims, d: man.dims.latent, k: man.dims.k, classes: man.model.classes.len(), reg: man.model.has_regression }
     }
 
     pub fn model(&self) -> &Model {
@@ -119,20 +156,83 @@ impl Pipeline {
 
     /// Completion samples S of the `gsdnet` mode.
     pub fn samples(&self) -> usize {
-        self.mean.samples()
+        self.samples
     }
 
-    /// Changes S (`None` = the manifest's `[sde] samples`), checked against 1..=MAX_SAMPLES;
-    /// resizes the per-sample buffers (outside the steady state).
+    /// Changes S (`None` = the manifest's `[sde] samples`), checked against 1..=MAX_SAMPLES.
     pub fn set_samples(&mut self, samples: Option<usize>) -> Result<(), PipelineError> {
-        let s = samples.unwrap_or(self.model.manifest.sde.samples);
-        self.mean = SampleMean::new(s, self.spectral.w, self.model.manifest.model.classes.len())?;
+        self.samples = check_samples(samples.unwrap_or(self.model.manifest.sde.samples))?;
         Ok(())
     }
 
     /// Changes the integrator (`None` = the manifest's); keeps the steps.
     pub fn set_sampler(&mut self, kind: Option<SamplerKind>) -> Result<(), PipelineError> {
         self.sde = self.model.sde(Some(self.sde.steps), kind)?;
+        Ok(())
+    }
+
+    /// The most windows `run_batch` runs as one call of each part.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Sets `max_batch` (at least 1; 1 for parts exported with a fixed batch).
+    pub fn set_max_batch(&mut self, b: usize) {
+        self.max_batch = if self.model.manifest.batched { b.max(1) } else { 1 };
+    }
+
+    /// The window size a window of `n` utterances runs at: the smallest bucket >= n.
+    pub fn bucket(&self, n: usize) -> usize {
+        let b = &self.model.manifest.buckets;
+        b.iter().copied().find(|&s| s >= n).unwrap_or(self.model.manifest.dims.window)
+    }
+
+    /// Builds every part's engine plan for calls of `rows` rows (windows x samples) at every
+    /// bucket ahead of the first window (engines that specialise per shape otherwise do it on
+    /// first use); `rows` are rounded as calls round them (`backend::rows`).
+    pub fn warm(&mut self, rows: &[usize]) -> Result<(), PipelineError> {
+        let buckets = self.model.manifest.buckets.clone();
+        for &r in rows {
+            let batch = call_rows(self.model.part(Part::Encoders), r.clamp(1, MAX_CALL_ROWS));
+            for &window in &buckets {
+                self.model.prepare(Shape { batch, window })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs several windows (of any conversations) as batches of at most `max_batch` windows
+    /// of the same bucket (a batch runs at its longest window's bucket, so mixing buckets would
+    /// cost the short windows the long ones' size); `outs` gets one output per item, in item
+    /// order (its vectors reused). Each window's output is the one `run` gives it alone: nothing
+    /// a window computes depends on its batch-mates. Every window must pass `check` (an invalid
+    /// one fails the whole call; callers check first).
+    pub fn run_batch(
+        &mut self,
+        items: &mut [BatchItem<'_, '_>],
+        completion: Completion,
+        outs: &mut Vec<WindowOutput>,
+    ) -> Result<(), PipelineError> {
+        outs.truncate(items.len());
+        outs.resize_with(items.len(), WindowOutput::default);
+        let mut order: Vec<(usize, &mut BatchItem<'_, '_>, &mut WindowOutput)> = items
+            .iter_mut()
+            .zip(outs.iter_mut())
+            .map(|(it, out)| (self.bucket(it.window.utterances.len()), it, out))
+            .collect();
+        order.sort_by_key(|(bucket, _, _)| *bucket);
+        let mut start = 0;
+        while start < order.len() {
+            let bucket = order[start].0;
+            let same = order[start..].iter().take_while(|(b, _, _)| *b == bucket).count();
+            let end = start + same.min(self.max_batch);
+            let (mut chunk, mut outs): (Vec<BatchItem<'_, '_>>, Vec<&mut WindowOutput>) = order[start..end]
+                .iter_mut()
+                .map(|(_, it, o)| (BatchItem { window: it.window, noise: &mut *it.noise }, &mut **o))
+                .unzip();
+            self.run_chunk(&mut chunk, completion, &mut NoObserver, &mut outs)?;
+            start = end;
+        }
         Ok(())
     }
 
@@ -161,8 +261,7 @@ impl Pipeline {
         Ok(out)
     }
 
-    /// `run_observed` writing into `out`, whose vectors are reused: once they have grown to a
-    /// window's size, a window allocates nothing outside the engine and the eigensolver.
+    /// `run_observed` writing into `out`, whose vectors are reused.
     pub fn run_into(
         &mut self,
         window: &Window,
@@ -171,268 +270,159 @@ impl Pipeline {
         obs: &mut dyn StageObserver,
         out: &mut WindowOutput,
     ) -> Result<(), PipelineError> {
-        self.check(window)?;
-        self.prepare(window, completion == Completion::Zero);
+        let mut item = [BatchItem { window, noise }];
+        self.run_chunk(&mut item, completion, obs, &mut [out])
+    }
+
+    /// One batch of windows, all run at the bucket of the longest.
+    fn run_chunk(
+        &mut self,
+        items: &mut [BatchItem<'_, '_>],
+        completion: Completion,
+        obs: &mut dyn StageObserver,
+        outs: &mut [&mut WindowOutput],
+    ) -> Result<(), PipelineError> {
+        for it in items.iter() {
+            self.check(it.window)?;
+        }
+        let longest = items.iter().map(|it| it.window.utterances.len()).max().unwrap_or(1);
+        self.n = self.bucket(longest);
+        self.prepare(items, completion == Completion::Zero);
         obs.finished(Stage::Prepare);
         {
             // At most three modality slots: references on the stack, nothing allocated.
-            let inputs: heapless::Vec<&Tensor, 3> = self.inputs.iter().collect();
-            self.model.part(Part::Encoders).run(&inputs, &mut self.h)?;
+            let inputs: heapless::Vec<&Tensor, 3> = self.batch.inputs.iter().collect();
+            self.callers[0].run(self.model.part(Part::Encoders), &inputs, &mut self.batch.h)?;
         }
-        finite(&self.h[0], "encoders")?;
+        finite(&self.batch.h[0], "encoders")?;
         obs.finished(Stage::Encoders);
-        self.condition(window)?;
-        obs.finished(Stage::Graph);
-        let missing = self.any_missing(window.utterances.len());
-        let sampled = completion == Completion::Gsdnet && missing;
-        let several = sampled && self.mean.samples() > 1;
-        if sampled {
-            self.extra_samples(window, noise, out)?;
-            noise.select_sample(0).map_err(SamplerError::from)?;
-            self.sample(noise)?;
-        } else {
-            self.copy_exact();
+        for (b, it) in items.iter().enumerate() {
+            self.condition(b, it.window)?;
         }
+        obs.finished(Stage::Graph);
+        self.plan_rows(items, completion);
+        self.complete(items)?;
         obs.finished(Stage::Sampler);
         self.recovered_graph();
-        self.reconstruct()?;
+        self.reconstruct(items.len())?;
         obs.finished(Stage::Recon);
         self.fuse()?;
-        self.outputs(window, sampled, out);
-        if several {
-            self.mean.record(0, out);
-            self.mean.finish(out);
+        for (b, (it, out)) in items.iter().zip(outs.iter_mut()).enumerate() {
+            self.outputs(b, it.window, out);
         }
         obs.finished(Stage::Fusion);
         Ok(())
     }
 
-    /// Samples 1..S-1 of a sampled window, each completed, fused and its published outputs
-    /// recorded; nothing for S = 1. Sample 0 runs last (in `run_into`), so the intermediates
-    /// and the reconstructed features are exactly those of the single-sample run.
-    fn extra_samples(
-        &mut self,
-        window: &Window,
-        noise: &mut dyn NoiseSource,
-        out: &mut WindowOutput,
-    ) -> Result<(), PipelineError> {
-        for s in 1..self.mean.samples() {
-            noise.select_sample(s).map_err(SamplerError::from)?;
-            self.sample(noise)?;
-            self.recovered_graph();
-            self.fuse()?;
-            self.outputs(window, true, out);
-            self.mean.record(s, out);
+    /// Fusion rows (sample 0 of every window, then the other samples of sampled windows) and
+    /// the rows the sampler runs.
+    fn plan_rows(&mut self, items: &[BatchItem<'_, '_>], completion: Completion) {
+        let (n, mm) = (self.n, self.slots.len());
+        let avail = self.batch.avail.data();
+        self.sampled.clear();
+        self.sampled.extend(items.iter().enumerate().map(|(b, it)| {
+            let len = it.window.utterances.len();
+            completion == Completion::Gsdnet && avail[b * n * mm..(b * n + len) * mm].iter().any(|&a| a < 0.5)
+        }));
+        self.rows.clear();
+        self.rows.extend((0..items.len()).map(|b| (b, 0)));
+        for b in (0..items.len()).filter(|&b| self.sampled[b]) {
+            self.rows.extend((1..self.samples).map(|s| (b, s)));
         }
-        Ok(())
+        self.sampler_rows.clear();
+        self.sampler_rows.extend((0..self.rows.len()).filter(|&r| self.sampled[self.rows[r].0]));
     }
 
-    fn check(&self, window: &Window) -> Result<(), PipelineError> {
-        let w = self.model.manifest.dims.window;
-        let n = window.utterances.len();
-        if n == 0 || n > w {
-            return Err(PipelineError::WindowSize { n, w });
-        }
-        for (index, utt) in window.utterances.iter().enumerate() {
-            for (m, f) in Modality::ALL.into_iter().zip(utt.features.iter()) {
-                let Some(f) = f else { continue };
-                let modality = m.name();
-                let Some(want) = self.mods.size(m) else {
-                    let has = self.mods.letters();
-                    return Err(PipelineError::NoSuchModality { index, modality, has });
-                };
-                if f.len() != want {
-                    return Err(PipelineError::FeatureSize {
-                        index,
-                        modality,
-                        got: f.len(),
-                        want,
-                    });
-                }
-                if !f.iter().all(|v| v.is_finite()) {
-                    return Err(PipelineError::NonFinite { index, modality });
-                }
+    /// `x0`, `lam0` of every fusion row: sampled rows from the sampler, the others (baselines,
+    /// complete windows) exact: `x0 = h * node_mask`, `lam0 = lam_obs`.
+    fn complete(&mut self, items: &mut [BatchItem<'_, '_>]) -> Result<(), PipelineError> {
+        let (r, n) = (self.rows.len(), self.n);
+        let sizes = self.sizes();
+        let sizes = Sizes { dims: &[], ..sizes };
+        self.batch.shape_rows(sizes, r, n);
+        let bt = &mut self.batch;
+        for (row, &(b, _)) in self.rows.iter().enumerate() {
+            copy_row(&mut bt.f_avail, row, &bt.avail, b);
+            copy_row(&mut bt.f_mask, row, &bt.node_mask, b);
+            if !self.sampled[b] {
+                let per = bt.h[0].len() / bt.h[0].shape()[0];
+                let (h, mask) = (&bt.h[0].data()[b * per..(b + 1) * per], &bt.node_mask.data()[b * n..(b + 1) * n]);
+                mask_rows(&mut bt.x0.data_mut()[row * per..(row + 1) * per], h, mask, sizes.d);
+                copy_row(&mut bt.lam0, row, &bt.lam_obs, b);
             }
         }
-        Ok(())
-    }
-
-    /// Standardised, masked encoder inputs (`Normalisation::standardise`: finite, |z| <= Z_CLIP
-    /// whatever the finite raw input); `zero_fill` puts standardised raw zeros at missing
-    /// entries of valid rows instead of 0 (the mean).
-    fn prepare(&mut self, window: &Window, zero_fill: bool) {
-        let norm = &self.model.manifest.norm;
-        let mm = self.slots.len();
-        self.avail.data_mut().fill(0.0);
-        self.node_mask.data_mut().fill(0.0);
-        for (slot, modality) in self.slots.iter().enumerate() {
-            let m = modality.index();
-            let dim = norm.mean[m].len();
-            let buf = self.inputs[slot].data_mut();
-            buf.fill(0.0);
-            for (i, utt) in window.utterances.iter().enumerate() {
-                let row = &mut buf[i * dim..(i + 1) * dim];
-                match utt.features[m] {
-                    Some(f) => {
-                        for c in 0..dim {
-                            row[c] = norm.standardise(m, c, f[c]);
-                        }
-                        self.avail.data_mut()[i * mm + slot] = 1.0;
-                    }
-                    None if zero_fill => (0..dim).for_each(|c| row[c] = norm.standardise(m, c, 0.0)),
-                    None => {}
-                }
-            }
+        if self.sampler_rows.is_empty() {
+            return Ok(());
         }
-        for i in 0..window.utterances.len() {
-            self.node_mask.data_mut()[i] = 1.0;
-        }
-    }
-
-    /// `cond`, the graph, `u` and `lam_obs`.
-    fn condition(&mut self, window: &Window) -> Result<(), PipelineError> {
-        let (mm, w, d) = (self.slots.len(), self.spectral.w, self.scratch.len());
-        let (h, avail, cond) = (self.h[0].data(), self.avail.data(), self.cond.data_mut());
-        for m in 0..mm {
-            for i in 0..w {
-                let keep = avail[i * mm + m] * self.node_mask.data()[i];
-                let row = (m * w + i) * d;
-                for j in row..row + d {
-                    cond[j] = h[j] * keep;
-                }
-            }
-        }
-        self.speakers.clear();
-        self.speakers.extend(window.utterances.iter().map(|u| u.speaker));
-        self.spectral.rebuild(&self.speakers, &self.model.manifest.graph)?;
-        self.u.data_mut().copy_from_slice(&self.spectral.u);
-        self.spectral
-            .spectrum(self.cond.data(), d, &mut self.scratch, self.lam_obs.data_mut());
-        Ok(())
-    }
-
-    fn any_missing(&self, n: usize) -> bool {
-        self.avail.data()[..n * self.slots.len()].iter().any(|&a| a < 0.5)
-    }
-
-    /// Baselines and complete windows: `x0 = h * node_mask`, `lam0 = lam_obs`.
-    fn copy_exact(&mut self) {
-        let (w, d) = (self.spectral.w, self.scratch.len());
-        let (h, mask, x0) = (self.h[0].data(), self.node_mask.data(), self.x0.data_mut());
-        for (row, chunk) in x0.chunks_mut(d).enumerate() {
-            let keep = mask[row % w];
-            for (c, o) in chunk.iter_mut().enumerate() {
-                *o = h[row * d + c] * keep;
-            }
-        }
-        self.lam0.data_mut().copy_from_slice(self.lam_obs.data());
-    }
-
-    fn sample(&mut self, noise: &mut dyn NoiseSource) -> Result<(), PipelineError> {
+        let rows = &self.rows;
+        self.sampler_windows.clear();
+        self.sampler_windows.extend(self.sampler_rows.iter().map(|&j| rows[j].0));
+        bt.gather_sampler(self.sampler_windows.iter().copied());
         let cond = Condition {
-            h: &self.h[0],
-            cond: &self.cond,
-            avail: &self.avail,
-            node_mask: &self.node_mask,
-            u: &self.u,
-            lam_obs: &self.lam_obs,
-            spectral: &self.spectral,
+            h: &bt.s_h,
+            cond: &bt.s_cond,
+            avail: &bt.s_avail,
+            node_mask: &bt.s_mask,
+            u: &bt.s_u,
+            lam_obs: &bt.s_lam_obs,
+            spectra: &self.spectra,
+            graph_of: &self.sampler_windows,
         };
+        let mut noise = ItemNoise { items, rows, pick: &self.sampler_rows };
         let (s_theta, s_phi) = self.model.score_nets();
-        let out = [&mut self.x0, &mut self.lam0];
-        self.sampler.run(&self.sde, &cond, [s_theta, s_phi], noise, out)?;
+        self.sampler.run(&self.sde, &cond, [s_theta, s_phi], &mut noise, [&mut bt.s_x0, &mut bt.s_lam0])?;
+        for (j, &row) in self.sampler_rows.iter().enumerate() {
+            copy_row(&mut bt.x0, row, &bt.s_x0, j);
+            copy_row(&mut bt.lam0, row, &bt.s_lam0, j);
+        }
+        for it in items.iter_mut() {
+            it.noise.select_sample(0).map_err(SamplerError::from)?;
+        }
         Ok(())
     }
 
-    /// The recovered graph of fusion, `adj_fusion = [A, u diag(mean_m lam0) u^T]`.
+    /// The recovered graph of fusion per row, `adj_fusion = [A, u diag(mean_m lam0) u^T]`.
     fn recovered_graph(&mut self) {
-        let (w, k) = (self.spectral.w, self.spectral.k);
-        let lam0 = self.lam0.data();
-        let mm = self.slots.len();
-        // Mean over the M slots in f32, summed in slot order (as the reference); the product
-        // in f64.
-        for (j, m) in self.lam_mean.iter_mut().enumerate() {
-            let sum = (1..mm).fold(lam0[j], |acc, s| acc + lam0[s * k + j]);
-            *m = f64::from(sum / mm as f32);
+        let (n, k, mm) = (self.n, self.model.manifest.dims.k, self.slots.len());
+        for (row, &(b, _)) in self.rows.iter().enumerate() {
+            let lam0 = &self.batch.lam0.data()[row * mm * k..(row + 1) * mm * k];
+            // Mean over the M slots in f32, summed in slot order (as the reference); the
+            // product in f64.
+            for (j, m) in self.lam_mean.iter_mut().enumerate() {
+                let sum = (1..mm).fold(lam0[j], |acc, s| acc + lam0[s * k + j]);
+                *m = f64::from(sum / mm as f32);
+            }
+            let adj = &mut self.batch.adj_fusion.data_mut()[row * 2 * n * n..(row + 1) * 2 * n * n];
+            let spectral = &self.spectra[b];
+            spectral.adj_block(n, &mut adj[..n * n]);
+            spectral.low_rank_f64(&self.lam_mean, n, &mut adj[n * n..]);
         }
-        let adj = self.adj_fusion.data_mut();
-        adj[..w * w].copy_from_slice(&self.spectral.adj);
-        self.spectral.low_rank_f64(&self.lam_mean, &mut adj[w * w..]);
     }
 
-    /// Reconstruction of raw features from `x0`.
-    fn reconstruct(&mut self) -> Result<(), PipelineError> {
-        self.model.part(Part::Recon).run(&[&self.x0], &mut self.recon)?;
-        for t in &self.recon {
-            finite(t, "recon")?;
-        }
-        Ok(())
+    /// Reconstruction of raw features from sample 0 of each of the `windows` windows.
+    fn reconstruct(&mut self, windows: usize) -> Result<(), PipelineError> {
+        let bt = &mut self.batch;
+        gather(&mut bt.rec_in, &bt.x0, 0..windows);
+        self.callers[1].run(self.model.part(Part::Recon), &[&bt.rec_in], &mut bt.recon)?;
+        bt.recon.iter().try_for_each(|t| finite(t, "recon"))
     }
 
-    /// Fusion and classification over the recovered graph.
+    /// Fusion and classification of every row over its recovered graph.
     fn fuse(&mut self) -> Result<(), PipelineError> {
-        self.model.part(Part::Fusion).run(
-            &[&self.x0, &self.avail, &self.adj_fusion, &self.node_mask],
-            &mut self.head,
-        )?;
-        self.head.iter().try_for_each(|t| finite(t, "fusion"))
+        let bt = &mut self.batch;
+        let inputs = [&bt.x0, &bt.f_avail, &bt.adj_fusion, &bt.f_mask];
+        self.callers[2].run(self.model.part(Part::Fusion), &inputs, &mut bt.head)?;
+        bt.head.iter().try_for_each(|t| finite(t, "fusion"))
     }
+}
 
-    /// Per-utterance results into `out` (its vectors reused).
-    fn outputs(&self, window: &Window, sampled: bool, out: &mut WindowOutput) {
-        let norm = &self.model.manifest.norm;
-        let logits = self.head[0].data();
-        let reg = self.head.get(1).map(Tensor::data);
-        let k = logits.len() / self.spectral.w;
-        let n = window.utterances.len();
-        out.sampled = sampled;
-        out.utterances.truncate(n);
-        while out.utterances.len() < n {
-            out.utterances.push(UtteranceOutput::default());
-        }
-        for (i, (utt, o)) in window.utterances.iter().zip(out.utterances.iter_mut()).enumerate() {
-            let bits: usize = utt.features.iter().enumerate().filter(|(_, f)| f.is_some()).map(|(m, _)| 1 << m).sum();
-            o.probs.resize(k, 0.0);
-            softmax_tempered(&logits[k * i..k * (i + 1)], self.temperatures[bits], &mut o.probs);
-            o.label = argmax(&o.probs);
-            o.regression = reg.map(|r| r[i]);
-            for m in Modality::ALL {
-                o.imputed[m.index()] = self.mods.has(m) && utt.features[m.index()].is_none();
-            }
-            for f in o.features.iter_mut() {
-                f.clear();
-            }
-            for (slot, modality) in self.slots.iter().enumerate() {
-                let m = modality.index();
-                let feat = &mut o.features[m];
-                match utt.features[m] {
-                    Some(f) => feat.extend_from_slice(f),
-                    None => {
-                        let dim = norm.mean[m].len();
-                        let row = &self.recon[slot].data()[i * dim..(i + 1) * dim];
-                        feat.extend((0..dim).map(|c| norm.destandardise(m, c, row[c])));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Tensors of the last run.
-    pub fn intermediates(&self) -> Intermediates<'_> {
-        Intermediates {
-            inputs: &self.inputs,
-            avail: &self.avail,
-            node_mask: &self.node_mask,
-            h: &self.h[0],
-            cond: &self.cond,
-            spectral: &self.spectral,
-            lam_obs: &self.lam_obs,
-            x0: &self.x0,
-            lam0: &self.lam0,
-            adj_fusion: &self.adj_fusion,
-            recon: &self.recon,
-            logits: &self.head[0],
-            reg: self.head.get(1),
+/// `x0 = h * node_mask` for one row: `h`, `out` `[M, N, d]`, `mask [N]`.
+fn mask_rows(out: &mut [f32], h: &[f32], mask: &[f32], d: usize) {
+    let n = mask.len();
+    for (node, (o, src)) in out.chunks_exact_mut(d).zip(h.chunks_exact(d)).enumerate() {
+        let keep = mask[node % n];
+        for (o, &v) in o.iter_mut().zip(src) {
+            *o = v * keep;
         }
     }
 }

@@ -81,20 +81,24 @@ pub struct WindowOutput {
     pub sampled: bool,
 }
 
-/// Tensors of the last run, named as in the golden cases; `inputs` and `recon` in slot order.
+/// Tensors of window 0 of the last call, padded to the model's W with batch 1, named as in
+/// the golden cases; `inputs` and `recon` in slot order.
 pub struct Intermediates<'a> {
-    pub inputs: &'a [Tensor],
-    pub avail: &'a Tensor,
-    pub node_mask: &'a Tensor,
-    pub h: &'a Tensor,
-    pub cond: &'a Tensor,
+    pub inputs: Vec<Tensor>,
+    pub avail: Tensor,
+    pub node_mask: Tensor,
+    pub h: Tensor,
+    pub cond: Tensor,
     pub spectral: &'a Spectral,
-    pub lam_obs: &'a Tensor,
-    pub x0: &'a Tensor,
-    pub lam0: &'a Tensor,
-    pub adj_fusion: &'a Tensor,
-    pub recon: &'a [Tensor],
-    pub logits: &'a Tensor,
+    pub lam_obs: Tensor,
+    pub x0: Tensor,
+    pub lam0: Tensor,
+    pub adj_fusion: Tensor,
+    pub recon: Vec<Tensor>,
+    pub logits: Tensor,
     /// `None` when the model has no regression head.
-    pub reg: Option<&'a Tensor>,
+    pub reg: Option<Tensor>,
+    /// The window size N the call ran at, and its fusion rows (windows x samples).
+    pub window: usize,
+    pub rows: usize,
 }

@@ -112,6 +112,7 @@ pub fn options() -> ServeOptions {
         burst: 1000,
         heartbeat: Duration::from_millis(50),
         max_consecutive_errors: 5,
+        batch_latency: Duration::from_millis(250),
         limits: gsdnet_edge::daemon::limits::ConnectionLimits::default(),
         abstain_below: 0.0,
         result_backlog: 256,

@@ -1,4 +1,5 @@
-//! Helpers shared by the end-to-end replay tests (`daemon_e2e`, `daemon_e2e_iemocap`): the
+//! Helpers shared by the end-to-end replay tests (`daemon_e2e`, `daemon_e2e_iemocap`,
+//! `daemon_batch`): the
 //! availability a replay actually sends, a real-pipeline daemon started in-process, and a
 //! subscription that cannot miss a result.
 #![allow(dead_code)]
@@ -10,6 +11,7 @@ use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
 use gsdnet_edge::daemon::replay::Step;
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::daemon::stats::Stats;
 use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::pipeline::{Completion, Pipeline};
 use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message};
@@ -27,15 +29,16 @@ pub fn sent_masks(steps: &[Step]) -> HashMap<(String, u32), [bool; 3]> {
     out
 }
 
-/// Serves `pipeline` (gsdnet completion, sampler streams of `seed` and `scenario`) on
-/// `endpoints` until the returned sender fires.
+/// Serves `pipeline` (gsdnet completion, sampler streams of `seed` and `scenario`, batches of
+/// up to the pipeline's `max_batch`) on `endpoints` until the returned sender fires; the handle
+/// yields the daemon's final counters.
 pub async fn start(
     pipeline: Pipeline,
     seed: u64,
     endpoints: Endpoints,
     scenario: u64,
     opts: ServeOptions,
-) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Arc<Stats>>) {
     let runner = PipelineRunner::new(pipeline, Completion::Gsdnet, seed, scenario).unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let h = tokio::spawn(async move {
@@ -43,7 +46,7 @@ pub async fn start(
             let _ = rx.await;
         })
         .await
-        .unwrap();
+        .unwrap()
     });
     (stop, h)
 }

@@ -68,7 +68,7 @@ pub fn read_f32(path: &Path, shape: &[usize]) -> Tensor {
 }
 
 fn spec(name: &str, shape: &[usize]) -> TensorSpec {
-    TensorSpec { name: name.into(), shape: shape.to_vec() }
+    TensorSpec::fixed(name, shape)
 }
 
 /// The tiny fixture part: x [1,3,4,5], t [1] -> y [1,3,4,6], z [1,3,4].
@@ -98,6 +98,7 @@ pub fn opts(lib: &Path, providers: &[&str], require_accelerator: bool) -> Backen
         ort_library: Some(lib.to_path_buf()),
         require_accelerator,
         cache_dir: None,
+        ..BackendOptions::default()
     }
 }
 

@@ -57,13 +57,17 @@ def test_parts_have_the_contract_shapes(exported):
     man = OnnxModel(folder).man
     parts = man.raw["parts"]
     io = lambda p, k: [(x["name"], x["shape"]) for x in parts[p][k]]  # noqa: E731
-    assert io("encoders", "inputs") == [("text", [1, W, 12]), ("audio", [1, W, 5])]
-    assert io("encoders", "outputs") == [("h", [1, 2, W, D])]
-    assert ("avail", [1, W, 2]) in io("s_theta", "inputs")
-    assert io("s_phi", "outputs") == [("score", [1, 2, K_EIG])]
-    assert io("recon", "outputs") == [("text", [1, W, 12]), ("audio", [1, W, 5])]
-    assert io("fusion", "outputs") == [("logits", [1, W, 6])]          # no reg
+    b, w = "batch", "window"
+    assert io("encoders", "inputs") == [("text", [b, w, 12]), ("audio", [b, w, 5])]
+    assert io("encoders", "outputs") == [("h", [b, 2, w, D])]
+    assert ("avail", [b, w, 2]) in io("s_theta", "inputs") and ("t", [b]) in io("s_phi", "inputs")
+    assert ("adj_t", [b, 2, w, w]) in io("s_theta", "inputs")
+    assert io("s_phi", "outputs") == [("score", [b, 2, K_EIG])]
+    assert io("recon", "outputs") == [("text", [b, w, 12]), ("audio", [b, w, 5])]
+    assert io("fusion", "outputs") == [("logits", [b, w, 6])]          # no reg
     assert man.raw["modalities"] == DIMS and "text" not in man.raw["dims"]
+    assert man.raw["dims"] == dict(window=W, latent=D, k=K_EIG, buckets=[W])
+    assert man.buckets == (W,)
     assert set(man.raw["normalisation"]) == {"text_mean", "text_std", "audio_mean", "audio_std"}
     assert man.raw["model"]["has_regression"] is False and len(man.classes) == 6
     assert man.letters == "TA" and man.bits.tolist() == [1, 2]
@@ -99,3 +103,38 @@ def test_mosi_defaults_keep_the_parameter_shapes():
     assert shapes["s_phi.inp.weight"] == (64, 9 * 16 + 3 * 16 + 3)
     assert shapes["fusion.inp.weight"] == (64, 3 * 16 + 3)
     assert shapes["fusion.cls.weight"] == (2, 64) and shapes["fusion.reg.weight"] == (1, 64)
+
+
+def test_window_buckets():
+    assert export.window_buckets(64) == [8, 16, 32, 64]
+    assert export.window_buckets(8) == [8] and export.window_buckets(4) == [4]
+    assert export.window_buckets(24) == [8, 16, 24] and export.window_buckets(32) == [8, 16, 32]
+
+
+def test_reexport_rewrites_only_parts_and_dims(exported, tmp_path):
+    """`export.py --reexport`: same parts from model.pt, every other table's text unchanged
+    (here an extra table and key the exporter never writes), old numeric [dims] upgraded."""
+    import shutil
+    import tomllib
+    _, folder = exported
+    dst = tmp_path / folder.name
+    shutil.copytree(folder, dst)
+    text = (dst / "manifest.toml").read_text()
+    head, rest = text.split("[dims]\n", 1)
+    _, rest = rest.split("\n\n", 1)
+    text = head + "[dims]\nwindow = 8\nlatent = 4\nk = 4\n\n" + rest + \
+        '[calibration]\ntemperature = 1.5   # kept\n\n[calibration.patterns]\nT = 1.25\n'
+    text = text.replace('[sde]\n', '[sde]\nsamples = 4\n')
+    (dst / "manifest.toml").write_text(text)
+    export.reexport(dst)
+    new = (dst / "manifest.toml").read_text()
+    old_secs, new_secs = dict(export._sections(text)), dict(export._sections(new))
+    assert list(old_secs) == list(new_secs)
+    for name, body in old_secs.items():
+        if name != "dims" and not str(name).startswith("parts."):
+            assert new_secs[name] == body, name
+    man = tomllib.loads(new)
+    assert man["dims"] == dict(window=W, latent=D, k=K_EIG, buckets=[W])
+    assert man["parts"] == tomllib.loads((folder / "manifest.toml").read_text())["parts"]
+    for p in man["parts"].values():
+        assert (dst / p["file"]).read_bytes() == (folder / p["file"]).read_bytes()

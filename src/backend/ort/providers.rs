@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ort::ep::{self, ExecutionProviderDispatch};
 use sha2::{Digest, Sha256};
 
-use crate::backend::TensorSpec;
+use crate::backend::{BackendOptions, PartSpec, Shape, TensorSpec};
 
 /// One execution provider the board profile may list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +72,37 @@ pub fn parse_list(names: &[String]) -> Result<Vec<ProviderKind>, String> {
     Ok(out)
 }
 
-/// `name:1x3x64x32,...`: TensorRT optimisation-profile syntax for fixed input shapes.
-pub fn trt_shapes(inputs: &[TensorSpec]) -> String {
+/// `name:1x3x64x32,...`: TensorRT optimisation-profile syntax for the inputs at `at`.
+pub fn trt_shapes(inputs: &[TensorSpec], at: Shape) -> String {
     inputs
         .iter()
         .map(|s| {
-            let dims: Vec<String> = s.shape.iter().map(|d| d.to_string()).collect();
+            let dims: Vec<String> = s.shape_at(at).iter().map(|d| d.to_string()).collect();
             format!("{}:{}", s.name, dims.join("x"))
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// TensorRT's optimisation profile of a part: (min, opt, max) input shapes. Fixed-shape parts:
+/// the one shape three times; symbolic ones: batch 1 and window `min_window` up to
+/// `max_batch` x W, optimised at the maximum.
+pub struct TrtProfile {
+    pub min: String,
+    pub opt: String,
+    pub max: String,
+}
+
+pub fn trt_profile(spec: &PartSpec, opts: &BackendOptions) -> TrtProfile {
+    let full = spec.reference_shape();
+    if !spec.is_symbolic() {
+        let one = trt_shapes(&spec.inputs, full);
+        return TrtProfile { min: one.clone(), opt: one.clone(), max: one };
+    }
+    let low = Shape { batch: 1, window: opts.min_window.clamp(1, full.window.max(1)) };
+    let high = Shape { batch: opts.max_batch.max(1), window: full.window };
+    let max = trt_shapes(&spec.inputs, high);
+    TrtProfile { min: trt_shapes(&spec.inputs, low), opt: max.clone(), max }
 }
 
 /// Hex sha256 of the model file.
@@ -98,14 +119,13 @@ pub fn trt_cache_dir(cache_dir: &Path, part: &str, sha256: &str, ort_version: &s
 }
 
 /// Builds the dispatch for one provider; registration errors are returned, not swallowed.
-pub fn dispatch(kind: ProviderKind, inputs: &[TensorSpec], trt_cache: Option<&Path>) -> ExecutionProviderDispatch {
+pub fn dispatch(kind: ProviderKind, profile: &TrtProfile, trt_cache: Option<&Path>) -> ExecutionProviderDispatch {
     match kind {
         ProviderKind::TensorRt => {
-            let shapes = trt_shapes(inputs);
             let mut trt = ep::TensorRT::default()
-                .with_profile_min_shapes(&shapes)
-                .with_profile_opt_shapes(&shapes)
-                .with_profile_max_shapes(&shapes);
+                .with_profile_min_shapes(&profile.min)
+                .with_profile_opt_shapes(&profile.opt)
+                .with_profile_max_shapes(&profile.max);
             if let Some(dir) = trt_cache {
                 let dir = dir.display().to_string();
                 trt = trt
@@ -146,10 +166,22 @@ mod tests {
 
     #[test]
     fn trt_shapes_syntax() {
-        let s = vec![
-            TensorSpec { name: "x".into(), shape: vec![1, 3, 64, 32] },
-            TensorSpec { name: "t".into(), shape: vec![1] },
-        ];
-        assert_eq!(trt_shapes(&s), "x:1x3x64x32,t:1");
+        let s = vec![TensorSpec::fixed("x", &[1, 3, 64, 32]), TensorSpec::fixed("t", &[1])];
+        assert_eq!(trt_shapes(&s, Shape { batch: 1, window: 64 }), "x:1x3x64x32,t:1");
+    }
+
+    #[test]
+    fn trt_profile_spans_batch_and_window_of_symbolic_parts() {
+        use crate::backend::Axis::{Batch, Fixed, Window};
+        let x = TensorSpec { name: "x".into(), shape: vec![1, 3, 64, 32], axes: vec![Batch, Fixed, Window, Fixed] };
+        let t = TensorSpec { name: "t".into(), shape: vec![1], axes: vec![Batch] };
+        let spec = PartSpec { name: "s_theta".into(), path: "s.onnx".into(), inputs: vec![x, t.clone()], outputs: vec![] };
+        let opts = BackendOptions { max_batch: 8, min_window: 8, ..Default::default() };
+        let p = trt_profile(&spec, &opts);
+        assert_eq!((p.min.as_str(), p.max.as_str()), ("x:1x3x8x32,t:1", "x:8x3x64x32,t:8"));
+        assert_eq!(p.opt, p.max);
+        let fixed = PartSpec { inputs: vec![TensorSpec::fixed("t", &[1])], ..spec };
+        let p = trt_profile(&fixed, &opts);
+        assert_eq!((p.min.as_str(), p.opt.as_str(), p.max.as_str()), ("t:1", "t:1", "t:1"));
     }
 }
