@@ -10,7 +10,7 @@
 
 use clap::Parser;
 use gsdnet_edge::bench::CountingAlloc;
-use gsdnet_edge::cli::{self, BenchArgs};
+use gsdnet_edge::cli::BenchArgs;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -54,9 +54,6 @@ fn arguments() -> Vec<std::ffi::OsString> {
 fn main() -> anyhow::Result<()> {
     gsdnet_edge::cli::daemon::init_logging("warn");
     let c = BenchCli::parse_from(arguments());
-    if !c.padded && c.batch.is_empty() && c.providers.is_empty() && !c.require_accelerator {
-        return cli::run_bench(c.args);
-    }
     let extras = gsdnet_edge::bench::Extras {
         padded: c.padded,
         batches: c.batch,

@@ -7,14 +7,14 @@ pub mod check;
 pub mod daemon;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{self, BackendKind, BackendOptions};
-use crate::bench::{self, BenchConfig};
+use crate::backend::{BackendKind, BackendOptions};
+use crate::bench;
 use crate::eval::{self, EvalConfig, Scenario};
 use crate::manifest::Manifest;
 use crate::masks::{check_rate, Pattern};
@@ -289,31 +289,6 @@ fn run_import(a: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench_config(a: &BenchArgs, manifest: &Manifest) -> Result<BenchConfig> {
-    let backends = match &a.backend {
-        Some(b) => b.clone(),
-        None => backend::compiled().iter().map(|n| n.parse()).collect::<Result<_, _>>()?,
-    };
-    let (sizes, steps, iters) = if a.quick {
-        (vec![32.min(manifest.dims.window)], vec![manifest.sde.steps], if a.iters > 0 { a.iters } else { 20 })
-    } else {
-        (a.sizes.clone(), a.steps.clone(), a.iters)
-    };
-    Ok(BenchConfig {
-        backends,
-        sizes,
-        steps,
-        sampler: a.sampler,
-        samples: a.samples,
-        iters,
-        budget: Duration::from_millis(a.budget_ms),
-        warmup: a.warmup,
-        rate: check_rate(a.rate)?,
-        seed: a.seed,
-        opts: BackendOptions { threads: a.threads, ..BackendOptions::default() },
-    })
-}
-
 /// Told when the running binary has no counting allocator (the production `gsdnet`).
 pub const ALLOCATIONS_HINT: &str =
     "allocations not counted: this binary uses the system allocator; run `gsdnet-bench` (same options) for allocation counts";
@@ -321,48 +296,6 @@ pub const ALLOCATIONS_HINT: &str =
 /// `gsdnet bench` (and `gsdnet-bench`, which installs the counting allocator first): allocation
 /// columns are filled only when `bench::allocations()` sees that allocator.
 pub fn run_bench(a: BenchArgs) -> Result<()> {
-    let data = a.data.clone().unwrap_or_else(|| bundled(DEFAULT_DATA));
-    let model_dir = a.model.clone().unwrap_or_else(|| bundled(DEFAULT_MODEL));
-    if a.threads > 0 {
-        // Nothing in the pipeline uses rayon today; pinning it keeps a future user honest.
-        rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global().context("rayon pool")?;
-    }
-    let manifest =
-        Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
-    let rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
-    let cfg = bench_config(&a, &manifest)?;
-    eprintln!(
-        "bench {} on {} ({} utterances), missing rate {}, threads {}",
-        manifest.model.name,
-        data.display(),
-        rec.n_utterances(),
-        cfg.rate,
-        if a.threads == 0 { "engine default".to_string() } else { a.threads.to_string() },
-    );
-    let rows = bench::run(&manifest, &rec, &cfg)?;
-    let peak = bench::peak_rss_kib();
-    print!("{}", bench::table(&rows));
-    println!(
-        "peak resident memory (VmHWM): {}",
-        peak.map_or("unknown".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-    );
-    let counted = bench::allocations().is_some();
-    if !counted {
-        eprintln!("{ALLOCATIONS_HINT}");
-    }
-    if let Some(path) = &a.json {
-        let doc = serde_json::json!({
-            "model": manifest.model.name,
-            "data": data.display().to_string(),
-            "threads": a.threads,
-            "missing_rate": cfg.rate,
-            "seed": cfg.seed,
-            "peak_rss_kib": peak,
-            "allocations_counted": counted,
-            "rows": rows,
-        });
-        let text = serde_json::to_string_pretty(&doc)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    bench::run_cli(a, &bench::Extras::default())
 }
+
