@@ -10,8 +10,9 @@
 //!   preallocated outputs, made on first use and kept. An input is copied and re-bound only when
 //!   its bits differ from what is bound, so conditioning that stays fixed across the reverse-SDE
 //!   steps of a window is bound once.
-//! - TensorRT gets one optimisation profile per part spanning batch 1..=`max_batch` and window
-//!   `min_window`..=W (optimised at the maximum), so its engine cache holds one engine per part.
+//! - TensorRT gets one optimisation profile per part spanning batch 1..=`rows::MAX_CALL_ROWS`
+//!   and window `min_window`..=W (optimised at `max_batch` x W), so its engine cache holds one
+//!   engine per part and every call the row caller makes fits it.
 
 pub mod providers;
 pub mod runtime;

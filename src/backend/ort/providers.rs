@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ort::ep::{self, ExecutionProviderDispatch};
 use sha2::{Digest, Sha256};
 
+use crate::backend::rows::MAX_CALL_ROWS;
 use crate::backend::{BackendOptions, PartSpec, Shape, TensorSpec};
 
 /// One execution provider the board profile may list.
@@ -85,8 +86,9 @@ pub fn trt_shapes(inputs: &[TensorSpec], at: Shape) -> String {
 }
 
 /// TensorRT's optimisation profile of a part: (min, opt, max) input shapes. Fixed-shape parts:
-/// the one shape three times; symbolic ones: batch 1 and window `min_window` up to
-/// `max_batch` x W, optimised at the maximum.
+/// the one shape three times; symbolic ones: batch 1 and window `min_window` up to the largest
+/// call (`rows::MAX_CALL_ROWS` rows, since windows x completion samples may exceed `max_batch`)
+/// x W, optimised at `max_batch` x W (the daemon's full batch of windows).
 pub struct TrtProfile {
     pub min: String,
     pub opt: String,
@@ -100,9 +102,13 @@ pub fn trt_profile(spec: &PartSpec, opts: &BackendOptions) -> TrtProfile {
         return TrtProfile { min: one.clone(), opt: one.clone(), max: one };
     }
     let low = Shape { batch: 1, window: opts.min_window.clamp(1, full.window.max(1)) };
-    let high = Shape { batch: opts.max_batch.max(1), window: full.window };
-    let max = trt_shapes(&spec.inputs, high);
-    TrtProfile { min: trt_shapes(&spec.inputs, low), opt: max.clone(), max }
+    let opt = Shape { batch: opts.max_batch.clamp(1, MAX_CALL_ROWS), window: full.window };
+    let high = Shape { batch: MAX_CALL_ROWS, window: full.window };
+    TrtProfile {
+        min: trt_shapes(&spec.inputs, low),
+        opt: trt_shapes(&spec.inputs, opt),
+        max: trt_shapes(&spec.inputs, high),
+    }
 }
 
 /// Hex sha256 of the model file.
@@ -178,8 +184,8 @@ mod tests {
         let spec = PartSpec { name: "s_theta".into(), path: "s.onnx".into(), inputs: vec![x, t.clone()], outputs: vec![] };
         let opts = BackendOptions { max_batch: 8, min_window: 8, ..Default::default() };
         let p = trt_profile(&spec, &opts);
-        assert_eq!((p.min.as_str(), p.max.as_str()), ("x:1x3x8x32,t:1", "x:8x3x64x32,t:8"));
-        assert_eq!(p.opt, p.max);
+        assert_eq!((p.min.as_str(), p.opt.as_str()), ("x:1x3x8x32,t:1", "x:8x3x64x32,t:8"));
+        assert_eq!(p.max, "x:64x3x64x32,t:64", "any call the row caller makes fits");
         let fixed = PartSpec { inputs: vec![TensorSpec::fixed("t", &[1])], ..spec };
         let p = trt_profile(&fixed, &opts);
         assert_eq!((p.min.as_str(), p.opt.as_str(), p.max.as_str()), ("t:1", "t:1", "t:1"));
