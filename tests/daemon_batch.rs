@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e_common::{sent_masks, start, subscribe};
+use e2e_common::{replay_options, sent_masks, start, subscribe};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
-use gsdnet_edge::daemon::assembly::{AssemblySettings, ClosedUtterance, WindowJob};
+use gsdnet_edge::daemon::assembly::{ClosedUtterance, WindowJob};
 use gsdnet_edge::daemon::inference::{InferencePolicy, InferenceThread, JobQueue, RunError, WatchdogPolicy, WindowRunner};
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::NoNotifier;
@@ -242,32 +242,14 @@ fn bad_windows_in_a_batch_fail_alone_and_the_rest_equal_single_runs() {
 }
 
 fn options(model: ServedModel) -> ServeOptions {
+    let base = replay_options(model, 64, 60_000);
     ServeOptions {
-        model,
-        assembly: AssemblySettings {
-            window: 64,
-            windowing: gsdnet_edge::config::Windowing::Sliding,
-            deadline_ms: [60_000; 3],
-            max_utterance_ms: 600_000,
-            max_open_utterances: 8,
-            max_conversations: 16,
-            idle_conversation_ms: 600_000,
-            evict_idle_ms: 10_000,
-        },
-        queue_capacity: 64,
-        max_frames_per_second: 1_000_000,
-        burst: 1_000_000,
-        heartbeat: Duration::from_millis(200),
-        max_consecutive_errors: 5,
-        batch_latency: Duration::from_millis(250),
         limits: gsdnet_edge::daemon::limits::ConnectionLimits {
             total_frames_per_second: 10_000_000,
             total_burst: 10_000_000,
             ..Default::default()
         },
-        abstain_below: 0.0,
-        result_backlog: 4096,
-        warm_up: true,
+        ..base
     }
 }
 

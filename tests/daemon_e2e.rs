@@ -13,11 +13,9 @@ mod e2e_common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use e2e_common::{sent_masks, serial_rig, start, subscribe, SerialRig};
+use e2e_common::{replay_options, sent_masks, serial_rig, start, subscribe, SerialRig};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
-use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
 use gsdnet_edge::daemon::server::{Endpoints, ServeOptions};
@@ -48,29 +46,7 @@ fn pipeline() -> Pipeline {
 }
 
 fn options(window: usize, deadline_ms: u64) -> ServeOptions {
-    ServeOptions {
-        model: ServedModel::from_manifest(&pipeline().model().manifest).unwrap(),
-        assembly: AssemblySettings {
-            window,
-            windowing: gsdnet_edge::config::Windowing::Sliding,
-            deadline_ms: [deadline_ms; 3],
-            max_utterance_ms: 10 * deadline_ms,
-            max_open_utterances: 8,
-            max_conversations: 16,
-            idle_conversation_ms: 600_000,
-            evict_idle_ms: 10_000,
-        },
-        queue_capacity: 64,
-        max_frames_per_second: 1_000_000,
-        burst: 1_000_000,
-        heartbeat: Duration::from_millis(200),
-        max_consecutive_errors: 5,
-        batch_latency: Duration::from_millis(250),
-        limits: gsdnet_edge::daemon::limits::ConnectionLimits::default(),
-        abstain_below: 0.0,
-        result_backlog: 4096,
-        warm_up: true,
-    }
+    replay_options(ServedModel::from_manifest(&pipeline().model().manifest).unwrap(), window, deadline_ms)
 }
 
 /// What the evaluation computes: one window per conversation, the sampler stream of

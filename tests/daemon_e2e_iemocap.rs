@@ -12,9 +12,8 @@ mod e2e_common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use e2e_common::{sent_masks, serial_rig, start, subscribe, SerialRig};
+use e2e_common::{replay_options, sent_masks, serial_rig, start, subscribe, SerialRig};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::config::Windowing;
 use gsdnet_edge::daemon::assembly::AssemblySettings;
@@ -55,24 +54,16 @@ fn pipeline() -> Pipeline {
 }
 
 fn options(window: usize, deadline_ms: u64) -> ServeOptions {
+    let base = replay_options(ServedModel::from_manifest(&pipeline().model().manifest).unwrap(), window, deadline_ms);
     ServeOptions {
-        model: ServedModel::from_manifest(&pipeline().model().manifest).unwrap(),
         assembly: AssemblySettings {
-            window,
             windowing: Windowing::Chunked,
-            deadline_ms: [deadline_ms; 3],
-            max_utterance_ms: 10 * deadline_ms,
-            max_open_utterances: 8,
             max_conversations: 40,
             idle_conversation_ms: 6_000_000,
             evict_idle_ms: 6_000_000,
+            ..base.assembly
         },
         queue_capacity: 4096,
-        max_frames_per_second: 1_000_000,
-        burst: 1_000_000,
-        heartbeat: Duration::from_millis(200),
-        max_consecutive_errors: 5,
-        batch_latency: Duration::from_millis(250),
         // The replay sends ~6000 frames at once (no real time passes under the paused clock):
         // above the default shared bucket of 2000 frames.
         limits: gsdnet_edge::daemon::limits::ConnectionLimits {
@@ -80,9 +71,8 @@ fn options(window: usize, deadline_ms: u64) -> ServeOptions {
             total_burst: 1_000_000,
             ..Default::default()
         },
-        abstain_below: 0.0,
         result_backlog: 1 << 16,
-        warm_up: true,
+        ..base
     }
 }
 

@@ -7,6 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use gsdnet_edge::config::Windowing;
+use gsdnet_edge::daemon::assembly::AssemblySettings;
+use gsdnet_edge::daemon::limits::ConnectionLimits;
+use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
 use gsdnet_edge::daemon::replay::Step;
@@ -16,6 +20,36 @@ use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::pipeline::{Completion, Pipeline};
 use gsdnet_edge::protocol::{encode_frame, FrameDecoder, Message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Serve options of the in-process replay tests: windows of `window` (sliding), every
+/// modality's deadline `deadline_ms`, flood limits lifted per client (a replay sends far faster
+/// than people speak), 200 ms heartbeat, the default 250 ms batch budget. Tests override what
+/// their scenario needs with `..replay_options(..)`.
+pub fn replay_options(model: ServedModel, window: usize, deadline_ms: u64) -> ServeOptions {
+    ServeOptions {
+        model,
+        assembly: AssemblySettings {
+            window,
+            windowing: Windowing::Sliding,
+            deadline_ms: [deadline_ms; 3],
+            max_utterance_ms: 10 * deadline_ms,
+            max_open_utterances: 8,
+            max_conversations: 16,
+            idle_conversation_ms: 600_000,
+            evict_idle_ms: 10_000,
+        },
+        queue_capacity: 64,
+        max_frames_per_second: 1_000_000,
+        burst: 1_000_000,
+        heartbeat: std::time::Duration::from_millis(200),
+        max_consecutive_errors: 5,
+        batch_latency: std::time::Duration::from_millis(250),
+        limits: ConnectionLimits::default(),
+        abstain_below: 0.0,
+        result_backlog: 4096,
+        warm_up: true,
+    }
+}
 
 /// Availability of every utterance as the replay sends it: `(conversation, utterance)` -> by
 /// `Modality::index`.
