@@ -312,7 +312,7 @@ def report(res: dict) -> str:
               "recon + fusion at the bucket N runs at (the bucketed pipeline's work; GFLOP/s of the "
               "padded pipelines would be lower); the eigendecomposition and element-wise ops are "
               "not counted. Per part at window 32: " + ", ".join(f"{p} {v / 1e6:.3f} MFLOP" for p, v in res["part_flops"].items()) +
-              f". Nominal single-core peak: "
+              ". Nominal single-core peak: "
               + (f"{peak:.1f} GFLOP/s" if peak else "unknown") + f" ({peak_note}).", "",
               "| N | steps | MFLOP/window | " + " | ".join(f"Rust {e} GFLOP/s" for e in engines) +
               " | ORT Python GFLOP/s | torch GFLOP/s | best % of peak |",
