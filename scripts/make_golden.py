@@ -61,7 +61,7 @@ CASES = [
 ]
 # name, synthetic conversation id, N, rate, pattern, steps, sampler, seed, description
 IEMOCAP_CASES = [
-    ("iemocap6_speakers", "synthetic-dyadic-0", 24, 0.3, None, None, None, 0,
+    ("dyadic6_synthetic", "synthetic-dyadic-0", 24, 0.3, None, None, None, 0,
      "IEMOCAP 6-way model (text + audio, 6 classes), two speakers taking turns, rate 0.3 "
      "protocol mask, the manifest's sampler (PF-ODE Heun S=3); synthetic raw features"),
 ]

@@ -69,11 +69,11 @@ def model():
 
 
 def test_cases_present():
-    assert {"rate05_s5", "pattern_t", "complete", "speakers", "iemocap6_speakers"} <= set(CASES)
+    assert {"rate05_s5", "pattern_t", "complete", "speakers", "dyadic6_synthetic"} <= set(CASES)
 
 
 def test_iemocap_case_names_its_model():
-    case, t = load("iemocap6_speakers")
+    case, t = load("dyadic6_synthetic")
     meta, n = case["meta"], case["meta"]["n_nodes"]
     assert meta["model"] == "gsdnet-iemocap6" and meta["model_dir"] == "models/gsdnet-iemocap6"
     assert meta["modalities"] == ["text", "audio"] and len(meta["classes"]) == 6

@@ -152,7 +152,7 @@ def test_iemocap_windows_have_no_nearly_repeated_eigenvalues(name):
     ws, wo = man["graph"]["window_same"], man["graph"]["window_other"]
     w, k = man["dims"]["window"], man["dims"]["k"]
     if name == "gsdnet-iemocap6":
-        case = ROOT / "tests" / "golden" / "iemocap6_speakers"
+        case = ROOT / "tests" / "golden" / "dyadic6_synthetic"
         n = tomllib.loads((case / "case.toml").read_text())["meta"]["n_nodes"]
         spk = np.fromfile(case / "speaker.f32", "<f4")[:n]
         assert kept_gaps(spk, w, k, ws, wo).min() > 1e-6
