@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e_common::{replay_options, sent_masks, start, subscribe};
+use e2e_common::{replay_options, sent_masks, start_unix};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::daemon::assembly::{ClosedUtterance, WindowJob};
 use gsdnet_edge::daemon::inference::{InferencePolicy, InferenceThread, JobQueue, RunError, WatchdogPolicy, WindowRunner};
@@ -21,7 +21,7 @@ use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
 use gsdnet_edge::daemon::replay::{self, ReplayOptions};
-use gsdnet_edge::daemon::server::{Endpoints, ServeOptions};
+use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::daemon::stats::Stats;
 use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{Completion, Pipeline};
@@ -260,12 +260,7 @@ type Published = HashMap<(String, u32), Vec<UtteranceResult>>;
 async fn serve_concurrently(rec: &Recording, max_batch: usize) -> (Published, Arc<Stats>) {
     let mods = pipeline(1).model().manifest.modalities;
     let model = ServedModel::from_manifest(&pipeline(1).model().manifest).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("batch.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let (stop, h) = start(pipeline(max_batch), SEED, Endpoints { unix: vec![listener], ..Default::default() }, 0, options(model)).await;
-    let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
-    subscribe(&mut sub).await;
+    let mut d = start_unix(pipeline(max_batch), SEED, 0, options(model)).await;
     // One utterance per sensor every 25 ms: about the thread's capacity with eight sensors, so
     // batches of every size form and most windows are published rather than superseded.
     let opts = ReplayOptions { interval_ms: 25, drops: Vec::new(), mask: Some((0.3, SEED, mods)), modalities: Some(mods) };
@@ -273,7 +268,7 @@ async fn serve_concurrently(rec: &Recording, max_batch: usize) -> (Published, Ar
     for s in 0..8 {
         let share = Recording { conversations: rec.conversations.iter().skip(s).step_by(8).cloned().collect() };
         let steps = replay::plan(&share, &opts).unwrap();
-        let mut sensor = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut sensor = d.connect().await;
         writers.push(tokio::spawn(async move {
             replay::send(&mut sensor, &steps, true).await.unwrap();
             sensor
@@ -282,7 +277,7 @@ async fn serve_concurrently(rec: &Recording, max_batch: usize) -> (Published, Ar
     let last: HashMap<String, u32> = rec.conversations.iter().map(|c| (c.id.clone(), c.utterances.last().unwrap().position)).collect();
     let (mut dec, mut buf, mut got, mut finals) = (FrameDecoder::default(), vec![0u8; 65536], Published::new(), 0usize);
     while finals < last.len() {
-        let n = tokio::time::timeout(Duration::from_secs(120), sub.read(&mut buf)).await.expect("results stopped").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(120), d.sub.read(&mut buf)).await.expect("results stopped").unwrap();
         assert!(n > 0, "daemon closed the subscriber stream");
         for m in dec.feed(&buf[..n]) {
             if let Message::Result(r) = m.unwrap() {
@@ -292,8 +287,7 @@ async fn serve_concurrently(rec: &Recording, max_batch: usize) -> (Published, Ar
         }
     }
     let _sensors: Vec<_> = futures_join(writers).await;
-    let _ = stop.send(());
-    (got, h.await.unwrap())
+    (got, d.stop().await)
 }
 
 async fn futures_join<T>(hs: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -14,11 +14,11 @@ mod e2e_common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use e2e_common::{replay_options, sent_masks, serial_rig, start, subscribe, SerialRig};
+use e2e_common::{replay_options, sent_masks, serial_rig, start, start_unix, subscribe, SerialRig};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
-use gsdnet_edge::daemon::server::{Endpoints, ServeOptions};
+use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, Scenario};
 use gsdnet_edge::model::Model;
@@ -158,16 +158,10 @@ async fn unix_replay_with_eval_mask_equals_eval() {
     let masks = sent_masks(&steps);
     let want = expected(&rec, &masks, scenario.key());
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e2e.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let (stop, h) = start(pipeline(), SEED, Endpoints { unix: vec![listener], ..Default::default() }, scenario.key(), options(w, 1_000)).await;
-    let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
-    subscribe(&mut sub).await;
-    let sensor = tokio::net::UnixStream::connect(&path).await.unwrap();
-    let got = replay_and_collect(&rec, steps, sensor, &mut sub).await;
-    let _ = stop.send(());
-    h.await.unwrap();
+    let mut d = start_unix(pipeline(), SEED, scenario.key(), options(w, 1_000)).await;
+    let sensor = d.connect().await;
+    let got = replay_and_collect(&rec, steps, sensor, &mut d.sub).await;
+    d.stop().await;
     assert_same(&got, &want);
 
     let cfg = EvalConfig { completions: vec![Completion::Gsdnet], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };

@@ -13,13 +13,13 @@ mod e2e_common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use e2e_common::{replay_options, sent_masks, serial_rig, start, subscribe, SerialRig};
+use e2e_common::{replay_options, sent_masks, serial_rig, start, start_unix, subscribe, SerialRig};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::config::Windowing;
 use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
-use gsdnet_edge::daemon::server::{Endpoints, ServeOptions};
+use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, Scenario};
 use gsdnet_edge::metrics;
@@ -190,16 +190,10 @@ async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
     let steps = replay::plan(&rec, &opts).unwrap();
     let want = expected(&rec, &sent_masks(&steps), scenario.key());
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("iemocap.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let (stop, h) = start(pipeline(), SEED, Endpoints { unix: vec![listener], ..Default::default() }, scenario.key(), options(w, 1_000)).await;
-    let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
-    subscribe(&mut sub).await;
-    let sensor = tokio::net::UnixStream::connect(&path).await.unwrap();
-    let got = replay_and_collect(&want, steps, sensor, &mut sub).await;
-    let _ = stop.send(());
-    h.await.unwrap();
+    let mut d = start_unix(pipeline(), SEED, scenario.key(), options(w, 1_000)).await;
+    let sensor = d.connect().await;
+    let got = replay_and_collect(&want, steps, sensor, &mut d.sub).await;
+    d.stop().await;
     assert_same(&got, &want);
 
     let cfg = EvalConfig { completions: vec![Completion::Gsdnet], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };

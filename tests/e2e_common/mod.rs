@@ -85,6 +85,41 @@ pub async fn start(
     (stop, h)
 }
 
+/// A daemon served by `start` on a Unix socket in a temporary directory, with one subscriber
+/// that has seen the status answer (so it misses no result).
+pub struct UnixDaemon {
+    pub path: std::path::PathBuf,
+    pub sub: tokio::net::UnixStream,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<Arc<Stats>>,
+    _dir: tempfile::TempDir,
+}
+
+/// `start` on a fresh Unix socket, then one subscriber.
+pub async fn start_unix(pipeline: Pipeline, seed: u64, scenario: u64, opts: ServeOptions) -> UnixDaemon {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("daemon.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let endpoints = Endpoints { unix: vec![listener], ..Default::default() };
+    let (stop, handle) = start(pipeline, seed, endpoints, scenario, opts).await;
+    let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
+    subscribe(&mut sub).await;
+    UnixDaemon { path, sub, stop, handle, _dir: dir }
+}
+
+impl UnixDaemon {
+    /// A new connection, e.g. a sensor.
+    pub async fn connect(&self) -> tokio::net::UnixStream {
+        tokio::net::UnixStream::connect(&self.path).await.unwrap()
+    }
+
+    /// Shuts the daemon down; its final counters.
+    pub async fn stop(self) -> Arc<Stats> {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap()
+    }
+}
+
 /// Subscribes and waits for the status answer, so no result can be missed afterwards.
 pub async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
     s.write_all(&encode_frame(&Message::Subscribe)).await.unwrap();
