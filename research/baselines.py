@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_torch import evaluate_fn  # noqa: E402
-from gsdnet_ref import data as gdata  # noqa: E402
-from gsdnet_torch import common  # noqa: E402
-from gsdnet_torch.model import ConversationPrior  # noqa: E402
-from train import DATA, draw_train_avail, fit_prior  # noqa: E402
+from eval_torch import evaluate_fn
+from gsdnet_ref import data as gdata
+from gsdnet_torch import common
+from gsdnet_torch.model import ConversationPrior
+from gsdnet_torch.augment import draw_train_avail
+from gsdnet_torch.selection import fit_prior
+from gsdnet_torch.train import DATA
 
 
 def inputs(b, idx, avail):

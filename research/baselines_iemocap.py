@@ -23,7 +23,6 @@ import argparse
 import copy
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -32,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref import masks as gmasks  # noqa: E402
+from gsdnet_ref import masks as gmasks
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "iemocap"
 DIMS = (("text", 300), ("audio", 47))   # slot order: text, audio

@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import calibrate as cal  # noqa: E402
-from gsdnet_ref import data as gdata  # noqa: E402
-from gsdnet_ref import metrics as gmetrics  # noqa: E402
-from gsdnet_ref.evaluate import RATES  # noqa: E402
-from gsdnet_ref.pipeline import OnnxModel  # noqa: E402
+from gsdnet_torch import calibrate as cal
+from gsdnet_ref import data as gdata
+from gsdnet_ref import metrics as gmetrics
+from gsdnet_ref.evaluate import RATES
+from gsdnet_ref.pipeline import OnnxModel
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("ece", "nll", "brier", "acc_cov80", "acc_cov50", "aurc")

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_torch import common  # noqa: E402
+from gsdnet_ref import masks as gmasks
+from gsdnet_torch import common
 
 
 def grid(vb=None):

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import calibrate as cal  # noqa: E402
-from gsdnet_ref import data as gdata  # noqa: E402
-from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_ref.evaluate import RATES, scenario_outputs  # noqa: E402
-from gsdnet_ref.multisample import mean_f64  # noqa: E402
-from gsdnet_ref.pipeline import OnnxModel, softmax_t  # noqa: E402
+from gsdnet_torch import calibrate as cal
+from gsdnet_ref import data as gdata
+from gsdnet_ref import masks as gmasks
+from gsdnet_ref.evaluate import RATES, scenario_outputs
+from gsdnet_ref.multisample import mean_f64
+from gsdnet_ref.pipeline import OnnxModel, softmax_t
 
 ROOT = Path(__file__).resolve().parents[1]
 

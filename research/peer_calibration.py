@@ -13,17 +13,14 @@ Refuses a data folder whose val split is named test (val only).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import batches, inputs, peer_prior, train_peer  # noqa: E402
-from gsdnet_ref.evaluate import RATES  # noqa: E402
-from gsdnet_torch import common  # noqa: E402
-from train import DATA  # noqa: E402
+from baselines import batches, inputs, peer_prior, train_peer
+from gsdnet_ref.evaluate import RATES
+from gsdnet_torch import common
+from gsdnet_torch.train import DATA
 
 
 def pool_of(fn, vb, seeds, rates) -> dict:

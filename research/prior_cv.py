@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref.evaluate import RATES  # noqa: E402
-from gsdnet_torch import common  # noqa: E402
-from train import PRIOR_GAINS, PRIOR_TEMPS  # noqa: E402
+from gsdnet_ref.evaluate import RATES
+from gsdnet_torch import common
+from gsdnet_torch.selection import PRIOR_GAINS, PRIOR_TEMPS
 
 GRID = [(g, t) for g in PRIOR_GAINS for t in PRIOR_TEMPS]
 

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref.evaluate import evaluate  # noqa: E402
-from gsdnet_ref.sampler import EM, HEUN  # noqa: E402
+from gsdnet_ref.evaluate import evaluate
+from gsdnet_ref.sampler import EM, HEUN
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "cmu-mosi" / "val"

@@ -24,14 +24,12 @@ import resource
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import gsdnet_client  # noqa: E402
+import gsdnet_client
+from gsdnet_ref.paths import ROOT, SHARED_DATA
 
 
 def _vm(pid: int) -> dict:
@@ -66,7 +64,7 @@ def _status(sock: Path) -> dict:
         return gsdnet_client.receive(s, gsdnet_client.FrameDecoder(), gsdnet_client.STATUS)
 
 
-DEFAULT_DATA = ROOT.parent / "shared/data/cmu-mosi/val"
+DEFAULT_DATA = SHARED_DATA / "cmu-mosi/val"
 
 
 def measure(binary: Path, model: Path, recording: Path, rate: float, timeout: float = 300,

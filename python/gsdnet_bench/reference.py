@@ -31,15 +31,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
 import onnx  # noqa: E402
 import torch  # noqa: E402
 from gsdnet_ref import data as gdata  # noqa: E402
 from gsdnet_ref import masks as gmasks  # noqa: E402
 from gsdnet_ref import pipeline as gpipe  # noqa: E402
+from gsdnet_ref.paths import ROOT, SHARED_DATA  # noqa: E402
 from gsdnet_ref.sampler import HEUN, stream_key  # noqa: E402
 from gsdnet_torch import common  # noqa: E402
 from gsdnet_torch.heun import sample_heun_torch  # noqa: E402
@@ -536,7 +533,7 @@ ALLOC_NOTES = [
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ROOT / "models/gsdnet-mosi")
-    p.add_argument("--data", type=Path, default=Path("/work/shared/data/cmu-mosi/val"),
+    p.add_argument("--data", type=Path, default=SHARED_DATA / "cmu-mosi" / "val",
                    help="split folder; the Rust bench reads the same folder")
     p.add_argument("--gsdnet", type=Path, default=ROOT / "target/release/gsdnet",
                    help="production binary (the daemon's resident memory)")
@@ -630,7 +627,7 @@ def main(argv=None):
                        command=rust_docs[0]["command"].replace(f"--sizes {sizes[0]} --steps {steps[0]}",
                                                                "--sizes N --steps S"))
     if not a.quick:
-        from bench_daemon import measure
+        from gsdnet_bench.daemon import measure
         res["daemon"] = measure(a.gsdnet, a.model.resolve(), ROOT / "data/mosi-val.gsdrec",
                                 a.rate)
     res["load_after"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -3,8 +3,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref import rng  # noqa: E402
+from gsdnet_ref import rng
 
 out = {
     "mix64": [[z, rng.mix64(z)] for z in [0, 1, 0xFFFFFFFFFFFFFFFF, 0x123456789ABCDEF0]],

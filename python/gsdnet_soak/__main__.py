@@ -68,12 +68,11 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from gsdnet_soak.profile import read_manifest, write_profile, free_loopback_port, feature_pool  # noqa: E402
-from gsdnet_soak.ledger import Ledger  # noqa: E402
-from gsdnet_soak.clients import connect, request_status, request_health, Sensor, RestartingSensor, Flood, NonReader, Subscriber, RssPoller  # noqa: E402
-from gsdnet_soak.report import tail, summarise, report, closed_by_peer, checks_of  # noqa: E402
+from gsdnet_ref.paths import ROOT
+from gsdnet_soak.profile import read_manifest, write_profile, free_loopback_port, feature_pool
+from gsdnet_soak.ledger import Ledger
+from gsdnet_soak.clients import connect, request_status, request_health, Sensor, RestartingSensor, Flood, NonReader, Subscriber, RssPoller
+from gsdnet_soak.report import tail, summarise, report, closed_by_peer, checks_of
 
 
 def start_daemon(args, profile: Path, log_path: Path):

@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import re
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import gsdnet_client as gc  # noqa: E402
+import gsdnet_client as gc
+from gsdnet_soak.ledger import Utt
 
 MODALITIES = gc.MODALITIES  # ("text", "audio", "visual"), avail bits 1, 2, 4
 LOOPBACK = "127.0.0.1"
-from gsdnet_soak.ledger import Utt  # noqa: E402
 
 
 def connect(endpoint: tuple, timeout: float = 5.0) -> socket.socket:

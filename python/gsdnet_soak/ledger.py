@@ -1,15 +1,11 @@
 """What was sent and what was published, per conversation and restart epoch (scripts/soak.py)."""
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import gsdnet_client as gc  # noqa: E402
+import gsdnet_client as gc
 
 MODALITIES = gc.MODALITIES  # ("text", "audio", "visual"), avail bits 1, 2, 4
 LOOPBACK = "127.0.0.1"

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import math
 import socket
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import gsdnet_client as gc  # noqa: E402
+import gsdnet_client as gc
+from gsdnet_soak.clients import RestartingSensor
+from gsdnet_soak.ledger import Ledger
 
 MODALITIES = gc.MODALITIES  # ("text", "audio", "visual"), avail bits 1, 2, 4
 LOOPBACK = "127.0.0.1"
-from gsdnet_soak.clients import RestartingSensor  # noqa: E402
-from gsdnet_soak.ledger import Ledger  # noqa: E402
 
 
 def tail(path: Path, n: int = 25) -> str:

@@ -1,6 +1,7 @@
 """Ablation (b): diffusion in adjacency space instead of on the eigenvalues (torch only).
 
-Owns: the per-entry adjacency score network, its DSM loss and the joint sampler. The diffused
+Owns: the DSM losses and the joint sampler; the per-entry adjacency score network (AdjScore)
+is a part of the model, in model.py. The diffused
 object per modality is the cosine-similarity matrix C_m of the latents (entries in [-1, 1]) with
 symmetric entry-wise VE noise (sigma_lambda); s_theta sees A_t = C_t / N, the same scale as the
 spectral u diag(lam_t) u^T it gets in GSDNet. Never exported: the device runs GSDNet only.
@@ -10,9 +11,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from gsdnet_torch.model import TimeEmbed, precond, ve_std
+from gsdnet_torch.model import ve_std
+from gsdnet_torch.observed import full_mask, obs_mask
 
 
 def cosine_graph(h, nm):
@@ -28,42 +29,15 @@ def sym_noise(shape, nm, gen):
     return z * (nm[:, None, :, None] * nm[:, None, None, :])
 
 
-class AdjScore(nn.Module):
-    """Per-entry score of C_t given the observed similarity and both endpoints' availability."""
-
-    def __init__(self, hid: int, sigma_l: float):
-        super().__init__()
-        self.sigma = sigma_l
-        self.inp = nn.Linear(4, hid)
-        self.temb = TimeEmbed(hid)
-        self.out = nn.Linear(hid, 1)
-
-    def net(self, c_t, t, c_obs, avail, nm):
-        std = ve_std(t, self.sigma)
-        c_in, c_skip, c_out = precond(std)
-        a = avail.permute(0, 2, 1)                                         # [B,3,W]
-        w = c_t.shape[-1]
-        feat = torch.stack([c_t * c_in[:, None, None, None], c_obs,
-                            a[..., :, None].expand(-1, -1, -1, w),
-                            a[..., None, :].expand(-1, -1, w, -1)], dim=-1)
-        z = torch.relu(self.inp(feat) + self.temb(t)[:, None, None, None, :])
-        f = self.out(z)[..., 0]
-        f = (f + f.transpose(-1, -2)) / 2.0
-        e = lambda c: c[:, None, None, None]  # noqa: E731
-        out = (e(c_skip) * c_t + e(c_out) * f - c_t) / e(std)
-        return out * (nm[:, None, :, None] * nm[:, None, None, :]), std
-
-
 def _n(nm):
     return torch.clamp(nm.sum(1), min=1.0)[:, None, None, None]
 
 
 def adj_losses(model, hd, cd, avail, nm, u, args, gen):
     """DSM losses of s_theta (conditioned on the noisy dense graph) and of the adjacency score."""
-    from gsdnet_torch import common
-    obs = common.obs_mask(avail, nm)
+    obs = obs_mask(avail, nm)
     miss = (1 - obs) * nm[:, None, :, None]
-    full = common.full_mask(avail, nm)[..., None]                         # [B,3,1,1]
+    full = full_mask(avail, nm)[..., None]                         # [B,3,1,1]
     c_true, c_obs = cosine_graph(hd, nm), cosine_graph(cd, nm)
     b = hd.shape[0]
     t = args.eps + (1 - args.eps) * torch.rand(b, generator=gen)
@@ -83,10 +57,9 @@ def adj_losses(model, hd, cd, avail, nm, u, args, gen):
 @torch.no_grad()
 def sample_adj(model, h, cond, avail, nm, u, steps, eps, gen):
     """Joint reverse SDE of latents and dense graphs; returns (x0, A0 [B,3,W,W] = C0 / N)."""
-    from gsdnet_torch import common
     sx, sl = model.cfg["sigma_x"], model.cfg["sigma_l"]
-    obs = common.obs_mask(avail, nm)
-    full = common.full_mask(avail, nm)[..., None]
+    obs = obs_mask(avail, nm)
+    full = full_mask(avail, nm)[..., None]
     c_obs = cosine_graph(cond, nm)
     b = h.shape[0]
     dt = (1.0 - eps) / steps

@@ -40,14 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref import data as gdata  # noqa: E402
-from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_ref import metrics as gmetrics  # noqa: E402
-from gsdnet_ref.evaluate import scenario_outputs  # noqa: E402
-from gsdnet_ref.pipeline import OnnxModel, softmax_t  # noqa: E402
+from gsdnet_ref import data as gdata
+from gsdnet_ref import masks as gmasks
+from gsdnet_ref import metrics as gmetrics
+from gsdnet_ref.evaluate import scenario_outputs
+from gsdnet_ref.paths import ROOT, SHARED_DATA
+from gsdnet_ref.pipeline import OnnxModel, softmax_t
 
-ROOT = Path(__file__).resolve().parents[1]
 T_RANGE = (1.0 / 20.0, 20.0)
 DECIMALS = 3
 SHOWN = ("ece", "nll", "brier", "acc_cov80", "aurc")
@@ -228,7 +227,7 @@ def write_calibration(manifest: Path, table: dict) -> None:
 def main(argv=None):
     p = argparse.ArgumentParser(description="Fit the calibration temperature on val/")
     p.add_argument("--model", default=str(ROOT / "models" / "gsdnet-mosi"))
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cmu-mosi" / "val"))
+    p.add_argument("--data", default=str(SHARED_DATA / "cmu-mosi" / "val"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rates", type=float, nargs="+", default=None,
                    help="missing rates (default: 0.0 .. the model's maximum)")

@@ -11,19 +11,19 @@ the normalisation stats (canonical order).
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gsdnet_ref import data as gdata  # noqa: E402
-from gsdnet_ref import graph as ggraph  # noqa: E402
-from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_ref import metrics as gmetrics  # noqa: E402
-from gsdnet_torch.model import GSDNet, adj_from_lam, spectrum, ve_std  # noqa: E402
+from gsdnet_ref import data as gdata
+from gsdnet_ref import graph as ggraph
+from gsdnet_ref import masks as gmasks
+from gsdnet_ref import metrics as gmetrics
+from gsdnet_torch.adjdiff import sample_adj
+from gsdnet_torch.model import GSDNet, adj_from_lam, spectrum, ve_std
+from gsdnet_torch.observed import full_mask, obs_mask
 
 
 @dataclass
@@ -96,17 +96,6 @@ def protocol_avail(batch: Batch, seed: int, rate=None, pattern=None) -> torch.Te
     return torch.from_numpy(out)
 
 
-def obs_mask(avail, node_mask):
-    """[B,M,W,1] observed entries."""
-    return (avail.permute(0, 2, 1) * node_mask[:, None, :])[..., None]
-
-
-def full_mask(avail, node_mask):
-    """[B,M,1]: modality observed on every valid node."""
-    miss = ((1 - avail.permute(0, 2, 1)) * node_mask[:, None, :]).sum(-1)
-    return (miss == 0).float()[..., None]
-
-
 @torch.no_grad()
 def sample_torch(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen):
     """Batched DESIGN.md sampler with torch noise; returns (x0, lam0)."""
@@ -151,7 +140,6 @@ def complete(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen):
     if variant == "det":
         return det_complete(model, h, cond, avail, nm, u, lam_obs)
     if variant == "adj":
-        from gsdnet_torch.adjdiff import sample_adj
         return sample_adj(model, h, cond, avail, nm, u, steps, eps, gen)
     return sample_torch(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen)
 

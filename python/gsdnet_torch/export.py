@@ -31,10 +31,9 @@ import onnx
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_torch.model import GSDNet  # noqa: E402
-from gsdnet_torch.selection import sel_rates  # noqa: E402
-from gsdnet_ref.tomlw import write_toml  # noqa: E402,F401  (make_golden.py and tests import it from here too)
+from gsdnet_torch.model import GSDNet
+from gsdnet_torch.selection import sel_rates
+from gsdnet_ref.tomlw import write_toml
 
 OPSET = 17
 ALLOWED_OPS = {

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 
 from gsdnet_ref.sampler import Sde, heun_times, marginal_std
-from gsdnet_torch import common
 from gsdnet_torch.model import adj_from_lam
+from gsdnet_torch.observed import full_mask, obs_mask
 
 
 @torch.no_grad()
@@ -19,7 +19,7 @@ def sample_heun_torch(model, h, cond, avail, nm, u, lam_obs, steps, eps, gen):
     sde = Sde(cfg["sigma_x"], cfg["sigma_l"], eps, steps, "pf_ode_heun_inpaint")
     ts = heun_times(sde)
     stds = [(marginal_std(t, sde.sigma_x), marginal_std(t, sde.sigma_lambda)) for t in ts]
-    obs, full = common.obs_mask(avail, nm), common.full_mask(avail, nm)
+    obs, full = obs_mask(avail, nm), full_mask(avail, nm)
     b = h.shape[0]
     zx, zl = torch.randn(h.shape, generator=gen), torch.randn(lam_obs.shape, generator=gen)
 

@@ -21,15 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref.tomlw import write_toml  # noqa: E402
-from gsdnet_ref import data as gdata  # noqa: E402
-from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_ref.pipeline import OnnxModel, run_window  # noqa: E402
-from gsdnet_ref.sampler import draw_noise, stream_key  # noqa: E402
+from gsdnet_ref.tomlw import write_toml
+from gsdnet_ref import data as gdata
+from gsdnet_ref import masks as gmasks
+from gsdnet_ref.paths import ROOT, SHARED_DATA
+from gsdnet_ref.pipeline import OnnxModel, run_window
+from gsdnet_ref.sampler import draw_noise, stream_key
 
-ROOT = Path(__file__).resolve().parents[1]
-VAL = ROOT.parent / "shared" / "data" / "cmu-mosi" / "val"
+VAL = SHARED_DATA / "cmu-mosi" / "val"
 SYNTH_SEED = 11   # numpy default_rng seed of the synthetic raw features
 TOL_EXACT = {"atol": 1e-6, "rtol": 1e-6}
 TOL_PART = {"atol": 1e-4, "rtol": 1e-4}

@@ -4,7 +4,8 @@ Owns: Encoders, STheta, SPhi, Recon, Fusion (I/O exactly as docs/DESIGN.md "ONNX
 a batch dimension B) for M modalities of the given sizes (`dims`, canonical slot order) and K
 classes, the optional regression head, the conversation prior (binary form for K = 2, softmax
 form for K > 2), the VE-SDE std(t) as Exp/Sqrt ops, and a torch spectrum() that mirrors
-gsdnet_ref.graph.spectrum. No Einsum, no data-dependent shapes, no Pow with a tensor exponent.
+gsdnet_ref.graph.spectrum; also the adjacency score network of ablation (b) (AdjScore, never
+exported; its loss and sampler are in adjdiff.py). No Einsum, no data-dependent shapes, no Pow with a tensor exponent.
 The batch B and the window W of every part are free (export.py exports them as the symbolic
 axes "batch" / "window"): shapes come from the inputs (Shape ops) only in the encoders
 (positional embedding slice pos[:W], [B*W, dim] projection); elsewhere reshapes keep B and W
@@ -277,6 +278,32 @@ def adj_from_lam(u: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     return (u[:, None] * lam[:, :, None, :]) @ u.transpose(1, 2)[:, None]
 
 
+class AdjScore(nn.Module):
+    """Per-entry score of C_t given the observed similarity and both endpoints' availability."""
+
+    def __init__(self, hid: int, sigma_l: float):
+        super().__init__()
+        self.sigma = sigma_l
+        self.inp = nn.Linear(4, hid)
+        self.temb = TimeEmbed(hid)
+        self.out = nn.Linear(hid, 1)
+
+    def net(self, c_t, t, c_obs, avail, nm):
+        std = ve_std(t, self.sigma)
+        c_in, c_skip, c_out = precond(std)
+        a = avail.permute(0, 2, 1)                                         # [B,3,W]
+        w = c_t.shape[-1]
+        feat = torch.stack([c_t * c_in[:, None, None, None], c_obs,
+                            a[..., :, None].expand(-1, -1, -1, w),
+                            a[..., None, :].expand(-1, -1, w, -1)], dim=-1)
+        z = torch.relu(self.inp(feat) + self.temb(t)[:, None, None, None, :])
+        f = self.out(z)[..., 0]
+        f = (f + f.transpose(-1, -2)) / 2.0
+        e = lambda c: c[:, None, None, None]  # noqa: E731
+        out = (e(c_skip) * c_t + e(c_out) * f - c_t) / e(std)
+        return out * (nm[:, None, :, None] * nm[:, None, None, :]), std
+
+
 class GSDNet(nn.Module):
     """Container of the five parts plus the hyper-parameters the manifest records. `dims`: the
     feature size of each modality slot (canonical order; `modalities` their names), `n_classes`
@@ -308,7 +335,6 @@ class GSDNet(nn.Module):
             FusionEnsemble(fusion_members, **fkw)
         self.prior = ConversationPrior(n_classes)
         if variant == "adj":
-            from gsdnet_torch.adjdiff import AdjScore
             self.s_adj = AdjScore(hid // 2, sigma_l)
 
     def fuse(self, x, avail, adj, node_mask):

@@ -28,17 +28,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsdnet_ref import data as gdata  # noqa: E402
-from gsdnet_ref import masks as gmasks  # noqa: E402
-from gsdnet_torch import common  # noqa: E402
-from gsdnet_torch.augment import (draw_train_avail, noisy_inputs,  # noqa: E402,F401
-                                  noisy_latents, swapped_inputs)
-from gsdnet_torch.selection import (PRIOR_GAINS, PRIOR_TEMPS, SEL_RATES,  # noqa: E402,F401
-                                    fit_prior, sel_rates, select_prior)
-from gsdnet_torch.model import GSDNet, adj_from_lam, spectrum, ve_std  # noqa: E402
+from gsdnet_ref import data as gdata
+from gsdnet_ref import masks as gmasks
+from gsdnet_ref.paths import SHARED_DATA
+from gsdnet_torch import common
+from gsdnet_torch.adjdiff import adj_losses
+from gsdnet_torch.augment import draw_train_avail, noisy_inputs, noisy_latents
+from gsdnet_torch.selection import SEL_RATES, sel_rates, select_prior
+from gsdnet_torch.model import GSDNet, adj_from_lam, spectrum, ve_std
+from gsdnet_torch.observed import full_mask, obs_mask
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cmu-mosi"
+DATA = SHARED_DATA / "cmu-mosi"
 
 
 def parse_args(argv=None):
@@ -127,9 +127,9 @@ def score_losses(model, hd, avail, nm, u, args, gen):
 
     Targets are the detached latents `hd`, so the score losses never move the encoders.
     """
-    obs = common.obs_mask(avail, nm)
+    obs = obs_mask(avail, nm)
     miss = (1 - obs) * nm[:, None, :, None]
-    full = common.full_mask(avail, nm)
+    full = full_mask(avail, nm)
     cd = hd * obs
     lam_true, lam_obs = spectrum(hd, u, nm), spectrum(cd, u, nm)
     variant = model.cfg["variant"]
@@ -140,7 +140,6 @@ def score_losses(model, hd, avail, nm, u, args, gen):
         l_ph = ((lam0 - lam_true) ** 2 * nf).sum() / torch.clamp(nf.sum() * args.k, min=1.0)
         return l_th, l_ph
     if variant == "adj":
-        from gsdnet_torch.adjdiff import adj_losses
         return adj_losses(model, hd, cd, avail, nm, u, args, gen)
     b = hd.shape[0]
     t = args.eps + (1 - args.eps) * torch.rand(b, generator=gen)
@@ -195,7 +194,7 @@ def member_masks_loss(model, tb, idx, avail, xs, h, args, gen):
 
 def fusion_input(model, args, xs, h, avail, nm, u, gen):
     """Latents and spectrum the fusion trains on: observed entries exact (with gradient)."""
-    obs = common.obs_mask(avail, nm)
+    obs = obs_mask(avail, nm)
     hd = h.detach()
     cd = hd * obs
     lam_obs = spectrum(cd, u, nm)
@@ -322,7 +321,7 @@ def completion_mse(model, vb, args):
         h, cond = common.encode_inputs(model, vb, torch.arange(len(vb.n)), avail, "meanfill")
         x0, _ = common.complete(model, h, cond, avail, nm, vb.u, spectrum(cond, vb.u, nm),
                                 args.steps, args.eps, gen)
-    miss = (1 - common.obs_mask(avail, nm)) * nm[:, None, :, None]
+    miss = (1 - obs_mask(avail, nm)) * nm[:, None, :, None]
     f = lambda x: round(float(((x - h_true) ** 2 * miss).sum() / (miss.sum() * args.d)), 4)  # noqa
     return dict(sampler=f(x0), meanfill=f(h))
 
@@ -454,7 +453,7 @@ def main(argv=None):
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         torch.save(dict(state=model.state_dict(), cfg=model.cfg, info=info), args.save)
     if args.export:
-        from export import export_model
+        from gsdnet_torch.export import export_model
         export_model(model, info, Path(args.export), argv if argv is not None else sys.argv[1:])
     return model, info
 

@@ -2,7 +2,6 @@
 softmax(logits / T) in the reference pipeline, and scripts/calibrate.py (the fit recovers a
 known temperature; --write touches only [calibration]; a test split is refused)."""
 import shutil
-import sys
 import tomllib
 
 import numpy as np
@@ -13,8 +12,7 @@ from test_golden import load
 from gsdnet_ref import data as gdata
 from gsdnet_ref.pipeline import OnnxModel, load_manifest, load_temperature, run_window, softmax_t
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import calibrate  # noqa: E402
+from gsdnet_torch import calibrate
 
 MODEL = ROOT / "models" / "gsdnet-mosi"
 

@@ -4,16 +4,12 @@ and its five parts have the named inputs / outputs of M = 2, K = 6 (no `reg`), r
 onnxruntime as in torch, and load through gsdnet_ref.pipeline from the manifest's
 `[modalities]`. The CMU-MOSI defaults build the same parameter shapes as before. Needs torch
 and onnx (scripts/requirements-train.txt): skipped without them."""
-import sys
-
 import numpy as np
 import pytest
-from conftest import ROOT
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
-sys.path.insert(0, str(ROOT / "scripts"))
-import export  # noqa: E402
+from gsdnet_torch import export  # noqa: E402
 from gsdnet_torch.model import GSDNet  # noqa: E402
 
 from gsdnet_ref.pipeline import OnnxModel, run_window  # noqa: E402

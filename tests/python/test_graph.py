@@ -89,14 +89,12 @@ def test_adj_from_lam():
 def test_manifest_windows_give_a_simple_spectrum():
     """With the bundled model's windows every single-speaker window (N = 2..W) and the golden
     multi-speaker case have distinct kept eigenvalues, so u is unique up to the sign rule."""
-    import sys
     import tomllib
 
     from conftest import ROOT
     man = tomllib.loads((ROOT / "models" / "gsdnet-mosi" / "manifest.toml").read_text())
     ws, wo = man["graph"]["window_same"], man["graph"]["window_other"]
     w, k = man["dims"]["window"], man["dims"]["k"]
-    sys.path.insert(0, str(ROOT / "scripts"))
     for n in range(2, w + 1):
         a = graph.normalise(graph.structural_adjacency(np.zeros(n, int), w, ws, wo), n)
         vals = np.sort(np.linalg.eigvalsh(a[:n, :n]))[::-1]

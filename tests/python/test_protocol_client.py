@@ -13,11 +13,9 @@ import os
 import random
 import socket
 import struct
-import sys
 import zlib
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
-import gsdnet_client as g  # noqa: E402
+import gsdnet_client as g
 
 
 def h(s):
