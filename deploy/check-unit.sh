@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the systemd units offline (no running systemd needed); scripts/test.sh runs it first.
-#   scripts/check-unit.sh [--max LEVEL]        (default 2.5, docs/SERVICE.md "Sandboxing")
-# 1. `systemd-analyze security --offline=yes scripts/gsdnet.service`: fails when the overall
+#   deploy/check-unit.sh [--max LEVEL]        (default 2.5, docs/SERVICE.md "Sandboxing")
+# 1. `systemd-analyze security --offline=yes deploy/gsdnet.service`: fails when the overall
 #    exposure level is above LEVEL, printing the settings that still count against it.
 # 2. `systemd-analyze verify` of gsdnet.service and gsdnet.socket inside a scratch root that holds
 #    a stand-in /usr/local/bin/gsdnet: fails on any unknown key, bad value or other complaint.
@@ -18,8 +18,8 @@ while [ $# -gt 0 ]; do
         *) echo "check-unit: unknown option: $1" >&2; exit 2 ;;
     esac
 done
-service=scripts/gsdnet.service
-socket=scripts/gsdnet.socket
+service=deploy/gsdnet.service
+socket=deploy/gsdnet.socket
 
 if ! command -v systemd-analyze >/dev/null; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
@@ -67,7 +67,7 @@ cp "$service" "$socket" "$root/etc/systemd/system/"
 units=("$root/etc/systemd/system/gsdnet.service" "$root/etc/systemd/system/gsdnet.socket")
 if ! out=$(systemd-analyze verify --man=no --recursive-errors=no --root="$root" "${units[@]}" 2>&1) \
         || [ -n "$out" ]; then
-    printf '%s\n' "$out" | sed "s|$root/etc/systemd/system/|scripts/|g" >&2
+    printf '%s\n' "$out" | sed "s|$root/etc/systemd/system/|deploy/|g" >&2
     echo "check-unit: FAIL: systemd-analyze verify complained about the units" >&2
     exit 1
 fi

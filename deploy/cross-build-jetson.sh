@@ -2,7 +2,7 @@
 # Cross-builds the gsdnet binary for Jetson (JetPack 6 = Ubuntu 22.04, glibc 2.35, aarch64) with
 # cargo-zigbuild, linking against glibc 2.35 symbols so the binary runs on the board.
 #
-#   scripts/cross-build-jetson.sh [extra cargo args]     (default features: ort)
+#   deploy/cross-build-jetson.sh [extra cargo args]     (default features: ort)
 #
 # Needs: rustup (adds the aarch64 std), and zig + cargo-zigbuild, taken from PyPI
 # (`pip install ziglang cargo-zigbuild`) when not on PATH. ONNX Runtime is loaded at run time

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the gsdnet daemon as a systemd service on this machine (run as root).
-#   scripts/install-service.sh --board boards/jetson-orin-nano-8gb.toml [--binary PATH]
+#   deploy/install-service.sh --board boards/jetson-orin-nano-8gb.toml [--binary PATH]
 #       [--models DIR] [--socket-activation] [--no-start]
 # Copies the binary to /usr/local/bin, models and docs to /opt/gsdnet, the board profile to
 # /etc/gsdnet/board.toml (models = "models" there resolves to /opt/gsdnet/models), creates the
@@ -43,9 +43,9 @@ install -m 0644 "$repo/docs/SERVICE.md" "$repo/docs/PROTOCOL.md" /opt/gsdnet/doc
 install -m 0644 "$board" /etc/gsdnet/board.toml
 # Same owner and mode as the unit's StateDirectory= / StateDirectoryMode=, which adopts it.
 install -d -o gsdnet -g gsdnet -m 0750 /var/lib/gsdnet
-install -m 0644 "$repo/scripts/gsdnet.service" /etc/systemd/system/gsdnet.service
+install -m 0644 "$repo/deploy/gsdnet.service" /etc/systemd/system/gsdnet.service
 if [ "$socket" -eq 1 ]; then
-    install -m 0644 "$repo/scripts/gsdnet.socket" /etc/systemd/system/gsdnet.socket
+    install -m 0644 "$repo/deploy/gsdnet.socket" /etc/systemd/system/gsdnet.socket
 fi
 
 # Unknown keys (an older systemd) are ignored by systemd with a warning; show them here.

@@ -4,7 +4,7 @@ Owns: (1) the mean-fill floor, an early-fusion logistic regression trained on co
 features; (2) the contextual BiLSTM peer (bc-LSTM idea): a bidirectional LSTM over each video's
 utterances, inputs mean-filled plus availability bits, trained with random masks at rates
 0.0-0.7, epoch selected on val (mean acc2 over rates 0/0.3/0.5/0.7, mask seed 0).
-    python3 scripts/baselines.py OUT.json [--seed 0]
+    python3 research/baselines.py OUT.json [--seed 0]
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ Evaluation masks: gsdnet_ref.masks.mask_for_rate(seed, rate, conv_id, n, m=2) fo
 0, 1, 2 and rates protocol_rates(2), and mask_for_pattern(p, n, "TA") for T, A, TA (slots: text,
 audio). Each scenario reports mean and std (population) over training seeds x mask seeds of
 f1_weighted and accuracy, and the per-training-seed mean over mask seeds.
-    python3 scripts/baselines_iemocap.py --task 6way --out scripts/results/baselines_iemocap6.json
+    python3 research/baselines_iemocap.py --task 6way --out research/results/baselines_iemocap6.json
 Writes metrics only (never IEMOCAP data).
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ and the BiLSTM peer (val)").
 
 For every training seed: GSDNet S = 1 and mean fill from an exported model folder (logits by
 calibrate.collect: the ONNX reference, the masks and sampler noise of `gsdnet eval`), and the
-BiLSTM peer (with and without its conversation prior) from scripts/peer_calibration.py's .npz
+BiLSTM peer (with and without its conversation prior) from research/peer_calibration.py's .npz
 pools (same masks). Each pool is scored exactly as calibrate.calibrate scores one completion:
 T = 1, the scalar T (fitted, rounded to 3 decimals), the scalar T fitted leaving the scored
 video out (`lovo`), one T with text and one without (`text`, in-sample) and the same pair
@@ -12,9 +12,9 @@ fitted leaving the video out (`text-lovo`), by calibrate.fit_temperature / fit_g
 per_rate and gsdnet_ref.metrics. Per rate: mean over mask seeds (per_rate), then mean (and
 sample std) over training seeds; pooled NLL / Brier over every rate x mask seed, then the mean
 over training seeds.
-    python3 scripts/calibration_seeds.py --models 0=models/gsdnet-mosi 1=/tmp/gsdnet-seed1 \
+    python3 research/calibration_seeds.py --models 0=models/gsdnet-mosi 1=/tmp/gsdnet-seed1 \
         2=/tmp/gsdnet-seed2 --peer 0=/tmp/calseeds/peer-0.npz 1=... 2=... \
-        --json scripts/results/calibration_seeds_val.json [--cache /tmp/calseeds]
+        --json research/results/calibration_seeds_val.json [--cache /tmp/calseeds]
 Refuses a split named test.
 """
 from __future__ import annotations

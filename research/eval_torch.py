@@ -4,7 +4,7 @@ Same protocol and JSON layout as gsdnet_ref.evaluate (masks from rng.py, rates 0
 model's maximum, the patterns of its modalities, mask seeds; accuracy, weighted F1, and acc2 /
 MAE where the model has a regression head), but the sampler noise is torch's (seeded per seed
 and scenario), so numbers of exported models must come from gsdnet_ref.evaluate instead.
-    python3 scripts/eval_torch.py CHECKPOINT.pt OUT.json [--completions gsdnet meanfill zero]
+    python3 research/eval_torch.py CHECKPOINT.pt OUT.json [--completions gsdnet meanfill zero]
 """
 from __future__ import annotations
 

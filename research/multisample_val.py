@@ -2,13 +2,13 @@
 completion and S samples, the confidence metrics per missing rate and per fixed pattern before
 and after a temperature fitted on val for that S, in-sample and leave-one-video-out.
 
-The fit is scripts/calibrate.py's own (`calibrate.calibrate`: golden-section search of the
+The fit is python/gsdnet_torch/calibrate.py's own (`calibrate.calibrate`: golden-section search of the
 pooled NLL over log T on rates 0.0-0.7 x mask seeds, T rounded to 3 decimals, leave-one-video-
 out refits), with its softmax replaced by the runtime's multi-sample mixture: with S samples the
 published probability is mean_s softmax(logits_s / T) (DESIGN.md "Multi-sample completion"), so
 T is fitted on that mean; for S = 1 the mixture is calibrate.py's softmax exactly. Patterns are
 scored with the T fitted on the rates (in-sample) and with each video's leave-one-video-out T.
-    python3 scripts/multisample_val.py --samples 4 [--completion gsdnet] [--model DIR]
+    python3 research/multisample_val.py --samples 4 [--completion gsdnet] [--model DIR]
         [--data ../shared/data/cmu-mosi/val] [--seeds 0 1 2] --json FILE
 Refuses a split named test.
 """
@@ -87,7 +87,7 @@ def main(argv=None):
     cal.print_report(res, RATES)
     res["patterns"] = patterns_scored(model, convs, a.completion, a.seeds, a.samples, res)
     res.update(samples=a.samples, seeds=a.seeds, split=Path(a.data).name,
-               command="python3 scripts/multisample_val.py" + "".join(
+               command="python3 research/multisample_val.py" + "".join(
                    f" {x}" for x in (argv or sys.argv[1:])))
     Path(a.json).write_text(json.dumps(res, indent=1, default=float) + "\n")
 

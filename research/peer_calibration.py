@@ -1,4 +1,4 @@
-"""Per-utterance logits of the BiLSTM peer (scripts/baselines.py) on val/, for calibration.
+"""Per-utterance logits of the BiLSTM peer (research/baselines.py) on val/, for calibration.
 
 Trains the peer exactly as baselines.py does (train_peer, same seed, same epoch selection on
 val) and chooses its conversation prior as baselines.py does (peer_prior), then writes the
@@ -7,7 +7,7 @@ logits of every val utterance for missing rates 0.0-0.7 x mask seeds 0-2, with t
 pools use), as an .npz pool in calibrate.collect's layout (logits, y, conv, text, cell, and
 the cells' (rate, seed)), for the peer alone ("bilstm_peer") and with the prior
 ("bilstm_peer_prior"). baselines.py itself is unchanged; it only reports acc2 / F1 / MAE.
-    python3 scripts/peer_calibration.py OUT.npz [--seed 0] [--threads 1]
+    python3 research/peer_calibration.py OUT.npz [--seed 0] [--threads 1]
 Refuses a data folder whose val split is named test (val only).
 """
 from __future__ import annotations

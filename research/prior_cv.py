@@ -6,7 +6,7 @@ other 9 (mean acc2 over rates 0.0-0.7 and mask seeds 0-2) scores the held-out vi
 per checkpoint and averaged, acc2 by rate without the prior, with the in-sample choice, and
 leave-one-video-out. Torch sampler noise (`eval_torch.py`), so the no-prior row differs from
 the ONNX reference's by sampler noise only.
-    python3 scripts/prior_cv.py CKPT.pt [CKPT.pt ...] [--json OUT.json]
+    python3 research/prior_cv.py CKPT.pt [CKPT.pt ...] [--json OUT.json]
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Markdown tables for docs/RESULTS.md's IEMOCAP section from a run_iemocap.sh folder and the
-baselines JSON of scripts/baselines_iemocap.py.
+baselines JSON of research/baselines_iemocap.py.
 
 Owns: the aggregation over training seeds (mean and population std of each run's mask-seed
 mean) per method and scenario (rates 0.0-0.5, patterns T, A, TA), the margin of GSDNet over the
 README's BiLSTM peer, and the summary JSON committed next to the tables.
-    python3 scripts/results_iemocap.py RUN_DIR BASELINES.json [--json OUT] [--metric f1_weighted]
+    python3 research/results_iemocap.py RUN_DIR BASELINES.json [--json OUT] [--metric f1_weighted]
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Owns: the aggregation over training seeds (mean and std of the per-run mask-seed means) per
 method, missing rate and pattern, and the summary JSON committed next to the tables.
-    python3 scripts/results_table.py RUN_DIR [--json scripts/results/val_summary.json]
+    python3 research/results_table.py RUN_DIR [--json research/results/val_summary.json]
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def main():
                      mae=float(np.mean([x[2] for x in v]))) for k, v in sorted(
                          rows.items(), key=lambda kv: tuple(str(x) for x in kv[0]))]
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(dict(source="scripts/run_all.sh, 3 training seeds x "
+        Path(a.json).write_text(json.dumps(dict(source="research/run_all.sh, 3 training seeds x "
                                                 "3 mask seeds, val", results=summ), indent=1))
 
 

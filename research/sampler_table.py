@@ -5,7 +5,7 @@ paired evaluation (same masks and initial noise for every row, missing rates 0.3
 seeds 0..N-1), the rule "fewest Heun steps whose acc2 stays within 0.5 points of 100 EM steps at
 both rates", and the markdown table for docs/RESULTS.md. Runs the ONNX reference
 (gsdnet_ref.evaluate), which `gsdnet eval --sampler ... --steps ...` reproduces exactly.
-    python3 scripts/sampler_table.py [MODEL_DIR] [--seeds 10] [--json OUT]
+    python3 research/sampler_table.py [MODEL_DIR] [--seeds 10] [--json OUT]
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Small val sweep of GSDNet training settings (3 training seeds each, 1 thread per job),
 # every run exported and evaluated by the ONNX reference. Selection is on val only.
-#   scripts/sweep.sh OUT_DIR DATA_DIR
+#   research/sweep.sh OUT_DIR DATA_DIR
 set -uo pipefail
 OUT=${1:?out}; DATA=${2:?data}
 mkdir -p "$OUT"
@@ -17,8 +17,8 @@ jobs_list() {
 }
 run_one() {
   c=$1; s=$2; extra=${CFG[$c]}
-  python3 scripts/train.py $BASE $extra --seed "$s" --export "$OUT/$c-$s" > "$OUT/$c-$s.log" 2>&1 \
-    && PYTHONPATH=scripts python3 -m gsdnet_ref.evaluate "$OUT/$c-$s" "$DATA/val" \
+  python3 -m gsdnet_torch.train $BASE $extra --seed "$s" --export "$OUT/$c-$s" > "$OUT/$c-$s.log" 2>&1 \
+    && python3 -m gsdnet_ref.evaluate "$OUT/$c-$s" "$DATA/val" \
        --out "$OUT/eval-$c-$s.json" >> "$OUT/$c-$s.log" 2>&1
 }
 for c in "${!CFG[@]}"; do echo "$c=${CFG[$c]}"; done > "$OUT/configs.txt"

@@ -1,12 +1,14 @@
-"""scripts/baselines_iemocap.py: the local IEMOCAP loader on val/ (shapes, labels, conversation
+"""research/baselines_iemocap.py: the local IEMOCAP loader on val/ (shapes, labels, conversation
 grouping), the support-weighted F1 against a hand-computed case, the protocol masks it draws,
 and one BiLSTM-peer training step plus a logistic fit on a few conversations. Skipped where
-../shared/data/iemocap is absent (the data is never in the repository)."""
+../shared/data/iemocap is absent (the data is never in the repository), and without torch
+(python/requirements-train.txt; the test command does not install it). scripts/test.sh runs
+this file with the Python suite (`pytest tests/python research`)."""
 import numpy as np
 import pytest
-import torch
 
-import baselines_iemocap as bi
+torch = pytest.importorskip("torch")
+import baselines_iemocap as bi  # noqa: E402
 
 VAL = {"6way": (1512, 30, 6), "4way": (1031, 30, 4)}
 

@@ -6,8 +6,10 @@
 # Here (x86-64, before carrying):   scripts/gpu-check.sh --build
 #   builds `cargo test --release --features ort --no-run` and packs the ort_golden and ort_backend
 #   test executables (stripped) into .gpucheck/tests.tar.gz (~15 MB, ignored by git; carry it).
-# There (repo copy, CUDA ORT from /work/shared/tools/ort-gpu-carry.sh's unpack.sh):
-#   . .devcarry/unpack.sh && scripts/gpu-check.sh [PROVIDERS]      (default: cuda)
+# There (a copy of the repository with .gpucheck/ on the GPU machine; ORT_DYLIB_PATH names a
+# CUDA-enabled libonnxruntime.so, e.g. the onnxruntime-gpu wheel's, fetched beforehand with
+# `scripts/fetch-onnxruntime.sh --gpu` and carried along with the CUDA/cuDNN libraries it loads):
+#   ORT_DYLIB_PATH=PATH/libonnxruntime.so scripts/gpu-check.sh [PROVIDERS]     (default: cuda)
 #   PROVIDERS e.g. "tensorrt,cuda" where TensorRT is installed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,7 +48,7 @@ for line in sys.stdin:
 fi
 
 providers=${1:-cuda}
-[[ -n "${ORT_DYLIB_PATH:-}" ]] || { echo "gpu-check: ORT_DYLIB_PATH is unset (source .devcarry/unpack.sh first)" >&2; exit 2; }
+[[ -n "${ORT_DYLIB_PATH:-}" ]] || { echo "gpu-check: ORT_DYLIB_PATH is unset (a CUDA-enabled libonnxruntime.so)" >&2; exit 2; }
 [[ -f "$out/tests.tar.gz" ]] || { echo "gpu-check: no prebuilt tests in $out/ (run --build here and carry $out)" >&2; exit 2; }
 bin=$(mktemp -d)
 tar -C "$bin" -xzf "$out/tests.tar.gz"

@@ -1,22 +1,43 @@
 #!/usr/bin/env bash
 # The project's test command (README.md "Tests"; .ci/run calls it): checks the systemd units
-# (scripts/check-unit.sh: sandbox exposure <= 2.5, `systemd-analyze verify`; installs the Debian
-# systemd package when systemd-analyze is missing), installs the Python test
-# requirements, then runs the Rust suite on the default (tract) build, the Python reference
-# suite, and the ONNX Runtime suite (`--features ort` against the real library from the PyPI
-# wheel, plus the CUDA/TensorRT fallback check with the onnxruntime-gpu wheel's library).
+# (deploy/check-unit.sh: sandbox exposure <= 2.5, `systemd-analyze verify`; installs the Debian
+# systemd package when systemd-analyze is missing), makes or reuses the project's Python virtual
+# environment and installs the product packages with their pinned test requirements there, then
+# runs the Rust suite on the default (tract) build, the Python suite, and the ONNX Runtime suite
+# (`--features ort` against the real library from the PyPI wheel, plus the CUDA/TensorRT fallback
+# check with the onnxruntime-gpu wheel's library).
+# Python: nothing comes from the host's site-packages. The venv is .venv (git-ignored; set
+# GSDNET_VENV to put it elsewhere, e.g. a fresh one); `pip install -e 'python[test,sensor]'`
+# installs python/ (editable) with python/requirements.txt, requirements-test.txt and
+# requirements-sensor.txt (openSMILE). torch is not installed (PyPI's Linux wheel brings several
+# GB of CUDA libraries): the tests that need it skip. The venv's bin/ goes first on PATH, so the
+# Rust tests that run `python3` use it too. The sensor tests' espeak-ng (speech synthesis) and sox
+# come from Debian packages, installed when missing (as root with apt-get, like check-unit.sh).
 # Set ORT_CI_SKIP=1 to leave out the ONNX Runtime suite, ORT_CI_SKIP_GPU=1 for its GPU-wheel part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/check-unit.sh
+bash deploy/check-unit.sh
 
-python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-ci.txt
+missing=()
+for tool in espeak-ng sox; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if (( ${#missing[@]} )) && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    echo "test: installing the Debian packages ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+venv=${GSDNET_VENV:-.venv}
+[[ -x "$venv/bin/python3" ]] || python3 -m venv "$venv"
+venv=$(cd "$venv" && pwd)
+"$venv/bin/python3" -m pip install --quiet --disable-pip-version-check -e 'python[test,sensor]'
+export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv"
 
 # Release profile: tract is ~50x slower unoptimised, and `cargo run --release` shares the build.
 cargo test --release --locked
 
-python3 -m pytest -q tests/python
+python3 -m pytest -q tests/python research
 
 if [[ "${ORT_CI_SKIP:-0}" != 1 ]]; then
     bash scripts/ci-ort.sh

@@ -6,7 +6,7 @@
 //! Invariant of a `Calibration`: every temperature is finite and in [T_MIN, T_MAX] (absent = 1.0,
 //! which is the uncalibrated softmax bit for bit: `x / 1.0 == x` in f32). The bounds keep
 //! `logits / T` finite in f32 for every finite logit below 3e36 and hold any sensible fit.
-//! `scripts/gsdnet_ref/pipeline.py` (`load_temperature`, `softmax_t`) implements the same rule
+//! `python/gsdnet_ref/pipeline.py` (`load_temperature`, `softmax_t`) implements the same rule
 //! and the same f32 operations.
 
 use thiserror::Error;

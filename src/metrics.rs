@@ -1,7 +1,7 @@
 //! Evaluation metrics: accuracy, support-weighted F1, per-class F1 and the confusion matrix of
 //! the K-class labels, mean absolute error of a regression, and the confidence metrics of the probabilities (`Scored`, any number of classes K):
 //! negative log-likelihood, Brier score, expected calibration error, selective prediction.
-//! Definitions: docs/DESIGN.md "Evaluation metrics"; `scripts/gsdnet_ref/metrics.py` is the
+//! Definitions: docs/DESIGN.md "Evaluation metrics"; `python/gsdnet_ref/metrics.py` is the
 //! reference twin.
 
 use serde::Serialize;

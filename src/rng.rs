@@ -1,4 +1,4 @@
-//! Counter-based random numbers shared bit-for-bit with `scripts/gsdnet_ref/rng.py`.
+//! Counter-based random numbers shared bit-for-bit with `python/gsdnet_ref/rng.py`.
 //!
 //! Owns the DESIGN.md "Random numbers" contract: SplitMix64's finaliser applied to a counter,
 //! key derivation from a seed and a path of labels, open-interval uniforms and Box-Muller

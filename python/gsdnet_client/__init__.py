@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Reference client for the gsdnet daemon wire protocol, version 2 (docs/PROTOCOL.md), standard
 library only.
 
@@ -7,11 +6,11 @@ independently of the Rust code, from a field table (`SCHEMA`) written from the d
 test using it proves the document is complete.
 
 Usage:
-    gsdnet_client.py status    (--unix PATH | --tcp HOST:PORT)
-    gsdnet_client.py health    (--unix PATH | --tcp HOST:PORT)
-    gsdnet_client.py model     (--unix PATH | --tcp HOST:PORT)   (modalities, sizes, classes)
-    gsdnet_client.py subscribe (--unix PATH | --tcp HOST:PORT) [--count N]
-    gsdnet_client.py scored    (--unix PATH | --tcp HOST:PORT) [--count N]   (confidence, uncertain flag)
+    python3 -m gsdnet_client status    (--unix PATH | --tcp HOST:PORT)
+    python3 -m gsdnet_client health    (--unix PATH | --tcp HOST:PORT)
+    python3 -m gsdnet_client model     (--unix PATH | --tcp HOST:PORT)   (modalities, sizes, classes)
+    python3 -m gsdnet_client subscribe (--unix PATH | --tcp HOST:PORT) [--count N]
+    python3 -m gsdnet_client scored    (--unix PATH | --tcp HOST:PORT) [--count N]   (confidence, uncertain flag)
 """
 
 import argparse
@@ -433,7 +432,3 @@ def main():
             r = receive(s, dec, SCORED if scored else RESULT)
             print(describe_result(r, scored), flush=True)
             n += 1
-
-
-if __name__ == "__main__":
-    main()

@@ -174,7 +174,7 @@ def main(argv=None):
                    None if a.rates is None else tuple(a.rates),
                    () if a.no_patterns else (None if a.patterns is None else tuple(a.patterns)),
                    a.steps, a.sampler, a.samples)
-    res["command"] = "PYTHONPATH=scripts python3 -m gsdnet_ref.evaluate " + " ".join(
+    res["command"] = "python3 -m gsdnet_ref.evaluate " + " ".join(
         sys.argv[1:] if argv is None else argv)
     text = json.dumps(res, indent=1) + "\n"
     if a.out:

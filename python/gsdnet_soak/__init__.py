@@ -1,1 +1,1 @@
-"""Parts of the soak test of the daemon; `scripts/soak.py` is the entry point and says what it checks."""
+"""Parts of the soak test of the daemon; `python/gsdnet_soak/__main__.py` is the entry point and says what it checks."""

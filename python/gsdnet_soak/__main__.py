@@ -52,7 +52,7 @@ dropped, or the final status request went unanswered. Exit status 2: the daemon 
 Only loopback addresses are ever used, and every loop is bounded in time.
 
     cargo build --release
-    python3 scripts/soak.py [--duration 180] [--json soak.json]
+    python3 -m gsdnet_soak [--duration 180] [--json soak.json]
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What was sent and what was published, per conversation and restart epoch (scripts/soak.py)."""
+"""What was sent and what was published, per conversation and restart epoch (python/gsdnet_soak/__main__.py)."""
 from __future__ import annotations
 
 import threading

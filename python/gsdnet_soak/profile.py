@@ -1,4 +1,4 @@
-"""Board profile, model manifest and features of the soak (scripts/soak.py)."""
+"""Board profile, model manifest and features of the soak (python/gsdnet_soak/__main__.py)."""
 from __future__ import annotations
 
 import json

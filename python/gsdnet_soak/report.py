@@ -1,4 +1,4 @@
-"""Figures, checks and the printed report of the soak (scripts/soak.py)."""
+"""Figures, checks and the printed report of the soak (python/gsdnet_soak/__main__.py)."""
 from __future__ import annotations
 
 import math

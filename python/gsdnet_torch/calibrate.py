@@ -20,7 +20,7 @@ AURC for
   second);
 - `pattern`, `pattern-lovo`: one T per availability pattern of the model's modalities (T, A,
   TA for a text + audio model), written as `[calibration.patterns]` by `--method pattern`.
-    python3 scripts/calibrate.py [--model models/gsdnet-mosi] [--data ../shared/data/cmu-mosi/val]
+    python3 -m gsdnet_torch.calibrate [--model models/gsdnet-mosi] [--data ../shared/data/cmu-mosi/val]
         [--seeds 0 1 2] [--completions gsdnet meanfill] [--json FILE] [--write MANIFEST]
 `--write` stores the first completion's calibration as the `[calibration]` table of that
 manifest.toml: `--method temperature` (default) the scalar T, `--method text` the two text
@@ -255,7 +255,7 @@ def main(argv=None):
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
     if a.write:
         best = out["results"][0]
-        cmd = "python3 scripts/calibrate.py" + "".join(f" {x}" for x in (argv or sys.argv[1:]))
+        cmd = "python3 -m gsdnet_torch.calibrate" + "".join(f" {x}" for x in (argv or sys.argv[1:]))
         write_calibration(Path(a.write), calibration_table(best, a, out["split"], cmd))
         print(f"\nwrote [calibration] ({a.method}) to {a.write}")
 

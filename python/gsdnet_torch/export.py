@@ -14,8 +14,8 @@ A part run at [B, N] (N <= W) gives, on the valid rows, the numbers of [1, W] wi
 valid rows when the padded rows are zero and node_mask 0 there (the model is masked
 everywhere). `[dims] buckets`: the window sizes the runtime runs at (powers of two from 8
 below W, then W).
-    python3 scripts/export.py CHECKPOINT.pt models/gsdnet-mosi
-    python3 scripts/export.py --reexport models/gsdnet-mosi
+    python3 -m gsdnet_torch.export CHECKPOINT.pt models/gsdnet-mosi
+    python3 -m gsdnet_torch.export --reexport models/gsdnet-mosi
 The second form reads the folder's model.pt (dict(state, cfg, info), a checkpoint's format),
 rewrites only the .onnx files, the `[parts.*]` tables and `[dims]` of the existing manifest,
 and leaves every other table's text as it is (no training, no metrics run).
@@ -211,7 +211,7 @@ def onnx_val_metrics(folder: Path, val_dir: Path) -> dict:
 
 # The deployed integrator: the fewest PF-ODE Heun steps within 0.5 points of 100 Euler-Maruyama
 # steps on val/ at rates 0.3 and 0.7 on the model before the conversation prior; with the prior no
-# Heun row meets that rule, which sits at the comparison's noise floor (scripts/sampler_table.py,
+# Heun row meets that rule, which sits at the comparison's noise floor (research/sampler_table.py,
 # docs/RESULTS.md "Sampler"). Training's own
 # --steps (the torch EM sampler the fusion is fine-tuned on) is recorded in [training].
 DEPLOY_SAMPLER, DEPLOY_STEPS = "pf_ode_heun_inpaint", 3
@@ -236,7 +236,7 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
         tables["normalisation"][f"{m}_mean"] = [float(x) for x in mean]
         tables["normalisation"][f"{m}_std"] = [float(x) for x in std]
     tables.update(export_parts(model, folder))
-    tables["training"] = dict(command="python3 scripts/train.py " + " ".join(argv),
+    tables["training"] = dict(command="python3 -m gsdnet_torch.train " + " ".join(argv),
                               seed=a["seed"], epochs=a["epochs"], ft_epochs=a["ft_epochs"],
                               best_epoch=info["best_epoch"],
                               ft_best_epoch=-1 if info["ft_best_epoch"] is None

@@ -9,7 +9,7 @@ The CMU-MOSI cases (models/gsdnet-mosi) run val conversations; the IEMOCAP case
 (models/gsdnet-iemocap6: text + audio, 6 classes, two speakers) runs a synthetic window whose
 raw features are drawn at the model's training mean and std, so no IEMOCAP vector is committed
 (its licence forbids it); its case.toml names the model folder, modalities and classes.
-    python3 scripts/make_golden.py [MODEL_DIR] [OUT_DIR]
+    python3 -m gsdnet_torch.make_golden [MODEL_DIR] [OUT_DIR]
 Without MODEL_DIR, every model of GOLDEN_MODELS that exists gets its cases; with it, the cases
 of that model's name (a three-modality model of another name gets the CMU-MOSI cases).
 """
@@ -249,7 +249,7 @@ def iemocap_cases(model, model_dir: Path, out: Path) -> int:
     extra = dict(model_dir=rel, modalities=list(man.modalities), classes=list(man.classes),
                  synthetic=f"raw features = training mean + training std * N(0, 1), numpy "
                            f"default_rng({SYNTH_SEED}), modalities in slot order; speakers "
-                           f"scripts/make_golden.py dyadic_speakers; no IEMOCAP vectors")
+                           f"python/gsdnet_torch/make_golden.py dyadic_speakers; no IEMOCAP vectors")
     for name, cid, n, rate, pattern, steps, sampler, seed, desc in IEMOCAP_CASES:
         conv = synthetic_conversation(man, cid, n)
         total += run_case(model, model_dir, out, conv, name, rate, pattern, steps, sampler,

@@ -238,7 +238,7 @@ class ConversationPrior(nn.Module):
     the logit difference (split [-1/2, +1/2]); K > 2: softmax(logits_k / temp) - 1/K, added to
     every logit (for K = 2 that form is the binary one at temp / 2). The reg output passes
     through. gain = 0 is the identity (training runs with it); gain and temp are chosen after
-    training on val/ (scripts/train.py `select_prior`): the training videos cannot set them,
+    training on val/ (python/gsdnet_torch/train.py `select_prior`): the training videos cannot set them,
     since text and visual leak the labels there, so every utterance looks certain on its own,
     and their sentiment is less uniform within a video than that of unseen ones (docs/MODEL.md
     item 12)."""

@@ -1,7 +1,7 @@
 """Train GSDNet on a split folder's train/, select on val/, optionally export to ONNX + manifest.
 
 One command from scratch; the defaults are the committed CMU-MOSI configuration (docs/MODEL.md):
-    python3 scripts/train.py --seed 0 --export models/gsdnet-mosi
+    python3 -m gsdnet_torch.train --seed 0 --export models/gsdnet-mosi
 Any layout of gsdnet_ref.data (CMU-MOSI, IEMOCAP): the modalities are the feature files present,
 K the classes of the labels, conversations longer than W are cut into consecutive windows, and
 the regression head exists only for continuous labels (manifests' [training] command has the

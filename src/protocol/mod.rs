@@ -3,7 +3,7 @@
 //! delimited). Input messages live here, results and the model description in `results`,
 //! status and health reports in `reports`, the bounded heap vector they use in `bounded`.
 //!
-//! `docs/PROTOCOL.md` is the byte-level reference; `scripts/gsdnet_client.py` implements it
+//! `docs/PROTOCOL.md` is the byte-level reference; `python/gsdnet_client` implements it
 //! independently. Invariants: every frame body starts with `PROTOCOL_VERSION` as one raw byte;
 //! feature vectors hold at most `MAX_VALUES` (= `MAX_FEATURE_SIZE`) values and results at most
 //! `MAX_CLASSES` probabilities; every input message encodes to at most `MAX_FRAME_LEN` bytes

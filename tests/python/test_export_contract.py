@@ -1,9 +1,9 @@
 """The contract's part shapes for a model other than CMU-MOSI's (docs/DESIGN.md "ONNX parts"):
-a small random text + audio, 6-class model without regression is exported by scripts/export.py
+a small random text + audio, 6-class model without regression is exported by python/gsdnet_torch/export.py
 and its five parts have the named inputs / outputs of M = 2, K = 6 (no `reg`), run in
 onnxruntime as in torch, and load through gsdnet_ref.pipeline from the manifest's
 `[modalities]`. The CMU-MOSI defaults build the same parameter shapes as before. Needs torch
-and onnx (scripts/requirements-train.txt): skipped without them."""
+and onnx (python/requirements-train.txt): skipped without them."""
 import numpy as np
 import pytest
 

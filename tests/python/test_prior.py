@@ -1,5 +1,5 @@
 """The conversation prior at the end of the fusion part (docs/MODEL.md item 12), against a
-by-hand computation. Needs PyTorch (scripts/requirements-train.txt): skipped in CI, where the
+by-hand computation. Needs PyTorch (python/requirements-train.txt): skipped in CI, where the
 golden cases check the exported fusion.onnx, prior included, against its torch outputs."""
 import numpy as np
 import pytest

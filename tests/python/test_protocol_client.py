@@ -1,10 +1,10 @@
-"""Protocol tests of the Python reference client (scripts/gsdnet_client.py), standard library only.
+"""Protocol tests of the Python reference client (python/gsdnet_client), standard library only.
 
 Offline tests check the byte layout of docs/PROTOCOL.md (version 2), the same bytes
-tests/daemon_protocol.rs checks on the Rust side. Live tests talk to daemons whose Unix sockets
+tests/integration/protocol/frames.rs checks on the Rust side. Live tests talk to daemons whose Unix sockets
 are in GSDNET_SOCKET (CMU-MOSI-like mock: text 100 / audio 73 / visual 100, two classes,
 regression) and GSDNET_SOCKET_TA (IEMOCAP-like mock: text 300 / audio 47, six classes, no
-regression); tests/daemon_python.rs starts both and runs this file. They are skipped without
+regression); tests/integration/daemon/python_client.rs starts both and runs this file. They are skipped without
 them. Runs under pytest or as a plain script.
 """
 

@@ -1,4 +1,4 @@
-"""A short run of scripts/soak.py against the release daemon (about 20 s).
+"""A short run of the soak (`python3 -m gsdnet_soak`) against the release daemon (about 20 s).
 
 Every soak client runs: two honest sensors with dropouts, a restarting sensor (two restarts),
 persistent and transient subscribers, a flood (capped at 20000 frames/s so that CI's two cores
@@ -22,7 +22,7 @@ GSDNET = ROOT / "target" / "release" / "gsdnet"
 def test_short_soak_passes_every_check(tmp_path):
     out = tmp_path / "soak.json"
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "soak.py"), "--gsdnet", str(GSDNET),
+        sys.executable, "-m", "gsdnet_soak", "--gsdnet", str(GSDNET),
         "--duration", "8", "--sensors", "2", "--subscribers", "1", "--idle", "2",
         "--non-readers", "1", "--status-requests", "2000", "--restart-every", "2.5",
         "--flood-fps", "20000", "--drain", "4", "--kill-after", "12", "--json", str(out),

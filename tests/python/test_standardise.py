@@ -1,4 +1,4 @@
-"""The standardisation rule of docs/DESIGN.md "Conventions" (tests/standardise.rs checks the
+"""The standardisation rule of docs/DESIGN.md "Conventions" (tests/integration/standardise.rs checks the
 same on the Rust side): z = 0 in a column constant in training, every other z clipped to
 +-Z_CLIP, the inverse gives the training mean in a constant column; on the shipped model one
 utterance with absurd finite values gives finite inputs and probabilities in every window."""
