@@ -35,6 +35,10 @@ from gsdnet_ref import masks as gmasks
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "iemocap"
 DIMS = (("text", 300), ("audio", 47))   # slot order: text, audio
+FILES = {"text": "text.f32", "audio": "audio.f32"}
+# --text-view: the text slot's file and size (minilm: the sentence encoder of the text frontend)
+TEXT_VIEWS = {"lsa": ("text.f32", 300), "minilm": ("text_minilm.f32", 384),
+              "spacy": ("text_spacy.f32", 300)}
 STD_CONSTANT, Z_CLIP = 1e-6, 40.0
 RATES = gmasks.protocol_rates(2)        # 0.0 .. 0.5
 PATTERNS = gmasks.patterns_for("TA")    # T, A, TA
@@ -46,7 +50,19 @@ README = {  # the README's published wF1 on val (its own masks, 10 per rate)
     "4way": {"logistic": [0.704, 0.667, 0.631, 0.593, 0.557, 0.515, 0.555, 0.475],
              "bilstm_peer": [0.801, 0.793, 0.779, 0.769, 0.753, 0.734, 0.710, 0.614]},
 }
+README_MINILM = {  # the README's peer with text_minilm.f32 (same recipe, 3 seeds, val)
+    "6way": {"bilstm_peer": [0.634, 0.626, 0.616, 0.605, 0.596, 0.581, 0.568, 0.371]},
+    "4way": {"bilstm_peer": [0.817, 0.807, 0.798, 0.784, 0.770, 0.753, 0.754, 0.511]},
+}
 README_KEYS = [f"{r:.1f}" for r in RATES] + ["T", "A"]
+
+
+def set_text_view(view: str) -> None:
+    """Read the text slot from the view's file (TEXT_VIEWS) in every split loaded after this."""
+    global DIMS, FILES
+    file, dim = TEXT_VIEWS[view]
+    DIMS = (("text", dim), ("audio", 47))
+    FILES = {"text": file, "audio": "audio.f32"}
 
 
 # ---------------------------------------------------------------- data
@@ -70,9 +86,9 @@ def load_split(folder) -> dict:
     names = {int(r["label"]): r["label_name"] for r in rows}
     feats = {}
     for name, dim in DIMS:
-        x = np.fromfile(folder / f"{name}.f32", dtype="<f4")
+        x = np.fromfile(folder / FILES[name], dtype="<f4")
         if x.size != n * dim:
-            raise ValueError(f"{folder}/{name}.f32: {x.size} values, expected {n} x {dim}")
+            raise ValueError(f"{folder}/{FILES[name]}: {x.size} values, expected {n} x {dim}")
         feats[name] = x.reshape(n, dim)
     return dict(conv=conv, bounds=[tuple(b) for b in bounds], y=labels, names=names,
                 feats=feats, n=n)
@@ -236,7 +252,7 @@ def train_peer(tb: dict, vb: dict, val: dict, k: int, seed: int, cfg: dict) -> t
     mask seed 0."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = Peer(k, hid=cfg["hid"], dropout=cfg["dropout"])
+    net = Peer(k, hid=cfg["hid"], dropout=cfg["dropout"], din=sum(d for _, d in DIMS) + 2)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
     sel_masks = [protocol_avail(val, 0, rate=r) for r in RATES]
     best, c = (-1.0, -1, None), len(tb["bounds"])
@@ -281,7 +297,7 @@ def evaluate(predict_fns: dict, val: dict, k: int) -> dict:
     return out
 
 
-def table(task: str, methods: dict) -> str:
+def table(task: str, methods: dict, readme: dict = README) -> str:
     keys = [s[0] for s in scenarios()]
     lines = [f"### IEMOCAP {task}, val (Session 4), this project's masks",
              "", "| method | metric | " + " | ".join(keys) + " |",
@@ -290,7 +306,9 @@ def table(task: str, methods: dict) -> str:
         for m in ("f1_weighted", "accuracy"):
             cells = [f"{res[k][m]['mean']:.3f}" for k in keys]
             lines.append(f"| {name} | {m} | " + " | ".join(cells) + " |")
-        ref = README[task][name]
+        ref = readme[task].get(name)
+        if ref is None:
+            continue
         cells = [f"{ref[README_KEYS.index(k)]:.3f}" if k in README_KEYS else "-" for k in keys]
         lines.append(f"| {name} (README) | f1_weighted | " + " | ".join(cells) + " |")
         diff = [f"{res[k]['f1_weighted']['mean'] - ref[README_KEYS.index(k)]:+.3f}"
@@ -308,8 +326,11 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--hid", type=int, default=96)
+    p.add_argument("--text-view", choices=tuple(TEXT_VIEWS), default="lsa",
+                   help="text slot: lsa (text.f32), minilm (text_minilm.f32), spacy")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
+    set_text_view(a.text_view)
     torch.set_num_threads(a.threads)
     t0 = time.time()
     root = Path(a.data) / a.task
@@ -336,11 +357,13 @@ def main(argv=None):
                std="population std over training seeds x mask seeds",
                config=cfg, bilstm_best_epochs=best_epochs,
                runtime_s=dict(logistic=round(t_log, 1), total=round(runtime, 1)),
-               readme_reference_wf1=dict(keys=README_KEYS, **README[a.task]),
+               text_view=a.text_view, text_file=FILES["text"],
+               readme_reference_wf1=dict(keys=README_KEYS, **(README_MINILM if a.text_view ==
+                                                              "minilm" else README)[a.task]),
                results=methods)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
-    print(table(a.task, methods))
+    print(table(a.task, methods, README_MINILM if a.text_view == "minilm" else README))
     print(f"\nruntime {runtime:.0f} s (logistic {t_log:.0f} s); wrote {a.out}")
 
 

@@ -8,11 +8,13 @@ the contract (docs/DESIGN.md "Data layouts"), detected from `utterances.csv`'s h
   = conversation_id, speaker = index of first appearance within the conversation, label = the
   int label (class names from label_name), no continuous target.
 Modalities are the `{text,audio,visual}.f32` files present (size = file size / rows / 4), or
-those of a model (names and sizes from its manifest). Also the sha256 of a split, the split of
-long conversations into consecutive windows of W, and the standardisation rule of
-docs/DESIGN.md "Conventions": z = 0 in a column constant in training (std < STD_CONSTANT), else
-`(x - mean) / std` clipped to [-Z_CLIP, Z_CLIP], then multiplied by the availability; the
-inverse gives the training mean in a constant column. src/manifest.rs implements the same rule.
+those of a model (names and sizes from its manifest); a view reads another file for a modality
+(`files`, e.g. {"text": "text_minilm.f32"}: a model's `[training] feature_files`). Also the
+sha256 of a split, the split of long conversations into consecutive windows of W, and the
+standardisation rule of docs/DESIGN.md "Conventions": z = 0 in a column constant in training
+(std < STD_CONSTANT), else `(x - mean) / std` clipped to [-Z_CLIP, Z_CLIP], then multiplied by
+the availability; the inverse gives the training mean in a constant column. src/manifest.rs
+implements the same rule.
 """
 from __future__ import annotations
 
@@ -97,11 +99,21 @@ def detect_layout(header) -> str:
     raise ValueError(f"utterances.csv: unknown layout (columns {list(header)})")
 
 
-def present_dims(folder, rows: int) -> dict:
+def feature_file(m: str, files: dict | None = None) -> str:
+    """The file holding modality `m` in a split folder: `files[m]` when given, else `m.f32`."""
+    return (files or {}).get(m, f"{m}.f32")
+
+
+def view_files(text_view: str | None) -> dict:
+    """The files of a text view: None = `text.f32`; NAME = `text_NAME.f32` (minilm, spacy)."""
+    return {"text": f"text_{text_view}.f32"} if text_view else {}
+
+
+def present_dims(folder, rows: int, files: dict | None = None) -> dict:
     """Sizes of the modality files present, canonical order: file size / rows / 4."""
     out = {}
     for m in MODALITIES:
-        p = Path(folder) / f"{m}.f32"
+        p = Path(folder) / feature_file(m, files)
         if p.exists():
             size = p.stat().st_size
             if rows == 0 or size % (4 * rows):
@@ -125,9 +137,10 @@ def _classes(layout: str, rows: list) -> tuple:
     return tuple(names[i] for i in range(len(names)))
 
 
-def split_info(folder) -> SplitInfo:
+def split_info(folder, files: dict | None = None) -> SplitInfo:
     layout, rows = _read_rows(Path(folder))
-    return SplitInfo(layout, present_dims(folder, len(rows)), _classes(layout, rows), len(rows))
+    return SplitInfo(layout, present_dims(folder, len(rows), files), _classes(layout, rows),
+                     len(rows))
 
 
 def _read_matrix(path: Path, rows: int, dim: int) -> np.ndarray:
@@ -160,14 +173,14 @@ def _conversation(layout: str, rows: list, mats: dict, sl: slice) -> Conversatio
                         _speakers([r["speaker"] for r in part]))
 
 
-def load_split(folder, dims: dict | None = None) -> list:
+def load_split(folder, dims: dict | None = None, files: dict | None = None) -> list:
     """All conversations of a split folder, in file order. `dims`: the modalities to read and
-    their sizes (a model's); None = every modality file present."""
+    their sizes (a model's); None = every modality file present. `files`: see feature_file."""
     folder = Path(folder)
     layout, rows = _read_rows(folder)
     if dims is None:
-        dims = present_dims(folder, len(rows))
-    mats = {m: _read_matrix(folder / f"{m}.f32", len(rows), dims[m])
+        dims = present_dims(folder, len(rows), files)
+    mats = {m: _read_matrix(folder / feature_file(m, files), len(rows), dims[m])
             for m in MODALITIES if m in dims}
     key = "video_id" if layout == MOSI else "conversation_id"
     convs, start = [], 0
@@ -181,14 +194,15 @@ def load_split(folder, dims: dict | None = None) -> list:
     return convs
 
 
-def split_sha256(folder, modalities=None) -> str:
+def split_sha256(folder, modalities=None, files: dict | None = None) -> str:
     """sha256 over utterances.csv and the modality files (canonical order; default: every
     modality file present; CMU-MOSI: text, audio, visual)."""
     folder = Path(folder)
     if modalities is None:
-        modalities = [m for m in MODALITIES if (folder / f"{m}.f32").exists()]
+        modalities = [m for m in MODALITIES if (folder / feature_file(m, files)).exists()]
     h = hashlib.sha256()
-    for name in ["utterances.csv"] + [f"{m}.f32" for m in MODALITIES if m in modalities]:
+    for name in ["utterances.csv"] + [feature_file(m, files) for m in MODALITIES
+                                      if m in modalities]:
         h.update((folder / name).read_bytes())
     return h.hexdigest()
 

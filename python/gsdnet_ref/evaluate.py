@@ -138,7 +138,7 @@ def evaluate(model_dir, split_dir, seeds=(0, 1, 2), completions=COMPLETIONS,
     samples = check_samples(samples) if samples is not None else manifest_samples(man)
     sde = man.sde
     man.sde = replace(sde, steps=steps or sde.steps, sampler=sampler or sde.sampler)
-    convs = gdata.load_split(split_dir, man.dims)
+    convs = gdata.load_split(split_dir, man.dims, man.files)
     results = []
     grid = [(r, None) for r in rates] + [(None, p) for p in patterns]
     for completion in completions:

@@ -48,6 +48,9 @@ class Manifest:
     classes: tuple = gdata.MOSI_CLASSES
     has_regression: bool = True
     buckets: tuple = ()          # `[dims] buckets`: ascending window sizes ending at W
+    # `[training] feature_files`: the split file of a modality read in another view than
+    # `m.f32` (text_minilm.f32 for a model whose text comes from the sentence-encoder frontend)
+    files: dict = None
 
     @property
     def modalities(self) -> tuple:
@@ -193,7 +196,8 @@ def load_manifest(folder) -> Manifest:
                     g["window_other"], Sde(s["sigma_x"], s["sigma_lambda"], s["eps"], s["steps"],
                         s.get("sampler", "euler_maruyama_inpaint")),
                     stats, load_temperature(raw), load_by_avail(raw), mdims, classes,
-                    bool(raw["model"].get("has_regression", True)), buckets)
+                    bool(raw["model"].get("has_regression", True)), buckets,
+                    dict(raw.get("training", {}).get("feature_files", {})))
 
 
 class OnnxModel:

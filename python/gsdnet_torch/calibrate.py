@@ -241,7 +241,7 @@ def main(argv=None):
     if Path(a.data).resolve().name == "test":
         raise SystemExit("calibrate.py fits on val/ only; refusing a split named test")
     model = OnnxModel(a.model)
-    convs = gdata.load_split(a.data, model.man.dims)
+    convs = gdata.load_split(a.data, model.man.dims, model.man.files)
     if a.rates is None:
         a.rates = gmasks.protocol_rates(model.man.m)
     out = dict(model=model.man.raw["model"]["name"], split=Path(a.data).name, seeds=a.seeds,

@@ -209,6 +209,7 @@ def load_checkpoint(path):
 def val_batch(args: dict, stats) -> Batch:
     """The val split of a checkpoint's data folder (its modalities), batched with its graph
     settings."""
-    val = gdata.load_split(Path(args["data"]) / "val", {m: len(s[0]) for m, s in stats.items()})
+    val = gdata.load_split(Path(args["data"]) / "val", {m: len(s[0]) for m, s in stats.items()},
+                           gdata.view_files(args.get("text_view")))
     return make_batch(val, stats, args["width"], args["k"], args["window_same"],
                       args["window_other"])

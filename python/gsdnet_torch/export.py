@@ -216,6 +216,10 @@ def onnx_val_metrics(folder: Path, val_dir: Path) -> dict:
 # --steps (the torch EM sampler the fusion is fine-tuned on) is recorded in [training].
 DEPLOY_SAMPLER, DEPLOY_STEPS = "pf_ode_heun_inpaint", 3
 
+# Text views computed by a frontend the runtime runs on the transcript (`train.py --text-view`):
+# the manifest's `[frontends.text]` dir, relative to the model folder (docs/DESIGN.md).
+TEXT_FRONTENDS = {"minilm": "../frontends/all-minilm-l6-v2"}
+
 
 def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,12 +230,16 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
                       classes=list(info.get("classes", ["negative", "positive"])),
                       has_regression=bool(c.get("regression", True))),
         "modalities": dict(model_modalities(c)),
+    }
+    if a.get("text_view") in TEXT_FRONTENDS:
+        tables["frontends.text"] = dict(kind="sentence-encoder", dir=TEXT_FRONTENDS[a["text_view"]])
+    tables.update({
         "dims": dims_table(c),
         "graph": dict(window_same=a["window_same"], window_other=a["window_other"]),
         "sde": dict(sigma_x=c["sigma_x"], sigma_lambda=c["sigma_l"], eps=a["eps"],
                     steps=DEPLOY_STEPS, sampler=DEPLOY_SAMPLER),
         "normalisation": {},
-    }
+    })
     for m, (mean, std) in info["stats"].items():
         tables["normalisation"][f"{m}_mean"] = [float(x) for x in mean]
         tables["normalisation"][f"{m}_std"] = [float(x) for x in std]
@@ -244,6 +252,8 @@ def export_model(model: GSDNet, info: dict, folder: Path, argv) -> None:
                               fine_tune_sampler="euler_maruyama_inpaint",
                               fine_tune_steps=a["steps"],
                               data_sha256=info["data_sha256"])
+    if info.get("feature_files"):   # the split files of a view other than `m.f32`
+        tables["training"].update(feature_files=dict(info["feature_files"]))
     if info.get("prior"):   # the conversation prior inside fusion.onnx, chosen on val
         tables["training"].update(prior_gain=info["prior"]["gain"],
                                   prior_temp=info["prior"]["temp"])

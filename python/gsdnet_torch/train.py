@@ -44,6 +44,9 @@ DATA = SHARED_DATA / "cmu-mosi"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DATA))
+    p.add_argument("--text-view", default=None, metavar="NAME",
+                   help="read the text modality from text_NAME.f32 (minilm: the all-MiniLM-L6-v2 "
+                   "sentence embedding, which the exported manifest declares as the text frontend)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--ft-epochs", type=int, default=8, help="stage-2 fusion fine-tune epochs")
@@ -420,10 +423,11 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     log = lambda s: print(f"[{time.time() - t0:6.1f}s] {s}", flush=True)  # noqa: E731
-    sinfo = gdata.split_info(Path(args.data) / "train")
+    files = gdata.view_files(args.text_view)
+    sinfo = gdata.split_info(Path(args.data) / "train", files)
     resolve_args(args, sinfo)
-    train = gdata.load_split(Path(args.data) / "train", sinfo.dims)
-    val = gdata.load_split(Path(args.data) / "val", sinfo.dims)
+    train = gdata.load_split(Path(args.data) / "train", sinfo.dims, files)
+    val = gdata.load_split(Path(args.data) / "val", sinfo.dims, files)
     stats = gdata.feature_stats(train)
     mk = lambda cs: common.make_batch(cs, stats, args.width, args.k, args.window_same,  # noqa
                                       args.window_other)
@@ -445,7 +449,8 @@ def main(argv=None):
     log(f"final val (3 mask seeds, rates {rates}): {final}")
     info = dict(args=vars(args), argv=list(sys.argv[1:] if argv is None else argv),
                 best_epoch=ep, score_best_epoch=sc_ep, ft_best_epoch=ft_ep, val=final, prior=prior,
-                data_sha256=gdata.split_sha256(Path(args.data) / "train", tuple(sinfo.dims)),
+                data_sha256=gdata.split_sha256(Path(args.data) / "train", tuple(sinfo.dims), files),
+                feature_files=files,
                 stats={m: [s.tolist() for s in stats[m]] for m in stats},
                 layout=sinfo.layout, classes=list(sinfo.classes),
                 has_regression=sinfo.has_regression)

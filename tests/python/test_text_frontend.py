@@ -213,3 +213,26 @@ def test_iemocap_val_transcripts_equal_text_minilm(frontend):
     assert got["count"] == 1512
     assert got["worst_cosine"] >= 0.9999, got
     assert got["max_abs_diff"] <= 1e-4, got
+
+
+def test_text_view_reads_its_own_file(tmp_path):
+    """`--text-view minilm` (gsdnet_ref.data.view_files): the text modality comes from
+    text_minilm.f32 with its own size, and the split's sha256 covers that file."""
+    from gsdnet_ref import data as gdata
+
+    rows = ["utt_id,conversation_id,position,speaker,speaker_id,label,label_name",
+            "u0,c0,0,F,S_F,0,hap", "u1,c0,1,M,S_M,1,sad", "u2,c0,2,F,S_F,0,hap"]
+    (tmp_path / "utterances.csv").write_text("\n".join(rows) + "\n")
+    rng = np.random.default_rng(0)
+    text300, text384, audio = (rng.normal(size=(3, d)).astype("<f4") for d in (300, 384, 47))
+    text300.tofile(tmp_path / "text.f32")
+    text384.tofile(tmp_path / "text_minilm.f32")
+    audio.tofile(tmp_path / "audio.f32")
+    files = gdata.view_files("minilm")
+    assert files == {"text": "text_minilm.f32"} and gdata.view_files(None) == {}
+    assert gdata.split_info(tmp_path).dims == {"text": 300, "audio": 47}
+    assert gdata.split_info(tmp_path, files).dims == {"text": 384, "audio": 47}
+    (conv,) = gdata.load_split(tmp_path, None, files)
+    np.testing.assert_array_equal(conv.feats["text"], text384)
+    assert gdata.split_sha256(tmp_path, ("text", "audio"), files) != gdata.split_sha256(
+        tmp_path, ("text", "audio"))
