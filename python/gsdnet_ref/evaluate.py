@@ -27,6 +27,7 @@ import numpy as np
 from . import data as gdata
 from . import masks as gmasks
 from . import metrics as gmetrics
+from .completion import DEFAULT, load_policy
 from .multisample import check_samples, manifest_samples, run_window_samples
 from .pipeline import COMPLETIONS, OnnxModel
 from .sampler import stream_key
@@ -51,16 +52,19 @@ def metrics(pred: np.ndarray, y: np.ndarray, reg=None, y_cont=None, k: int | Non
 def conversation_outputs(model, conv, avail, completion, seed, scenario, samples=None) -> dict:
     """logits (S = 1 only), logits_samples [N, S, K], probs [N, K] and reg [N] (regression
     models only) of all utterances of `conv`, window by window; `samples` None = the
-    manifest's."""
+    manifest's. `completion` "default": each window's mode from the manifest's `[completion]`
+    policy (completion.py)."""
     man = model.man
     s = samples or manifest_samples(man)
+    policy = load_policy(man.raw) if completion == DEFAULT else None
     outs = {"logits_samples": [], "probs": []}
     if man.has_regression:
         outs["reg"] = []
     for wi, sl in enumerate(gdata.window_slices(conv.n, man.width)):
         feats = {m: conv.feats[m][sl] for m in man.modalities}
         key = stream_key(seed, scenario, conv.conv_id, wi)
-        out = run_window_samples(model, feats, avail[sl], conv.speaker[sl], completion,
+        mode = policy.resolve(avail[sl], man.bits) if policy else completion
+        out = run_window_samples(model, feats, avail[sl], conv.speaker[sl], mode,
                                  noise_key=key, samples=s)
         out["logits_samples"] = np.swapaxes(out["logits_samples"], 0, 1)
         for k, v in outs.items():
@@ -159,7 +163,8 @@ def main(argv=None):
     p.add_argument("split_dir")
     p.add_argument("--out", default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--completions", nargs="+", default=list(COMPLETIONS))
+    p.add_argument("--completions", nargs="+", default=list(COMPLETIONS),
+                   help="modes, and `default` for the manifest's [completion] policy")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: manifest)")
     p.add_argument("--sampler", default=None, help="sampler name (default: manifest)")
     p.add_argument("--samples", type=int, default=None,

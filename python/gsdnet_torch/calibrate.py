@@ -201,26 +201,33 @@ def _toml_value(v) -> str:
 
 
 def write_calibration(manifest: Path, table: dict) -> None:
-    """Replaces (or appends) the `[calibration]` table of `manifest`; every other table is
-    left byte for byte and checked unchanged after parsing."""
+    """Replaces (or appends) the `[calibration]` table of `manifest` (write_table)."""
+    write_table(manifest, "calibration", table)
+
+
+def write_table(manifest: Path, name: str, table: dict) -> None:
+    """Replaces (or appends) the top-level table `name` of `manifest` (its sub-tables
+    included: one level of dict values); every other table is left byte for byte and checked
+    unchanged after parsing."""
     text = manifest.read_text()
     before = tomllib.loads(text)
     kept, skipping = [], False
     for line in text.splitlines():
         if HEADER.match(line):
-            skipping = line.strip() in ("[calibration]", "[calibration.patterns]")
+            head = line.strip()[1:-1]
+            skipping = head == name or head.startswith(name + ".")
         if not skipping:
             kept.append(line)
     while kept and not kept[-1].strip():
         kept.pop()
     body = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
     for k, sub in ((k, v) for k, v in table.items() if isinstance(v, dict)):
-        body += ["", f"[calibration.{k}]"] + [f"{p} = {_toml_value(t)}" for p, t in sub.items()]
-    new = "\n".join(kept + ["", "[calibration]"] + body) + "\n"
+        body += ["", f"[{name}.{k}]"] + [f"{p} = {_toml_value(t)}" for p, t in sub.items()]
+    new = "\n".join(kept + ["", f"[{name}]"] + body) + "\n"
     after = tomllib.loads(new)
-    before.pop("calibration", None)
-    if after.pop("calibration") != table or after != before:
-        raise SystemExit(f"{manifest}: rewriting [calibration] would change other tables")
+    before.pop(name, None)
+    if after.pop(name) != table or after != before:
+        raise SystemExit(f"{manifest}: rewriting [{name}] would change other tables")
     manifest.write_text(new)
 
 

@@ -1,0 +1,203 @@
+"""Calibration that carries to a new session: temperatures per availability pattern fitted on
+out-of-session predictions, cross-fitted over the training and val sessions (issue 23 item 4;
+docs/DESIGN.md "Calibration").
+
+One model per held-out session (folds.py: the shipped model for its own val session, a model
+trained by the shipped `[training] command` on the other sessions for each other session)
+predicts its held-out session under the shipped model's default completion (`[completion]`,
+copied into each fold manifest; with `[sde] samples` S > 1 the fit is of the sample mixture
+mean_s softmax(logits_s / T), so S > 1 defaults get their own fit). Scenarios: the protocol
+rates x mask seeds of `gsdnet eval`. T minimises the pooled NLL by golden-section search over
+log T, one T per utterance availability pattern (T, A, TA, ...) and one pooled T.
+Reported on the val session (the shipped model's own predictions), ECE per rate (mean over mask
+seeds):
+- `T=1`: no calibration;
+- `in-sample`: T per pattern fitted on the val session itself (what calibrate.py did);
+- `cross-fitted`: T per pattern fitted on the other sessions' out-of-session predictions only;
+and the same leave-one-session-out score for every session. `--write` stores the temperatures
+fitted on all sessions' out-of-session predictions as the manifest's `[calibration]`.
+    python3 -m gsdnet_torch.crossfit --model models/gsdnet-iemocap6 \
+        --data ../shared/data/iemocap/6way --work /tmp/crossfit6 [--json FILE] [--write]
+(`--work` must be outside the repository: fold splits hold IEMOCAP rows.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from gsdnet_ref import data as gdata
+from gsdnet_ref import masks as gmasks
+from gsdnet_ref import metrics as gmetrics
+from gsdnet_ref.completion import DEFAULT
+from gsdnet_ref.evaluate import scenario_outputs
+from gsdnet_ref.multisample import manifest_samples
+from gsdnet_ref.paths import ROOT
+from gsdnet_ref.pipeline import OnnxModel
+from gsdnet_torch.calibrate import DECIMALS, T_RANGE, write_table
+from gsdnet_torch.folds import fold_models, val_session
+
+
+def mixture(logits_s: np.ndarray, t) -> np.ndarray:
+    """mean_s softmax(logits_s / T) in f64; logits_s [n, S, K], t a scalar or [n]."""
+    t = np.asarray(t, np.float64)
+    z = logits_s.astype(np.float64) / (t[:, None, None] if t.ndim else t)
+    z = z - z.max(-1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(-1, keepdims=True)).mean(1)
+
+
+def fit_t(logits_s: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> float:
+    """argmin_T NLL(mixture(logits_s, T), y): golden-section search over log T."""
+    rows = np.arange(len(y))
+
+    def f(u):
+        return float(-np.log(np.maximum(mixture(logits_s, math.exp(u))[rows, y], 1e-12)).mean())
+    a, b = math.log(T_RANGE[0]), math.log(T_RANGE[1])
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = f(c), f(d)
+    while b - a > tol:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = f(d)
+    return round(math.exp((a + b) / 2.0), DECIMALS)
+
+
+def fit_patterns(pool: dict, rows: np.ndarray) -> dict:
+    """Pattern bits -> T fitted on `rows` of the pool; key -1 = every pattern pooled."""
+    out = {-1: fit_t(pool["logits"][rows], pool["y"][rows])}
+    for b in np.unique(pool["bits"][rows]):
+        sel = rows & (pool["bits"] == b)
+        out[int(b)] = fit_t(pool["logits"][sel], pool["y"][sel])
+    return out
+
+
+def row_temps(temps: dict, bits: np.ndarray) -> np.ndarray:
+    return np.array([temps.get(int(b), temps[-1]) for b in bits])
+
+
+def collect(model_dir: Path, split: Path, seeds, session: int, completion_table) -> dict:
+    """Out-of-session predictions of one fold model on its held-out session."""
+    if completion_table is not None:
+        man = model_dir / "manifest.toml"
+        if tomllib.loads(man.read_text()).get("completion") != completion_table:
+            write_table(man, "completion", completion_table)
+    model = OnnxModel(model_dir)
+    man = model.man
+    convs = gdata.load_split(split, man.dims, getattr(man, "files", None))
+    cols = {k: [] for k in ("logits", "y", "bits", "rate", "seed")}
+    for rate in gmasks.protocol_rates(man.m):
+        for seed in seeds:
+            o = scenario_outputs(model, convs, DEFAULT, seed, rate=rate)
+            cols["logits"].append(o["logits_samples"])
+            cols["y"].append(o["label"])
+            cols["bits"].append(o["avail"].astype(np.int64) @ man.bits)
+            cols["rate"].append(np.full(len(o["label"]), rate))
+            cols["seed"].append(np.full(len(o["label"]), seed))
+    out = {k: np.concatenate(v) for k, v in cols.items()}
+    out["session"] = np.full(len(out["y"]), session)
+    return out
+
+
+def per_rate_ece(pool: dict, rows: np.ndarray, temps: np.ndarray) -> dict:
+    probs = mixture(pool["logits"], temps).astype(np.float32)
+    out = {}
+    for rate in np.unique(pool["rate"][rows]):
+        vals = [gmetrics.ece(probs[rows & (pool["rate"] == rate) & (pool["seed"] == s)],
+                             pool["y"][rows & (pool["rate"] == rate) & (pool["seed"] == s)])
+                for s in np.unique(pool["seed"][rows])]
+        out[f"{rate:.1f}"] = float(np.mean(vals))
+    return out
+
+
+def pattern_names(temps: dict, letters: str) -> dict:
+    names = {gmasks.pattern_bits(p): p for p in gmasks.patterns_for(letters)}
+    return {names[b]: t for b, t in temps.items() if b in names}
+
+
+def report(pool: dict, shipped: int) -> dict:
+    sess = pool["session"]
+    val = sess == shipped
+    res = {"T=1": per_rate_ece(pool, val, np.ones(len(sess)))}
+    t_in = fit_patterns(pool, val)
+    res["in-sample"] = per_rate_ece(pool, val, row_temps(t_in, pool["bits"]))
+    t_cf = fit_patterns(pool, ~val)
+    res["cross-fitted"] = per_rate_ece(pool, val, row_temps(t_cf, pool["bits"]))
+    lofo = {}
+    for s in np.unique(sess):
+        t_s = fit_patterns(pool, sess != s)
+        lofo[int(s)] = per_rate_ece(pool, sess == s, row_temps(t_s, pool["bits"]))
+    return dict(ece_val=res, temps_in_sample=t_in, temps_cross_fitted=t_cf,
+                ece_leave_one_session_out=lofo, temps_all=fit_patterns(pool, sess > 0))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="task folder holding train/ and val/")
+    p.add_argument("--work", required=True, help="fold folders (outside the repository)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=1, help="torch threads of fold training")
+    p.add_argument("--json", default=None)
+    p.add_argument("--write", action="store_true", help="store [calibration] in the manifest")
+    a = p.parse_args(argv)
+    work, model, data = Path(a.work).resolve(), Path(a.model), Path(a.data)
+    if ROOT.resolve() in work.parents or work == ROOT.resolve():
+        raise SystemExit("--work must be outside the repository (IEMOCAP rows)")
+    raw = tomllib.loads((model / "manifest.toml").read_text())
+    table = raw.get("completion")
+    folds = fold_models(model, data, work, a.threads)
+    shipped = val_session(data)
+    pools = [collect(m, split, a.seeds, s, table) for s, (m, split) in folds.items()]
+    pool = {k: np.concatenate([q[k] for q in pools]) for k in pools[0]}
+    res = report(pool, shipped)
+    letters = "".join(gdata.LETTERS[m] for m in gdata.MODALITIES if m in raw["modalities"])
+    samples = manifest_samples(OnnxModel(model).man)
+    for name, row in res["ece_val"].items():
+        print(f"val ECE {name:>12}: " + " ".join(f"{r} {v:.3f}" for r, v in row.items()))
+    for s, row in res["ece_leave_one_session_out"].items():
+        print(f"session {s} left out: " + " ".join(f"{r} {v:.3f}" for r, v in row.items()))
+    temps = {k: pattern_names(v, letters) | {"pooled": v[-1]}
+             for k, v in res.items() if k.startswith("temps")}
+    print(f"temperatures: {temps}")
+    out = dict(model=raw["model"]["name"], shipped_session=shipped, sessions=sorted(folds),
+               seeds=a.seeds, completion=table, samples=samples,
+               ece_val=res["ece_val"], ece_leave_one_session_out=res["ece_leave_one_session_out"],
+               temperatures=temps)
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+    if a.write:
+        cmd = "python3 -m gsdnet_torch.crossfit" + "".join(
+            f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
+        t_all = temps["temps_all"]
+        cal = dict(temperature=t_all["pooled"],
+                   method="temperature by availability pattern, cross-fitted over sessions",
+                   fitted_on="out-of-session predictions of sessions "
+                             + ", ".join(str(s) for s in sorted(folds))
+                             + " (one model per held-out session)",
+                   completion="default", samples=samples, seeds=a.seeds,
+                   rates=[float(r) for r in out["ece_val"]["T=1"]],
+                   val_ece_t1=list(res["ece_val"]["T=1"].values()),
+                   val_ece_in_sample=list(res["ece_val"]["in-sample"].values()),
+                   val_ece_cross_fitted=list(res["ece_val"]["cross-fitted"].values()),
+                   command=cmd,
+                   patterns={k: v for k, v in t_all.items() if k != "pooled"})
+        cal = {k: ([round(x, 4) for x in v] if k.startswith("val_ece") else v)
+               for k, v in cal.items()}
+        write_table(model / "manifest.toml", "calibration", cal)
+        print(f"wrote [calibration] to {model / 'manifest.toml'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The manifest's default completion (`[completion]`, docs/DESIGN.md "Default completion"):
+parsing and per-window resolution (gsdnet_ref.completion), the choice rule of
+gsdnet_torch.choose_completion (never below mean fill), `gsdnet_ref.evaluate`'s `default`
+mode, the session folds of gsdnet_torch.folds and the mixture temperature fit of
+gsdnet_torch.crossfit."""
+import shutil
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from gsdnet_ref import data as gdata
+from gsdnet_ref.completion import Policy, load_policy
+from gsdnet_ref.evaluate import scenario_outputs
+from gsdnet_ref.pipeline import OnnxModel
+from gsdnet_torch import calibrate, choose_completion, crossfit, folds
+
+MOSI = ROOT / "models" / "gsdnet-mosi"
+TA = np.array([1, 2], np.int64)      # slot bits of a text + audio model
+
+
+def test_absent_table_is_gsdnet_everywhere():
+    p = load_policy({})
+    assert p.default == "gsdnet" and p.patterns == {}
+    assert p.resolve(np.array([[1, 0], [0, 1]]), TA) == "gsdnet"
+
+
+def test_policy_is_parsed_and_validated():
+    p = load_policy({"completion": {"default": "meanfill", "patterns": {"A": "gsdnet"},
+                                    "chosen_on": "val", "val_f1_policy": [0.5]}})
+    assert p.default == "meanfill" and p.patterns == {"A": "gsdnet"}
+    for bad in ({"patterns": {}}, {"default": "tweedie"}, {"default": 1},
+                {"default": "zero", "patterns": {"X": "zero"}},
+                {"default": "zero", "patterns": {"TT": "zero"}},
+                {"default": "zero", "patterns": {"A": "mean"}},
+                {"default": "zero", "patterns": 3}):
+        with pytest.raises(ValueError):
+            load_policy({"completion": bad})
+
+
+def test_window_pattern_resolution():
+    p = Policy("meanfill", tuple("gsdnet" if b == 2 else None for b in range(8)))
+    assert p.resolve(np.array([[0, 1], [0, 1]]), TA) == "gsdnet"      # A on every utterance
+    assert p.resolve(np.array([[0, 1], [1, 1]]), TA) == "meanfill"    # mixed window
+    assert p.resolve(np.array([[1, 0], [1, 0]]), TA) == "meanfill"    # T: not listed
+
+
+def test_choice_never_loses_to_meanfill():
+    scores = {"0.1": {"gsdnet": 0.70, "meanfill": 0.69, "zero": 0.71},
+              "0.5": {"gsdnet": 0.60, "meanfill": 0.61, "zero": 0.50},
+              "T": {"gsdnet": 0.50, "meanfill": 0.52, "zero": 0.40},
+              "A": {"gsdnet": 0.45, "meanfill": 0.40, "zero": 0.45}}
+    p = choose_completion.choose(scores, ["0.1", "0.5"], ["T", "A"])
+    # gsdnet and zero lose at 0.5, so meanfill is the default; A's tie goes to gsdnet (first
+    # among the non-default modes after meanfill loses), T stays on the default
+    assert p.default == "meanfill"
+    assert p.patterns == {"A": "gsdnet"}
+    scores["0.5"]["gsdnet"] = 0.61
+    assert choose_completion.choose(scores, ["0.1", "0.5"], ["T", "A"]).default == "gsdnet"
+
+
+def test_window_bits_marks_uniform_windows():
+    class Man:
+        width = 2
+        bits = TA
+    convs = [gdata.Conversation("c", ["a", "b", "c"], {}, None, np.zeros(3, np.int64))]
+    avail = np.array([[0, 1], [0, 1], [1, 1]], bool)
+    np.testing.assert_array_equal(choose_completion.window_bits(Man, convs, avail), [2, 2, 3])
+    avail[1] = [1, 0]
+    np.testing.assert_array_equal(choose_completion.window_bits(Man, convs, avail), [-1, -1, 3])
+
+
+def test_evaluate_default_follows_the_policy(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(MOSI, folder)
+    calibrate.write_table(folder / "manifest.toml", "completion",
+                          {"default": "meanfill", "patterns": {"TA": "zero"}})
+    model = OnnxModel(folder)
+    convs = gdata.load_split(ROOT.parent / "shared" / "data" / "cmu-mosi" / "val", model.man.dims) \
+        if (ROOT.parent / "shared" / "data" / "cmu-mosi" / "val").exists() else None
+    if convs is None:
+        pytest.skip("CMU-MOSI val not available")
+    convs = convs[:3]
+    got = scenario_outputs(model, convs, "default", 0, pattern="TA")["probs"]
+    want = scenario_outputs(model, convs, "zero", 0, pattern="TA")["probs"]
+    np.testing.assert_array_equal(got, want)
+    got = scenario_outputs(model, convs, "default", 0, rate=0.5)["probs"]
+    want = scenario_outputs(model, convs, "meanfill", 0, rate=0.5)["probs"]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_mixture_fit_matches_the_single_sample_fit():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(400, 3)).astype(np.float32) * 3
+    y = np.array([rng.choice(3, p=np.exp(r / 2) / np.exp(r / 2).sum()) for r in logits])
+    t1 = crossfit.fit_t(logits[:, None], y)
+    assert t1 == pytest.approx(calibrate.fit_temperature(logits, y), abs=2e-3)
+    assert t1 == pytest.approx(2.0, rel=0.25)
+    # two identical samples are one sample
+    assert crossfit.fit_t(np.repeat(logits[:, None], 2, 1), y) == t1
+
+
+def test_folds_split_by_session(tmp_path):
+    data = tmp_path / "data"
+    for split, ids in (("train", ["Ses01F_a_F000", "Ses02F_b_F000", "Ses01F_a_M001"]),
+                       ("val", ["Ses04F_c_F000"])):
+        (data / split).mkdir(parents=True)
+        rows = "\n".join(f"{u},{u[:-5]},{i},F,x,0,hap" for i, u in enumerate(ids))
+        (data / split / "utterances.csv").write_text(
+            "utt_id,conversation_id,position,speaker,speaker_id,label,label_name\n" + rows + "\n")
+        np.arange(len(ids) * 2, dtype="<f4").tofile(data / split / "text.f32")
+    assert folds.val_session(data) == 4
+    out = folds.build_fold(data, 1, tmp_path / "fold1")
+    assert folds.split_sessions(out / "train").tolist() == [2, 4]
+    assert folds.split_sessions(out / "val").tolist() == [1, 1]
+    np.testing.assert_array_equal(np.fromfile(out / "val" / "text.f32", "<f4"), [0, 1, 4, 5])
+    np.testing.assert_array_equal(np.fromfile(out / "train" / "text.f32", "<f4"), [2, 3, 0, 1])
+    with pytest.raises(ValueError):
+        folds.session_of("Ses5")
+
+
+def test_fold_training_command_is_the_manifests():
+    args = folds.fold_args(ROOT / "models" / "gsdnet-iemocap6", ROOT / "x", ROOT / "y")
+    assert args[-6:] == ["--data", str(ROOT / "x"), "--export", str(ROOT / "y"), "--threads", "1"]
+    assert args.count("--data") == 1 and args.count("--export") == 1
