@@ -7,12 +7,14 @@
 # (`--features ort` against the real library from the PyPI wheel, plus the CUDA/TensorRT fallback
 # check with the onnxruntime-gpu wheel's library).
 # Python: nothing comes from the host's site-packages. The venv is .venv (git-ignored; set
-# GSDNET_VENV to put it elsewhere, e.g. a fresh one); `pip install -e 'python[test,sensor]'`
-# installs python/ (editable) with python/requirements.txt, requirements-test.txt and
-# requirements-sensor.txt (openSMILE). torch is not installed (PyPI's Linux wheel brings several
-# GB of CUDA libraries): the tests that need it skip. The venv's bin/ goes first on PATH, so the
-# Rust tests that run `python3` use it too. The sensor tests' espeak-ng (speech synthesis) and sox
-# come from Debian packages, installed when missing (as root with apt-get, like check-unit.sh).
+# GSDNET_VENV to put it elsewhere, e.g. a fresh one); `pip install -e 'python[test,sensor,train]'`
+# installs python/ (editable) with python/requirements.txt, requirements-test.txt,
+# requirements-sensor.txt (openSMILE) and requirements-train.txt (torch: PyPI's Linux wheel brings
+# its CUDA libraries, 5.5 GB, measured 2 min 44 s to download and install on the 2-core machine;
+# GSDNET_TEST_TORCH=0 leaves the extra out and the export, prior and baseline tests skip). The
+# venv's bin/ goes first on PATH, so the Rust tests that run `python3` use it too. The sensor
+# tests' espeak-ng (speech synthesis) and sox come from Debian packages, installed when missing
+# (as root with apt-get, like check-unit.sh).
 # Set ORT_CI_SKIP=1 to leave out the ONNX Runtime suite, ORT_CI_SKIP_GPU=1 for its GPU-wheel part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,15 @@ fi
 venv=${GSDNET_VENV:-.venv}
 [[ -x "$venv/bin/python3" ]] || python3 -m venv "$venv"
 venv=$(cd "$venv" && pwd)
-"$venv/bin/python3" -m pip install --quiet --disable-pip-version-check -e 'python[test,sensor]'
+extras=test,sensor
+[[ "${GSDNET_TEST_TORCH:-1}" == 0 ]] || extras+=,train
+# Reinstalled only when what it installs changed (pyproject, requirements, the set of packages).
+stamp=$(cat python/pyproject.toml python/requirements*.txt; ls -d python/gsdnet_*/; echo "$extras")
+stamp=$(printf '%s' "$stamp" | sha256sum | cut -d' ' -f1)
+if [[ "$(cat "$venv/.gsdnet-installed" 2>/dev/null)" != "$stamp" ]]; then
+    "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check -e "python[$extras]"
+    echo "$stamp" > "$venv/.gsdnet-installed"
+fi
 export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv"
 
 # Release profile: tract is ~50x slower unoptimised, and `cargo run --release` shares the build.

@@ -407,7 +407,7 @@ def describe_result(r, scored):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python3 -m gsdnet_client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["status", "health", "model", "subscribe", "scored"])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--unix")

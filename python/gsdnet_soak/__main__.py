@@ -114,7 +114,7 @@ def stop_daemon(proc, kill_after: float):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python3 -m gsdnet_soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=180.0, help="seconds of traffic (default 180)")
     p.add_argument("--gsdnet", type=Path, default=ROOT / "target/release/gsdnet")
     p.add_argument("--model", type=Path, default=ROOT / "models/gsdnet-mosi")
