@@ -207,7 +207,8 @@ def check_weights(weights: dict[str, np.ndarray], cfg: BertConfig) -> None:
             raise ValueError(f"tensor {name}: shape {weights[name].shape}, expected {shape}")
 
 
-def build_encoder(weights: dict[str, np.ndarray], cfg: BertConfig = BertConfig()) -> onnx.ModelProto:
+def build_encoder(weights: dict[str, np.ndarray],
+                  cfg: BertConfig = BertConfig()) -> onnx.ModelProto:
     """The encoder as an ONNX model (opset 17, symbolic axes "batch" and "seq"), checked."""
     check_weights(weights, cfg)
     g = _Graph(weights)

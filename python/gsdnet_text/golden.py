@@ -85,14 +85,16 @@ def dumps(doc: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gsdnet_text.golden", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m gsdnet_text.golden",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--frontend", type=Path, default=Path("models/frontends/all-minilm-l6-v2"))
     ap.add_argument("--out", type=Path, default=Path("tests/golden/text_frontend/cases.json"))
     args = ap.parse_args(argv)
     doc = build(TextFrontend(args.frontend))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(dumps(doc), encoding="utf-8")
-    print(f"{args.out}: {len(doc['cases'])} cases, quickstart {doc['quickstart_similarity']['values']}")
+    sims = doc["quickstart_similarity"]["values"]
+    print(f"{args.out}: {len(doc['cases'])} cases, quickstart similarities {sims}")
     return 0
 
 

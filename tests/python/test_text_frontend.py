@@ -54,7 +54,8 @@ def _tiny_weights(cfg: BertConfig, seed: int = 0) -> dict[str, np.ndarray]:
         p = f"encoder.layer.{i}"
         for n in ("query", "key", "value"):
             w[f"{p}.attention.self.{n}.weight"], w[f"{p}.attention.self.{n}.bias"] = r(h, h), r(h)
-        w[f"{p}.attention.output.dense.weight"], w[f"{p}.attention.output.dense.bias"] = r(h, h), r(h)
+        w[f"{p}.attention.output.dense.weight"] = r(h, h)
+        w[f"{p}.attention.output.dense.bias"] = r(h)
         w[f"{p}.intermediate.dense.weight"], w[f"{p}.intermediate.dense.bias"] = r(f, h), r(f)
         w[f"{p}.output.dense.weight"], w[f"{p}.output.dense.bias"] = r(h, f), r(h)
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
@@ -72,8 +73,9 @@ def _numpy_bert(w, cfg: BertConfig, ids, mask):
     """The BertModel forward in float64 numpy (the builder's independent oracle)."""
     erf = np.vectorize(math.erf)
     s = ids.shape[1]
-    x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:s]
-         + w["embeddings.token_type_embeddings.weight"][np.zeros_like(ids)]).astype(np.float64)
+    e = "embeddings."
+    x = (w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][:s]
+         + w[e + "token_type_embeddings.weight"][np.zeros_like(ids)]).astype(np.float64)
     x = _ln(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], cfg.layer_norm_eps)
     bias = (1.0 - mask[:, None, None, :]) * -10000.0
     for i in range(cfg.layers):
