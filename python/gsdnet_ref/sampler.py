@@ -2,7 +2,9 @@
 
 Owns: std(t), g(t), the step times, the sampler noise drawn from rng.py stream keys, and the two
 integrators: Euler-Maruyama on the reverse SDE (`euler_maruyama_inpaint`) and Heun on the
-probability-flow ODE (`pf_ode_heun_inpaint`, two score calls per step, noise only at t = 1).
+probability-flow ODE (`pf_ode_heun_inpaint`, two score calls per step, noise only at t = 1);
+and Tweedie's posterior mean from one call at t = 1 (`tweedie_posterior_mean`, issue 23: a
+reference-only candidate, not implemented by the Rust runtime, so no manifest may name it).
 Score functions and noise are injected, so the loops are testable with an analytic score.
 Invariants: observed entries of x0 equal h exactly; lam0 of a fully observed modality equals
 lam_obs; padded rows of x0 are 0.
@@ -18,7 +20,8 @@ from . import rng
 
 
 EM, HEUN = "euler_maruyama_inpaint", "pf_ode_heun_inpaint"
-SAMPLERS = (EM, HEUN)
+TWEEDIE = "tweedie_posterior_mean"
+SAMPLERS = (EM, HEUN, TWEEDIE)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Sde:
     @property
     def score_calls(self) -> int:
         """Calls of each score network per window."""
-        return self.steps if self.sampler == EM else 2 * self.steps
+        return {EM: self.steps, HEUN: 2 * self.steps, TWEEDIE: 1}[self.sampler]
 
     def times(self) -> np.ndarray:
         dt = (1.0 - self.eps) / self.steps
@@ -108,6 +111,8 @@ def sample(sde: Sde, h, cond, avail, node_mask, u, lam_obs, s_theta, s_phi, nois
     """
     if sde.sampler == HEUN:
         return sample_heun(sde, h, avail, node_mask, u, lam_obs, s_theta, s_phi, noise, trace)
+    if sde.sampler == TWEEDIE:
+        return sample_tweedie(sde, h, avail, node_mask, u, lam_obs, s_theta, s_phi, noise, trace)
     obs, full = _masks(avail, node_mask)
     f32 = np.float32
     dt = f32(sde.dt)
@@ -199,4 +204,29 @@ def sample_heun(sde: Sde, h, avail, node_mask, u, lam_obs, s_theta, s_phi, noise
         lam = (lam + f32(0.5 * hl) * (dl + dl2)).astype(f32)
     x0 = (np.where(obs, h, x) * node_mask[None, :, None]).astype(f32)
     lam0 = np.where(full, lam_obs, lam).astype(f32)
+    return x0, lam0
+
+
+def sample_tweedie(sde: Sde, h, avail, node_mask, u, lam_obs, s_theta, s_phi, noise: Noise,
+                   trace=None):
+    """Tweedie's estimate of the clean latents from the state at t = 1 (one call of each score
+    network; `steps` is ignored): x_1 = std_x(1) Zx_init, observed entries h + std_x(1) Zx_init
+    (likewise lam), then x0 = x_1 + std_x(1)^2 s_theta(x_1, 1), lam0 = lam_1 + std_l(1)^2
+    s_phi(lam_1, 1) (the posterior mean E[x0 | x_1, condition], i.e. one Euler step of the
+    probability-flow ODE down to std 0); observed entries exact. f32 arithmetic, coefficients
+    computed in f64 and rounded once."""
+    obs, full = _masks(avail, node_mask)
+    f32 = np.float32
+    sx, sl = marginal_std(1.0, sde.sigma_x), marginal_std(1.0, sde.sigma_lambda)
+    x = np.where(obs, h + f32(sx) * noise.zx_init, f32(sx) * noise.zx_init).astype(f32)
+    lam = np.where(full, lam_obs + f32(sl) * noise.zl_init, f32(sl) * noise.zl_init).astype(f32)
+    adj_t = np.einsum("wk,mk,vk->mwv", u.astype(f32), lam, u.astype(f32)).astype(f32)
+    scx, scl = s_theta(x, f32(1.0), adj_t), s_phi(lam, f32(1.0))
+    if trace is not None:
+        trace.update(x_t=x.copy(), lam_t=lam.copy(), adj_t=adj_t, t=f32(1.0),
+                     score_x=np.asarray(scx).copy(), score_lam=np.asarray(scl).copy())
+    x_mean = (x + f32(sx * sx) * scx).astype(f32)
+    lam_mean = (lam + f32(sl * sl) * scl).astype(f32)
+    x0 = (np.where(obs, h, x_mean) * node_mask[None, :, None]).astype(f32)
+    lam0 = np.where(full, lam_obs, lam_mean).astype(f32)
     return x0, lam0

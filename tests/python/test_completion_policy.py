@@ -50,13 +50,28 @@ def test_choice_never_loses_to_meanfill():
               "0.5": {"gsdnet": 0.60, "meanfill": 0.61, "zero": 0.50},
               "T": {"gsdnet": 0.50, "meanfill": 0.52, "zero": 0.40},
               "A": {"gsdnet": 0.45, "meanfill": 0.40, "zero": 0.45}}
-    p = choose_completion.choose(scores, ["0.1", "0.5"], ["T", "A"])
-    # gsdnet and zero lose at 0.5, so meanfill is the default; A's tie goes to gsdnet (first
-    # among the non-default modes after meanfill loses), T stays on the default
+    yes = lambda *a: True  # noqa: E731
+    p = choose_completion.choose(scores, ["0.1", "0.5"], ["T", "A"], yes)
+    # gsdnet and zero lose at 0.5, so meanfill is the default; at A gsdnet and zero tie above
+    # it (the first in MODES order wins), T stays on the default
     assert p.default == "meanfill"
     assert p.patterns == {"A": "gsdnet"}
-    scores["0.5"]["gsdnet"] = 0.61
-    assert choose_completion.choose(scores, ["0.1", "0.5"], ["T", "A"]).default == "gsdnet"
+    # a gain the bootstrap does not support keeps mean fill
+    assert choose_completion.choose(scores, ["0.1", "0.5"], ["T", "A"], lambda *a: False) \
+        == Policy("meanfill")
+    scores["0.5"]["gsdnet"] = 0.615
+    p = choose_completion.choose(scores, ["0.1", "0.5"], ["T", "A"], yes)
+    # gsdnet now >= meanfill at every rate; at T it is below mean fill, so T gets meanfill
+    assert p.default == "gsdnet" and p.patterns == {"T": "meanfill"}
+
+
+def test_bootstrap_f1_is_the_weighted_f1():
+    rng = np.random.default_rng(1)
+    y, pred = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
+    conf = np.zeros((4, 4), np.int64)
+    np.add.at(conf, (y, pred), 1)
+    want = choose_completion.gmetrics.classification(pred, y, 4)["f1_weighted"]
+    assert choose_completion.f1_from_confusion(conf) == pytest.approx(want, abs=1e-12)
 
 
 def test_window_bits_marks_uniform_windows():
