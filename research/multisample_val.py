@@ -2,7 +2,7 @@
 completion and S samples, the confidence metrics per missing rate and per fixed pattern before
 and after a temperature fitted on val for that S, in-sample and leave-one-video-out.
 
-The fit is python/gsdnet_torch/calibrate.py's own (`calibrate.calibrate`: golden-section search of the
+The fit is gsdnet_torch.calibrate's own (`calibrate.calibrate`: golden-section search of the
 pooled NLL over log T on rates 0.0-0.7 x mask seeds, T rounded to 3 decimals, leave-one-video-
 out refits), with its softmax replaced by the runtime's multi-sample mixture: with S samples the
 published probability is mean_s softmax(logits_s / T) (DESIGN.md "Multi-sample completion"), so

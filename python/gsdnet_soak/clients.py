@@ -1,4 +1,4 @@
-"""The soak's client threads: sensors, a restarting sensor, a flood, non-readers, subscribers, the RSS poller (python/gsdnet_soak/__main__.py)."""
+"""The soak's client threads: sensors, a restarting sensor, a flood, non-readers, subscribers, the RSS poller (gsdnet_soak.__main__)."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""What was sent and what was published, per conversation and restart epoch (python/gsdnet_soak/__main__.py)."""
+"""What was sent and what was published, per conversation and restart epoch (gsdnet_soak)."""
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,4 @@
-"""Board profile, model manifest and features of the soak (python/gsdnet_soak/__main__.py)."""
+"""Board profile, model manifest and features of the soak (gsdnet_soak.__main__)."""
 from __future__ import annotations
 
 import json

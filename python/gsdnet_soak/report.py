@@ -1,4 +1,4 @@
-"""Figures, checks and the printed report of the soak (python/gsdnet_soak/__main__.py)."""
+"""Figures, checks and the printed report of the soak (gsdnet_soak.__main__)."""
 from __future__ import annotations
 
 import math

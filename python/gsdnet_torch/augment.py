@@ -1,4 +1,4 @@
-"""Training-time input perturbations of python/gsdnet_torch/train.py: the per-window missing masks drawn
+"""Training-time input perturbations of gsdnet_torch.train: the per-window missing masks drawn
 during training (keep-one rule for M modalities, rate r ~ U(0, rmax)), swaps of inputs with
 random training utterances, and Gaussian noise on inputs / latents (docs/MODEL.md sweeps).
 Owns no state; every draw comes from the caller's torch generator.

@@ -20,7 +20,8 @@ AURC for
   second);
 - `pattern`, `pattern-lovo`: one T per availability pattern of the model's modalities (T, A,
   TA for a text + audio model), written as `[calibration.patterns]` by `--method pattern`.
-    python3 -m gsdnet_torch.calibrate [--model models/gsdnet-mosi] [--data ../shared/data/cmu-mosi/val]
+    python3 -m gsdnet_torch.calibrate [--model models/gsdnet-mosi]
+        [--data ../shared/data/cmu-mosi/val]
         [--seeds 0 1 2] [--completions gsdnet meanfill] [--json FILE] [--write MANIFEST]
 `--write` stores the first completion's calibration as the `[calibration]` table of that
 manifest.toml: `--method temperature` (default) the scalar T, `--method text` the two text

@@ -5,7 +5,8 @@ a batch dimension B) for M modalities of the given sizes (`dims`, canonical slot
 classes, the optional regression head, the conversation prior (binary form for K = 2, softmax
 form for K > 2), the VE-SDE std(t) as Exp/Sqrt ops, and a torch spectrum() that mirrors
 gsdnet_ref.graph.spectrum; also the adjacency score network of ablation (b) (AdjScore, never
-exported; its loss and sampler are in adjdiff.py). No Einsum, no data-dependent shapes, no Pow with a tensor exponent.
+exported; its loss and sampler are in adjdiff.py). No Einsum, no data-dependent shapes, no Pow
+with a tensor exponent.
 The batch B and the window W of every part are free (export.py exports them as the symbolic
 axes "batch" / "window"): shapes come from the inputs (Shape ops) only in the encoders
 (positional embedding slice pos[:W], [B*W, dim] projection); elsewhere reshapes keep B and W
@@ -238,7 +239,7 @@ class ConversationPrior(nn.Module):
     the logit difference (split [-1/2, +1/2]); K > 2: softmax(logits_k / temp) - 1/K, added to
     every logit (for K = 2 that form is the binary one at temp / 2). The reg output passes
     through. gain = 0 is the identity (training runs with it); gain and temp are chosen after
-    training on val/ (python/gsdnet_torch/train.py `select_prior`): the training videos cannot set them,
+    training on val/ (gsdnet_torch.train `select_prior`): the training videos cannot set them,
     since text and visual leak the labels there, so every utterance looks certain on its own,
     and their sentiment is less uniform within a video than that of unseen ones (docs/MODEL.md
     item 12)."""

@@ -1,4 +1,4 @@
-"""Selection on val/ of python/gsdnet_torch/train.py: the selection rates and the conversation prior's
+"""Selection on val/ of gsdnet_torch.train: the selection rates and the conversation prior's
 (gain, temp) grid search (docs/MODEL.md item 12). The fusion's logits do not depend on the
 prior, so every val scenario is predicted once and re-scored per grid point; the metric is the
 run's selection metric (acc2 for CMU-MOSI, weighted F1 for categorical labels).

@@ -1,5 +1,5 @@
 """Temperature calibration: the manifest's [calibration] temperature (validation, absent = 1),
-softmax(logits / T) in the reference pipeline, and python/gsdnet_torch/calibrate.py (the fit recovers a
+softmax(logits / T) in the reference pipeline, and gsdnet_torch.calibrate (the fit recovers a
 known temperature; --write touches only [calibration]; a test split is refused)."""
 import shutil
 import tomllib

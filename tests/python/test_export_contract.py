@@ -1,5 +1,5 @@
 """The contract's part shapes for a model other than CMU-MOSI's (docs/DESIGN.md "ONNX parts"):
-a small random text + audio, 6-class model without regression is exported by python/gsdnet_torch/export.py
+a small random text + audio, 6-class model without regression is exported by gsdnet_torch.export
 and its five parts have the named inputs / outputs of M = 2, K = 6 (no `reg`), run in
 onnxruntime as in torch, and load through gsdnet_ref.pipeline from the manifest's
 `[modalities]`. The CMU-MOSI defaults build the same parameter shapes as before. Needs torch

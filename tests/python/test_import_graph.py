@@ -118,11 +118,11 @@ def test_the_product_python_never_imports_research():
 
 def test_no_module_edits_sys_path():
     """Imports resolve through the installed package, never through sys.path edits."""
-    for path in [*PYTHON.rglob("*.py"), *RESEARCH.rglob("*.py"), *Path(__file__).parent.glob("*.py")]:
-        if path == Path(__file__):
-            continue
-        assert "sys.path.insert" not in path.read_text() and "sys.path.append" not in \
-            path.read_text(), path
+    here = Path(__file__)
+    for path in [*PYTHON.rglob("*.py"), *RESEARCH.rglob("*.py"), *here.parent.glob("*.py")]:
+        text = path.read_text()
+        if path != here:
+            assert "sys.path.insert" not in text and "sys.path.append" not in text, path
 
 
 if __name__ == "__main__":
