@@ -171,7 +171,8 @@ def main(argv=None):
     temps = {k: pattern_names(v, letters) | {"pooled": v[-1]}
              for k, v in res.items() if k.startswith("temps")}
     print(f"temperatures: {temps}")
-    out = dict(model=raw["model"]["name"], shipped_session=shipped, sessions=sorted(folds),
+    out = dict(model=raw["model"]["name"], shipped_session=shipped,
+               sessions=[int(s) for s in sorted(folds)],
                seeds=a.seeds, completion=table, samples=samples,
                ece_val=res["ece_val"], ece_leave_one_session_out=res["ece_leave_one_session_out"],
                temperatures=temps)
@@ -184,7 +185,7 @@ def main(argv=None):
         cal = dict(temperature=t_all["pooled"],
                    method="temperature by availability pattern, cross-fitted over sessions",
                    fitted_on="out-of-session predictions of sessions "
-                             + ", ".join(str(s) for s in sorted(folds))
+                             + ", ".join(str(s) for s in out["sessions"])
                              + " (one model per held-out session)",
                    completion="default", samples=samples, seeds=a.seeds,
                    rates=[float(r) for r in out["ece_val"]["T=1"]],
