@@ -1,5 +1,5 @@
 """Calibration and selective prediction across training seeds, GSDNet vs mean fill vs the
-BiLSTM peer, on val/ only (issue 14 item 4; docs/RESULTS.md "Calibration across training seeds
+BiLSTM peer, on val/ only (issue 14 item 4; docs/results/history.md "Calibration across training seeds
 and the BiLSTM peer (val)").
 
 For every training seed: GSDNet S = 1 and mean fill from an exported model folder (logits by

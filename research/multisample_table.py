@@ -1,4 +1,4 @@
-"""Markdown tables of docs/RESULTS.md "Multi-sample completion (val)" from the JSON files of
+"""Markdown tables of docs/results/history.md "Multi-sample completion (val)" from the JSON files of
 research/multisample_val.py (and, for accuracy, `gsdnet eval --json` files).
     python3 research/multisample_table.py DIR
 DIR holds {gsdnet_s1,gsdnet_s4,gsdnet_s8,gsdnet_s16,meanfill_s1}.json and eval_s{1,4,8,16}.json.

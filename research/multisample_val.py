@@ -1,4 +1,4 @@
-"""Multi-sample completion on val/ (docs/RESULTS.md "Multi-sample completion (val)"): for one
+"""Multi-sample completion on val/ (docs/results/history.md "Multi-sample completion (val)"): for one
 completion and S samples, the confidence metrics per missing rate and per fixed pattern before
 and after a temperature fitted on val for that S, in-sample and leave-one-video-out.
 

@@ -1,4 +1,4 @@
-"""Markdown tables for docs/RESULTS.md's IEMOCAP section from a run_iemocap.sh folder and the
+"""Markdown tables for docs/results/history.md's IEMOCAP section from a run_iemocap.sh folder and the
 baselines JSON of research/baselines_iemocap.py.
 
 Owns: the aggregation over training seeds (mean and population std of each run's mask-seed

@@ -1,4 +1,4 @@
-"""Markdown tables for docs/RESULTS.md from a folder of evaluation JSONs (run_all.sh output).
+"""Markdown tables for docs/results/history.md from a folder of evaluation JSONs (run_all.sh output).
 
 Owns: the aggregation over training seeds (mean and std of the per-run mask-seed means) per
 method, missing rate and pattern, and the summary JSON committed next to the tables.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the RESULTS.md grid in parallel (one thread per job): GSDNet with training seeds 0-2
+# Runs the docs/results/history.md grid in parallel (one thread per job): GSDNet with training seeds 0-2
 # (exported, evaluated by the ONNX reference), ablations (d) det and (b) adj with seeds 0-2
 # (torch evaluation), and the baselines (floor + BiLSTM peer, seeds 0-2).
 #   research/run_all.sh OUT_DIR [DATA_DIR] [extra train.py args...]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The IEMOCAP grid of docs/RESULTS.md on Session 4 (val), for one task (6way or 4way): GSDNet with
+# The IEMOCAP grid of docs/results/history.md on Session 4 (val), for one task (6way or 4way): GSDNet with
 # training seeds 0-2 (exported, evaluated by the ONNX reference over mask seeds 0-2, every
 # completion: gsdnet, meanfill, zero), the speaker-blind graph (window 8 whatever the speaker:
 # no speaker edges) with seeds 0-2, and ablation (d) deterministic completion with seeds 0-2

@@ -3,7 +3,7 @@
 Owns: the grid (Euler-Maruyama at 100 reference steps and fewer; PF-ODE Heun at few steps), the
 paired evaluation (same masks and initial noise for every row, missing rates 0.3 and 0.7, mask
 seeds 0..N-1), the rule "fewest Heun steps whose acc2 stays within 0.5 points of 100 EM steps at
-both rates", and the markdown table for docs/RESULTS.md. Runs the ONNX reference
+both rates", and the markdown table for docs/results/history.md. Runs the ONNX reference
 (gsdnet_ref.evaluate), which `gsdnet eval --sampler ... --steps ...` reproduces exactly.
     python3 research/sampler_table.py [MODEL_DIR] [--seeds 10] [--json OUT]
 """

@@ -12,7 +12,7 @@ latency, and an estimate of the conversations one Jetson Orin CPU core (Cortex-A
 at one utterance per 3 s each (x86 windows per core-second x `--arm-core-ratio` x 3 s).
 
 It runs the production `gsdnet` binary as deployed (system allocator; allocation counts come from
-`gsdnet-bench`, not from here). Used by gsdnet_bench.reference (docs/BENCHMARKS.md) and runnable alone:
+`gsdnet-bench`, not from here). Used by gsdnet_bench.reference (docs/results/bench-report.md) and runnable alone:
     python3 -m gsdnet_bench.daemon [--gsdnet target/release/gsdnet] [--rate 0.3] [--no-throughput]
 """
 from __future__ import annotations

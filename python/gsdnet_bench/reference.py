@@ -1,4 +1,4 @@
-"""Rust pipeline vs the Python references, one window, same inputs, same run -> docs/BENCHMARKS.md.
+"""Rust pipeline vs the Python references, one window, same inputs, same run -> docs/results/bench-report.md.
 
 Owns: timing one window (first N utterances of a split in order, the seeded mask of
 gsdnet_ref.masks at --rate with conv id "bench", sampler noise stream (seed, 0, "bench", 0)) of
@@ -10,7 +10,7 @@ gsdnet_ref.masks at --rate with conv id "bench", sampler noise stream (seed, 0, 
 all single-threaded; FLOPs of one window counted from the ONNX graphs (MatMul/Gemm/Conv after
 onnx shape inference) and the achieved GFLOP/s; the markdown report with Rust/reference ratios.
 
-    python3 -m gsdnet_bench.reference [--quick] [--iters N] [--out docs/BENCHMARKS.md]
+    python3 -m gsdnet_bench.reference [--quick] [--iters N] [--out docs/results/bench-report.md]
 """
 from __future__ import annotations
 
@@ -561,7 +561,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, nargs="*", default=[1, 8],
                    help="batch sizes of the Rust batch mode (run with window 32, default steps)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=ROOT / "docs/BENCHMARKS.md")
+    p.add_argument("--out", type=Path, default=ROOT / "docs/results/bench-report.md")
     p.add_argument("--json", type=Path, help="also write every number as JSON here")
     a = p.parse_args(argv)
     if a.rounds < 1:

@@ -212,7 +212,7 @@ def onnx_val_metrics(folder: Path, val_dir: Path) -> dict:
 # The deployed integrator: the fewest PF-ODE Heun steps within 0.5 points of 100 Euler-Maruyama
 # steps on val/ at rates 0.3 and 0.7 on the model before the conversation prior; with the prior no
 # Heun row meets that rule, which sits at the comparison's noise floor (research/sampler_table.py,
-# docs/RESULTS.md "Sampler"). Training's own
+# docs/results/history.md "Sampler"). Training's own
 # --steps (the torch EM sampler the fusion is fine-tuned on) is recorded in [training].
 DEPLOY_SAMPLER, DEPLOY_STEPS = "pf_ode_heun_inpaint", 3
 
