@@ -16,5 +16,5 @@ if [[ "${ORT_CI_SKIP_GPU:-0}" != 1 ]]; then
   ORT_GPU_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh --gpu)
   export ORT_GPU_DYLIB_PATH
   echo "ci-ort: ORT_GPU_DYLIB_PATH=$ORT_GPU_DYLIB_PATH"
-  cargo test --release --locked --features ort --test ort_gpu_fallback -- --nocapture
+  cargo test --release --locked --features ort --test integration ort::gpu_fallback -- --nocapture
 fi

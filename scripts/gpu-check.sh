@@ -4,8 +4,9 @@
 # with a CPU fallback forbidden. Runs prebuilt test executables, so the GPU machine needs no Rust.
 #
 # Here (x86-64, before carrying):   scripts/gpu-check.sh --build
-#   builds `cargo test --release --features ort --no-run` and packs the ort_golden and ort_backend
-#   test executables (stripped) into .gpucheck/tests.tar.gz (~15 MB, ignored by git; carry it).
+#   builds `cargo test --release --features ort --no-run` and packs the `integration` test
+#   executable (stripped; its ort::golden and ort::backend tests run there) into
+#   .gpucheck/tests.tar.gz (ignored by git; carry it).
 # There (a copy of the repository with .gpucheck/ on the GPU machine; ORT_DYLIB_PATH names a
 # CUDA-enabled libonnxruntime.so, e.g. the onnxruntime-gpu wheel's, fetched beforehand with
 # `scripts/fetch-onnxruntime.sh --gpu` and carried along with the CUDA/cuDNN libraries it loads):
@@ -33,16 +34,16 @@ for line in sys.stdin:
         continue
     exe = m.get("executable")
     name = m.get("target", {}).get("name", "")
-    if m.get("reason") == "compiler-artifact" and exe and name in ("ort_golden", "ort_backend"):
+    if m.get("reason") == "compiler-artifact" and exe and name == "integration":
         shutil.copy2(exe, sys.argv[1] + "/" + name)
         print(sys.argv[1] + "/" + name)
 ' "$out"
-  ls "$out"/ort_* >/dev/null || { echo "gpu-check: no ort_* test executables built" >&2; exit 1; }
+  ls "$out"/integration >/dev/null || { echo "gpu-check: no integration test executable built" >&2; exit 1; }
   # Stripped and gzipped to stay far below a call's carry limit next to the ORT parts.
-  strip "$out"/ort_*
+  strip "$out"/integration
   strip "$out/gsdnet-bench"
-  tar -C "$out" -czf "$out/tests.tar.gz" ort_golden ort_backend gsdnet-bench \
-    && rm "$out"/ort_golden "$out"/ort_backend "$out/gsdnet-bench"
+  tar -C "$out" -czf "$out/tests.tar.gz" integration gsdnet-bench \
+    && rm "$out"/integration "$out/gsdnet-bench"
   du -sh "$out/tests.tar.gz"
   exit 0
 fi
@@ -59,11 +60,10 @@ echo "ORT_DYLIB_PATH=$ORT_DYLIB_PATH providers=$providers"
 
 export GSDNET_ORT_PROVIDERS=$providers GSDNET_ORT_REQUIRE_ACCELERATOR=1 GSDNET_REPO_ROOT=$root
 status=0
-for t in "$bin"/ort_golden "$bin"/ort_backend; do
-  [[ -x "$t" ]] || continue
-  echo "== $(basename "$t")"
+for t in ort::golden:: ort::backend::; do
+  echo "== $t"
   # --nocapture shows the provider, parity and latency lines; one thread keeps GPU timing clean.
-  "$t" --nocapture --test-threads 1 2>&1 | grep -v '^$' || status=1
+  "$bin"/integration "$t" --nocapture --test-threads 1 2>&1 | grep -v '^$' || status=1
 done
 
 # ---- CUDA graph capture: reachable through ort (ep::CUDA::with_cuda_graph, ORT's

@@ -27,6 +27,8 @@
 //! Times are milliseconds of a monotonic clock supplied by the caller.
 
 mod conversation;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 
