@@ -1,4 +1,6 @@
-//! Our own tensor type at the engine boundary: a dense, row-major f32 array with a fixed shape.
+//! Our own tensor type at the engine boundary: a dense, row-major array with a fixed shape.
+//! `Tensor` (f32) is what every GSDNet part takes and returns; `TensorI64` carries the token ids
+//! and attention mask of the text frontend's encoder. Both are `TensorOf<T>`, one definition.
 //!
 //! Invariant: `data.len() == shape.iter().product()`. Engines (tract, ONNX Runtime) convert
 //! from and to this type inside their backend module only.
@@ -13,40 +15,46 @@ pub enum TensorError {
     Shape { expected: Vec<usize>, got: Vec<usize> },
 }
 
+/// A dense row-major array of `T` values.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
+pub struct TensorOf<T> {
     shape: Vec<usize>,
-    data: Vec<f32>,
+    data: Vec<T>,
 }
 
-impl Tensor {
+/// The f32 tensor of every GSDNet part.
+pub type Tensor = TensorOf<f32>;
+/// An int64 tensor (token ids, attention masks).
+pub type TensorI64 = TensorOf<i64>;
+
+impl<T: Copy + Default> TensorOf<T> {
     /// A zero-filled tensor of `shape`.
     pub fn zeros(shape: &[usize]) -> Self {
-        Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
+        TensorOf { shape: shape.to_vec(), data: vec![T::default(); shape.iter().product()] }
     }
 
     /// Wraps `data` (row-major) as a tensor of `shape`.
-    pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Result<Self, TensorError> {
+    pub fn from_vec(shape: &[usize], data: Vec<T>) -> Result<Self, TensorError> {
         let expected: usize = shape.iter().product();
         if data.len() != expected {
             return Err(TensorError::Size { shape: shape.to_vec(), expected, got: data.len() });
         }
-        Ok(Tensor { shape: shape.to_vec(), data })
+        Ok(TensorOf { shape: shape.to_vec(), data })
     }
 
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
-    pub fn data(&self) -> &[f32] {
+    pub fn data(&self) -> &[T] {
         &self.data
     }
 
-    pub fn data_mut(&mut self) -> &mut [f32] {
+    pub fn data_mut(&mut self) -> &mut [T] {
         &mut self.data
     }
 
-    pub fn into_vec(self) -> Vec<f32> {
+    pub fn into_vec(self) -> Vec<T> {
         self.data
     }
 
@@ -59,7 +67,7 @@ impl Tensor {
     }
 
     /// Copies `src` into `self` without reallocating; shapes must be equal.
-    pub fn copy_from(&mut self, src: &Tensor) -> Result<(), TensorError> {
+    pub fn copy_from(&mut self, src: &TensorOf<T>) -> Result<(), TensorError> {
         self.expect_shape(&src.shape)?;
         self.data.copy_from_slice(&src.data);
         Ok(())
@@ -81,10 +89,12 @@ impl Tensor {
         if self.shape != shape {
             self.shape.clear();
             self.shape.extend_from_slice(shape);
-            self.data.resize(shape.iter().product(), 0.0);
+            self.data.resize(shape.iter().product(), T::default());
         }
     }
+}
 
+impl Tensor {
     /// True when every value is finite.
     pub fn all_finite(&self) -> bool {
         self.data.iter().all(|v| v.is_finite())

@@ -13,7 +13,7 @@ use tract_onnx::prelude::{
 use tract_onnx::prelude::Tensor as TractTensor;
 use tract_onnx::tract_core::model::IntoRunnable;
 
-use super::{check_call, Backend, BackendError, BackendOptions, PartSpec, Shape};
+use super::{check_call, f32_inputs, Backend, BackendError, BackendOptions, ElementType, Input, PartSpec, Shape};
 use crate::tensor::Tensor;
 
 pub struct TractBackend {
@@ -63,7 +63,11 @@ impl TractBackend {
         let spec = &self.spec;
         let mut model = self.parsed.clone();
         for (i, s) in spec.inputs.iter().enumerate() {
-            let fact = InferenceFact::dt_shape(f32::datum_type(), s.shape_at(at));
+            let dt = match s.dtype {
+                ElementType::F32 => f32::datum_type(),
+                ElementType::I64 => i64::datum_type(),
+            };
+            let fact = InferenceFact::dt_shape(dt, s.shape_at(at));
             model.set_input_fact(i, fact).map_err(|e| engine_err(spec, e))?;
         }
         let typed: TypedModel = model.into_optimized().map_err(|e| engine_err(spec, e))?;
@@ -79,7 +83,7 @@ impl TractBackend {
         }
         let plan = typed.into_runnable().map_err(|e| engine_err(spec, e))?;
         let state = plan.spawn().map_err(|e| engine_err(spec, e))?;
-        log::debug!("{}: tract plan for batch {} window {}", spec.name, at.batch, at.window);
+        log::debug!("{}: tract plan for batch {} window {} seq {}", spec.name, at.batch, at.window, at.seq);
         self.plans.push((at, state));
         Ok(self.plans.len() - 1)
     }
@@ -99,13 +103,21 @@ impl Backend for TractBackend {
     }
 
     fn run(&mut self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError> {
+        let inputs = f32_inputs(&self.spec, inputs)?;
+        self.run_typed(&inputs, outputs)
+    }
+
+    fn run_typed(&mut self, inputs: &[Input<'_>], outputs: &mut [Tensor]) -> Result<(), BackendError> {
         let at = check_call(&self.spec, inputs, outputs)?;
         let index = self.plan(at)?;
         let spec = &self.spec;
         let mut tv: TVec<_> = TVec::new();
         for t in inputs {
-            let tt = TractTensor::from_shape(t.shape(), t.data()).map_err(|e| engine_err(spec, e))?;
-            tv.push(tt.into_tvalue());
+            let tt = match t {
+                Input::F32(t) => TractTensor::from_shape(t.shape(), t.data()),
+                Input::I64(t) => TractTensor::from_shape(t.shape(), t.data()),
+            };
+            tv.push(tt.map_err(|e| engine_err(spec, e))?.into_tvalue());
         }
         let result = self.plans[index].1.run(tv).map_err(|e| engine_err(spec, e))?;
         for (out, value) in outputs.iter_mut().zip(result.iter()) {
