@@ -68,7 +68,7 @@ pub struct Latency {
 
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub compiled: Vec<&'static str>,
+    pub compiled: Vec<BackendKind>,
     pub backend: BackendKind,
     /// Present when the ort backend is selected.
     pub ort_library: Option<Result<OrtLibraryInfo, String>>,
@@ -220,7 +220,8 @@ fn part_io(case: &GoldenCase, b: &dyn Backend) -> Result<PartIo, golden::GoldenE
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "compiled backends: {}", self.compiled.join(", "))?;
+        let compiled: Vec<&str> = self.compiled.iter().map(|k| k.name()).collect();
+        writeln!(f, "compiled backends: {}", compiled.join(", "))?;
         writeln!(f, "selected backend:  {:?}", self.backend)?;
         match &self.ort_library {
             Some(Ok(l)) => writeln!(

@@ -6,7 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How missing entries are completed before fusion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Completion {
     /// Spectral diffusion (the model's own method).
     Gsdnet,

@@ -12,6 +12,9 @@
 //! one row per CSV line); a file's width is its size / rows / 4. Which of them a model uses is
 //! the model's business (`eval` drops the others and refuses a split that lacks one it needs).
 //! Rows keep their CSV order within a conversation, sorted by position.
+//!
+//! `transcripts.csv` (`utt_id,text`, IEMOCAP) holds the utterances' transcripts, the input of a
+//! model whose text modality is a frontend (`read_transcripts`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::modality::{Modality, MAX_FEATURE_SIZE};
+use crate::capacity::MAX_FEATURE_SIZE;
+use crate::modality::Modality;
 use crate::recording::{Conversation, Recording, RecordingError, UtteranceRecord};
 
 #[derive(Debug, Error)]
@@ -219,6 +223,24 @@ pub fn read_split(dir: &Path) -> Result<Recording, DatasetError> {
         c.utterances.sort_by_key(|u| u.position);
     }
     Ok(Recording { conversations })
+}
+
+#[derive(Debug, Deserialize)]
+struct TranscriptRow {
+    utt_id: String,
+    text: String,
+}
+
+/// `(utt_id, text)` of every row of `dir/transcripts.csv`, in file order.
+pub fn read_transcripts(dir: &Path) -> Result<Vec<(String, String)>, DatasetError> {
+    let path = dir.join("transcripts.csv");
+    let csv_err = |detail: String| DatasetError::Csv { path: path.clone(), detail };
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| csv_err(e.to_string()))?;
+    reader
+        .deserialize::<TranscriptRow>()
+        .enumerate()
+        .map(|(i, row)| row.map(|r| (r.utt_id, r.text)).map_err(|e| csv_err(format!("line {}: {e}", i + 2))))
+        .collect()
 }
 
 /// Loads a recording file or a split folder.

@@ -10,8 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Largest feature vector of one modality the runtime accepts (wire and manifest).
-pub const MAX_FEATURE_SIZE: usize = 2048;
+use crate::capacity::MAX_FEATURE_SIZE;
 
 /// Modalities in canonical order; the wire value is the variant index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -9,10 +9,7 @@
 
 use thiserror::Error;
 
-use crate::manifest::MAX_CLASSES;
-
-/// Largest S a manifest, a board profile or `--samples` may ask for.
-pub const MAX_SAMPLES: usize = 64;
+use crate::capacity::{MAX_CLASSES, MAX_SAMPLES};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SamplesError {

@@ -20,9 +20,13 @@ pub mod runtime;
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor as OrtTensor, ValueType};
 
-use self::providers::ProviderKind;
+use super::provider::with_cpu_fallback;
+use super::ProviderKind;
 use self::runtime::Runtime;
-use super::{check_call, Backend, BackendError, BackendOptions, OrtLibraryInfo, PartSpec, Shape, TensorSpec};
+use super::{
+    check_call, f32_inputs, Backend, BackendError, BackendOptions, ElementType, Input, OrtLibraryInfo, PartSpec, Shape,
+    TensorSpec,
+};
 use crate::tensor::Tensor;
 
 /// A provider that was tried for a part and could not run it.
@@ -45,8 +49,47 @@ pub struct OrtBackend {
 struct Binding {
     at: Shape,
     binding: IoBinding,
-    staged: Vec<OrtTensor<f32>>,
+    staged: Vec<Staged>,
     bound: Vec<bool>,
+}
+
+/// An owned staging input of its spec's element type.
+enum Staged {
+    F32(OrtTensor<f32>),
+    I64(OrtTensor<i64>),
+}
+
+impl Staged {
+    /// Copies `input` into the staging tensor unless it already holds those bits; returns
+    /// whether it changed. The element types agree (`check_call`).
+    fn stage(&mut self, input: &Input<'_>) -> bool {
+        match (self, input) {
+            (Staged::F32(s), Input::F32(t)) => {
+                let (_, staged) = s.extract_tensor_mut();
+                let same = same_bits(staged, t.data());
+                if !same {
+                    staged.copy_from_slice(t.data());
+                }
+                !same
+            }
+            (Staged::I64(s), Input::I64(t)) => {
+                let (_, staged) = s.extract_tensor_mut();
+                let same = *staged == *t.data();
+                if !same {
+                    staged.copy_from_slice(t.data());
+                }
+                !same
+            }
+            _ => true,
+        }
+    }
+
+    fn bind(&self, binding: &mut IoBinding, name: String) -> ort::Result<()> {
+        match self {
+            Staged::F32(t) => binding.bind_input(name, t),
+            Staged::I64(t) => binding.bind_input(name, t),
+        }
+    }
 }
 
 fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
@@ -62,7 +105,7 @@ impl OrtBackend {
             path: spec.path.clone(),
             source,
         })?;
-        let list = providers::parse_list(&opts.providers).map_err(|e| engine_err(spec, e))?;
+        let list = with_cpu_fallback(&opts.providers);
         let trt_cache = trt_cache_for(spec, opts, runtime, &list, &bytes)?;
         let mut fallbacks = Vec::new();
         let mut chosen = None;
@@ -131,7 +174,7 @@ pub fn library_info(opts: &BackendOptions) -> Result<OrtLibraryInfo, BackendErro
 
 fn no_provider_error(spec: &PartSpec, opts: &BackendOptions, fallbacks: &[ProviderFallback]) -> BackendError {
     let tried: Vec<String> =
-        fallbacks.iter().map(|f| format!("{}: {}", f.provider.profile_name(), f.reason)).collect();
+        fallbacks.iter().map(|f| format!("{}: {}", f.provider.name(), f.reason)).collect();
     let what = if opts.require_accelerator {
         "require_accelerator is set and no accelerator could run it"
     } else {
@@ -190,8 +233,9 @@ fn build_session(
     b.commit_from_memory(bytes).map_err(|e| e.to_string())
 }
 
-/// Every manifest input must be a float32 model input of compatible shape and the model may have
-/// no other inputs; every manifest output must exist with a compatible shape.
+/// Every manifest input must be a model input of its spec's element type and a compatible shape
+/// and the model may have no other inputs; every manifest output must exist as float32 with a
+/// compatible shape.
 fn check_io(spec: &PartSpec, session: &Session) -> Result<(), BackendError> {
     let mismatch = |detail: String| BackendError::Mismatch { part: spec.name.clone(), detail };
     let model_in: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
@@ -207,8 +251,12 @@ fn check_io(spec: &PartSpec, session: &Session) -> Result<(), BackendError> {
             .ok_or_else(|| mismatch(format!("model has no tensor `{}`", s.name)))?;
         match o.dtype() {
             ValueType::Tensor { ty, shape, .. } => {
-                if *ty != ort::value::TensorElementType::Float32 {
-                    return Err(mismatch(format!("`{}` is {ty:?}, expected float32", s.name)));
+                let want = match s.dtype {
+                    ElementType::F32 => ort::value::TensorElementType::Float32,
+                    ElementType::I64 => ort::value::TensorElementType::Int64,
+                };
+                if *ty != want {
+                    return Err(mismatch(format!("`{}` is {ty:?}, expected {}", s.name, s.dtype.name())));
                 }
                 let ok = shape.len() == s.shape.len()
                     && shape.iter().zip(&s.shape).all(|(&m, &w)| m < 0 || m as usize == w);
@@ -230,13 +278,16 @@ fn check_io(spec: &PartSpec, session: &Session) -> Result<(), BackendError> {
 }
 
 /// Staging input tensors (bound on first use) and preallocated outputs bound once, at `at`.
-fn bind_io(spec: &PartSpec, session: &Session, at: Shape) -> ort::Result<(IoBinding, Vec<OrtTensor<f32>>)> {
+fn bind_io(spec: &PartSpec, session: &Session, at: Shape) -> ort::Result<(IoBinding, Vec<Staged>)> {
     let mut binding = session.create_binding()?;
     let mut staged = Vec::with_capacity(spec.inputs.len());
     for s in &spec.inputs {
         let shape = s.shape_at(at);
         let n: usize = shape.iter().product();
-        staged.push(OrtTensor::from_array((shape, vec![0.0f32; n]))?);
+        staged.push(match s.dtype {
+            ElementType::F32 => Staged::F32(OrtTensor::from_array((shape, vec![0.0f32; n]))?),
+            ElementType::I64 => Staged::I64(OrtTensor::from_array((shape, vec![0i64; n]))?),
+        });
     }
     for s in &spec.outputs {
         let out = OrtTensor::<f32>::new(session.allocator(), s.shape_at(at))?;
@@ -259,7 +310,7 @@ impl Backend for OrtBackend {
     }
 
     fn provider_notes(&self) -> Vec<String> {
-        self.fallbacks.iter().map(|f| format!("{}: {}", f.provider.profile_name(), f.reason)).collect()
+        self.fallbacks.iter().map(|f| format!("{}: {}", f.provider.name(), f.reason)).collect()
     }
 
     fn prepare(&mut self, at: Shape) -> Result<(), BackendError> {
@@ -267,18 +318,21 @@ impl Backend for OrtBackend {
     }
 
     fn run(&mut self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError> {
+        let inputs = f32_inputs(&self.spec, inputs)?;
+        self.run_typed(&inputs, outputs)
+    }
+
+    fn run_typed(&mut self, inputs: &[Input<'_>], outputs: &mut [Tensor]) -> Result<(), BackendError> {
         let at = check_call(&self.spec, inputs, outputs)?;
         let index = self.binding(at)?;
         let (spec, b) = (&self.spec, &mut self.bindings[index]);
         for (i, t) in inputs.iter().enumerate() {
-            let (_, staged) = b.staged[i].extract_tensor_mut();
-            if b.bound[i] && same_bits(staged, t.data()) {
+            if !b.staged[i].stage(t) && b.bound[i] {
                 continue;
             }
             b.bound[i] = false;
-            staged.copy_from_slice(t.data());
             let name = spec.inputs[i].name.clone();
-            b.binding.bind_input(name, &b.staged[i]).map_err(|e| engine_err(spec, e))?;
+            b.staged[i].bind(&mut b.binding, name).map_err(|e| engine_err(spec, e))?;
             b.bound[i] = true;
         }
         let results = self.session.run_binding(&b.binding).map_err(|e| engine_err(spec, e))?;

@@ -7,10 +7,8 @@
 //! them.
 
 use super::{Axis, Backend, BackendError};
+use crate::capacity::MAX_CALL_ROWS;
 use crate::tensor::Tensor;
-
-/// Largest batch of one call.
-pub const MAX_CALL_ROWS: usize = 64;
 
 /// Scratch inputs and outputs of calls whose row count differs from the caller's.
 #[derive(Default)]

@@ -1,6 +1,8 @@
 //! The `[engine]` table of a board profile: its raw form (`RawEngine`), the validated
 //! `EngineSettings` and the checks between them (backend and providers, ONNX Runtime keys,
-//! sampler, samples, queue, watchdog, abstention, batching).
+//! sampler, samples, queue, watchdog, abstention, batching). Names (backend, execution
+//! providers, completion, sampler) are parsed here, once, into the typed settings the rest of
+//! the crate uses (`BackendKind`, `ProviderKind`, `Completion`, `SamplerKind`).
 //!
 //! Batching: `max_batch` (default `DEFAULT_MAX_BATCH`, 1..=`MAX_BATCH`) is the most windows the
 //! inference thread runs at once, 1 being one window at a time; `batch_latency_ms` (default
@@ -9,17 +11,17 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::value::{Error as NameError, StrDeserializer};
 use serde::{Deserialize, Serialize};
 
 use super::{check, ConfigError};
-use crate::backend::BackendOptions;
+use crate::backend::{BackendKind, BackendOptions, ProviderKind};
+use crate::manifest::CompletionChoice;
 use crate::diffusion::SamplerKind;
-use crate::multisample::{check_samples, MAX_SAMPLES};
+use crate::capacity::{MAX_BATCH, MAX_SAMPLES};
+use crate::multisample::check_samples;
+use crate::pipeline::PipelineOptions;
 
-const EXECUTION_PROVIDERS: [&str; 3] = ["tensorrt", "cuda", "cpu"];
-const COMPLETIONS: [&str; 3] = ["gsdnet", "meanfill", "zero"];
-/// Upper bound of `engine.max_batch` (the pipeline's batch buffers grow with it).
-pub const MAX_BATCH: usize = 64;
 /// `engine.max_batch` when the profile does not say.
 pub const DEFAULT_MAX_BATCH: usize = 8;
 /// `engine.batch_latency_ms` when the profile does not say: well under the 3 s between one
@@ -82,19 +84,20 @@ fn default_max_consecutive_errors() -> u32 {
     5
 }
 
+/// Absent `engine.completion`: the model manifest's `[completion]` policy.
 fn default_completion() -> String {
-    "gsdnet".to_string()
+    "default".to_string()
 }
 
 /// Engine settings after validation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EngineSettings {
-    /// "tract" or "ort".
-    pub backend: String,
-    pub execution_providers: Vec<String>,
+    pub backend: BackendKind,
+    pub execution_providers: Vec<ProviderKind>,
     pub threads: usize,
     pub models: PathBuf,
-    pub completion: String,
+    /// A mode, or `default`: the manifest's `[completion]` per window.
+    pub completion: CompletionChoice,
     pub steps: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sampler_name")]
     pub sampler: Option<SamplerKind>,
@@ -132,6 +135,11 @@ impl EngineSettings {
         }
     }
 
+    /// How the daemon's pipeline runs (steps, integrator, samples, batch cap).
+    pub fn pipeline_options(&self) -> PipelineOptions {
+        PipelineOptions { steps: self.steps, sampler: self.sampler, samples: self.samples, max_batch: self.max_batch }
+    }
+
     /// The latency budget as a duration (`ServeOptions::batch_latency`).
     pub fn batch_latency(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.batch_latency_ms)
@@ -139,7 +147,7 @@ impl EngineSettings {
 
     /// TensorRT may build engines while the models load (minutes on a first start).
     pub fn builds_tensorrt_engines(&self) -> bool {
-        self.backend == "ort" && self.execution_providers.iter().any(|p| p == "tensorrt")
+        self.backend == BackendKind::Ort && self.execution_providers.contains(&ProviderKind::TensorRt)
     }
 }
 
@@ -147,23 +155,25 @@ fn sampler_name<S: serde::Serializer>(k: &Option<SamplerKind>, s: S) -> Result<S
     s.serialize_str(k.map_or("", SamplerKind::name))
 }
 
+/// `name` as the serde enum `T` (its variant names are the profile's), or the field's error.
+fn named<'a, T: Deserialize<'a>>(name: &'a str, path: &Path, field: &'static str) -> Result<T, ConfigError> {
+    T::deserialize(StrDeserializer::<NameError>::new(name)).map_err(|e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        field,
+        detail: format!("is {name:?}: {e}"),
+    })
+}
+
 pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigError> {
-    check(matches!(e.backend.as_str(), "tract" | "ort"), path, "engine.backend", || {
-        format!("is {:?}; expected \"tract\" or \"ort\"", e.backend)
-    })?;
-    for ep in &e.execution_providers {
-        check(EXECUTION_PROVIDERS.contains(&ep.as_str()), path, "engine.execution_providers", || {
-            format!("has {ep:?}; known: {EXECUTION_PROVIDERS:?}")
-        })?;
-    }
-    check(e.backend == "ort" || e.execution_providers.is_empty(), path, "engine.execution_providers", || {
+    let backend: BackendKind = named(&e.backend, path, "engine.backend")?;
+    let providers =
+        e.execution_providers.iter().map(|p| named(p, path, "engine.execution_providers")).collect::<Result<Vec<ProviderKind>, _>>()?;
+    check(backend == BackendKind::Ort || providers.is_empty(), path, "engine.execution_providers", || {
         "only applies to backend \"ort\"".into()
     })?;
-    validate_ort(&e, path)?;
+    validate_ort(&e, backend, &providers, path)?;
     check(e.threads <= 256, path, "engine.threads", || format!("is {}; at most 256", e.threads))?;
-    check(COMPLETIONS.contains(&e.completion.as_str()), path, "engine.completion", || {
-        format!("is {:?}; known: {COMPLETIONS:?}", e.completion)
-    })?;
+    let completion: CompletionChoice = named(&e.completion, path, "engine.completion")?;
     check(e.steps.is_none_or(|s| (1..=1000).contains(&s)), path, "engine.steps", || "must be 1..=1000".into())?;
     let sampler = match &e.sampler {
         None => None,
@@ -192,11 +202,11 @@ pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSetting
         format!("is {}; must be 1..={MAX_BATCH_LATENCY_MS}", e.batch_latency_ms)
     })?;
     Ok(EngineSettings {
-        backend: e.backend,
-        execution_providers: e.execution_providers,
+        backend,
+        execution_providers: providers,
         threads: e.threads,
         models: e.models,
-        completion: e.completion,
+        completion,
         steps: e.steps,
         sampler,
         samples: e.samples,
@@ -214,21 +224,21 @@ pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSetting
 
 /// ONNX Runtime keys: only with backend "ort"; absolute paths (the unit's working directory is
 /// not the operator's); an accelerator required only when one is listed; a cache only for TensorRT.
-fn validate_ort(e: &RawEngine, path: &Path) -> Result<(), ConfigError> {
-    let ort = e.backend == "ort";
+fn validate_ort(e: &RawEngine, backend: BackendKind, providers: &[ProviderKind], path: &Path) -> Result<(), ConfigError> {
+    let ort = backend == BackendKind::Ort;
     check(ort || e.ort_library.is_none(), path, "engine.ort_library", || "only applies to backend \"ort\"".into())?;
     check(ort || !e.require_accelerator, path, "engine.require_accelerator", || "only applies to backend \"ort\"".into())?;
     check(ort || e.cache_dir.is_none(), path, "engine.cache_dir", || "only applies to backend \"ort\"".into())?;
     if let Some(lib) = &e.ort_library {
         check(lib.is_absolute(), path, "engine.ort_library", || format!("{} must be absolute", lib.display()))?;
     }
-    let accel = e.execution_providers.iter().any(|p| p == "tensorrt" || p == "cuda");
+    let accel = providers.iter().any(|p| p.is_accelerator());
     check(!e.require_accelerator || accel, path, "engine.require_accelerator", || {
         "is true but execution_providers lists neither \"tensorrt\" nor \"cuda\"".into()
     })?;
     if let Some(dir) = &e.cache_dir {
         check(dir.is_absolute(), path, "engine.cache_dir", || format!("{} must be absolute", dir.display()))?;
-        check(e.execution_providers.iter().any(|p| p == "tensorrt"), path, "engine.cache_dir", || {
+        check(providers.contains(&ProviderKind::TensorRt), path, "engine.cache_dir", || {
             "is set but execution_providers does not list \"tensorrt\"".into()
         })?;
     }

@@ -7,7 +7,7 @@
 mod engine;
 mod settings;
 
-pub use engine::{EngineSettings, RawEngine, DEFAULT_BATCH_LATENCY_MS, DEFAULT_MAX_BATCH, MAX_BATCH, MAX_BATCH_LATENCY_MS};
+pub use engine::{EngineSettings, RawEngine, DEFAULT_BATCH_LATENCY_MS, DEFAULT_MAX_BATCH, MAX_BATCH_LATENCY_MS};
 pub use settings::{AssemblySettings, ConnectionLimits, Windowing};
 
 use std::net::SocketAddr;

@@ -3,21 +3,20 @@
 //! regression. Taken from the manifest at start-up (`from_manifest`), or built by hand for test
 //! runners (`new`); published to clients as `ModelInfo`.
 //!
-//! Invariant: 2..=`MAX_CLASSES` distinct class names of 1..=`MAX_CLASS_NAME` bytes without
-//! control characters (as the manifest requires), modalities as `Modalities` guarantees.
+//! Invariant: the class names pass `capacity::check_class_names` (the manifest's rule),
+//! modalities as `Modalities` guarantees.
 
 use thiserror::Error;
 
-use crate::manifest::{Manifest, MAX_CLASSES, MAX_CLASS_NAME};
+use crate::capacity::{check_class_names, ClassNamesError};
+use crate::manifest::Manifest;
 use crate::modality::{Modalities, Modality};
 use crate::protocol::{BoundedVec, ClassName, ModalityInfo, ModelInfoReport};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ServedModelError {
-    #[error("a model has 2 to {MAX_CLASSES} classes, got {0}")]
-    Classes(usize),
-    #[error("class name `{0}` must be 1 to {MAX_CLASS_NAME} bytes, no control characters, not repeated")]
-    ClassName(String),
+    #[error("classes: {0}")]
+    Classes(#[from] ClassNamesError),
 }
 
 /// What the daemon serves (see the module doc).
@@ -33,17 +32,9 @@ pub struct ServedModel {
 impl ServedModel {
     /// A model description with these classes (checked as the manifest checks them).
     pub fn new(name: &str, modalities: Modalities, classes: &[&str], has_regression: bool) -> Result<Self, ServedModelError> {
-        if !(2..=MAX_CLASSES).contains(&classes.len()) {
-            return Err(ServedModelError::Classes(classes.len()));
-        }
-        let mut names: Vec<ClassName> = Vec::with_capacity(classes.len());
-        for &c in classes {
-            let bad = c.is_empty() || c.chars().any(char::is_control) || names.iter().any(|n| n.as_str() == c);
-            match ClassName::try_from(c) {
-                Ok(n) if !bad => names.push(n),
-                _ => return Err(ServedModelError::ClassName(c.escape_debug().to_string())),
-            }
-        }
+        check_class_names(classes)?;
+        // Every name fits a `ClassName` once the rule holds (at most `MAX_CLASS_NAME` bytes).
+        let names: Vec<ClassName> = classes.iter().filter_map(|&c| ClassName::try_from(c).ok()).collect();
         Ok(ServedModel { name: name.to_string(), version: String::new(), modalities, classes: names, has_regression })
     }
 

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{Dims, Normalisation, RawClasses, RawDims, RawNorm, MAX_CLASSES, MAX_CLASS_NAME};
+use super::{Dims, Normalisation, RawClasses, RawDims, RawNorm};
+use crate::capacity::{check_class_names, MAX_FEATURE_SIZE};
 use crate::backend::{Axis, TensorSpec};
-use crate::modality::{Modalities, Modality, MAX_FEATURE_SIZE};
+use crate::modality::{Modalities, Modality};
 
 /// One axis of DESIGN.md's part I/O table: the batch, the window or a fixed size.
 #[derive(Clone, Copy)]
@@ -74,7 +75,8 @@ fn spec(name: &str, dims: &[D], window: usize, symbolic: bool) -> TensorSpec {
         (D::W, true) => Axis::Window,
         _ => Axis::Fixed,
     });
-    TensorSpec { name: name.to_string(), shape: shape.collect(), axes: axes.collect() }
+    let (shape, axes): (Vec<usize>, Vec<Axis>) = (shape.collect(), axes.collect());
+    TensorSpec::new(name, &shape, &axes)
 }
 
 /// The window sizes a model runs at: `[dims] buckets` (strictly increasing, 1..=W, ending at
@@ -141,23 +143,7 @@ pub(super) fn check_classes(raw: RawClasses) -> Result<Vec<String>, String> {
         RawClasses::Count(n) => (0..n).map(|i| i.to_string()).collect(),
         RawClasses::Names(v) => v,
     };
-    if !(2..=MAX_CLASSES).contains(&classes.len()) {
-        return Err(format!(
-            "[model] classes: a model has 2 to {MAX_CLASSES} classes, got {}",
-            classes.len()
-        ));
-    }
-    for (i, c) in classes.iter().enumerate() {
-        if c.is_empty() || c.len() > MAX_CLASS_NAME || c.chars().any(char::is_control) {
-            return Err(format!(
-                "[model] classes: name {i} `{}` must be 1 to {MAX_CLASS_NAME} bytes, no control characters",
-                c.escape_debug()
-            ));
-        }
-        if classes[..i].contains(c) {
-            return Err(format!("[model] classes: `{c}` appears twice"));
-        }
-    }
+    check_class_names(&classes).map_err(|e| format!("[model] classes: {e}"))?;
     Ok(classes)
 }
 

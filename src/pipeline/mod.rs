@@ -17,7 +17,8 @@
 //! inside the engine and the eigensolver; window 0 of the last call stays readable through
 //! `Pipeline::intermediates` (golden tests compare it).
 
-use crate::backend::rows::{call_rows, RowCaller, MAX_CALL_ROWS};
+use crate::backend::rows::{call_rows, RowCaller};
+use crate::capacity::MAX_CALL_ROWS;
 use crate::backend::Shape;
 use crate::diffusion::{BatchNoise, Condition, Draw, NoiseError, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams};
 use crate::modality::{Modalities, Modality};
@@ -75,6 +76,21 @@ pub struct Pipeline {
     callers: [RowCaller; 3],
 }
 
+/// How a pipeline runs a model; every `None` is the manifest's value. The one place where
+/// `eval`, the bench and the daemon say so (`Pipeline::new`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PipelineOptions {
+    /// Sampler steps (`[sde] steps`).
+    pub steps: Option<usize>,
+    /// Integrator (`[sde] sampler`).
+    pub sampler: Option<SamplerKind>,
+    /// Completion samples S of the `gsdnet` mode (`[sde] samples`), 1..=`MAX_SAMPLES`.
+    pub samples: Option<usize>,
+    /// Most windows `run_batch` runs as one call of each part (0 and 1: one at a time;
+    /// always 1 for parts exported with a fixed batch).
+    pub max_batch: usize,
+}
+
 /// One window of a `run_batch` call and the noise it draws from.
 pub struct BatchItem<'a, 'w> {
     pub window: &'a Window<'w>,
@@ -98,14 +114,15 @@ impl BatchNoise for ItemNoise<'_, '_, '_> {
 }
 
 impl Pipeline {
-    /// A pipeline over `model`; `steps` overrides the manifest's sampler steps.
-    pub fn new(model: Model, steps: Option<usize>) -> Result<Pipeline, PipelineError> {
-        let sde = model.sde(steps, None)?;
+    /// A pipeline over `model` run as `opts` say.
+    pub fn new(model: Model, opts: &PipelineOptions) -> Result<Pipeline, PipelineError> {
+        let sde = model.sde(opts.steps, opts.sampler)?;
         let man = &model.manifest;
         let (mods, dm) = (man.modalities, man.dims);
         let slots: Vec<Modality> = mods.iter().collect();
         let dims: Vec<usize> = slots.iter().map(|x| mods.sizes()[x.index()]).collect();
-        let samples = check_samples(man.sde.samples)?;
+        let samples = check_samples(opts.samples.unwrap_or(man.sde.samples))?;
+        let max_batch = if man.batched { opts.max_batch.max(1) } else { 1 };
         let temperatures = man.calibration.by_avail.map(|t| t as f32);
         let sizes = Sizes { m: slots.len(), dims: &dims, d: dm.latent, k: dm.k, classes: man.model.classes.len(), reg: man.model.has_regression };
         let batch = Batch::new(sizes, dm.window);
@@ -113,7 +130,7 @@ impl Pipeline {
             sde,
             temperatures,
             samples,
-            max_batch: 1,
+            max_batch,
             spectra: vec![Spectral::new(dm.window, dm.k)],
             graphs: GraphCache::new(GRAPH_CACHE),
             sampler: Sampler::new(slots.len(), dm.window, dm.latent, dm.k),
@@ -159,18 +176,6 @@ impl Pipeline {
         self.samples
     }
 
-    /// Changes S (`None` = the manifest's `[sde] samples`), checked against 1..=MAX_SAMPLES.
-    pub fn set_samples(&mut self, samples: Option<usize>) -> Result<(), PipelineError> {
-        self.samples = check_samples(samples.unwrap_or(self.model.manifest.sde.samples))?;
-        Ok(())
-    }
-
-    /// Changes the integrator (`None` = the manifest's); keeps the steps.
-    pub fn set_sampler(&mut self, kind: Option<SamplerKind>) -> Result<(), PipelineError> {
-        self.sde = self.model.sde(Some(self.sde.steps), kind)?;
-        Ok(())
-    }
-
     /// The most windows `run_batch` runs as one call of each part.
     pub fn max_batch(&self) -> usize {
         self.max_batch
@@ -195,7 +200,7 @@ impl Pipeline {
         for &r in rows {
             let batch = call_rows(self.model.part(Part::Encoders), r.clamp(1, MAX_CALL_ROWS));
             for &window in &buckets {
-                self.model.prepare(Shape { batch, window })?;
+                self.model.prepare(Shape::windows(batch, window))?;
             }
         }
         Ok(())

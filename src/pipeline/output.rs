@@ -5,7 +5,7 @@
 use super::batch::window_of;
 use super::{Intermediates, Pipeline, UtteranceOutput, Window, WindowOutput};
 use crate::calibration::{argmax, softmax_tempered};
-use crate::manifest::MAX_CLASSES;
+use crate::capacity::MAX_CLASSES;
 use crate::modality::Modality;
 use crate::multisample::SampleMean;
 use crate::tensor::Tensor;

@@ -11,7 +11,8 @@
 use crc::{Crc, CRC_32_ISO_HDLC};
 use thiserror::Error;
 
-use super::{Message, RejectReason, MAX_CONVERSATION_ID, MAX_FRAME_LEN, MAX_VALUES, PROTOCOL_VERSION};
+use super::{Message, RejectReason, MAX_CONVERSATION_ID, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use crate::capacity::MAX_FEATURE_SIZE;
 
 const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
 const DELIMITER: u8 = 0x00;
@@ -34,9 +35,9 @@ pub const fn cobs_max_len(n: usize) -> usize {
 }
 
 /// Longest `Features` frame, delimiter included: version, tag, a full conversation id, widest
-/// utterance, speaker, modality and timestamp varints, `MAX_VALUES` f32, CRC.
+/// utterance, speaker, modality and timestamp varints, `MAX_FEATURE_SIZE` f32, CRC.
 pub const MAX_FEATURES_FRAME_LEN: usize = {
-    let body = 2 + varint_len(MAX_CONVERSATION_ID) + MAX_CONVERSATION_ID + 5 + 3 + 1 + 10 + varint_len(MAX_VALUES) + 4 * MAX_VALUES;
+    let body = 2 + varint_len(MAX_CONVERSATION_ID) + MAX_CONVERSATION_ID + 5 + 3 + 1 + 10 + varint_len(MAX_FEATURE_SIZE) + 4 * MAX_FEATURE_SIZE;
     cobs_max_len(body + 4) + 1
 };
 

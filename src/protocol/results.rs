@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::bounded::BoundedVec;
 use super::frame::{cobs_max_len, varint_len};
 use super::{ConversationId, Modality, RejectReason, MAX_CONVERSATION_ID};
-use crate::manifest::{MAX_CLASSES, MAX_CLASS_NAME};
+use crate::capacity::{MAX_CLASSES, MAX_CLASS_NAME};
 
 /// Class probabilities of one utterance, one per class of the model (K <= `MAX_CLASSES`).
 pub type Probs = BoundedVec<f32, MAX_CLASSES>;
@@ -148,12 +148,17 @@ pub struct RejectNotice {
 impl RejectNotice {
     /// A notice with `detail` cut (at a character boundary) to `MAX_REJECT_DETAIL` bytes.
     pub fn new(reason: RejectReason, detail: &str) -> Self {
-        let mut cut = detail.len().min(MAX_REJECT_DETAIL);
-        while !detail.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        RejectNotice { reason, detail: heapless::String::try_from(&detail[..cut]).unwrap_or_default() }
+        RejectNotice { reason, detail: detail_text(detail) }
     }
+}
+
+/// `detail` cut (at a character boundary) to `MAX_REJECT_DETAIL` bytes.
+pub fn detail_text(detail: &str) -> heapless::String<MAX_REJECT_DETAIL> {
+    let mut cut = detail.len().min(MAX_REJECT_DETAIL);
+    while !detail.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    heapless::String::try_from(&detail[..cut]).unwrap_or_default()
 }
 
 /// Upper bound of the encoded `Result` or `Scored` frame (delimiter included) for windows of

@@ -1,7 +1,6 @@
 //! The graph cache of a pipeline: the last graphs and eigenpairs built, by speaker sequence.
 
-use super::{Spectral, SpectralError};
-use crate::manifest::GraphSettings;
+use super::{GraphSettings, Spectral, SpectralError};
 
 /// The last graphs built, by speaker sequence. A window's graph and eigenpairs are a pure
 /// function of its speakers and the manifest's `[graph]` (one cache serves one manifest), so a

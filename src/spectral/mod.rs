@@ -11,11 +11,19 @@
 use nalgebra::{DMatrix, SymmetricEigen};
 use thiserror::Error;
 
-use crate::manifest::GraphSettings;
+use serde::Deserialize;
 
 mod cache;
 
 pub use cache::GraphCache;
+
+/// The manifest's `[graph]`: neighbourhood sizes of the structural adjacency (turns within
+/// `window_same` of the same speaker and `window_other` of another are linked).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub struct GraphSettings {
+    pub window_same: usize,
+    pub window_other: usize,
+}
 
 /// Entries at or below this magnitude never decide an eigenvector's sign.
 pub const SIGN_THRESHOLD: f64 = 1e-4;

@@ -1,4 +1,4 @@
-//! Execution providers: parsing the board profile's list, building each provider's options
+//! Execution providers in ONNX Runtime: building each provider's options
 //! (TensorRT with fixed shapes and a versioned engine cache), and the cache key.
 //!
 //! Invariant: a TensorRT engine cache directory is keyed by the model's sha256, the ONNX Runtime
@@ -10,68 +10,8 @@ use std::path::{Path, PathBuf};
 use ort::ep::{self, ExecutionProviderDispatch};
 use sha2::{Digest, Sha256};
 
-use crate::backend::rows::MAX_CALL_ROWS;
-use crate::backend::{BackendOptions, PartSpec, Shape, TensorSpec};
-
-/// One execution provider the board profile may list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    TensorRt,
-    Cuda,
-    Cpu,
-}
-
-impl ProviderKind {
-    /// ONNX Runtime's own name for the provider.
-    pub fn ort_name(self) -> &'static str {
-        match self {
-            ProviderKind::TensorRt => "TensorrtExecutionProvider",
-            ProviderKind::Cuda => "CUDAExecutionProvider",
-            ProviderKind::Cpu => "CPUExecutionProvider",
-        }
-    }
-
-    /// The name used in board profiles.
-    pub fn profile_name(self) -> &'static str {
-        match self {
-            ProviderKind::TensorRt => "tensorrt",
-            ProviderKind::Cuda => "cuda",
-            ProviderKind::Cpu => "cpu",
-        }
-    }
-
-    pub fn is_accelerator(self) -> bool {
-        self != ProviderKind::Cpu
-    }
-}
-
-impl std::str::FromStr for ProviderKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "tensorrt" | "trt" => Ok(ProviderKind::TensorRt),
-            "cuda" => Ok(ProviderKind::Cuda),
-            "cpu" => Ok(ProviderKind::Cpu),
-            other => Err(format!("unknown execution provider `{other}` (known: tensorrt, cuda, cpu)")),
-        }
-    }
-}
-
-/// Parses the profile's list, in order, without duplicates; CPU is appended when absent because
-/// ONNX Runtime always has it (whether falling back to it is allowed is decided by the caller).
-pub fn parse_list(names: &[String]) -> Result<Vec<ProviderKind>, String> {
-    let mut out: Vec<ProviderKind> = Vec::new();
-    for n in names {
-        let k: ProviderKind = n.parse()?;
-        if !out.contains(&k) {
-            out.push(k);
-        }
-    }
-    if !out.contains(&ProviderKind::Cpu) {
-        out.push(ProviderKind::Cpu);
-    }
-    Ok(out)
-}
+use crate::capacity::MAX_CALL_ROWS;
+use crate::backend::{BackendOptions, PartSpec, ProviderKind, Shape, TensorSpec};
 
 /// `name:1x3x64x32,...`: TensorRT optimisation-profile syntax for the inputs at `at`.
 pub fn trt_shapes(inputs: &[TensorSpec], at: Shape) -> String {
@@ -101,9 +41,9 @@ pub fn trt_profile(spec: &PartSpec, opts: &BackendOptions) -> TrtProfile {
         let one = trt_shapes(&spec.inputs, full);
         return TrtProfile { min: one.clone(), opt: one.clone(), max: one };
     }
-    let low = Shape { batch: 1, window: opts.min_window.clamp(1, full.window.max(1)) };
-    let opt = Shape { batch: opts.max_batch.clamp(1, MAX_CALL_ROWS), window: full.window };
-    let high = Shape { batch: MAX_CALL_ROWS, window: full.window };
+    let low = Shape { batch: 1, window: opts.min_window.clamp(1, full.window.max(1)), seq: full.seq.min(1) };
+    let opt = Shape { batch: opts.max_batch.clamp(1, MAX_CALL_ROWS), ..full };
+    let high = Shape { batch: MAX_CALL_ROWS, ..full };
     TrtProfile {
         min: trt_shapes(&spec.inputs, low),
         opt: trt_shapes(&spec.inputs, opt),
@@ -153,14 +93,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn list_parsing_keeps_order_and_adds_cpu() {
-        let l = parse_list(&["TensorRT".into(), "cuda".into(), "cuda".into()]).unwrap();
-        assert_eq!(l, vec![ProviderKind::TensorRt, ProviderKind::Cuda, ProviderKind::Cpu]);
-        assert_eq!(parse_list(&[]).unwrap(), vec![ProviderKind::Cpu]);
-        assert!(parse_list(&["npu".into()]).unwrap_err().contains("npu"));
-    }
-
-    #[test]
     fn cache_key_changes_with_every_component() {
         let base = Path::new("/c");
         let a = trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.19.2", "10.3.0");
@@ -173,14 +105,14 @@ mod tests {
     #[test]
     fn trt_shapes_syntax() {
         let s = vec![TensorSpec::fixed("x", &[1, 3, 64, 32]), TensorSpec::fixed("t", &[1])];
-        assert_eq!(trt_shapes(&s, Shape { batch: 1, window: 64 }), "x:1x3x64x32,t:1");
+        assert_eq!(trt_shapes(&s, Shape::windows(1, 64)), "x:1x3x64x32,t:1");
     }
 
     #[test]
     fn trt_profile_spans_batch_and_window_of_symbolic_parts() {
         use crate::backend::Axis::{Batch, Fixed, Window};
-        let x = TensorSpec { name: "x".into(), shape: vec![1, 3, 64, 32], axes: vec![Batch, Fixed, Window, Fixed] };
-        let t = TensorSpec { name: "t".into(), shape: vec![1], axes: vec![Batch] };
+        let x = TensorSpec::new("x", &[1, 3, 64, 32], &[Batch, Fixed, Window, Fixed]);
+        let t = TensorSpec::new("t", &[1], &[Batch]);
         let spec = PartSpec { name: "s_theta".into(), path: "s.onnx".into(), inputs: vec![x, t.clone()], outputs: vec![] };
         let opts = BackendOptions { max_batch: 8, min_window: 8, ..Default::default() };
         let p = trt_profile(&spec, &opts);
