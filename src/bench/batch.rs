@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::window::{missing_entries, pipeline, window_of};
-use super::{allocation_count, allocations, backend_name, BatchRow, BenchConfig, BenchError, Stats};
+use super::{allocation_count, allocations, BatchRow, BenchConfig, BenchError, Stats};
 use crate::backend::BackendKind;
 use crate::diffusion::SeededNoise;
 use crate::manifest::Manifest;
@@ -71,7 +71,7 @@ pub(super) fn run_batches(
     kind: BackendKind,
     batches: &[usize],
 ) -> Result<Vec<BatchRow>, BenchError> {
-    let backend = backend_name(kind);
+    let backend = kind.name();
     let count = batches.iter().copied().max().unwrap_or(1);
     let mut pipe = pipeline(manifest, cfg, kind)?;
     let windows = conversation_windows(

@@ -1,15 +1,51 @@
-//! What to measure and what comes back: `BenchConfig` (and its reading from `BenchArgs`),
-//! `Extras` of `gsdnet-bench`, the `Stats` of one timing series, and the serialised rows
+//! What to measure and what comes back: `BenchOptions` (what a caller asks for: the CLI maps
+//! its arguments to it), `BenchConfig` (what is measured, read from it), `Extras` of `gsdnet-bench`, the `Stats` of one timing series, and the serialised rows
 //! (`BenchRow`, `Speedup`, `BatchRow`, `Report`) whose field names are the JSON keys.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::BenchError;
 use crate::backend::{BackendKind, BackendOptions};
+use crate::capacity::MAX_BATCH;
 use crate::diffusion::SamplerKind;
 use crate::manifest::Manifest;
+
+/// What `gsdnet bench` is asked to measure, before the model is read (`config_of`).
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Recording file or split folder; `None` = the bundled recording.
+    pub data: Option<PathBuf>,
+    /// Model folder; `None` = the bundled model.
+    pub model: Option<PathBuf>,
+    /// Engines; `None` = every compiled one.
+    pub backends: Option<Vec<BackendKind>>,
+    /// Valid utterances per window.
+    pub sizes: Vec<usize>,
+    /// Sampler steps.
+    pub steps: Vec<usize>,
+    /// Integrator; `None` = the manifest's.
+    pub sampler: Option<SamplerKind>,
+    /// Completion samples per window; `None` = the manifest's.
+    pub samples: Option<usize>,
+    /// Only window 32 at the manifest's steps, 20 windows (a smoke run).
+    pub quick: bool,
+    /// Timed windows per configuration; 0 = as many as fit in `budget_ms` (at least 10).
+    pub iters: usize,
+    pub budget_ms: u64,
+    /// Untimed windows before each configuration.
+    pub warmup: usize,
+    /// Missing rate of the seeded mask.
+    pub rate: f64,
+    /// Mask and sampler seed.
+    pub seed: u64,
+    /// Engine and rayon threads; 0 = the engine's choice.
+    pub threads: usize,
+    /// Where the JSON report goes, if anywhere.
+    pub json: Option<PathBuf>,
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -54,8 +90,8 @@ pub struct Extras {
     /// Batch mode: for each B, `run_batch` of the same max(B) windows (one per conversation)
     /// in calls of at most B windows.
     pub batches: Vec<usize>,
-    /// ONNX Runtime execution providers in order ("cuda", "cpu"); empty = the default.
-    pub providers: Vec<String>,
+    /// ONNX Runtime execution providers in order; empty = the default.
+    pub providers: Vec<crate::backend::ProviderKind>,
     /// ONNX Runtime: a fallback to the CPU provider is an error.
     pub require_accelerator: bool,
 }
@@ -187,19 +223,19 @@ pub(super) fn check_config(manifest: &Manifest, cfg: &BenchConfig) -> Result<(),
     Ok(())
 }
 
-/// Every batch size is in 1..=64.
+/// Every batch size is in 1..=`MAX_BATCH`.
 pub(super) fn check_batches(batches: &[usize]) -> Result<(), BenchError> {
-    match batches.iter().find(|&&b| b == 0 || b > 64) {
+    match batches.iter().find(|&&b| b == 0 || b > MAX_BATCH) {
         Some(&b) => Err(BenchError::BatchSize(b)),
         None => Ok(()),
     }
 }
 
-/// `BenchArgs` as a `BenchConfig` (as `gsdnet bench` reads them).
-pub fn config_of(a: &crate::cli::BenchArgs, manifest: &Manifest) -> anyhow::Result<BenchConfig> {
-    let backends = match &a.backend {
+/// `BenchOptions` as a `BenchConfig` for `manifest`.
+pub fn config_of(a: &BenchOptions, manifest: &Manifest) -> Result<BenchConfig, crate::masks::MaskError> {
+    let backends = match &a.backends {
         Some(b) => b.clone(),
-        None => crate::backend::compiled().iter().map(|n| n.parse()).collect::<Result<_, _>>()?,
+        None => crate::backend::compiled().to_vec(),
     };
     let (sizes, steps, iters) = if a.quick {
         let iters = if a.iters > 0 { a.iters } else { 20 };

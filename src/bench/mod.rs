@@ -8,30 +8,36 @@
 //! `allocations()` is `None` and the report says so. Timing uses the wall clock of the thread
 //! that runs the windows; nothing here runs concurrently.
 //!
-//! This file owns the error type, the `gsdnet-bench` entry point (`run_cli`) and the public
-//! paths (`crate::bench::*`, re-exported from the submodules):
+//! This file owns the error type, the entry point of `gsdnet bench` and `gsdnet-bench`
+//! (`run_and_report`) and the public paths (`crate::bench::*`, re-exported from the submodules):
 //! - `alloc`: the counting allocator and peak resident memory;
-//! - `config`: what to measure (`BenchConfig`, `Extras`), `Stats` and the serialised rows;
+//! - `config`: what to measure (`BenchOptions`, `BenchConfig`, `Extras`), `Stats` and the
+//!   serialised rows;
 //! - `window`: single-window runs per (backend, size, steps) and bucketed vs padded;
 //! - `batch`: the batch mode (`run_batch` of one window per conversation);
-//! - `table`: the text tables.
+//! - `frontend`: the text frontend's cost per utterance (`gsdnet bench-frontend`);
+//! - `table`: the text tables;
+//! - `throughput`: `gsdnet bench-throughput`, windows per second through the daemon's
+//!   inference step.
 
 mod alloc;
 mod batch;
 mod config;
+pub mod frontend;
 mod table;
+pub mod throughput;
 mod window;
 
 use thiserror::Error;
 
-use crate::backend::BackendKind;
 use crate::manifest::Manifest;
+use crate::paths::{bundled, DEFAULT_DATA, DEFAULT_MODEL};
 use crate::model::ModelError;
 use crate::pipeline::PipelineError;
 
 pub use alloc::{allocation_count, allocations, peak_rss_kib, CountingAlloc};
 pub use batch::conversation_windows;
-pub use config::{config_of, BatchRow, BenchConfig, BenchRow, Extras, Report, Speedup, Stats};
+pub use config::{config_of, BatchRow, BenchConfig, BenchOptions, BenchRow, Extras, Report, Speedup, Stats};
 pub use table::{batch_table, speedup_table, table};
 pub use window::{masked_window, padded_manifest, run, run_extended, utterances};
 
@@ -53,7 +59,7 @@ pub enum BenchError {
         backend: &'static str,
         source: Box<PipelineError>,
     },
-    #[error("batch size {0} is outside 1..=64")]
+    #[error("batch size {0} is outside 1..={max}", max = crate::capacity::MAX_BATCH)]
     BatchSize(usize),
     #[error("the recording holds {have} conversations, a batch of {want} windows needs at least one")]
     TooFewConversations { have: usize, want: usize },
@@ -66,36 +72,26 @@ pub enum BenchError {
     },
 }
 
-pub fn backend_name(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::Tract => "tract",
-        BackendKind::Ort => "ort",
-    }
-}
+/// Told when the running binary has no counting allocator (the production `gsdnet`).
+pub const ALLOCATIONS_HINT: &str =
+    "allocations not counted: this binary uses the system allocator; run `gsdnet-bench` (same options) for allocation counts";
 
-fn bundled(rel: &str) -> std::path::PathBuf {
-    let here = std::path::PathBuf::from(rel);
-    let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-    if !here.exists() && beside.exists() {
-        beside
-    } else {
-        here
-    }
-}
-
-/// `gsdnet-bench` with `--padded` or `--batch`: `gsdnet bench`'s table and JSON (same keys),
-/// plus the bucketed-vs-padded speedups (`speedups`) and the batch mode (`batch_rows`).
-pub fn run_cli(a: crate::cli::BenchArgs, extras: &Extras) -> anyhow::Result<()> {
+/// `gsdnet bench` (and `gsdnet-bench`, which installs the counting allocator first, and adds
+/// `--padded` and `--batch`): measures, prints the tables and writes the JSON report (the
+/// same keys either way, with the bucketed-vs-padded `speedups` and the batch mode's
+/// `batch_rows`). Allocation columns are filled only when `allocations()` sees the counting
+/// allocator.
+pub fn run_and_report(a: &BenchOptions, extras: &Extras) -> anyhow::Result<()> {
     use anyhow::Context;
-    let data = a.data.clone().unwrap_or_else(|| bundled(crate::cli::DEFAULT_DATA));
-    let model_dir = a.model.clone().unwrap_or_else(|| bundled(crate::cli::DEFAULT_MODEL));
+    let data = a.data.clone().unwrap_or_else(|| bundled(DEFAULT_DATA));
+    let model_dir = a.model.clone().unwrap_or_else(|| bundled(DEFAULT_MODEL));
     if a.threads > 0 {
         rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global().context("rayon pool")?;
     }
     let manifest = Manifest::load(&model_dir)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let rec = crate::dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
-    let mut cfg = config_of(&a, &manifest)?;
+    let mut cfg = config_of(a, &manifest)?;
     if !extras.providers.is_empty() {
         cfg.opts.providers = extras.providers.clone();
     }
@@ -116,7 +112,7 @@ pub fn run_cli(a: crate::cli::BenchArgs, extras: &Extras) -> anyhow::Result<()> 
     print_report(&report, &manifest, peak);
     let counted = allocations().is_some();
     if !counted {
-        eprintln!("{}", crate::cli::ALLOCATIONS_HINT);
+        eprintln!("{ALLOCATIONS_HINT}");
     }
     if let Some(path) = &a.json {
         let doc = serde_json::json!({

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::assembly::{ClosedUtterance, WindowJob};
-use super::batching::RunCost;
-use super::inference::{choose_batch, run_batch, JobQueue, WindowRunner};
-use super::stats::Stats;
-use crate::config::MAX_BATCH;
+use crate::daemon::assembly::{ClosedUtterance, WindowJob};
+use crate::daemon::batching::RunCost;
+use crate::daemon::inference::{choose_batch, run_batch, JobQueue, WindowRunner};
+use crate::daemon::stats::Stats;
+use crate::capacity::MAX_BATCH;
 use crate::masks::random_mask;
 use crate::modality::{Modalities, Modality};
 use crate::protocol::conversation_id;

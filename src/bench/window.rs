@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::batch::run_batches;
 use super::config::{check_batches, check_config};
 use super::{
-    allocation_count, allocations, backend_name, BenchConfig, BenchError, BenchRow, Extras,
+    allocation_count, allocations, BenchConfig, BenchError, BenchRow, Extras,
     Report, Speedup, Stats,
 };
 use crate::backend::BackendKind;
@@ -16,7 +16,7 @@ use crate::manifest::Manifest;
 use crate::masks::{random_mask, Avail};
 use crate::modality::Modalities;
 use crate::model::Model;
-use crate::pipeline::{Completion, Pipeline, PipelineError, Stage, StageObserver, Utterance, Window, WindowOutput};
+use crate::pipeline::{Completion, Pipeline, PipelineError, PipelineOptions, Stage, StageObserver, Utterance, Window, WindowOutput};
 use crate::recording::{Recording, UtteranceRecord};
 
 /// Records when each stage of one window ends, and the allocation counter then (a plain load:
@@ -166,7 +166,7 @@ fn row(kind: BackendKind, pipe: &Pipeline, window: &Window, mut s: Series) -> Be
         .collect();
     let iters = s.total.len();
     BenchRow {
-        backend: backend_name(kind),
+        backend: kind.name(),
         provider: pipe.model().provider(),
         layout: if pipe.model().manifest.buckets == [pipe.model().manifest.dims.window] {
             "padded"
@@ -227,7 +227,7 @@ pub(super) fn pipeline(
     cfg: &BenchConfig,
     kind: BackendKind,
 ) -> Result<Pipeline, BenchError> {
-    let backend = backend_name(kind);
+    let backend = kind.name();
     let model = Model::from_manifest(manifest.clone(), kind, &cfg.opts).map_err(|source| {
         BenchError::Model {
             backend,
@@ -235,10 +235,8 @@ pub(super) fn pipeline(
         }
     })?;
     let setup = |source| BenchError::Setup { backend, source: Box::new(source) };
-    let mut pipe = Pipeline::new(model, None).map_err(setup)?;
-    pipe.set_sampler(cfg.sampler).map_err(setup)?;
-    pipe.set_samples(cfg.samples).map_err(setup)?;
-    Ok(pipe)
+    let opts = PipelineOptions { steps: None, sampler: cfg.sampler, samples: cfg.samples, max_batch: 1 };
+    Pipeline::new(model, &opts).map_err(setup)
 }
 
 /// Every (size, steps) of `cfg` on one backend, with `manifest`'s buckets.
@@ -248,7 +246,7 @@ fn run_backend(
     cfg: &BenchConfig,
     kind: BackendKind,
 ) -> Result<Vec<BenchRow>, BenchError> {
-    let backend = backend_name(kind);
+    let backend = kind.name();
     let mut windows = Vec::new();
     for &n in &cfg.sizes {
         windows.push(utterances(rec, n)?);

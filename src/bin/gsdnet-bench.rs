@@ -3,14 +3,16 @@
 //! allocation); the production `gsdnet` binary keeps the system allocator, so the daemon never
 //! pays for counting and its own `bench` reports allocations as not counted.
 //!
-//! Arguments are those of `gsdnet bench` (`cli::BenchArgs`); a leading `bench` is
+//! Arguments are those of `gsdnet bench` (`cli::BenchArgs`, mapped to `bench::BenchOptions`); a leading `bench` is
 //! accepted too, so `gsdnet-bench bench --quick` and `gsdnet-bench --quick` are the same run.
 //! Its own options: `--providers` / `--require-accelerator` (ONNX Runtime), `--padded` (every size also padded to W, with the speedup of the
 //! buckets) and `--batch 1,8` (`run_batch` of windows of different conversations).
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use gsdnet_edge::bench::CountingAlloc;
-use gsdnet_edge::cli::BenchArgs;
+use gsdnet_edge::cli::{exit, BenchArgs};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -35,7 +37,7 @@ struct BenchCli {
     /// ONNX Runtime execution providers in order of preference (tensorrt, cuda, cpu), comma
     /// separated [default: the backend's]
     #[arg(long, value_delimiter = ',')]
-    providers: Vec<String>,
+    providers: Vec<gsdnet_edge::backend::ProviderKind>,
     /// ONNX Runtime: fail instead of falling back to the CPU provider
     #[arg(long)]
     require_accelerator: bool,
@@ -51,14 +53,26 @@ fn arguments() -> Vec<std::ffi::OsString> {
     args
 }
 
-fn main() -> anyhow::Result<()> {
-    gsdnet_edge::cli::daemon::init_logging("warn");
-    let c = BenchCli::parse_from(arguments());
+fn main() -> ExitCode {
+    gsdnet_edge::service::process::init_logging("warn");
+    let c = match BenchCli::try_parse_from(arguments()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(exit::code_of_parse(&e));
+        }
+    };
     let extras = gsdnet_edge::bench::Extras {
         padded: c.padded,
         batches: c.batch,
         providers: c.providers,
         require_accelerator: c.require_accelerator,
     };
-    gsdnet_edge::bench::run_cli(c.args, &extras)
+    match gsdnet_edge::bench::run_and_report(&c.args.options(), &extras) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::from(exit::code_of(e.as_ref()))
+        }
+    }
 }

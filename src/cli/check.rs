@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::backend::{BackendKind, BackendOptions};
+use crate::backend::{BackendKind, BackendOptions, ProviderKind};
 use crate::check::{self, CheckOptions};
+use crate::paths::{bundled, DEFAULT_MODEL, GOLDEN_DIR};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -20,7 +21,7 @@ pub struct CheckArgs {
     pub backend: BackendKind,
     /// ONNX Runtime execution providers in order of preference, e.g. tensorrt,cuda,cpu
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
-    pub providers: Vec<String>,
+    pub providers: Vec<ProviderKind>,
     /// Path of libonnxruntime.so [default: $ORT_DYLIB_PATH]
     #[arg(long)]
     pub ort_library: Option<PathBuf>,
@@ -38,12 +39,12 @@ pub struct CheckArgs {
     pub threads: usize,
 }
 
-pub fn run_check(a: CheckArgs, bundled: impl Fn(&str) -> PathBuf) -> Result<()> {
-    let model_dir = a.model.clone().unwrap_or_else(|| bundled(super::DEFAULT_MODEL));
+pub fn run_check(a: CheckArgs) -> Result<()> {
+    let model_dir = a.model.clone().unwrap_or_else(|| bundled(DEFAULT_MODEL));
     let golden_dir = match &a.golden {
         Some(p) if p.as_os_str() == "none" => None,
         Some(p) => Some(p.clone()),
-        None => Some(bundled("tests/golden")).filter(|p| p.is_dir()),
+        None => Some(bundled(GOLDEN_DIR)).filter(|p| p.is_dir()),
     };
     let opts = BackendOptions {
         threads: a.threads,

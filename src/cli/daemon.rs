@@ -1,28 +1,27 @@
 //! Daemon subcommands of the `gsdnet` binary: `serve`, `warmup`, `check-config`, `record`,
-//! `replay`, `bench-throughput`. Parsing and error context only; the work is in `daemon`, `io`
-//! and `config`.
+//! `replay`, `bench-throughput`. Argument mapping and printing only; the work is in `service`
+//! (loading, serving, process set-up), `client` (replay) and `bench::throughput`.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::backend::{self, BackendKind};
+use crate::backend;
+use crate::bench::throughput::{self, RunSpec, Stream, WindowSizes};
+use crate::client::ledger::Ledger;
+use crate::client::paced::{send_paced, PacedOptions};
+use crate::client::replay::{self, DropSpan, ReplayOptions};
 use crate::config::Settings;
 use crate::daemon::inference::WindowRunner;
-use crate::daemon::model_info::ServedModel;
-use crate::daemon::notify::{announce_loading, NoNotifier, Notifier, SystemdNotifier};
-use crate::daemon::pipeline_runner::PipelineRunner;
-use crate::daemon::replay::{self, DropSpan, RecorderRunner, ReplayOptions};
-use crate::daemon::server::{serve, warm_up_runner, warmup_job, Endpoints, ServeOptions};
-use crate::daemon::throughput::{self, RunSpec, Stream, WindowSizes};
-use crate::io::{listeners, serial::SerialInput};
+use crate::daemon::recorder::RecorderRunner;
+use crate::daemon::server::{warm_up_runner, warmup_job};
 use crate::manifest::Manifest;
 use crate::model::Model;
-use crate::pipeline::{Completion, Pipeline};
 use crate::recording::{Recording, RecordingWriter};
+use crate::service::process::{notifier, runtime};
+use crate::service::{build_runner, load_for_serve, load_runner, manifest_model, model_section, run_daemon};
 
 #[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
@@ -160,6 +159,10 @@ pub struct ReplayArgs {
     /// (default: the recording's modalities)
     #[arg(long)]
     pub models: Option<PathBuf>,
+    /// Longest wait without any result (holding back an utterance, or for the last results)
+    /// before what is still uncovered is reported as such, in milliseconds
+    #[arg(long, default_value_t = 10_000)]
+    pub stall_ms: u64,
 }
 
 pub fn run(cmd: DaemonCommand) -> Result<()> {
@@ -180,98 +183,7 @@ pub fn run(cmd: DaemonCommand) -> Result<()> {
 }
 
 fn load_settings(a: &BoardArgs) -> Result<Settings> {
-    let board = a.board.clone().or_else(|| std::env::var_os("GSDNET_BOARD").map(PathBuf::from));
-    match &board {
-        Some(p) => Ok(Settings::load(p)?),
-        None => Settings::default_profile().context("built-in board profile"),
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the tokio runtime")
-}
-
-fn notifier() -> Arc<dyn Notifier> {
-    match SystemdNotifier::from_env() {
-        Some(n) => Arc::new(n),
-        None => Arc::new(NoNotifier),
-    }
-}
-
-/// `check-config`'s `[model]` table: what the profile's model takes and returns (or why it
-/// cannot be read: the profile itself is still valid).
-fn model_section(s: &Settings, models: &Path) -> String {
-    let q = |v: &str| toml::Value::String(v.to_string()).to_string();
-    let m = match Manifest::load(models) {
-        Ok(m) => m,
-        Err(e) => return format!("\n# model: cannot read {}: {}\n", models.display(), e.to_string().replace('\n', " ")),
-    };
-    let mods: Vec<String> = m.modalities.iter().map(|x| format!("{x} = {}", m.modalities.size(x).unwrap_or(0))).collect();
-    let classes: Vec<String> = m.model.classes.iter().map(|c| q(c)).collect();
-    let bound = crate::protocol::max_result_frame_len(s.assembly.window, &m.model.classes, &s.engine.completion);
-    let mut out = format!(
-        "\n[model]\ndir = {}\nname = {}\nversion = {}\nmodalities = {{ {} }}\nclasses = [{}]\nhas_regression = {}\nwindow = {}\nmax_result_frame_bytes = {bound}\n",
-        q(&models.display().to_string()),
-        q(&m.model.name),
-        q(&m.model.version),
-        mods.join(", "),
-        classes.join(", "),
-        m.model.has_regression,
-        m.dims.window,
-    );
-    if s.assembly.window > m.dims.window {
-        out += &format!("# error: assembly.window = {} exceeds the model's window {}: serve refuses to start\n", s.assembly.window, m.dims.window);
-    }
-    if bound > crate::protocol::MAX_FRAME_LEN {
-        out += &format!("# error: results may exceed the protocol's {} bytes: serve refuses to start\n", crate::protocol::MAX_FRAME_LEN);
-    }
-    out
-}
-
-fn serve_options(s: &Settings, model: ServedModel, warm_up: bool) -> ServeOptions {
-    let heartbeat = SystemdNotifier::watchdog_interval().map_or(Duration::from_secs(5), |w| w / 2);
-    ServeOptions {
-        assembly: s.assembly_settings(),
-        model,
-        queue_capacity: s.engine.queue_capacity,
-        max_frames_per_second: s.inputs.max_frames_per_second,
-        burst: s.inputs.burst,
-        heartbeat,
-        max_consecutive_errors: s.engine.max_consecutive_errors,
-        batch_latency: s.engine.batch_latency(),
-        limits: s.inputs.connection_limits(),
-        abstain_below: s.engine.abstain_below,
-        result_backlog: 256,
-        warm_up,
-    }
-}
-
-fn load_runner(s: &Settings, models: &Path, noise_scenario: u64) -> Result<PipelineRunner> {
-    let kind: BackendKind = s.engine.backend.parse().context("engine.backend")?;
-    let model = Model::load(models, kind, &s.engine.backend_options())
-        .with_context(|| format!("loading models from {}", models.display()))?;
-    build_runner(s, model, noise_scenario)
-}
-
-fn build_runner(s: &Settings, model: Model, noise_scenario: u64) -> Result<PipelineRunner> {
-    let mut pipeline = Pipeline::new(model, s.engine.steps).context("building the pipeline")?;
-    pipeline.set_sampler(s.engine.sampler).context("building the pipeline")?;
-    pipeline.set_samples(s.engine.samples).context("building the pipeline")?;
-    pipeline.set_max_batch(s.engine.max_batch);
-    warm_plans(&mut pipeline)?;
-    let completion: Completion = s.engine.completion.parse().map_err(anyhow::Error::msg)?;
-    let runner = PipelineRunner::new(pipeline, completion, s.engine.seed, noise_scenario).context("the model's classes")?;
-    if s.assembly.window > runner.model_window() {
-        bail!("assembly.window = {} exceeds the model's W = {}", s.assembly.window, runner.model_window());
-    }
-    Ok(runner)
-}
-
-/// `serve`'s loading step: extends the start timeout and says what it does (a TensorRT engine
-/// build can outlast `TimeoutStartSec`) before loading; READY comes later, after the warm-up.
-pub fn load_for_serve(s: &Settings, models: &Path, noise_scenario: u64, notifier: &dyn Notifier) -> Result<PipelineRunner> {
-    announce_loading(notifier, s.engine.builds_tensorrt_engines());
-    load_runner(s, models, noise_scenario)
+    crate::service::load_settings(a.board.as_deref())
 }
 
 fn run_serve(a: ServeArgs) -> Result<()> {
@@ -284,26 +196,13 @@ fn run_serve(a: ServeArgs) -> Result<()> {
     run_daemon(&settings, Box::new(runner), model, notifier, true)
 }
 
-/// Builds the engine's plans for every call the daemon can make (rows = windows x samples up to
-/// `max_batch` x S, rounded to powers of two, at every bucket) before the first window, so no
-/// window pays for a plan.
-fn warm_plans(pipeline: &mut Pipeline) -> Result<()> {
-    let most = (pipeline.max_batch() * pipeline.samples()).clamp(1, crate::backend::rows::MAX_CALL_ROWS);
-    let rows: Vec<usize> = (0..7).map(|i| 1usize << i).take_while(|&r| r < most * 2).collect();
-    let started = Instant::now();
-    pipeline.warm(&rows).context("building the engine's plans")?;
-    let buckets = &pipeline.model().manifest.buckets;
-    log::info!("engine plans for calls of {rows:?} rows at windows {buckets:?} built in {:.2} s", started.elapsed().as_secs_f64());
-    Ok(())
-}
-
 /// Loads part by part (timing each and printing its provider), then runs `serve`'s warm-up
 /// window through the whole pipeline, and a batch of `max_batch` of it when batching, which is
 /// when lazily built engines get built.
 fn run_warmup(a: WarmupArgs) -> Result<()> {
     let settings = load_settings(&a.board)?;
     let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
-    let kind: BackendKind = settings.engine.backend.parse().context("engine.backend")?;
+    let kind = settings.engine.backend;
     let opts = settings.engine.backend_options();
     let manifest = Manifest::load(&models).with_context(|| format!("loading models from {}", models.display()))?;
     println!("board: {}", settings.board);
@@ -332,73 +231,12 @@ fn run_warmup(a: WarmupArgs) -> Result<()> {
     Ok(())
 }
 
-/// The served model of a manifest, without loading its parts (`record`, `replay`).
-fn manifest_model(models: &Path) -> Result<ServedModel> {
-    let manifest = Manifest::load(models).with_context(|| format!("reading the manifest in {}", models.display()))?;
-    ServedModel::from_manifest(&manifest).context("the model's classes")
-}
-
 fn run_record(a: RecordArgs) -> Result<()> {
     let settings = load_settings(&a.board)?;
     let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
     let model = manifest_model(&models)?;
     let writer = RecordingWriter::create(&a.output).with_context(|| format!("creating {}", a.output.display()))?;
     run_daemon(&settings, Box::new(RecorderRunner::new(writer)), model, notifier(), false)
-}
-
-/// File descriptors beyond the socket clients: listeners, serial ports, model files, the
-/// runtime's own, recordings.
-const FD_HEADROOM: u64 = 256;
-
-/// Raises the soft open-file limit (systemd's default is 1024) so `max_connections` clients
-/// always fit; warns when the hard limit does not allow it (connections beyond are refused).
-fn ensure_file_limit(max_connections: usize) {
-    let need = max_connections as u64 + FD_HEADROOM;
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit on a local struct; no other invariant.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= need {
-            return;
-        }
-        let want = libc::rlimit { rlim_cur: need.min(lim.rlim_max), rlim_max: lim.rlim_max };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 && want.rlim_cur >= need {
-            log::info!("open-file limit raised from {} to {}", lim.rlim_cur, want.rlim_cur);
-            return;
-        }
-    }
-    log::warn!("open-file limit {} (hard {}) is below the {need} that max_connections = {max_connections} needs; raise LimitNOFILE", lim.rlim_cur, lim.rlim_max);
-}
-
-/// Binds endpoints, serves until SIGTERM or Ctrl-C, removes the socket files it created.
-fn run_daemon(settings: &Settings, runner: Box<dyn WindowRunner>, model: ServedModel, notifier: Arc<dyn Notifier>, warm_up: bool) -> Result<()> {
-    ensure_file_limit(settings.inputs.max_connections);
-    let rt = runtime()?;
-    rt.block_on(async {
-        let bound = listeners::bind(&settings.inputs).await.context("binding sockets")?;
-        let serial = settings.inputs.serial.iter().map(SerialInput::from_settings).collect();
-        let created = bound.created_paths.clone();
-        let endpoints = Endpoints { tcp: bound.tcp, unix: bound.unix, serial };
-        let result = serve(endpoints, runner, serve_options(settings, model, warm_up), notifier, shutdown_signal()).await;
-        listeners::Bound::cleanup_paths(&created);
-        result.context("serving")?;
-        Ok(())
-    })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => log::info!("SIGTERM"),
-                _ = tokio::signal::ctrl_c() => log::info!("SIGINT"),
-            }
-        }
-        Err(e) => {
-            log::warn!("cannot watch SIGTERM ({e}); Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn run_replay(a: ReplayArgs) -> Result<()> {
@@ -419,22 +257,53 @@ fn run_replay(a: ReplayArgs) -> Result<()> {
     let steps = replay::plan(&rec, &opts).context("planning the replay")?;
     let realtime = !a.max_speed;
     log::info!("replaying {} utterances ({} frames)", rec.n_utterances(), steps.len());
-    runtime()?.block_on(async {
+    let opts = PacedOptions { realtime, stall: Duration::from_millis(a.stall_ms), ..PacedOptions::default() };
+    let started = Instant::now();
+    let ledger = runtime()?.block_on(async {
         if let Some(path) = &a.unix {
-            let mut s = tokio::net::UnixStream::connect(path).await.with_context(|| format!("connecting to {}", path.display()))?;
-            replay::send(&mut s, &steps, realtime).await.context("sending")?;
+            let s = tokio::net::UnixStream::connect(path).await.with_context(|| format!("connecting to {}", path.display()))?;
+            send_paced(s, &steps, opts).await.context("replaying")
         } else if let Some(addr) = &a.tcp {
-            let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-            replay::send(&mut s, &steps, realtime).await.context("sending")?;
+            let s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+            send_paced(s, &steps, opts).await.context("replaying")
         } else if let Some(path) = &a.serial {
             let port = crate::config::SerialPort { path: path.clone(), baud: a.baud };
-            let mut s = crate::io::serial::open(&port).with_context(|| format!("opening {}", path.display()))?;
-            replay::send(&mut s, &steps, realtime).await.context("sending")?;
+            let s = crate::io::serial::open(&port).with_context(|| format!("opening {}", path.display()))?;
+            send_paced(s, &steps, opts).await.context("replaying")
         } else {
-            bail!("give one of --unix, --tcp or --serial");
+            return Err(super::exit::UsageError("give one of --unix, --tcp or --serial".into()).into());
         }
-        Ok(())
-    })
+    })?;
+    report_replay(&ledger, started.elapsed())
+}
+
+/// Prints what the replay sent, what results covered and what the daemon refused; an error
+/// (exit status 1) when anything was refused or not covered.
+fn report_replay(ledger: &Ledger, took: Duration) -> Result<()> {
+    let summary = ledger.summary();
+    println!("{summary}");
+    for n in ledger.notices() {
+        let at = n.utterance.map_or(String::new(), |u| format!(" utterance {u}"));
+        println!("  notice: {:?} x{} ({}{at}): {}", n.reason, n.count, n.conversation, n.detail);
+    }
+    for r in ledger.rejects() {
+        println!("  the daemon cannot read this sender: {:?}: {}", r.reason, r.detail);
+    }
+    let missing = ledger.uncovered(5);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|(c, u)| format!("{c}/{u}")).collect();
+        println!("  not covered, e.g.: {}", list.join(", "));
+    }
+    println!("took {:.1} s", took.as_secs_f64());
+    if !summary.is_complete() || !ledger.rejects().is_empty() {
+        bail!(
+            "replay incomplete: {} refused, {} of {} utterances without a result",
+            summary.total_refused(),
+            summary.due - summary.covered,
+            summary.due
+        );
+    }
+    Ok(())
 }
 
 /// `bench-throughput`: every `max_batch` x conversations row on the profile's engine, then the
@@ -456,7 +325,7 @@ fn run_bench_throughput(a: BenchThroughputArgs) -> Result<()> {
     println!("{}", throughput::table_header());
     let mut rows = Vec::new();
     for &b in &a.max_batch {
-        runner.set_max_batch(b.clamp(1, crate::config::MAX_BATCH));
+        runner.set_max_batch(b.clamp(1, crate::capacity::MAX_BATCH));
         for &c in &a.conversations {
             let spec = RunSpec { conversations: c, windows: a.windows, warmup: a.warmup, budget: settings.engine.batch_latency() };
             let m = throughput::measure(&mut runner, &stream, &spec).with_context(|| format!("{c} conversations, max_batch {b}"))?;
@@ -476,22 +345,3 @@ fn run_bench_throughput(a: BenchThroughputArgs) -> Result<()> {
     Ok(())
 }
 
-/// Logger for the binary: under systemd (`JOURNAL_STREAM` set) each line carries its syslog
-/// priority as a `<N>` prefix, which journald turns into the entry's priority, and no
-/// timestamp (the journal has one); elsewhere env_logger's usual format. `RUST_LOG` filters.
-pub fn init_logging(default_filter: &str) {
-    use std::io::Write;
-    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        b.format(|f, r| {
-            let prio = match r.level() {
-                log::Level::Error => 3,
-                log::Level::Warn => 4,
-                log::Level::Info => 6,
-                log::Level::Debug | log::Level::Trace => 7,
-            };
-            writeln!(f, "<{prio}>{}: {}", r.target(), r.args())
-        });
-    }
-    let _ = b.try_init();
-}

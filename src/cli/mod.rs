@@ -3,10 +3,12 @@
 //! context; the work itself is in the library. `check` and `daemon` hold the `check` and
 //! daemon-side subcommands (`serve`, `check-config`, `warmup`, `record`, `replay`).
 
+pub mod bench_frontend;
 pub mod check;
 pub mod daemon;
+pub mod exit;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -16,17 +18,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::backend::{BackendKind, BackendOptions};
 use crate::bench;
 use crate::eval::{self, EvalConfig, Scenario};
-use crate::manifest::Manifest;
+use crate::frontend::{self, TextFrontend};
+use crate::manifest::{CompletionChoice, Manifest};
 use crate::masks::{check_rate, Pattern};
 use crate::modality::Modalities;
 use crate::model::Model;
 use crate::diffusion::SamplerKind;
-use crate::pipeline::{Completion, Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError, PipelineOptions};
+use crate::paths::{bundled, DEFAULT_DATA, DEFAULT_MODEL};
 use crate::{dataset, recording::Recording};
 
-/// Bundled defaults, relative to the repository root.
-pub const DEFAULT_MODEL: &str = "models/gsdnet-mosi";
-pub const DEFAULT_DATA: &str = "data/mosi-val.gsdrec";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +51,8 @@ pub enum Command {
     /// Latency (p50/p99, whole window and per stage) and peak memory per backend; allocation
     /// counts need the `gsdnet-bench` binary (same options).
     Bench(BenchArgs),
+    /// Cost of the text frontend (tokenise + encoder) per utterance, batch 1 and batched.
+    BenchFrontend(bench_frontend::BenchFrontendArgs),
     /// Compiled backends, ONNX Runtime library, provider per part, golden parity, window latency.
     Check(check::CheckArgs),
 }
@@ -112,9 +115,9 @@ pub struct EvalArgs {
     /// Model folder with manifest.toml [default: the bundled models/gsdnet-mosi]
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Completion modes, comma separated
-    #[arg(long, value_delimiter = ',', default_value = "gsdnet,meanfill,zero")]
-    pub completion: Vec<Completion>,
+    /// Completion modes, comma separated; `default` is the manifest's [completion] policy
+    #[arg(long, value_delimiter = ',', default_value = "default,gsdnet,meanfill,zero")]
+    pub completion: Vec<CompletionChoice>,
     /// Mask and sampler seeds, comma separated
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
@@ -156,28 +159,14 @@ pub struct ImportArgs {
     pub output: PathBuf,
 }
 
-/// `rel` in the working directory, else next to this crate's sources (a fresh clone's
-/// `cargo run` from elsewhere still finds the bundled files).
-fn bundled(rel: &str) -> PathBuf {
-    let here = PathBuf::from(rel);
-    if here.exists() {
-        return here;
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-    if beside.exists() {
-        beside
-    } else {
-        here
-    }
-}
-
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(a) => run_eval(a),
         Command::Import(a) => run_import(a),
         Command::Daemon(c) => daemon::run(c),
         Command::Bench(a) => run_bench(a),
-        Command::Check(a) => check::run_check(a, bundled),
+        Command::BenchFrontend(a) => bench_frontend::run(a),
+        Command::Check(a) => check::run_check(a),
     }
 }
 
@@ -197,7 +186,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let data = a.data.clone().unwrap_or_else(|| bundled(DEFAULT_DATA));
     let model_dir = a.model.clone().unwrap_or_else(|| bundled(DEFAULT_MODEL));
     if a.completion.is_empty() || a.seeds.is_empty() {
-        bail!("--completion and --seeds need at least one value");
+        return Err(exit::UsageError("--completion and --seeds need at least one value".into()).into());
     }
     let manifest =
         Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
@@ -207,17 +196,20 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         scenarios: scenarios(&a, &manifest.modalities)?,
         threads: a.threads,
     };
-    let rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
+    let mut rec = dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
     if rec.n_utterances() == 0 {
         bail!("{} holds no utterances", data.display());
     }
     // Fail early, on this thread, on anything the workers would fail on.
     let opts = BackendOptions::default();
+    if let Some(mut front) = TextFrontend::for_manifest(&manifest, a.backend, &opts).context("loading the text frontend")? {
+        let started = Instant::now();
+        let n = frontend::recording::encode_split(&mut rec, &data, &mut front).context("encoding the transcripts")?;
+        eprintln!("text: {n} transcripts encoded by the text frontend on {} in {:.1} s", front.provider(), started.elapsed().as_secs_f64());
+    }
+    let popts = PipelineOptions { steps: a.steps, sampler: a.sampler, samples: a.samples, max_batch: 1 };
     let make = || -> Result<Pipeline, PipelineError> {
-        let mut p = Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, a.steps)?;
-        p.set_sampler(a.sampler)?;
-        p.set_samples(a.samples)?;
-        Ok(p)
+        Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, &popts)
     };
     let (steps, sampler, samples) = make().map(|p| (p.sde().steps, p.sde().kind, p.samples()))?;
     eprintln!(
@@ -226,7 +218,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         rec.conversations.len(),
         rec.n_utterances(),
         manifest.model.name,
-        a.backend_name(),
+        a.backend.name(),
         cfg.scenarios.len(),
         cfg.seeds.len(),
         cfg.completions.len(),
@@ -257,22 +249,13 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             "temperature": manifest.calibration.temperature,
             "classes": manifest.model.classes,
             "modalities": manifest.modalities.letters(),
-            "backend": a.backend_name(),
+            "backend": a.backend.name(),
             "results": rows,
         });
         let text = serde_json::to_string_pretty(&doc)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
-}
-
-impl EvalArgs {
-    fn backend_name(&self) -> &'static str {
-        match self.backend {
-            BackendKind::Tract => "tract",
-            BackendKind::Ort => "ort",
-        }
-    }
 }
 
 fn run_import(a: ImportArgs) -> Result<()> {
@@ -289,13 +272,30 @@ fn run_import(a: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Told when the running binary has no counting allocator (the production `gsdnet`).
-pub const ALLOCATIONS_HINT: &str =
-    "allocations not counted: this binary uses the system allocator; run `gsdnet-bench` (same options) for allocation counts";
-
-/// `gsdnet bench` (and `gsdnet-bench`, which installs the counting allocator first): allocation
-/// columns are filled only when `bench::allocations()` sees that allocator.
+/// `gsdnet bench` (`gsdnet-bench` calls `bench::run_and_report` with its extras).
 pub fn run_bench(a: BenchArgs) -> Result<()> {
-    bench::run_cli(a, &bench::Extras::default())
+    bench::run_and_report(&a.options(), &bench::Extras::default())
 }
 
+impl BenchArgs {
+    /// The arguments as the bench's options.
+    pub fn options(&self) -> bench::BenchOptions {
+        bench::BenchOptions {
+            data: self.data.clone(),
+            model: self.model.clone(),
+            backends: self.backend.clone(),
+            sizes: self.sizes.clone(),
+            steps: self.steps.clone(),
+            sampler: self.sampler,
+            samples: self.samples,
+            quick: self.quick,
+            iters: self.iters,
+            budget_ms: self.budget_ms,
+            warmup: self.warmup,
+            rate: self.rate,
+            seed: self.seed,
+            threads: self.threads,
+            json: self.json.clone(),
+        }
+    }
+}

@@ -1,27 +1,27 @@
-//! Replay and record: turning a recording (the core's format, `recording.rs`) into the timed
-//! message sequence a set of sensors would send, with modalities dropped over time spans or by
-//! an evaluation mask, and the reverse (`RecorderRunner`: assembled utterances to a recording).
+//! Replay: turning a recording (the core's format, `recording.rs`) into the timed message
+//! sequence a set of sensors would send, with modalities dropped over time spans or by an
+//! evaluation mask (`plan`), and sending it (`send`). The reverse, assembled utterances to a
+//! recording, is the daemon's `daemon::recorder`.
 //!
 //! Only the served model's modalities are sent (`ReplayOptions::modalities`, else the
 //! recording's): an entry the recording lacks, or a drop span or the mask hides, is a `Dropout`.
+//!
+//! Each conversation starts with `Reset` (its ids start again whatever a previous run left) and
+//! ends with `ConversationEnd` (its place at the daemon is free at once).
 //!
 //! Timeline: utterance k of the replay sits at its recorded timestamp relative to the first one
 //! when every utterance has one, else at `k * interval_ms`. Drop spans refer to this timeline
 //! whatever the pacing, so a replay at maximum speed drops the same entries as one in real time.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::str::FromStr;
 
 use thiserror::Error;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::daemon::assembly::WindowJob;
-use crate::daemon::inference::{RunError, WindowRunner};
 use crate::masks;
 use crate::modality::Modalities;
-use crate::protocol::{self, encode_frame, Boundary, ConversationId, Dropout, Features, Message, Modality, UtteranceResult};
-use crate::recording::{Record, Recording, RecordingWriter, UtteranceRecord};
+use crate::protocol::{self, encode_frame, Boundary, ConversationId, Dropout, Features, Message, Modality};
+use crate::recording::{Recording, UtteranceRecord};
 
 #[derive(Debug, Error)]
 pub enum ReplayError {
@@ -29,7 +29,7 @@ pub enum ReplayError {
     ConversationId(String),
     #[error("utterance `{id}`: speaker {speaker} does not fit the protocol's u16")]
     Speaker { id: String, speaker: u32 },
-    #[error("utterance `{id}`: {modality:?} has {len} values, more than the protocol's {max}", max = protocol::MAX_VALUES)]
+    #[error("utterance `{id}`: {modality:?} has {len} values, more than the protocol's {max}", max = crate::capacity::MAX_FEATURE_SIZE)]
     TooManyValues { id: String, modality: Modality, len: usize },
     #[error("bad drop span `{0}`: expected MODALITY:FROM-TO in seconds, e.g. visual:10-25")]
     DropSpan(String),
@@ -133,6 +133,7 @@ pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayEr
         };
         let first = if recorded { conv.utterances.first().and_then(|u| u.timestamp_ms).map_or(0, |t| t - t0) } else { k * opts.interval_ms };
         steps.push(Step { at_ms: first, msg: Message::Reset { conversation: cid.clone() } });
+        let mut last = first;
         for (i, u) in conv.utterances.iter().enumerate() {
             let at_ms = if recorded { u.timestamp_ms.map_or(0, |t| t - t0) } else { k * opts.interval_ms };
             k += 1;
@@ -141,7 +142,9 @@ pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayEr
                 dropped || mask.as_ref().is_some_and(|mk| !mk[i][m.index()])
             });
             utterance_steps(u, &Slot { cid: &cid, at_ms, hidden }, sent, &mut steps)?;
+            last = at_ms;
         }
+        steps.push(Step { at_ms: last, msg: Message::ConversationEnd { conversation: cid.clone() } });
     }
     Ok(steps)
 }
@@ -177,72 +180,4 @@ pub async fn send<W: AsyncWrite + Unpin>(out: &mut W, steps: &[Step], realtime: 
         out.write_all(&encode_frame(&s.msg)).await?;
     }
     out.flush().await
-}
-
-/// A `WindowRunner` that records instead of inferring: every utterance of a window not yet
-/// written (by position) is appended to the recording. Returns no results.
-///
-/// A conversation id that comes back in a new session (after `Reset`, expiry, eviction or a
-/// recognised sender restart) is recorded as a new conversation `ID#2`, `ID#3`, ... so two
-/// sessions are never merged by readers, which group utterances by conversation id.
-pub struct RecorderRunner<W: Write + Send> {
-    writer: RecordingWriter<W>,
-    /// Recorded id and next position to write, per session.
-    sessions: HashMap<u64, (String, u64)>,
-    /// Sessions seen so far per conversation id.
-    seen: HashMap<String, u32>,
-}
-
-impl<W: Write + Send> RecorderRunner<W> {
-    pub fn new(writer: RecordingWriter<W>) -> Self {
-        RecorderRunner { writer, sessions: HashMap::new(), seen: HashMap::new() }
-    }
-
-    /// The recorded id of `job`'s session, writing its `Conversation` record when new.
-    fn session(&mut self, job: &WindowJob) -> Result<(String, u64), RunError> {
-        if let Some(s) = self.sessions.get(&job.session) {
-            return Ok(s.clone());
-        }
-        let conv = job.conversation.as_str();
-        let k = self.seen.entry(conv.to_string()).or_insert(0);
-        *k += 1;
-        let id = if *k == 1 { conv.to_string() } else { format!("{conv}#{k}") };
-        self.writer.append(&Record::Conversation { id: id.clone(), started_ms: None })?;
-        self.sessions.insert(job.session, (id.clone(), 0));
-        Ok((id, 0))
-    }
-}
-
-impl<W: Write + Send> WindowRunner for RecorderRunner<W> {
-    fn describe(&self) -> String {
-        "recorder".into()
-    }
-
-    fn completion(&self) -> String {
-        "none".into()
-    }
-
-    fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
-        let (conv, next) = self.session(job)?;
-        for (i, u) in job.utterances.iter().enumerate() {
-            let position = job.first_position + i as u64;
-            if position < next {
-                continue;
-            }
-            self.writer.append(&Record::Utterance(UtteranceRecord {
-                conversation: conv.clone(),
-                id: format!("{conv}_{}", u.utterance),
-                speaker: u32::from(u.speaker),
-                position: u.utterance,
-                timestamp_ms: None,
-                label: None,
-                label_cont: None,
-                features: u.features.clone(),
-            }))?;
-        }
-        self.writer.flush()?;
-        let next = next.max(job.first_position + job.utterances.len() as u64);
-        self.sessions.insert(job.session, (conv, next));
-        Ok(Vec::new())
-    }
 }

@@ -7,6 +7,11 @@
 //! a `Reject` frame (`UnknownVersion`) and one warning in the log naming both versions; its
 //! frames are still counted, and the connection keeps serving frames of this version.
 //!
+//! A connection that sent `SubscribeNotices` is told about its own refused input (`Notice`, one
+//! per reason with refusals, at most every `NOTICE_INTERVAL`, counts aggregated in its
+//! `NoticeBox`); a request it sends is answered after the notices of the input it sent before.
+//! A notice never disconnects: when the writer's queue is full it waits, counted, in the box.
+//!
 //! Output goes through one writer task per connection with a bounded queue and a write timeout:
 //! a client that does not read fills only its own queue, is disconnected and loses only its own
 //! results (counted); nothing the daemon does waits on it.
@@ -24,7 +29,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use super::limits::{Ticket, TokenBucket};
-use super::server::{stopped, Shared};
+use super::notices::{NoticeBox, APPLY_WAIT, NOTICE_INTERVAL};
+use super::shared::{stopped, Input, Phases, Shared};
 use super::stats::{bump, Escaped};
 use crate::protocol::{
     encode_frame, DecodeError, FrameDecoder, Message, RejectNotice, RejectReason, ScoredResult, WindowResult, PROTOCOL_VERSION,
@@ -33,20 +39,6 @@ use crate::protocol::{
 /// Bytes read from a stream at a time. Frames longer than this (up to `MAX_FRAME_LEN`) are
 /// assembled by the decoder across reads, so this bounds only the read buffer.
 const READ_CHUNK: usize = 4096;
-
-/// A message on its way to the assembly task, with the connection it came from.
-#[derive(Debug)]
-pub struct Input {
-    pub msg: Message,
-    pub source: Arc<str>,
-}
-
-/// Shutdown phases as seen by a connection: stop reading, then stop writing.
-#[derive(Debug, Clone)]
-pub struct Phases {
-    pub input: watch::Receiver<bool>,
-    pub output: watch::Receiver<bool>,
-}
 
 /// What one stream is given besides the shared state.
 pub struct StreamCtx {
@@ -86,6 +78,20 @@ struct Conn {
     version_refused: bool,
     input: Option<mpsc::Sender<Input>>,
     out: mpsc::Sender<Outgoing>,
+    notices: Notices,
+}
+
+/// The connection's side of its notices.
+#[derive(Default)]
+struct Notices {
+    book: Arc<NoticeBox>,
+    /// `SubscribeNotices` arrived.
+    on: bool,
+    /// Inputs handed to the assembly task.
+    forwarded: u64,
+    last_flush: Option<Instant>,
+    /// When pending notices are sent next.
+    flush_at: Option<Instant>,
 }
 
 /// Serves one stream until it ends or shutdown's output phase. Returns the input sender unless
@@ -102,8 +108,19 @@ where
     let writer = tokio::spawn(write_loop(writer, out_rx, Arc::clone(&ctx.source), Arc::clone(&shared)));
     let bucket = TokenBucket::new(shared.max_frames_per_second, shared.burst, Instant::now());
     let StreamCtx { source, input, ticket, mut phases } = ctx;
-    let mut conn =
-        Conn { source, shared, bucket, ticket, proven: false, subscription: None, scored: false, version_refused: false, input: Some(input), out };
+    let mut conn = Conn {
+        source,
+        shared,
+        bucket,
+        ticket,
+        proven: false,
+        subscription: None,
+        scored: false,
+        version_refused: false,
+        input: Some(input),
+        out,
+        notices: Notices::default(),
+    };
     bump(&conn.shared.stats.clients);
     log::debug!("{}: connected", conn.source);
     let end = conn.read_phase(reader, &mut phases.input).await;
@@ -194,6 +211,12 @@ impl Conn {
                     }
                 }
                 _ = self.out.closed() => return End::SlowClient,
+                _ = self.notices.book.wake.notified(), if self.notices.on && self.notices.flush_at.is_none() => self.schedule_notices(),
+                _ = sleep_until_opt(self.notices.flush_at) => {
+                    if let Some(end) = self.flush_notices() {
+                        return end;
+                    }
+                }
                 _ = wait_kick(&kick) => {
                     log::debug!("{}: evicted to make room for a new connection", self.source);
                     return End::Kicked;
@@ -255,6 +278,7 @@ impl Conn {
             }
             if !self.admit_rate() {
                 self.shared.stats.reject(RejectReason::Flood, &self.source, &"frame rate exceeded");
+                self.notices.book.record(RejectReason::Flood, msg.conversation(), msg.utterance(), &format_args!("{} over the frame rate", msg.kind()));
                 continue;
             }
             if let Some(end) = self.on_message(msg).await {
@@ -270,6 +294,7 @@ impl Conn {
     fn on_bad_frame(&mut self, e: &DecodeError) -> Option<End> {
         let DecodeError::UnknownVersion(v) = e else {
             self.shared.stats.reject(e.reason(), &self.source, e);
+            self.notices.book.record(e.reason(), None, None, e);
             return None;
         };
         self.shared.stats.reject_quietly(RejectReason::UnknownVersion, &self.source, e);
@@ -305,31 +330,89 @@ impl Conn {
                 self.subscription = Some(self.shared.results.subscribe());
                 None
             }
-            Message::StatusRequest => {
-                let report = self.shared.status_report();
-                self.offer(&Message::Status(report), false)
+            Message::SubscribeNotices => {
+                self.notices.on = true;
+                self.schedule_notices();
+                None
             }
-            Message::HealthRequest => {
-                let mut report = self.shared.stats.health();
-                report.connections_open = u32::try_from(self.shared.registry.len()).unwrap_or(u32::MAX);
-                self.offer(&Message::Health(report), false)
+            Message::StatusRequest | Message::HealthRequest | Message::ModelInfoRequest | Message::LimitsRequest => {
+                if let Some(end) = self.settle_notices().await {
+                    return Some(end);
+                }
+                let answer = self.answer(&msg);
+                self.offer(&answer, false)
             }
-            Message::ModelInfoRequest => self.offer(&Message::ModelInfo(self.shared.model_info.clone()), false),
             msg if msg.is_daemon_only() => {
                 let detail = format!("{} is a daemon-only message", msg.kind());
                 self.shared.stats.reject(RejectReason::Unexpected, &self.source, &detail);
+                self.notices.book.record(RejectReason::Unexpected, msg.conversation(), msg.utterance(), &detail);
                 None
             }
             msg => {
-                let input = Input { msg, source: Arc::clone(&self.source) };
+                let input = Input { msg, source: Arc::clone(&self.source), notices: Arc::clone(&self.notices.book) };
                 // Waiting here applies back-pressure to this stream only; the assembly task keeps
                 // receiving until every sender is gone, so this always completes.
                 match &self.input {
-                    Some(tx) if tx.send(input).await.is_ok() => None,
+                    Some(tx) if tx.send(input).await.is_ok() => {
+                        self.notices.forwarded += 1;
+                        None
+                    }
                     _ => Some(End::Shutdown),
                 }
             }
         }
+    }
+
+    /// The answer to a request (`Status`, `Health`, `ModelInfo` or `Limits`).
+    fn answer(&self, request: &Message) -> Message {
+        match request {
+            Message::StatusRequest => Message::Status(self.shared.status_report()),
+            Message::HealthRequest => {
+                let mut report = self.shared.stats.health();
+                report.connections_open = u32::try_from(self.shared.registry.len()).unwrap_or(u32::MAX);
+                Message::Health(report)
+            }
+            Message::ModelInfoRequest => Message::ModelInfo(self.shared.model_info.clone()),
+            _ => Message::Limits(self.shared.limits_report.clone()),
+        }
+    }
+
+    /// Subscribed connections: waits (bounded) until the assembly task applied this
+    /// connection's earlier input, then sends the notices pending, so an answer comes after them.
+    async fn settle_notices(&mut self) -> Option<End> {
+        if !self.notices.on {
+            return None;
+        }
+        if !self.notices.book.wait_applied(self.notices.forwarded, APPLY_WAIT).await {
+            log::debug!("{}: input not applied within {APPLY_WAIT:?}; answering anyway", self.source);
+        }
+        self.flush_notices()
+    }
+
+    /// Sets when the pending notices go out: now, or `NOTICE_INTERVAL` after the last flush.
+    fn schedule_notices(&mut self) {
+        let n = &mut self.notices;
+        if n.on && n.flush_at.is_none() && n.book.is_pending() {
+            let now = Instant::now();
+            n.flush_at = Some(n.last_flush.map_or(now, |t| (t + NOTICE_INTERVAL).max(now)));
+        }
+    }
+
+    /// Queues one `Notice` per reason with refusals. One that does not fit in the writer's
+    /// queue goes back into the box (counted) for the next flush; `Some` when the writer is gone.
+    fn flush_notices(&mut self) -> Option<End> {
+        let now = Instant::now();
+        self.notices.flush_at = None;
+        self.notices.last_flush = Some(now);
+        for n in self.notices.book.take() {
+            match self.out.try_send(Outgoing { frame: encode_frame(&Message::Notice(Box::new(n.clone()))), is_result: false }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => self.notices.book.put_back(n),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Some(End::SlowClient),
+            }
+        }
+        self.schedule_notices();
+        None
     }
 
     fn on_result(&mut self, result: Result<Arc<WindowResult>, broadcast::error::RecvError>) -> Option<End> {
@@ -358,6 +441,13 @@ impl Conn {
                 Some(End::SlowClient)
             }
         }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -24,7 +24,7 @@ use super::assembly::WindowJob;
 use super::batching::{batch_size, RunCost};
 use super::notify::Notifier;
 use super::stats::{bump, Stats};
-use crate::config::MAX_BATCH;
+use crate::capacity::MAX_BATCH;
 use crate::protocol::{UtteranceResult, WindowResult};
 
 pub use super::queue::{Batch, Drained, JobQueue, Pushed};
@@ -48,6 +48,11 @@ pub trait WindowRunner: Send {
     /// is its own entry. The default runs them one by one.
     fn run_batch(&mut self, jobs: &[WindowJob]) -> Vec<Result<Vec<UtteranceResult>, RunError>> {
         jobs.iter().map(|j| self.run(j)).collect()
+    }
+    /// The text frontend of the runner's model (`[frontends.text]`), handed once to the daemon's
+    /// frontend thread (`daemon::frontend`); `None` when the model takes text vectors.
+    fn take_text_frontend(&mut self) -> Option<crate::frontend::TextFrontend> {
+        None
     }
 }
 

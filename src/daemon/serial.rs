@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::daemon::connection::{serve_stream, Input, Phases, StreamCtx};
-use crate::daemon::server::{stopped, Shared};
+use super::connection::{serve_stream, StreamCtx};
+use super::shared::{stopped, Input, Phases, Shared};
 use crate::io::serial::{open, SerialInput};
 
 const REOPEN_EVERY: Duration = Duration::from_secs(1);

@@ -17,15 +17,18 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::assembly::{Assembler, AssemblySettings, ClosedUtterance, WindowJob};
-use super::connection::{serve_stream, Input, Phases, StreamCtx};
+use super::connection::{serve_stream, StreamCtx};
+use super::shared::{stopped, Input, Phases, Shared};
+use super::frontend::FrontendSide;
 use super::inference::{InferencePolicy, InferenceThread, JobQueue, Pushed, RunError, WatchdogPolicy, WindowRunner};
 use super::limits::{Admission, ConnectionLimits, Peer, Registry, TokenBucket};
 use super::model_info::{first_modality, ServedModel};
+use super::notices::{limits_report, LimitSettings};
 use super::notify::Notifier;
 use super::stats::{bump, is_loud, Stats};
 use crate::io::serial::SerialInput;
 use crate::modality::{Modalities, Modality};
-use crate::protocol::{conversation_id, max_result_frame_len, ModelInfoReport, StatusReport, WindowResult, MAX_FRAME_LEN};
+use crate::protocol::{conversation_id, max_result_frame_len, MAX_FRAME_LEN};
 
 /// Longest wait, after input stopped, for the assembly task to apply what it received.
 const INPUT_GRACE: Duration = Duration::from_secs(2);
@@ -84,47 +87,6 @@ pub struct Endpoints {
     pub serial: Vec<SerialInput>,
 }
 
-/// State shared by every connection task. Holds no input sender: the assembly task ends once
-/// the last connection has stopped reading.
-pub struct Shared {
-    pub stats: Arc<Stats>,
-    pub results: broadcast::Sender<Arc<WindowResult>>,
-    pub queue: Arc<JobQueue>,
-    pub started: Instant,
-    pub engine: String,
-    pub max_frames_per_second: u32,
-    pub burst: u32,
-    pub limits: ConnectionLimits,
-    /// Frame budget of all socket clients together.
-    pub total_bucket: Mutex<TokenBucket>,
-    pub registry: Arc<Registry>,
-    pub abstain_below: f32,
-    /// The `ModelInfo` answer.
-    pub model_info: ModelInfoReport,
-}
-
-impl Shared {
-    pub fn status_report(&self) -> StatusReport {
-        let s = &self.stats;
-        StatusReport {
-            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            engine: self.engine.clone(),
-            frames_accepted: s.frames_accepted.load(Relaxed),
-            windows_run: s.windows_run.load(Relaxed),
-            windows_superseded: s.windows_superseded.load(Relaxed),
-            windows_dropped: s.windows_dropped.load(Relaxed),
-            inference_errors: s.inference_errors.load(Relaxed),
-            results_published: s.results_published.load(Relaxed),
-            queue_len: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
-            queue_capacity: u32::try_from(self.queue.capacity()).unwrap_or(u32::MAX),
-            open_conversations: u32::try_from(s.open_conversations.load(Relaxed)).unwrap_or(u32::MAX),
-            clients: u32::try_from(s.clients.load(Relaxed)).unwrap_or(u32::MAX),
-            rejected: s.rejected_counts(),
-            empty_utterances: s.empty_utterances.load(Relaxed),
-        }
-    }
-}
-
 /// A one-utterance window with only the model's first modality, so warm-up runs every part
 /// including the sampler.
 pub fn warmup_job(mods: &Modalities) -> WindowJob {
@@ -158,6 +120,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Arc<Stats>, ServeError> {
     check_result_size(&opts, &runner.completion())?;
+    let mut runner = runner;
+    let text_frontend = runner.take_text_frontend();
     let runner = if opts.warm_up { warm_up(runner, &opts).await? } else { runner };
     let engine = runner.describe();
     let max_batch = runner.max_batch();
@@ -169,6 +133,7 @@ pub async fn serve(
     let policy = InferencePolicy { watchdog, batch_latency: opts.batch_latency };
     let inference = InferenceThread::spawn(runner, Arc::clone(&queue), results.clone(), Arc::clone(&stats), Arc::clone(&notifier), policy)
         .map_err(ServeError::Thread)?;
+    let frontend = FrontendSide::start(text_frontend, Arc::clone(&stats)).map_err(ServeError::Thread)?;
     let shared = Arc::new(Shared {
         stats: Arc::clone(&stats),
         results,
@@ -182,6 +147,14 @@ pub async fn serve(
         registry: Registry::new(opts.limits),
         abstain_below: opts.abstain_below,
         model_info: opts.model.report(opts.assembly.window),
+        limits_report: limits_report(LimitSettings {
+            assembly: &opts.assembly,
+            modalities: &opts.model.modalities,
+            connections: &opts.limits,
+            max_frames_per_second: opts.max_frames_per_second,
+            burst: opts.burst,
+            queue_capacity: opts.queue_capacity,
+        }),
     });
     let (stop_input, input_rx) = watch::channel(false);
     let (stop_output, output_rx) = watch::channel(false);
@@ -189,7 +162,7 @@ pub async fn serve(
     let (socket_tx, socket_rx) = mpsc::channel(SOCKET_INPUT_QUEUE);
     let (serial_tx, serial_rx) = mpsc::channel(SERIAL_INPUT_QUEUE);
     let assembler = Assembler::new(opts.assembly.clone(), opts.model.modalities);
-    let assembly = tokio::spawn(assembly_task(assembler, serial_rx, socket_rx, Arc::clone(&shared)));
+    let assembly = tokio::spawn(assembly_task(assembler, (serial_rx, socket_rx), frontend, Arc::clone(&shared)));
     let mut tasks = JoinSet::new();
     spawn_endpoints(&mut tasks, endpoints, &shared, (socket_tx, serial_tx), &phases);
     notifier.ready();
@@ -254,7 +227,7 @@ pub fn warm_up_runner(runner: &mut dyn WindowRunner, job: &WindowJob) -> Result<
     let started = std::time::Instant::now();
     runner.run(job)?;
     let single = started.elapsed();
-    let n = runner.max_batch().clamp(1, crate::config::MAX_BATCH);
+    let n = runner.max_batch().clamp(1, crate::capacity::MAX_BATCH);
     if n == 1 {
         return Ok((single, None));
     }
@@ -290,7 +263,7 @@ fn spawn_endpoints(tasks: &mut JoinSet<()>, endpoints: Endpoints, shared: &Arc<S
         });
     }
     for port in endpoints.serial {
-        tasks.spawn(crate::daemon::serial::serve_serial(port, Arc::clone(shared), serial.clone(), phases.clone()));
+        tasks.spawn(super::serial::serve_serial(port, Arc::clone(shared), serial.clone(), phases.clone()));
     }
 }
 
@@ -363,7 +336,8 @@ where
 
 /// Owns the assembler: applies inputs (serial first), fires deadlines, queues windows. Ends
 /// when every input sender is gone, after releasing every open utterance.
-async fn assembly_task(mut assembler: Assembler, mut serial: mpsc::Receiver<Input>, mut socket: mpsc::Receiver<Input>, shared: Arc<Shared>) {
+async fn assembly_task(mut assembler: Assembler, inputs: (mpsc::Receiver<Input>, mpsc::Receiver<Input>), mut frontend: FrontendSide, shared: Arc<Shared>) {
+    let (mut serial, mut socket) = inputs;
     let start = shared.started;
     let ms = |t: Instant| u64::try_from(t.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX);
     let (mut serial_open, mut socket_open) = (true, true);
@@ -372,23 +346,30 @@ async fn assembly_task(mut assembler: Assembler, mut serial: mpsc::Receiver<Inpu
         let jobs = tokio::select! {
             biased;
             input = serial.recv(), if serial_open => match input {
-                Some(input) => apply(&mut assembler, &input, ms(Instant::now()), &shared),
+                Some(input) => apply(&mut assembler, &frontend, &input, ms(Instant::now()), &shared),
                 None => {
                     serial_open = false;
                     Vec::new()
                 }
             },
             input = socket.recv(), if socket_open => match input {
-                Some(input) => apply(&mut assembler, &input, ms(Instant::now()), &shared),
+                Some(input) => apply(&mut assembler, &frontend, &input, ms(Instant::now()), &shared),
                 None => {
                     socket_open = false;
                     Vec::new()
                 }
             },
+            input = frontend.next() => apply(&mut assembler, &frontend, &input, ms(Instant::now()), &shared),
             _ = sleep_until_opt(deadline) => assembler.poll(ms(Instant::now())),
         };
         publish(&assembler, jobs, &shared);
     }
+    // Transcripts accepted before input stopped are applied before the flush.
+    let mut jobs = Vec::new();
+    for input in frontend.finish().await {
+        jobs.extend(apply(&mut assembler, &frontend, &input, ms(Instant::now()), &shared));
+    }
+    publish(&assembler, jobs, &shared);
     let open = assembler.open_utterances();
     let jobs = assembler.flush_all();
     if open > 0 {
@@ -397,7 +378,12 @@ async fn assembly_task(mut assembler: Assembler, mut serial: mpsc::Receiver<Inpu
     publish(&assembler, jobs, &shared);
 }
 
-fn apply(assembler: &mut Assembler, input: &Input, now: u64, shared: &Shared) -> Vec<WindowJob> {
+/// Applies one input; a `Transcript` goes to the text frontend instead (its text `Features`
+/// come back through `FrontendSide::next`).
+fn apply(assembler: &mut Assembler, frontend: &FrontendSide, input: &Input, now: u64, shared: &Shared) -> Vec<WindowJob> {
+    if frontend.divert(input, &shared.stats) {
+        return assembler.poll(now);
+    }
     let mut jobs = match assembler.handle(&input.msg, now) {
         Ok(jobs) => {
             bump(&shared.stats.frames_accepted);
@@ -405,9 +391,11 @@ fn apply(assembler: &mut Assembler, input: &Input, now: u64, shared: &Shared) ->
         }
         Err(rej) => {
             shared.stats.reject(rej.reason, &input.source, &rej.detail);
+            input.notices.record(rej.reason, input.msg.conversation(), input.msg.utterance(), &rej.detail);
             Vec::new()
         }
     };
+    input.notices.applied_one();
     jobs.extend(assembler.poll(now));
     jobs
 }
@@ -440,9 +428,4 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
-}
-
-/// Resolves once shutdown is signalled (or its sender is gone); holds no watch guard.
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
