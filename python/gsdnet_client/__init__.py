@@ -9,6 +9,7 @@ Usage:
     python3 -m gsdnet_client status    (--unix PATH | --tcp HOST:PORT)
     python3 -m gsdnet_client health    (--unix PATH | --tcp HOST:PORT)
     python3 -m gsdnet_client model     (--unix PATH | --tcp HOST:PORT)   (modalities, sizes, classes)
+    python3 -m gsdnet_client limits    (--unix PATH | --tcp HOST:PORT)   (rates, capacities a sender paces to)
     python3 -m gsdnet_client subscribe (--unix PATH | --tcp HOST:PORT) [--count N]
     python3 -m gsdnet_client scored    (--unix PATH | --tcp HOST:PORT) [--count N]   (confidence, uncertain flag)
 """
@@ -26,14 +27,20 @@ MAX_VALUES = 2048
 MAX_CLASSES = 64
 MAX_CLASS_NAME = 32
 MAX_REJECT_DETAIL = 128
+MAX_TRANSCRIPT = 2048  # UTF-8 bytes of a Transcript's text
 MODALITIES = ("text", "audio", "visual")  # wire value = index; availability bits 1, 2, 4
 REJECT_REASONS = (
     "Framing", "Crc", "Oversized", "UnknownVersion", "Malformed", "WrongLength", "NonFinite",
     "Unexpected", "Late", "Duplicate", "Truncated", "Flood", "Capacity", "NoSuchModality",
+    "TranscriptRefused",
 )
 # Message tags (variant index of the Rust enum).
 (FEATURES, UTT_START, UTT_END, DROPOUT, RESET, SUBSCRIBE, STATUS_REQUEST, STATUS, RESULT,
  HEALTH_REQUEST, HEALTH, SUBSCRIBE_SCORED, SCORED, MODEL_INFO_REQUEST, MODEL_INFO, REJECT) = range(16)
+# Tag 16: an utterance's transcript (models whose text modality is a frontend); 17-21: a
+# sender's own refusals and the daemon's limits.
+TRANSCRIPT = 16
+(CONVERSATION_END, SUBSCRIBE_NOTICES, NOTICE, LIMITS_REQUEST, LIMITS) = range(17, 22)
 HEALTH_FIELDS = ("conversation_restarts", "late_replayed", "conversations_evicted",
                  "utterances_flushed", "connections_open", "connections_refused",
                  "connections_evicted", "connections_idle_closed", "slow_clients_disconnected",
@@ -85,6 +92,19 @@ SCHEMA = {
                  ("modalities", ("vec", ("struct", (("modality", "modality"), ("size", "varint"))), 3)),
                  ("classes", ("vec", CLASS, MAX_CLASSES)), ("has_regression", "bool"), ("window", "varint")),
     REJECT: (("reason", "reason"), ("detail", ("str", MAX_REJECT_DETAIL))),
+    TRANSCRIPT: (("conversation", CONV), ("utterance", "varint"), ("speaker", "varint"), ("timestamp_us", "varint"),
+                 ("text", ("str", MAX_TRANSCRIPT))),
+    CONVERSATION_END: (("conversation", CONV),),
+    SUBSCRIBE_NOTICES: (),
+    NOTICE: (("reason", "reason"), ("conversation", CONV), ("utterance", ("opt", "varint")), ("count", "varint"),
+             ("detail", ("str", MAX_REJECT_DETAIL))),
+    LIMITS_REQUEST: (),
+    LIMITS: tuple((k, "varint") for k in ("max_frames_per_second", "burst", "total_frames_per_second", "total_burst",
+                                          "max_conversations", "max_open_utterances", "evict_idle_ms",
+                                          "idle_conversation_ms", "max_utterance_ms"))
+    + (("deadlines", ("vec", ("struct", (("modality", "modality"), ("deadline_ms", "varint"))), 3)),)
+    + tuple((k, "varint") for k in ("window", "queue_capacity", "idle_timeout_ms", "outgoing_queue",
+                                    "notice_interval_ms")),
 }
 
 
@@ -268,6 +288,15 @@ def features(conversation, utterance, speaker, modality, timestamp_us, values):
                              "modality": modality, "timestamp_us": timestamp_us, "values": list(values)})
 
 
+def transcript(conversation, utterance, speaker, timestamp_us, text):
+    """A Transcript message body (without version byte): the utterance's text, UTF-8, at most
+    MAX_TRANSCRIPT bytes, for a model whose text modality is a frontend."""
+    if len(text.encode("utf-8")) > MAX_TRANSCRIPT:
+        raise ValueError(f"transcript of {len(text.encode('utf-8'))} UTF-8 bytes, at most {MAX_TRANSCRIPT}")
+    return encode(TRANSCRIPT, {"conversation": conversation, "utterance": utterance, "speaker": speaker,
+                               "timestamp_us": timestamp_us, "text": text})
+
+
 def boundary(tag, conversation, utterance, speaker, timestamp_us):
     return encode(tag, {"conversation": conversation, "utterance": utterance, "speaker": speaker,
                         "timestamp_us": timestamp_us})
@@ -290,8 +319,20 @@ def reset(conversation):
     return encode(RESET, {"conversation": conversation})
 
 
+def conversation_end(conversation):
+    return encode(CONVERSATION_END, {"conversation": conversation})
+
+
 def subscribe():
     return encode(SUBSCRIBE)
+
+
+def subscribe_notices():
+    return encode(SUBSCRIBE_NOTICES)
+
+
+def limits_request():
+    return encode(LIMITS_REQUEST)
 
 
 def status_request():
@@ -408,7 +449,7 @@ def describe_result(r, scored):
 
 def main():
     p = argparse.ArgumentParser(prog="python3 -m gsdnet_client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["status", "health", "model", "subscribe", "scored"])
+    p.add_argument("command", choices=["status", "health", "model", "limits", "subscribe", "scored"])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--unix")
     g.add_argument("--tcp")
@@ -417,7 +458,7 @@ def main():
     args = p.parse_args()
     dec = FrameDecoder()
     requests = {"status": (status_request(), STATUS), "health": (health_request(), HEALTH),
-                "model": (model_info_request(), MODEL_INFO)}
+                "model": (model_info_request(), MODEL_INFO), "limits": (limits_request(), LIMITS)}
     with connect(args) as s:
         if args.command in requests:
             request, answer = requests[args.command]

@@ -8,7 +8,7 @@ mapping only; the runs are in `gsdnet_sensor.program`.
     gsdnet-sensor wav ... --offline [--features-out FILE.f32]   (no daemon: print / write the 47 values)
 
 Exit status: 0 = every utterance sent with a modality was covered by a result and the daemon
-refused nothing during the run; 1 = something was refused or not covered; 2 = bad input or no
+refused none of its input (its notices); 1 = something was refused or not covered; 2 = bad input or no
 daemon; 3 = the microphone failed in endpointer mode.
 """
 
@@ -65,9 +65,11 @@ def parser():
         sp.add_argument("--baud", type=int, default=115200)
         sp.add_argument("--conversation", help="conversation id (<= 32 bytes; default: the WAV's name)")
         sp.add_argument("--features-out", help="also write the 47 float32 values per utterance (NaN = missing)")
-        sp.add_argument("--rate", type=float, default=100.0, help="frames per second at most (default 100)")
-        sp.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the last results")
-        sp.add_argument("--no-reset", action="store_true", help="leave the conversation open at the daemon")
+        sp.add_argument("--rate", type=float, help="frames per second at most (default: 90 %% of the daemon's limit)")
+        sp.add_argument("--wait", type=float, default=5.0, help="seconds without a result before the last ones are "
+                                                               "given up (and reported uncovered)")
+        sp.add_argument("--no-end", action="store_true", help="leave the conversation open at the daemon "
+                                                             "(no ConversationEnd)")
         sp.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -82,9 +84,10 @@ def conversation_id(args):
 
 
 def connect(args, cid):
-    """(DaemonLink or None, the model's modalities, Status.rejected at the start)."""
+    """(DaemonLink or None, the model's modalities); the link paces to the daemon's limits and is
+    subscribed to results and to notices of its refused input."""
     if args.offline:
-        return None, ("audio",), {}
+        return None, ("audio",)
     link = DaemonLink(open_transport(args.unix, args.tcp, args.serial, args.baud), cid, rate=args.rate)
     info = link.model_info()
     sizes = {m["modality"]: m["size"] for m in info["modalities"]}
@@ -92,9 +95,8 @@ def connect(args, cid):
         link.close()
         raise LinkError(f"model {info['name']} takes {sizes.get('audio', 'no')} audio values; this sensor "
                         f"computes the {N_VALUES} of the IEMOCAP recipe (e.g. models/gsdnet-iemocap6)")
-    before = link.status()["rejected"]
-    link.subscribe()
-    return link, tuple(m["modality"] for m in info["modalities"]), before
+    link.start()
+    return link, tuple(m["modality"] for m in info["modalities"])
 
 
 def run(args, session):
@@ -124,7 +126,7 @@ def main(argv=None):
     try:
         cid = conversation_id(args)
         extractor = Extractor()
-        link, modalities, before = connect(args, cid)
+        link, modalities = connect(args, cid)
     except ImportError as e:
         print(f"gsdnet-sensor: {e}: install the sensor extra (pip install 'python[sensor]'; openSMILE's "
               "licence is non-commercial)", file=sys.stderr)
@@ -136,7 +138,7 @@ def main(argv=None):
     session = program.Session(extractor, link, modalities, features_out=out)
     try:
         mic_failed = run(args, session)
-        report = program.finish(session, before, args.wait, reset=not args.no_reset)
+        report = program.finish(session, args.wait, end=not args.no_end)
     except (WavError, SegmentsError, LinkError, OSError) as e:
         print(f"gsdnet-sensor: {e}", file=sys.stderr)
         return 2

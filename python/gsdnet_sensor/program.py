@@ -31,10 +31,11 @@ class Report:
     audio_sent: int = 0
     audio_missing: dict = field(default_factory=dict)  # reason -> count
     flagged: dict = field(default_factory=dict)  # flag -> count
-    expected: list = field(default_factory=list)  # ids sent with at least one modality
-    empty: int = 0  # ids sent with no modality at all (the daemon skips them)
+    expected: int = 0  # utterances sent with at least one modality (a result is due)
+    empty: int = 0  # utterances sent with no modality at all (the daemon skips them)
     covered: int = 0
-    refused: dict = field(default_factory=dict)  # reason -> daemon-wide count during the run
+    refused: dict = field(default_factory=dict)  # reason -> refusals of this sender's input (notices)
+    notices: list = field(default_factory=list)  # the first notices, verbatim
     rejects: list = field(default_factory=list)
     microphone: str | None = None
     offline: bool = False  # no daemon: nothing was sent
@@ -50,10 +51,13 @@ class Report:
         out += [f"  audio flagged {k}: {n}" for k, n in sorted(self.flagged.items())]
         if self.empty:
             out.append(f"  without any modality (no result expected): {self.empty}")
-        out.append(f"results received: {self.covered} of {len(self.expected)} utterances covered")
+        out.append(f"results received: {self.covered} of {self.expected} utterances covered")
         refused = ", ".join(f"{k} {n}" for k, n in sorted(self.refused.items())) or "none"
-        out.append(f"refused (daemon-wide during the run): {refused}")
-        out += [f"daemon notice: {r['reason']}: {r['detail']}" for r in self.rejects]
+        out.append(f"refused by the daemon: {refused}")
+        for n in self.notices:
+            at = "" if n["utterance"] is None else f" utterance {n['utterance']}"
+            out.append(f"  notice: {n['reason']} x{n['count']} ({n['conversation']}{at}): {n['detail']}")
+        out += [f"daemon cannot read this sender: {r['reason']}: {r['detail']}" for r in self.rejects]
         if self.microphone:
             out.append(f"microphone: {self.microphone}")
         return out
@@ -61,7 +65,7 @@ class Report:
     def exit_code(self):
         if self.offline:
             return 0
-        return 1 if self.refused or self.rejects or self.covered < len(self.expected) else 0
+        return 1 if self.refused or self.rejects or self.covered < self.expected else 0
 
 
 class Session:
@@ -105,10 +109,6 @@ class Session:
         if self.features_out is not None:
             row = values if values is not None else np.full(N_VALUES, np.nan, np.float32)
             self.features_out.write(row.astype("<f4").tobytes())
-        if "audio" in self.modalities and values is not None:
-            r.expected.append(uid)
-        else:
-            r.empty += 1
         if self.link is not None:
             self.link.send_utterance(uid, speaker, self.modalities, audio=values, transcript=transcript,
                                      timestamp_us=int(end_s * 1e6))
@@ -177,18 +177,21 @@ def run_boundaries(session, capture, lines, slack_s=2.0):
     session.report.microphone = capture.failed
 
 
-def finish(session, before, wait_s=5.0, reset=True):
-    """Waits for the results, counts what the daemon refused during the run, ends the
-    conversation; returns the report."""
+def finish(session, wait_s=5.0, end=True):
+    """Ends the conversation (its place at the daemon is free at once), waits for the last
+    results (at most `wait_s` without a new one), then for every notice of the run; returns the
+    report of what was sent, covered and refused."""
     r, link = session.report, session.link
     if link is None:
         r.offline = True
         return r
-    link.wait_covered(r.expected, wait_s)
-    r.covered = len(set(r.expected) & link.covered)
-    after = link.status()["rejected"]
-    r.refused = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
+    if end:
+        link.end_conversation()
+    link.wait_covered(wait_s)
+    link.settle()
+    with link.lock:
+        led = link.ledger
+        r.expected, r.empty, r.covered = led.n_expected(), led.empty, led.n_covered()
+        r.refused, r.notices = dict(led.refused), list(led.notices)
     r.rejects = list(link.rejects)
-    if reset:
-        link.reset()
     return r

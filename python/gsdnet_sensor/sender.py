@@ -3,11 +3,18 @@ wire protocol through `gsdnet_client`, paced, with a reader thread that collects
 the sensor's conversation and the answers to its requests.
 
 `send_utterance` is the one call per utterance: audio values (or None: the audio modality is
-sent as missing) and the transcript. Protocol version 2 has no field for a transcript, so a
-model's text modality is sent as missing (`Dropout`) and the daemon completes it; when the
-protocol carries transcripts, this call is where the text goes. Refusals: version 2 tells a
-sender only the daemon-wide counters of `Status.rejected` (and a `Reject` for another protocol
-version), so the link reports the change of those counters over its run.
+sent as missing) and the transcript, sent as a `Transcript` message (tag 16): the daemon's text
+frontend turns it into the model's text vector. Without a transcript the text modality is sent
+as missing (`Dropout`) and the daemon completes it. A model whose text is not a frontend
+refuses transcripts (`TranscriptRefused`): open the link with `transcripts=False` for such a
+model, and the text is sent as missing instead.
+
+Pacing and refusals (docs/PROTOCOL.md, "Notices and limits"): `start` asks the daemon's limits
+(`LimitsRequest`) and paces to them, and subscribes to notices of this sender's own refused input
+and to results; `send_utterance` holds an utterance back while `queue_capacity` utterances wait
+for a result (backpressure); `end_conversation` frees the conversation's place at the daemon;
+`settle` returns once every notice of what was sent is in. `ledger` (gsdnet_client.ledger) holds
+the account: sent, covered by a result, refused by reason.
 """
 
 import os
@@ -18,9 +25,14 @@ import threading
 import time
 
 import gsdnet_client as g
+from gsdnet_client.ledger import Ledger
 
 BAUDS = {9600: termios.B9600, 19200: termios.B19200, 38400: termios.B38400, 57600: termios.B57600,
          115200: termios.B115200, 230400: termios.B230400}
+
+
+# Share of the daemon's frame rates the link uses (the rest absorbs clock differences).
+RATE_SHARE = 0.9
 
 
 class LinkError(RuntimeError):
@@ -104,12 +116,16 @@ class Pacer:
 class DaemonLink:
     """One connection to the daemon for one conversation."""
 
-    def __init__(self, transport, conversation, rate=100.0, burst=20):
+    def __init__(self, transport, conversation, rate=None, burst=20, transcripts=True, stall_s=10.0):
         self.t, self.conversation = transport, conversation
-        self.pacer = Pacer(rate, burst)
+        self.transcripts = transcripts  # send transcripts (the model's text is a frontend)
+        self.max_rate, self.max_burst = rate, burst  # caps of our own (None: the daemon's limit)
+        self.pacer = Pacer(rate or 100.0, burst)  # until `start` knows the daemon's limits
+        self.in_flight_cap = None  # utterances without a result before the next is held back
+        self.stall_s = stall_s  # longest wait without a result before giving up on one
         self.answers = queue.Queue()
-        self.covered = set()  # utterance ids of this conversation seen in a result
-        self.labels = {}  # utterance id -> label name of the latest result naming it
+        self.ledger = Ledger()  # sent / covered / refused, shared with the reader thread
+        self.lock = threading.Lock()
         self.rejects = []  # Reject notices
         self.bad_frames = 0
         self.closed = threading.Event()
@@ -131,13 +147,12 @@ class DaemonLink:
             self.bad_frames += 1
             return
         tag, msg = item
-        if tag == g.RESULT and msg["conversation"] == self.conversation:
-            for u in msg["utterances"]:
-                self.covered.add(u["utterance"])
-                self.labels[u["utterance"]] = u["label_name"]
-        elif tag == g.REJECT:
+        with self.lock:
+            if self.ledger.on_message(tag, msg):
+                return
+        if tag == g.REJECT:
             self.rejects.append(msg)
-        elif tag in (g.STATUS, g.MODEL_INFO):
+        elif tag in (g.STATUS, g.MODEL_INFO, g.LIMITS):
             self.answers.put((tag, msg))
 
     def send(self, body):
@@ -170,27 +185,89 @@ class DaemonLink:
     def subscribe(self):
         self.send(g.subscribe())
 
+    def limits(self):
+        """The daemon's limits; for a link subscribed to notices, every notice of what was sent
+        before arrives ahead of this answer."""
+        return self.request(g.limits_request(), g.LIMITS)
+
+    def start(self):
+        """Paces to the daemon's limits (RATE_SHARE of its frame rates and half its bursts, within
+        our own caps), holds utterances back beyond its queue, and subscribes to notices of this
+        sender's refused input and to results."""
+        lim = self.limits()
+        rate = RATE_SHARE * min(lim["max_frames_per_second"], lim["total_frames_per_second"])
+        if self.max_rate:
+            rate = min(rate, self.max_rate)
+        burst = max(1, min(self.max_burst, min(lim["burst"], lim["total_burst"]) // 2))
+        self.pacer = Pacer(max(rate, 1.0), burst)
+        self.in_flight_cap = max(1, lim["queue_capacity"])
+        self.send(g.subscribe_notices())
+        self.send(g.subscribe())
+        return lim
+
+    def _hold_back(self):
+        """Backpressure: waits while `in_flight_cap` utterances wait for a result (at most
+        `stall_s` without one; then they are written off and reported uncovered)."""
+        if self.in_flight_cap is None:
+            return
+        deadline = time.monotonic() + self.stall_s
+        while not self.closed.is_set():
+            with self.lock:
+                if self.ledger.in_flight() < self.in_flight_cap:
+                    return
+                if time.monotonic() >= deadline:
+                    self.ledger.write_off()
+                    return
+            time.sleep(0.005)
+
     def send_utterance(self, utterance, speaker, modalities, audio=None, transcript=None, timestamp_us=0):
-        """Everything about one utterance: its audio values (None: missing), its transcript (not
-        carried by protocol version 2: the text modality is reported missing) and its end.
-        `modalities` are the model's (ModelInfo order); the sensor feeds audio only."""
+        """Everything about one utterance: its audio values (None: missing), its transcript (the
+        text modality: a `Transcript`, cut to MAX_TRANSCRIPT bytes; None: missing) and its end.
+        `modalities` are the model's (ModelInfo order)."""
         c = self.conversation
+        self._hold_back()
+        with_data = False
         for m in modalities:
             if m == "audio" and audio is not None:
                 self.send(g.features(c, utterance, speaker, "audio", timestamp_us, [float(v) for v in audio]))
+                with_data = True
+            elif m == "text" and transcript is not None and self.transcripts:
+                text = transcript.encode("utf-8")[: g.MAX_TRANSCRIPT].decode("utf-8", errors="ignore")
+                self.send(g.transcript(c, utterance, speaker, timestamp_us, text))
+                with_data = True
             else:
                 self.send(g.dropout(c, utterance, m, timestamp_us))
+        with self.lock:  # before the end: its result may come back at once
+            self.ledger.sent(c, utterance, with_data)
         self.send(g.utterance_end(c, utterance, speaker, timestamp_us))
 
     def reset(self):
         self.send(g.reset(self.conversation))
 
-    def wait_covered(self, ids, timeout):
-        """Waits until every id in `ids` is in a result, or `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not set(ids) <= self.covered and time.monotonic() < deadline and not self.closed.is_set():
+    def end_conversation(self):
+        """`ConversationEnd`: open utterances end now and the conversation's place is free."""
+        self.send(g.conversation_end(self.conversation))
+
+    def wait_covered(self, timeout):
+        """Waits until every utterance sent with data is in a result, or `timeout` seconds
+        without a new one; True when all are."""
+        deadline, seen = time.monotonic() + timeout, -1
+        while not self.closed.is_set():
+            with self.lock:
+                covered, left = self.ledger.n_covered(), self.ledger.uncovered(self.conversation)
+            if not left:
+                return True
+            if covered != seen:
+                deadline, seen = time.monotonic() + timeout, covered
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.02)
-        return set(ids) <= self.covered
+        return False
+
+    def settle(self):
+        """Returns once every notice of what was sent is in (the answer to a closing request
+        comes after them)."""
+        self.limits()
 
     def close(self):
         self.t.close()

@@ -94,37 +94,44 @@ def test_bad_input_is_a_clear_error(dialogue, tmp_path):
 
 
 class DaemonStandIn(threading.Thread):
-    """Answers ModelInfo (text 300 / audio 47, six classes) and Status (`refused` after the first
-    request), publishes a Result for each utterance whose audio arrived, records every message."""
+    """Answers ModelInfo (text 300 / audio 47, six classes) and LimitsRequest (the x86 profile's),
+    publishes a Result for each utterance that carried a transcript or audio, records every
+    message. `refused` ({reason: count}) is noticed before the answer to the closing
+    LimitsRequest, as the daemon notices refusals before the answer to a later request."""
+
+    LIMITS = {"max_frames_per_second": 1000, "burst": 400, "total_frames_per_second": 2000, "total_burst": 1600,
+              "max_conversations": 8, "max_open_utterances": 16, "evict_idle_ms": 10000,
+              "idle_conversation_ms": 600000, "max_utterance_ms": 30000,
+              "deadlines": [{"modality": "text", "deadline_ms": 600}, {"modality": "audio", "deadline_ms": 300}],
+              "window": 64, "queue_capacity": 8, "idle_timeout_ms": 10000, "outgoing_queue": 64,
+              "notice_interval_ms": 100}
 
     def __init__(self, path, refused=None):
         super().__init__(daemon=True)
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen(1)
-        self.messages, self.refused, self.status_requests = [], refused or {}, 0
-
-    def status(self):
-        self.status_requests += 1
-        return {"uptime_ms": 1, "engine": "stand-in", "frames_accepted": 0, "windows_run": 0,
-                "windows_superseded": 0, "windows_dropped": 0, "inference_errors": 0, "results_published": 0,
-                "queue_len": 0, "queue_capacity": 4, "open_conversations": 0, "clients": 1,
-                "rejected": self.refused if self.status_requests > 1 else {}, "empty_utterances": 0}
+        self.messages, self.refused, self.limits_requests = [], refused or {}, 0
 
     def answer(self, tag, msg):
         if tag == g.MODEL_INFO_REQUEST:
-            return g.MODEL_INFO, {"name": "stand-in", "version": "0", "modalities": [
+            return [(g.MODEL_INFO, {"name": "stand-in", "version": "0", "modalities": [
                 {"modality": "text", "size": 300}, {"modality": "audio", "size": 47}],
-                "classes": ["hap", "sad", "neu", "ang", "exc", "fru"], "has_regression": False, "window": 64}
-        if tag == g.STATUS_REQUEST:
-            return g.STATUS, self.status()
-        has_audio = any(t == g.FEATURES and m["utterance"] == msg.get("utterance") for t, m in self.messages)
-        if tag == g.UTT_END and has_audio:
-            u = {"utterance": msg["utterance"], "avail": 2, "label": 2, "label_name": "neu",
+                "classes": ["hap", "sad", "neu", "ang", "exc", "fru"], "has_regression": False, "window": 64})]
+        if tag == g.LIMITS_REQUEST:
+            self.limits_requests += 1
+            notices = [] if self.limits_requests == 1 else [
+                (g.NOTICE, {"reason": k, "conversation": "dlg", "utterance": 1, "count": n, "detail": "stand-in"})
+                for k, n in self.refused.items()]
+            return notices + [(g.LIMITS, self.LIMITS)]
+        carried = {t for t, m in self.messages if m.get("utterance") == msg.get("utterance") and t in (g.FEATURES, g.TRANSCRIPT)}
+        if tag == g.UTT_END and carried:
+            avail = (1 if g.TRANSCRIPT in carried else 0) + (2 if g.FEATURES in carried else 0)
+            u = {"utterance": msg["utterance"], "avail": avail, "label": 2, "label_name": "neu",
                  "probs": [0.1, 0.1, 0.5, 0.1, 0.1, 0.1], "reg": None}
-            return g.RESULT, {"conversation": msg["conversation"], "closed_utterance": msg["utterance"],
-                              "completion": "gsdnet", "latency_us": 1, "utterances": [u]}
-        return None
+            return [(g.RESULT, {"conversation": msg["conversation"], "closed_utterance": msg["utterance"],
+                                "completion": "gsdnet", "latency_us": 1, "utterances": [u]})]
+        return []
 
     def run(self):
         conn, _ = self.server.accept()
@@ -132,8 +139,7 @@ class DaemonStandIn(threading.Thread):
         while data := conn.recv(65536):
             for tag, msg in dec.feed(data):
                 self.messages.append((tag, msg))
-                reply = self.answer(tag, msg)
-                if reply:
+                for reply in self.answer(tag, msg):
                     conn.sendall(g.frame(g.encode(*reply)))
 
 
@@ -145,22 +151,27 @@ def test_frames_sent_to_the_daemon(dialogue, tmp_path):
                "--conversation", "dlg1", "--wait", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     sent = [(t, m.get("utterance"), m.get("modality")) for t, m in d.messages]
-    assert sent[:3] == [(g.MODEL_INFO_REQUEST, None, None), (g.STATUS_REQUEST, None, None), (g.SUBSCRIBE, None, None)]
+    assert [t for t, _, _ in sent[:4]] == [g.MODEL_INFO_REQUEST, g.LIMITS_REQUEST, g.SUBSCRIBE_NOTICES, g.SUBSCRIBE]
     for u in range(4):
         audio = (g.DROPOUT, u, "audio") if u == 2 else (g.FEATURES, u, "audio")
-        assert [s for s in sent if s[1] == u] == [(g.DROPOUT, u, "text"), audio, (g.UTT_END, u, None)]
+        assert [s for s in sent if s[1] == u] == [(g.TRANSCRIPT, u, None), audio, (g.UTT_END, u, None)]
+    texts = [m["text"] for t, m in d.messages if t == g.TRANSCRIPT]
+    assert len(texts) == 4 and all(texts), texts  # the segments' transcripts
     feats = [m for t, m in d.messages if t == g.FEATURES]
     assert all(len(m["values"]) == 47 and m["conversation"] == "dlg1" for m in feats)
     assert [m["speaker"] for m in feats] == [0, 1, 1]  # A, B, (A dropped), B
-    assert sent[-1][0] == g.RESET
-    assert "results received: 3 of 3 utterances covered" in r.stdout
-    assert "refused (daemon-wide during the run): none" in r.stdout
+    assert [t for t, _, _ in sent[-2:]] == [g.CONVERSATION_END, g.LIMITS_REQUEST]
+    assert d.messages[-2][1] == {"conversation": "dlg1"}
+    assert "results received: 4 of 4 utterances covered" in r.stdout
+    assert "refused by the daemon: none" in r.stdout
 
 
 def test_refusals_make_the_exit_status_fail(dialogue, tmp_path):
     wav, seg, _ = dialogue
-    d = DaemonStandIn(tmp_path / "d.sock", refused={"Flood": 5})
+    d = DaemonStandIn(tmp_path / "d.sock", refused={"Flood": 5, "Late": 2})
     d.start()
     r = sensor("wav", wav, "--segments", seg, "--unix", tmp_path / "d.sock", "--wait", "2")
-    assert r.returncode == 1 and "Flood 5" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "refused by the daemon: Flood 5, Late 2" in r.stdout, r.stdout
+    assert "notice: Flood x5 (dlg utterance 1): stand-in" in r.stdout, r.stdout
     assert os.path.exists(tmp_path / "d.sock")
