@@ -13,6 +13,7 @@ mod cli;
 mod config;
 mod daemon;
 mod eval_parity;
+mod exit_codes;
 mod golden;
 mod manifest_buckets;
 #[cfg(feature = "ort")]
