@@ -69,7 +69,7 @@ fn outputs(m: &mut Model, p: Part) -> Vec<Tensor> {
 
 fn stages(c: &mut Criterion) {
     let rec = dataset::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mosi-val.gsdrec")).expect("bundled data");
-    let mut pipe = Pipeline::new(model(), None).expect("pipeline");
+    let mut pipe = Pipeline::new(model(), &gsdnet_edge::pipeline::PipelineOptions::default()).expect("pipeline");
     let mut parts = model();
     let graph = pipe.model().manifest.graph;
     let (w, k) = (pipe.model().manifest.dims.window, pipe.model().manifest.dims.k);

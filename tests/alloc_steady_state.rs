@@ -67,9 +67,8 @@ fn per_stage(sampler: SamplerKind, samples: usize) -> [u64; 6] {
         .map(|s| Box::new(Quiet { spec: s.clone() }) as Box<dyn Backend>)
         .collect();
     let model = Model::from_parts(manifest, BackendKind::Tract, parts).unwrap();
-    let mut pipe = Pipeline::new(model, None).unwrap();
-    pipe.set_sampler(Some(sampler)).unwrap();
-    pipe.set_samples(Some(samples)).unwrap();
+    let opts = gsdnet_edge::pipeline::PipelineOptions { sampler: Some(sampler), samples: Some(samples), ..Default::default() };
+    let mut pipe = Pipeline::new(model, &opts).unwrap();
     let rec = dataset::load(&root.join("data/mosi-val.gsdrec")).unwrap();
     let utts = utterances(&rec, 32).unwrap();
     let window = masked_window(&utts, 0.5, 3, &gsdnet_edge::modality::Modalities::new([100, 73, 100]).unwrap());

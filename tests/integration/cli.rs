@@ -54,7 +54,7 @@ fn eval_writes_the_json_shape_of_the_issue() {
     assert_eq!(doc["temperature"], 1.0, "the tiny model has no [calibration]");
     assert!(stdout.contains("confidence") && stdout.contains("aurc"), "{stdout}");
     let rows = doc["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 3 * 3);
+    assert_eq!(rows.len(), 3 * 4, "default, gsdnet, meanfill, zero per scenario");
     for r in rows {
         assert_eq!(r["n"], 191);
         let acc = r["acc2"].as_f64().unwrap();
@@ -65,12 +65,17 @@ fn eval_writes_the_json_shape_of_the_issue() {
             let v = r[key].as_f64().unwrap_or_else(|| panic!("row without {key}: {r}"));
             assert!((0.0..=hi).contains(&v), "{key} = {v}");
         }
-        assert!(["gsdnet", "meanfill", "zero"].contains(&r["completion"].as_str().unwrap()));
+        assert!(["default", "gsdnet", "meanfill", "zero"].contains(&r["completion"].as_str().unwrap()));
+    }
+    // The tiny model has no [completion]: its default is gsdnet everywhere.
+    for d in rows.iter().filter(|r| r["completion"] == "default") {
+        let g = rows.iter().find(|r| r["completion"] == "gsdnet" && r["missing_rate"] == d["missing_rate"] && r["pattern"] == d["pattern"]).unwrap();
+        assert_eq!((d["acc2"].clone(), d["nll"].clone()), (g["acc2"].clone(), g["nll"].clone()));
     }
     let ta = rows.iter().find(|r| r["pattern"] == "TA").unwrap();
     assert!(ta["missing_rate"].is_null());
     let r0: Vec<_> = rows.iter().filter(|r| r["missing_rate"] == 0.0).collect();
-    assert_eq!(r0.len(), 3);
+    assert_eq!(r0.len(), 4);
     // Nothing is missing at rate 0: every completion gives the same numbers.
     assert!(r0
         .iter()
@@ -189,7 +194,7 @@ fn check_reports_parts_parity_and_fails_on_a_broken_golden_case() {
 
 #[test]
 fn check_with_an_engine_not_compiled_in_says_so() {
-    if gsdnet_edge::backend::compiled().contains(&"ort") {
+    if gsdnet_edge::backend::compiled().contains(&gsdnet_edge::backend::BackendKind::Ort) {
         return; // built with --features ort: the ort suite covers this engine
     }
     let out = gsdnet(&["check", "--backend", "ort", "--golden", "none"]);

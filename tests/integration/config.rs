@@ -54,7 +54,7 @@ fn every_bundled_profile_validates_and_tensorrt_profiles_have_a_cache() {
         if s.engine.builds_tensorrt_engines() {
             assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/var/lib/gsdnet/trt-cache")), "{}", p.display());
         }
-        if s.engine.backend == "ort" {
+        if s.engine.backend == gsdnet_edge::backend::BackendKind::Ort {
             assert!(o.ort_library.as_ref().is_some_and(|l| l.is_absolute()), "{}", p.display());
             assert!(o.require_accelerator, "{}", p.display());
         }
@@ -68,7 +68,8 @@ fn ort_keys_reach_the_backend_options() {
     assert_eq!(o.ort_library.as_deref(), Some(Path::new("/opt/ort/libonnxruntime.so")));
     assert!(o.require_accelerator);
     assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/var/c")));
-    assert_eq!(o.providers, ["tensorrt", "cuda", "cpu"]);
+    use gsdnet_edge::backend::ProviderKind;
+    assert_eq!(o.providers, [ProviderKind::TensorRt, ProviderKind::Cuda, ProviderKind::Cpu]);
     let plain = parse(ORT_CPU).unwrap().engine.backend_options();
     assert_eq!((plain.ort_library, plain.require_accelerator, plain.cache_dir), (None, false, None));
 }
@@ -147,7 +148,8 @@ fn completion_samples_are_checked() {
 
 #[test]
 fn batching_keys_have_defaults_are_checked_and_are_printed() {
-    use gsdnet_edge::config::{DEFAULT_BATCH_LATENCY_MS, DEFAULT_MAX_BATCH, MAX_BATCH};
+    use gsdnet_edge::capacity::MAX_BATCH;
+    use gsdnet_edge::config::{DEFAULT_BATCH_LATENCY_MS, DEFAULT_MAX_BATCH};
     let s = parse(ENGINE_TRACT).unwrap();
     assert_eq!((s.engine.max_batch, s.engine.batch_latency_ms), (DEFAULT_MAX_BATCH, DEFAULT_BATCH_LATENCY_MS));
     assert_eq!((DEFAULT_MAX_BATCH, DEFAULT_BATCH_LATENCY_MS), (8, 250));

@@ -8,13 +8,13 @@
 
 use std::path::PathBuf;
 
-use crate::util::repo;
+use crate::util::{iemocap, repo};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::eval::{self, EvalConfig, ResultRow, Scenario};
-use gsdnet_edge::manifest::Manifest;
+use gsdnet_edge::manifest::{CompletionChoice, Manifest};
 use gsdnet_edge::masks::Pattern;
 use gsdnet_edge::model::Model;
-use gsdnet_edge::pipeline::{Completion, Pipeline};
+use gsdnet_edge::pipeline::Pipeline;
 use gsdnet_edge::{dataset, recording::Recording};
 use serde::Deserialize;
 
@@ -89,19 +89,19 @@ fn confidence_pairs(x: &ResultRow, r: &RefRow) -> [(f64, f64); 6] {
 /// IEMOCAP 6-way on Session 4 (val): text + audio, six classes, two speakers per dialogue,
 /// conversations longer than W (several windows), against `python3 -m
 /// gsdnet_ref.evaluate models/gsdnet-iemocap6 ../shared/data/iemocap/6way/val` (the command is
-/// in the reference file). Skipped where the shared IEMOCAP folder is absent (licence: it is
-/// never copied into the repository).
+/// in the reference file). The model's text is its frontend's (all-MiniLM-L6-v2): the Rust side
+/// encodes every transcript of `transcripts.csv` with the runtime's own frontend, as `gsdnet
+/// eval` does, while the reference reads the split's `text_minilm.f32` (the manifest's
+/// `[training] feature_files`, sentence-transformers' embeddings of the same transcripts), so
+/// this also checks the frontend end to end. Skipped where the shared IEMOCAP folder is absent
+/// (licence: it is never copied into the repository) or before the frontend set-up.
 #[test]
 fn iemocap_eval_matches_the_python_reference() {
-    let val = repo().join("../shared/data/iemocap/6way/val");
     let model = repo().join("models/gsdnet-iemocap6");
     let reference = repo().join("tests/golden/eval_iemocap6_val_reference.json");
-    if !val.is_dir() {
-        eprintln!("skipping: {} is not on this machine", val.display());
-        return;
-    }
     assert!(model.is_dir() && reference.is_file(), "the IEMOCAP model and its reference are committed");
-    check_parity_on(&model, &reference, dataset::load(&val).unwrap());
+    let Some(rec) = iemocap::for_model("6way", "val", "gsdnet-iemocap6") else { return };
+    check_parity_on(&model, &reference, rec);
 }
 
 fn data() -> Recording {
@@ -185,7 +185,7 @@ fn check_parity_on(model_dir: &std::path::Path, ref_path: &std::path::Path, rec:
         if !scenarios.contains(&s) {
             scenarios.push(s);
         }
-        let c: Completion = r.completion.parse().unwrap();
+        let c: CompletionChoice = r.completion.parse().unwrap();
         if !completions.contains(&c) {
             completions.push(c);
         }
@@ -205,9 +205,8 @@ fn check_parity_on(model_dir: &std::path::Path, ref_path: &std::path::Path, rec:
     };
     let make = || {
         let model = Model::from_manifest(manifest.clone(), BackendKind::Tract, &BackendOptions::default())?;
-        let mut p = Pipeline::new(model, Some(reference.steps))?;
-        p.set_samples(Some(reference.samples))?;
-        Ok(p)
+        let opts = gsdnet_edge::pipeline::PipelineOptions { steps: Some(reference.steps), samples: Some(reference.samples), ..Default::default() };
+        Pipeline::new(model, &opts)
     };
     let rows = eval::evaluate(&rec, &cfg, &make, &|_| {}).unwrap();
     assert_eq!(rows.len(), reference.results.len());

@@ -307,7 +307,6 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         })
         .collect();
     let model = Model::from_parts(m.clone(), BackendKind::Tract, parts).unwrap();
-    let mut pipe = Pipeline::new(model, Some(steps.max(1))).unwrap();
     // Cases name their integrator; older ones (no `sampler`) were recorded with Euler-Maruyama.
     let sampler: SamplerKind = c
         .meta
@@ -317,7 +316,8 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         .unwrap_or("euler_maruyama_inpaint")
         .parse()
         .unwrap();
-    pipe.set_sampler(Some(sampler)).unwrap();
+    let opts = gsdnet_edge::pipeline::PipelineOptions { steps: Some(steps.max(1)), sampler: Some(sampler), ..Default::default() };
+    let mut pipe = Pipeline::new(model, &opts).unwrap();
     let mut noise = if c.has("zx_init") {
         RecordedNoise {
             zx_init: c.get("zx_init").to_vec(),

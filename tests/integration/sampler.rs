@@ -8,7 +8,7 @@ use gsdnet_edge::diffusion::{BatchNoise,
     heun_time, Condition, Draw, NoiseSource, RecordedNoise, Sampler, SamplerKind, SdeParams,
     SeededNoise, Ve,
 };
-use gsdnet_edge::manifest::GraphSettings;
+use gsdnet_edge::spectral::GraphSettings;
 use gsdnet_edge::spectral::Spectral;
 use gsdnet_edge::tensor::Tensor;
 

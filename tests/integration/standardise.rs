@@ -25,7 +25,7 @@ fn pipeline() -> Pipeline {
 
 fn pipeline_on(kind: BackendKind, opts: &BackendOptions) -> Pipeline {
     let model = Model::load(&repo().join("models/gsdnet-mosi"), kind, opts).unwrap();
-    Pipeline::new(model, None).unwrap()
+    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap()
 }
 
 /// Tract, plus ONNX Runtime (CPU) when compiled in and ORT_DYLIB_PATH names its library.

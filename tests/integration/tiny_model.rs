@@ -53,7 +53,7 @@ fn window<'a>(feats: &'a [[Vec<f32>; 3]], avail: &[[bool; 3]]) -> Window<'a> {
 
 fn pipeline() -> Pipeline {
     let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, None).unwrap()
+    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap()
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn calibration_temperature_divides_the_logits() {
     let dir = tiny_copy("\n[calibration]\ntemperature = 2.0\nfitted_on = \"val\"\n");
     let model = Model::load(dir.path(), BackendKind::Tract, &BackendOptions::default()).unwrap();
     assert_eq!(model.manifest.calibration.temperature, 2.0);
-    let mut hot = Pipeline::new(model, None).unwrap();
+    let mut hot = Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap();
     let mut plain = pipeline();
     let feats = features(4);
     let avail = [[true, false, true], [false, true, true], [true, true, true], [true, false, false]];
@@ -280,7 +280,7 @@ fn calibration_temperature_divides_the_logits() {
 fn calibration_patterns_pick_each_utterances_temperature_by_its_availability() {
     let dir = tiny_copy("\n[calibration]\ntemperature = 3.0\n\n[calibration.patterns]\nTV = 2.0\nAV = 0.5\n");
     let model = Model::load(dir.path(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    let mut p = Pipeline::new(model, None).unwrap();
+    let mut p = Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap();
     let feats = features(4);
     // TV, AV, TAV (unlisted: 3.0), T (unlisted: 3.0).
     let avail = [[true, false, true], [false, true, true], [true, true, true], [true, false, false]];
@@ -302,9 +302,8 @@ fn calibration_patterns_pick_each_utterances_temperature_by_its_availability() {
 }
 
 fn pipeline_with_samples(s: usize) -> Pipeline {
-    let mut p = pipeline();
-    p.set_samples(Some(s)).unwrap();
-    p
+    let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
+    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions { samples: Some(s), ..Default::default() }).unwrap()
 }
 
 /// A window with missing entries of every modality (so the sampler runs).
@@ -402,8 +401,8 @@ fn samples_are_validated() {
         let err = load_edited(set(bad));
         assert!(err.contains("[sde] samples must be 1..=64"), "{bad}: {err}");
     }
-    let mut p = pipeline();
-    let err = p.set_samples(Some(0)).unwrap_err().to_string();
+    let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
+    let err = Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions { samples: Some(0), ..Default::default() }).err().expect("S = 0 refused").to_string();
     assert!(err.contains("samples must be 1..=64"), "{err}");
-    assert_eq!(p.samples(), 1, "a refused S leaves the pipeline as it was");
+    assert_eq!(pipeline().samples(), 1, "the manifest's S when none is asked for");
 }

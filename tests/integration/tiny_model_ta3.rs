@@ -9,7 +9,7 @@ use crate::util::{tiny_ta3, wiggle};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, EvalError, ResultRow, Scenario};
-use gsdnet_edge::manifest::{expected_io, Manifest};
+use gsdnet_edge::manifest::{expected_io, CompletionChoice, CompletionPolicy, Manifest};
 use gsdnet_edge::masks::{self, Pattern};
 use gsdnet_edge::modality::{Modalities, Modality};
 use gsdnet_edge::model::Model;
@@ -27,7 +27,7 @@ fn mods() -> Modalities {
 
 fn pipeline() -> Pipeline {
     let model = Model::load(&tiny_ta3(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, None).unwrap()
+    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap()
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn utterance(conv: &str, ci: usize, i: usize) -> UtteranceRecord {
 }
 
 fn config(scenarios: Vec<Scenario>) -> EvalConfig {
-    EvalConfig { completions: Completion::ALL.to_vec(), seeds: vec![0, 1], scenarios, threads: 1 }
+    EvalConfig { completions: Completion::ALL.map(Into::into).to_vec(), seeds: vec![0, 1], scenarios, threads: 1 }
 }
 
 /// Utterances of each class in `rec`.
@@ -315,4 +315,55 @@ fn random_masks_never_mark_visual_and_keep_one() {
     }
     let pats: Vec<String> = Pattern::all_for(&mods).iter().map(|p| p.to_string()).collect();
     assert_eq!(pats, ["T", "A", "TA"]);
+}
+
+/// `tiny-ta3` with a `[completion]` table appended (DESIGN.md "Default completion").
+fn with_policy(table: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("tiny-ta3");
+    std::fs::create_dir(&to).unwrap();
+    for e in std::fs::read_dir(tiny_ta3()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let man = to.join("manifest.toml");
+    let text = std::fs::read_to_string(&man).unwrap();
+    std::fs::write(&man, format!("{text}\n[completion]\n{table}\n")).unwrap();
+    (dir, to)
+}
+
+#[test]
+fn eval_default_follows_the_manifests_completion_policy() {
+    let (_dir, folder) = with_policy("default = \"meanfill\"\nchosen_on = \"val\"\n[completion.patterns]\nA = \"gsdnet\"");
+    let man = Manifest::load(&folder).unwrap();
+    assert_eq!(man.completion.to_string(), "meanfill, A: gsdnet");
+    let make = || {
+        let model = Model::load(&folder, BackendKind::Tract, &BackendOptions::default())?;
+        Ok(Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default())?)
+    };
+    let choices = vec![CompletionChoice::Default, Completion::Gsdnet.into(), Completion::Meanfill.into()];
+    let scenarios = vec![Scenario::Pattern("T".parse().unwrap()), Scenario::Pattern("A".parse().unwrap())];
+    let cfg = EvalConfig { completions: choices, seeds: vec![0, 1], scenarios, threads: 1 };
+    let rows = eval::evaluate(&recording(), &cfg, &make, &|_| {}).unwrap();
+    let row = |p: &str, c: &str| rows.iter().find(|r| r.pattern.as_deref() == Some(p) && r.completion == c).unwrap();
+    // T is not listed: the default (meanfill); A is: gsdnet (same sampler streams as the gsdnet
+    // rows). The two modes differ at both patterns, so each equality says which mode ran.
+    for (p, ran, other) in [("T", "meanfill", "gsdnet"), ("A", "gsdnet", "meanfill")] {
+        assert_eq!(row(p, "default").confidence, row(p, ran).confidence, "{p}");
+        assert_eq!(row(p, "default").confusion, row(p, ran).confusion, "{p}");
+        assert_ne!(row(p, ran).confidence, row(p, other).confidence, "{p}: the modes must differ here");
+    }
+}
+
+#[test]
+fn a_bad_completion_table_is_a_load_error() {
+    for (table, says) in [("patterns = 1", "default"), ("default = \"tweedie\"", "tweedie"), ("default = \"zero\"\n[completion.patterns]\nX = \"zero\"", "\"X\"")] {
+        let (_dir, folder) = with_policy(table);
+        let e = Manifest::load(&folder).unwrap_err().to_string();
+        assert!(e.contains("[completion") && e.contains(says), "{table}: {e}");
+    }
+    let man = Manifest::load(&tiny_ta3()).unwrap();
+    assert_eq!(man.completion, CompletionPolicy::fixed(Completion::Gsdnet), "absent table: gsdnet");
 }

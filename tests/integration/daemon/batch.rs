@@ -19,7 +19,7 @@ use gsdnet_edge::daemon::inference::{InferencePolicy, InferenceThread, JobQueue,
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
-use gsdnet_edge::daemon::replay::{self, ReplayOptions};
+use gsdnet_edge::client::replay::{self, ReplayOptions};
 use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::daemon::stats::Stats;
 use gsdnet_edge::model::Model;
@@ -161,9 +161,7 @@ fn val_recording() -> Recording {
 
 fn pipeline(max_batch: usize) -> Pipeline {
     let model = Model::load(&repo().join("models/gsdnet-mosi"), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    let mut p = Pipeline::new(model, STEPS).unwrap();
-    p.set_max_batch(max_batch);
-    p
+    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions { steps: STEPS, max_batch, ..Default::default() }).unwrap()
 }
 
 fn runner(max_batch: usize) -> PipelineRunner {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use crate::util::replay::{replay_options, sent_masks, serial_rig, start, start_unix, subscribe, SerialRig};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::daemon::model_info::ServedModel;
-use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
+use gsdnet_edge::client::replay::{self, DropSpan, ReplayOptions, Step};
 use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, Scenario};
@@ -41,7 +41,7 @@ fn val_recording() -> Recording {
 
 fn pipeline() -> Pipeline {
     let model = Model::load(&repo().join("models/gsdnet-mosi"), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, STEPS).unwrap()
+    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions { steps: STEPS, ..Default::default() }).unwrap()
 }
 
 fn options(window: usize, deadline_ms: u64) -> ServeOptions {
@@ -163,7 +163,7 @@ async fn unix_replay_with_eval_mask_equals_eval() {
     d.stop().await;
     assert_same(&got, &want);
 
-    let cfg = EvalConfig { completions: vec![Completion::Gsdnet], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };
+    let cfg = EvalConfig { completions: vec![Completion::Gsdnet.into()], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };
     let rows = eval::evaluate(&rec, &cfg, &|| Ok(pipeline()), &|_| {}).unwrap();
     assert_eq!(accuracy(&rec, &got), rows[0].accuracy, "daemon accuracy equals gsdnet eval's");
 }

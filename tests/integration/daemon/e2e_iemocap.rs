@@ -6,18 +6,22 @@
 //! a text (ASR) outage over spans of the replay timeline. The last window of every block of W
 //! must equal what the evaluation runs for that block: label, label name, the six probabilities
 //! per utterance, and over the Unix run the accuracy and weighted F1 `eval::evaluate` reports.
-//! Skipped where `../shared/data/iemocap` is absent (academic licence: never in the repository).
+//! The model's text is its frontend's (all-MiniLM-L6-v2): every utterance's text vector is the
+//! runtime's embedding of its transcript (`util::iemocap`), which the replay sends as features.
+//! Skipped where `../shared/data/iemocap` is absent (academic licence: never in the repository)
+//! or before the frontend set-up.
 
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::util::iemocap;
 use crate::util::replay::{replay_options, sent_masks, serial_rig, start, start_unix, subscribe, SerialRig};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::config::Windowing;
 use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::model_info::ServedModel;
-use gsdnet_edge::daemon::replay::{self, DropSpan, ReplayOptions, Step};
+use gsdnet_edge::client::replay::{self, DropSpan, ReplayOptions, Step};
 use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, Scenario};
@@ -37,19 +41,22 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn val() -> Option<Recording> {
-    let dir = repo().join("../shared/data/iemocap/6way/val");
-    if !dir.is_dir() {
-        eprintln!("skipping: {} is not on this machine", dir.display());
-        return None;
+/// Session 4 with the model's text view (every transcript through the model's own text
+/// frontend, as `gsdnet eval` does); with `longest`, only that many of the longest dialogues
+/// (encoded after the cut). None where ../shared or the frontend set-up is absent.
+fn val(longest: Option<usize>) -> Option<Recording> {
+    let mut rec = iemocap::split("6way", "val")?;
+    if let Some(n) = longest {
+        rec.conversations.sort_by_key(|c| std::cmp::Reverse(c.utterances.len()));
+        rec.conversations.truncate(n);
     }
-    Some(gsdnet_edge::dataset::load(&dir).unwrap())
+    iemocap::with_text_view(rec, &iemocap::split_dir("6way", "val"), &repo().join("models/gsdnet-iemocap6"))
 }
 
 fn pipeline() -> Pipeline {
     let dir = repo().join("models/gsdnet-iemocap6");
     let model = Model::load(&dir, BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, None).unwrap()
+    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap()
 }
 
 fn options(window: usize, deadline_ms: u64) -> ServeOptions {
@@ -179,7 +186,7 @@ fn scores(rec: &Recording, got: &Finals) -> (f64, f64) {
 
 #[tokio::test(start_paused = true)]
 async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
-    let Some(rec) = val() else { return };
+    let Some(rec) = val(None) else { return };
     let w = pipeline().model().manifest.dims.window;
     assert!(rec.conversations.iter().any(|c| c.utterances.len() > w), "some dialogues span several blocks");
     assert!(rec.conversations.iter().all(|c| c.utterances.iter().any(|u| u.speaker == 1)), "dyadic: two speakers each");
@@ -195,7 +202,7 @@ async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
     d.stop().await;
     assert_same(&got, &want);
 
-    let cfg = EvalConfig { completions: vec![Completion::Gsdnet], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };
+    let cfg = EvalConfig { completions: vec![Completion::Gsdnet.into()], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };
     let rows = eval::evaluate(&rec, &cfg, &|| Ok(pipeline()), &|_| {}).unwrap();
     let (acc, f1) = scores(&rec, &got);
     assert_eq!(rows[0].n, rec.n_utterances());
@@ -205,10 +212,8 @@ async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
 
 #[tokio::test]
 async fn serial_replay_with_mic_and_text_outages_equals_the_pipeline() {
-    let Some(mut rec) = val() else { return };
     // The six longest dialogues (several blocks each) keep the real-clock run short.
-    rec.conversations.sort_by_key(|c| std::cmp::Reverse(c.utterances.len()));
-    rec.conversations.truncate(6);
+    let Some(rec) = val(Some(6)) else { return };
     let (w, mods) = (pipeline().model().manifest.dims.window, pipeline().model().manifest.modalities);
     // One utterance per second: microphone out 30-200 s, transcripts (ASR) out 240-400 s. The
     // spans do not overlap: with two modalities an utterance in both would carry nothing, and

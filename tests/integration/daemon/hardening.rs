@@ -400,7 +400,7 @@ impl Drop for KillOnDrop {
 /// second recorded conversation, and an utterance still open at shutdown is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorder_keeps_sessions_apart_and_writes_what_is_open_at_shutdown() {
-    use gsdnet_edge::daemon::replay::RecorderRunner;
+    use gsdnet_edge::daemon::recorder::RecorderRunner;
     use gsdnet_edge::recording::{Recording, RecordingWriter};
     let dir = tempfile::tempdir().unwrap();
     let (path, rec) = (dir.path().join("d.sock"), dir.path().join("r.gsdrec"));

@@ -77,7 +77,7 @@ async fn a_text_audio_six_class_model_is_served_by_its_own_layout() {
         other => panic!("expected ModelInfo, got {other:?}"),
     };
     let mods: Vec<(Modality, u32)> = info.modalities.iter().map(|m| (m.modality, m.size)).collect();
-    assert_eq!(mods, vec![(Modality::Text, 300), (Modality::Audio, 47)]);
+    assert_eq!(mods, vec![(Modality::Text, 384), (Modality::Audio, 47)]);
     let names: Vec<&str> = info.classes.iter().map(|c| c.as_str()).collect();
     assert_eq!(names, ["hap", "sad", "neu", "ang", "exc", "fru"]);
     assert_eq!((info.has_regression, info.window, info.name.as_str()), (false, 4, "mock-iemocap"));
@@ -90,7 +90,7 @@ async fn a_text_audio_six_class_model_is_served_by_its_own_layout() {
     let mut sensor = connect(&path).await;
     let before = tokio::time::Instant::now();
     for msg in [
-        feat_n("s", 4, 1, Modality::Text, &[0.1; 300]),
+        feat_n("s", 4, 1, Modality::Text, &[0.1; 384]),
         feat_n("s", 4, 1, Modality::Visual, &[0.1; 100]), // no such modality
         dropout("s", 4, Modality::Visual),                 // no such modality either
         feat_n("s", 4, 1, Modality::Audio, &[0.1; 73]),    // CMU-MOSI's size, not this model's
@@ -177,7 +177,7 @@ fn conversation(mods: &gsdnet_edge::modality::Modalities, n: usize, holes: &[(us
 /// the socket; the final window must equal `Pipeline::run` on the same window (and differ from
 /// the window with every speaker 0, so speakers do reach the graph).
 async fn socket_equals_pipeline(dir: std::path::PathBuf, speakers: &[u32], holes: &[(usize, usize)]) -> WindowResult {
-    let load = || Pipeline::new(Model::load(&dir, BackendKind::Tract, &BackendOptions::default()).unwrap(), Some(3)).unwrap();
+    let load = || Pipeline::new(Model::load(&dir, BackendKind::Tract, &BackendOptions::default()).unwrap(), &gsdnet_edge::pipeline::PipelineOptions { steps: Some(3), ..Default::default() }).unwrap();
     let mods = load().model().manifest.modalities;
     let feats = conversation(&mods, speakers.len(), holes);
     let run_direct = |spk: &[u32]| {

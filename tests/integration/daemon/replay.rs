@@ -3,7 +3,8 @@
 
 use gsdnet_edge::daemon::assembly::{ClosedUtterance, WindowJob};
 use gsdnet_edge::daemon::inference::WindowRunner;
-use gsdnet_edge::daemon::replay::{plan, DropSpan, RecorderRunner, ReplayOptions};
+use gsdnet_edge::client::replay::{plan, DropSpan, ReplayOptions};
+use gsdnet_edge::daemon::recorder::RecorderRunner;
 use gsdnet_edge::protocol::{conversation_id, Message, Modality};
 use gsdnet_edge::recording::{Conversation, Recording, RecordingWriter, UtteranceRecord};
 
@@ -87,7 +88,7 @@ fn tav() -> gsdnet_edge::modality::Modalities {
 }
 
 /// Modalities named in `steps` (as Features or Dropout).
-fn named(steps: &[gsdnet_edge::daemon::replay::Step]) -> [usize; 3] {
+fn named(steps: &[gsdnet_edge::client::replay::Step]) -> [usize; 3] {
     let mut n = [0; 3];
     for s in steps {
         match &s.msg {
@@ -101,7 +102,7 @@ fn named(steps: &[gsdnet_edge::daemon::replay::Step]) -> [usize; 3] {
 
 #[test]
 fn plan_sends_only_the_served_models_modalities() {
-    use gsdnet_edge::daemon::replay::modalities_of;
+    use gsdnet_edge::client::replay::modalities_of;
     use gsdnet_edge::modality::Modalities;
     // A text + audio recording (IEMOCAP-like): nothing is said about visual.
     let mut ta = rec();

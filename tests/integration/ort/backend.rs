@@ -1,7 +1,7 @@
 //! ONNX Runtime backend on the CPU provider with the library from ORT_DYLIB_PATH: numerics
 //! against numpy and tract, buffer reuse across runs, provider fallback and typed errors.
 
-use gsdnet_edge::backend::ort::providers::ProviderKind;
+use gsdnet_edge::backend::ProviderKind;
 use gsdnet_edge::backend::ort::{runtime, OrtBackend};
 use gsdnet_edge::backend::{self, Backend, BackendError, BackendKind, BackendOptions, TensorSpec};
 use gsdnet_edge::tensor::Tensor;

@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use gsdnet_edge::backend::ort::providers::ProviderKind;
+use gsdnet_edge::backend::ProviderKind;
 use gsdnet_edge::backend::ort::OrtBackend;
 use gsdnet_edge::backend::Backend;
 use gsdnet_edge::tensor::Tensor;

@@ -6,9 +6,10 @@ use gsdnet_edge::daemon::assembly::{Assembler, AssemblySettings};
 use gsdnet_edge::modality::Modalities;
 use gsdnet_edge::protocol::{
     class_name, conversation_id, decode_frame, encode_frame, max_result_frame_len, values, DecodeError, Features, FrameDecoder,
-    Message, Modality, Probs, ScoredResult, UtteranceResult, WindowResult, MAX_CLASSES, MAX_CLASS_NAME, MAX_CONVERSATION_ID,
-    MAX_FEATURES_FRAME_LEN, MAX_FRAME_LEN, MAX_VALUES, PROTOCOL_VERSION,
+    Message, Modality, Probs, ScoredResult, UtteranceResult, WindowResult, MAX_CONVERSATION_ID, MAX_FEATURES_FRAME_LEN,
+    MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
+use gsdnet_edge::capacity::{MAX_CLASSES, MAX_CLASS_NAME, MAX_FEATURE_SIZE};
 
 fn features(conv: &str, utt: u32, m: Modality, vals: &[f32]) -> Message {
     Message::Features(Features {
@@ -72,12 +73,12 @@ fn the_largest_features_frame_fits_the_documented_bound() {
         speaker: u16::MAX,
         modality: Modality::Visual,
         timestamp_us: u64::MAX,
-        values: values(&[1.1; MAX_VALUES]).unwrap(),
+        values: values(&[1.1; MAX_FEATURE_SIZE]).unwrap(),
     });
     let frame = encode_frame(&msg);
     assert!(frame.len() <= MAX_FEATURES_FRAME_LEN, "{} > {MAX_FEATURES_FRAME_LEN}", frame.len());
     assert!(frame.len() > MAX_FEATURES_FRAME_LEN - 40, "the bound is tight: {} vs {MAX_FEATURES_FRAME_LEN}", frame.len());
-    assert!(values(&[0.0; MAX_VALUES + 1]).is_none());
+    assert!(values(&[0.0; MAX_FEATURE_SIZE + 1]).is_none());
     let mut body = frame[..frame.len() - 1].to_vec();
     assert_eq!(decode_frame(&mut body).unwrap(), msg);
 }

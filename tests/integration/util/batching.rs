@@ -77,10 +77,8 @@ fn pipeline_on(e: &Engine, model: &str, buckets: Option<Vec<usize>>, samples: us
         man.buckets = b;
     }
     let model = Model::from_manifest(man, e.kind, &e.opts).expect("model");
-    let mut p = Pipeline::new(model, None).expect("pipeline");
-    p.set_samples(Some(samples)).expect("samples");
-    p.set_max_batch(max_batch);
-    p
+    let opts = gsdnet_edge::pipeline::PipelineOptions { samples: Some(samples), max_batch, ..Default::default() };
+    Pipeline::new(model, &opts).expect("pipeline")
 }
 
 fn alone(p: &mut Pipeline, convs: &[Conv]) -> Vec<WindowOutput> {

@@ -37,12 +37,13 @@ pub fn fixture_dir() -> PathBuf {
 }
 
 /// Providers for the configured-provider tests: GSDNET_ORT_PROVIDERS (comma list, default cpu).
-pub fn env_providers() -> Vec<String> {
+pub fn env_providers() -> Vec<gsdnet_edge::backend::ProviderKind> {
     std::env::var("GSDNET_ORT_PROVIDERS")
         .unwrap_or_else(|_| "cpu".into())
         .split(',')
-        .map(|s| s.trim().to_string())
+        .map(str::trim)
         .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("GSDNET_ORT_PROVIDERS names known providers"))
         .collect()
 }
 
@@ -94,7 +95,7 @@ pub fn tiny_io() -> (Tensor, Tensor, Tensor, Tensor) {
 pub fn opts(lib: &Path, providers: &[&str], require_accelerator: bool) -> BackendOptions {
     BackendOptions {
         threads: 1,
-        providers: providers.iter().map(|s| s.to_string()).collect(),
+        providers: providers.iter().map(|s| s.parse().expect("known provider")).collect(),
         ort_library: Some(lib.to_path_buf()),
         require_accelerator,
         cache_dir: None,

@@ -13,7 +13,7 @@ use gsdnet_edge::daemon::limits::ConnectionLimits;
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
-use gsdnet_edge::daemon::replay::Step;
+use gsdnet_edge::client::replay::Step;
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
 use gsdnet_edge::daemon::stats::Stats;
 use gsdnet_edge::io::serial::SerialInput;

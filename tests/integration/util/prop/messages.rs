@@ -9,8 +9,9 @@ use proptest::prelude::*;
 use gsdnet_edge::protocol::{
     Boundary, BoundedVec, ClassName, ConversationId, Dropout, Features, HealthReport, Message, ModalityInfo, ModelInfoReport, Modality,
     Probs, RejectCount, RejectNotice, RejectReason, ScoredResult, ScoredUtterance, StatusReport, UtteranceResult, Values, WindowResult,
-    MAX_CLASSES, MAX_CLASS_NAME, MAX_CONVERSATION_ID, MAX_REJECT_DETAIL, MAX_VALUES,
+    MAX_CONVERSATION_ID, MAX_REJECT_DETAIL,
 };
+use gsdnet_edge::capacity::{MAX_CLASSES, MAX_CLASS_NAME, MAX_FEATURE_SIZE};
 
 
 /// Printable characters: mostly ASCII, some 2-, 3- and 4-byte UTF-8 letters.
@@ -48,18 +49,18 @@ pub fn float() -> impl Strategy<Value = f32> {
     ]
 }
 
-/// Sizes of real models (CMU-MOSI 100 / 73, IEMOCAP 300 / 47, 1024), the bounds, and any size;
+/// Sizes of real models (CMU-MOSI 100 / 73, IEMOCAP 384 / 47, 1024; the LSA 300), the bounds, and any size;
 /// long vectors are a minority so that streams of many messages stay quick to check.
 pub fn feature_values() -> impl Strategy<Value = Values> {
     let len = prop_oneof![
         2 => Just(0usize),
         4 => prop::sample::select(vec![47usize, 73, 100, 128]),
         4 => 0usize..=128,
-        1 => prop::sample::select(vec![300usize, 1024, MAX_VALUES]),
-        1 => 0..=MAX_VALUES,
+        1 => prop::sample::select(vec![300usize, 384, 1024, MAX_FEATURE_SIZE]),
+        1 => 0..=MAX_FEATURE_SIZE,
     ];
     len.prop_flat_map(|n| pvec(float(), n))
-        .prop_map(|v| Values::from_slice(&v).expect("at most MAX_VALUES by construction"))
+        .prop_map(|v| Values::from_slice(&v).expect("at most MAX_FEATURE_SIZE by construction"))
 }
 
 pub fn modality() -> impl Strategy<Value = Modality> {
@@ -225,7 +226,7 @@ pub fn scored_result() -> impl Strategy<Value = ScoredResult> {
 }
 
 pub fn model_info() -> impl Strategy<Value = ModelInfoReport> {
-    let modality = (modality(), 0u32..=MAX_VALUES as u32).prop_map(|(modality, size)| ModalityInfo { modality, size });
+    let modality = (modality(), 0u32..=MAX_FEATURE_SIZE as u32).prop_map(|(modality, size)| ModalityInfo { modality, size });
     let mods = pvec(modality, 0..=3).prop_map(|v| heapless::Vec::from_slice(&v).expect("at most 3"));
     let classes = pvec(class(), 0..=MAX_CLASSES).prop_map(|v| BoundedVec::from_vec(v).expect("at most MAX_CLASSES"));
     (text(40), text(16), mods, classes, any::<bool>(), any::<u32>()).prop_map(|(name, version, modalities, classes, has_regression, window)| {
