@@ -1,12 +1,15 @@
 //! Wire protocol of the edge daemon (version 2): the versioned messages sensors, clients and
 //! the daemon exchange (serde + postcard), and their framing (`frame`: CRC-32 then COBS, 0x00
 //! delimited). Input messages live here, results and the model description in `results`,
-//! status and health reports in `reports`, the bounded heap vector they use in `bounded`.
+//! status and health reports in `reports`, the bounded heap vector they use in `bounded`, the
+//! transcript message (an utterance's UTF-8 text for a model with a text frontend) in
+//! `transcript`.
 //!
 //! `docs/PROTOCOL.md` is the byte-level reference; `python/gsdnet_client` implements it
 //! independently. Invariants: every frame body starts with `PROTOCOL_VERSION` as one raw byte;
-//! feature vectors hold at most `MAX_VALUES` (= `MAX_FEATURE_SIZE`) values and results at most
-//! `MAX_CLASSES` probabilities; every input message encodes to at most `MAX_FRAME_LEN` bytes
+//! feature vectors hold at most `capacity::MAX_FEATURE_SIZE` values and results at most
+//! `capacity::MAX_CLASSES` probabilities, transcripts at most `MAX_TRANSCRIPT` bytes of valid UTF-8;
+//! every input message encodes to at most `MAX_FRAME_LEN` bytes
 //! (delimiter included); a decoded conversation id holds no control character. The sizes a
 //! model expects are not the protocol's: the daemon checks them against the served model.
 
@@ -14,26 +17,28 @@ use serde::{Deserialize, Serialize};
 
 pub mod bounded;
 pub mod frame;
+pub mod notices;
 pub mod reports;
 pub mod results;
+pub mod transcript;
 
 pub use bounded::{BoundedVec, CapacityError};
 pub use frame::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FEATURES_FRAME_LEN};
+pub use notices::{LimitsReport, ModalityDeadline, NoticeReport};
+pub use transcript::{transcript_text, Transcript, TranscriptText, MAX_TRANSCRIPT};
 pub use reports::{HealthReport, RejectCount, RejectReason, StatusReport};
 pub use results::{
     max_result_frame_len, ClassName, ModalityInfo, ModelInfoReport, Probs, RejectNotice, ScoredResult, ScoredUtterance,
     UtteranceResult, WindowResult, MAX_REJECT_DETAIL,
 };
 
-pub use crate::manifest::{MAX_CLASSES, MAX_CLASS_NAME};
-pub use crate::modality::{Modality, MAX_FEATURE_SIZE};
+use crate::capacity::MAX_FEATURE_SIZE;
+pub use crate::modality::Modality;
 
 /// Version byte that starts every frame body. Bumped on any incompatible change: 2 made
 /// feature sizes and classes the model's (results carry K probabilities and a class name, the
 /// regression is optional).
 pub const PROTOCOL_VERSION: u8 = 2;
-/// Capacity of a feature vector: the largest modality size a manifest may declare.
-pub const MAX_VALUES: usize = MAX_FEATURE_SIZE;
 /// Capacity of a conversation id, in UTF-8 bytes.
 pub const MAX_CONVERSATION_ID: usize = 32;
 /// Largest encoded frame, delimiter included, in either direction: the largest `Features`
@@ -45,7 +50,7 @@ const _: () = assert!(MAX_FEATURES_FRAME_LEN <= MAX_FRAME_LEN);
 /// Conversation id: UTF-8, at most `MAX_CONVERSATION_ID` bytes (a video id, a session name).
 pub type ConversationId = heapless::String<MAX_CONVERSATION_ID>;
 /// Feature values of one modality of one utterance, raw (unstandardised) features.
-pub type Values = BoundedVec<f32, MAX_VALUES>;
+pub type Values = BoundedVec<f32, MAX_FEATURE_SIZE>;
 
 /// Features of one modality of one utterance, sent by a sensor pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +105,20 @@ pub enum Message {
     ModelInfo(ModelInfoReport),
     /// The daemon cannot read this peer's frames (another protocol version). Tag 15 (v2).
     Reject(RejectNotice),
+    /// The transcript of an utterance instead of its text vector, for a model whose text
+    /// modality is a frontend (`transcript`). Tag 16.
+    Transcript(Transcript),
+    /// The sender is done with this conversation: its open utterances end now (each still gets
+    /// its modalities' deadlines) and the conversation is forgotten as soon as none is open,
+    /// freeing its place at once. Tag 17.
+    ConversationEnd { conversation: ConversationId },
+    /// Asks for a `Notice` of this connection's refused input (rate-limited, aggregated). Tag 18.
+    SubscribeNotices,
+    /// Refusals of one reason on this connection (to `SubscribeNotices` connections). Tag 19.
+    Notice(Box<NoticeReport>),
+    /// Asks for the limits a sender must stay within (answered with `Limits`). Tag 20.
+    LimitsRequest,
+    Limits(LimitsReport),
 }
 
 /// Whether a client-provided string is safe to keep: no control characters (newlines would
@@ -115,7 +134,8 @@ impl Message {
             Message::Features(f) => Some(&f.conversation),
             Message::UtteranceStart(b) | Message::UtteranceEnd(b) => Some(&b.conversation),
             Message::Dropout(d) => Some(&d.conversation),
-            Message::Reset { conversation } => Some(conversation),
+            Message::Transcript(t) => Some(&t.conversation),
+            Message::Reset { conversation } | Message::ConversationEnd { conversation } => Some(conversation),
             Message::Result(r) => Some(&r.conversation),
             Message::Scored(r) => Some(&r.conversation),
             _ => None,
@@ -141,12 +161,39 @@ impl Message {
             Message::ModelInfoRequest => "ModelInfoRequest",
             Message::ModelInfo(_) => "ModelInfo",
             Message::Reject(_) => "Reject",
+            Message::Transcript(_) => "Transcript",
+            Message::ConversationEnd { .. } => "ConversationEnd",
+            Message::SubscribeNotices => "SubscribeNotices",
+            Message::Notice(_) => "Notice",
+            Message::LimitsRequest => "LimitsRequest",
+            Message::Limits(_) => "Limits",
+        }
+    }
+
+    /// The utterance id the message names, if any.
+    pub fn utterance(&self) -> Option<u32> {
+        match self {
+            Message::Features(f) => Some(f.utterance),
+            Message::UtteranceStart(b) | Message::UtteranceEnd(b) => Some(b.utterance),
+            Message::Dropout(d) => Some(d.utterance),
+            Message::Transcript(t) => Some(t.utterance),
+            _ => None,
         }
     }
 
     /// Messages only the daemon sends; as input they are `Unexpected`.
     pub fn is_daemon_only(&self) -> bool {
-        matches!(self, Message::Status(_) | Message::Result(_) | Message::Health(_) | Message::Scored(_) | Message::ModelInfo(_) | Message::Reject(_))
+        matches!(
+            self,
+            Message::Status(_)
+                | Message::Result(_)
+                | Message::Health(_)
+                | Message::Scored(_)
+                | Message::ModelInfo(_)
+                | Message::Reject(_)
+                | Message::Notice(_)
+                | Message::Limits(_)
+        )
     }
 }
 
@@ -159,7 +206,7 @@ pub fn conversation_id(s: &str) -> Option<ConversationId> {
     ConversationId::try_from(s).ok()
 }
 
-/// Builds a feature vector, failing when it exceeds `MAX_VALUES` values.
+/// Builds a feature vector, failing when it exceeds `MAX_FEATURE_SIZE` values.
 pub fn values(v: &[f32]) -> Option<Values> {
     Values::from_slice(v).ok()
 }

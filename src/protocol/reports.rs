@@ -35,10 +35,13 @@ pub enum RejectReason {
     Capacity,
     /// A `Features` or `Dropout` names a modality the served model does not have (v2).
     NoSuchModality,
+    /// A `Transcript` for a model whose text modality is not computed by a frontend, or one
+    /// the frontend could not encode. Wire value 14.
+    TranscriptRefused,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::Framing,
         RejectReason::Crc,
         RejectReason::Oversized,
@@ -53,6 +56,7 @@ impl RejectReason {
         RejectReason::Flood,
         RejectReason::Capacity,
         RejectReason::NoSuchModality,
+        RejectReason::TranscriptRefused,
     ];
 }
 

@@ -66,6 +66,8 @@ pub(super) struct Conversation {
     pub last_activity: Millis,
     /// Messages behind the released ids since the last accepted one: restart evidence.
     pub behind: Vec<Message>,
+    /// `ConversationEnd` arrived: forgotten as soon as nothing is open.
+    pub ending: bool,
 }
 
 impl Conversation {
@@ -79,7 +81,23 @@ impl Conversation {
             released: 0,
             last_activity: now,
             behind: Vec::new(),
+            ending: false,
         }
+    }
+
+    /// `ConversationEnd`: every open utterance ends now (one already ended keeps its end), so
+    /// each closes on its modalities' deadlines at the latest; the caller forgets the
+    /// conversation once nothing is open (`is_done`).
+    pub fn end(&mut self, now: Millis) {
+        self.ending = true;
+        for p in self.open.values_mut() {
+            p.ended.get_or_insert(now);
+        }
+    }
+
+    /// Ended and nothing open: its place is free.
+    pub fn is_done(&self) -> bool {
+        self.ending && self.open.is_empty()
     }
 
     /// Eviction rank: 0 = released nothing and holds no data, 1 = released nothing, 2 = the rest.

@@ -17,7 +17,10 @@
 //! - only accepted messages refresh a conversation's activity; a new conversation at
 //!   `max_conversations` evicts one (`victim`) before it is refused;
 //! - a conversation that is reset, evicted, restarted or shut down first releases its open
-//!   utterances with what arrived (`flush`): accepted input is never dropped unseen.
+//!   utterances with what arrived (`flush`): accepted input is never dropped unseen;
+//! - `ConversationEnd` ends every open utterance now and forgets the conversation as soon as
+//!   none is open (at once when nothing was open), so its place is free without waiting for
+//!   the idle expiry or eviction.
 //!
 //! The served model's `Modalities` decide what an utterance waits for: only the model's
 //! modalities are awaited (the others are absent from the start), a `Features` must carry the
@@ -27,6 +30,8 @@
 //! Times are milliseconds of a monotonic clock supplied by the caller.
 
 mod conversation;
+#[cfg(test)]
+mod end_tests;
 #[cfg(test)]
 mod tests;
 
@@ -186,6 +191,7 @@ impl Assembler {
                 (&d.conversation, d.utterance)
             }
             Message::Reset { conversation } => return Ok(self.reset(conversation)),
+            Message::ConversationEnd { conversation } => return Ok(self.end(conversation, now)),
             other => return Err(reject(RejectReason::Unexpected, format!("{} is not sensor input", tag(other)))),
         };
         match self.lateness(conv, utt, msg) {
@@ -329,6 +335,17 @@ impl Assembler {
         }
     }
 
+    /// Ends `conv` (`Conversation::end`): what closes now is released; forgotten when done.
+    fn end(&mut self, conv: &ConversationId, now: Millis) -> Vec<WindowJob> {
+        let Some(c) = self.conversations.get_mut(conv) else { return Vec::new() };
+        c.end(now);
+        let jobs = c.release(conv, (self.settings.window, self.settings.windowing), &mut self.counters);
+        if c.is_done() {
+            self.conversations.remove(conv);
+        }
+        jobs
+    }
+
     /// The normal path of a message that is not late: admit, open, record, release.
     fn apply(&mut self, msg: &Message, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
         let (conv, utt, speaker) = match msg {
@@ -367,6 +384,9 @@ impl Assembler {
             c.last_activity = now;
             c.behind.clear();
             jobs.extend(c.release(conv, (self.settings.window, self.settings.windowing), &mut self.counters));
+            if c.is_done() {
+                self.conversations.remove(conv);
+            }
         }
         Ok(jobs)
     }
@@ -432,7 +452,7 @@ impl Assembler {
             }
         }
         let idle = s.idle_conversation_ms;
-        self.conversations.retain(|_, c| !c.open.is_empty() || now.saturating_sub(c.last_activity) < idle);
+        self.conversations.retain(|_, c| !c.is_done() && (!c.open.is_empty() || now.saturating_sub(c.last_activity) < idle));
         jobs
     }
 

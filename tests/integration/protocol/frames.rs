@@ -43,14 +43,14 @@ fn round_trip_every_message_kind() {
 }
 
 /// Bytes from the hex strings quoted in docs/PROTOCOL.md (spaces ignored).
-fn hex(s: &str) -> Vec<u8> {
+pub(super) fn hex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
     digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
 }
 
 /// `msg` encodes to `frame` (quoted in docs/PROTOCOL.md, as tests/python/test_protocol_client.py
 /// checks too), whose body has CRC `crc`, and decodes back to `msg`.
-fn assert_doc_frame(msg: &Message, frame: &str, crc: u32) {
+pub(super) fn assert_doc_frame(msg: &Message, frame: &str, crc: u32) {
     let frame = hex(frame);
     assert_eq!(encode_frame(msg), frame, "frame quoted in docs/PROTOCOL.md for {msg:?}");
     let mut encoded = frame[..frame.len() - 1].to_vec();

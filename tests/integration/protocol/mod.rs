@@ -4,4 +4,6 @@
 
 mod bounds;
 mod frames;
+mod notices;
 mod props;
+mod transcript;
