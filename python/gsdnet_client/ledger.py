@@ -73,7 +73,8 @@ class Ledger:
         return sum(self.refused.values())
 
     def lines(self):
-        out = [f"utterances sent: {self.n_sent()}" + (f" ({self.empty} without any modality, no result due)" if self.empty else ""),
+        empty = f" ({self.empty} without any modality, no result due)" if self.empty else ""
+        out = [f"utterances sent: {self.n_sent()}{empty}",
                f"covered by a result: {self.n_covered()} of {self.n_expected()}"]
         refused = ", ".join(f"{k} {n}" for k, n in sorted(self.refused.items())) or "none"
         out.append(f"refused by the daemon: {refused}")

@@ -1,11 +1,22 @@
 """Notices and limits (tags 17-21) in the Python reference client: the byte layouts of the worked
 examples in docs/PROTOCOL.md ("Notices and limits"; tests/integration/protocol/notices.rs checks
-the same bytes) and the sender's ledger (gsdnet_client.ledger)."""
+the same bytes), the sender's ledger (gsdnet_client.ledger), and a live run against the release
+daemon (tiny fixture model; skipped when the binary is not built): notices of a sender's Late,
+WrongLength and Flood come before the answer to its next request and add up to the daemon's
+counters."""
 
+import os
+import socket
+import subprocess
+import time
 import zlib
+from pathlib import Path
 
 import gsdnet_client as g
+import pytest
 from gsdnet_client.ledger import Ledger
+
+from conftest import ROOT
 
 
 def h(s):
@@ -28,7 +39,8 @@ def test_conversation_end_and_requests_bytes():
     assert g.frame(g.limits_request()) == h("03 02 14 04 a4 35 69 00")
 
 
-NOTICE = {"reason": "Flood", "conversation": "s1", "utterance": 7, "count": 412, "detail": "Features over the frame rate"}
+NOTICE = {"reason": "Flood", "conversation": "s1", "utterance": 7, "count": 412,
+          "detail": "Features over the frame rate"}
 
 
 def test_notice_bytes():
@@ -83,3 +95,75 @@ def test_ledger_counts_covered_and_refused():
     assert led.exit_code() == 1
     text = "\n".join(led.lines())
     assert "covered by a result: 5 of 5" in text and "Flood 415" in text and "without any modality" in text
+
+
+# ---- live: the release daemon (tiny fixture model) ------------------------------------------
+
+BINARY = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "gsdnet"
+
+
+@pytest.fixture
+def tiny_daemon(tmp_path):
+    if not BINARY.exists():
+        pytest.skip(f"{BINARY} not built (cargo build --release)")
+    sock = tmp_path / "d.sock"
+    board = tmp_path / "board.toml"
+    board.write_text(
+        '[board]\nname = "test"\n[engine]\nbackend = "tract"\n'
+        f'models = "{ROOT / "tests" / "fixtures" / "tiny-model"}"\nqueue_capacity = 8\n'
+        "[assembly]\nwindow = 8\ndeadline_ms = { text = 300, audio = 300, visual = 300 }\nmax_utterance_ms = 10000\n"
+        "max_open_utterances = 8\nmax_conversations = 8\nidle_conversation_ms = 600000\n"
+        f'[inputs]\nunix = ["{sock}"]\nmax_frames_per_second = 50\nburst = 20\n')
+    proc = subprocess.Popen([str(BINARY), "serve", "--board", str(board)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="error"))
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "gsdnet serve did not start"
+            time.sleep(0.05)
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def until(s, dec, tag):
+    """Every message received up to the first with `tag` (included)."""
+    out = []
+    while not out or out[-1][0] != tag:
+        data = s.recv(65536)
+        assert data, "daemon closed the connection"
+        out += [m for m in dec.feed(data) if not isinstance(m, g.ProtocolError)]
+    return out
+
+
+def test_live_notices_come_before_the_answer_and_add_up(tiny_daemon):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(tiny_daemon))
+    s.settimeout(10)
+    dec = g.FrameDecoder()
+    s.sendall(g.frame(g.limits_request()))
+    (tag, limits), = until(s, dec, g.LIMITS)
+    assert (limits["max_frames_per_second"], limits["burst"], limits["queue_capacity"]) == (50, 20, 8)
+    assert [d["modality"] for d in limits["deadlines"]] == ["text", "audio", "visual"]
+    frames = g.frame(g.subscribe_notices())
+    for m, n in (("text", 100), ("audio", 73), ("visual", 100)):
+        frames += g.frame(g.features("live", 0, 0, m, 0, [0.5] * n))
+    frames += g.frame(g.features("live", 0, 0, "text", 0, [0.5] * 100))  # utterance 0 closed: Late
+    frames += g.frame(g.features("live", 1, 0, "audio", 0, [0.5] * 70))  # WrongLength
+    frames += b"".join(g.frame(g.utterance_start("live", 2 + i)) for i in range(40))  # over the burst: Flood
+    s.sendall(frames)
+    time.sleep(0.5)  # room in the bucket for the closing request
+    s.sendall(g.frame(g.limits_request()))
+    got = until(s, dec, g.LIMITS)
+    led = Ledger()
+    for tag, msg in got:
+        led.on_message(tag, msg)
+    assert {"Late", "WrongLength", "Flood"} <= set(led.refused), got
+    assert (led.refused["Late"], led.refused["WrongLength"]) == (1, 1)
+    late = next(n for n in led.notices if n["reason"] == "Late")
+    assert (late["conversation"], late["utterance"]) == ("live", 0)
+    s.sendall(g.frame(g.status_request()))
+    (_, status), = [m for m in until(s, dec, g.STATUS) if m[0] == g.STATUS]
+    assert led.refused["Flood"] == status["rejected"]["Flood"] > 0, (led.refused, status["rejected"])
+    s.close()
