@@ -271,7 +271,7 @@ fn run_replay(a: ReplayArgs) -> Result<()> {
             let s = crate::io::serial::open(&port).with_context(|| format!("opening {}", path.display()))?;
             send_paced(s, &steps, opts).await.context("replaying")
         } else {
-            return Err(super::exit::UsageError("give one of --unix, --tcp or --serial".into()).into());
+            Err(super::exit::UsageError("give one of --unix, --tcp or --serial".into()).into())
         }
     })?;
     report_replay(&ledger, started.elapsed())

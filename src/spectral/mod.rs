@@ -401,9 +401,9 @@ mod tests {
                 < 1e-12
         );
         let m = &q * &d * q.transpose();
-        for j in 0..5 {
+        for (j, &v) in va.iter().enumerate().take(5) {
             let col = ua.column(j);
-            assert!((&m * col - col * va[j]).norm() < 1e-12);
+            assert!((&m * col - col * v).norm() < 1e-12);
         }
     }
 
@@ -462,9 +462,9 @@ mod tests {
         }
         let mut out = vec![0.0; 3 * k];
         s.spectrum(&lat, w, d, &mut vec![0.0; d], &mut out);
-        for j in 0..k {
+        for (j, &lam) in out.iter().enumerate().take(k) {
             let sum: f32 = (0..3).map(|i| s.u[i * k + j]).sum();
-            assert!((out[j] - sum * sum / 3.0).abs() < 1e-6);
+            assert!((lam - sum * sum / 3.0).abs() < 1e-6);
         }
         // Complete graph: leading eigenvector is uniform, so lam_0 = (3/sqrt 3)^2 / 3 = 1.
         assert!((out[0] - 1.0).abs() < 1e-6);

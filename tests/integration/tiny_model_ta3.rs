@@ -341,7 +341,7 @@ fn eval_default_follows_the_manifests_completion_policy() {
     assert_eq!(man.completion.to_string(), "meanfill, A: gsdnet");
     let make = || {
         let model = Model::load(&folder, BackendKind::Tract, &BackendOptions::default())?;
-        Ok(Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default())?)
+        Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default())
     };
     let choices = vec![CompletionChoice::Default, Completion::Gsdnet.into(), Completion::Meanfill.into()];
     let scenarios = vec![Scenario::Pattern("T".parse().unwrap()), Scenario::Pattern("A".parse().unwrap())];

@@ -110,7 +110,9 @@ pub fn worst(a: &Tensor, b: &Tensor, atol: f32, rtol: f32) -> Option<(usize, f32
     for (i, (x, y)) in a.data().iter().zip(b.data()).enumerate() {
         let diff = (x - y).abs();
         let allowed = atol + rtol * y.abs();
-        if !(diff <= allowed) && out.map_or(true, |(_, d, _)| diff > d || d.is_nan()) {
+        // NaN-aware: a NaN difference is never within.
+        let within = diff <= allowed;
+        if !within && out.is_none_or(|(_, d, _)| diff > d || d.is_nan()) {
             out = Some((i, diff, allowed));
         }
     }
