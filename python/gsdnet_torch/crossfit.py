@@ -14,7 +14,9 @@ seeds):
 - `T=1`: no calibration;
 - `in-sample`: T per pattern fitted on the val session itself (what calibrate.py did);
 - `cross-fitted`: T per pattern fitted on the other sessions' out-of-session predictions only;
-and the same leave-one-session-out score for every session. `--write` stores the temperatures
+and the same leave-one-session-out score for every session, with its mean over the sessions
+other than val next to T = 1 and to the val-session fit applied there (today's practice; all
+three out of sample). `--write` stores the temperatures
 fitted on all sessions' out-of-session predictions as the manifest's `[calibration]`.
     python3 -m gsdnet_torch.crossfit --model models/gsdnet-iemocap6 \
         --data ../shared/data/iemocap/6way --work /tmp/crossfit6 [--json FILE] [--write]
@@ -134,12 +136,20 @@ def report(pool: dict, shipped: int) -> dict:
     res["in-sample"] = per_rate_ece(pool, val, row_temps(t_in, pool["bits"]))
     t_cf = fit_patterns(pool, ~val)
     res["cross-fitted"] = per_rate_ece(pool, val, row_temps(t_cf, pool["bits"]))
-    lofo = {}
+    lofo, t1, single = {}, {}, {}
     for s in np.unique(sess):
         t_s = fit_patterns(pool, sess != s)
         lofo[int(s)] = per_rate_ece(pool, sess == s, row_temps(t_s, pool["bits"]))
+        t1[int(s)] = per_rate_ece(pool, sess == s, np.ones(len(sess)))
+        single[int(s)] = per_rate_ece(pool, sess == s, row_temps(t_in, pool["bits"]))
+    others = [int(s) for s in np.unique(sess) if s != shipped]
+
+    def mean(by):   # over the sessions other than the val session (out of sample for all three)
+        return {r: float(np.mean([by[s][r] for s in others])) for r in by[others[0]]}
     return dict(ece_val=res, temps_in_sample=t_in, temps_cross_fitted=t_cf,
-                ece_leave_one_session_out=lofo, temps_all=fit_patterns(pool, sess > 0))
+                ece_leave_one_session_out=lofo, temps_all=fit_patterns(pool, sess > 0),
+                ece_mean_over_other_sessions={"T=1": mean(t1), "val session fit": mean(single),
+                                              "cross-fitted": mean(lofo)})
 
 
 def main(argv=None):
@@ -149,6 +159,8 @@ def main(argv=None):
     p.add_argument("--work", required=True, help="fold folders (outside the repository)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=1, help="torch threads of fold training")
+    p.add_argument("--reuse-pool", action="store_true",
+                   help="reuse the out-of-session predictions of the last run (--work/pool.npz)")
     p.add_argument("--json", default=None)
     p.add_argument("--write", action="store_true", help="store [calibration] in the manifest")
     a = p.parse_args(argv)
@@ -159,8 +171,13 @@ def main(argv=None):
     table = raw.get("completion")
     folds = fold_models(model, data, work, a.threads)
     shipped = val_session(data)
-    pools = [collect(m, split, a.seeds, s, table) for s, (m, split) in folds.items()]
-    pool = {k: np.concatenate([q[k] for q in pools]) for k in pools[0]}
+    cache = work / "pool.npz"
+    if a.reuse_pool and cache.exists():
+        pool = dict(np.load(cache))
+    else:
+        pools = [collect(m, split, a.seeds, s, table) for s, (m, split) in folds.items()]
+        pool = {k: np.concatenate([q[k] for q in pools]) for k in pools[0]}
+        np.savez(cache, **pool)
     res = report(pool, shipped)
     letters = "".join(gdata.LETTERS[m] for m in gdata.MODALITIES if m in raw["modalities"])
     samples = manifest_samples(OnnxModel(model).man)
@@ -168,6 +185,9 @@ def main(argv=None):
         print(f"val ECE {name:>12}: " + " ".join(f"{r} {v:.3f}" for r, v in row.items()))
     for s, row in res["ece_leave_one_session_out"].items():
         print(f"session {s} left out: " + " ".join(f"{r} {v:.3f}" for r, v in row.items()))
+    for name, row in res["ece_mean_over_other_sessions"].items():
+        print(f"mean over the other held-out sessions, {name:>15}: "
+              + " ".join(f"{r} {v:.3f}" for r, v in row.items()))
     temps = {k: pattern_names(v, letters) | {"pooled": v[-1]}
              for k, v in res.items() if k.startswith("temps")}
     print(f"temperatures: {temps}")
@@ -175,6 +195,7 @@ def main(argv=None):
                sessions=[int(s) for s in sorted(folds)],
                seeds=a.seeds, completion=table, samples=samples,
                ece_val=res["ece_val"], ece_leave_one_session_out=res["ece_leave_one_session_out"],
+               ece_mean_over_other_sessions=res["ece_mean_over_other_sessions"],
                temperatures=temps)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
