@@ -1,5 +1,6 @@
 //! Offline evaluation (`gsdnet eval`): simulated dropouts on a recording at seeded missing rates
-//! and fixed patterns over the model's modalities, every completion mode on the same masks,
+//! and fixed patterns over the model's modalities, every completion mode on the same masks
+//! (and `default`, the manifest's `[completion]` policy resolved per window),
 //! metrics averaged over seeds: accuracy, weighted F1 and per-class F1 of the K-class labels
 //! (confusion counts summed over seeds), acc2 and MAE where the model has a regression head, and the confidence metrics of the published
 //! (calibrated) probabilities (`metrics::Scored`: nll, brier, ece, acc_cov50, acc_cov80, aurc),
@@ -15,6 +16,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::diffusion::SeededNoise;
+use crate::manifest::{avail_bits, CompletionChoice};
 use crate::masks::{self, Avail, Pattern};
 use crate::modality::{Modalities, Modality};
 use crate::metrics::{self, ConfidenceMetrics, MetricsError, Scored};
@@ -53,7 +55,7 @@ pub enum EvalError {
     Metrics {
         scenario: String,
         seed: u64,
-        completion: Completion,
+        completion: CompletionChoice,
         source: MetricsError,
     },
 }
@@ -96,7 +98,8 @@ impl std::fmt::Display for Scenario {
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvalConfig {
-    pub completions: Vec<Completion>,
+    /// Modes, or `Default` (the manifest's `[completion]`, per window).
+    pub completions: Vec<CompletionChoice>,
     pub seeds: Vec<u64>,
     pub scenarios: Vec<Scenario>,
     /// Worker threads (0 = all cores).
@@ -211,7 +214,10 @@ fn run_task(
                     })
                     .collect(),
             };
-            for (ci, &completion) in cfg.completions.iter().enumerate() {
+            let bits = window.utterances.iter().map(|u| avail_bits(&u.features));
+            let policy = &pipe.model().manifest.completion;
+            let resolved: Vec<Completion> = cfg.completions.iter().map(|c| c.resolve(policy, bits.clone())).collect();
+            for (ci, &completion) in resolved.iter().enumerate() {
                 let mut noise = SeededNoise::for_window(seed, scenario.key(), &conv.id, wi as u64);
                 let res =
                     pipe.run(&window, completion, &mut noise)
@@ -315,7 +321,7 @@ fn check_recording(rec: &Recording, mods: &Modalities, k: usize) -> Result<(), E
 fn mean_confidence(
     cfg: &EvalConfig,
     scenario: Scenario,
-    completion: Completion,
+    completion: CompletionChoice,
     per_seed: &[&Preds],
 ) -> Result<ConfidenceMetrics, EvalError> {
     let mut all = Vec::with_capacity(per_seed.len());
@@ -358,7 +364,7 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
             rows.push(ResultRow {
                 missing_rate,
                 pattern,
-                completion: completion.name().to_string(),
+                completion: completion.to_string(),
                 accuracy,
                 f1_weighted: mean(&|p| metrics::f1_weighted(&p.label, &p.truth)),
                 acc2: has_reg.then_some(accuracy),

@@ -8,8 +8,12 @@
 //! samples (`engine.samples`, else the manifest's) draw from `sample_key(K, s)` as in eval, so
 //! such a window gets eval's averaged probabilities too.
 //!
+//! Completion: one mode, or `CompletionChoice::Default`, the manifest's `[completion]` policy
+//! resolved per window from its utterances' availability (DESIGN.md "Default completion").
+//!
 //! Batches: every window is checked first (`Pipeline::check`): an invalid one fails alone; the
-//! valid ones run in one `Pipeline::run_batch`, each with its own sampler stream (the key above),
+//! valid ones run in one `Pipeline::run_batch` per resolved mode, each with its own sampler
+//! stream (the key above),
 //! so a window's result does not depend on its batch-mates. An engine error fails the valid
 //! windows of that batch only. `max_batch` is the pipeline's (`[engine] max_batch`).
 //!
@@ -25,6 +29,8 @@ use crate::daemon::assembly::WindowJob;
 use crate::daemon::inference::{RunError, WindowRunner};
 use crate::daemon::model_info::{ServedModel, ServedModelError};
 use crate::diffusion::SeededNoise;
+use crate::frontend::TextFrontend;
+use crate::manifest::{avail_bits, CompletionChoice};
 use crate::pipeline::{BatchItem, Completion, Pipeline, PipelineError, Utterance, Window, WindowOutput};
 use crate::protocol::{CapacityError, Probs, UtteranceResult};
 
@@ -54,20 +60,28 @@ impl From<PipelineError> for RunnerError {
 
 pub struct PipelineRunner {
     pipeline: Pipeline,
-    completion: Completion,
+    completion: CompletionChoice,
     seed: u64,
     noise_scenario: u64,
     model: ServedModel,
     /// Outputs of the last batch, reused (their vectors grow to the largest window once).
     outs: Vec<WindowOutput>,
+    /// The model's text frontend until the daemon takes it (`take_text_frontend`).
+    text_frontend: Option<TextFrontend>,
 }
 
 impl PipelineRunner {
     /// Fails only for a manifest whose classes the protocol cannot carry (a `Manifest` is
     /// already checked the same way).
-    pub fn new(pipeline: Pipeline, completion: Completion, seed: u64, noise_scenario: u64) -> Result<Self, ServedModelError> {
+    pub fn new(pipeline: Pipeline, completion: impl Into<CompletionChoice>, seed: u64, noise_scenario: u64) -> Result<Self, ServedModelError> {
+        let completion = completion.into();
         let model = ServedModel::from_manifest(&pipeline.model().manifest)?;
-        Ok(PipelineRunner { pipeline, completion, seed, noise_scenario, model, outs: Vec::new() })
+        Ok(PipelineRunner { pipeline, completion, seed, noise_scenario, model, outs: Vec::new(), text_frontend: None })
+    }
+
+    /// Gives the runner its model's text frontend (`TextFrontend::for_manifest`).
+    pub fn set_text_frontend(&mut self, frontend: Option<TextFrontend>) {
+        self.text_frontend = frontend;
     }
 
     /// What this runner serves (for `ServeOptions::model`).
@@ -83,6 +97,12 @@ impl PipelineRunner {
     /// Sets the pipeline's `max_batch` (at least 1): the most windows `run_batch` is given.
     pub fn set_max_batch(&mut self, b: usize) {
         self.pipeline.set_max_batch(b);
+    }
+
+    /// The mode `window` runs (module doc).
+    fn mode(&self, window: &Window) -> Completion {
+        let bits = window.utterances.iter().map(|u| avail_bits(&u.features));
+        self.completion.resolve(&self.pipeline.model().manifest.completion, bits)
     }
 
     /// The sampler stream of `job` (module doc).
@@ -119,20 +139,35 @@ fn window(job: &WindowJob) -> Window<'_> {
 }
 
 impl WindowRunner for PipelineRunner {
+    fn take_text_frontend(&mut self) -> Option<TextFrontend> {
+        self.text_frontend.take()
+    }
+
     fn describe(&self) -> String {
         let p = &self.pipeline;
-        let samples = if p.samples() > 1 && self.completion == Completion::Gsdnet { format!(" x {} samples", p.samples()) } else { String::new() };
+        let policy = &p.model().manifest.completion;
+        let gsdnet = match self.completion {
+            CompletionChoice::Mode(m) => m == Completion::Gsdnet,
+            CompletionChoice::Default => policy.default == Completion::Gsdnet || policy.patterns().iter().any(|(_, m)| *m == Completion::Gsdnet),
+        };
+        let samples = if p.samples() > 1 && gsdnet { format!(" x {} samples", p.samples()) } else { String::new() };
         let batch = if p.max_batch() > 1 { format!(" | batches of up to {}", p.max_batch()) } else { String::new() };
-        format!("{} | completion {} | {} {} steps{samples}{batch}", p.model().provider(), self.completion, p.sde().kind, p.sde().steps)
+        let mode = match self.completion {
+            CompletionChoice::Default => format!("default ({policy})"),
+            CompletionChoice::Mode(m) => m.to_string(),
+        };
+        format!("{} | completion {mode} | {} {} steps{samples}{batch}", p.model().provider(), p.sde().kind, p.sde().steps)
     }
 
     fn completion(&self) -> String {
-        self.completion.name().to_string()
+        self.completion.published(&self.pipeline.model().manifest.completion).to_string()
     }
 
     fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
         let mut noise = self.noise(job);
-        let out = self.pipeline.run(&window(job), self.completion, &mut noise)?;
+        let w = window(job);
+        let mode = self.mode(&w);
+        let out = self.pipeline.run(&w, mode, &mut noise)?;
         Ok(self.results(job, &out)?)
     }
 
@@ -154,21 +189,28 @@ impl WindowRunner for PipelineRunner {
                 Err(e) => answers.push(Err(e.into())),
             }
         }
-        if !valid.is_empty() {
-            self.run_valid(jobs, &windows, &valid, &mut answers);
+        // One pipeline batch per resolved mode, modes in order of first appearance.
+        let modes: Vec<Completion> = valid.iter().map(|&i| self.mode(&windows[i])).collect();
+        let mut seen: Vec<Completion> = Vec::new();
+        for &m in &modes {
+            if !seen.contains(&m) {
+                seen.push(m);
+                let group: Vec<usize> = valid.iter().zip(&modes).filter(|(_, &g)| g == m).map(|(&i, _)| i).collect();
+                self.run_valid(jobs, &windows, &group, m, &mut answers);
+            }
         }
         answers.into_iter().map(|a| a.map_err(RunError::from)).collect()
     }
 }
 
 impl PipelineRunner {
-    /// Runs the windows `valid` (indices into `jobs`, all checked) as one pipeline batch, each
-    /// with its own sampler stream, and writes their answers.
-    fn run_valid(&mut self, jobs: &[WindowJob], windows: &[Window], valid: &[usize], answers: &mut [Result<Vec<UtteranceResult>, RunnerError>]) {
+    /// Runs the windows `valid` (indices into `jobs`, all checked) as one pipeline batch in
+    /// `mode`, each with its own sampler stream, and writes their answers.
+    fn run_valid(&mut self, jobs: &[WindowJob], windows: &[Window], valid: &[usize], mode: Completion, answers: &mut [Result<Vec<UtteranceResult>, RunnerError>]) {
         let mut noises: Vec<SeededNoise> = valid.iter().map(|&i| self.noise(&jobs[i])).collect();
         let mut items: Vec<BatchItem> = valid.iter().zip(noises.iter_mut()).map(|(&i, noise)| BatchItem { window: &windows[i], noise }).collect();
         let mut outs = std::mem::take(&mut self.outs);
-        match self.pipeline.run_batch(&mut items, self.completion, &mut outs) {
+        match self.pipeline.run_batch(&mut items, mode, &mut outs) {
             Ok(()) if outs.len() == valid.len() => {
                 for (&i, out) in valid.iter().zip(&outs) {
                     answers[i] = self.results(&jobs[i], out);

@@ -27,17 +27,18 @@ use crate::backend::{Axis, PartSpec, TensorSpec};
 use crate::calibration::Calibration;
 use crate::diffusion::SamplerKind;
 use crate::modality::Modalities;
-use crate::multisample::MAX_SAMPLES;
+use crate::spectral::GraphSettings;
+use crate::capacity::MAX_SAMPLES;
 
+mod completion;
+mod frontends;
 mod layout;
 
+pub use completion::{avail_bits, CompletionChoice, CompletionPolicy, PolicyError};
+pub use frontends::{FrontendRef, SENTENCE_ENCODER};
 pub use layout::expected_io;
 use layout::{check_buckets, check_classes, check_dims, check_modalities, check_norm};
 
-/// Most classes a model may have (K); the wire protocol's result capacity.
-pub const MAX_CLASSES: usize = 64;
-/// Longest class name, in UTF-8 bytes (published with every result).
-pub const MAX_CLASS_NAME: usize = 32;
 /// Part names in load order.
 pub const PART_NAMES: [&str; 5] = ["encoders", "s_theta", "s_phi", "recon", "fusion"];
 
@@ -109,6 +110,9 @@ struct RawManifest {
     metrics: toml::Table,
     #[serde(default)]
     calibration: toml::Table,
+    completion: Option<toml::Table>,
+    #[serde(default)]
+    frontends: frontends::RawFrontends,
 }
 
 /// `[normalisation]`: `<name>_mean` and `<name>_std` of each present modality.
@@ -133,13 +137,6 @@ pub struct Dims {
     pub window: usize,
     pub latent: usize,
     pub k: usize,
-}
-
-/// `[graph]`: neighbourhood sizes of the structural adjacency.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-pub struct GraphSettings {
-    pub window_same: usize,
-    pub window_other: usize,
 }
 
 /// `[sde]`: VE SDE constants and sampler settings.
@@ -227,8 +224,12 @@ pub struct Manifest {
     pub metrics: toml::Table,
     /// `[calibration]`: the temperature applied to the fusion logits before the softmax.
     pub calibration: Calibration,
+    /// `[completion]`: the mode a window runs when the caller names none (absent: gsdnet).
+    pub completion: CompletionPolicy,
     /// Declared sha256 of each part, in `PART_NAMES` order.
     pub sha256: Vec<String>,
+    /// `[frontends.text]`: the text modality is computed from transcripts by this frontend.
+    pub text_frontend: Option<FrontendRef>,
 }
 
 /// One axis as the manifest writes it: a size or the name of a symbolic axis.
@@ -300,7 +301,9 @@ impl Manifest {
         check_sde(&raw.sde).map_err(invalid)?;
         let calibration =
             Calibration::from_table(raw.calibration).map_err(|e| invalid(e.to_string()))?;
+        let completion = CompletionPolicy::from_table(raw.completion.as_ref()).map_err(|e| invalid(e.to_string()))?;
         let norm = check_norm(raw.normalisation, &modalities).map_err(invalid)?;
+        let text_frontend = frontends::check_frontends(raw.frontends, dir, &modalities).map_err(invalid)?;
         let classes = check_classes(raw.model.classes).map_err(invalid)?;
         let version = match raw.model.version {
             toml::Value::String(s) => s,
@@ -348,7 +351,9 @@ impl Manifest {
             training: raw.training,
             metrics: raw.metrics,
             calibration,
+            completion,
             sha256,
+            text_frontend,
         })
     }
 
@@ -447,6 +452,7 @@ fn fmt_shape(s: &TensorSpec) -> String {
             Axis::Fixed => d.to_string(),
             Axis::Batch => "batch".into(),
             Axis::Window => "window".into(),
+            Axis::Seq => "seq".into(),
         })
         .collect();
     format!("[{}]", dims.join(", "))
