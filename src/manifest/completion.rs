@@ -42,12 +42,17 @@ impl Default for CompletionPolicy {
 impl CompletionPolicy {
     /// One mode for every window.
     pub fn fixed(mode: Completion) -> Self {
-        CompletionPolicy { default: mode, by_avail: [None; 8] }
+        CompletionPolicy {
+            default: mode,
+            by_avail: [None; 8],
+        }
     }
 
     /// Reads `[completion]` (`None` = absent table: gsdnet everywhere).
     pub fn from_table(table: Option<&toml::Table>) -> Result<Self, PolicyError> {
-        let Some(table) = table else { return Ok(CompletionPolicy::default()) };
+        let Some(table) = table else {
+            return Ok(CompletionPolicy::default());
+        };
         let default = mode(table.get("default").ok_or(PolicyError::MissingDefault)?, "default")?;
         let mut policy = CompletionPolicy::fixed(default);
         match table.get("patterns") {
@@ -171,12 +176,22 @@ impl std::str::FromStr for CompletionChoice {
 /// Availability bits (T = 1, A = 2, V = 4) of an utterance from its features by
 /// `Modality::index` (`None` = missing).
 pub fn avail_bits(features: &[Option<&[f32]>; 3]) -> u8 {
-    features.iter().enumerate().filter(|(_, f)| f.is_some()).map(|(i, _)| 1u8 << i).sum()
+    features
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.is_some())
+        .map(|(i, _)| 1u8 << i)
+        .sum()
 }
 
 fn mode(value: &toml::Value, key: &str) -> Result<Completion, PolicyError> {
-    let bad = |reason: String| PolicyError::BadMode { key: key.to_string(), reason };
-    let s = value.as_str().ok_or_else(|| bad(format!("must be a string, got {value}")))?;
+    let bad = |reason: String| PolicyError::BadMode {
+        key: key.to_string(),
+        reason,
+    };
+    let s = value
+        .as_str()
+        .ok_or_else(|| bad(format!("must be a string, got {value}")))?;
     s.parse::<Completion>().map_err(bad)
 }
 
@@ -198,7 +213,11 @@ fn pattern_bits(key: &str) -> Option<u8> {
 }
 
 fn pattern_name(bits: u8) -> String {
-    [(1, 'T'), (2, 'A'), (4, 'V')].iter().filter(|(b, _)| bits & b != 0).map(|(_, c)| *c).collect()
+    [(1, 'T'), (2, 'A'), (4, 'V')]
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,7 +245,13 @@ mod tests {
         assert_eq!(p.resolve([2, 3]), Completion::Meanfill, "mixed window");
         assert_eq!(p.resolve([1, 1]), Completion::Meanfill, "pattern not listed");
         assert_eq!(p.resolve([]), Completion::Meanfill);
-        assert_eq!(p.patterns(), vec![("A".to_string(), Completion::Gsdnet), ("TA".to_string(), Completion::Zero)]);
+        assert_eq!(
+            p.patterns(),
+            vec![
+                ("A".to_string(), Completion::Gsdnet),
+                ("TA".to_string(), Completion::Zero)
+            ]
+        );
         assert_eq!(p.to_string(), "meanfill, A: gsdnet, TA: zero");
     }
 
@@ -239,7 +264,10 @@ mod tests {
         assert_eq!(d.resolve(&p, [2, 2]), Completion::Gsdnet);
         assert_eq!(d.resolve(&p, [3, 2]), Completion::Meanfill);
         let z: CompletionChoice = "zero".parse().unwrap();
-        assert_eq!((z.resolve(&p, [2]), z.to_string()), (Completion::Zero, "zero".to_string()));
+        assert_eq!(
+            (z.resolve(&p, [2]), z.to_string()),
+            (Completion::Zero, "zero".to_string())
+        );
         assert!("tweedie".parse::<CompletionChoice>().unwrap_err().contains("default"));
         assert_eq!(d.published(&p), "default");
         assert_eq!(d.published(&CompletionPolicy::fixed(Completion::Meanfill)), "meanfill");
@@ -253,18 +281,43 @@ mod tests {
     fn bad_tables_are_refused() {
         let cases = [
             ("[patterns]\nA = \"zero\"", PolicyError::MissingDefault),
-            ("default = 1", PolicyError::BadMode { key: "default".into(), reason: "must be a string, got 1".into() }),
+            (
+                "default = 1",
+                PolicyError::BadMode {
+                    key: "default".into(),
+                    reason: "must be a string, got 1".into(),
+                },
+            ),
             ("default = \"zero\"\npatterns = 3", PolicyError::NotATable),
-            ("default = \"zero\"\n[patterns]\nX = \"zero\"", PolicyError::BadPattern("X".into())),
-            ("default = \"zero\"\n[patterns]\nTT = \"zero\"", PolicyError::BadPattern("TT".into())),
-            ("default = \"zero\"\n[patterns]\n\"\" = \"zero\"", PolicyError::BadPattern("".into())),
+            (
+                "default = \"zero\"\n[patterns]\nX = \"zero\"",
+                PolicyError::BadPattern("X".into()),
+            ),
+            (
+                "default = \"zero\"\n[patterns]\nTT = \"zero\"",
+                PolicyError::BadPattern("TT".into()),
+            ),
+            (
+                "default = \"zero\"\n[patterns]\n\"\" = \"zero\"",
+                PolicyError::BadPattern("".into()),
+            ),
         ];
         for (text, want) in cases {
-            assert_eq!(CompletionPolicy::from_table(Some(&table(text))).unwrap_err(), want, "{text}");
+            assert_eq!(
+                CompletionPolicy::from_table(Some(&table(text))).unwrap_err(),
+                want,
+                "{text}"
+            );
         }
         let e = CompletionPolicy::from_table(Some(&table("default = \"tweedie\""))).unwrap_err();
-        assert!(matches!(e, PolicyError::BadMode { ref key, .. } if key == "default"), "{e}");
+        assert!(
+            matches!(e, PolicyError::BadMode { ref key, .. } if key == "default"),
+            "{e}"
+        );
         let e = CompletionPolicy::from_table(Some(&table("default = \"zero\"\n[patterns]\nA = \"mean\""))).unwrap_err();
-        assert!(matches!(e, PolicyError::BadMode { ref key, .. } if key == "patterns.A"), "{e}");
+        assert!(
+            matches!(e, PolicyError::BadMode { ref key, .. } if key == "patterns.A"),
+            "{e}"
+        );
     }
 }
