@@ -42,15 +42,15 @@ fn repo() -> PathBuf {
 }
 
 /// Session 4 with the model's text view (every transcript through the model's own text
-/// frontend, as `gsdnet eval` does); with `longest`, only that many of the longest dialogues
-/// (encoded after the cut). None where ../shared or the frontend set-up is absent.
+/// frontend, as `gsdnet eval` does); with `longest`, only that many of the longest dialogues.
+/// None where ../shared or the frontend set-up is absent.
 fn val(longest: Option<usize>) -> Option<Recording> {
-    let mut rec = iemocap::split("6way", "val")?;
+    let mut rec = iemocap::for_model("6way", "val", "gsdnet-iemocap6")?;
     if let Some(n) = longest {
         rec.conversations.sort_by_key(|c| std::cmp::Reverse(c.utterances.len()));
         rec.conversations.truncate(n);
     }
-    iemocap::with_text_view(rec, &iemocap::split_dir("6way", "val"), &repo().join("models/gsdnet-iemocap6"))
+    Some(rec)
 }
 
 fn pipeline() -> Pipeline {

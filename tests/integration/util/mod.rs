@@ -1,12 +1,13 @@
 //! Helpers shared by the integration tests: repository paths, raw f32 files and tolerance
-//! checks here; the daemon harness, replay rig, batching checks, ort helpers and property-test
-//! generators in the submodules.
+//! checks here; the daemon harness, replay rig, batching checks, ort helpers, property-test
+//! generators and the IEMOCAP splits with the models' text view in the submodules.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 pub mod batching;
 pub mod daemon;
+pub mod iemocap;
 #[cfg(feature = "ort")]
 pub mod ort;
 pub mod prop;
