@@ -6,9 +6,11 @@ PyTorch parts (models/<name>/model.pt) against onnxruntime, printing the max err
 window axis (W) is cropped to the case's N valid nodes; case.toml records the W-padded
 `full_shape` that readers zero-fill back to (W_AXES below says which axes and why it is exact).
 The CMU-MOSI cases (models/gsdnet-mosi) run val conversations; the IEMOCAP case
-(models/gsdnet-iemocap6: text + audio, 6 classes, two speakers) runs a synthetic window whose
-raw features are drawn at the model's training mean and std, so no IEMOCAP vector is committed
-(its licence forbids it); its case.toml names the model folder, modalities and classes.
+(models/gsdnet-iemocap6: text 384, the MiniLM frontend's width, + audio 47, 6 classes, two
+speakers) runs a synthetic window whose raw features are drawn at the model's training mean and
+std (the text rows are such draws, not the embedding of any transcript: the frontend has its
+own golden cases, tests/golden/text_frontend), so no IEMOCAP vector is committed (its licence
+forbids it); its case.toml names the model folder, modalities and classes.
     python3 -m gsdnet_torch.make_golden [MODEL_DIR] [OUT_DIR]
 Without MODEL_DIR, every model of GOLDEN_MODELS that exists gets its cases; with it, the cases
 of that model's name (a three-modality model of another name gets the CMU-MOSI cases).

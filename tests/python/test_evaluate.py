@@ -2,6 +2,7 @@
 split is present) reproduction of tests/golden/eval_val_reference.json (every key, the
 confidence metrics included)."""
 import json
+import tomllib
 
 import numpy as np
 import pytest
@@ -62,9 +63,12 @@ IEMOCAP_REF = ROOT / "tests" / "golden" / "eval_iemocap6_val_reference.json"
 
 
 def test_iemocap_reference_json_is_k_class():
-    """The committed IEMOCAP reference holds K-class rows without regression keys."""
+    """The committed IEMOCAP reference holds K-class rows without regression keys, made with the
+    committed model's calibration."""
     ref = json.loads(IEMOCAP_REF.read_text())
     assert ref["model"] == "gsdnet-iemocap6" and ref["modalities"] == ["text", "audio"]
+    man = tomllib.loads((IEMOCAP_MODEL / "manifest.toml").read_text())
+    assert ref["temperature"] == man["calibration"]["temperature"]
     assert len(ref["classes"]) == 6
     for r in ref["results"]:
         assert "acc2" not in r and "mae" not in r
@@ -72,6 +76,21 @@ def test_iemocap_reference_json_is_k_class():
         assert sum(map(sum, r["confusion"])) == pytest.approx(r["n"])
         assert r["missing_rate"] is None or r["missing_rate"] <= 0.5
         assert r["pattern"] in (None, "T", "A", "TA")
+
+
+def test_iemocap_model_reads_text_through_the_minilm_frontend():
+    """The bundled IEMOCAP model's text is the all-MiniLM-L6-v2 sentence embedding of the
+    transcript: 384 values computed by the text frontend at run time, trained and evaluated on
+    the split's text_minilm.f32 (the same embedding by sentence-transformers), never the LSA
+    text.f32 of 300 values."""
+    man = tomllib.loads((IEMOCAP_MODEL / "manifest.toml").read_text())
+    assert man["modalities"] == {"text": 384, "audio": 47}
+    assert man["frontends"]["text"] == {"kind": "sentence-encoder",
+                                        "dir": "../frontends/all-minilm-l6-v2"}
+    assert (IEMOCAP_MODEL / man["frontends"]["text"]["dir"] / "frontend.toml").is_file()
+    assert man["training"]["feature_files"] == {"text": "text_minilm.f32"}
+    model = OnnxModel(IEMOCAP_MODEL)
+    assert model.man.dims == {"text": 384, "audio": 47}
 
 
 @pytest.mark.skipif(not (IEMOCAP_VAL / "utterances.csv").exists(),

@@ -78,6 +78,10 @@ def test_iemocap_case_names_its_model():
     assert meta["model"] == "gsdnet-iemocap6" and meta["model_dir"] == "models/gsdnet-iemocap6"
     assert meta["modalities"] == ["text", "audio"] and len(meta["classes"]) == 6
     assert "visual" not in t and "reg" not in t and t["logits"].shape == (64, 6)
+    # the sizes of the bundled model: text 384 (the MiniLM frontend's), audio 47
+    assert t["text"].shape == (n, 384) and t["std_text"].shape == (64, 384)
+    assert t["audio"].shape == (n, 47) and t["std_audio"].shape == (64, 47)
+    assert model_for(case).man.dims == {"text": 384, "audio": 47}
     assert t["avail"].shape == (64, 2) and t["h"].shape[0] == 2
     spk = t["speaker"][:n]
     assert set(spk.tolist()) == {0.0, 1.0} and spk[0] == 0.0
