@@ -3,7 +3,7 @@
 Offline tests check the byte layout of docs/PROTOCOL.md (version 2), the same bytes
 tests/integration/protocol/frames.rs checks on the Rust side. Live tests talk to daemons whose Unix sockets
 are in GSDNET_SOCKET (CMU-MOSI-like mock: text 100 / audio 73 / visual 100, two classes,
-regression) and GSDNET_SOCKET_TA (IEMOCAP-like mock: text 300 / audio 47, six classes, no
+regression) and GSDNET_SOCKET_TA (IEMOCAP-like mock: text 384 / audio 47, six classes, no
 regression); tests/integration/daemon/python_client.rs starts both and runs this file. They are skipped without
 them. Runs under pytest or as a plain script.
 """
@@ -88,11 +88,11 @@ def test_six_class_result_example_bytes():
 
 def test_model_info_and_reject_example_bytes():
     info = {"name": "gsdnet-iemocap6", "version": "0.1.0",
-            "modalities": [{"modality": "text", "size": 300}, {"modality": "audio", "size": 47}],
+            "modalities": [{"modality": "text", "size": 384}, {"modality": "audio", "size": 47}],
             "classes": ["hap", "sad", "neu", "ang", "exc", "fru"], "has_regression": False, "window": 64}
-    frame = ("1a 02 0e 0f 67 73 64 6e 65 74 2d 69 65 6d 6f 63 61 70 36 05 30 2e 31 2e 30 02 1e ac 02 01 2f 06 03 68 61"
-             " 70 03 73 61 64 03 6e 65 75 03 61 6e 67 03 65 78 63 03 66 72 75 06 40 9c f6 dd bf 00")
-    check_doc_frame(g.MODEL_INFO, info, frame, 0xBFDDF69C)
+    frame = ("1a 02 0e 0f 67 73 64 6e 65 74 2d 69 65 6d 6f 63 61 70 36 05 30 2e 31 2e 30 02 1e 80 03 01 2f 06 03 68 61"
+             " 70 03 73 61 64 03 6e 65 75 03 61 6e 67 03 65 78 63 03 66 72 75 06 40 39 ec 91 c8 00")
+    check_doc_frame(g.MODEL_INFO, info, frame, 0xC891EC39)
     check_doc_frame(g.MODEL_INFO_REQUEST, {}, "07 02 0d c0 0c 5e 0d 00", 0x0D5E0CC0)
     reject = {"reason": "UnknownVersion", "detail": "protocol version 1 is not supported: this daemon speaks version 2"}
     frame = ("4a 02 0f 03 41 70 72 6f 74 6f 63 6f 6c 20 76 65 72 73 69 6f 6e 20 31 20 69 73 20 6e 6f 74 20 73 75 70 70"
@@ -304,7 +304,7 @@ def test_live_text_audio_six_classes():
     path = live_path("GSDNET_SOCKET_TA")
     sub = Live(path)
     info = sub.model()
-    assert info["modalities"] == [{"modality": "text", "size": 300}, {"modality": "audio", "size": 47}]
+    assert info["modalities"] == [{"modality": "text", "size": 384}, {"modality": "audio", "size": 47}]
     assert info["classes"] == ["hap", "sad", "neu", "ang", "exc", "fru"] and not info["has_regression"]
     sub.send(g.frame(g.subscribe_scored()))
     sub.status()
@@ -313,7 +313,7 @@ def test_live_text_audio_six_classes():
     sensor.send(g.frame(g.utterance_start(conv, 5, 1, 0)))
     sensor.send(g.frame(g.features(conv, 5, 1, "visual", 1, [0.5] * 100)))  # no such modality
     sensor.send(g.frame(g.dropout(conv, 5, "visual", 1)))  # nor a dropout of it
-    sensor.send(g.frame(g.features(conv, 5, 1, "text", 1, [0.5] * 300)))
+    sensor.send(g.frame(g.features(conv, 5, 1, "text", 1, [0.5] * 384)))
     sensor.send(g.frame(g.features(conv, 5, 1, "audio", 1, [0.5] * 47)))
     r = sub.next(g.SCORED)
     (u,) = r["utterances"]

@@ -1,7 +1,7 @@
 //! Cross-language check: the Python reference client (python/gsdnet_client, written from
 //! docs/PROTOCOL.md) talks to the real serve loop over Unix sockets: a CMU-MOSI-like daemon
 //! (mock runner: text 100 / audio 73 / visual 100, two classes, regression) and an IEMOCAP-like
-//! one (text 300 / audio 47, six classes, no regression).
+//! one (text 384 / audio 47, six classes, no regression).
 
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -186,7 +186,7 @@ fn six_class_result_layout_matches_protocol_doc() {
 fn model_info_and_reject_layouts_match_protocol_doc() {
     let classes: Vec<ClassName> = ["hap", "sad", "neu", "ang", "exc", "fru"].iter().map(|c| class_name(c).unwrap()).collect();
     let mut modalities = heapless::Vec::new();
-    modalities.push(ModalityInfo { modality: Modality::Text, size: 300 }).unwrap();
+    modalities.push(ModalityInfo { modality: Modality::Text, size: 384 }).unwrap();
     modalities.push(ModalityInfo { modality: Modality::Audio, size: 47 }).unwrap();
     let msg = Message::ModelInfo(ModelInfoReport {
         name: "gsdnet-iemocap6".into(),
@@ -196,9 +196,9 @@ fn model_info_and_reject_layouts_match_protocol_doc() {
         has_regression: false,
         window: 64,
     });
-    let frame = "1a 02 0e 0f 67 73 64 6e 65 74 2d 69 65 6d 6f 63 61 70 36 05 30 2e 31 2e 30 02 1e ac 02 01 2f 06 03 68 61 70 \
-                 03 73 61 64 03 6e 65 75 03 61 6e 67 03 65 78 63 03 66 72 75 06 40 9c f6 dd bf 00";
-    assert_doc_frame(&msg, frame, 0xbfdd_f69c);
+    let frame = "1a 02 0e 0f 67 73 64 6e 65 74 2d 69 65 6d 6f 63 61 70 36 05 30 2e 31 2e 30 02 1e 80 03 01 2f 06 03 68 61 70 \
+                 03 73 61 64 03 6e 65 75 03 61 6e 67 03 65 78 63 03 66 72 75 06 40 39 ec 91 c8 00";
+    assert_doc_frame(&msg, frame, 0xc891_ec39);
     assert_doc_frame(&Message::ModelInfoRequest, "07 02 0d c0 0c 5e 0d 00", 0x0d5e_0cc0);
     let detail = "protocol version 1 is not supported: this daemon speaks version 2";
     let msg = Message::Reject(RejectNotice::new(RejectReason::UnknownVersion, detail));

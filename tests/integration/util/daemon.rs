@@ -22,9 +22,10 @@ pub fn mosi_like() -> ServedModel {
     ServedModel::new("mock-mosi", Modalities::new([100, 73, 100]).unwrap(), &["negative", "positive"], true).unwrap()
 }
 
-/// The IEMOCAP layout: text 300, audio 47, no visual; six classes; no regression.
+/// The IEMOCAP layout: text 384 (the MiniLM frontend's width), audio 47, no visual; six classes;
+/// no regression.
 pub fn iemocap_like() -> ServedModel {
-    ServedModel::new("mock-iemocap", Modalities::new([300, 47, 0]).unwrap(), &["hap", "sad", "neu", "ang", "exc", "fru"], false).unwrap()
+    ServedModel::new("mock-iemocap", Modalities::new([384, 47, 0]).unwrap(), &["hap", "sad", "neu", "ang", "exc", "fru"], false).unwrap()
 }
 
 /// A result with `label` of a model with `names`: probabilities `probs`, regression `reg`.
