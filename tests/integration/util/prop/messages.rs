@@ -49,8 +49,9 @@ pub fn float() -> impl Strategy<Value = f32> {
     ]
 }
 
-/// Sizes of real models (CMU-MOSI 100 / 73, IEMOCAP 384 / 47, 1024; the LSA 300), the bounds, and any size;
-/// long vectors are a minority so that streams of many messages stay quick to check.
+/// Sizes of real models (CMU-MOSI 100 / 73, IEMOCAP 384 / 47, the former LSA text 300, 1024),
+/// the bounds, and any size; long vectors are a minority so that streams of many messages stay
+/// quick to check.
 pub fn feature_values() -> impl Strategy<Value = Values> {
     let len = prop_oneof![
         2 => Just(0usize),
