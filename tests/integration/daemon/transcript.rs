@@ -116,7 +116,8 @@ async fn a_transcript_becomes_the_text_vector() {
     daemon.shutdown().await;
     let seen = seen.lock().unwrap();
     for (utt, want) in [(0u32, &want[0]), (1, &want[1])] {
-        let got = seen.iter().find(|(u, _)| *u == utt).and_then(|(_, t)| t.clone()).expect("text vector");
+        // The last window naming it (the warm-up window before READY has an utterance 0 too).
+        let got = seen.iter().rev().find(|(u, _)| *u == utt).and_then(|(_, t)| t.clone()).expect("text vector");
         assert_eq!(got.len(), 384);
         let diff = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-5, "utterance {utt}: the daemon's text vector differs from the frontend's by {diff}");
