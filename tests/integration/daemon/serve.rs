@@ -120,7 +120,7 @@ async fn empty_utterances_are_counted_in_status() {
     daemon.shutdown().await;
 }
 
-/// Real clock (see tests/daemon_e2e.rs: a paused clock may fire a deadline while a frame is
+/// Real clock (see `daemon::e2e`: a paused clock may fire a deadline while a frame is
 /// still inside the pty); the only wait is utterance 1's 300 ms visual deadline.
 #[tokio::test]
 async fn serial_pty_pair_carries_frames_both_ways() {
