@@ -79,9 +79,7 @@ pub fn run_frontend(
 /// The table, with each row's ratio to its target: ort against `ORT_TARGET_MS`, tract against
 /// `TRACT_VS_ORT` x ort at the same batch (when ort was measured).
 pub fn frontend_table(rows: &[FrontendRow]) -> String {
-    let mut out = String::from(
-        "backend  batch  tokens  p50 ms/utt  p99 ms/utt  tokenise ms  target ms  p50/target\n",
-    );
+    let mut out = String::from("backend  batch  tokens  p50 ms/utt  p99 ms/utt  tokenise ms  target ms  p50/target\n");
     for r in rows {
         let ort = rows.iter().find(|o| o.backend == "ort" && o.batch == r.batch);
         let target = match (r.backend, ort) {

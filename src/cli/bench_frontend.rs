@@ -36,8 +36,15 @@ pub fn run(a: BenchFrontendArgs) -> Result<()> {
         Some(b) => b,
         None => backend::compiled().to_vec(),
     };
-    let opts = BackendOptions { threads: a.threads, ..BackendOptions::default() };
-    eprintln!("text frontend {}: 20-token transcript, {} threads", a.frontend.display(), a.threads);
+    let opts = BackendOptions {
+        threads: a.threads,
+        ..BackendOptions::default()
+    };
+    eprintln!(
+        "text frontend {}: 20-token transcript, {} threads",
+        a.frontend.display(),
+        a.threads
+    );
     let rows = run_frontend(&a.frontend, &backends, &a.batch, a.iters, &opts)
         .with_context(|| format!("benchmarking {}", a.frontend.display()))?;
     print!("{}", frontend_table(&rows));

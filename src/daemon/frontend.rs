@@ -44,13 +44,22 @@ impl FrontendLink {
         let handle = std::thread::Builder::new()
             .name("gsdnet-frontend".into())
             .spawn(move || worker(frontend, rx, out_tx, &stats))?;
-        Ok((FrontendLink { tx: Some(tx), handle: Some(handle) }, out_rx))
+        Ok((
+            FrontendLink {
+                tx: Some(tx),
+                handle: Some(handle),
+            },
+            out_rx,
+        ))
     }
 
     /// Queues a `Transcript` input for encoding.
     pub fn submit(&self, input: Input) -> Result<(), Refusal> {
         let Some(tx) = &self.tx else {
-            return Err(Refusal { reason: RejectReason::TranscriptRefused, detail: "the text frontend has stopped".into() });
+            return Err(Refusal {
+                reason: RejectReason::TranscriptRefused,
+                detail: "the text frontend has stopped".into(),
+            });
         };
         match tx.try_send(input) {
             Ok(()) => Ok(()),
@@ -58,9 +67,10 @@ impl FrontendLink {
                 reason: RejectReason::Capacity,
                 detail: format!("{TRANSCRIPT_QUEUE} transcripts are waiting for the text frontend"),
             }),
-            Err(TrySendError::Disconnected(_)) => {
-                Err(Refusal { reason: RejectReason::TranscriptRefused, detail: "the text frontend has stopped".into() })
-            }
+            Err(TrySendError::Disconnected(_)) => Err(Refusal {
+                reason: RejectReason::TranscriptRefused,
+                detail: "the text frontend has stopped".into(),
+            }),
         }
     }
 
@@ -92,9 +102,14 @@ pub struct FrontendSide {
 impl FrontendSide {
     /// Starts the worker for `frontend`, or a side that refuses every transcript.
     pub fn start(frontend: Option<TextFrontend>, stats: Arc<Stats>) -> std::io::Result<FrontendSide> {
-        let Some(frontend) = frontend else { return Ok(FrontendSide::default()) };
+        let Some(frontend) = frontend else {
+            return Ok(FrontendSide::default());
+        };
         let (link, encoded) = FrontendLink::spawn(frontend, stats)?;
-        Ok(FrontendSide { link: Some(link), encoded: Some(encoded) })
+        Ok(FrontendSide {
+            link: Some(link),
+            encoded: Some(encoded),
+        })
     }
 
     /// Hands a `Transcript` input to the worker, or refuses it (counted, the sender told);
@@ -104,7 +119,11 @@ impl FrontendSide {
             return false;
         }
         let refused = match &self.link {
-            Some(link) => link.submit(Input { msg: input.msg.clone(), source: Arc::clone(&input.source), notices: Arc::clone(&input.notices) }),
+            Some(link) => link.submit(Input {
+                msg: input.msg.clone(),
+                source: Arc::clone(&input.source),
+                notices: Arc::clone(&input.notices),
+            }),
             None => Err(Refusal {
                 reason: RejectReason::TranscriptRefused,
                 detail: "the served model's text modality is not a frontend: send its text Features".into(),
@@ -112,7 +131,9 @@ impl FrontendSide {
         };
         if let Err(r) = refused {
             stats.reject(r.reason, &input.source, &r.detail);
-            input.notices.record(r.reason, input.msg.conversation(), input.msg.utterance(), &r.detail);
+            input
+                .notices
+                .record(r.reason, input.msg.conversation(), input.msg.utterance(), &r.detail);
             input.notices.applied_one();
         }
         true
@@ -184,7 +205,12 @@ fn encode(frontend: &mut TextFrontend, batch: Vec<Input>, stats: &Stats) -> Vec<
             let detail = format!("the text frontend failed: {e}");
             for i in &batch {
                 stats.reject(RejectReason::TranscriptRefused, &i.source, &detail);
-                i.notices.record(RejectReason::TranscriptRefused, i.msg.conversation(), i.msg.utterance(), &detail);
+                i.notices.record(
+                    RejectReason::TranscriptRefused,
+                    i.msg.conversation(),
+                    i.msg.utterance(),
+                    &detail,
+                );
                 i.notices.applied_one();
             }
             return Vec::new();
@@ -194,9 +220,15 @@ fn encode(frontend: &mut TextFrontend, batch: Vec<Input>, stats: &Stats) -> Vec<
         .into_iter()
         .zip(vectors)
         .filter_map(|(input, v)| {
-            let Message::Transcript(t) = &input.msg else { return None };
+            let Message::Transcript(t) = &input.msg else {
+                return None;
+            };
             let msg = Message::Features(features_of(t, &v)?);
-            Some(Input { msg, source: input.source, notices: input.notices })
+            Some(Input {
+                msg,
+                source: input.source,
+                notices: input.notices,
+            })
         })
         .collect()
 }

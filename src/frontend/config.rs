@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::FrontendError;
-pub use crate::manifest::SENTENCE_ENCODER;
 use crate::manifest::sha256_file;
+pub use crate::manifest::SENTENCE_ENCODER;
 /// The command that writes a frontend folder's large files.
 pub const SETUP_COMMAND: &str = "bash scripts/setup-frontends.sh";
 
@@ -71,17 +71,30 @@ impl FrontendConfig {
     /// a few hundred ms) against the pins.
     pub fn load(dir: &Path, verify: bool) -> Result<FrontendConfig, FrontendError> {
         let path = dir.join("frontend.toml");
-        let text = std::fs::read_to_string(&path).map_err(|source| FrontendError::Io { path: path.clone(), source })?;
-        let raw: RawFrontend =
-            toml::from_str(&text).map_err(|e| FrontendError::Config { path: path.clone(), detail: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| FrontendError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let raw: RawFrontend = toml::from_str(&text).map_err(|e| FrontendError::Config {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         let config = Self::validate(dir, &path, raw)?;
-        for (file, pinned) in [(&config.encoder, &config.encoder_sha256), (&config.tokenizer, &config.tokenizer_sha256)] {
+        for (file, pinned) in [
+            (&config.encoder, &config.encoder_sha256),
+            (&config.tokenizer, &config.tokenizer_sha256),
+        ] {
             if !file.is_file() {
-                return Err(FrontendError::Missing { file: file.clone(), setup: SETUP_COMMAND });
+                return Err(FrontendError::Missing {
+                    file: file.clone(),
+                    setup: SETUP_COMMAND,
+                });
             }
             if verify {
-                let actual =
-                    sha256_file(file).map_err(|source| FrontendError::Io { path: file.clone(), source })?;
+                let actual = sha256_file(file).map_err(|source| FrontendError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
                 if !actual.eq_ignore_ascii_case(pinned) {
                     return Err(FrontendError::Sha256 {
                         file: file.clone(),
@@ -96,21 +109,38 @@ impl FrontendConfig {
     }
 
     fn validate(dir: &Path, path: &Path, raw: RawFrontend) -> Result<FrontendConfig, FrontendError> {
-        let bad = |detail: String| FrontendError::Config { path: path.to_path_buf(), detail };
+        let bad = |detail: String| FrontendError::Config {
+            path: path.to_path_buf(),
+            detail,
+        };
         if raw.kind != SENTENCE_ENCODER {
-            return Err(bad(format!("kind `{}` is not a known frontend (known: {SENTENCE_ENCODER})", raw.kind)));
+            return Err(bad(format!(
+                "kind `{}` is not a known frontend (known: {SENTENCE_ENCODER})",
+                raw.kind
+            )));
         }
         let inputs: [String; 3] = raw.encoder.inputs.try_into().map_err(|v: Vec<String>| {
-            bad(format!("[encoder] inputs must be 3 names (ids, attention mask, token types), got {v:?}"))
+            bad(format!(
+                "[encoder] inputs must be 3 names (ids, attention mask, token types), got {v:?}"
+            ))
         })?;
         if raw.text.pooling != "mean" {
-            return Err(bad(format!("[text] pooling `{}` is not supported (known: mean)", raw.text.pooling)));
+            return Err(bad(format!(
+                "[text] pooling `{}` is not supported (known: mean)",
+                raw.text.pooling
+            )));
         }
         if !(3..=512).contains(&raw.text.max_tokens) {
-            return Err(bad(format!("[text] max_tokens must be 3..=512, got {}", raw.text.max_tokens)));
+            return Err(bad(format!(
+                "[text] max_tokens must be 3..=512, got {}",
+                raw.text.max_tokens
+            )));
         }
         if !(1..=crate::capacity::MAX_FEATURE_SIZE).contains(&raw.encoder.hidden) {
-            return Err(bad(format!("[encoder] hidden {} is not a feature size", raw.encoder.hidden)));
+            return Err(bad(format!(
+                "[encoder] hidden {} is not a feature size",
+                raw.encoder.hidden
+            )));
         }
         for sha in [&raw.files.encoder_sha256, &raw.files.tokenizer_sha256] {
             if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -161,7 +191,10 @@ normalize = true
         let dir = tempfile::tempdir().unwrap();
         let sha = |b: &[u8]| {
             use sha2::Digest;
-            sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>()
+            sha2::Sha256::digest(b)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>()
         };
         let toml = toml.replace("ENC", &sha(b"enc")).replace("TOK", &sha(b"tok"));
         std::fs::write(dir.path().join("frontend.toml"), toml).unwrap();
@@ -192,15 +225,24 @@ normalize = true
         let dir = folder(TOML, &[("encoder.onnx", b"enc"), ("tokenizer.json", b"tok!")]);
         let err = FrontendConfig::load(dir.path(), true).unwrap_err();
         assert!(matches!(err, FrontendError::Sha256 { .. }), "{err}");
-        assert!(FrontendConfig::load(dir.path(), false).is_ok(), "unverified load skips the hash");
+        assert!(
+            FrontendConfig::load(dir.path(), false).is_ok(),
+            "unverified load skips the hash"
+        );
     }
 
     #[test]
     fn unknown_kind_and_pooling_are_refused() {
         let files: &[(&str, &[u8])] = &[("encoder.onnx", b"enc"), ("tokenizer.json", b"tok")];
         let dir = folder(&TOML.replace("sentence-encoder", "lsa"), files);
-        assert!(FrontendConfig::load(dir.path(), true).unwrap_err().to_string().contains("lsa"));
+        assert!(FrontendConfig::load(dir.path(), true)
+            .unwrap_err()
+            .to_string()
+            .contains("lsa"));
         let dir = folder(&TOML.replace("\"mean\"", "\"cls\""), files);
-        assert!(FrontendConfig::load(dir.path(), true).unwrap_err().to_string().contains("pooling"));
+        assert!(FrontendConfig::load(dir.path(), true)
+            .unwrap_err()
+            .to_string()
+            .contains("pooling"));
     }
 }

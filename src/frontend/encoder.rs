@@ -5,7 +5,9 @@
 use super::config::FrontendConfig;
 use super::tokenize::TokenBatch;
 use super::FrontendError;
-use crate::backend::{self, Axis, Backend, BackendKind, BackendOptions, ElementType, Input, PartSpec, Shape, TensorSpec};
+use crate::backend::{
+    self, Axis, Backend, BackendKind, BackendOptions, ElementType, Input, PartSpec, Shape, TensorSpec,
+};
 use crate::tensor::Tensor;
 
 /// Part name of the encoder in errors and logs.
@@ -17,8 +19,11 @@ pub fn part_spec(config: &FrontendConfig) -> PartSpec {
     let input = |name: &str| {
         TensorSpec::new(name, &[1, config.max_tokens], &[Axis::Batch, Axis::Seq]).with_dtype(ElementType::I64)
     };
-    let output =
-        TensorSpec::new(&config.output, &[1, config.max_tokens, config.hidden], &[Axis::Batch, Axis::Seq, Axis::Fixed]);
+    let output = TensorSpec::new(
+        &config.output,
+        &[1, config.max_tokens, config.hidden],
+        &[Axis::Batch, Axis::Seq, Axis::Fixed],
+    );
     PartSpec {
         name: PART_NAME.to_string(),
         path: config.encoder.clone(),
@@ -36,9 +41,18 @@ pub struct TextEncoder {
 }
 
 impl TextEncoder {
-    pub fn load(config: &FrontendConfig, kind: BackendKind, opts: &BackendOptions) -> Result<TextEncoder, FrontendError> {
+    pub fn load(
+        config: &FrontendConfig,
+        kind: BackendKind,
+        opts: &BackendOptions,
+    ) -> Result<TextEncoder, FrontendError> {
         let part = backend::load(kind, &part_spec(config), opts)?;
-        Ok(TextEncoder { part, hidden: config.hidden, normalize: config.normalize, out: Tensor::zeros(&[0]) })
+        Ok(TextEncoder {
+            part,
+            hidden: config.hidden,
+            normalize: config.normalize,
+            out: Tensor::zeros(&[0]),
+        })
     }
 
     /// What runs the encoder (e.g. "tract (cpu)").
@@ -55,9 +69,20 @@ impl TextEncoder {
     pub fn embed(&mut self, batch: &TokenBatch, out: &mut [f32]) -> Result<(), FrontendError> {
         let (rows, seq) = (batch.rows(), batch.seq());
         self.out.set_shape(&[rows, seq, self.hidden]);
-        let inputs = [Input::I64(&batch.ids), Input::I64(&batch.mask), Input::I64(&batch.types)];
+        let inputs = [
+            Input::I64(&batch.ids),
+            Input::I64(&batch.mask),
+            Input::I64(&batch.types),
+        ];
         self.part.run_typed(&inputs, std::slice::from_mut(&mut self.out))?;
-        mean_pool(self.out.data(), batch.mask.data(), seq, self.hidden, self.normalize, out);
+        mean_pool(
+            self.out.data(),
+            batch.mask.data(),
+            seq,
+            self.hidden,
+            self.normalize,
+            out,
+        );
         Ok(())
     }
 }
@@ -78,7 +103,11 @@ pub fn mean_pool(hidden: &[f32], mask: &[i64], seq: usize, width: usize, normali
             }
         }
         let n = (count as f64).max(1e-9);
-        let norm = if normalize { (acc.iter().map(|a| a * a).sum::<f64>().sqrt() / n).max(1e-12) } else { 1.0 };
+        let norm = if normalize {
+            (acc.iter().map(|a| a * a).sum::<f64>().sqrt() / n).max(1e-12)
+        } else {
+            1.0
+        };
         for (d, a) in dst.iter_mut().zip(&acc) {
             *d = (a / n / norm) as f32;
         }

@@ -37,7 +37,12 @@ pub enum FrontendError {
     #[error("{file} is missing: run `{setup}` to set up the text frontend")]
     Missing { file: PathBuf, setup: &'static str },
     #[error("sha256 of {file} is {actual}, frontend.toml pins {expected}: run `{setup}` again")]
-    Sha256 { file: PathBuf, expected: String, actual: String, setup: &'static str },
+    Sha256 {
+        file: PathBuf,
+        expected: String,
+        actual: String,
+        setup: &'static str,
+    },
     #[error("{path}: cannot load the tokenizer: {detail}")]
     Tokenizer { path: PathBuf, detail: String },
     #[error("cannot tokenise: {detail}")]
@@ -78,7 +83,13 @@ impl TextFrontend {
         let mut buckets: Vec<usize> = SEQ_BUCKETS.iter().copied().filter(|&b| b < config.max_tokens).collect();
         buckets.push(config.max_tokens);
         log::info!("text frontend {} on {}", dir.display(), encoder.provider());
-        Ok(TextFrontend { config, tokenizer, encoder, buckets, max_batch: MAX_BATCH })
+        Ok(TextFrontend {
+            config,
+            tokenizer,
+            encoder,
+            buckets,
+            max_batch: MAX_BATCH,
+        })
     }
 
     /// The text frontend `manifest` declares (`[frontends.text]`), loaded and checked against
@@ -88,11 +99,16 @@ impl TextFrontend {
         kind: BackendKind,
         opts: &BackendOptions,
     ) -> Result<Option<TextFrontend>, FrontendError> {
-        let Some(r) = &manifest.text_frontend else { return Ok(None) };
+        let Some(r) = &manifest.text_frontend else {
+            return Ok(None);
+        };
         let front = TextFrontend::load(&r.dir, kind, opts)?;
         let model = manifest.modalities.size(Modality::Text).unwrap_or(0);
         if model != front.hidden() {
-            return Err(FrontendError::Width { model, frontend: front.hidden() });
+            return Err(FrontendError::Width {
+                model,
+                frontend: front.hidden(),
+            });
         }
         Ok(Some(front))
     }
@@ -127,12 +143,19 @@ impl TextFrontend {
 
     /// The seq bucket a row of `tokens` tokens runs at.
     pub fn bucket(&self, tokens: usize) -> usize {
-        self.buckets.iter().copied().find(|&b| b >= tokens).unwrap_or(self.config.max_tokens)
+        self.buckets
+            .iter()
+            .copied()
+            .find(|&b| b >= tokens)
+            .unwrap_or(self.config.max_tokens)
     }
 
     /// One embedding (`hidden` values) per text, in order.
     pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, FrontendError> {
-        let rows = texts.iter().map(|t| self.tokenizer.ids(t)).collect::<Result<Vec<_>, _>>()?;
+        let rows = texts
+            .iter()
+            .map(|t| self.tokenizer.ids(t))
+            .collect::<Result<Vec<_>, _>>()?;
         self.embed_tokens(&rows)
     }
 

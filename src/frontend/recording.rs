@@ -15,7 +15,10 @@ use crate::recording::Recording;
 pub fn encode_split(rec: &mut Recording, data: &Path, front: &mut TextFrontend) -> Result<usize, FrontendError> {
     if !data.is_dir() {
         return Err(FrontendError::Data {
-            detail: format!("{}: the model's text is a frontend: give a split folder with transcripts.csv", data.display()),
+            detail: format!(
+                "{}: the model's text is a frontend: give a split folder with transcripts.csv",
+                data.display()
+            ),
         });
     }
     let rows = read_transcripts(data).map_err(|e: DatasetError| FrontendError::Data { detail: e.to_string() })?;
@@ -32,7 +35,9 @@ pub fn encode_transcripts(
 ) -> Result<usize, FrontendError> {
     let mut texts = Vec::with_capacity(rec.n_utterances());
     for u in rec.conversations.iter().flat_map(|c| &c.utterances) {
-        let text = transcripts.get(&u.id).ok_or_else(|| FrontendError::NoTranscript { utterance: u.id.clone() })?;
+        let text = transcripts.get(&u.id).ok_or_else(|| FrontendError::NoTranscript {
+            utterance: u.id.clone(),
+        })?;
         texts.push(text.as_str());
     }
     let vectors = front.embed(&texts)?;

@@ -24,13 +24,27 @@ impl TextTokenizer {
     /// Loads `path` (tokenizer.json) and sets truncation to `max_tokens`; its own padding is
     /// switched off (a batch is padded to its bucket instead).
     pub fn load(path: &Path, max_tokens: usize) -> Result<TextTokenizer, FrontendError> {
-        let err = |detail: String| FrontendError::Tokenizer { path: path.to_path_buf(), detail };
+        let err = |detail: String| FrontendError::Tokenizer {
+            path: path.to_path_buf(),
+            detail,
+        };
         let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
-        let truncation = TruncationParams { max_length: max_tokens, ..TruncationParams::default() };
-        inner.with_truncation(Some(truncation)).map_err(|e| err(e.to_string()))?;
+        let truncation = TruncationParams {
+            max_length: max_tokens,
+            ..TruncationParams::default()
+        };
+        inner
+            .with_truncation(Some(truncation))
+            .map_err(|e| err(e.to_string()))?;
         inner.with_padding(None);
-        let pad_id = inner.token_to_id(PAD_TOKEN).ok_or_else(|| err(format!("no {PAD_TOKEN} token")))?;
-        Ok(TextTokenizer { inner, pad_id, max_tokens })
+        let pad_id = inner
+            .token_to_id(PAD_TOKEN)
+            .ok_or_else(|| err(format!("no {PAD_TOKEN} token")))?;
+        Ok(TextTokenizer {
+            inner,
+            pad_id,
+            max_tokens,
+        })
     }
 
     /// Token ids of `text`, [CLS] and [SEP] included, at most `max_tokens` of them.
@@ -76,7 +90,11 @@ impl TokenBatch {
                 mask.data_mut()[r * seq + t] = 1;
             }
         }
-        TokenBatch { ids, mask, types: TensorI64::zeros(&shape) }
+        TokenBatch {
+            ids,
+            mask,
+            types: TensorI64::zeros(&shape),
+        }
     }
 
     pub fn rows(&self) -> usize {

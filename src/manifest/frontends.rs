@@ -52,9 +52,15 @@ pub(super) fn check_frontends(
             return Err("[frontends.text]: the model has no text modality in [modalities]".into());
         }
         if f.kind != SENTENCE_ENCODER {
-            return Err(format!("[frontends.text] kind `{}` is unknown (known: {SENTENCE_ENCODER})", f.kind));
+            return Err(format!(
+                "[frontends.text] kind `{}` is unknown (known: {SENTENCE_ENCODER})",
+                f.kind
+            ));
         }
-        text = Some(FrontendRef { kind: f.kind, dir: model_dir.join(f.dir) });
+        text = Some(FrontendRef {
+            kind: f.kind,
+            dir: model_dir.join(f.dir),
+        });
     }
     Ok(text)
 }
@@ -64,7 +70,10 @@ mod tests {
     use super::*;
 
     fn raw(name: &str, kind: &str) -> RawFrontends {
-        let f = RawFrontend { kind: kind.into(), dir: "../frontends/x".into() };
+        let f = RawFrontend {
+            kind: kind.into(),
+            dir: "../frontends/x".into(),
+        };
         BTreeMap::from([(name.to_string(), f)])
     }
 
@@ -80,7 +89,9 @@ mod tests {
     fn other_modalities_kinds_and_absent_text_are_refused() {
         let mods = Modalities::new([384, 47, 0]).unwrap();
         assert!(check_frontends(raw("audio", SENTENCE_ENCODER), Path::new("m"), &mods).is_err());
-        assert!(check_frontends(raw("text", "lsa"), Path::new("m"), &mods).unwrap_err().contains("lsa"));
+        assert!(check_frontends(raw("text", "lsa"), Path::new("m"), &mods)
+            .unwrap_err()
+            .contains("lsa"));
         let no_text = Modalities::new([0, 47, 20]).unwrap();
         assert!(check_frontends(raw("text", SENTENCE_ENCODER), Path::new("m"), &no_text).is_err());
     }

@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(bytes, postcard::to_stdvec("héllo").unwrap());
         assert_eq!(bytes[0], 6, "byte length, not chars");
         assert_eq!(postcard::from_bytes::<BoundedText<8>>(&bytes).unwrap(), t);
-        assert!(postcard::from_bytes::<BoundedText<4>>(&bytes).is_err(), "6 bytes over 4");
+        assert!(
+            postcard::from_bytes::<BoundedText<4>>(&bytes).is_err(),
+            "6 bytes over 4"
+        );
         assert_eq!(BoundedText::<2>::new("abc"), Err(CapacityError { len: 3, cap: 2 }));
     }
 
@@ -114,6 +117,11 @@ mod tests {
     fn invalid_utf8_does_not_decode() {
         assert!(postcard::from_bytes::<BoundedText<8>>(&[2, 0xc3, 0x28]).is_err());
         assert!(postcard::from_bytes::<BoundedText<8>>(&[1, 0xff]).is_err());
-        assert_eq!(postcard::from_bytes::<BoundedText<8>>(&[2, 0xc3, 0xa9]).unwrap().as_str(), "é");
+        assert_eq!(
+            postcard::from_bytes::<BoundedText<8>>(&[2, 0xc3, 0xa9])
+                .unwrap()
+                .as_str(),
+            "é"
+        );
     }
 }

@@ -41,7 +41,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| f64::from((x - y).abs())).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from((x - y).abs()))
+        .fold(0.0, f64::max)
 }
 
 struct Case {
@@ -55,7 +58,13 @@ fn golden() -> (Vec<Case>, f64, f64, Value) {
     let path = repo().join("tests/golden/text_frontend/cases.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).expect("cases.json");
-    let nums = |v: &Value| -> Vec<f64> { v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect() };
+    let nums = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_f64().expect("number"))
+            .collect()
+    };
     let cases = doc["cases"]
         .as_array()
         .expect("cases")
@@ -68,7 +77,10 @@ fn golden() -> (Vec<Case>, f64, f64, Value) {
         })
         .collect();
     let tol = &doc["tolerance"];
-    let (min_cos, max_diff) = (tol["min_cosine"].as_f64().expect("min_cosine"), tol["max_abs_diff"].as_f64().expect("max_abs_diff"));
+    let (min_cos, max_diff) = (
+        tol["min_cosine"].as_f64().expect("min_cosine"),
+        tol["max_abs_diff"].as_f64().expect("max_abs_diff"),
+    );
     (cases, min_cos, max_diff, doc["quickstart_similarity"].clone())
 }
 
@@ -80,22 +92,44 @@ fn crafted_cases_match_the_python_reference() {
     let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
     let batched = front.embed(&texts).expect("batched embedding");
     for (c, together) in cases.iter().zip(&batched) {
-        assert_eq!(front.token_ids(&c.text).expect("tokenises"), c.ids, "{}: token ids", c.name);
+        assert_eq!(
+            front.token_ids(&c.text).expect("tokenises"),
+            c.ids,
+            "{}: token ids",
+            c.name
+        );
         assert!(c.ids.len() <= 128, "{}: truncated to 128 tokens", c.name);
         let alone = front.embed(&[c.text.as_str()]).expect("embedding").remove(0);
         for (how, got) in [("alone", &alone), ("batched", together)] {
             let (cos, diff) = (cosine(got, &c.embedding), max_abs(got, &c.embedding));
-            eprintln!("{:<26} {how:<8} {:>3} tokens  cosine {cos:.8}  max abs diff {diff:.2e}", c.name, c.ids.len());
-            assert!(cos >= min_cos && diff <= max_diff, "{} ({how}): cosine {cos}, max abs diff {diff}", c.name);
+            eprintln!(
+                "{:<26} {how:<8} {:>3} tokens  cosine {cos:.8}  max abs diff {diff:.2e}",
+                c.name,
+                c.ids.len()
+            );
+            assert!(
+                cos >= min_cos && diff <= max_diff,
+                "{} ({how}): cosine {cos}, max abs diff {diff}",
+                c.name
+            );
         }
     }
     let pairs = quick["pairs"].as_array().expect("pairs");
     let values = quick["values"].as_array().expect("values");
-    let q = |i: u64| batched[cases.iter().position(|c| c.name == format!("quickstart_{i}")).expect("quickstart case")].clone();
+    let q = |i: u64| {
+        batched[cases
+            .iter()
+            .position(|c| c.name == format!("quickstart_{i}"))
+            .expect("quickstart case")]
+        .clone()
+    };
     for (p, v) in pairs.iter().zip(values) {
         let (i, j) = (p[0].as_u64().expect("index"), p[1].as_u64().expect("index"));
         let sim = cosine(&q(i), &q(j));
-        assert!((sim - v.as_f64().expect("value")).abs() < 5e-4, "quickstart {i}-{j}: {sim:.4}, sentence-transformers {v}");
+        assert!(
+            (sim - v.as_f64().expect("value")).abs() < 5e-4,
+            "quickstart {i}-{j}: {sim:.4}, sentence-transformers {v}"
+        );
     }
 }
 
@@ -116,7 +150,12 @@ fn every_iemocap_transcript_matches_text_minilm() {
             }
             let rows = read_transcripts(&split).expect("transcripts.csv");
             let want = read_f32(&split.join("text_minilm.f32"));
-            assert_eq!(want.len(), rows.len() * front.hidden(), "{}: one vector per transcript", split.display());
+            assert_eq!(
+                want.len(),
+                rows.len() * front.hidden(),
+                "{}: one vector per transcript",
+                split.display()
+            );
             let texts: Vec<&str> = rows.iter().map(|(_, t)| t.as_str()).collect();
             let got = front.embed(&texts).expect("embedding");
             for (i, (g, w)) in got.iter().zip(want.chunks_exact(front.hidden())).enumerate() {
@@ -134,5 +173,8 @@ fn every_iemocap_transcript_matches_text_minilm() {
         "text frontend (tract) vs text_minilm.f32: n = {n}, worst cosine {worst:.10} (1 - cos = {:.2e}, {worst_at}), max abs diff {diff:.2e}",
         1.0 - worst
     );
-    assert!(worst >= MIN_COSINE, "worst cosine {worst} at {worst_at} is below {MIN_COSINE}");
+    assert!(
+        worst >= MIN_COSINE,
+        "worst cosine {worst} at {worst_at} is below {MIN_COSINE}"
+    );
 }

@@ -87,7 +87,13 @@ fn audio(conv: &str, utt: u32) -> Message {
 }
 
 fn minilm_options() -> ServeOptions {
-    let model = ServedModel::new("mock-minilm", Modalities::new([384, 47, 0]).unwrap(), &["a", "b"], false).unwrap();
+    let model = ServedModel::new(
+        "mock-minilm",
+        Modalities::new([384, 47, 0]).unwrap(),
+        &["a", "b"],
+        false,
+    )
+    .unwrap();
     ServeOptions { model, ..options() }
 }
 
@@ -97,7 +103,10 @@ async fn a_transcript_becomes_the_text_vector() {
     let Some(served) = frontend() else { return };
     let want = reference.embed(&[TEXT, ""]).unwrap();
     let seen = SeenText::default();
-    let runner = TextRunner { frontend: Some(served), seen: Arc::clone(&seen) };
+    let runner = TextRunner {
+        frontend: Some(served),
+        seen: Arc::clone(&seen),
+    };
     let (_dir, path, daemon) = unix_daemon_with(Box::new(runner), minilm_options()).await;
     let mut c = connect(&path).await;
     c.send(&Message::Subscribe).await;
@@ -117,16 +126,31 @@ async fn a_transcript_becomes_the_text_vector() {
     let seen = seen.lock().unwrap();
     for (utt, want) in [(0u32, &want[0]), (1, &want[1])] {
         // The last window naming it (the warm-up window before READY has an utterance 0 too).
-        let got = seen.iter().rev().find(|(u, _)| *u == utt).and_then(|(_, t)| t.clone()).expect("text vector");
+        let got = seen
+            .iter()
+            .rev()
+            .find(|(u, _)| *u == utt)
+            .and_then(|(_, t)| t.clone())
+            .expect("text vector");
         assert_eq!(got.len(), 384);
-        let diff = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(diff < 1e-5, "utterance {utt}: the daemon's text vector differs from the frontend's by {diff}");
+        let diff = got
+            .iter()
+            .zip(want.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "utterance {utt}: the daemon's text vector differs from the frontend's by {diff}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_without_a_frontend_refuses_transcripts_and_keeps_serving() {
-    let opts = ServeOptions { model: iemocap_like(), ..options() };
+    let opts = ServeOptions {
+        model: iemocap_like(),
+        ..options()
+    };
     let runner = ClassRunner::new(iemocap_like(), Default::default());
     let (_dir, path, daemon) = unix_daemon_with(Box::new(runner), opts).await;
     let mut c = connect(&path).await;

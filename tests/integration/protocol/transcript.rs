@@ -3,13 +3,16 @@
 //! `Malformed` frames that cost the stream nothing else.
 
 use gsdnet_edge::protocol::{
-    conversation_id, decode_frame, encode_frame, transcript_text, DecodeError, FrameDecoder, Message, RejectReason, Transcript,
-    MAX_FRAME_LEN, MAX_TRANSCRIPT,
+    conversation_id, decode_frame, encode_frame, transcript_text, DecodeError, FrameDecoder, Message, RejectReason,
+    Transcript, MAX_FRAME_LEN, MAX_TRANSCRIPT,
 };
 
 fn hex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
 }
 
 fn transcript(text: &str) -> Message {
@@ -25,7 +28,10 @@ fn transcript(text: &str) -> Message {
 #[test]
 fn documented_example_bytes() {
     let frame = encode_frame(&transcript("Hi é!"));
-    assert_eq!(frame, hex("08 02 10 02 63 31 03 01 0c 06 48 69 20 c3 a9 21 eb 86 51 27 00"));
+    assert_eq!(
+        frame,
+        hex("08 02 10 02 63 31 03 01 0c 06 48 69 20 c3 a9 21 eb 86 51 27 00")
+    );
     let mut body = frame[..frame.len() - 1].to_vec();
     assert_eq!(decode_frame(&mut body).unwrap(), transcript("Hi é!"));
 }
@@ -35,7 +41,10 @@ fn the_longest_transcript_fits_a_frame() {
     let text = "é".repeat(MAX_TRANSCRIPT / 2);
     let frame = encode_frame(&transcript(&text));
     assert!(frame.len() <= MAX_FRAME_LEN, "{} bytes", frame.len());
-    assert!(transcript_text(&format!("{text}x")).is_none(), "one byte over the limit");
+    assert!(
+        transcript_text(&format!("{text}x")).is_none(),
+        "one byte over the limit"
+    );
 }
 
 /// A hand-built body (version, tag 16, "c1", utterance 3, speaker 1, ts 0) with `text` bytes.
