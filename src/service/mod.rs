@@ -122,8 +122,12 @@ pub fn load_runner(s: &Settings, models: &Path, noise_scenario: u64) -> Result<P
 }
 
 pub fn build_runner(s: &Settings, model: Model, noise_scenario: u64) -> Result<PipelineRunner> {
-    let text_frontend = TextFrontend::for_manifest(&model.manifest, model.kind, &s.engine.backend_options())
+    let mut text_frontend = TextFrontend::for_manifest(&model.manifest, model.kind, &s.engine.backend_options())
         .context("loading the model's text frontend")?;
+    if let Some(f) = text_frontend.as_mut() {
+        // A transcript that comes alone (the usual case) never waits for a plan.
+        f.warm(1).context("building the text frontend's plans")?;
+    }
     let mut pipeline = Pipeline::new(model, &s.engine.pipeline_options()).context("building the pipeline")?;
     warm_plans(&mut pipeline)?;
     let completion = s.engine.completion;

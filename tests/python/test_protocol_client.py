@@ -103,6 +103,30 @@ def test_model_info_and_reject_example_bytes():
     assert g.frame(g.status_request(), version=1) == h("07 01 06 8b 86 a1 b1 00")
 
 
+TRANSCRIPT = {"conversation": "c1", "utterance": 3, "speaker": 1, "timestamp_us": 0, "text": "Hi \u00e9!"}
+TRANSCRIPT_FRAME = "08 02 10 02 63 31 03 01 0c 06 48 69 20 c3 a9 21 eb 86 51 27 00"
+
+
+def test_transcript_example_bytes():
+    check_doc_frame(g.TRANSCRIPT, TRANSCRIPT, TRANSCRIPT_FRAME, 0x275186EB)
+    assert g.frame(g.transcript("c1", 3, 1, 0, "Hi \u00e9!")) == h(TRANSCRIPT_FRAME)
+    # Text is UTF-8 of at most MAX_TRANSCRIPT bytes: longer is refused when sending,
+    # Malformed when received, and so is a byte string that is not UTF-8.
+    g.transcript("c", 0, 0, 0, "\u00e9" * (g.MAX_TRANSCRIPT // 2))
+    try:
+        g.transcript("c", 0, 0, 0, "\u00e9" * (g.MAX_TRANSCRIPT // 2) + "x")
+        raise AssertionError("a 2049-byte transcript was encoded")
+    except ValueError:
+        pass
+    head = bytes([g.TRANSCRIPT]) + g.string("c1") + bytes([3, 1, 0])
+    for text in (b"\xc3\x28", b"\xff", "x".encode() * (g.MAX_TRANSCRIPT + 1)):
+        try:
+            g.decode_frame(g.frame(head + g.varint(len(text)) + text)[:-1])
+            raise AssertionError(f"transcript {text[:8]!r} decoded")
+        except g.ProtocolError as e:
+            assert e.reason == "Malformed"
+
+
 def random_message(rng, tag):
     """A random message of `tag` within the protocol's bounds."""
     def value(kind):
