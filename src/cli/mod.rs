@@ -157,6 +157,11 @@ pub struct ImportArgs {
     /// Output recording file
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Model the recording is for: when its text modality is a frontend, the text vectors are
+    /// the frontend's embeddings of the split's transcripts.csv (what a sensor sending the
+    /// transcript gets), not the split's text.f32
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -202,11 +207,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     }
     // Fail early, on this thread, on anything the workers would fail on.
     let opts = BackendOptions::default();
-    if let Some(mut front) = TextFrontend::for_manifest(&manifest, a.backend, &opts).context("loading the text frontend")? {
-        let started = Instant::now();
-        let n = frontend::recording::encode_split(&mut rec, &data, &mut front).context("encoding the transcripts")?;
-        eprintln!("text: {n} transcripts encoded by the text frontend on {} in {:.1} s", front.provider(), started.elapsed().as_secs_f64());
-    }
+    encode_text_view(&manifest, a.backend, &opts, &mut rec, &data)?;
     let popts = PipelineOptions { steps: a.steps, sampler: a.sampler, samples: a.samples, max_batch: 1 };
     let make = || -> Result<Pipeline, PipelineError> {
         Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, &popts)
@@ -258,9 +259,34 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// Gives `rec` (read from `data`) the text view of `manifest`: when the model's text modality
+/// is a frontend, every utterance's text vector becomes the frontend's embedding of its
+/// transcript (the daemon's code path); otherwise nothing changes.
+fn encode_text_view(
+    manifest: &Manifest,
+    backend: BackendKind,
+    opts: &BackendOptions,
+    rec: &mut Recording,
+    data: &std::path::Path,
+) -> Result<()> {
+    let Some(mut front) = TextFrontend::for_manifest(manifest, backend, opts).context("loading the text frontend")?
+    else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let n = frontend::recording::encode_split(rec, data, &mut front).context("encoding the transcripts")?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("text: {n} transcripts encoded by the text frontend on {} in {secs:.1} s", front.provider());
+    Ok(())
+}
+
 fn run_import(a: ImportArgs) -> Result<()> {
-    let rec: Recording =
+    let mut rec: Recording =
         dataset::read_split(&a.dir).with_context(|| format!("reading {}", a.dir.display()))?;
+    if let Some(dir) = &a.model {
+        let manifest = Manifest::load(dir).with_context(|| format!("loading model {}", dir.display()))?;
+        encode_text_view(&manifest, BackendKind::Tract, &BackendOptions::default(), &mut rec, &a.dir)?;
+    }
     rec.write(&a.output)
         .with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!(

@@ -99,6 +99,41 @@ fn import_reproduces_the_bundled_recording() {
     );
 }
 
+/// `gsdnet import --model M` of an IEMOCAP split: M's text is a frontend, so the recording
+/// carries the frontend's embeddings of the transcripts (what `gsdnet replay` then sends a
+/// daemon serving M), equal to what `gsdnet eval` computes; without `--model` it carries the
+/// split's own text.f32, which M refuses (WrongLength).
+#[test]
+fn import_for_a_frontend_model_carries_its_text_view() {
+    let Some(expected) = crate::util::iemocap::for_model("6way", "val", "gsdnet-iemocap6") else {
+        return;
+    };
+    let split = crate::util::iemocap::split_dir("6way", "val");
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("v.gsdrec");
+    let model = repo().join("models/gsdnet-iemocap6");
+    let out = gsdnet(&[
+        "import",
+        split.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = gsdnet_edge::recording::Recording::read(&out_path).unwrap();
+    assert_eq!(got.n_utterances(), expected.n_utterances());
+    let text = gsdnet_edge::modality::Modality::Text.index();
+    let pairs = got.conversations.iter().flat_map(|c| &c.utterances).zip(expected.conversations.iter().flat_map(|c| &c.utterances));
+    for (g, e) in pairs {
+        assert_eq!(g.id, e.id);
+        let (gv, ev) = (g.features[text].as_ref().unwrap(), e.features[text].as_ref().unwrap());
+        assert_eq!(gv.len(), 384, "{}", g.id);
+        let diff = gv.iter().zip(ev).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "{}: text vector differs from the eval path by {diff}", g.id);
+    }
+}
+
 fn eval_err(data: &Path, model: &Path) -> String {
     let out = gsdnet(&[
         "eval",
