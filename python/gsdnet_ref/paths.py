@@ -13,3 +13,23 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("GSDNET_ROOT", ".")).resolve()
 SHARED_DATA = Path(os.environ.get("GSDNET_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+def recorded_command(module: str, argv: list[str]) -> str:
+    """The command line a manifest records to reproduce a step (`python3 -m MODULE ARGS`),
+    without options whose value is an absolute path: those name one machine's scratch files
+    (caches, JSON reports, work folders), which reproduce nothing elsewhere; repository-relative
+    paths (models/..., ../shared/...) are kept."""
+    kept, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("--") and "=" in arg and os.path.isabs(arg.split("=", 1)[1]):
+            continue
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg.startswith("--") and os.path.isabs(nxt):
+            skip = True
+            continue
+        kept.append(arg)
+    return " ".join(["python3", "-m", module, *kept])

@@ -37,6 +37,7 @@ from gsdnet_ref import masks as gmasks
 from gsdnet_ref import metrics as gmetrics
 from gsdnet_ref.completion import MODES, Policy, pattern_bits
 from gsdnet_ref.evaluate import scenario_outputs
+from gsdnet_ref.paths import recorded_command
 from gsdnet_ref.pipeline import OnnxModel
 from gsdnet_torch.calibrate import write_table
 
@@ -220,8 +221,7 @@ def main(argv=None):
     if losing:
         raise SystemExit(f"the chosen policy loses to mean fill at {losing}: not written")
     if a.write:
-        cmd = "python3 -m gsdnet_torch.choose_completion" + "".join(
-            f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
+        cmd = recorded_command("gsdnet_torch.choose_completion", list(argv if argv is not None else sys.argv[1:]))
         tab = dict(default=policy.default, chosen_on=Path(a.data).name,
                    rule="meanfill unless another mode is >= meanfill at every rate (default) or"
                         " best at a pattern, with bootstrap P(gain > 0) >= "

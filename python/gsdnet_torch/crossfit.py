@@ -39,7 +39,7 @@ from gsdnet_ref import metrics as gmetrics
 from gsdnet_ref.completion import DEFAULT
 from gsdnet_ref.evaluate import scenario_outputs
 from gsdnet_ref.multisample import manifest_samples
-from gsdnet_ref.paths import ROOT
+from gsdnet_ref.paths import ROOT, recorded_command
 from gsdnet_ref.pipeline import OnnxModel
 from gsdnet_torch.calibrate import DECIMALS, T_RANGE, write_table
 from gsdnet_torch.folds import fold_models, val_session
@@ -200,8 +200,7 @@ def main(argv=None):
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
     if a.write:
-        cmd = "python3 -m gsdnet_torch.crossfit" + "".join(
-            f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
+        cmd = recorded_command("gsdnet_torch.crossfit", list(argv if argv is not None else sys.argv[1:]))
         t_all = temps["temps_all"]
         cal = dict(temperature=t_all["pooled"],
                    method="temperature by availability pattern, cross-fitted over sessions",

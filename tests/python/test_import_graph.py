@@ -127,3 +127,10 @@ def test_no_module_edits_sys_path():
 
 if __name__ == "__main__":
     sys.exit(0 if find_cycle(import_graph()) is None else 1)
+
+
+def test_recorded_commands_hold_no_machine_paths():
+    from gsdnet_ref.paths import recorded_command
+    cmd = recorded_command("gsdnet_torch.crossfit", ["--model", "models/m", "--work", "/tmp/w", "--cache=/tmp/c.pkl",
+                                                     "--data", "../shared/data/x", "--write"])
+    assert cmd == "python3 -m gsdnet_torch.crossfit --model models/m --data ../shared/data/x --write"
