@@ -26,7 +26,10 @@ const SIZES: [usize; 3] = [16, 32, 64];
 
 fn model() -> Model {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gsdnet-mosi");
-    let opts = BackendOptions { threads: 1, ..BackendOptions::default() };
+    let opts = BackendOptions {
+        threads: 1,
+        ..BackendOptions::default()
+    };
     Model::load(&dir, BackendKind::Tract, &opts).expect("bundled model")
 }
 
@@ -41,7 +44,8 @@ struct Stage {
 }
 
 fn stage_inputs(pipe: &mut Pipeline, window: &gsdnet_edge::pipeline::Window) -> Stage {
-    pipe.run(window, Completion::Gsdnet, &mut SeededNoise::from_key(0)).expect("window runs");
+    pipe.run(window, Completion::Gsdnet, &mut SeededNoise::from_key(0))
+        .expect("window runs");
     let it = pipe.intermediates();
     let (w, k) = (it.node_mask.shape()[1], it.lam0.shape()[2]);
     let t = Tensor::from_vec(&[1], vec![0.5]).expect("t");
@@ -51,9 +55,29 @@ fn stage_inputs(pipe: &mut Pipeline, window: &gsdnet_edge::pipeline::Window) -> 
     let speakers = window.utterances.iter().map(|u| u.speaker).collect();
     Stage {
         inputs: it.inputs.to_vec(),
-        scores: vec![it.x0.clone(), t.clone(), it.cond.clone(), it.avail.clone(), adj_t, it.node_mask.clone()],
-        s_phi: vec![it.lam0.clone(), t, it.lam_obs.clone(), u, it.cond.clone(), it.avail.clone(), it.node_mask.clone()],
-        fusion: vec![it.x0.clone(), it.avail.clone(), it.adj_fusion.clone(), it.node_mask.clone()],
+        scores: vec![
+            it.x0.clone(),
+            t.clone(),
+            it.cond.clone(),
+            it.avail.clone(),
+            adj_t,
+            it.node_mask.clone(),
+        ],
+        s_phi: vec![
+            it.lam0.clone(),
+            t,
+            it.lam_obs.clone(),
+            u,
+            it.cond.clone(),
+            it.avail.clone(),
+            it.node_mask.clone(),
+        ],
+        fusion: vec![
+            it.x0.clone(),
+            it.avail.clone(),
+            it.adj_fusion.clone(),
+            it.node_mask.clone(),
+        ],
         x0: it.x0.clone(),
         speakers,
     }
@@ -64,7 +88,12 @@ fn run_part(m: &mut Model, p: Part, inputs: &[&Tensor], out: &mut [Tensor]) {
 }
 
 fn outputs(m: &mut Model, p: Part) -> Vec<Tensor> {
-    m.part(p).spec().outputs.iter().map(|o| Tensor::zeros(&o.shape)).collect()
+    m.part(p)
+        .spec()
+        .outputs
+        .iter()
+        .map(|o| Tensor::zeros(&o.shape))
+        .collect()
 }
 
 fn stages(c: &mut Criterion) {
@@ -76,10 +105,18 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("stages");
     for n in SIZES {
         let utts = utterances(&rec, n).expect("enough utterances");
-        let window = masked_window(&utts, 0.3, 0, &gsdnet_edge::modality::Modalities::new([100, 73, 100]).unwrap());
+        let window = masked_window(
+            &utts,
+            0.3,
+            0,
+            &gsdnet_edge::modality::Modalities::new([100, 73, 100]).unwrap(),
+        );
         let st = stage_inputs(&mut pipe, &window);
         g.bench_with_input(BenchmarkId::new("window", n), &n, |b, _| {
-            b.iter(|| pipe.run(black_box(&window), Completion::Gsdnet, &mut SeededNoise::from_key(0)).expect("runs"))
+            b.iter(|| {
+                pipe.run(black_box(&window), Completion::Gsdnet, &mut SeededNoise::from_key(0))
+                    .expect("runs")
+            })
         });
         let mut spectral = Spectral::new(w, k);
         g.bench_with_input(BenchmarkId::new("graph+eigen", n), &n, |b, _| {

@@ -3,7 +3,8 @@
 # (deploy/check-unit.sh: sandbox exposure <= 2.5, `systemd-analyze verify`; installs the Debian
 # systemd package when systemd-analyze is missing), makes or reuses the project's Python virtual
 # environment and installs the product packages with their pinned test requirements there, then
-# runs the Rust suite on the default (tract) build, the Python suite, and the ONNX Runtime suite
+# checks `cargo fmt --check` and clippy (-D warnings, default and --features ort), runs the Rust
+# suite on the default (tract) build, the Python suite, and the ONNX Runtime suite
 # (`--features ort` against the real library from the PyPI wheel, plus the CUDA/TensorRT fallback
 # check with the onnxruntime-gpu wheel's library).
 # Python: nothing comes from the host's site-packages. The venv is .venv (git-ignored; set
@@ -53,6 +54,11 @@ if (( frontend_rc == 3 )); then
 elif (( frontend_rc != 0 )); then
     exit "$frontend_rc"
 fi
+
+# Formatting and lints first: they fail in seconds where the suite takes minutes.
+cargo fmt --check
+cargo clippy --release --locked --all-targets -- -D warnings
+cargo clippy --release --locked --all-targets --features ort -- -D warnings
 
 # Release profile: tract is ~50x slower unoptimised, and `cargo run --release` shares the build.
 cargo test --release --locked

@@ -64,7 +64,11 @@ impl Calibration {
             }
             Some(_) => return Err(CalibrationError::NotATable),
         }
-        Ok(Calibration { temperature, by_avail, table })
+        Ok(Calibration {
+            temperature,
+            by_avail,
+            table,
+        })
     }
 
     /// The temperature of an utterance with availability bits `avail` (T = 1, A = 2, V = 4).
@@ -125,10 +129,7 @@ pub fn argmax(p: &[f32]) -> usize {
 /// divide, subtract the max, exp, divide by the sequential sum.
 pub fn softmax_tempered(logits: &[f32], t: f32, out: &mut [f32]) {
     debug_assert_eq!(logits.len(), out.len());
-    let m = logits
-        .iter()
-        .map(|&l| l / t)
-        .fold(f32::NEG_INFINITY, f32::max);
+    let m = logits.iter().map(|&l| l / t).fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for (o, &l) in out.iter_mut().zip(logits) {
         *o = (l / t - m).exp();
@@ -151,9 +152,7 @@ mod tests {
     fn temperature_is_validated() {
         assert_eq!(Calibration::from_table(table("")).unwrap().temperature, 1.0);
         assert_eq!(
-            Calibration::from_table(table("temperature = 2"))
-                .unwrap()
-                .temperature,
+            Calibration::from_table(table("temperature = 2")).unwrap().temperature,
             2.0
         );
         let c = Calibration::from_table(table("temperature = 1.25\nfitted_on = \"val\"")).unwrap();
@@ -166,9 +165,7 @@ mod tests {
             T_MIN
         );
         assert_eq!(
-            Calibration::from_table(table("temperature = 100"))
-                .unwrap()
-                .temperature,
+            Calibration::from_table(table("temperature = 100")).unwrap().temperature,
             T_MAX
         );
         for bad in [
@@ -194,10 +191,23 @@ mod tests {
     #[test]
     fn pattern_temperatures_override_the_scalar() {
         let c = Calibration::from_table(table("temperature = 1.5\n[patterns]\nTAV = 1.05\nAT = 1.1\nV = 2")).unwrap();
-        assert_eq!((c.temperature_for(7), c.temperature_for(3), c.temperature_for(4)), (1.05, 1.1, 2.0));
-        assert_eq!((c.temperature_for(1), c.temperature_for(6)), (1.5, 1.5), "unlisted: the scalar");
+        assert_eq!(
+            (c.temperature_for(7), c.temperature_for(3), c.temperature_for(4)),
+            (1.05, 1.1, 2.0)
+        );
+        assert_eq!(
+            (c.temperature_for(1), c.temperature_for(6)),
+            (1.5, 1.5),
+            "unlisted: the scalar"
+        );
         assert_eq!(Calibration::from_table(table("")).unwrap().by_avail, [1.0; 8]);
-        for bad in ["[patterns]\nX = 1.0", "[patterns]\nTT = 1.0", "[patterns]\n\"\" = 1.0", "[patterns]\nT = 0.0", "patterns = 2"] {
+        for bad in [
+            "[patterns]\nX = 1.0",
+            "[patterns]\nTT = 1.0",
+            "[patterns]\n\"\" = 1.0",
+            "[patterns]\nT = 0.0",
+            "patterns = 2",
+        ] {
             assert!(Calibration::from_table(table(bad)).is_err(), "{bad}");
         }
     }

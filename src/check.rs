@@ -45,7 +45,15 @@ impl CheckOptions {
         let m = crate::manifest::Manifest::load(dir)?;
         let steps = m.sde.sampler.score_calls(m.sde.steps);
         let model_name = Some(m.model.name);
-        Ok(CheckOptions { backend, backend_opts, parts: m.parts, golden_dir, steps, latency_runs: 5, model_name })
+        Ok(CheckOptions {
+            backend,
+            backend_opts,
+            parts: m.parts,
+            golden_dir,
+            steps,
+            latency_runs: 5,
+            model_name,
+        })
     }
 }
 
@@ -109,10 +117,18 @@ pub fn run(opts: &CheckOptions) -> Report {
     for spec in &opts.parts {
         match backend::load(opts.backend, spec, &opts.backend_opts) {
             Ok(b) => {
-                report.parts.push(PartReport { part: spec.name.clone(), provider: Ok(b.provider()), notes: b.provider_notes() });
+                report.parts.push(PartReport {
+                    part: spec.name.clone(),
+                    provider: Ok(b.provider()),
+                    notes: b.provider_notes(),
+                });
                 loaded.push(b);
             }
-            Err(e) => report.parts.push(PartReport { part: spec.name.clone(), provider: Err(e.to_string()), notes: vec![] }),
+            Err(e) => report.parts.push(PartReport {
+                part: spec.name.clone(),
+                provider: Err(e.to_string()),
+                notes: vec![],
+            }),
         }
     }
     let Some(dir) = &opts.golden_dir else { return report };
@@ -123,14 +139,19 @@ pub fn run(opts: &CheckOptions) -> Report {
             return report;
         }
     };
-    let (cases, other): (Vec<GoldenCase>, Vec<GoldenCase>) =
-        cases.into_iter().partition(|c| opts.model_name.is_none() || c.model.is_none() || c.model == opts.model_name);
+    let (cases, other): (Vec<GoldenCase>, Vec<GoldenCase>) = cases
+        .into_iter()
+        .partition(|c| opts.model_name.is_none() || c.model.is_none() || c.model == opts.model_name);
     for c in &other {
         let model = c.model.as_deref().unwrap_or("?");
-        report.skipped.push(format!("case {}: recorded with model {model}", c.name));
+        report
+            .skipped
+            .push(format!("case {}: recorded with model {model}", c.name));
     }
     if cases.is_empty() {
-        report.errors.push(format!("no golden case (*/case.toml) under {}", dir.display()));
+        report
+            .errors
+            .push(format!("no golden case (*/case.toml) under {}", dir.display()));
     }
     for case in &cases {
         for b in loaded.iter_mut() {
@@ -157,7 +178,9 @@ fn window_latency(
     if loaded.is_empty() || opts.latency_runs == 0 {
         return None;
     }
-    let case = cases.iter().find(|c| loaded.iter().all(|b| has_inputs(c, b.as_ref())))?;
+    let case = cases
+        .iter()
+        .find(|c| loaded.iter().all(|b| has_inputs(c, b.as_ref())))?;
     let mut io = Vec::new();
     for b in loaded.iter() {
         match part_io(case, b.as_ref()) {
@@ -172,7 +195,11 @@ fn window_latency(
     for _ in 0..opts.latency_runs {
         let start = Instant::now();
         for (b, (inputs, alt, outputs)) in loaded.iter_mut().zip(io.iter_mut()) {
-            let reps = if matches!(b.spec().name.as_str(), "s_theta" | "s_phi") { opts.steps } else { 1 };
+            let reps = if matches!(b.spec().name.as_str(), "s_theta" | "s_phi") {
+                opts.steps
+            } else {
+                1
+            };
             let refs: Vec<&Tensor> = inputs.iter().collect();
             let alt_refs: Vec<&Tensor> = alt.iter().collect();
             for rep in 0..reps {
@@ -186,11 +213,20 @@ fn window_latency(
         times.push(start.elapsed());
     }
     times.sort();
-    Some(Latency { case: case.name.clone(), steps: opts.steps, runs: times.len(), median: times[times.len() / 2], min: times[0] })
+    Some(Latency {
+        case: case.name.clone(),
+        steps: opts.steps,
+        runs: times.len(),
+        median: times[times.len() / 2],
+        min: times[0],
+    })
 }
 
 fn has_inputs(case: &GoldenCase, b: &dyn Backend) -> bool {
-    b.spec().inputs.iter().all(|s| case.find(&b.spec().name, &s.name, false).is_some())
+    b.spec()
+        .inputs
+        .iter()
+        .all(|s| case.find(&b.spec().name, &s.name, false).is_some())
 }
 
 /// Inputs that change at every reverse-SDE step; the others (conditioning) stay fixed per window.
@@ -215,7 +251,11 @@ fn part_io(case: &GoldenCase, b: &dyn Backend) -> Result<PartIo, golden::GoldenE
         inputs.push(t);
         alt.push(a);
     }
-    Ok((inputs, alt, spec.outputs.iter().map(|s| Tensor::zeros(&s.shape)).collect()))
+    Ok((
+        inputs,
+        alt,
+        spec.outputs.iter().map(|s| Tensor::zeros(&s.shape)).collect(),
+    ))
 }
 
 impl fmt::Display for Report {

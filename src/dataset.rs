@@ -87,10 +87,16 @@ fn parse_row(row: Row, line: usize) -> Result<Parsed, String> {
             (v, u32::from(bin), Some(cont))
         }
         (None, Some(c)) => {
-            let label = row.label.ok_or_else(|| format!("line {line}: a conversation_id row needs a label"))?;
+            let label = row
+                .label
+                .ok_or_else(|| format!("line {line}: a conversation_id row needs a label"))?;
             (c, label, None)
         }
-        _ => return Err(format!("line {line}: needs exactly one of video_id (CMU-MOSI) or conversation_id (IEMOCAP)")),
+        _ => {
+            return Err(format!(
+                "line {line}: needs exactly one of video_id (CMU-MOSI) or conversation_id (IEMOCAP)"
+            ))
+        }
     };
     Ok(Parsed {
         utt_id: row.utt_id,
@@ -183,14 +189,15 @@ pub fn read_split(dir: &Path) -> Result<Recording, DatasetError> {
         }
     }
     if mats.iter().all(Option::is_none) {
-        return Err(DatasetError::NoFeatures { path: dir.to_path_buf() });
+        return Err(DatasetError::NoFeatures {
+            path: dir.to_path_buf(),
+        });
     }
     let mut conversations: Vec<Conversation> = Vec::new();
     let mut speakers = HashMap::new();
     for (r, row) in rows.into_iter().enumerate() {
-        let features: [Option<Vec<f32>>; 3] = std::array::from_fn(|m| {
-            mats[m].as_ref().map(|(dim, v)| v[r * dim..(r + 1) * dim].to_vec())
-        });
+        let features: [Option<Vec<f32>>; 3] =
+            std::array::from_fn(|m| mats[m].as_ref().map(|(dim, v)| v[r * dim..(r + 1) * dim].to_vec()));
         if let Some(m) = (0..3).find(|&m| features[m].iter().flatten().any(|v| !v.is_finite())) {
             return Err(DatasetError::NonFinite {
                 path: dir.join(format!("{}.f32", Modality::ALL[m].name())),
@@ -234,12 +241,18 @@ struct TranscriptRow {
 /// `(utt_id, text)` of every row of `dir/transcripts.csv`, in file order.
 pub fn read_transcripts(dir: &Path) -> Result<Vec<(String, String)>, DatasetError> {
     let path = dir.join("transcripts.csv");
-    let csv_err = |detail: String| DatasetError::Csv { path: path.clone(), detail };
+    let csv_err = |detail: String| DatasetError::Csv {
+        path: path.clone(),
+        detail,
+    };
     let mut reader = csv::Reader::from_path(&path).map_err(|e| csv_err(e.to_string()))?;
     reader
         .deserialize::<TranscriptRow>()
         .enumerate()
-        .map(|(i, row)| row.map(|r| (r.utt_id, r.text)).map_err(|e| csv_err(format!("line {}: {e}", i + 2))))
+        .map(|(i, row)| {
+            row.map(|r| (r.utt_id, r.text))
+                .map_err(|e| csv_err(format!("line {}: {e}", i + 2)))
+        })
         .collect()
 }
 

@@ -18,8 +18,8 @@ use thiserror::Error;
 use crate::diffusion::SeededNoise;
 use crate::manifest::{avail_bits, CompletionChoice};
 use crate::masks::{self, Avail, Pattern};
-use crate::modality::{Modalities, Modality};
 use crate::metrics::{self, ConfidenceMetrics, MetricsError, Scored};
+use crate::modality::{Modalities, Modality};
 use crate::pipeline::{Completion, Pipeline, PipelineError, Utterance, Window};
 use crate::recording::{Conversation, Recording};
 
@@ -127,7 +127,10 @@ impl EvalConfig {
             };
             if !fits {
                 let has = format!("{}, rates up to {max:.1}", mods.letters());
-                return Err(EvalError::Scenario { scenario: sc.to_string(), has });
+                return Err(EvalError::Scenario {
+                    scenario: sc.to_string(),
+                    has,
+                });
             }
         }
         Ok(())
@@ -216,19 +219,23 @@ fn run_task(
             };
             let bits = window.utterances.iter().map(|u| avail_bits(&u.features));
             let policy = &pipe.model().manifest.completion;
-            let resolved: Vec<Completion> = cfg.completions.iter().map(|c| c.resolve(policy, bits.clone())).collect();
+            let resolved: Vec<Completion> = cfg
+                .completions
+                .iter()
+                .map(|c| c.resolve(policy, bits.clone()))
+                .collect();
             for (ci, &completion) in resolved.iter().enumerate() {
                 let mut noise = SeededNoise::for_window(seed, scenario.key(), &conv.id, wi as u64);
-                let res =
-                    pipe.run(&window, completion, &mut noise)
-                        .map_err(|source| EvalError::Pipeline {
-                            conv: conv.id.clone(),
-                            window: wi,
-                            scenario: scenario.to_string(),
-                            seed,
-                            completion,
-                            source: Box::new(source),
-                        })?;
+                let res = pipe
+                    .run(&window, completion, &mut noise)
+                    .map_err(|source| EvalError::Pipeline {
+                        conv: conv.id.clone(),
+                        window: wi,
+                        scenario: scenario.to_string(),
+                        seed,
+                        completion,
+                        source: Box::new(source),
+                    })?;
                 let p = &mut out[si][ci];
                 for (u, r) in chunk.iter().zip(&res.utterances) {
                     if let Some(label) = u.label {
@@ -270,9 +277,7 @@ pub fn evaluate(
             .par_iter()
             .map(|&(s, c)| {
                 let idx = rayon::current_thread_index().unwrap_or(0);
-                let mut slot = workers[idx]
-                    .lock()
-                    .map_err(|e| EvalError::Worker(idx, e.to_string()))?;
+                let mut slot = workers[idx].lock().map_err(|e| EvalError::Worker(idx, e.to_string()))?;
                 if slot.is_none() {
                     *slot = Some(make_pipeline().map_err(|e| EvalError::Worker(idx, e.to_string()))?);
                 }
@@ -285,8 +290,7 @@ pub fn evaluate(
             })
             .collect()
     });
-    let mut merged =
-        vec![vec![vec![Preds::default(); cfg.completions.len()]; cfg.seeds.len()]; cfg.scenarios.len()];
+    let mut merged = vec![vec![vec![Preds::default(); cfg.completions.len()]; cfg.seeds.len()]; cfg.scenarios.len()];
     for (&(s, _), r) in tasks.iter().zip(results) {
         for (si, per_seed) in r?.iter().enumerate() {
             for (ci, p) in per_seed.iter().enumerate() {
@@ -347,9 +351,7 @@ fn aggregate(cfg: &EvalConfig, merged: &[Vec<Vec<Preds>>]) -> Result<Vec<ResultR
             if n == 0 {
                 return Err(EvalError::NoLabels);
             }
-            let mean = |f: &dyn Fn(&Preds) -> f64| {
-                per_seed.iter().map(|p| f(p)).sum::<f64>() / per_seed.len() as f64
-            };
+            let mean = |f: &dyn Fn(&Preds) -> f64| per_seed.iter().map(|p| f(p)).sum::<f64>() / per_seed.len() as f64;
             let has_reg = per_seed
                 .iter()
                 .all(|p| p.reg.iter().chain(&p.truth_cont).all(|r| r.is_finite()));
@@ -414,7 +416,13 @@ pub fn table(rows: &[ResultRow]) -> String {
         let per: Vec<String> = r.f1_per_class.iter().map(|f| format!("{f:.3}")).collect();
         s += &format!(
             "{:<12} {:<10} {:>7.4} {:>7.4} {:>7} {:>5}   {}\n",
-            scenario_label(r), r.completion, r.accuracy, r.f1_weighted, mae, r.n, per.join(" ")
+            scenario_label(r),
+            r.completion,
+            r.accuracy,
+            r.f1_weighted,
+            mae,
+            r.n,
+            per.join(" ")
         );
     }
     s += &format!(

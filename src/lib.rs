@@ -20,36 +20,36 @@
 //!    `client` (senders: replay), `service` (the daemon's commands and process set-up).
 //! 4. `cli`: the subcommands' arguments mapped to the layers below, and exit codes.
 
-pub mod capacity;
-pub mod paths;
-pub mod tensor;
-pub mod rng;
-pub mod modality;
-pub mod masks;
-pub mod stage;
-pub mod completion;
 pub mod calibration;
+pub mod capacity;
+pub mod completion;
+pub mod masks;
 pub mod metrics;
-pub mod spectral;
+pub mod modality;
 pub mod multisample;
+pub mod paths;
+pub mod rng;
+pub mod spectral;
+pub mod stage;
+pub mod tensor;
 
 pub mod backend;
+pub mod config;
+pub mod dataset;
 pub mod diffusion;
+pub mod frontend;
+pub mod io;
 pub mod manifest;
 pub mod model;
 pub mod pipeline;
-pub mod frontend;
-pub mod recording;
-pub mod dataset;
 pub mod protocol;
-pub mod config;
-pub mod io;
+pub mod recording;
 
-pub mod eval;
 pub mod bench;
 pub mod check;
-pub mod daemon;
 pub mod client;
+pub mod daemon;
+pub mod eval;
 pub mod service;
 
 pub mod cli;

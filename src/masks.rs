@@ -198,9 +198,18 @@ mod tests {
 
     #[test]
     fn masks_depend_on_seed_and_conversation() {
-        assert_ne!(random_mask(0, 0.5, "a", 30, &tav()), random_mask(1, 0.5, "a", 30, &tav()));
-        assert_ne!(random_mask(0, 0.5, "a", 30, &tav()), random_mask(0, 0.5, "b", 30, &tav()));
-        assert_eq!(random_mask(0, 0.5, "a", 30, &tav()), random_mask(0, 0.5, "a", 30, &tav()));
+        assert_ne!(
+            random_mask(0, 0.5, "a", 30, &tav()),
+            random_mask(1, 0.5, "a", 30, &tav())
+        );
+        assert_ne!(
+            random_mask(0, 0.5, "a", 30, &tav()),
+            random_mask(0, 0.5, "b", 30, &tav())
+        );
+        assert_eq!(
+            random_mask(0, 0.5, "a", 30, &tav()),
+            random_mask(0, 0.5, "a", 30, &tav())
+        );
     }
 
     #[test]

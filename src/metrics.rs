@@ -21,24 +21,11 @@ pub fn f1_weighted(pred: &[u8], truth: &[u8]) -> f64 {
     if pred.is_empty() {
         return 0.0;
     }
-    let classes = pred
-        .iter()
-        .chain(truth)
-        .copied()
-        .max()
-        .map_or(0, |m| m as usize + 1);
+    let classes = pred.iter().chain(truth).copied().max().map_or(0, |m| m as usize + 1);
     let mut total = 0.0;
     for c in 0..classes as u8 {
-        let tp = pred
-            .iter()
-            .zip(truth)
-            .filter(|&(&p, &t)| p == c && t == c)
-            .count() as f64;
-        let fp = pred
-            .iter()
-            .zip(truth)
-            .filter(|&(&p, &t)| p == c && t != c)
-            .count() as f64;
+        let tp = pred.iter().zip(truth).filter(|&(&p, &t)| p == c && t == c).count() as f64;
+        let fp = pred.iter().zip(truth).filter(|&(&p, &t)| p == c && t != c).count() as f64;
         let support = truth.iter().filter(|&&t| t == c).count() as f64;
         let denom = 2.0 * tp + fp + (support - tp);
         let f1 = if denom > 0.0 { 2.0 * tp / denom } else { 0.0 };
@@ -124,11 +111,25 @@ pub struct ConfidenceMetrics {
 impl ConfidenceMetrics {
     /// The metrics in table order: nll, brier, ece, acc_cov50, acc_cov80, aurc.
     pub fn values(&self) -> [f64; 6] {
-        [self.nll, self.brier, self.ece, self.acc_cov50, self.acc_cov80, self.aurc]
+        [
+            self.nll,
+            self.brier,
+            self.ece,
+            self.acc_cov50,
+            self.acc_cov80,
+            self.aurc,
+        ]
     }
 
     fn from_values(v: [f64; 6]) -> Self {
-        ConfidenceMetrics { nll: v[0], brier: v[1], ece: v[2], acc_cov50: v[3], acc_cov80: v[4], aurc: v[5] }
+        ConfidenceMetrics {
+            nll: v[0],
+            brier: v[1],
+            ece: v[2],
+            acc_cov50: v[3],
+            acc_cov80: v[4],
+            aurc: v[5],
+        }
     }
 
     /// The element-wise mean (zeros for none).
@@ -157,10 +158,7 @@ pub struct Scored<'a> {
 impl<'a> Scored<'a> {
     pub fn new(probs: &'a [f32], k: usize, truth: &'a [u8]) -> Result<Scored<'a>, MetricsError> {
         if k == 0 || !probs.len().is_multiple_of(k) {
-            return Err(MetricsError::Shape {
-                len: probs.len(),
-                k,
-            });
+            return Err(MetricsError::Shape { len: probs.len(), k });
         }
         let rows = probs.len() / k;
         if rows != truth.len() {
@@ -172,8 +170,7 @@ impl<'a> Scored<'a> {
         if rows == 0 {
             return Err(MetricsError::Empty);
         }
-        if let Some((index, &label)) = truth.iter().enumerate().find(|(_, &t)| usize::from(t) >= k)
-        {
+        if let Some((index, &label)) = truth.iter().enumerate().find(|(_, &t)| usize::from(t) >= k) {
             return Err(MetricsError::Label { index, label, k });
         }
         Ok(Scored { probs, k, truth })
@@ -210,11 +207,7 @@ impl<'a> Scored<'a> {
     /// mean_i -ln(max(p_i[y_i], P_FLOOR)).
     pub fn nll(&self) -> f64 {
         let total: f64 = (0..self.len())
-            .map(|i| {
-                -f64::from(self.row(i)[usize::from(self.truth[i])])
-                    .max(P_FLOOR)
-                    .ln()
-            })
+            .map(|i| -f64::from(self.row(i)[usize::from(self.truth[i])]).max(P_FLOOR).ln())
             .sum();
         total / self.len() as f64
     }
@@ -268,12 +261,7 @@ impl<'a> Scored<'a> {
     /// Accuracy of the ceil(percent * n / 100) (at least 1) most confident utterances.
     pub fn acc_at_coverage(&self, percent: usize) -> f64 {
         let kept = kept(self.len(), percent);
-        let hits = self
-            .ranked_correct()
-            .iter()
-            .take(kept)
-            .filter(|&&c| c)
-            .count();
+        let hits = self.ranked_correct().iter().take(kept).filter(|&&c| c).count();
         hits as f64 / kept as f64
     }
 
@@ -352,28 +340,19 @@ mod tests {
     #[test]
     fn confidence_metrics_by_hand_k2_with_ties() {
         let s = Scored::new(&P2, 2, &Y2).unwrap();
-        let nll =
-            -(0.875f64.ln() + 0.25f64.ln() + 0.625f64.ln() + 0.5f64.ln() + 0.75f64.ln()) / 5.0;
+        let nll = -(0.875f64.ln() + 0.25f64.ln() + 0.625f64.ln() + 0.5f64.ln() + 0.75f64.ln()) / 5.0;
         close(s.nll(), nll, "nll");
         // 0.03125 + 1.125 + 0.28125 + 0.5 + 0.125
         close(s.brier(), 2.0625 / 5.0, "brier");
         // 15 bins: 0.875 -> 13, 0.75 -> 11 (rows 1, 4: accuracy 1/2), 0.625 -> 9, 0.5 -> 7.
-        close(
-            s.ece(15),
-            (0.125 + 2.0 * 0.25 + 0.375 + 0.5) / 5.0,
-            "ece 15",
-        );
+        close(s.ece(15), (0.125 + 2.0 * 0.25 + 0.375 + 0.5) / 5.0, "ece 15");
         // 4 bins (exact edges), right-closed: 0.75 joins 0.625 in (0.5, 0.75], 0.5 is in
         // (0.25, 0.5].
         let mid = (2.0f64 / 3.0 - (0.75 + 0.625 + 0.75) / 3.0).abs() * 3.0 / 5.0;
         close(s.ece(4), 0.125 / 5.0 + mid + 0.5 / 5.0, "ece 4");
         // Ranked: row 0 (right), 1 (wrong; before row 4, same confidence), 4, 2 (right), 3 (wrong).
         close(s.acc_at_coverage(40), 0.5, "acc@40 (the confidence tie)");
-        close(
-            s.acc_at_coverage(50),
-            2.0 / 3.0,
-            "acc@50: ceil(2.5) = 3 kept",
-        );
+        close(s.acc_at_coverage(50), 2.0 / 3.0, "acc@50: ceil(2.5) = 3 kept");
         close(s.acc_at_coverage(80), 0.75, "acc@80");
         close(s.acc_at_coverage(100), 0.6, "acc@100 = accuracy");
         close(
@@ -396,30 +375,18 @@ mod tests {
         close(s.ece(ECE_BINS), 0.0, "calibrated ece");
         // Certain and right: everything 0; certain and wrong: the floor bounds the NLL.
         let s = Scored::new(&[1.0, 0.0], 2, &[0]).unwrap();
-        close(
-            s.nll() + s.brier() + s.ece(ECE_BINS) + s.aurc(),
-            0.0,
-            "certain",
-        );
+        close(s.nll() + s.brier() + s.ece(ECE_BINS) + s.aurc(), 0.0, "certain");
         let s = Scored::new(&[1.0, 0.0], 2, &[1]).unwrap();
         close(s.nll(), -P_FLOOR.ln(), "floored nll");
         close(s.brier(), 2.0, "brier maximum");
-        close(
-            s.ece(ECE_BINS),
-            1.0,
-            "ece maximum (confidence 1 in the last bin)",
-        );
+        close(s.ece(ECE_BINS), 1.0, "ece maximum (confidence 1 in the last bin)");
     }
 
     #[test]
     fn confidence_metrics_by_hand_k3() {
         let p = [0.5f32, 0.25, 0.25, 0.125, 0.25, 0.625, 0.25, 0.5, 0.25];
         let s = Scored::new(&p, 3, &[0, 1, 1]).unwrap();
-        close(
-            s.nll(),
-            -(0.5f64.ln() + 0.25f64.ln() + 0.5f64.ln()) / 3.0,
-            "nll",
-        );
+        close(s.nll(), -(0.5f64.ln() + 0.25f64.ln() + 0.5f64.ln()) / 3.0, "nll");
         close(s.brier(), (0.375 + 0.96875 + 0.375) / 3.0, "brier");
         close(s.ece(15), (2.0 * 0.5 + 0.625) / 3.0, "ece");
         // Ranked: row 1 (0.625, wrong), then rows 0 and 2 (0.5, right).
@@ -452,9 +419,6 @@ mod tests {
                 k: 2
             }
         );
-        assert_eq!(
-            (kept(191, 50), kept(191, 80), kept(5, 80), kept(1, 1)),
-            (96, 153, 4, 1)
-        );
+        assert_eq!((kept(191, 50), kept(191, 80), kept(5, 80), kept(1, 1)), (96, 153, 4, 1));
     }
 }

@@ -44,11 +44,7 @@ impl Model {
     }
 
     /// Loads the parts of an already validated manifest (workers share one validation).
-    pub fn from_manifest(
-        manifest: Manifest,
-        kind: BackendKind,
-        opts: &BackendOptions,
-    ) -> Result<Model, ModelError> {
+    pub fn from_manifest(manifest: Manifest, kind: BackendKind, opts: &BackendOptions) -> Result<Model, ModelError> {
         // TensorRT's profile spans the manifest's smallest bucket unless the caller says more.
         let mut opts = opts.clone();
         if opts.min_window == 0 {
@@ -61,11 +57,7 @@ impl Model {
             .collect::<Result<Vec<_>, _>>()?;
         debug_assert_eq!(parts.len(), PART_NAMES.len());
         log::debug!("loaded model {} on {}", manifest.model.name, parts[0].provider());
-        Ok(Model {
-            manifest,
-            kind,
-            parts,
-        })
+        Ok(Model { manifest, kind, parts })
     }
 
     /// Builds a model from backends already loaded (tests use mock backends), in `PART_NAMES`
@@ -79,11 +71,7 @@ impl Model {
         if names != PART_NAMES {
             return Err(ModelError::Parts(names.iter().map(|s| s.to_string()).collect()));
         }
-        Ok(Model {
-            manifest,
-            kind,
-            parts,
-        })
+        Ok(Model { manifest, kind, parts })
     }
 
     pub fn part(&mut self, p: Part) -> &mut dyn Backend {
@@ -116,9 +104,7 @@ impl Model {
         }
         Ok(SdeParams {
             x: Ve { sigma: s.sigma_x },
-            lam: Ve {
-                sigma: s.sigma_lambda,
-            },
+            lam: Ve { sigma: s.sigma_lambda },
             eps: s.eps,
             steps,
             kind: kind.unwrap_or(s.sampler),

@@ -38,7 +38,11 @@ pub struct SampleMean {
 
 impl Default for SampleMean {
     fn default() -> Self {
-        SampleMean { sums: [0.0; MAX_CLASSES], reg: 0.0, count: 0 }
+        SampleMean {
+            sums: [0.0; MAX_CLASSES],
+            reg: 0.0,
+            count: 0,
+        }
     }
 }
 

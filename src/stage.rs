@@ -21,8 +21,14 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] =
-        [Stage::Prepare, Stage::Encoders, Stage::Graph, Stage::Sampler, Stage::Recon, Stage::Fusion];
+    pub const ALL: [Stage; 6] = [
+        Stage::Prepare,
+        Stage::Encoders,
+        Stage::Graph,
+        Stage::Sampler,
+        Stage::Recon,
+        Stage::Fusion,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -10,7 +10,11 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq)]
 pub enum TensorError {
     #[error("shape {shape:?} holds {expected} values, got {got}")]
-    Size { shape: Vec<usize>, expected: usize, got: usize },
+    Size {
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
     #[error("shape mismatch: expected {expected:?}, got {got:?}")]
     Shape { expected: Vec<usize>, got: Vec<usize> },
 }
@@ -30,16 +34,26 @@ pub type TensorI64 = TensorOf<i64>;
 impl<T: Copy + Default> TensorOf<T> {
     /// A zero-filled tensor of `shape`.
     pub fn zeros(shape: &[usize]) -> Self {
-        TensorOf { shape: shape.to_vec(), data: vec![T::default(); shape.iter().product()] }
+        TensorOf {
+            shape: shape.to_vec(),
+            data: vec![T::default(); shape.iter().product()],
+        }
     }
 
     /// Wraps `data` (row-major) as a tensor of `shape`.
     pub fn from_vec(shape: &[usize], data: Vec<T>) -> Result<Self, TensorError> {
         let expected: usize = shape.iter().product();
         if data.len() != expected {
-            return Err(TensorError::Size { shape: shape.to_vec(), expected, got: data.len() });
+            return Err(TensorError::Size {
+                shape: shape.to_vec(),
+                expected,
+                got: data.len(),
+            });
         }
-        Ok(TensorOf { shape: shape.to_vec(), data })
+        Ok(TensorOf {
+            shape: shape.to_vec(),
+            data,
+        })
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -76,7 +90,10 @@ impl<T: Copy + Default> TensorOf<T> {
     /// Errors unless the shape is exactly `shape`.
     pub fn expect_shape(&self, shape: &[usize]) -> Result<(), TensorError> {
         if self.shape != shape {
-            return Err(TensorError::Shape { expected: shape.to_vec(), got: self.shape.clone() });
+            return Err(TensorError::Shape {
+                expected: shape.to_vec(),
+                got: self.shape.clone(),
+            });
         }
         Ok(())
     }
@@ -120,7 +137,14 @@ mod tests {
     fn from_vec_checks_size() {
         assert!(Tensor::from_vec(&[2, 3], vec![0.0; 6]).is_ok());
         let err = Tensor::from_vec(&[2, 3], vec![0.0; 5]).unwrap_err();
-        assert_eq!(err, TensorError::Size { shape: vec![2, 3], expected: 6, got: 5 });
+        assert_eq!(
+            err,
+            TensorError::Size {
+                shape: vec![2, 3],
+                expected: 6,
+                got: 5
+            }
+        );
     }
 
     #[test]

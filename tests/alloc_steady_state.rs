@@ -67,15 +67,25 @@ fn per_stage(sampler: SamplerKind, samples: usize) -> [u64; 6] {
         .map(|s| Box::new(Quiet { spec: s.clone() }) as Box<dyn Backend>)
         .collect();
     let model = Model::from_parts(manifest, BackendKind::Tract, parts).unwrap();
-    let opts = gsdnet_edge::pipeline::PipelineOptions { sampler: Some(sampler), samples: Some(samples), ..Default::default() };
+    let opts = gsdnet_edge::pipeline::PipelineOptions {
+        sampler: Some(sampler),
+        samples: Some(samples),
+        ..Default::default()
+    };
     let mut pipe = Pipeline::new(model, &opts).unwrap();
     let rec = dataset::load(&root.join("data/mosi-val.gsdrec")).unwrap();
     let utts = utterances(&rec, 32).unwrap();
-    let window = masked_window(&utts, 0.5, 3, &gsdnet_edge::modality::Modalities::new([100, 73, 100]).unwrap());
+    let window = masked_window(
+        &utts,
+        0.5,
+        3,
+        &gsdnet_edge::modality::Modalities::new([100, 73, 100]).unwrap(),
+    );
     let mut c = Counts { start: 0, at: [0; 6] };
     let mut out = WindowOutput::default();
     let mut run = |c: &mut Counts, out: &mut WindowOutput| {
-        pipe.run_into(&window, Completion::Gsdnet, &mut SeededNoise::from_key(1), c, out).unwrap()
+        pipe.run_into(&window, Completion::Gsdnet, &mut SeededNoise::from_key(1), c, out)
+            .unwrap()
     };
     for _ in 0..3 {
         run(&mut c, &mut out);
@@ -100,7 +110,11 @@ fn steady_state_window_allocates_only_in_the_eigensolver() {
         // Buffers are sized once per pipeline (and the output once per caller): standardisation,
         // masking, every sampler step, the recovered graph and the results reuse them.
         // With S > 1 the extra samples' fusion and their per-sample results use fixed buffers.
-        assert_eq!((prepare, encoders, sampling, recon, fusion), (0, 0, 0, 0, 0), "{sampler} S={samples}");
+        assert_eq!(
+            (prepare, encoders, sampling, recon, fusion),
+            (0, 0, 0, 0, 0),
+            "{sampler} S={samples}"
+        );
         // The structural graph and nalgebra's symmetric eigendecomposition build fresh matrices
         // (W x W and W, plus the solver's workspace) for every window.
         assert!(graph <= 16, "{sampler}: graph + eigen allocated {graph} times");

@@ -133,7 +133,12 @@ impl TensorSpec {
 
     /// A float32 spec with the given axes (`shape` and `axes` of the same length).
     pub fn new(name: &str, shape: &[usize], axes: &[Axis]) -> TensorSpec {
-        TensorSpec { name: name.to_string(), shape: shape.to_vec(), axes: axes.to_vec(), dtype: ElementType::F32 }
+        TensorSpec {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            axes: axes.to_vec(),
+            dtype: ElementType::F32,
+        }
     }
 
     /// The same spec with element type `dtype`.
@@ -175,7 +180,11 @@ impl PartSpec {
     /// The shape of a call at batch 1 and the model's window or most tokens (every fixed-shape
     /// part's only one).
     pub fn reference_shape(&self) -> Shape {
-        let mut at = Shape { batch: 1, window: 0, seq: 0 };
+        let mut at = Shape {
+            batch: 1,
+            window: 0,
+            seq: 0,
+        };
         for s in self.inputs.iter().chain(&self.outputs) {
             for (&d, a) in s.shape.iter().zip(&s.axes) {
                 match a {
@@ -197,16 +206,30 @@ impl PartSpec {
 #[derive(Debug, Error)]
 pub enum BackendError {
     #[error("{part}: cannot read model file {path}: {source}")]
-    Io { part: String, path: PathBuf, source: std::io::Error },
+    Io {
+        part: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{part}: model does not match its manifest: {detail}")]
     Mismatch { part: String, detail: String },
     #[error("{part}: {engine} failed: {detail}")]
-    Engine { part: String, engine: &'static str, detail: String },
+    Engine {
+        part: String,
+        engine: &'static str,
+        detail: String,
+    },
     /// A call's tensor does not fit its spec (`detail` names it, e.g. "input 1 has shape ...").
     #[error("{part}: {detail}")]
     Binding { part: String, detail: String },
     #[error("{part}: expected {expected} inputs and {expected_out} outputs, got {got} and {got_out}")]
-    Arity { part: String, expected: usize, expected_out: usize, got: usize, got_out: usize },
+    Arity {
+        part: String,
+        expected: usize,
+        expected_out: usize,
+        got: usize,
+        got_out: usize,
+    },
     #[error("backend `{0}` was not compiled into this binary (rebuild with `--features {0}`)")]
     NotCompiled(String),
     #[error("unknown backend `{0}` (known: tract, ort)")]
@@ -235,10 +258,14 @@ pub trait Backend: Send {
                 Input::F32(t) => *t,
                 Input::I64(_) => {
                     let detail = "this backend takes float32 inputs only".to_string();
-                    return Err(BackendError::Binding { part: self.spec().name.clone(), detail });
+                    return Err(BackendError::Binding {
+                        part: self.spec().name.clone(),
+                        detail,
+                    });
                 }
             };
-            f32s.push(t).map_err(|_| arity(self.spec(), inputs.len(), outputs.len()))?;
+            f32s.push(t)
+                .map_err(|_| arity(self.spec(), inputs.len(), outputs.len()))?;
         }
         self.run(&f32s, outputs)
     }
@@ -288,7 +315,10 @@ impl std::str::FromStr for BackendKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "onnxruntime" => Ok(BackendKind::Ort),
-            name => BackendKind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| BackendError::Unknown(name.to_string())),
+            name => BackendKind::ALL
+                .into_iter()
+                .find(|k| k.name() == name)
+                .ok_or_else(|| BackendError::Unknown(name.to_string())),
         }
     }
 }
@@ -322,11 +352,7 @@ pub fn compiled() -> &'static [BackendKind] {
 }
 
 /// Loads one part with the chosen engine. The single place where the `ort` feature is checked.
-pub fn load(
-    kind: BackendKind,
-    spec: &PartSpec,
-    opts: &BackendOptions,
-) -> Result<Box<dyn Backend>, BackendError> {
+pub fn load(kind: BackendKind, spec: &PartSpec, opts: &BackendOptions) -> Result<Box<dyn Backend>, BackendError> {
     match kind {
         BackendKind::Tract => Ok(Box::new(tract::TractBackend::load(spec, opts)?)),
         #[cfg(feature = "ort")]
@@ -370,8 +396,16 @@ pub fn check_call(spec: &PartSpec, inputs: &[Input<'_>], outputs: &[Tensor]) -> 
     }
     for (index, (i, s)) in inputs.iter().zip(&spec.inputs).enumerate() {
         if i.dtype() != s.dtype {
-            let detail = format!("input {index} (`{}`) is {}, expected {}", s.name, i.dtype().name(), s.dtype.name());
-            return Err(BackendError::Binding { part: spec.name.clone(), detail });
+            let detail = format!(
+                "input {index} (`{}`) is {}, expected {}",
+                s.name,
+                i.dtype().name(),
+                s.dtype.name()
+            );
+            return Err(BackendError::Binding {
+                part: spec.name.clone(),
+                detail,
+            });
         }
     }
     let mut bound: [Option<usize>; 3] = [None; 3];
@@ -384,7 +418,10 @@ pub fn check_call(spec: &PartSpec, inputs: &[Input<'_>], outputs: &[Tensor]) -> 
                 "{what} {index} has shape {got:?}, which does not fit {:?} with batch {batch:?}, window {window:?} and seq {seq:?}",
                 s.shape
             );
-            return Err(BackendError::Binding { part: spec.name.clone(), detail });
+            return Err(BackendError::Binding {
+                part: spec.name.clone(),
+                detail,
+            });
         }
     }
     let reference = spec.reference_shape();

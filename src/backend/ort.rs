@@ -20,9 +20,9 @@ pub mod runtime;
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor as OrtTensor, ValueType};
 
+use self::runtime::Runtime;
 use super::provider::with_cpu_fallback;
 use super::ProviderKind;
-use self::runtime::Runtime;
 use super::{
     check_call, f32_inputs, Backend, BackendError, BackendOptions, ElementType, Input, OrtLibraryInfo, PartSpec, Shape,
     TensorSpec,
@@ -93,7 +93,11 @@ impl Staged {
 }
 
 fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
-    BackendError::Engine { part: spec.name.clone(), engine: "onnxruntime", detail: e.to_string() }
+    BackendError::Engine {
+        part: spec.name.clone(),
+        engine: "onnxruntime",
+        detail: e.to_string(),
+    }
 }
 
 impl OrtBackend {
@@ -130,7 +134,14 @@ impl OrtBackend {
         };
         check_io(spec, &session)?;
         log::info!("{}: running on {}", spec.name, provider.ort_name());
-        let mut backend = OrtBackend { spec: spec.clone(), runtime, provider, fallbacks, session, bindings: Vec::new() };
+        let mut backend = OrtBackend {
+            spec: spec.clone(),
+            runtime,
+            provider,
+            fallbacks,
+            session,
+            bindings: Vec::new(),
+        };
         backend.binding(spec.reference_shape())?;
         Ok(backend)
     }
@@ -142,7 +153,12 @@ impl OrtBackend {
         }
         let (binding, staged) = bind_io(&self.spec, &self.session, at).map_err(|e| engine_err(&self.spec, e))?;
         let bound = vec![false; staged.len()];
-        self.bindings.push(Binding { at, binding, staged, bound });
+        self.bindings.push(Binding {
+            at,
+            binding,
+            staged,
+            bound,
+        });
         Ok(self.bindings.len() - 1)
     }
 
@@ -169,18 +185,28 @@ pub fn library_info(opts: &BackendOptions) -> Result<OrtLibraryInfo, BackendErro
         engine: "onnxruntime",
         detail: e.to_string(),
     })?;
-    Ok(OrtLibraryInfo { path: rt.path.clone(), version: rt.version.clone(), tensorrt: runtime::tensorrt_version() })
+    Ok(OrtLibraryInfo {
+        path: rt.path.clone(),
+        version: rt.version.clone(),
+        tensorrt: runtime::tensorrt_version(),
+    })
 }
 
 fn no_provider_error(spec: &PartSpec, opts: &BackendOptions, fallbacks: &[ProviderFallback]) -> BackendError {
-    let tried: Vec<String> =
-        fallbacks.iter().map(|f| format!("{}: {}", f.provider.name(), f.reason)).collect();
+    let tried: Vec<String> = fallbacks
+        .iter()
+        .map(|f| format!("{}: {}", f.provider.name(), f.reason))
+        .collect();
     let what = if opts.require_accelerator {
         "require_accelerator is set and no accelerator could run it"
     } else {
         "no execution provider could run it"
     };
-    let tried = if tried.is_empty() { "no accelerator listed in providers".to_string() } else { tried.join("; ") };
+    let tried = if tried.is_empty() {
+        "no accelerator listed in providers".to_string()
+    } else {
+        tried.join("; ")
+    };
     engine_err(spec, format!("{what} (tried {tried})"))
 }
 
@@ -192,7 +218,9 @@ fn trt_cache_for(
     list: &[ProviderKind],
     bytes: &[u8],
 ) -> Result<Option<std::path::PathBuf>, BackendError> {
-    let Some(base) = opts.cache_dir.as_deref() else { return Ok(None) };
+    let Some(base) = opts.cache_dir.as_deref() else {
+        return Ok(None);
+    };
     if !list.contains(&ProviderKind::TensorRt) {
         return Ok(None);
     }
@@ -223,7 +251,9 @@ fn build_session(
     }
     if kind.is_accelerator() {
         let profile = providers::trt_profile(spec, opts);
-        providers::dispatch(kind, &profile, trt_cache).register(&mut b).map_err(|e| e.to_string())?;
+        providers::dispatch(kind, &profile, trt_cache)
+            .register(&mut b)
+            .map_err(|e| e.to_string())?;
         for &l in later.iter().filter(|l| l.is_accelerator()) {
             if let Err(e) = providers::dispatch(l, &profile, trt_cache).register(&mut b) {
                 log::debug!("{}: {} not added as fallback: {e}", spec.name, l.ort_name());
@@ -237,7 +267,10 @@ fn build_session(
 /// and the model may have no other inputs; every manifest output must exist as float32 with a
 /// compatible shape.
 fn check_io(spec: &PartSpec, session: &Session) -> Result<(), BackendError> {
-    let mismatch = |detail: String| BackendError::Mismatch { part: spec.name.clone(), detail };
+    let mismatch = |detail: String| BackendError::Mismatch {
+        part: spec.name.clone(),
+        detail,
+    };
     let model_in: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
     for name in &model_in {
         if !spec.inputs.iter().any(|s| s.name == *name) {
@@ -258,10 +291,13 @@ fn check_io(spec: &PartSpec, session: &Session) -> Result<(), BackendError> {
                 if *ty != want {
                     return Err(mismatch(format!("`{}` is {ty:?}, expected {}", s.name, s.dtype.name())));
                 }
-                let ok = shape.len() == s.shape.len()
-                    && shape.iter().zip(&s.shape).all(|(&m, &w)| m < 0 || m as usize == w);
+                let ok =
+                    shape.len() == s.shape.len() && shape.iter().zip(&s.shape).all(|(&m, &w)| m < 0 || m as usize == w);
                 if !ok {
-                    return Err(mismatch(format!("`{}` has shape {shape:?}, manifest says {:?}", s.name, s.shape)));
+                    return Err(mismatch(format!(
+                        "`{}` has shape {shape:?}, manifest says {:?}",
+                        s.name, s.shape
+                    )));
                 }
                 Ok(())
             }
@@ -310,7 +346,10 @@ impl Backend for OrtBackend {
     }
 
     fn provider_notes(&self) -> Vec<String> {
-        self.fallbacks.iter().map(|f| format!("{}: {}", f.provider.name(), f.reason)).collect()
+        self.fallbacks
+            .iter()
+            .map(|f| format!("{}: {}", f.provider.name(), f.reason))
+            .collect()
     }
 
     fn prepare(&mut self, at: Shape) -> Result<(), BackendError> {
@@ -332,7 +371,9 @@ impl Backend for OrtBackend {
             }
             b.bound[i] = false;
             let name = spec.inputs[i].name.clone();
-            b.staged[i].bind(&mut b.binding, name).map_err(|e| engine_err(spec, e))?;
+            b.staged[i]
+                .bind(&mut b.binding, name)
+                .map_err(|e| engine_err(spec, e))?;
             b.bound[i] = true;
         }
         let results = self.session.run_binding(&b.binding).map_err(|e| engine_err(spec, e))?;
@@ -342,7 +383,15 @@ impl Backend for OrtBackend {
                 .ok_or_else(|| engine_err(spec, format!("output `{}` missing from the run", s.name)))?;
             let (_, data) = value.try_extract_tensor::<f32>().map_err(|e| engine_err(spec, e))?;
             if data.len() != out.len() {
-                return Err(engine_err(spec, format!("output `{}` holds {} values, expected {}", s.name, data.len(), out.len())));
+                return Err(engine_err(
+                    spec,
+                    format!(
+                        "output `{}` holds {} values, expected {}",
+                        s.name,
+                        data.len(),
+                        out.len()
+                    ),
+                ));
             }
             out.data_mut().copy_from_slice(data);
         }

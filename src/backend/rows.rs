@@ -30,7 +30,12 @@ pub fn call_rows(part: &dyn Backend, rows: usize) -> usize {
 impl RowCaller {
     /// Runs `part` on every row of `inputs` (axis 0 of each is the row axis, all with the same
     /// row count) into `outputs` (shaped by the caller with that row count).
-    pub fn run(&mut self, part: &mut dyn Backend, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError> {
+    pub fn run(
+        &mut self,
+        part: &mut dyn Backend,
+        inputs: &[&Tensor],
+        outputs: &mut [Tensor],
+    ) -> Result<(), BackendError> {
         let rows = inputs.first().map_or(1, |t| t.shape()[0]);
         let call = call_rows(part, rows);
         if call == rows {

@@ -6,11 +6,10 @@
 //! life of the backend; a fixed-shape part has exactly one. Output shapes are checked against the
 //! spec whenever a plan is built.
 
-use tract_onnx::prelude::{
-    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoTValue, TVec, TypedModel,
-    TypedSimpleState,
-};
 use tract_onnx::prelude::Tensor as TractTensor;
+use tract_onnx::prelude::{
+    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoTValue, TVec, TypedModel, TypedSimpleState,
+};
 use tract_onnx::tract_core::model::IntoRunnable;
 
 use super::{check_call, f32_inputs, Backend, BackendError, BackendOptions, ElementType, Input, PartSpec, Shape};
@@ -26,7 +25,11 @@ pub struct TractBackend {
 }
 
 fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
-    BackendError::Engine { part: spec.name.clone(), engine: "tract", detail: format!("{e:#}") }
+    BackendError::Engine {
+        part: spec.name.clone(),
+        engine: "tract",
+        detail: format!("{e:#}"),
+    }
 }
 
 impl TractBackend {
@@ -41,7 +44,10 @@ impl TractBackend {
         let mut parsed = tract_onnx::onnx()
             .model_for_read(&mut file)
             .map_err(|e| engine_err(spec, e))?;
-        let mismatch = |detail: String| BackendError::Mismatch { part: spec.name.clone(), detail };
+        let mismatch = |detail: String| BackendError::Mismatch {
+            part: spec.name.clone(),
+            detail,
+        };
         let in_names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
         parsed
             .set_input_names(&in_names)
@@ -50,7 +56,11 @@ impl TractBackend {
         parsed
             .select_outputs_by_name(&out_names)
             .map_err(|e| mismatch(format!("outputs {out_names:?}: {e}")))?;
-        let mut backend = TractBackend { spec: spec.clone(), parsed, plans: Vec::new() };
+        let mut backend = TractBackend {
+            spec: spec.clone(),
+            parsed,
+            plans: Vec::new(),
+        };
         backend.prepare(spec.reference_shape())?;
         Ok(backend)
     }
@@ -77,13 +87,22 @@ impl TractBackend {
             if fact.shape.as_concrete() != Some(&want[..]) {
                 return Err(BackendError::Mismatch {
                     part: spec.name.clone(),
-                    detail: format!("output `{}` has shape {:?}, manifest says {want:?} at {at:?}", s.name, fact.shape),
+                    detail: format!(
+                        "output `{}` has shape {:?}, manifest says {want:?} at {at:?}",
+                        s.name, fact.shape
+                    ),
                 });
             }
         }
         let plan = typed.into_runnable().map_err(|e| engine_err(spec, e))?;
         let state = plan.spawn().map_err(|e| engine_err(spec, e))?;
-        log::debug!("{}: tract plan for batch {} window {} seq {}", spec.name, at.batch, at.window, at.seq);
+        log::debug!(
+            "{}: tract plan for batch {} window {} seq {}",
+            spec.name,
+            at.batch,
+            at.window,
+            at.seq
+        );
         self.plans.push((at, state));
         Ok(self.plans.len() - 1)
     }
@@ -124,7 +143,10 @@ impl Backend for TractBackend {
             let view = value.try_as_plain_ram().map_err(|e| engine_err(spec, e))?;
             let slice = view.as_slice::<f32>().map_err(|e| engine_err(spec, e))?;
             if slice.len() != out.len() {
-                return Err(engine_err(spec, format!("output holds {} values, expected {}", slice.len(), out.len())));
+                return Err(engine_err(
+                    spec,
+                    format!("output holds {} values, expected {}", slice.len(), out.len()),
+                ));
             }
             out.data_mut().copy_from_slice(slice);
         }

@@ -33,7 +33,11 @@ pub fn conversation_windows<'a>(
         .map(|i| {
             let c = &convs[i % convs.len()];
             let lap = i / convs.len();
-            let id = if lap == 0 { c.id.clone() } else { format!("{}#{lap}", c.id) };
+            let id = if lap == 0 {
+                c.id.clone()
+            } else {
+                format!("{}#{lap}", c.id)
+            };
             let utts = &c.utterances[..c.utterances.len().min(w)];
             let mask = random_mask(seed, rate, &id, utts.len(), mods);
             (id, window_of(utts, &mask))

@@ -109,8 +109,7 @@ impl Stats {
     /// Nearest-rank percentiles; `ms` must be non-empty.
     pub fn of(ms: &mut [f64]) -> Stats {
         ms.sort_by(f64::total_cmp);
-        let rank =
-            |p: f64| ms[(((p * ms.len() as f64).ceil() as usize).max(1) - 1).min(ms.len() - 1)];
+        let rank = |p: f64| ms[(((p * ms.len() as f64).ceil() as usize).max(1) - 1).min(ms.len() - 1)];
         Stats {
             p50_ms: rank(0.50),
             p99_ms: rank(0.99),
@@ -254,7 +253,10 @@ pub fn config_of(a: &BenchOptions, manifest: &Manifest) -> Result<BenchConfig, c
         warmup: a.warmup,
         rate: crate::masks::check_rate(a.rate)?,
         seed: a.seed,
-        opts: BackendOptions { threads: a.threads, ..BackendOptions::default() },
+        opts: BackendOptions {
+            threads: a.threads,
+            ..BackendOptions::default()
+        },
     })
 }
 

@@ -31,8 +31,8 @@ mod window;
 use thiserror::Error;
 
 use crate::manifest::Manifest;
-use crate::paths::{bundled, DEFAULT_DATA, DEFAULT_MODEL};
 use crate::model::ModelError;
+use crate::paths::{bundled, DEFAULT_DATA, DEFAULT_MODEL};
 use crate::pipeline::PipelineError;
 
 pub use alloc::{allocation_count, allocations, peak_rss_kib, CountingAlloc};
@@ -86,10 +86,12 @@ pub fn run_and_report(a: &BenchOptions, extras: &Extras) -> anyhow::Result<()> {
     let data = a.data.clone().unwrap_or_else(|| bundled(DEFAULT_DATA));
     let model_dir = a.model.clone().unwrap_or_else(|| bundled(DEFAULT_MODEL));
     if a.threads > 0 {
-        rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global().context("rayon pool")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(a.threads)
+            .build_global()
+            .context("rayon pool")?;
     }
-    let manifest = Manifest::load(&model_dir)
-        .with_context(|| format!("loading model {}", model_dir.display()))?;
+    let manifest = Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
     let rec = crate::dataset::load(&data).with_context(|| format!("loading data {}", data.display()))?;
     let mut cfg = config_of(a, &manifest)?;
     if !extras.providers.is_empty() {
@@ -104,7 +106,11 @@ pub fn run_and_report(a: &BenchOptions, extras: &Extras) -> anyhow::Result<()> {
         data.display(),
         rec.n_utterances(),
         cfg.rate,
-        if a.threads == 0 { "engine default".to_string() } else { a.threads.to_string() },
+        if a.threads == 0 {
+            "engine default".to_string()
+        } else {
+            a.threads.to_string()
+        },
         manifest.buckets,
     );
     let report = run_extended(&manifest, &rec, &cfg, extras)?;
@@ -138,7 +144,10 @@ pub fn run_and_report(a: &BenchOptions, extras: &Extras) -> anyhow::Result<()> {
 fn print_report(report: &Report, manifest: &Manifest, peak: Option<u64>) {
     print!("{}", table(&report.rows));
     if !report.speedups.is_empty() {
-        println!("\nbucketed vs padded to W = {} (whole window p50, ms):", manifest.dims.window);
+        println!(
+            "\nbucketed vs padded to W = {} (whole window p50, ms):",
+            manifest.dims.window
+        );
         print!("{}", speedup_table(&report.speedups));
     }
     if !report.batch_rows.is_empty() {

@@ -71,21 +71,19 @@ pub fn table(rows: &[BenchRow]) -> String {
 /// One line of `table` (columns as its header).
 fn table_line(r: &BenchRow) -> String {
     let stage = |name: &str| r.stages.iter().find(|(n, _)| n == name).map(|(_, st)| *st);
-    let cell = |st: Option<Stats>| {
-        st.map_or("-".to_string(), |st| {
-            format!("{:.3}/{:.3}", st.p50_ms, st.p99_ms)
-        })
-    };
-    let allocs = r
-        .allocs_per_window
-        .map_or("n/a".to_string(), |a| format!("{a:.0}"));
+    let cell = |st: Option<Stats>| st.map_or("-".to_string(), |st| format!("{:.3}/{:.3}", st.p50_ms, st.p99_ms));
+    let allocs = r.allocs_per_window.map_or("n/a".to_string(), |a| format!("{a:.0}"));
     format!(
         "{:<6} {:>8} {:>3} {:>3} {:>4} {:>5} {:>6} {:>17} {:>17} {:>17} {:>17} {:>17} {:>17} {:>9}\n",
         r.backend,
         r.layout,
         r.window,
         r.bucket,
-        if r.sampler == SamplerKind::PfOdeHeun.name() { "heun" } else { "em" },
+        if r.sampler == SamplerKind::PfOdeHeun.name() {
+            "heun"
+        } else {
+            "em"
+        },
         r.steps,
         r.iters,
         cell(Some(r.total)),

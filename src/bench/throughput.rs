@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::capacity::MAX_BATCH;
 use crate::daemon::assembly::{ClosedUtterance, WindowJob};
 use crate::daemon::batching::RunCost;
 use crate::daemon::inference::{choose_batch, run_batch, JobQueue, WindowRunner};
 use crate::daemon::stats::Stats;
-use crate::capacity::MAX_BATCH;
 use crate::masks::random_mask;
 use crate::modality::{Modalities, Modality};
 use crate::protocol::conversation_id;
@@ -71,7 +71,14 @@ pub struct Stream {
 impl Stream {
     /// Videos of `rec` over the model's modalities `mods`, masked at `rate` (eval's random mask,
     /// `seed`); windows of at most `window` utterances.
-    pub fn new(rec: &Recording, mods: &Modalities, rate: f64, seed: u64, sizes: WindowSizes, window: usize) -> Result<Stream, ThroughputError> {
+    pub fn new(
+        rec: &Recording,
+        mods: &Modalities,
+        rate: f64,
+        seed: u64,
+        sizes: WindowSizes,
+        window: usize,
+    ) -> Result<Stream, ThroughputError> {
         let rate = crate::masks::check_rate(rate)?;
         let mut videos = Vec::new();
         for c in rec.conversations.iter().filter(|c| !c.utterances.is_empty()) {
@@ -83,15 +90,27 @@ impl Stream {
                 .map(|(u, avail)| ClosedUtterance {
                     utterance: u.position,
                     speaker: u16::try_from(u.speaker).unwrap_or(u16::MAX),
-                    features: std::array::from_fn(|m| u.features[m].clone().filter(|_| avail[m] && mods.size(Modality::ALL[m]).is_some())),
+                    features: std::array::from_fn(|m| {
+                        u.features[m]
+                            .clone()
+                            .filter(|_| avail[m] && mods.size(Modality::ALL[m]).is_some())
+                    }),
                 })
                 .collect();
-            videos.push(Video { id: c.id.clone(), utterances });
+            videos.push(Video {
+                id: c.id.clone(),
+                utterances,
+            });
         }
         if videos.is_empty() {
             return Err(ThroughputError::Empty);
         }
-        Ok(Stream { videos, sizes, window: window.max(1), seed })
+        Ok(Stream {
+            videos,
+            sizes,
+            window: window.max(1),
+            seed,
+        })
     }
 
     /// Utterances per video, in recording order.
@@ -116,7 +135,12 @@ impl Stream {
         ends.into_iter()
             .map(|end| {
                 let first = end.saturating_sub(self.window);
-                WindowJob { conversation: conversation.clone(), session, first_position: first as u64, utterances: video.utterances[first..end].to_vec() }
+                WindowJob {
+                    conversation: conversation.clone(),
+                    session,
+                    first_position: first as u64,
+                    utterances: video.utterances[first..end].to_vec(),
+                }
             })
             .collect()
     }
@@ -182,7 +206,13 @@ pub fn measure(runner: &mut dyn WindowRunner, stream: &Stream, spec: &RunSpec) -
     let completion = runner.completion();
     let queue = JobQueue::new(c);
     let (stats, mut cost) = (Stats::default(), RunCost::new(cap));
-    let mut cursors: Vec<Cursor> = (0..c).map(|slot| Cursor { slot, videos_played: 0, pending: Vec::new().into_iter() }).collect();
+    let mut cursors: Vec<Cursor> = (0..c)
+        .map(|slot| Cursor {
+            slot,
+            videos_played: 0,
+            pending: Vec::new().into_iter(),
+        })
+        .collect();
     let mut idle: Vec<usize> = (0..c).collect();
     let mut slot_of: HashMap<u64, usize> = HashMap::new();
     let mut session = 0u64;
@@ -199,13 +229,18 @@ pub fn measure(runner: &mut dyn WindowRunner, stream: &Stream, spec: &RunSpec) -
             rec.start();
         }
         let choose = |e: &[Instant]| choose_batch(e, Instant::now(), spec.budget, &cost, &stats);
-        let Ok(batch) = queue.pop_batch_by(cap, Duration::ZERO, choose) else { break };
+        let Ok(batch) = queue.pop_batch_by(cap, Duration::ZERO, choose) else {
+            break;
+        };
         let results = run_batch(runner, &batch.jobs, &completion, &stats, &mut cost);
         let finished = Instant::now();
         for ((job, enqueued), result) in batch.jobs.iter().zip(&batch.enqueued).zip(&results) {
             idle.extend(slot_of.remove(&job.session));
             if rec.started.is_some() {
-                rec.window(result.as_ref().map(|r| r.latency_us), finished.saturating_duration_since(*enqueued));
+                rec.window(
+                    result.as_ref().map(|r| r.latency_us),
+                    finished.saturating_duration_since(*enqueued),
+                );
             }
         }
         if rec.started.is_some() {
@@ -213,7 +248,11 @@ pub fn measure(runner: &mut dyn WindowRunner, stream: &Stream, spec: &RunSpec) -
         }
         done += batch.len() as u64;
     }
-    rec.finish(c, cap, stats.batches_shortened.load(std::sync::atomic::Ordering::Relaxed))
+    rec.finish(
+        c,
+        cap,
+        stats.batches_shortened.load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 /// Counts of the measured span.
@@ -241,9 +280,19 @@ impl Recorder {
         }
     }
 
-    fn finish(mut self, conversations: usize, max_batch: usize, batches_shortened: u64) -> Result<Measurement, ThroughputError> {
-        let Some((t0, cpu0)) = self.started else { return Err(ThroughputError::AllFailed(self.failed)) };
-        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_time().saturating_sub(cpu0).as_secs_f64());
+    fn finish(
+        mut self,
+        conversations: usize,
+        max_batch: usize,
+        batches_shortened: u64,
+    ) -> Result<Measurement, ThroughputError> {
+        let Some((t0, cpu0)) = self.started else {
+            return Err(ThroughputError::AllFailed(self.failed));
+        };
+        let (wall, cpu) = (
+            t0.elapsed().as_secs_f64(),
+            cpu_time().saturating_sub(cpu0).as_secs_f64(),
+        );
         let windows = self.latency_us.len() as u64;
         if windows == 0 {
             return Err(ThroughputError::AllFailed(self.failed));
@@ -287,7 +336,12 @@ pub struct Summary {
 pub fn summarize(rows: &[Measurement]) -> Summary {
     let find = |c: usize, b: usize| rows.iter().find(|m| m.conversations == c && m.max_batch == b);
     let conversations = rows.iter().map(|m| m.conversations).max().unwrap_or(0);
-    let max_batch = rows.iter().filter(|m| m.conversations == conversations).map(|m| m.max_batch).max().unwrap_or(0);
+    let max_batch = rows
+        .iter()
+        .filter(|m| m.conversations == conversations)
+        .map(|m| m.max_batch)
+        .max()
+        .unwrap_or(0);
     let batched = find(conversations, max_batch).map(|m| m.windows_per_core_s);
     let single = find(conversations, 1).map(|m| m.windows_per_core_s);
     Summary {
@@ -321,7 +375,17 @@ pub fn table_row(m: &Measurement) -> String {
 pub fn table_header() -> String {
     format!(
         "{:>5} {:>9} {:>8} {:>7} {:>10} {:>10} {:>11} {:>9} {:>9} {:>9} {:>6}",
-        "conv", "max_batch", "windows", "batches", "mean_batch", "windows/s", "win/core-s", "lat_p50us", "lat_p95us", "age_p50us", "failed"
+        "conv",
+        "max_batch",
+        "windows",
+        "batches",
+        "mean_batch",
+        "windows/s",
+        "win/core-s",
+        "lat_p50us",
+        "lat_p95us",
+        "age_p50us",
+        "failed"
     )
 }
 
@@ -344,7 +408,8 @@ fn cpu_time() -> Duration {
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
         return Duration::ZERO;
     }
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64);
+    let tv =
+        |t: libc::timeval| Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64);
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
@@ -410,12 +475,27 @@ mod tests {
 
     #[test]
     fn batches_hold_at_most_the_conversations_and_max_batch() {
-        let spec = RunSpec { conversations: 3, windows: 30, warmup: 3, budget: Duration::from_secs(10) };
-        let mut r = Counting { max: 8, sizes: Vec::new() };
+        let spec = RunSpec {
+            conversations: 3,
+            windows: 30,
+            warmup: 3,
+            budget: Duration::from_secs(10),
+        };
+        let mut r = Counting {
+            max: 8,
+            sizes: Vec::new(),
+        };
         let m = measure(&mut r, &stream(WindowSizes::Sliding), &spec).unwrap();
-        assert!(r.sizes.iter().all(|&n| n == 3), "closed loop: every conversation waits each time: {:?}", r.sizes);
+        assert!(
+            r.sizes.iter().all(|&n| n == 3),
+            "closed loop: every conversation waits each time: {:?}",
+            r.sizes
+        );
         assert_eq!((m.windows, m.failed, m.mean_batch), (30, 0, 3.0));
-        let mut one = Counting { max: 1, sizes: Vec::new() };
+        let mut one = Counting {
+            max: 1,
+            sizes: Vec::new(),
+        };
         let m = measure(&mut one, &stream(WindowSizes::Whole), &spec).unwrap();
         assert!(one.sizes.iter().all(|&n| n == 1));
         assert_eq!((m.windows, m.batches, m.max_batch), (30, 30, 1));
@@ -425,10 +505,19 @@ mod tests {
     fn windows_follow_the_videos() {
         let s = stream(WindowSizes::Sliding);
         assert_eq!(s.video_lengths(), [3, 5]);
-        let sizes: Vec<Vec<usize>> = (0..4).map(|k| s.windows(0, k, 1).iter().map(|j| j.utterances.len()).collect()).collect();
-        assert!(sizes.iter().all(|w| *w == [1, 2, 3] || *w == [1, 2, 3, 4, 4]), "W = 4 caps the sliding window: {sizes:?}");
+        let sizes: Vec<Vec<usize>> = (0..4)
+            .map(|k| s.windows(0, k, 1).iter().map(|j| j.utterances.len()).collect())
+            .collect();
+        assert!(
+            sizes.iter().all(|w| *w == [1, 2, 3] || *w == [1, 2, 3, 4, 4]),
+            "W = 4 caps the sliding window: {sizes:?}"
+        );
         let w = s.windows(0, 0, 1);
-        assert!(w.iter().all(|j| j.utterances.iter().all(|u| u.features.iter().any(Option::is_some))), "keep-one mask");
+        assert!(
+            w.iter()
+                .all(|j| j.utterances.iter().all(|u| u.features.iter().any(Option::is_some))),
+            "keep-one mask"
+        );
         let whole = stream(WindowSizes::Whole);
         assert!((0..4).all(|k| whole.windows(1, k, 1).len() == 1));
     }
@@ -451,14 +540,29 @@ mod tests {
             latency_p95_us: lat,
             age_p50_us: lat,
         };
-        let s = summarize(&[row(1, 1, 100.0, 7), row(8, 1, 100.0, 9), row(1, 8, 100.0, 8), row(8, 8, 250.0, 30)]);
-        assert_eq!((s.conversations, s.max_batch, s.ratio, s.single_window_latency_p50_us), (8, 8, Some(2.5), Some(7)));
+        let s = summarize(&[
+            row(1, 1, 100.0, 7),
+            row(8, 1, 100.0, 9),
+            row(1, 8, 100.0, 8),
+            row(8, 8, 250.0, 30),
+        ]);
+        assert_eq!(
+            (s.conversations, s.max_batch, s.ratio, s.single_window_latency_p50_us),
+            (8, 8, Some(2.5), Some(7))
+        );
         assert_eq!(summarize(&[row(8, 8, 1.0, 1)]).ratio, None);
     }
 
     #[test]
     fn percentiles_are_nearest_rank() {
         let mut v = vec![5, 1, 4, 2, 3];
-        assert_eq!((percentile(&mut v, 0.5), percentile(&mut v, 0.95), percentile(&mut [], 0.5)), (3, 5, 0));
+        assert_eq!(
+            (
+                percentile(&mut v, 0.5),
+                percentile(&mut v, 0.95),
+                percentile(&mut [], 0.5)
+            ),
+            (3, 5, 0)
+        );
     }
 }

@@ -6,17 +6,16 @@ use std::time::Instant;
 
 use super::batch::run_batches;
 use super::config::{check_batches, check_config};
-use super::{
-    allocation_count, allocations, BenchConfig, BenchError, BenchRow, Extras,
-    Report, Speedup, Stats,
-};
+use super::{allocation_count, allocations, BenchConfig, BenchError, BenchRow, Extras, Report, Speedup, Stats};
 use crate::backend::BackendKind;
 use crate::diffusion::SeededNoise;
 use crate::manifest::Manifest;
 use crate::masks::{random_mask, Avail};
 use crate::modality::Modalities;
 use crate::model::Model;
-use crate::pipeline::{Completion, Pipeline, PipelineError, PipelineOptions, Stage, StageObserver, Utterance, Window, WindowOutput};
+use crate::pipeline::{
+    Completion, Pipeline, PipelineError, PipelineOptions, Stage, StageObserver, Utterance, Window, WindowOutput,
+};
 use crate::recording::{Recording, UtteranceRecord};
 
 /// Records when each stage of one window ends, and the allocation counter then (a plain load:
@@ -45,11 +44,7 @@ struct Series {
 /// The first `n` utterances of the recording in order (across conversation boundaries when
 /// one conversation is shorter than `n`).
 pub fn utterances(rec: &Recording, n: usize) -> Result<Vec<&UtteranceRecord>, BenchError> {
-    let all: Vec<&UtteranceRecord> = rec
-        .conversations
-        .iter()
-        .flat_map(|c| &c.utterances)
-        .collect();
+    let all: Vec<&UtteranceRecord> = rec.conversations.iter().flat_map(|c| &c.utterances).collect();
     if all.len() < n {
         return Err(BenchError::TooFewUtterances {
             have: all.len(),
@@ -60,10 +55,7 @@ pub fn utterances(rec: &Recording, n: usize) -> Result<Vec<&UtteranceRecord>, Be
 }
 
 /// A window over `utts` keeping only the features that `mask` marks available.
-pub(super) fn window_of<'a>(
-    utts: impl IntoIterator<Item = &'a UtteranceRecord>,
-    mask: &[Avail],
-) -> Window<'a> {
+pub(super) fn window_of<'a>(utts: impl IntoIterator<Item = &'a UtteranceRecord>, mask: &[Avail]) -> Window<'a> {
     Window {
         utterances: utts
             .into_iter()
@@ -119,11 +111,7 @@ impl Series {
 }
 
 /// Warm-up, then timed windows until `iters` (or the time budget) is reached.
-fn measure(
-    pipe: &mut Pipeline,
-    window: &Window,
-    cfg: &BenchConfig,
-) -> Result<Series, PipelineError> {
+fn measure(pipe: &mut Pipeline, window: &Window, cfg: &BenchConfig) -> Result<Series, PipelineError> {
     let mut marks = Marks {
         at: [None; 6],
         allocs: [0; 6],
@@ -201,11 +189,7 @@ fn row(kind: BackendKind, pipe: &Pipeline, window: &Window, mut s: Series) -> Be
 
 /// Measures every (backend, size, steps) of `cfg` on utterances of `rec`; one model load per
 /// backend.
-pub fn run(
-    manifest: &Manifest,
-    rec: &Recording,
-    cfg: &BenchConfig,
-) -> Result<Vec<BenchRow>, BenchError> {
+pub fn run(manifest: &Manifest, rec: &Recording, cfg: &BenchConfig) -> Result<Vec<BenchRow>, BenchError> {
     check_config(manifest, cfg)?;
     let mut rows = Vec::new();
     for &kind in &cfg.backends {
@@ -222,20 +206,22 @@ pub fn padded_manifest(manifest: &Manifest) -> Manifest {
 }
 
 /// A pipeline of `manifest` on `kind`, with `cfg`'s sampler and samples.
-pub(super) fn pipeline(
-    manifest: &Manifest,
-    cfg: &BenchConfig,
-    kind: BackendKind,
-) -> Result<Pipeline, BenchError> {
+pub(super) fn pipeline(manifest: &Manifest, cfg: &BenchConfig, kind: BackendKind) -> Result<Pipeline, BenchError> {
     let backend = kind.name();
-    let model = Model::from_manifest(manifest.clone(), kind, &cfg.opts).map_err(|source| {
-        BenchError::Model {
-            backend,
-            source: Box::new(source),
-        }
+    let model = Model::from_manifest(manifest.clone(), kind, &cfg.opts).map_err(|source| BenchError::Model {
+        backend,
+        source: Box::new(source),
     })?;
-    let setup = |source| BenchError::Setup { backend, source: Box::new(source) };
-    let opts = PipelineOptions { steps: None, sampler: cfg.sampler, samples: cfg.samples, max_batch: 1 };
+    let setup = |source| BenchError::Setup {
+        backend,
+        source: Box::new(source),
+    };
+    let opts = PipelineOptions {
+        steps: None,
+        sampler: cfg.sampler,
+        samples: cfg.samples,
+        max_batch: 1,
+    };
     Pipeline::new(model, &opts).map_err(setup)
 }
 
@@ -253,8 +239,10 @@ fn run_backend(
     }
     let mut pipe = pipeline(manifest, cfg, kind)?;
     // Engine plans for one-window calls at every bucket, outside the timings.
-    pipe.warm(&[1])
-        .map_err(|source| BenchError::Setup { backend, source: Box::new(source) })?;
+    pipe.warm(&[1]).map_err(|source| BenchError::Setup {
+        backend,
+        source: Box::new(source),
+    })?;
     let mut rows = Vec::new();
     for utts in &windows {
         let window = masked_window(utts, cfg.rate, cfg.seed, &pipe.model().manifest.modalities);
@@ -305,7 +293,11 @@ pub fn run_extended(
     check_config(manifest, cfg)?;
     check_batches(&extras.batches)?;
     let padded = padded_manifest(manifest);
-    let mut report = Report { rows: Vec::new(), speedups: Vec::new(), batch_rows: Vec::new() };
+    let mut report = Report {
+        rows: Vec::new(),
+        speedups: Vec::new(),
+        batch_rows: Vec::new(),
+    };
     for &kind in &cfg.backends {
         // Bucketed and padded back to back per backend, so the ratio shares one machine state.
         let bucketed = run_backend(manifest, rec, cfg, kind)?;
@@ -318,7 +310,9 @@ pub fn run_extended(
             report.rows.extend(bucketed);
         }
         if !extras.batches.is_empty() {
-            report.batch_rows.extend(run_batches(manifest, rec, cfg, kind, &extras.batches)?);
+            report
+                .batch_rows
+                .extend(run_batches(manifest, rec, cfg, kind, &extras.batches)?);
         }
     }
     Ok(report)

@@ -80,16 +80,34 @@ pub struct GoldenCase {
 impl GoldenCase {
     pub fn load(dir: &Path) -> Result<Self, GoldenError> {
         let path = dir.join("case.toml");
-        let text = std::fs::read_to_string(&path).map_err(|source| GoldenError::Io { path: path.clone(), source })?;
-        let file: CaseFile = toml::from_str(&text).map_err(|e| GoldenError::Parse { path, detail: e.to_string() })?;
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(&path).map_err(|source| GoldenError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let file: CaseFile = toml::from_str(&text).map_err(|e| GoldenError::Parse {
+            path,
+            detail: e.to_string(),
+        })?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let model = file.meta.get("model").and_then(|v| v.as_str()).map(str::to_string);
-        Ok(GoldenCase { name, model, dir: dir.to_path_buf(), tensors: file.tensors, tolerances: file.tolerances })
+        Ok(GoldenCase {
+            name,
+            model,
+            dir: dir.to_path_buf(),
+            tensors: file.tensors,
+            tolerances: file.tolerances,
+        })
     }
 
     /// Every `<root>/*/case.toml`, sorted by case name; directories without one are ignored.
     pub fn discover(root: &Path) -> Result<Vec<GoldenCase>, GoldenError> {
-        let rd = std::fs::read_dir(root).map_err(|source| GoldenError::Io { path: root.to_path_buf(), source })?;
+        let rd = std::fs::read_dir(root).map_err(|source| GoldenError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
         let mut dirs: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.join("case.toml").is_file())
@@ -107,11 +125,17 @@ impl GoldenCase {
     }
 
     fn err(&self, name: &str, detail: String) -> GoldenError {
-        GoldenError::Tensor { case: self.name.clone(), name: name.into(), detail }
+        GoldenError::Tensor {
+            case: self.name.clone(),
+            name: name.into(),
+            detail,
+        }
     }
 
     fn entry(&self, name: &str) -> Result<&TensorEntry, GoldenError> {
-        self.tensors.get(name).ok_or_else(|| self.err(name, "not in case.toml".into()))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| self.err(name, "not in case.toml".into()))
     }
 
     /// The stored values of `name`, checked against its `shape` and `full_shape`.
@@ -119,16 +143,26 @@ impl GoldenCase {
         let entry = self.entry(name)?;
         fits(&entry.shape, entry.full()).map_err(|d| self.err(name, d))?;
         let path = self.dir.join(&entry.file);
-        let bytes = std::fs::read(&path).map_err(|source| GoldenError::Io { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| GoldenError::Io {
+            path: path.clone(),
+            source,
+        })?;
         if bytes.len() % 4 != 0 {
             return Err(self.err(name, format!("{} bytes is not a whole number of float32", bytes.len())));
         }
         let declared: usize = entry.shape.iter().product();
         if bytes.len() / 4 != declared {
-            let detail = format!("{} values; case.toml shape {:?} holds {declared}", bytes.len() / 4, entry.shape);
+            let detail = format!(
+                "{} values; case.toml shape {:?} holds {declared}",
+                bytes.len() / 4,
+                entry.shape
+            );
             return Err(self.err(name, detail));
         }
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// Reads tensor `name` as the parts see it (zero-padded to its `full_shape`) and gives it
@@ -138,7 +172,10 @@ impl GoldenCase {
         let full: usize = entry.full().iter().product();
         let wanted: usize = shape.iter().product();
         if full != wanted {
-            let detail = format!("full shape {:?} holds {full}, requested {shape:?} holds {wanted}", entry.full());
+            let detail = format!(
+                "full shape {:?} holds {full}, requested {shape:?} holds {wanted}",
+                entry.full()
+            );
             return Err(self.err(name, detail));
         }
         let data = pad(&self.read_stored(name)?, &entry.shape, entry.full()).map_err(|d| self.err(name, d))?;
@@ -203,12 +240,18 @@ pub struct OutputParity {
 
 /// Runs `backend` on the case's recorded inputs and compares every output the case records.
 /// `Ok(Err(reason))` means the case does not hold this part's I/O (nothing to compare).
-pub fn part_parity(case: &GoldenCase, backend: &mut dyn Backend) -> Result<Result<Vec<OutputParity>, String>, GoldenError> {
+pub fn part_parity(
+    case: &GoldenCase,
+    backend: &mut dyn Backend,
+) -> Result<Result<Vec<OutputParity>, String>, GoldenError> {
     let spec: PartSpec = backend.spec().clone();
     let mut inputs = Vec::with_capacity(spec.inputs.len());
     for s in &spec.inputs {
         let Some(name) = case.find(&spec.name, &s.name, false) else {
-            return Ok(Err(format!("case {} has no tensor for {} input `{}`", case.name, spec.name, s.name)));
+            return Ok(Err(format!(
+                "case {} has no tensor for {} input `{}`",
+                case.name, spec.name, s.name
+            )));
         };
         inputs.push(case.tensor(&name, &s.shape)?);
     }
@@ -217,7 +260,9 @@ pub fn part_parity(case: &GoldenCase, backend: &mut dyn Backend) -> Result<Resul
     backend.run(&refs, &mut outputs)?;
     let mut rows = Vec::new();
     for (s, got) in spec.outputs.iter().zip(&outputs) {
-        let Some(name) = case.find(&spec.name, &s.name, true) else { continue };
+        let Some(name) = case.find(&spec.name, &s.name, true) else {
+            continue;
+        };
         let want = case.stored(&name)?;
         let got = &case.crop_to_stored(&name, got)?;
         let named = case.tolerance(&name).or_else(|| case.tolerance(&s.name));
@@ -249,7 +294,9 @@ fn fits(stored: &[usize], full: &[usize]) -> Result<(), String> {
 /// Offsets (in the stored data, in the full data) of each contiguous innermost run of the
 /// stored region, which sits at the start of every axis of `full`; runs are `stored.last()` long.
 fn runs(stored: &[usize], full: &[usize]) -> Vec<(usize, usize)> {
-    let Some((&inner, outer)) = stored.split_last() else { return vec![(0, 0)] };
+    let Some((&inner, outer)) = stored.split_last() else {
+        return vec![(0, 0)];
+    };
     let mut strides = vec![1usize; full.len()];
     for j in (0..full.len().saturating_sub(1)).rev() {
         strides[j] = strides[j + 1] * full[j + 1];
@@ -298,14 +345,22 @@ pub fn crop(data: &[f32], full: &[usize], stored: &[usize]) -> Result<Vec<f32>, 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     a.data().iter().zip(b.data()).fold(0.0f32, |m, (x, y)| {
         let d = (x - y).abs();
-        if d.is_nan() || m.is_nan() { f32::NAN } else { m.max(d) }
+        if d.is_nan() || m.is_nan() {
+            f32::NAN
+        } else {
+            m.max(d)
+        }
     })
 }
 
 /// Every element within `tol` of `want` (NaN never is).
 pub fn within(got: &Tensor, want: &Tensor, tol: Tolerance) -> bool {
     got.shape() == want.shape()
-        && got.data().iter().zip(want.data()).all(|(g, w)| (g - w).abs() <= tol.atol + tol.rtol * w.abs())
+        && got
+            .data()
+            .iter()
+            .zip(want.data())
+            .all(|(g, w)| (g - w).abs() <= tol.atol + tol.rtol * w.abs())
 }
 
 #[cfg(test)]
@@ -316,9 +371,15 @@ mod tests {
     fn candidate_names_follow_design() {
         assert_eq!(candidates("s_theta", "x_t", false), vec!["s_theta_x_t", "x_t"]);
         assert_eq!(candidates("s_theta", "score", true), vec!["s_theta_score"]);
-        assert_eq!(candidates("encoders", "text", false), vec!["encoders_text", "std_text", "text_std"]);
+        assert_eq!(
+            candidates("encoders", "text", false),
+            vec!["encoders_text", "std_text", "text_std"]
+        );
         assert_eq!(candidates("encoders", "h", true), vec!["encoders_h", "h"]);
-        assert_eq!(candidates("fusion", "adj", false), vec!["fusion_adj", "adj_fusion", "adj"]);
+        assert_eq!(
+            candidates("fusion", "adj", false),
+            vec!["fusion_adj", "adj_fusion", "adj"]
+        );
         assert_eq!(candidates("recon", "audio", true), vec!["recon_audio"]);
     }
 

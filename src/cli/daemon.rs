@@ -214,7 +214,12 @@ fn run_warmup(a: WarmupArgs) -> Result<()> {
     for spec in &manifest.parts {
         let started = Instant::now();
         let part = backend::load(kind, spec, &opts).with_context(|| format!("loading part {}", spec.name))?;
-        println!("{:<9} {:<44} loaded in {:.3} s", spec.name, part.provider(), started.elapsed().as_secs_f64());
+        println!(
+            "{:<9} {:<44} loaded in {:.3} s",
+            spec.name,
+            part.provider(),
+            started.elapsed().as_secs_f64()
+        );
         for note in part.provider_notes() {
             println!("          note: {note}");
         }
@@ -223,8 +228,14 @@ fn run_warmup(a: WarmupArgs) -> Result<()> {
     let model = Model::from_parts(manifest, kind, parts).context("assembling the model")?;
     let mut runner = build_runner(&settings, model, 0)?;
     let job = warmup_job(&runner.served_model().modalities);
-    let (single, batch) = warm_up_runner(&mut runner, &job).map_err(|e| anyhow::anyhow!("{e}")).context("warm-up window")?;
-    println!("warm-up window ({}) ran in {:.3} s", runner.describe(), single.as_secs_f64());
+    let (single, batch) = warm_up_runner(&mut runner, &job)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("warm-up window")?;
+    println!(
+        "warm-up window ({}) ran in {:.3} s",
+        runner.describe(),
+        single.as_secs_f64()
+    );
     if let Some((n, took)) = batch {
         println!("warm-up batch of {n} windows ran in {:.3} s", took.as_secs_f64());
     }
@@ -236,7 +247,13 @@ fn run_record(a: RecordArgs) -> Result<()> {
     let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
     let model = manifest_model(&models)?;
     let writer = RecordingWriter::create(&a.output).with_context(|| format!("creating {}", a.output.display()))?;
-    run_daemon(&settings, Box::new(RecorderRunner::new(writer)), model, notifier(), false)
+    run_daemon(
+        &settings,
+        Box::new(RecorderRunner::new(writer)),
+        model,
+        notifier(),
+        false,
+    )
 }
 
 fn run_replay(a: ReplayArgs) -> Result<()> {
@@ -248,26 +265,44 @@ fn run_replay(a: ReplayArgs) -> Result<()> {
     let mask = match a.mask_rate {
         Some(r) => {
             let mods = modalities.or_else(|| replay::modalities_of(&rec));
-            let mods = mods.context("the mask needs the recording's modalities: it holds fewer than two (name the model with --models)")?;
+            let mods = mods.context(
+                "the mask needs the recording's modalities: it holds fewer than two (name the model with --models)",
+            )?;
             Some((r, a.mask_seed, mods))
         }
         None => None,
     };
-    let opts = ReplayOptions { interval_ms: a.interval_ms, drops: a.drops.clone(), mask, modalities };
+    let opts = ReplayOptions {
+        interval_ms: a.interval_ms,
+        drops: a.drops.clone(),
+        mask,
+        modalities,
+    };
     let steps = replay::plan(&rec, &opts).context("planning the replay")?;
     let realtime = !a.max_speed;
     log::info!("replaying {} utterances ({} frames)", rec.n_utterances(), steps.len());
-    let opts = PacedOptions { realtime, stall: Duration::from_millis(a.stall_ms), ..PacedOptions::default() };
+    let opts = PacedOptions {
+        realtime,
+        stall: Duration::from_millis(a.stall_ms),
+        ..PacedOptions::default()
+    };
     let started = Instant::now();
     let ledger = runtime()?.block_on(async {
         if let Some(path) = &a.unix {
-            let s = tokio::net::UnixStream::connect(path).await.with_context(|| format!("connecting to {}", path.display()))?;
+            let s = tokio::net::UnixStream::connect(path)
+                .await
+                .with_context(|| format!("connecting to {}", path.display()))?;
             send_paced(s, &steps, opts).await.context("replaying")
         } else if let Some(addr) = &a.tcp {
-            let s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+            let s = tokio::net::TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("connecting to {addr}"))?;
             send_paced(s, &steps, opts).await.context("replaying")
         } else if let Some(path) = &a.serial {
-            let port = crate::config::SerialPort { path: path.clone(), baud: a.baud };
+            let port = crate::config::SerialPort {
+                path: path.clone(),
+                baud: a.baud,
+            };
             let s = crate::io::serial::open(&port).with_context(|| format!("opening {}", path.display()))?;
             send_paced(s, &steps, opts).await.context("replaying")
         } else {
@@ -284,7 +319,10 @@ fn report_replay(ledger: &Ledger, took: Duration) -> Result<()> {
     println!("{summary}");
     for n in ledger.notices() {
         let at = n.utterance.map_or(String::new(), |u| format!(" utterance {u}"));
-        println!("  notice: {:?} x{} ({}{at}): {}", n.reason, n.count, n.conversation, n.detail);
+        println!(
+            "  notice: {:?} x{} ({}{at}): {}",
+            n.reason, n.count, n.conversation, n.detail
+        );
     }
     for r in ledger.rejects() {
         println!("  the daemon cannot read this sender: {:?}: {}", r.reason, r.detail);
@@ -310,25 +348,52 @@ fn report_replay(ledger: &Ledger, took: Duration) -> Result<()> {
 /// summary (`throughput::summarize`). Stops, saying so, when the data is not there.
 fn run_bench_throughput(a: BenchThroughputArgs) -> Result<()> {
     if !a.data.exists() {
-        bail!("{} does not exist (is ../shared missing?): no CMU-MOSI stream, nothing measured", a.data.display());
+        bail!(
+            "{} does not exist (is ../shared missing?): no CMU-MOSI stream, nothing measured",
+            a.data.display()
+        );
     }
     let settings = load_settings(&a.board)?;
     let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
     let rec = crate::dataset::load(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
     let mut runner = load_runner(&settings, &models, 0)?;
     let window = settings.assembly.window.min(runner.model_window());
-    let stream = Stream::new(&rec, &runner.served_model().modalities, a.rate, a.seed, a.window_sizes, window)?;
+    let stream = Stream::new(
+        &rec,
+        &runner.served_model().modalities,
+        a.rate,
+        a.seed,
+        a.window_sizes,
+        window,
+    )?;
     let lengths = stream.video_lengths();
-    println!("board: {}; models: {}; data: {} ({} videos, {}-{} utterances, mean {:.1})", settings.board, models.display(), a.data.display(),
-        lengths.len(), lengths.iter().min().unwrap_or(&0), lengths.iter().max().unwrap_or(&0), lengths.iter().sum::<usize>() as f64 / lengths.len().max(1) as f64);
-    println!("windows: {:?}, W = {window}, missing rate {}, latency budget {} ms", a.window_sizes, a.rate, settings.engine.batch_latency_ms);
+    println!(
+        "board: {}; models: {}; data: {} ({} videos, {}-{} utterances, mean {:.1})",
+        settings.board,
+        models.display(),
+        a.data.display(),
+        lengths.len(),
+        lengths.iter().min().unwrap_or(&0),
+        lengths.iter().max().unwrap_or(&0),
+        lengths.iter().sum::<usize>() as f64 / lengths.len().max(1) as f64
+    );
+    println!(
+        "windows: {:?}, W = {window}, missing rate {}, latency budget {} ms",
+        a.window_sizes, a.rate, settings.engine.batch_latency_ms
+    );
     println!("{}", throughput::table_header());
     let mut rows = Vec::new();
     for &b in &a.max_batch {
         runner.set_max_batch(b.clamp(1, crate::capacity::MAX_BATCH));
         for &c in &a.conversations {
-            let spec = RunSpec { conversations: c, windows: a.windows, warmup: a.warmup, budget: settings.engine.batch_latency() };
-            let m = throughput::measure(&mut runner, &stream, &spec).with_context(|| format!("{c} conversations, max_batch {b}"))?;
+            let spec = RunSpec {
+                conversations: c,
+                windows: a.windows,
+                warmup: a.warmup,
+                budget: settings.engine.batch_latency(),
+            };
+            let m = throughput::measure(&mut runner, &stream, &spec)
+                .with_context(|| format!("{c} conversations, max_batch {b}"))?;
             println!("{}", throughput::table_row(&m));
             rows.push(m);
         }
@@ -336,12 +401,24 @@ fn run_bench_throughput(a: BenchThroughputArgs) -> Result<()> {
     let s = throughput::summarize(&rows);
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
     println!("engine: {}", runner.describe());
-    println!("{} conversations: {} windows/core-s batched (max_batch {}) vs {} one at a time: ratio {}", s.conversations,
-        fmt(s.batched_windows_per_core_s), s.max_batch, fmt(s.single_windows_per_core_s), s.ratio.map_or("-".into(), |r| format!("{r:.2}x")));
-    println!("single-window latency p50: {}", s.single_window_latency_p50_us.map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1e3)));
+    println!(
+        "{} conversations: {} windows/core-s batched (max_batch {}) vs {} one at a time: ratio {}",
+        s.conversations,
+        fmt(s.batched_windows_per_core_s),
+        s.max_batch,
+        fmt(s.single_windows_per_core_s),
+        s.ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+    );
+    println!(
+        "single-window latency p50: {}",
+        s.single_window_latency_p50_us
+            .map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1e3))
+    );
     if a.json {
-        println!("{}", serde_json::json!({ "rows": rows, "summary": s, "window_sizes": a.window_sizes, "rate": a.rate, "videos": lengths }));
+        println!(
+            "{}",
+            serde_json::json!({ "rows": rows, "summary": s, "window_sizes": a.window_sizes, "rate": a.rate, "videos": lengths })
+        );
     }
     Ok(())
 }
-

@@ -17,17 +17,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{BackendKind, BackendOptions};
 use crate::bench;
+use crate::diffusion::SamplerKind;
 use crate::eval::{self, EvalConfig, Scenario};
 use crate::frontend::{self, TextFrontend};
 use crate::manifest::{CompletionChoice, Manifest};
 use crate::masks::{check_rate, Pattern};
 use crate::modality::Modalities;
 use crate::model::Model;
-use crate::diffusion::SamplerKind;
-use crate::pipeline::{Pipeline, PipelineError, PipelineOptions};
 use crate::paths::{bundled, DEFAULT_DATA, DEFAULT_MODEL};
+use crate::pipeline::{Pipeline, PipelineError, PipelineOptions};
 use crate::{dataset, recording::Recording};
-
 
 #[derive(Debug, Parser)]
 #[command(
@@ -193,8 +192,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     if a.completion.is_empty() || a.seeds.is_empty() {
         return Err(exit::UsageError("--completion and --seeds need at least one value".into()).into());
     }
-    let manifest =
-        Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
+    let manifest = Manifest::load(&model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
     let cfg = EvalConfig {
         completions: a.completion.clone(),
         seeds: a.seeds.clone(),
@@ -208,7 +206,12 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     // Fail early, on this thread, on anything the workers would fail on.
     let opts = BackendOptions::default();
     encode_text_view(&manifest, a.backend, &opts, &mut rec, &data)?;
-    let popts = PipelineOptions { steps: a.steps, sampler: a.sampler, samples: a.samples, max_batch: 1 };
+    let popts = PipelineOptions {
+        steps: a.steps,
+        sampler: a.sampler,
+        samples: a.samples,
+        max_batch: 1,
+    };
     let make = || -> Result<Pipeline, PipelineError> {
         Pipeline::new(Model::from_manifest(manifest.clone(), a.backend, &opts)?, &popts)
     };
@@ -236,7 +239,10 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let rows = eval::evaluate(&rec, &cfg, &make, &progress)?;
     bar.finish_and_clear();
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
-    println!("classes (f1 per class in this order): {}", manifest.model.classes.join(" "));
+    println!(
+        "classes (f1 per class in this order): {}",
+        manifest.model.classes.join(" ")
+    );
     print!("{}", eval::table(&rows));
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
@@ -276,16 +282,24 @@ fn encode_text_view(
     let started = Instant::now();
     let n = frontend::recording::encode_split(rec, data, &mut front).context("encoding the transcripts")?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("text: {n} transcripts encoded by the text frontend on {} in {secs:.1} s", front.provider());
+    eprintln!(
+        "text: {n} transcripts encoded by the text frontend on {} in {secs:.1} s",
+        front.provider()
+    );
     Ok(())
 }
 
 fn run_import(a: ImportArgs) -> Result<()> {
-    let mut rec: Recording =
-        dataset::read_split(&a.dir).with_context(|| format!("reading {}", a.dir.display()))?;
+    let mut rec: Recording = dataset::read_split(&a.dir).with_context(|| format!("reading {}", a.dir.display()))?;
     if let Some(dir) = &a.model {
         let manifest = Manifest::load(dir).with_context(|| format!("loading model {}", dir.display()))?;
-        encode_text_view(&manifest, BackendKind::Tract, &BackendOptions::default(), &mut rec, &a.dir)?;
+        encode_text_view(
+            &manifest,
+            BackendKind::Tract,
+            &BackendOptions::default(),
+            &mut rec,
+            &a.dir,
+        )?;
     }
     rec.write(&a.output)
         .with_context(|| format!("writing {}", a.output.display()))?;

@@ -128,45 +128,118 @@ pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayEr
     for conv in &rec.conversations {
         let cid = protocol::conversation_id(&conv.id).ok_or_else(|| ReplayError::ConversationId(conv.id.clone()))?;
         let mask = match opts.mask {
-            Some((rate, seed, mods)) => Some(masks::random_mask(seed, masks::check_rate(rate)?, &conv.id, conv.utterances.len(), &mods)),
+            Some((rate, seed, mods)) => Some(masks::random_mask(
+                seed,
+                masks::check_rate(rate)?,
+                &conv.id,
+                conv.utterances.len(),
+                &mods,
+            )),
             None => None,
         };
-        let first = if recorded { conv.utterances.first().and_then(|u| u.timestamp_ms).map_or(0, |t| t - t0) } else { k * opts.interval_ms };
-        steps.push(Step { at_ms: first, msg: Message::Reset { conversation: cid.clone() } });
+        let first = if recorded {
+            conv.utterances
+                .first()
+                .and_then(|u| u.timestamp_ms)
+                .map_or(0, |t| t - t0)
+        } else {
+            k * opts.interval_ms
+        };
+        steps.push(Step {
+            at_ms: first,
+            msg: Message::Reset {
+                conversation: cid.clone(),
+            },
+        });
         let mut last = first;
         for (i, u) in conv.utterances.iter().enumerate() {
-            let at_ms = if recorded { u.timestamp_ms.map_or(0, |t| t - t0) } else { k * opts.interval_ms };
+            let at_ms = if recorded {
+                u.timestamp_ms.map_or(0, |t| t - t0)
+            } else {
+                k * opts.interval_ms
+            };
             k += 1;
             let hidden = Modality::ALL.map(|m| {
-                let dropped = opts.drops.iter().any(|d| d.modality == m && (d.from_s * 1000.0) <= at_ms as f64 && (at_ms as f64) < d.to_s * 1000.0);
+                let dropped = opts.drops.iter().any(|d| {
+                    d.modality == m && (d.from_s * 1000.0) <= at_ms as f64 && (at_ms as f64) < d.to_s * 1000.0
+                });
                 dropped || mask.as_ref().is_some_and(|mk| !mk[i][m.index()])
             });
-            utterance_steps(u, &Slot { cid: &cid, at_ms, hidden }, sent, &mut steps)?;
+            utterance_steps(
+                u,
+                &Slot {
+                    cid: &cid,
+                    at_ms,
+                    hidden,
+                },
+                sent,
+                &mut steps,
+            )?;
             last = at_ms;
         }
-        steps.push(Step { at_ms: last, msg: Message::ConversationEnd { conversation: cid.clone() } });
+        steps.push(Step {
+            at_ms: last,
+            msg: Message::ConversationEnd {
+                conversation: cid.clone(),
+            },
+        });
     }
     Ok(steps)
 }
 
 /// Start, one `Features` or `Dropout` per sent modality, end.
-fn utterance_steps(u: &UtteranceRecord, slot: &Slot<'_>, sent: [bool; 3], steps: &mut Vec<Step>) -> Result<(), ReplayError> {
+fn utterance_steps(
+    u: &UtteranceRecord,
+    slot: &Slot<'_>,
+    sent: [bool; 3],
+    steps: &mut Vec<Step>,
+) -> Result<(), ReplayError> {
     let (conversation, at_ms, timestamp_us) = (slot.cid.clone(), slot.at_ms, slot.at_ms * 1000);
-    let speaker = u16::try_from(u.speaker).map_err(|_| ReplayError::Speaker { id: u.id.clone(), speaker: u.speaker })?;
+    let speaker = u16::try_from(u.speaker).map_err(|_| ReplayError::Speaker {
+        id: u.id.clone(),
+        speaker: u.speaker,
+    })?;
     let utterance = u.position;
-    let b = Boundary { conversation: conversation.clone(), utterance, speaker, timestamp_us };
-    steps.push(Step { at_ms, msg: Message::UtteranceStart(b.clone()) });
+    let b = Boundary {
+        conversation: conversation.clone(),
+        utterance,
+        speaker,
+        timestamp_us,
+    };
+    steps.push(Step {
+        at_ms,
+        msg: Message::UtteranceStart(b.clone()),
+    });
     for m in Modality::ALL.into_iter().filter(|m| sent[m.index()]) {
         let msg = match (&u.features[m.index()], slot.hidden[m.index()]) {
             (Some(v), false) => {
-                let values = protocol::values(v).ok_or(ReplayError::TooManyValues { id: u.id.clone(), modality: m, len: v.len() })?;
-                Message::Features(Features { conversation: conversation.clone(), utterance, speaker, modality: m, timestamp_us, values })
+                let values = protocol::values(v).ok_or(ReplayError::TooManyValues {
+                    id: u.id.clone(),
+                    modality: m,
+                    len: v.len(),
+                })?;
+                Message::Features(Features {
+                    conversation: conversation.clone(),
+                    utterance,
+                    speaker,
+                    modality: m,
+                    timestamp_us,
+                    values,
+                })
             }
-            _ => Message::Dropout(Dropout { conversation: conversation.clone(), utterance, modality: m, timestamp_us }),
+            _ => Message::Dropout(Dropout {
+                conversation: conversation.clone(),
+                utterance,
+                modality: m,
+                timestamp_us,
+            }),
         };
         steps.push(Step { at_ms, msg });
     }
-    steps.push(Step { at_ms, msg: Message::UtteranceEnd(b) });
+    steps.push(Step {
+        at_ms,
+        msg: Message::UtteranceEnd(b),
+    });
     Ok(())
 }
 

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{check, ConfigError};
 use crate::backend::{BackendKind, BackendOptions, ProviderKind};
-use crate::manifest::CompletionChoice;
-use crate::diffusion::SamplerKind;
 use crate::capacity::{MAX_BATCH, MAX_SAMPLES};
+use crate::diffusion::SamplerKind;
+use crate::manifest::CompletionChoice;
 use crate::multisample::check_samples;
 use crate::pipeline::PipelineOptions;
 
@@ -137,7 +137,12 @@ impl EngineSettings {
 
     /// How the daemon's pipeline runs (steps, integrator, samples, batch cap).
     pub fn pipeline_options(&self) -> PipelineOptions {
-        PipelineOptions { steps: self.steps, sampler: self.sampler, samples: self.samples, max_batch: self.max_batch }
+        PipelineOptions {
+            steps: self.steps,
+            sampler: self.sampler,
+            samples: self.samples,
+            max_batch: self.max_batch,
+        }
     }
 
     /// The latency budget as a duration (`ServeOptions::batch_latency`).
@@ -166,15 +171,28 @@ fn named<'a, T: Deserialize<'a>>(name: &'a str, path: &Path, field: &'static str
 
 pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSettings, ConfigError> {
     let backend: BackendKind = named(&e.backend, path, "engine.backend")?;
-    let providers =
-        e.execution_providers.iter().map(|p| named(p, path, "engine.execution_providers")).collect::<Result<Vec<ProviderKind>, _>>()?;
-    check(backend == BackendKind::Ort || providers.is_empty(), path, "engine.execution_providers", || {
-        "only applies to backend \"ort\"".into()
-    })?;
+    let providers = e
+        .execution_providers
+        .iter()
+        .map(|p| named(p, path, "engine.execution_providers"))
+        .collect::<Result<Vec<ProviderKind>, _>>()?;
+    check(
+        backend == BackendKind::Ort || providers.is_empty(),
+        path,
+        "engine.execution_providers",
+        || "only applies to backend \"ort\"".into(),
+    )?;
     validate_ort(&e, backend, &providers, path)?;
-    check(e.threads <= 256, path, "engine.threads", || format!("is {}; at most 256", e.threads))?;
+    check(e.threads <= 256, path, "engine.threads", || {
+        format!("is {}; at most 256", e.threads)
+    })?;
     let completion: CompletionChoice = named(&e.completion, path, "engine.completion")?;
-    check(e.steps.is_none_or(|s| (1..=1000).contains(&s)), path, "engine.steps", || "must be 1..=1000".into())?;
+    check(
+        e.steps.is_none_or(|s| (1..=1000).contains(&s)),
+        path,
+        "engine.steps",
+        || "must be 1..=1000".into(),
+    )?;
     let sampler = match &e.sampler {
         None => None,
         Some(name) => Some(name.parse::<SamplerKind>().map_err(|detail| ConfigError::Invalid {
@@ -183,24 +201,39 @@ pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSetting
             detail,
         })?),
     };
-    check(e.samples.is_none_or(|s| check_samples(s).is_ok()), path, "engine.samples", || {
-        format!("is {:?}; must be 1..={MAX_SAMPLES}", e.samples)
-    })?;
-    check((1..=1024).contains(&e.queue_capacity), path, "engine.queue_capacity", || {
-        format!("is {}; must be 1..=1024", e.queue_capacity)
-    })?;
-    check((1..=10_000).contains(&e.max_consecutive_errors), path, "engine.max_consecutive_errors", || {
-        format!("is {}; must be 1..=10000", e.max_consecutive_errors)
-    })?;
-    check(e.abstain_below.is_none_or(|t| t > 0.0 && t <= 1.0), path, "engine.abstain_below", || {
-        format!("is {:?}; must be in (0, 1]", e.abstain_below)
-    })?;
+    check(
+        e.samples.is_none_or(|s| check_samples(s).is_ok()),
+        path,
+        "engine.samples",
+        || format!("is {:?}; must be 1..={MAX_SAMPLES}", e.samples),
+    )?;
+    check(
+        (1..=1024).contains(&e.queue_capacity),
+        path,
+        "engine.queue_capacity",
+        || format!("is {}; must be 1..=1024", e.queue_capacity),
+    )?;
+    check(
+        (1..=10_000).contains(&e.max_consecutive_errors),
+        path,
+        "engine.max_consecutive_errors",
+        || format!("is {}; must be 1..=10000", e.max_consecutive_errors),
+    )?;
+    check(
+        e.abstain_below.is_none_or(|t| t > 0.0 && t <= 1.0),
+        path,
+        "engine.abstain_below",
+        || format!("is {:?}; must be in (0, 1]", e.abstain_below),
+    )?;
     check((1..=MAX_BATCH).contains(&e.max_batch), path, "engine.max_batch", || {
         format!("is {}; must be 1..={MAX_BATCH}", e.max_batch)
     })?;
-    check((1..=MAX_BATCH_LATENCY_MS).contains(&e.batch_latency_ms), path, "engine.batch_latency_ms", || {
-        format!("is {}; must be 1..={MAX_BATCH_LATENCY_MS}", e.batch_latency_ms)
-    })?;
+    check(
+        (1..=MAX_BATCH_LATENCY_MS).contains(&e.batch_latency_ms),
+        path,
+        "engine.batch_latency_ms",
+        || format!("is {}; must be 1..={MAX_BATCH_LATENCY_MS}", e.batch_latency_ms),
+    )?;
     Ok(EngineSettings {
         backend,
         execution_providers: providers,
@@ -224,24 +257,47 @@ pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSetting
 
 /// ONNX Runtime keys: only with backend "ort"; absolute paths (the unit's working directory is
 /// not the operator's); an accelerator required only when one is listed; a cache only for TensorRT.
-fn validate_ort(e: &RawEngine, backend: BackendKind, providers: &[ProviderKind], path: &Path) -> Result<(), ConfigError> {
+fn validate_ort(
+    e: &RawEngine,
+    backend: BackendKind,
+    providers: &[ProviderKind],
+    path: &Path,
+) -> Result<(), ConfigError> {
     let ort = backend == BackendKind::Ort;
-    check(ort || e.ort_library.is_none(), path, "engine.ort_library", || "only applies to backend \"ort\"".into())?;
-    check(ort || !e.require_accelerator, path, "engine.require_accelerator", || "only applies to backend \"ort\"".into())?;
-    check(ort || e.cache_dir.is_none(), path, "engine.cache_dir", || "only applies to backend \"ort\"".into())?;
+    check(ort || e.ort_library.is_none(), path, "engine.ort_library", || {
+        "only applies to backend \"ort\"".into()
+    })?;
+    check(
+        ort || !e.require_accelerator,
+        path,
+        "engine.require_accelerator",
+        || "only applies to backend \"ort\"".into(),
+    )?;
+    check(ort || e.cache_dir.is_none(), path, "engine.cache_dir", || {
+        "only applies to backend \"ort\"".into()
+    })?;
     if let Some(lib) = &e.ort_library {
-        check(lib.is_absolute(), path, "engine.ort_library", || format!("{} must be absolute", lib.display()))?;
+        check(lib.is_absolute(), path, "engine.ort_library", || {
+            format!("{} must be absolute", lib.display())
+        })?;
     }
     let accel = providers.iter().any(|p| p.is_accelerator());
-    check(!e.require_accelerator || accel, path, "engine.require_accelerator", || {
-        "is true but execution_providers lists neither \"tensorrt\" nor \"cuda\"".into()
-    })?;
+    check(
+        !e.require_accelerator || accel,
+        path,
+        "engine.require_accelerator",
+        || "is true but execution_providers lists neither \"tensorrt\" nor \"cuda\"".into(),
+    )?;
     if let Some(dir) = &e.cache_dir {
-        check(dir.is_absolute(), path, "engine.cache_dir", || format!("{} must be absolute", dir.display()))?;
-        check(providers.contains(&ProviderKind::TensorRt), path, "engine.cache_dir", || {
-            "is set but execution_providers does not list \"tensorrt\"".into()
+        check(dir.is_absolute(), path, "engine.cache_dir", || {
+            format!("{} must be absolute", dir.display())
         })?;
+        check(
+            providers.contains(&ProviderKind::TensorRt),
+            path,
+            "engine.cache_dir",
+            || "is set but execution_providers does not list \"tensorrt\"".into(),
+        )?;
     }
     Ok(())
 }
-

@@ -16,22 +16,30 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-
 /// The x86 development profile, used when no board is named.
 pub const DEFAULT_PROFILE: &str = include_str!("../../boards/x86-dev.toml");
 
 /// Upper bound of `inputs.max_connections` (each costs a file descriptor and a small buffer).
 pub const MAX_CONNECTIONS: usize = 4096;
-const BAUDS: [u32; 9] = [9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600, 3_000_000];
+const BAUDS: [u32; 9] = [
+    9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600, 3_000_000,
+];
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read board profile {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("board profile {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("board profile {path}: `{field}` {detail}")]
-    Invalid { path: PathBuf, field: &'static str, detail: String },
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,16 +191,20 @@ pub struct Settings {
 impl Settings {
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Settings::parse(&text, path)
     }
 
     /// Parses and validates profile text; `path` only names it in errors. A relative `models`
     /// directory stays relative to the working directory (the unit file sets one).
     pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
-        let raw: RawProfile = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(e) })?;
+        let raw: RawProfile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
         validate(raw, path)
     }
 
@@ -215,7 +227,11 @@ fn check(ok: bool, path: &Path, field: &'static str, detail: impl FnOnce() -> St
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::Invalid { path: path.to_path_buf(), field, detail: detail() })
+        Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            detail: detail(),
+        })
     }
 }
 
@@ -223,22 +239,62 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Settings, ConfigError> {
     let engine = engine::validate_engine(raw.engine, path)?;
     let assembly = validate_assembly(raw.assembly, path)?;
     let inputs = validate_inputs(raw.inputs, path)?;
-    check(!raw.board.name.trim().is_empty(), path, "board.name", || "is empty".into())?;
-    Ok(Settings { board: raw.board.name, source: path.display().to_string(), engine, assembly, inputs })
+    check(!raw.board.name.trim().is_empty(), path, "board.name", || {
+        "is empty".into()
+    })?;
+    Ok(Settings {
+        board: raw.board.name,
+        source: path.display().to_string(),
+        engine,
+        assembly,
+        inputs,
+    })
 }
 
 fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblySettings, ConfigError> {
-    check((1..=1024).contains(&a.window), path, "assembly.window", || format!("is {}; must be 1..=1024", a.window))?;
-    let d = [a.deadline_ms.text, a.deadline_ms.audio, a.deadline_ms.visual];
-    check(d.iter().all(|&ms| ms <= 60_000), path, "assembly.deadline_ms", || format!("{d:?}: each at most 60000"))?;
-    check((1..=600_000).contains(&a.max_utterance_ms), path, "assembly.max_utterance_ms", || "must be 1..=600000".into())?;
-    check((1..=4096).contains(&a.max_open_utterances), path, "assembly.max_open_utterances", || "must be 1..=4096".into())?;
-    check((1..=4096).contains(&a.max_conversations), path, "assembly.max_conversations", || "must be 1..=4096".into())?;
-    check(a.idle_conversation_ms >= 1_000, path, "assembly.idle_conversation_ms", || "must be at least 1000".into())?;
-    let evict_idle_ms = a.evict_idle_ms.unwrap_or(a.idle_conversation_ms.min(10_000));
-    check(evict_idle_ms <= a.idle_conversation_ms, path, "assembly.evict_idle_ms", || {
-        format!("is {evict_idle_ms}; at most idle_conversation_ms ({})", a.idle_conversation_ms)
+    check((1..=1024).contains(&a.window), path, "assembly.window", || {
+        format!("is {}; must be 1..=1024", a.window)
     })?;
+    let d = [a.deadline_ms.text, a.deadline_ms.audio, a.deadline_ms.visual];
+    check(d.iter().all(|&ms| ms <= 60_000), path, "assembly.deadline_ms", || {
+        format!("{d:?}: each at most 60000")
+    })?;
+    check(
+        (1..=600_000).contains(&a.max_utterance_ms),
+        path,
+        "assembly.max_utterance_ms",
+        || "must be 1..=600000".into(),
+    )?;
+    check(
+        (1..=4096).contains(&a.max_open_utterances),
+        path,
+        "assembly.max_open_utterances",
+        || "must be 1..=4096".into(),
+    )?;
+    check(
+        (1..=4096).contains(&a.max_conversations),
+        path,
+        "assembly.max_conversations",
+        || "must be 1..=4096".into(),
+    )?;
+    check(
+        a.idle_conversation_ms >= 1_000,
+        path,
+        "assembly.idle_conversation_ms",
+        || "must be at least 1000".into(),
+    )?;
+    let evict_idle_ms = a.evict_idle_ms.unwrap_or(a.idle_conversation_ms.min(10_000));
+    check(
+        evict_idle_ms <= a.idle_conversation_ms,
+        path,
+        "assembly.evict_idle_ms",
+        || {
+            format!(
+                "is {evict_idle_ms}; at most idle_conversation_ms ({})",
+                a.idle_conversation_ms
+            )
+        },
+    )?;
     Ok(AssemblySettings {
         window: a.window,
         windowing: a.windowing,
@@ -265,28 +321,70 @@ fn validate_inputs(i: RawInputs, path: &Path) -> Result<InputSettings, ConfigErr
         tcp.push(addr);
     }
     for p in &i.serial {
-        check(BAUDS.contains(&p.baud), path, "inputs.serial.baud", || format!("{} not in {BAUDS:?}", p.baud))?;
+        check(BAUDS.contains(&p.baud), path, "inputs.serial.baud", || {
+            format!("{} not in {BAUDS:?}", p.baud)
+        })?;
     }
     for u in &i.unix {
-        check(u.is_absolute(), path, "inputs.unix", || format!("{} must be absolute", u.display()))?;
+        check(u.is_absolute(), path, "inputs.unix", || {
+            format!("{} must be absolute", u.display())
+        })?;
     }
-    check(i.max_frames_per_second >= 1, path, "inputs.max_frames_per_second", || "must be at least 1".into())?;
+    check(
+        i.max_frames_per_second >= 1,
+        path,
+        "inputs.max_frames_per_second",
+        || "must be at least 1".into(),
+    )?;
     check(i.burst >= 1, path, "inputs.burst", || "must be at least 1".into())?;
-    check((1..=MAX_CONNECTIONS).contains(&i.max_connections), path, "inputs.max_connections", || {
-        format!("is {}; must be 1..={MAX_CONNECTIONS}", i.max_connections)
-    })?;
-    check((1..=i.max_connections).contains(&i.max_connections_per_peer), path, "inputs.max_connections_per_peer", || {
-        format!("is {}; must be 1..=max_connections ({})", i.max_connections_per_peer, i.max_connections)
-    })?;
-    check((100..=3_600_000).contains(&i.idle_timeout_ms), path, "inputs.idle_timeout_ms", || "must be 100..=3600000".into())?;
-    let total_rate = i.max_total_frames_per_second.unwrap_or(i.max_frames_per_second.saturating_mul(4));
+    check(
+        (1..=MAX_CONNECTIONS).contains(&i.max_connections),
+        path,
+        "inputs.max_connections",
+        || format!("is {}; must be 1..={MAX_CONNECTIONS}", i.max_connections),
+    )?;
+    check(
+        (1..=i.max_connections).contains(&i.max_connections_per_peer),
+        path,
+        "inputs.max_connections_per_peer",
+        || {
+            format!(
+                "is {}; must be 1..=max_connections ({})",
+                i.max_connections_per_peer, i.max_connections
+            )
+        },
+    )?;
+    check(
+        (100..=3_600_000).contains(&i.idle_timeout_ms),
+        path,
+        "inputs.idle_timeout_ms",
+        || "must be 100..=3600000".into(),
+    )?;
+    let total_rate = i
+        .max_total_frames_per_second
+        .unwrap_or(i.max_frames_per_second.saturating_mul(4));
     let total_burst = i.total_burst.unwrap_or(i.burst.saturating_mul(4));
-    check(total_rate >= i.max_frames_per_second, path, "inputs.max_total_frames_per_second", || "must be at least max_frames_per_second".into())?;
-    check(total_burst >= i.burst, path, "inputs.total_burst", || "must be at least burst".into())?;
-    check(i.unix_mode & !0o777 == 0 && i.unix_mode & 0o600 == 0o600, path, "inputs.unix_mode", || {
-        format!("is {:o}; permission bits only, owner read/write required", i.unix_mode)
+    check(
+        total_rate >= i.max_frames_per_second,
+        path,
+        "inputs.max_total_frames_per_second",
+        || "must be at least max_frames_per_second".into(),
+    )?;
+    check(total_burst >= i.burst, path, "inputs.total_burst", || {
+        "must be at least burst".into()
     })?;
-    check(i.unix_group.as_deref().is_none_or(|g| !g.is_empty()), path, "inputs.unix_group", || "is empty".into())?;
+    check(
+        i.unix_mode & !0o777 == 0 && i.unix_mode & 0o600 == 0o600,
+        path,
+        "inputs.unix_mode",
+        || format!("is {:o}; permission bits only, owner read/write required", i.unix_mode),
+    )?;
+    check(
+        i.unix_group.as_deref().is_none_or(|g| !g.is_empty()),
+        path,
+        "inputs.unix_group",
+        || "is empty".into(),
+    )?;
     Ok(InputSettings {
         tcp,
         unix: i.unix,
@@ -310,7 +408,10 @@ mod tests {
 
     #[test]
     fn a_profile_for_a_model_without_visual_may_omit_its_deadline() {
-        let text = DEFAULT_PROFILE.replace("deadline_ms = { text = 600, audio = 300, visual = 300 }", "deadline_ms = { text = 600, audio = 250 }");
+        let text = DEFAULT_PROFILE.replace(
+            "deadline_ms = { text = 600, audio = 300, visual = 300 }",
+            "deadline_ms = { text = 600, audio = 250 }",
+        );
         assert_ne!(text, DEFAULT_PROFILE, "the default profile's deadline line");
         let s = Settings::parse(&text, Path::new("ta.toml")).unwrap();
         assert_eq!(s.assembly.deadline_ms, [600, 250, DEFAULT_DEADLINE_MS]);

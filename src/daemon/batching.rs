@@ -28,7 +28,9 @@ pub struct RunCost {
 
 impl RunCost {
     pub fn new(max_batch: usize) -> Self {
-        RunCost { mean_us: vec![None; max_batch.max(1)] }
+        RunCost {
+            mean_us: vec![None; max_batch.max(1)],
+        }
     }
 
     /// The largest batch size it tracks.
@@ -38,7 +40,9 @@ impl RunCost {
 
     /// Records that a batch of `n` windows took `took` (sizes beyond `max_batch` are ignored).
     pub fn record(&mut self, n: usize, took: Duration) {
-        let Some(slot) = n.checked_sub(1).and_then(|i| self.mean_us.get_mut(i)) else { return };
+        let Some(slot) = n.checked_sub(1).and_then(|i| self.mean_us.get_mut(i)) else {
+            return;
+        };
         let us = took.as_secs_f64() * 1e6;
         *slot = Some(match *slot {
             Some(mean) => mean + EWMA_WEIGHT * (us - mean),
@@ -113,7 +117,11 @@ mod tests {
         assert_eq!(batch_size(ms(250), &ages, &c), 5, "150 + 100 <= 250 < 150 + 120");
         assert_eq!(batch_size(ms(250), &ages[..3], &c), 3, "never more than waits");
         let ages = [ms(225), ms(0), ms(0)];
-        assert_eq!(batch_size(ms(250), &ages, &c), 1, "225 + 20 fits alone, 225 + 40 does not");
+        assert_eq!(
+            batch_size(ms(250), &ages, &c),
+            1,
+            "225 + 20 fits alone, 225 + 40 does not"
+        );
     }
 
     #[test]
@@ -135,7 +143,10 @@ mod tests {
         c.record(8, ms(60));
         assert_eq!(c.expected(6), Some(ms(60)), "the tighter bound: one batch of eight");
         // 200 + 60 > 250, but three windows are bounded by 1.5 batches of two: 200 + 45 fits.
-        assert_eq!(batch_size(ms(250), &[ms(200), ms(0), ms(0), ms(0), ms(0), ms(0), ms(0), ms(0)], &c), 3);
+        assert_eq!(
+            batch_size(ms(250), &[ms(200), ms(0), ms(0), ms(0), ms(0), ms(0), ms(0), ms(0)], &c),
+            3
+        );
     }
 
     #[test]
@@ -147,6 +158,10 @@ mod tests {
         assert_eq!(c.expected(1), Some(ms(50)), "40 + 0.25 (80 - 40)");
         c.record(0, ms(1));
         c.record(3, ms(1));
-        assert_eq!((c.expected(1), c.max_batch()), (Some(ms(50)), 2), "sizes out of range are ignored");
+        assert_eq!(
+            (c.expected(1), c.max_batch()),
+            (Some(ms(50)), 2),
+            "sizes out of range are ignored"
+        );
     }
 }

@@ -33,7 +33,8 @@ use super::notices::{NoticeBox, APPLY_WAIT, NOTICE_INTERVAL};
 use super::shared::{stopped, Input, Phases, Shared};
 use super::stats::{bump, Escaped};
 use crate::protocol::{
-    encode_frame, DecodeError, FrameDecoder, Message, RejectNotice, RejectReason, ScoredResult, WindowResult, PROTOCOL_VERSION,
+    encode_frame, DecodeError, FrameDecoder, Message, RejectNotice, RejectReason, ScoredResult, WindowResult,
+    PROTOCOL_VERSION,
 };
 
 /// Bytes read from a stream at a time. Frames longer than this (up to `MAX_FRAME_LEN`) are
@@ -107,7 +108,12 @@ where
     let (out, out_rx) = mpsc::channel(limits.outgoing_queue.max(1));
     let writer = tokio::spawn(write_loop(writer, out_rx, Arc::clone(&ctx.source), Arc::clone(&shared)));
     let bucket = TokenBucket::new(shared.max_frames_per_second, shared.burst, Instant::now());
-    let StreamCtx { source, input, ticket, mut phases } = ctx;
+    let StreamCtx {
+        source,
+        input,
+        ticket,
+        mut phases,
+    } = ctx;
     let mut conn = Conn {
         source,
         shared,
@@ -135,7 +141,9 @@ where
         End::Kicked | End::Closed => {}
     }
     let grace = limits.write_timeout + std::time::Duration::from_millis(100);
-    let Conn { out, source, shared, .. } = conn;
+    let Conn {
+        out, source, shared, ..
+    } = conn;
     drop(out);
     // The writer ends once its queue is drained or a write timed out.
     if tokio::time::timeout(grace, writer).await.is_err() {
@@ -148,7 +156,12 @@ where
 
 /// Writes queued frames in order; on a failed or timed-out write, counts the results it could
 /// not deliver and stops (which the reading side sees as a slow client).
-async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Outgoing>, source: Arc<str>, shared: Arc<Shared>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::Receiver<Outgoing>,
+    source: Arc<str>,
+    shared: Arc<Shared>,
+) {
     let timeout = shared.limits.write_timeout;
     while let Some(o) = rx.recv().await {
         let write = async {
@@ -172,7 +185,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Outg
     let _ = w.shutdown().await;
 }
 
-async fn next_result(sub: &mut Option<broadcast::Receiver<Arc<WindowResult>>>) -> Result<Arc<WindowResult>, broadcast::error::RecvError> {
+async fn next_result(
+    sub: &mut Option<broadcast::Receiver<Arc<WindowResult>>>,
+) -> Result<Arc<WindowResult>, broadcast::error::RecvError> {
     match sub {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -277,8 +292,15 @@ impl Conn {
                 }
             }
             if !self.admit_rate() {
-                self.shared.stats.reject(RejectReason::Flood, &self.source, &"frame rate exceeded");
-                self.notices.book.record(RejectReason::Flood, msg.conversation(), msg.utterance(), &format_args!("{} over the frame rate", msg.kind()));
+                self.shared
+                    .stats
+                    .reject(RejectReason::Flood, &self.source, &"frame rate exceeded");
+                self.notices.book.record(
+                    RejectReason::Flood,
+                    msg.conversation(),
+                    msg.utterance(),
+                    &format_args!("{} over the frame rate", msg.kind()),
+                );
                 continue;
             }
             if let Some(end) = self.on_message(msg).await {
@@ -297,7 +319,9 @@ impl Conn {
             self.notices.book.record(e.reason(), None, None, e);
             return None;
         };
-        self.shared.stats.reject_quietly(RejectReason::UnknownVersion, &self.source, e);
+        self.shared
+            .stats
+            .reject_quietly(RejectReason::UnknownVersion, &self.source, e);
         if self.version_refused {
             return None;
         }
@@ -307,7 +331,10 @@ impl Conn {
             self.source
         );
         let detail = format!("protocol version {v} is not supported: this daemon speaks version {PROTOCOL_VERSION}");
-        self.offer(&Message::Reject(RejectNotice::new(RejectReason::UnknownVersion, &detail)), false)
+        self.offer(
+            &Message::Reject(RejectNotice::new(RejectReason::UnknownVersion, &detail)),
+            false,
+        )
     }
 
     /// The connection's bucket, then (socket clients) the bucket of all socket clients.
@@ -344,12 +371,20 @@ impl Conn {
             }
             msg if msg.is_daemon_only() => {
                 let detail = format!("{} is a daemon-only message", msg.kind());
-                self.shared.stats.reject(RejectReason::Unexpected, &self.source, &detail);
-                self.notices.book.record(RejectReason::Unexpected, msg.conversation(), msg.utterance(), &detail);
+                self.shared
+                    .stats
+                    .reject(RejectReason::Unexpected, &self.source, &detail);
+                self.notices
+                    .book
+                    .record(RejectReason::Unexpected, msg.conversation(), msg.utterance(), &detail);
                 None
             }
             msg => {
-                let input = Input { msg, source: Arc::clone(&self.source), notices: Arc::clone(&self.notices.book) };
+                let input = Input {
+                    msg,
+                    source: Arc::clone(&self.source),
+                    notices: Arc::clone(&self.notices.book),
+                };
                 // Waiting here applies back-pressure to this stream only; the assembly task keeps
                 // receiving until every sender is gone, so this always completes.
                 match &self.input {
@@ -384,7 +419,10 @@ impl Conn {
             return None;
         }
         if !self.notices.book.wait_applied(self.notices.forwarded, APPLY_WAIT).await {
-            log::debug!("{}: input not applied within {APPLY_WAIT:?}; answering anyway", self.source);
+            log::debug!(
+                "{}: input not applied within {APPLY_WAIT:?}; answering anyway",
+                self.source
+            );
         }
         self.flush_notices()
     }
@@ -405,7 +443,10 @@ impl Conn {
         self.notices.flush_at = None;
         self.notices.last_flush = Some(now);
         for n in self.notices.book.take() {
-            match self.out.try_send(Outgoing { frame: encode_frame(&Message::Notice(Box::new(n.clone()))), is_result: false }) {
+            match self.out.try_send(Outgoing {
+                frame: encode_frame(&Message::Notice(Box::new(n.clone()))),
+                is_result: false,
+            }) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => self.notices.book.put_back(n),
                 Err(mpsc::error::TrySendError::Closed(_)) => return Some(End::SlowClient),
@@ -417,7 +458,10 @@ impl Conn {
 
     fn on_result(&mut self, result: Result<Arc<WindowResult>, broadcast::error::RecvError>) -> Option<End> {
         match result {
-            Ok(r) if self.scored => self.offer(&Message::Scored(ScoredResult::from_result(&r, self.shared.abstain_below)), true),
+            Ok(r) if self.scored => self.offer(
+                &Message::Scored(ScoredResult::from_result(&r, self.shared.abstain_below)),
+                true,
+            ),
             Ok(r) => self.offer(&Message::Result((*r).clone()), true),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 log::warn!("{}: subscriber too slow, {n} results skipped", Escaped(&self.source));
@@ -434,10 +478,16 @@ impl Conn {
 
     /// Queues a frame for the writer without waiting; a full queue means the client does not read.
     fn offer(&mut self, msg: &Message, is_result: bool) -> Option<End> {
-        match self.out.try_send(Outgoing { frame: encode_frame(msg), is_result }) {
+        match self.out.try_send(Outgoing {
+            frame: encode_frame(msg),
+            is_result,
+        }) {
             Ok(()) => None,
             Err(mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o)) => {
-                self.shared.stats.results_lost.fetch_add(u64::from(o.is_result), Relaxed);
+                self.shared
+                    .stats
+                    .results_lost
+                    .fetch_add(u64::from(o.is_result), Relaxed);
                 Some(End::SlowClient)
             }
         }

@@ -162,8 +162,12 @@ fn track_failures(before: u32, ok: bool, policy: WatchdogPolicy, stats: &Stats, 
     if stopped != (before >= limit) {
         stats.watchdog_stopped.store(stopped, Relaxed);
         if stopped {
-            log::error!("{after} windows failed in a row: watchdog pings stopped, the service manager will restart the daemon");
-            notifier.status(&format!("engine failing: {after} windows failed in a row; watchdog stopped"));
+            log::error!(
+                "{after} windows failed in a row: watchdog pings stopped, the service manager will restart the daemon"
+            );
+            notifier.status(&format!(
+                "engine failing: {after} windows failed in a row; watchdog stopped"
+            ));
         } else {
             log::warn!("a window succeeded again after {before} failures: watchdog pings resumed");
             notifier.status("serving (engine recovered)");
@@ -176,7 +180,13 @@ fn track_failures(before: u32, ok: bool, policy: WatchdogPolicy, stats: &Stats, 
 /// `windows_batched`, `windows_run`, `inference_errors`); records its run time in `cost` unless
 /// every job failed. One entry per job, in job order: the result to publish, or `None` when the
 /// job failed (logged, throttled).
-pub fn run_batch(runner: &mut dyn WindowRunner, jobs: &[WindowJob], completion: &str, stats: &Stats, cost: &mut RunCost) -> Vec<Option<WindowResult>> {
+pub fn run_batch(
+    runner: &mut dyn WindowRunner,
+    jobs: &[WindowJob],
+    completion: &str,
+    stats: &Stats,
+    cost: &mut RunCost,
+) -> Vec<Option<WindowResult>> {
     if jobs.is_empty() {
         return Vec::new();
     }
@@ -193,7 +203,9 @@ pub fn run_batch(runner: &mut dyn WindowRunner, jobs: &[WindowJob], completion: 
         .iter()
         .map(|job| {
             // A runner answering fewer entries than jobs fails the rest, nothing is mismatched.
-            let answer = answers.next().unwrap_or_else(|| Err("the runner returned no result for this window".into()));
+            let answer = answers
+                .next()
+                .unwrap_or_else(|| Err("the runner returned no result for this window".into()));
             publishable(job, answer, completion, latency_us, stats)
         })
         .collect();
@@ -203,7 +215,13 @@ pub fn run_batch(runner: &mut dyn WindowRunner, jobs: &[WindowJob], completion: 
     out
 }
 
-fn publishable(job: &WindowJob, answer: Result<Vec<UtteranceResult>, RunError>, completion: &str, latency_us: u32, stats: &Stats) -> Option<WindowResult> {
+fn publishable(
+    job: &WindowJob,
+    answer: Result<Vec<UtteranceResult>, RunError>,
+    completion: &str,
+    latency_us: u32,
+    stats: &Stats,
+) -> Option<WindowResult> {
     match answer {
         Ok(utterances) => {
             bump(&stats.windows_run);
@@ -220,7 +238,10 @@ fn publishable(job: &WindowJob, answer: Result<Vec<UtteranceResult>, RunError>, 
             let n = stats.inference_errors.load(Relaxed);
             if crate::daemon::stats::is_loud(n) {
                 let conv = crate::daemon::stats::Escaped(&job.conversation);
-                log::error!("{conv} utterance {}: inference failed: {e} ({n} failures so far)", job.closed_utterance());
+                log::error!(
+                    "{conv} utterance {}: inference failed: {e} ({n} failures so far)",
+                    job.closed_utterance()
+                );
             }
             None
         }

@@ -42,8 +42,13 @@ struct State {
 #[derive(Debug)]
 pub enum Admission {
     /// Admitted; `evicted` is true when an unproven connection was closed to make room.
-    Admitted { ticket: Ticket, evicted: bool },
-    Refused { reason: &'static str },
+    Admitted {
+        ticket: Ticket,
+        evicted: bool,
+    },
+    Refused {
+        reason: &'static str,
+    },
 }
 
 /// Admitted socket connections.
@@ -78,7 +83,10 @@ impl Drop for Ticket {
 
 impl Registry {
     pub fn new(limits: ConnectionLimits) -> Arc<Self> {
-        Arc::new(Registry { limits, state: Mutex::new(State::default()) })
+        Arc::new(Registry {
+            limits,
+            state: Mutex::new(State::default()),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -102,21 +110,39 @@ impl Registry {
         let of_peer = st.entries.values().filter(|e| e.peer == peer).count();
         if of_peer >= self.limits.max_connections_per_peer.max(1) {
             if !evict_oldest_unproven(&mut st, |e| e.peer == peer) {
-                return Admission::Refused { reason: "per-peer connection limit" };
+                return Admission::Refused {
+                    reason: "per-peer connection limit",
+                };
             }
             evicted = true;
         }
         if st.entries.len() >= self.limits.max_connections.max(1) {
             if !evict_oldest_unproven(&mut st, |_| true) {
-                return Admission::Refused { reason: "connection limit" };
+                return Admission::Refused {
+                    reason: "connection limit",
+                };
             }
             evicted = true;
         }
         let id = st.next_id;
         st.next_id += 1;
         let kick = Arc::new(Notify::new());
-        st.entries.insert(id, Entry { peer, proven: false, kick: Arc::clone(&kick) });
-        Admission::Admitted { ticket: Ticket { id, kick, registry: Arc::clone(self) }, evicted }
+        st.entries.insert(
+            id,
+            Entry {
+                peer,
+                proven: false,
+                kick: Arc::clone(&kick),
+            },
+        );
+        Admission::Admitted {
+            ticket: Ticket {
+                id,
+                kick,
+                registry: Arc::clone(self),
+            },
+            evicted,
+        }
     }
 }
 
@@ -142,7 +168,12 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
-        TokenBucket { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: now }
+        TokenBucket {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: now,
+        }
     }
 
     /// Takes one token if there is one.
@@ -164,7 +195,11 @@ mod tests {
     use super::*;
 
     fn limits(global: usize, per_peer: usize) -> ConnectionLimits {
-        ConnectionLimits { max_connections: global, max_connections_per_peer: per_peer, ..ConnectionLimits::default() }
+        ConnectionLimits {
+            max_connections: global,
+            max_connections_per_peer: per_peer,
+            ..ConnectionLimits::default()
+        }
     }
 
     fn ticket(a: Admission) -> (Ticket, bool) {

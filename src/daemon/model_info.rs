@@ -31,11 +31,22 @@ pub struct ServedModel {
 
 impl ServedModel {
     /// A model description with these classes (checked as the manifest checks them).
-    pub fn new(name: &str, modalities: Modalities, classes: &[&str], has_regression: bool) -> Result<Self, ServedModelError> {
+    pub fn new(
+        name: &str,
+        modalities: Modalities,
+        classes: &[&str],
+        has_regression: bool,
+    ) -> Result<Self, ServedModelError> {
         check_class_names(classes)?;
         // Every name fits a `ClassName` once the rule holds (at most `MAX_CLASS_NAME` bytes).
         let names: Vec<ClassName> = classes.iter().filter_map(|&c| ClassName::try_from(c).ok()).collect();
-        Ok(ServedModel { name: name.to_string(), version: String::new(), modalities, classes: names, has_regression })
+        Ok(ServedModel {
+            name: name.to_string(),
+            version: String::new(),
+            modalities,
+            classes: names,
+            has_regression,
+        })
     }
 
     /// The manifest's `[model]` and `[modalities]`.
@@ -60,7 +71,10 @@ impl ServedModel {
     pub fn report(&self, window: usize) -> ModelInfoReport {
         let mut modalities = heapless::Vec::new();
         for m in self.modalities.iter() {
-            let size = self.modalities.size(m).map_or(0, |s| u32::try_from(s).unwrap_or(u32::MAX));
+            let size = self
+                .modalities
+                .size(m)
+                .map_or(0, |s| u32::try_from(s).unwrap_or(u32::MAX));
             // At most three modalities exist: the push cannot fail.
             let _ = modalities.push(ModalityInfo { modality: m, size });
         }
@@ -78,8 +92,17 @@ impl ServedModel {
     pub fn describe(&self) -> String {
         let classes: Vec<&str> = self.classes.iter().map(|c| c.as_str()).collect();
         let reg = if self.has_regression { "; regression head" } else { "" };
-        let version = if self.version.is_empty() { String::new() } else { format!(" {}", self.version) };
-        format!("{}{version}: {}; classes {}{reg}", self.name, self.modalities, classes.join(", "))
+        let version = if self.version.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.version)
+        };
+        format!(
+            "{}{version}: {}; classes {}{reg}",
+            self.name,
+            self.modalities,
+            classes.join(", ")
+        )
     }
 }
 
@@ -99,7 +122,10 @@ mod tests {
         assert_eq!(m.class_name(4).as_str(), "exc");
         assert_eq!(m.class_name(9).as_str(), "");
         let r = m.report(32);
-        assert_eq!(r.modalities.iter().map(|i| (i.modality, i.size)).collect::<Vec<_>>(), vec![(Modality::Text, 300), (Modality::Audio, 47)]);
+        assert_eq!(
+            r.modalities.iter().map(|i| (i.modality, i.size)).collect::<Vec<_>>(),
+            vec![(Modality::Text, 300), (Modality::Audio, 47)]
+        );
         assert_eq!(r.classes.len(), 6);
         assert_eq!(r.window, 32);
         assert!(ServedModel::new("x", ta, &["a"], false).is_err());

@@ -73,10 +73,23 @@ pub struct PipelineRunner {
 impl PipelineRunner {
     /// Fails only for a manifest whose classes the protocol cannot carry (a `Manifest` is
     /// already checked the same way).
-    pub fn new(pipeline: Pipeline, completion: impl Into<CompletionChoice>, seed: u64, noise_scenario: u64) -> Result<Self, ServedModelError> {
+    pub fn new(
+        pipeline: Pipeline,
+        completion: impl Into<CompletionChoice>,
+        seed: u64,
+        noise_scenario: u64,
+    ) -> Result<Self, ServedModelError> {
         let completion = completion.into();
         let model = ServedModel::from_manifest(&pipeline.model().manifest)?;
-        Ok(PipelineRunner { pipeline, completion, seed, noise_scenario, model, outs: Vec::new(), text_frontend: None })
+        Ok(PipelineRunner {
+            pipeline,
+            completion,
+            seed,
+            noise_scenario,
+            model,
+            outs: Vec::new(),
+            text_frontend: None,
+        })
     }
 
     /// Gives the runner its model's text frontend (`TextFrontend::for_manifest`).
@@ -102,18 +115,27 @@ impl PipelineRunner {
     /// The mode `window` runs (module doc).
     fn mode(&self, window: &Window) -> Completion {
         let bits = window.utterances.iter().map(|u| avail_bits(&u.features));
-        self.completion.resolve(&self.pipeline.model().manifest.completion, bits)
+        self.completion
+            .resolve(&self.pipeline.model().manifest.completion, bits)
     }
 
     /// The sampler stream of `job` (module doc).
     fn noise(&self, job: &WindowJob) -> SeededNoise {
         let w = self.model_window().max(1) as u64;
-        SeededNoise::for_window(self.seed, self.noise_scenario, &job.conversation, job.first_position / w)
+        SeededNoise::for_window(
+            self.seed,
+            self.noise_scenario,
+            &job.conversation,
+            job.first_position / w,
+        )
     }
 
     /// The wire form of one window's pipeline output.
     fn results(&self, job: &WindowJob, out: &WindowOutput) -> Result<Vec<UtteranceResult>, RunnerError> {
-        let one = |(u, o): (&crate::daemon::assembly::ClosedUtterance, &crate::pipeline::UtteranceOutput)| {
+        let one = |(u, o): (
+            &crate::daemon::assembly::ClosedUtterance,
+            &crate::pipeline::UtteranceOutput,
+        )| {
             Ok(UtteranceResult {
                 utterance: u.utterance,
                 avail: u.avail_bits(),
@@ -133,7 +155,10 @@ fn window(job: &WindowJob) -> Window<'_> {
         utterances: job
             .utterances
             .iter()
-            .map(|u| Utterance { speaker: u32::from(u.speaker), features: std::array::from_fn(|m| u.features[m].as_deref()) })
+            .map(|u| Utterance {
+                speaker: u32::from(u.speaker),
+                features: std::array::from_fn(|m| u.features[m].as_deref()),
+            })
             .collect(),
     }
 }
@@ -148,19 +173,36 @@ impl WindowRunner for PipelineRunner {
         let policy = &p.model().manifest.completion;
         let gsdnet = match self.completion {
             CompletionChoice::Mode(m) => m == Completion::Gsdnet,
-            CompletionChoice::Default => policy.default == Completion::Gsdnet || policy.patterns().iter().any(|(_, m)| *m == Completion::Gsdnet),
+            CompletionChoice::Default => {
+                policy.default == Completion::Gsdnet || policy.patterns().iter().any(|(_, m)| *m == Completion::Gsdnet)
+            }
         };
-        let samples = if p.samples() > 1 && gsdnet { format!(" x {} samples", p.samples()) } else { String::new() };
-        let batch = if p.max_batch() > 1 { format!(" | batches of up to {}", p.max_batch()) } else { String::new() };
+        let samples = if p.samples() > 1 && gsdnet {
+            format!(" x {} samples", p.samples())
+        } else {
+            String::new()
+        };
+        let batch = if p.max_batch() > 1 {
+            format!(" | batches of up to {}", p.max_batch())
+        } else {
+            String::new()
+        };
         let mode = match self.completion {
             CompletionChoice::Default => format!("default ({policy})"),
             CompletionChoice::Mode(m) => m.to_string(),
         };
-        format!("{} | completion {mode} | {} {} steps{samples}{batch}", p.model().provider(), p.sde().kind, p.sde().steps)
+        format!(
+            "{} | completion {mode} | {} {} steps{samples}{batch}",
+            p.model().provider(),
+            p.sde().kind,
+            p.sde().steps
+        )
     }
 
     fn completion(&self) -> String {
-        self.completion.published(&self.pipeline.model().manifest.completion).to_string()
+        self.completion
+            .published(&self.pipeline.model().manifest.completion)
+            .to_string()
     }
 
     fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
@@ -195,7 +237,12 @@ impl WindowRunner for PipelineRunner {
         for &m in &modes {
             if !seen.contains(&m) {
                 seen.push(m);
-                let group: Vec<usize> = valid.iter().zip(&modes).filter(|(_, &g)| g == m).map(|(&i, _)| i).collect();
+                let group: Vec<usize> = valid
+                    .iter()
+                    .zip(&modes)
+                    .filter(|(_, &g)| g == m)
+                    .map(|(&i, _)| i)
+                    .collect();
                 self.run_valid(jobs, &windows, &group, m, &mut answers);
             }
         }
@@ -206,9 +253,23 @@ impl WindowRunner for PipelineRunner {
 impl PipelineRunner {
     /// Runs the windows `valid` (indices into `jobs`, all checked) as one pipeline batch in
     /// `mode`, each with its own sampler stream, and writes their answers.
-    fn run_valid(&mut self, jobs: &[WindowJob], windows: &[Window], valid: &[usize], mode: Completion, answers: &mut [Result<Vec<UtteranceResult>, RunnerError>]) {
+    fn run_valid(
+        &mut self,
+        jobs: &[WindowJob],
+        windows: &[Window],
+        valid: &[usize],
+        mode: Completion,
+        answers: &mut [Result<Vec<UtteranceResult>, RunnerError>],
+    ) {
         let mut noises: Vec<SeededNoise> = valid.iter().map(|&i| self.noise(&jobs[i])).collect();
-        let mut items: Vec<BatchItem> = valid.iter().zip(noises.iter_mut()).map(|(&i, noise)| BatchItem { window: &windows[i], noise }).collect();
+        let mut items: Vec<BatchItem> = valid
+            .iter()
+            .zip(noises.iter_mut())
+            .map(|(&i, noise)| BatchItem {
+                window: &windows[i],
+                noise,
+            })
+            .collect();
         let mut outs = std::mem::take(&mut self.outs);
         match self.pipeline.run_batch(&mut items, mode, &mut outs) {
             Ok(()) if outs.len() == valid.len() => {
@@ -218,13 +279,19 @@ impl PipelineRunner {
             }
             Ok(()) => {
                 for &i in valid {
-                    answers[i] = Err(RunnerError::Outputs { got: outs.len(), want: valid.len() });
+                    answers[i] = Err(RunnerError::Outputs {
+                        got: outs.len(),
+                        want: valid.len(),
+                    });
                 }
             }
             Err(e) => {
                 let source = Arc::new(e);
                 for &i in valid {
-                    answers[i] = Err(RunnerError::Batch { windows: valid.len(), source: Arc::clone(&source) });
+                    answers[i] = Err(RunnerError::Batch {
+                        windows: valid.len(),
+                        source: Arc::clone(&source),
+                    });
                 }
             }
         }

@@ -75,7 +75,11 @@ pub struct JobQueue {
 
 impl JobQueue {
     pub fn new(capacity: usize) -> Self {
-        JobQueue { state: Mutex::new(QueueState::default()), ready: Condvar::new(), capacity: capacity.max(1) }
+        JobQueue {
+            state: Mutex::new(QueueState::default()),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -142,17 +146,29 @@ impl JobQueue {
     /// `pop_batch` where `choose` decides how many to take from the enqueue times of the first
     /// `max` waiting jobs (oldest first; never empty); its answer is clamped to 1..=that many.
     /// It runs under the queue lock: it must be quick and must not touch the queue.
-    pub fn pop_batch_by(&self, max: usize, timeout: Duration, choose: impl FnOnce(&[Instant]) -> usize) -> Result<Batch, Drained> {
+    pub fn pop_batch_by(
+        &self,
+        max: usize,
+        timeout: Duration,
+        choose: impl FnOnce(&[Instant]) -> usize,
+    ) -> Result<Batch, Drained> {
         let mut st = self.lock();
         if st.jobs.is_empty() && !st.closed {
-            st = self.ready.wait_timeout(st, timeout).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            st = self
+                .ready
+                .wait_timeout(st, timeout)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         if st.jobs.is_empty() {
             return if st.closed { Err(Drained) } else { Ok(Batch::default()) };
         }
         let waiting: Vec<Instant> = st.jobs.iter().take(max.max(1)).map(|q| q.enqueued).collect();
         let n = choose(&waiting).clamp(1, waiting.len());
-        let mut batch = Batch { jobs: Vec::with_capacity(n), enqueued: Vec::with_capacity(n) };
+        let mut batch = Batch {
+            jobs: Vec::with_capacity(n),
+            enqueued: Vec::with_capacity(n),
+        };
         for q in st.jobs.drain(..n) {
             batch.jobs.push(q.job);
             batch.enqueued.push(q.enqueued);
@@ -173,7 +189,12 @@ mod tests {
     use crate::protocol::conversation_id;
 
     fn job(conv: &str, first_position: u64) -> WindowJob {
-        WindowJob { conversation: conversation_id(conv).unwrap(), session: 1, first_position, utterances: Vec::new() }
+        WindowJob {
+            conversation: conversation_id(conv).unwrap(),
+            session: 1,
+            first_position,
+            utterances: Vec::new(),
+        }
     }
 
     fn convs(b: &Batch) -> Vec<String> {
@@ -191,7 +212,11 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(convs(&q.pop_batch(8, Duration::ZERO).unwrap()), ["d", "e"]);
         assert!(q.pop_batch(8, Duration::ZERO).unwrap().is_empty());
-        assert_eq!(q.pop_batch(0, Duration::ZERO).map(|b| b.len()), Ok(0), "max 0 waits like 1");
+        assert_eq!(
+            q.pop_batch(0, Duration::ZERO).map(|b| b.len()),
+            Ok(0),
+            "max 0 waits like 1"
+        );
     }
 
     #[test]
@@ -202,8 +227,16 @@ mod tests {
         assert_eq!(q.push_at(job("a", 3), at(0)), Pushed::Queued);
         assert_eq!(q.push_at(job("b", 0), at(1)), Pushed::Queued);
         assert_eq!(q.push_at(job("a", 4), at(2)), Pushed::Queued, "moved on: queued behind");
-        assert_eq!(q.push_at(job("a", 4), at(3)), Pushed::Superseded, "covers the queued a@4 only: replaces it in place");
-        assert_eq!(q.push_at(job("c", 0), at(4)), Pushed::DroppedOldest, "full: a@3 dropped");
+        assert_eq!(
+            q.push_at(job("a", 4), at(3)),
+            Pushed::Superseded,
+            "covers the queued a@4 only: replaces it in place"
+        );
+        assert_eq!(
+            q.push_at(job("c", 0), at(4)),
+            Pushed::DroppedOldest,
+            "full: a@3 dropped"
+        );
         let b = q.pop_batch(8, Duration::ZERO).unwrap();
         assert_eq!(convs(&b), ["b", "a", "c"]);
         assert_eq!(b.jobs.iter().map(|j| j.first_position).collect::<Vec<_>>(), [0, 4, 0]);
@@ -227,12 +260,24 @@ mod tests {
             .unwrap();
         assert_eq!(seen, [t0, t0 + Duration::from_millis(1), t0 + Duration::from_millis(2)]);
         assert_eq!(convs(&b), ["a", "b"]);
-        assert_eq!(q.pop_batch_by(8, Duration::ZERO, |_| 0).unwrap().len(), 1, "at least one");
-        assert_eq!(q.pop_batch_by(8, Duration::ZERO, |_| 99).unwrap().len(), 1, "at most what waits");
+        assert_eq!(
+            q.pop_batch_by(8, Duration::ZERO, |_| 0).unwrap().len(),
+            1,
+            "at least one"
+        );
+        assert_eq!(
+            q.pop_batch_by(8, Duration::ZERO, |_| 99).unwrap().len(),
+            1,
+            "at most what waits"
+        );
         q.push(job("e", 0));
         q.close();
         assert_eq!(q.push(job("f", 0)), Pushed::Closed);
-        assert_eq!(convs(&q.pop_batch(8, Duration::ZERO).unwrap()), ["e"], "drained after close");
+        assert_eq!(
+            convs(&q.pop_batch(8, Duration::ZERO).unwrap()),
+            ["e"],
+            "drained after close"
+        );
         assert!(q.pop_batch(8, Duration::ZERO).is_err());
     }
 }

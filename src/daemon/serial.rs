@@ -22,7 +22,12 @@ pub async fn serve_serial(mut input: SerialInput, shared: Arc<Shared>, tx: mpsc:
     loop {
         if let Some(stream) = input.stream.take() {
             let Some(sender) = tx.take() else { return };
-            let ctx = StreamCtx { source: Arc::clone(&source), input: sender, ticket: None, phases: phases.clone() };
+            let ctx = StreamCtx {
+                source: Arc::clone(&source),
+                input: sender,
+                ticket: None,
+                phases: phases.clone(),
+            };
             tx = serve_stream(stream, Arc::clone(&shared), ctx).await;
             if tx.is_none() || *stop.borrow() {
                 return;

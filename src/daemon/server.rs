@@ -18,13 +18,13 @@ use tokio::time::Instant;
 
 use super::assembly::{Assembler, AssemblySettings, ClosedUtterance, WindowJob};
 use super::connection::{serve_stream, StreamCtx};
-use super::shared::{stopped, Input, Phases, Shared};
 use super::frontend::FrontendSide;
 use super::inference::{InferencePolicy, InferenceThread, JobQueue, Pushed, RunError, WatchdogPolicy, WindowRunner};
 use super::limits::{Admission, ConnectionLimits, Peer, Registry, TokenBucket};
 use super::model_info::{first_modality, ServedModel};
 use super::notices::{limits_report, LimitSettings};
 use super::notify::Notifier;
+use super::shared::{stopped, Input, Phases, Shared};
 use super::stats::{bump, is_loud, Stats};
 use crate::io::serial::SerialInput;
 use crate::modality::{Modalities, Modality};
@@ -50,7 +50,11 @@ pub enum ServeError {
         "a result of {window} utterances with {classes} classes may take {bound} bytes, over the protocol's {max}: lower assembly.window",
         max = MAX_FRAME_LEN
     )]
-    ResultTooLarge { window: usize, classes: usize, bound: usize },
+    ResultTooLarge {
+        window: usize,
+        classes: usize,
+        bound: usize,
+    },
 }
 
 /// Everything `serve` needs besides endpoints, runner and shutdown.
@@ -96,7 +100,11 @@ pub fn warmup_job(mods: &Modalities) -> WindowJob {
         conversation: conversation_id("warm-up").unwrap_or_default(),
         session: 0,
         first_position: 0,
-        utterances: vec![ClosedUtterance { utterance: 0, speaker: 0, features }],
+        utterances: vec![ClosedUtterance {
+            utterance: 0,
+            speaker: 0,
+            features,
+        }],
     }
 }
 
@@ -105,7 +113,11 @@ fn check_result_size(opts: &ServeOptions, completion: &str) -> Result<(), ServeE
     let classes = opts.model.classes();
     let bound = max_result_frame_len(opts.assembly.window, classes, completion);
     if bound > MAX_FRAME_LEN {
-        return Err(ServeError::ResultTooLarge { window: opts.assembly.window, classes: classes.len(), bound });
+        return Err(ServeError::ResultTooLarge {
+            window: opts.assembly.window,
+            classes: classes.len(),
+            bound,
+        });
     }
     Ok(())
 }
@@ -122,17 +134,34 @@ pub async fn serve(
     check_result_size(&opts, &runner.completion())?;
     let mut runner = runner;
     let text_frontend = runner.take_text_frontend();
-    let runner = if opts.warm_up { warm_up(runner, &opts).await? } else { runner };
+    let runner = if opts.warm_up {
+        warm_up(runner, &opts).await?
+    } else {
+        runner
+    };
     let engine = runner.describe();
     let max_batch = runner.max_batch();
     log::info!("model {}", opts.model.describe());
     let stats = Arc::new(Stats::default());
     let (results, _) = broadcast::channel(opts.result_backlog.max(1));
     let queue = Arc::new(JobQueue::new(opts.queue_capacity));
-    let watchdog = WatchdogPolicy { heartbeat: opts.heartbeat, max_consecutive_errors: opts.max_consecutive_errors };
-    let policy = InferencePolicy { watchdog, batch_latency: opts.batch_latency };
-    let inference = InferenceThread::spawn(runner, Arc::clone(&queue), results.clone(), Arc::clone(&stats), Arc::clone(&notifier), policy)
-        .map_err(ServeError::Thread)?;
+    let watchdog = WatchdogPolicy {
+        heartbeat: opts.heartbeat,
+        max_consecutive_errors: opts.max_consecutive_errors,
+    };
+    let policy = InferencePolicy {
+        watchdog,
+        batch_latency: opts.batch_latency,
+    };
+    let inference = InferenceThread::spawn(
+        runner,
+        Arc::clone(&queue),
+        results.clone(),
+        Arc::clone(&stats),
+        Arc::clone(&notifier),
+        policy,
+    )
+    .map_err(ServeError::Thread)?;
     let frontend = FrontendSide::start(text_frontend, Arc::clone(&stats)).map_err(ServeError::Thread)?;
     let shared = Arc::new(Shared {
         stats: Arc::clone(&stats),
@@ -143,7 +172,11 @@ pub async fn serve(
         max_frames_per_second: opts.max_frames_per_second,
         burst: opts.burst,
         limits: opts.limits,
-        total_bucket: Mutex::new(TokenBucket::new(opts.limits.total_frames_per_second, opts.limits.total_burst, Instant::now())),
+        total_bucket: Mutex::new(TokenBucket::new(
+            opts.limits.total_frames_per_second,
+            opts.limits.total_burst,
+            Instant::now(),
+        )),
         registry: Registry::new(opts.limits),
         abstain_below: opts.abstain_below,
         model_info: opts.model.report(opts.assembly.window),
@@ -158,16 +191,27 @@ pub async fn serve(
     });
     let (stop_input, input_rx) = watch::channel(false);
     let (stop_output, output_rx) = watch::channel(false);
-    let phases = Phases { input: input_rx, output: output_rx };
+    let phases = Phases {
+        input: input_rx,
+        output: output_rx,
+    };
     let (socket_tx, socket_rx) = mpsc::channel(SOCKET_INPUT_QUEUE);
     let (serial_tx, serial_rx) = mpsc::channel(SERIAL_INPUT_QUEUE);
     let assembler = Assembler::new(opts.assembly.clone(), opts.model.modalities);
-    let assembly = tokio::spawn(assembly_task(assembler, (serial_rx, socket_rx), frontend, Arc::clone(&shared)));
+    let assembly = tokio::spawn(assembly_task(
+        assembler,
+        (serial_rx, socket_rx),
+        frontend,
+        Arc::clone(&shared),
+    ));
     let mut tasks = JoinSet::new();
     spawn_endpoints(&mut tasks, endpoints, &shared, (socket_tx, serial_tx), &phases);
     notifier.ready();
     notifier.status(&format!("serving: {engine}"));
-    log::info!("ready: {engine}; batches of up to {max_batch} windows, latency budget {:?}", opts.batch_latency);
+    log::info!(
+        "ready: {engine}; batches of up to {max_batch} windows, latency budget {:?}",
+        opts.batch_latency
+    );
     shutdown.await;
     notifier.stopping();
     notifier.status("stopping");
@@ -186,17 +230,19 @@ pub async fn serve(
 }
 
 /// Shutdown after input stopped: assembly flush, queue finished, results delivered, closed.
-async fn finish(mut assembly: tokio::task::JoinHandle<()>, inference: InferenceThread, mut tasks: JoinSet<()>, stop_output: watch::Sender<bool>) {
+async fn finish(
+    mut assembly: tokio::task::JoinHandle<()>,
+    inference: InferenceThread,
+    mut tasks: JoinSet<()>,
+    stop_output: watch::Sender<bool>,
+) {
     if tokio::time::timeout(INPUT_GRACE, &mut assembly).await.is_err() {
         assembly.abort();
         log::error!("assembly did not finish within {INPUT_GRACE:?} of stopping input; its open utterances are lost");
     }
     let _ = tokio::task::spawn_blocking(move || inference.stop()).await;
     let _ = stop_output.send(true);
-    let drained = tokio::time::timeout(OUTPUT_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(OUTPUT_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         log::warn!("connections still open {OUTPUT_GRACE:?} after the last result: closed");
         tasks.shutdown().await;
@@ -223,7 +269,10 @@ async fn warm_up(mut runner: Box<dyn WindowRunner>, opts: &ServeOptions) -> Resu
 
 /// Runs `job` alone, then `max_batch` copies of it as one batch when the runner batches; the
 /// run times (and the batch size).
-pub fn warm_up_runner(runner: &mut dyn WindowRunner, job: &WindowJob) -> Result<(Duration, Option<(usize, Duration)>), RunError> {
+pub fn warm_up_runner(
+    runner: &mut dyn WindowRunner,
+    job: &WindowJob,
+) -> Result<(Duration, Option<(usize, Duration)>), RunError> {
     let started = std::time::Instant::now();
     runner.run(job)?;
     let single = started.elapsed();
@@ -243,7 +292,13 @@ type InputSenders = (mpsc::Sender<Input>, mpsc::Sender<Input>);
 
 /// Socket listeners share the socket channel; serial ports have their own, which the assembly
 /// task always serves first.
-fn spawn_endpoints(tasks: &mut JoinSet<()>, endpoints: Endpoints, shared: &Arc<Shared>, (socket, serial): InputSenders, phases: &Phases) {
+fn spawn_endpoints(
+    tasks: &mut JoinSet<()>,
+    endpoints: Endpoints,
+    shared: &Arc<Shared>,
+    (socket, serial): InputSenders,
+    phases: &Phases,
+) {
     for l in endpoints.tcp {
         let (shared, input, phases) = (Arc::clone(shared), socket.clone(), phases.clone());
         tasks.spawn(async move {
@@ -263,7 +318,12 @@ fn spawn_endpoints(tasks: &mut JoinSet<()>, endpoints: Endpoints, shared: &Arc<S
         });
     }
     for port in endpoints.serial {
-        tasks.spawn(super::serial::serve_serial(port, Arc::clone(shared), serial.clone(), phases.clone()));
+        tasks.spawn(super::serial::serve_serial(
+            port,
+            Arc::clone(shared),
+            serial.clone(),
+            phases.clone(),
+        ));
     }
 }
 
@@ -284,8 +344,13 @@ async fn accept_unix(l: &UnixListener) -> std::io::Result<(tokio::net::UnixStrea
 }
 
 /// Accepts until input stops, admitting each client under the connection limits.
-async fn accept_until_stop<S, F, Fut>(accept: F, shared: &Arc<Shared>, input: &mpsc::Sender<Input>, phases: &Phases, conns: &mut JoinSet<()>)
-where
+async fn accept_until_stop<S, F, Fut>(
+    accept: F,
+    shared: &Arc<Shared>,
+    input: &mpsc::Sender<Input>,
+    phases: &Phases,
+    conns: &mut JoinSet<()>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<(S, Peer, String)>>,
@@ -336,7 +401,12 @@ where
 
 /// Owns the assembler: applies inputs (serial first), fires deadlines, queues windows. Ends
 /// when every input sender is gone, after releasing every open utterance.
-async fn assembly_task(mut assembler: Assembler, inputs: (mpsc::Receiver<Input>, mpsc::Receiver<Input>), mut frontend: FrontendSide, shared: Arc<Shared>) {
+async fn assembly_task(
+    mut assembler: Assembler,
+    inputs: (mpsc::Receiver<Input>, mpsc::Receiver<Input>),
+    mut frontend: FrontendSide,
+    shared: Arc<Shared>,
+) {
     let (mut serial, mut socket) = inputs;
     let start = shared.started;
     let ms = |t: Instant| u64::try_from(t.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX);
@@ -380,7 +450,13 @@ async fn assembly_task(mut assembler: Assembler, inputs: (mpsc::Receiver<Input>,
 
 /// Applies one input; a `Transcript` goes to the text frontend instead (its text `Features`
 /// come back through `FrontendSide::next`).
-fn apply(assembler: &mut Assembler, frontend: &FrontendSide, input: &Input, now: u64, shared: &Shared) -> Vec<WindowJob> {
+fn apply(
+    assembler: &mut Assembler,
+    frontend: &FrontendSide,
+    input: &Input,
+    now: u64,
+    shared: &Shared,
+) -> Vec<WindowJob> {
     if frontend.divert(input, &shared.stats) {
         return assembler.poll(now);
     }
@@ -391,7 +467,9 @@ fn apply(assembler: &mut Assembler, frontend: &FrontendSide, input: &Input, now:
         }
         Err(rej) => {
             shared.stats.reject(rej.reason, &input.source, &rej.detail);
-            input.notices.record(rej.reason, input.msg.conversation(), input.msg.utterance(), &rej.detail);
+            input
+                .notices
+                .record(rej.reason, input.msg.conversation(), input.msg.utterance(), &rej.detail);
             Vec::new()
         }
     };
@@ -403,7 +481,8 @@ fn apply(assembler: &mut Assembler, frontend: &FrontendSide, input: &Input, now:
 /// Mirrors the assembler's counters and queues its windows.
 fn publish(assembler: &Assembler, jobs: Vec<WindowJob>, shared: &Shared) {
     let (s, c) = (&shared.stats, assembler.counters());
-    s.open_conversations.store(assembler.open_conversations() as u64, Relaxed);
+    s.open_conversations
+        .store(assembler.open_conversations() as u64, Relaxed);
     s.empty_utterances.store(c.empty_utterances, Relaxed);
     s.conversation_restarts.store(c.restarts, Relaxed);
     s.late_replayed.store(c.late_replayed, Relaxed);

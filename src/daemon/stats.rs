@@ -50,7 +50,11 @@ impl Stats {
     pub fn reject(&self, reason: RejectReason, source: &str, detail: &dyn fmt::Display) {
         let n = self.rejected[reason as usize].fetch_add(1, Relaxed) + 1;
         // Formatting only for a line that is written: a flood is rejected at full speed.
-        let level = if is_loud(n) { log::Level::Warn } else { log::Level::Debug };
+        let level = if is_loud(n) {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
         if log::log_enabled!(level) {
             let (source, detail) = (Escaped(source), detail.to_string());
             let detail = Escaped(&detail);
@@ -79,7 +83,10 @@ impl Stats {
     pub fn rejected_counts(&self) -> Vec<RejectCount> {
         RejectReason::ALL
             .iter()
-            .map(|&reason| RejectCount { reason, count: self.rejected(reason) })
+            .map(|&reason| RejectCount {
+                reason,
+                count: self.rejected(reason),
+            })
             .filter(|c| c.count > 0)
             .collect()
     }

@@ -70,17 +70,37 @@ impl Sampler {
         let (t0, t1) = (heun_time(p, i), heun_time(p, i + 1));
         let (ax, bx, al, bl) = (p.x.std(t0), p.x.std(t1), p.lam.std(t0), p.lam.std(t1));
         self.inpaint(c, ax as f32, al as f32);
-        self.calls.scores(c, (&self.x, &self.lam), t0, [&mut *s_theta, &mut *s_phi], i)?;
+        self.calls
+            .scores(c, (&self.x, &self.lam), t0, [&mut *s_theta, &mut *s_phi], i)?;
         let hb = &mut self.heun;
         slope(&mut hb.dx, self.calls.sx[0].data(), -ax as f32);
         slope(&mut hb.dl, self.calls.sl[0].data(), -al as f32);
         predict(hb.x.data_mut(), self.x.data(), &hb.dx, (bx - ax) as f32);
         predict(hb.lam.data_mut(), self.lam.data(), &hb.dl, (bl - al) as f32);
         let state = (hb.x.data_mut(), hb.lam.data_mut());
-        inpaint(&self.obs, &self.full, c, (&self.zx, &self.zl), state, (bx as f32, bl as f32));
+        inpaint(
+            &self.obs,
+            &self.full,
+            c,
+            (&self.zx, &self.zl),
+            state,
+            (bx as f32, bl as f32),
+        );
         self.calls.scores(c, (&hb.x, &hb.lam), t1, [s_theta, s_phi], i)?;
-        correct(self.x.data_mut(), &hb.dx, self.calls.sx[0].data(), -bx as f32, (0.5 * (bx - ax)) as f32);
-        correct(self.lam.data_mut(), &hb.dl, self.calls.sl[0].data(), -bl as f32, (0.5 * (bl - al)) as f32);
+        correct(
+            self.x.data_mut(),
+            &hb.dx,
+            self.calls.sx[0].data(),
+            -bx as f32,
+            (0.5 * (bx - ax)) as f32,
+        );
+        correct(
+            self.lam.data_mut(),
+            &hb.dl,
+            self.calls.sl[0].data(),
+            -bl as f32,
+            (0.5 * (bl - al)) as f32,
+        );
         Ok(())
     }
 }

@@ -198,8 +198,16 @@ impl ScoreCalls {
         }
         self.t.data_mut().fill(t as f32);
         let [ct, cp] = &mut self.callers;
-        ct.run(s_theta, &[state.0, &self.t, c.cond, c.avail, &self.adj_t, c.node_mask], &mut self.sx)?;
-        cp.run(s_phi, &[state.1, &self.t, c.lam_obs, c.u, c.cond, c.avail, c.node_mask], &mut self.sl)?;
+        ct.run(
+            s_theta,
+            &[state.0, &self.t, c.cond, c.avail, &self.adj_t, c.node_mask],
+            &mut self.sx,
+        )?;
+        cp.run(
+            s_phi,
+            &[state.1, &self.t, c.lam_obs, c.u, c.cond, c.avail, c.node_mask],
+            &mut self.sl,
+        )?;
         if !self.sx[0].all_finite() || !self.sl[0].all_finite() {
             return Err(SamplerError::NonFinite { what: "score", step });
         }
@@ -334,8 +342,24 @@ impl Sampler {
         let dt32 = dt as f32;
         let sqrt_dt = f64::from(dt32).sqrt() as f32;
         let (gx, gl) = (p.x.g(t) as f32, p.lam.g(t) as f32);
-        euler(self.x.data_mut(), &mut self.x_mean, self.calls.sx[0].data(), &self.zx, gx, dt32, sqrt_dt);
-        euler(self.lam.data_mut(), &mut self.lam_mean, self.calls.sl[0].data(), &self.zl, gl, dt32, sqrt_dt);
+        euler(
+            self.x.data_mut(),
+            &mut self.x_mean,
+            self.calls.sx[0].data(),
+            &self.zx,
+            gx,
+            dt32,
+            sqrt_dt,
+        );
+        euler(
+            self.lam.data_mut(),
+            &mut self.lam_mean,
+            self.calls.sl[0].data(),
+            &self.zl,
+            gl,
+            dt32,
+            sqrt_dt,
+        );
         Ok(())
     }
 
@@ -388,18 +412,29 @@ impl Sampler {
             // node = (r * M + m) * N + i
             let keep = mask[(node / (mm * n)) * n + node % n];
             let row = node * d;
-            let src = if seen { &h[row..row + d] } else { &self.x_mean[row..row + d] };
+            let src = if seen {
+                &h[row..row + d]
+            } else {
+                &self.x_mean[row..row + d]
+            };
             for (o, s) in out[row..row + d].iter_mut().zip(src) {
                 *o = s * keep;
             }
         }
         let (lo, out) = (c.lam_obs.data(), lam0.data_mut());
         for (slot, &full) in self.full.iter().enumerate() {
-            let src = if full { &lo[slot * k..(slot + 1) * k] } else { &self.lam_mean[slot * k..(slot + 1) * k] };
+            let src = if full {
+                &lo[slot * k..(slot + 1) * k]
+            } else {
+                &self.lam_mean[slot * k..(slot + 1) * k]
+            };
             out[slot * k..(slot + 1) * k].copy_from_slice(src);
         }
         if !x0.all_finite() || !lam0.all_finite() {
-            return Err(SamplerError::NonFinite { what: "sample", step: steps });
+            return Err(SamplerError::NonFinite {
+                what: "sample",
+                step: steps,
+            });
         }
         Ok(())
     }

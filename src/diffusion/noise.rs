@@ -76,10 +76,7 @@ impl SeededNoise {
 
     /// `K = derive(seed, 2, scenario, fnv1a64(conv_id), window_index)`.
     pub fn for_window(seed: u64, scenario: u64, conv_id: &str, window_index: u64) -> Self {
-        Self::from_key(rng::derive(
-            seed,
-            &[2, scenario, rng::fnv1a64(conv_id), window_index],
-        ))
+        Self::from_key(rng::derive(seed, &[2, scenario, rng::fnv1a64(conv_id), window_index]))
     }
 }
 

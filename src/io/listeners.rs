@@ -17,17 +17,27 @@ use crate::config::InputSettings;
 #[derive(Debug, Error)]
 pub enum ListenError {
     #[error("cannot bind TCP {addr}: {source}")]
-    Tcp { addr: std::net::SocketAddr, source: std::io::Error },
+    Tcp {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot bind Unix socket {path}: {source}")]
     Unix { path: PathBuf, source: std::io::Error },
     #[error("{path} exists and is not a socket; refusing to replace it")]
     NotASocket { path: PathBuf },
     #[error("systemd passed fd {fd} that is neither a TCP nor a Unix listening socket: {source}")]
     Activation { fd: RawFd, source: std::io::Error },
-    #[error("systemd passed a TCP socket on {addr}, which is not loopback; set inputs.allow_remote = true to expose it")]
+    #[error(
+        "systemd passed a TCP socket on {addr}, which is not loopback; set inputs.allow_remote = true to expose it"
+    )]
     Remote { addr: std::net::SocketAddr },
     #[error("cannot set mode {mode:o} / group {group:?} on {path}: {source}")]
-    Permissions { path: PathBuf, mode: u32, group: Option<String>, source: std::io::Error },
+    Permissions {
+        path: PathBuf,
+        mode: u32,
+        group: Option<String>,
+        source: std::io::Error,
+    },
 }
 
 /// Idle time before the first keepalive probe, probe interval, probes before giving up: a
@@ -38,7 +48,10 @@ const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(30), Duration:
 pub fn tune_tcp(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (time, interval, retries) = KEEPALIVE;
-    let ka = socket2::TcpKeepalive::new().with_time(time).with_interval(interval).with_retries(retries);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(time)
+        .with_interval(interval)
+        .with_retries(retries);
     socket2::SockRef::from(stream).set_tcp_keepalive(&ka)
 }
 
@@ -70,12 +83,16 @@ pub async fn bind(inputs: &InputSettings) -> Result<Bound, ListenError> {
     }
     let mut bound = Bound::default();
     for &addr in &inputs.tcp {
-        let l = TcpListener::bind(addr).await.map_err(|source| ListenError::Tcp { addr, source })?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ListenError::Tcp { addr, source })?;
         log::info!("listening on tcp {addr}");
         bound.tcp.push(l);
     }
     for path in &inputs.unix {
-        bound.unix.push(bind_unix_with(path, inputs.unix_mode, inputs.unix_group.as_deref())?);
+        bound
+            .unix
+            .push(bind_unix_with(path, inputs.unix_mode, inputs.unix_group.as_deref())?);
         bound.created_paths.push(path.clone());
         log::info!("listening on unix {}", path.display());
     }
@@ -96,7 +113,12 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener, ListenError> {
 /// under the unit's `UMask=0027`.
 pub fn bind_unix_with(path: &Path, mode: u32, group: Option<&str>) -> Result<UnixListener, ListenError> {
     let listener = bind_unix_raw(path)?;
-    let perm_err = |source| ListenError::Permissions { path: path.to_path_buf(), mode, group: group.map(str::to_string), source };
+    let perm_err = |source| ListenError::Permissions {
+        path: path.to_path_buf(),
+        mode,
+        group: group.map(str::to_string),
+        source,
+    };
     if let Some(g) = group {
         let gid = lookup_group(g).map_err(perm_err)?;
         std::os::unix::fs::chown(path, None, Some(gid)).map_err(perm_err)?;
@@ -110,7 +132,8 @@ pub fn lookup_group(name: &str) -> std::io::Result<u32> {
     if let Ok(gid) = name.parse::<u32>() {
         return Ok(gid);
     }
-    let c = std::ffi::CString::new(name).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "group name holds a NUL byte"))?;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "group name holds a NUL byte"))?;
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut out: *mut libc::group = std::ptr::null_mut();
@@ -121,16 +144,26 @@ pub fn lookup_group(name: &str) -> std::io::Result<u32> {
         return Err(std::io::Error::from_raw_os_error(rc));
     }
     if out.is_null() {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no group {name:?}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no group {name:?}"),
+        ));
     }
     Ok(grp.gr_gid)
 }
 
 fn bind_unix_raw(path: &Path) -> Result<UnixListener, ListenError> {
-    let err = |source| ListenError::Unix { path: path.to_path_buf(), source };
+    let err = |source| ListenError::Unix {
+        path: path.to_path_buf(),
+        source,
+    };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
-        Ok(_) => return Err(ListenError::NotASocket { path: path.to_path_buf() }),
+        Ok(_) => {
+            return Err(ListenError::NotASocket {
+                path: path.to_path_buf(),
+            })
+        }
         Err(_) => {}
     }
     if let Some(dir) = path.parent() {
@@ -147,15 +180,21 @@ fn adopt(fds: &[RawFd], allow_remote: bool) -> Result<Bound, ListenError> {
         let tcp = unsafe { std::net::TcpListener::from_raw_fd(fd) };
         if let Ok(addr) = tcp.local_addr() {
             check_remote(addr, allow_remote)?;
-            tcp.set_nonblocking(true).map_err(|source| ListenError::Activation { fd, source })?;
-            bound.tcp.push(TcpListener::from_std(tcp).map_err(|source| ListenError::Activation { fd, source })?);
+            tcp.set_nonblocking(true)
+                .map_err(|source| ListenError::Activation { fd, source })?;
+            bound
+                .tcp
+                .push(TcpListener::from_std(tcp).map_err(|source| ListenError::Activation { fd, source })?);
             continue;
         }
         let fd = tcp.into_raw_fd();
         // SAFETY: same fd, ownership moved back out of the TcpListener above.
         let unix = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
-        unix.set_nonblocking(true).map_err(|source| ListenError::Activation { fd, source })?;
-        bound.unix.push(UnixListener::from_std(unix).map_err(|source| ListenError::Activation { fd, source })?);
+        unix.set_nonblocking(true)
+            .map_err(|source| ListenError::Activation { fd, source })?;
+        bound
+            .unix
+            .push(UnixListener::from_std(unix).map_err(|source| ListenError::Activation { fd, source })?);
     }
     Ok(bound)
 }
@@ -177,21 +216,32 @@ mod tests {
     fn created_unix_socket_gets_the_mode_and_group_not_the_umask() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         // SAFETY: getgid has no preconditions.
         let gid = unsafe { libc::getgid() };
-        let _l = rt.block_on(async { bind_unix_with(&path, 0o660, Some(&gid.to_string())) }).unwrap();
+        let _l = rt
+            .block_on(async { bind_unix_with(&path, 0o660, Some(&gid.to_string())) })
+            .unwrap();
         let meta = std::fs::symlink_metadata(&path).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert_eq!(meta.mode() & 0o777, 0o660);
         assert_eq!(meta.gid(), gid);
-        let err = rt.block_on(async { bind_unix_with(&path, 0o660, Some("no-such-group-gsdnet")) }).map(|_| ()).unwrap_err();
+        let err = rt
+            .block_on(async { bind_unix_with(&path, 0o660, Some("no-such-group-gsdnet")) })
+            .map(|_| ())
+            .unwrap_err();
         assert!(err.to_string().contains("no-such-group-gsdnet"), "{err}");
     }
 
     #[test]
     fn activated_tcp_sockets_obey_allow_remote() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let any = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
             let err = adopt(&[any.into_raw_fd()], false).map(|_| ()).unwrap_err();
@@ -205,7 +255,10 @@ mod tests {
 
     #[test]
     fn accepted_tcp_streams_get_nodelay_and_keepalive() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap();

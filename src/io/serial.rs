@@ -24,7 +24,11 @@ impl SerialInput {
                 None
             }
         };
-        SerialInput { name: format!("serial:{}", port.path.display()), stream, reopen: Some(port.clone()) }
+        SerialInput {
+            name: format!("serial:{}", port.path.display()),
+            stream,
+            reopen: Some(port.clone()),
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{Dims, Normalisation, RawClasses, RawDims, RawNorm};
-use crate::capacity::{check_class_names, MAX_FEATURE_SIZE};
 use crate::backend::{Axis, TensorSpec};
+use crate::capacity::{check_class_names, MAX_FEATURE_SIZE};
 use crate::modality::{Modalities, Modality};
 
 /// One axis of DESIGN.md's part I/O table: the batch, the window or a fixed size.
@@ -31,13 +31,22 @@ pub fn expected_io(
     let (l, k, m) = (F(d.latent), F(d.k), F(mods.count()));
     let io = |name: &str, dims: &[D]| spec(name, dims, d.window, symbolic);
     let lat = [B, m, W, l];
-    let feats: Vec<TensorSpec> =
-        mods.iter().map(|x| io(x.name(), &[B, W, F(mods.sizes()[x.index()])])).collect();
+    let feats: Vec<TensorSpec> = mods
+        .iter()
+        .map(|x| io(x.name(), &[B, W, F(mods.sizes()[x.index()])]))
+        .collect();
     let (avail, mask) = (io("avail", &[B, W, m]), io("node_mask", &[B, W]));
     Some(match part {
         "encoders" => (feats, vec![io("h", &lat)]),
         "s_theta" => (
-            vec![io("x_t", &lat), io("t", &[B]), io("cond", &lat), avail, io("adj_t", &[B, m, W, W]), mask],
+            vec![
+                io("x_t", &lat),
+                io("t", &[B]),
+                io("cond", &lat),
+                avail,
+                io("adj_t", &[B, m, W, W]),
+                mask,
+            ],
             vec![io("score", &lat)],
         ),
         "s_phi" => (
@@ -90,7 +99,9 @@ pub(super) fn check_buckets(raw: Option<&[usize]>, window: usize, symbolic: bool
         ));
     }
     if b.len() > 1 && !symbolic {
-        return Err(format!("[dims] buckets = {b:?}: the parts' shapes are fixed (no \"window\" axis), so the only size is {window}"));
+        return Err(format!(
+            "[dims] buckets = {b:?}: the parts' shapes are fixed (no \"window\" axis), so the only size is {window}"
+        ));
     }
     Ok(b.to_vec())
 }
@@ -120,9 +131,8 @@ pub(super) fn check_dims(d: &RawDims) -> Result<Dims, String> {
 pub(super) fn check_modalities(raw: &BTreeMap<String, usize>) -> Result<Modalities, String> {
     let mut sizes = [0usize; 3];
     for (name, &size) in raw {
-        let m = Modality::from_name(name).ok_or_else(|| {
-            format!("[modalities] `{name}` is not a modality (text, audio, visual)")
-        })?;
+        let m = Modality::from_name(name)
+            .ok_or_else(|| format!("[modalities] `{name}` is not a modality (text, audio, visual)"))?;
         if !(1..=MAX_FEATURE_SIZE).contains(&size) {
             return Err(format!(
                 "[modalities] {name} = {size}: sizes must be 1..={MAX_FEATURE_SIZE}"
@@ -160,10 +170,7 @@ pub(super) fn check_norm(mut n: RawNorm, mods: &Modalities) -> Result<Normalisat
                 .remove(&key)
                 .ok_or_else(|| format!("[normalisation] is missing {key}"))?;
             if v.len() != want {
-                return Err(format!(
-                    "[normalisation] {key} has {} values, expected {want}",
-                    v.len()
-                ));
+                return Err(format!("[normalisation] {key} has {} values, expected {want}", v.len()));
             }
             if !v.iter().all(|x| x.is_finite()) {
                 return Err(format!("[normalisation] {key} has a non-finite value"));
@@ -185,4 +192,3 @@ pub(super) fn check_norm(mut n: RawNorm, mods: &Modalities) -> Result<Normalisat
     }
     Ok(norm)
 }
-

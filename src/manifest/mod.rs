@@ -25,10 +25,10 @@ use thiserror::Error;
 
 use crate::backend::{Axis, PartSpec, TensorSpec};
 use crate::calibration::Calibration;
+use crate::capacity::MAX_SAMPLES;
 use crate::diffusion::SamplerKind;
 use crate::modality::Modalities;
 use crate::spectral::GraphSettings;
-use crate::capacity::MAX_SAMPLES;
 
 mod completion;
 mod frontends;
@@ -299,8 +299,7 @@ impl Manifest {
         let dims = check_dims(&raw.dims).map_err(invalid)?;
         let modalities = check_modalities(&raw.modalities).map_err(invalid)?;
         check_sde(&raw.sde).map_err(invalid)?;
-        let calibration =
-            Calibration::from_table(raw.calibration).map_err(|e| invalid(e.to_string()))?;
+        let calibration = Calibration::from_table(raw.calibration).map_err(|e| invalid(e.to_string()))?;
         let completion = CompletionPolicy::from_table(raw.completion.as_ref()).map_err(|e| invalid(e.to_string()))?;
         let norm = check_norm(raw.normalisation, &modalities).map_err(invalid)?;
         let text_frontend = frontends::check_frontends(raw.frontends, dir, &modalities).map_err(invalid)?;
@@ -322,13 +321,13 @@ impl Manifest {
             parts.push(check_part(dir, path, name, part, layout)?);
         }
         if let Some(extra) = raw_parts.keys().next() {
-            return Err(invalid(format!(
-                "unknown part [parts.{extra}] (known: {PART_NAMES:?})"
-            )));
+            return Err(invalid(format!("unknown part [parts.{extra}] (known: {PART_NAMES:?})")));
         }
         let symbolic = parts[0].is_symbolic();
         if parts.iter().any(|p| p.is_symbolic() != symbolic) {
-            return Err(invalid("parts mix fixed and symbolic (\"batch\" / \"window\") shapes; export them all one way".into()));
+            return Err(invalid(
+                "parts mix fixed and symbolic (\"batch\" / \"window\") shapes; export them all one way".into(),
+            ));
         }
         let buckets = check_buckets(raw.dims.buckets.as_deref(), dims.window, symbolic).map_err(invalid)?;
         let model = ModelInfo {
@@ -412,12 +411,16 @@ fn check_part(
         detail,
     };
     let (mods, classes, reg, dims) = layout;
-    let specs = |v: Vec<RawIo>| v.into_iter().map(|r| raw_spec(r, dims.window)).collect::<Result<Vec<_>, _>>();
+    let specs = |v: Vec<RawIo>| {
+        v.into_iter()
+            .map(|r| raw_spec(r, dims.window))
+            .collect::<Result<Vec<_>, _>>()
+    };
     let got_in = specs(raw.inputs).map_err(err)?;
     let got_out = specs(raw.outputs).map_err(err)?;
     let symbolic = got_in.iter().chain(&got_out).any(TensorSpec::is_symbolic);
-    let (inputs, outputs) = expected_io(name, mods, classes, reg, dims, symbolic)
-        .ok_or_else(|| err("unknown part".into()))?;
+    let (inputs, outputs) =
+        expected_io(name, mods, classes, reg, dims, symbolic).ok_or_else(|| err("unknown part".into()))?;
     for (kind, got, want) in [("inputs", &got_in, &inputs), ("outputs", &got_out, &outputs)] {
         if got != want {
             return Err(err(format!(

@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(&w.data()[..6], &[6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
         assert!(w.data()[6..].iter().all(|&v| v == 0.0));
         let sq = Tensor::from_vec(&[1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
-        assert_eq!(window_of(&sq, 0, &[1, 2], 3).data(), &[1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            window_of(&sq, 0, &[1, 2], 3).data(),
+            &[1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]
+        );
     }
 
     #[test]
@@ -212,6 +215,9 @@ mod tests {
         let src = Tensor::from_vec(&[3, 2], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
         let mut dst = Tensor::zeros(&[1, 2]);
         gather(&mut dst, &src, [2, 0, 2].into_iter());
-        assert_eq!((dst.shape(), dst.data()), (&[3, 2][..], &[4.0, 5.0, 0.0, 1.0, 4.0, 5.0][..]));
+        assert_eq!(
+            (dst.shape(), dst.data()),
+            (&[3, 2][..], &[4.0, 5.0, 0.0, 1.0, 4.0, 5.0][..])
+        );
     }
 }

@@ -18,9 +18,11 @@
 //! `Pipeline::intermediates` (golden tests compare it).
 
 use crate::backend::rows::{call_rows, RowCaller};
-use crate::capacity::MAX_CALL_ROWS;
 use crate::backend::Shape;
-use crate::diffusion::{BatchNoise, Condition, Draw, NoiseError, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams};
+use crate::capacity::MAX_CALL_ROWS;
+use crate::diffusion::{
+    BatchNoise, Condition, Draw, NoiseError, NoiseSource, Sampler, SamplerError, SamplerKind, SdeParams,
+};
 use crate::modality::{Modalities, Modality};
 use crate::model::{Model, Part};
 use crate::multisample::check_samples;
@@ -124,7 +126,14 @@ impl Pipeline {
         let samples = check_samples(opts.samples.unwrap_or(man.sde.samples))?;
         let max_batch = if man.batched { opts.max_batch.max(1) } else { 1 };
         let temperatures = man.calibration.by_avail.map(|t| t as f32);
-        let sizes = Sizes { m: slots.len(), dims: &dims, d: dm.latent, k: dm.k, classes: man.model.classes.len(), reg: man.model.has_regression };
+        let sizes = Sizes {
+            m: slots.len(),
+            dims: &dims,
+            d: dm.latent,
+            k: dm.k,
+            classes: man.model.classes.len(),
+            reg: man.model.has_regression,
+        };
         let batch = Batch::new(sizes, dm.window);
         Ok(Pipeline {
             sde,
@@ -153,7 +162,14 @@ impl Pipeline {
 
     fn sizes(&self) -> Sizes<'_> {
         let man = &self.model.manifest;
-        Sizes { m: self.slots.len(), dims: &self.dims, d: man.dims.latent, k: man.dims.k, classes: man.model.classes.len(), reg: man.model.has_regression }
+        Sizes {
+            m: self.slots.len(),
+            dims: &self.dims,
+            d: man.dims.latent,
+            k: man.dims.k,
+            classes: man.model.classes.len(),
+            reg: man.model.has_regression,
+        }
     }
 
     pub fn model(&self) -> &Model {
@@ -189,7 +205,10 @@ impl Pipeline {
     /// The window size a window of `n` utterances runs at: the smallest bucket >= n.
     pub fn bucket(&self, n: usize) -> usize {
         let b = &self.model.manifest.buckets;
-        b.iter().copied().find(|&s| s >= n).unwrap_or(self.model.manifest.dims.window)
+        b.iter()
+            .copied()
+            .find(|&s| s >= n)
+            .unwrap_or(self.model.manifest.dims.window)
     }
 
     /// Builds every part's engine plan for calls of `rows` rows (windows x samples) at every
@@ -233,7 +252,15 @@ impl Pipeline {
             let end = start + same.min(self.max_batch);
             let (mut chunk, mut outs): (Vec<BatchItem<'_, '_>>, Vec<&mut WindowOutput>) = order[start..end]
                 .iter_mut()
-                .map(|(_, it, o)| (BatchItem { window: it.window, noise: &mut *it.noise }, &mut **o))
+                .map(|(_, it, o)| {
+                    (
+                        BatchItem {
+                            window: it.window,
+                            noise: &mut *it.noise,
+                        },
+                        &mut **o,
+                    )
+                })
                 .unzip();
             self.run_chunk(&mut chunk, completion, &mut NoObserver, &mut outs)?;
             start = end;
@@ -335,7 +362,8 @@ impl Pipeline {
             self.rows.extend((1..self.samples).map(|s| (b, s)));
         }
         self.sampler_rows.clear();
-        self.sampler_rows.extend((0..self.rows.len()).filter(|&r| self.sampled[self.rows[r].0]));
+        self.sampler_rows
+            .extend((0..self.rows.len()).filter(|&r| self.sampled[self.rows[r].0]));
     }
 
     /// `x0`, `lam0` of every fusion row: sampled rows from the sampler, the others (baselines,
@@ -351,7 +379,10 @@ impl Pipeline {
             copy_row(&mut bt.f_mask, row, &bt.node_mask, b);
             if !self.sampled[b] {
                 let per = bt.h[0].len() / bt.h[0].shape()[0];
-                let (h, mask) = (&bt.h[0].data()[b * per..(b + 1) * per], &bt.node_mask.data()[b * n..(b + 1) * n]);
+                let (h, mask) = (
+                    &bt.h[0].data()[b * per..(b + 1) * per],
+                    &bt.node_mask.data()[b * n..(b + 1) * n],
+                );
                 mask_rows(&mut bt.x0.data_mut()[row * per..(row + 1) * per], h, mask, sizes.d);
                 copy_row(&mut bt.lam0, row, &bt.lam_obs, b);
             }
@@ -361,7 +392,8 @@ impl Pipeline {
         }
         let rows = &self.rows;
         self.sampler_windows.clear();
-        self.sampler_windows.extend(self.sampler_rows.iter().map(|&j| rows[j].0));
+        self.sampler_windows
+            .extend(self.sampler_rows.iter().map(|&j| rows[j].0));
         bt.gather_sampler(self.sampler_windows.iter().copied());
         let cond = Condition {
             h: &bt.s_h,
@@ -373,9 +405,19 @@ impl Pipeline {
             spectra: &self.spectra,
             graph_of: &self.sampler_windows,
         };
-        let mut noise = ItemNoise { items, rows, pick: &self.sampler_rows };
+        let mut noise = ItemNoise {
+            items,
+            rows,
+            pick: &self.sampler_rows,
+        };
         let (s_theta, s_phi) = self.model.score_nets();
-        self.sampler.run(&self.sde, &cond, [s_theta, s_phi], &mut noise, [&mut bt.s_x0, &mut bt.s_lam0])?;
+        self.sampler.run(
+            &self.sde,
+            &cond,
+            [s_theta, s_phi],
+            &mut noise,
+            [&mut bt.s_x0, &mut bt.s_lam0],
+        )?;
         for (j, &row) in self.sampler_rows.iter().enumerate() {
             copy_row(&mut bt.x0, row, &bt.s_x0, j);
             copy_row(&mut bt.lam0, row, &bt.s_lam0, j);

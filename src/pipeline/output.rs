@@ -25,7 +25,13 @@ impl Pipeline {
         out.utterances.truncate(len);
         out.utterances.resize_with(len, UtteranceOutput::default);
         for (i, (utt, o)) in window.utterances.iter().zip(out.utterances.iter_mut()).enumerate() {
-            let bits: usize = utt.features.iter().enumerate().filter(|(_, f)| f.is_some()).map(|(m, _)| 1 << m).sum();
+            let bits: usize = utt
+                .features
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.is_some())
+                .map(|(m, _)| 1 << m)
+                .sum();
             let temp = self.temperatures[bits];
             o.probs.resize(k, 0.0);
             let at = |row: usize| (row * n + i) * k;

@@ -25,7 +25,12 @@ impl Pipeline {
                     return Err(PipelineError::NoSuchModality { index, modality, has });
                 };
                 if f.len() != want {
-                    return Err(PipelineError::FeatureSize { index, modality, got: f.len(), want });
+                    return Err(PipelineError::FeatureSize {
+                        index,
+                        modality,
+                        got: f.len(),
+                        want,
+                    });
                 }
                 if !f.iter().all(|v| v.is_finite()) {
                     return Err(PipelineError::NonFinite { index, modality });
@@ -41,7 +46,14 @@ impl Pipeline {
     pub(super) fn prepare(&mut self, items: &[BatchItem<'_, '_>], zero_fill: bool) {
         let (n, mm) = (self.n, self.slots.len());
         let man = &self.model.manifest;
-        let sizes = Sizes { m: mm, dims: &self.dims, d: man.dims.latent, k: man.dims.k, classes: man.model.classes.len(), reg: man.model.has_regression };
+        let sizes = Sizes {
+            m: mm,
+            dims: &self.dims,
+            d: man.dims.latent,
+            k: man.dims.k,
+            classes: man.model.classes.len(),
+            reg: man.model.has_regression,
+        };
         self.batch.shape_windows(sizes, items.len(), n);
         let norm = &self.model.manifest.norm;
         for (b, it) in items.iter().enumerate() {
@@ -70,7 +82,11 @@ impl Pipeline {
     pub(super) fn condition(&mut self, b: usize, window: &Window) -> Result<(), PipelineError> {
         let (mm, n, d, k) = (self.slots.len(), self.n, self.scratch.len(), self.model.manifest.dims.k);
         let per = mm * n * d;
-        let (h, avail, mask) = (self.batch.h[0].data(), self.batch.avail.data(), self.batch.node_mask.data());
+        let (h, avail, mask) = (
+            self.batch.h[0].data(),
+            self.batch.avail.data(),
+            self.batch.node_mask.data(),
+        );
         let cond = &mut self.batch.cond.data_mut()[b * per..(b + 1) * per];
         for m in 0..mm {
             for i in 0..n {
@@ -88,7 +104,8 @@ impl Pipeline {
         self.speakers.clear();
         self.speakers.extend(window.utterances.iter().map(|u| u.speaker));
         let spectral = &mut self.spectra[b];
-        self.graphs.build(&self.speakers, &self.model.manifest.graph, spectral)?;
+        self.graphs
+            .build(&self.speakers, &self.model.manifest.graph, spectral)?;
         self.batch.u.data_mut()[b * n * k..(b + 1) * n * k].copy_from_slice(&spectral.u[..n * k]);
         let cond = &self.batch.cond.data()[b * per..(b + 1) * per];
         let lam = &mut self.batch.lam_obs.data_mut()[b * mm * k..(b + 1) * mm * k];

@@ -180,7 +180,10 @@ mod tests {
         assert_eq!(postcard::from_bytes::<BoundedVec<f32, 4>>(&bytes).unwrap(), v);
         let five = postcard::to_stdvec(&vec![0.5f32; 5]).unwrap();
         assert!(postcard::from_bytes::<BoundedVec<f32, 4>>(&five).is_err());
-        assert_eq!(BoundedVec::<u8, 2>::from_slice(&[1, 2, 3]), Err(CapacityError { len: 3, cap: 2 }));
+        assert_eq!(
+            BoundedVec::<u8, 2>::from_slice(&[1, 2, 3]),
+            Err(CapacityError { len: 3, cap: 2 })
+        );
         // A huge length prefix is refused before anything is allocated.
         assert!(postcard::from_bytes::<BoundedVec<f32, 4>>(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }

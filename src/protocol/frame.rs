@@ -37,7 +37,15 @@ pub const fn cobs_max_len(n: usize) -> usize {
 /// Longest `Features` frame, delimiter included: version, tag, a full conversation id, widest
 /// utterance, speaker, modality and timestamp varints, `MAX_FEATURE_SIZE` f32, CRC.
 pub const MAX_FEATURES_FRAME_LEN: usize = {
-    let body = 2 + varint_len(MAX_CONVERSATION_ID) + MAX_CONVERSATION_ID + 5 + 3 + 1 + 10 + varint_len(MAX_FEATURE_SIZE) + 4 * MAX_FEATURE_SIZE;
+    let body = 2
+        + varint_len(MAX_CONVERSATION_ID)
+        + MAX_CONVERSATION_ID
+        + 5
+        + 3
+        + 1
+        + 10
+        + varint_len(MAX_FEATURE_SIZE)
+        + 4 * MAX_FEATURE_SIZE;
     cobs_max_len(body + 4) + 1
 };
 
@@ -99,13 +107,15 @@ pub fn decode_frame(frame: &mut [u8]) -> Result<Message, DecodeError> {
     if body[0] != PROTOCOL_VERSION {
         return Err(DecodeError::UnknownVersion(body[0]));
     }
-    let (msg, rest) = postcard::take_from_bytes::<Message>(&body[1..])
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let (msg, rest) =
+        postcard::take_from_bytes::<Message>(&body[1..]).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(DecodeError::Malformed(format!("{} trailing bytes", rest.len())));
     }
     if msg.conversation().is_some_and(|c| !super::is_clean_text(c)) {
-        return Err(DecodeError::Malformed("conversation id holds a control character".into()));
+        return Err(DecodeError::Malformed(
+            "conversation id holds a control character".into(),
+        ));
     }
     Ok(msg)
 }
@@ -128,7 +138,11 @@ impl Default for FrameDecoder {
 impl FrameDecoder {
     /// `max_len` counts the delimiter, like `MAX_FRAME_LEN`.
     pub fn new(max_len: usize) -> Self {
-        FrameDecoder { buf: Vec::with_capacity(256), max_len: max_len.max(2), skipping: false }
+        FrameDecoder {
+            buf: Vec::with_capacity(256),
+            max_len: max_len.max(2),
+            skipping: false,
+        }
     }
 
     /// Feeds bytes; the iterator yields one item per completed frame and ends when more bytes

@@ -25,12 +25,12 @@ pub mod transcript;
 pub use bounded::{BoundedVec, CapacityError};
 pub use frame::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FEATURES_FRAME_LEN};
 pub use notices::{LimitsReport, ModalityDeadline, NoticeReport};
-pub use transcript::{transcript_text, Transcript, TranscriptText, MAX_TRANSCRIPT};
 pub use reports::{HealthReport, RejectCount, RejectReason, StatusReport};
 pub use results::{
     max_result_frame_len, ClassName, ModalityInfo, ModelInfoReport, Probs, RejectNotice, ScoredResult, ScoredUtterance,
     UtteranceResult, WindowResult, MAX_REJECT_DETAIL,
 };
+pub use transcript::{transcript_text, Transcript, TranscriptText, MAX_TRANSCRIPT};
 
 use crate::capacity::MAX_FEATURE_SIZE;
 pub use crate::modality::Modality;
@@ -89,7 +89,9 @@ pub enum Message {
     UtteranceStart(Boundary),
     UtteranceEnd(Boundary),
     Dropout(Dropout),
-    Reset { conversation: ConversationId },
+    Reset {
+        conversation: ConversationId,
+    },
     Subscribe,
     StatusRequest,
     Status(StatusReport),
@@ -111,7 +113,9 @@ pub enum Message {
     /// The sender is done with this conversation: its open utterances end now (each still gets
     /// its modalities' deadlines) and the conversation is forgotten as soon as none is open,
     /// freeing its place at once. Tag 17.
-    ConversationEnd { conversation: ConversationId },
+    ConversationEnd {
+        conversation: ConversationId,
+    },
     /// Asks for a `Notice` of this connection's refused input (rate-limited, aggregated). Tag 18.
     SubscribeNotices,
     /// Refusals of one reason on this connection (to `SubscribeNotices` connections). Tag 19.

@@ -148,7 +148,10 @@ pub struct RejectNotice {
 impl RejectNotice {
     /// A notice with `detail` cut (at a character boundary) to `MAX_REJECT_DETAIL` bytes.
     pub fn new(reason: RejectReason, detail: &str) -> Self {
-        RejectNotice { reason, detail: detail_text(detail) }
+        RejectNotice {
+            reason,
+            detail: detail_text(detail),
+        }
     }
 }
 

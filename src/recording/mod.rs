@@ -44,11 +44,7 @@ pub enum RecordingError {
     #[error("recording is truncated at byte {offset}: {complete} complete records before an incomplete one")]
     Truncated { offset: u64, complete: usize },
     #[error("record {index} at byte {offset} is corrupt: {detail}")]
-    Corrupt {
-        index: usize,
-        offset: u64,
-        detail: String,
-    },
+    Corrupt { index: usize, offset: u64, detail: String },
     #[error("utterance {utterance} refers to conversation `{conversation}` that was never started")]
     UnknownConversation { conversation: String, utterance: String },
     #[error("cannot encode record: {0}")]
@@ -382,9 +378,7 @@ impl<W: Write> RecordingWriter<W> {
         };
         self.out.write_all(&len.to_le_bytes()).map_err(io)?;
         self.out.write_all(&payload).map_err(io)?;
-        self.out
-            .write_all(&CRC.checksum(&payload).to_le_bytes())
-            .map_err(io)
+        self.out.write_all(&CRC.checksum(&payload).to_le_bytes()).map_err(io)
     }
 
     pub fn flush(&mut self) -> Result<(), RecordingError> {
@@ -432,10 +426,7 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let err = Recording::read(&path).unwrap_err();
-        assert!(
-            matches!(err, RecordingError::Truncated { complete: 4, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, RecordingError::Truncated { complete: 4, .. }), "{err}");
         let (prefix, tail) = read_prefix(&path).unwrap();
         assert_eq!(prefix.len(), 4);
         assert!(tail.is_some());
@@ -475,10 +466,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.gsdrec");
         std::fs::write(&path, b"hello world").unwrap();
-        assert!(matches!(
-            Recording::read(&path),
-            Err(RecordingError::BadMagic { .. })
-        ));
+        assert!(matches!(Recording::read(&path), Err(RecordingError::BadMagic { .. })));
         std::fs::write(&path, b"GSDREC\x09\x00").unwrap();
         assert!(matches!(
             Recording::read(&path),
@@ -493,7 +481,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.gsdrec");
         let v1 = [
-            RecordV1::Conversation { id: "c".into(), started_ms: None },
+            RecordV1::Conversation {
+                id: "c".into(),
+                started_ms: None,
+            },
             RecordV1::Utterance(UtteranceRecordV1 {
                 conversation: "c".into(),
                 id: "c_0".into(),

@@ -70,7 +70,11 @@ pub fn model_section(s: &Settings, models: &Path) -> String {
         .map(|x| format!("{x} = {}", m.modalities.size(x).unwrap_or(0)))
         .collect();
     let classes: Vec<String> = m.model.classes.iter().map(|c| q(c)).collect();
-    let bound = crate::protocol::max_result_frame_len(s.assembly.window, &m.model.classes, s.engine.completion.published(&m.completion));
+    let bound = crate::protocol::max_result_frame_len(
+        s.assembly.window,
+        &m.model.classes,
+        s.engine.completion.published(&m.completion),
+    );
     let mut out = format!(
         "\n[model]\ndir = {}\nname = {}\nversion = {}\nmodalities = {{ {} }}\nclasses = [{}]\nhas_regression = {}\nwindow = {}\nmax_result_frame_bytes = {bound}\n",
         q(&models.display().to_string()),

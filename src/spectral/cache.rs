@@ -14,7 +14,11 @@ pub struct GraphCache {
 
 impl GraphCache {
     pub fn new(capacity: usize) -> Self {
-        GraphCache { entries: Vec::new(), capacity: capacity.max(1), next: 0 }
+        GraphCache {
+            entries: Vec::new(),
+            capacity: capacity.max(1),
+            next: 0,
+        }
     }
 
     /// Makes `out` the graph of a window with `speakers`: the cached one, else rebuilt.
@@ -41,16 +45,29 @@ impl GraphCache {
 mod tests {
     use super::*;
 
-    const G: GraphSettings = GraphSettings { window_same: 2, window_other: 1 };
+    const G: GraphSettings = GraphSettings {
+        window_same: 2,
+        window_other: 1,
+    };
 
     #[test]
     fn cached_graphs_equal_rebuilt_ones() {
         let mut cache = GraphCache::new(2);
         let (mut got, mut want) = (Spectral::new(8, 4), Spectral::new(8, 4));
-        for speakers in [&[0, 1, 0][..], &[0, 0, 1, 1, 0], &[0, 1, 0], &[1, 1], &[0, 0, 1, 1, 0], &[0, 1, 0]] {
+        for speakers in [
+            &[0, 1, 0][..],
+            &[0, 0, 1, 1, 0],
+            &[0, 1, 0],
+            &[1, 1],
+            &[0, 0, 1, 1, 0],
+            &[0, 1, 0],
+        ] {
             cache.build(speakers, &G, &mut got).unwrap();
             want.rebuild(speakers, &G).unwrap();
-            assert_eq!((got.n, &got.adj, &got.u, &got.ut, &got.u64, &got.eig), (want.n, &want.adj, &want.u, &want.ut, &want.u64, &want.eig));
+            assert_eq!(
+                (got.n, &got.adj, &got.u, &got.ut, &got.u64, &got.eig),
+                (want.n, &want.adj, &want.u, &want.ut, &want.u64, &want.eig)
+            );
         }
         assert_eq!(cache.entries.len(), 2);
         assert!(cache.build(&[0; 9], &G, &mut got).is_err());

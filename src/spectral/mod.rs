@@ -86,11 +86,7 @@ pub fn sym_eigen(m: &DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>), SpectralE
         start = end;
     }
     for mut col in vectors.column_iter_mut() {
-        if col
-            .iter()
-            .find(|v| v.abs() > SIGN_THRESHOLD)
-            .is_some_and(|v| *v < 0.0)
-        {
+        if col.iter().find(|v| v.abs() > SIGN_THRESHOLD).is_some_and(|v| *v < 0.0) {
             col.neg_mut();
         }
     }
@@ -219,9 +215,7 @@ impl Spectral {
             .reduce(f64::min)
         {
             if gap < NEAR_REPEAT_TOL {
-                log::warn!(
-                    "eigenvalue gap {gap:.2e} among the kept eigenpairs of {n} nodes: u is ill-conditioned"
-                );
+                log::warn!("eigenvalue gap {gap:.2e} among the kept eigenpairs of {n} nodes: u is ill-conditioned");
             }
         }
         self.n = n;
@@ -258,11 +252,7 @@ impl Spectral {
                 scratch[..d].fill(0.0);
                 for i in 0..n {
                     let row = &block[i * d..(i + 1) * d];
-                    let norm = row
-                        .iter()
-                        .map(|&v| f64::from(v) * f64::from(v))
-                        .sum::<f64>()
-                        .sqrt();
+                    let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
                     let c = self.u64[i * k + j] / norm.max(f64::from(NORM_FLOOR));
                     for (s, v) in scratch[..d].iter_mut().zip(row) {
                         *s += c * f64::from(*v);
@@ -300,9 +290,7 @@ impl Spectral {
         out[..rows * rows].fill(0.0);
         for a in 0..n {
             for b in 0..n {
-                let acc: f64 = (0..k)
-                    .map(|j| self.u64[a * k + j] * lam[j] * self.u64[b * k + j])
-                    .sum();
+                let acc: f64 = (0..k).map(|j| self.u64[a * k + j] * lam[j] * self.u64[b * k + j]).sum();
                 out[a * rows + b] = acc as f32;
             }
         }
@@ -312,7 +300,11 @@ impl Spectral {
     pub fn low_rank_all(&self, lam: &[f32], rows: usize, out: &mut [f32]) {
         let k = self.k;
         for m in 0..lam.len() / k {
-            self.low_rank(&lam[m * k..(m + 1) * k], rows, &mut out[m * rows * rows..(m + 1) * rows * rows]);
+            self.low_rank(
+                &lam[m * k..(m + 1) * k],
+                rows,
+                &mut out[m * rows * rows..(m + 1) * rows * rows],
+            );
         }
     }
 
@@ -357,8 +349,7 @@ mod tests {
         let a = normalise(&structural(&speakers, &G));
         let (vals, vecs) = sym_eigen(&a).unwrap();
         assert!(vals.windows(2).all(|p| p[0] >= p[1]));
-        let rec =
-            &vecs * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vals.clone())) * vecs.transpose();
+        let rec = &vecs * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vals.clone())) * vecs.transpose();
         assert!((rec - &a).abs().max() < 1e-10);
         for c in 0..vecs.ncols() {
             let first = vecs
@@ -378,9 +369,7 @@ mod tests {
         // M = Q diag(3, 1, 1, 1, -2) Q^T for two orthogonal Q that differ only by a rotation
         // inside the eigenvalue-1 space: the eigensolver sees different matrices' roundoff but
         // the same eigenspaces, so the canonical result must agree.
-        let q = sym_eigen(&normalise(&structural(&[0, 1, 0, 1, 1], &G)))
-            .unwrap()
-            .1;
+        let q = sym_eigen(&normalise(&structural(&[0, 1, 0, 1, 1], &G))).unwrap().1;
         let (c, s) = (0.6f64, 0.8f64);
         let mut q2 = q.clone();
         for r in 0..5 {
@@ -394,12 +383,7 @@ mod tests {
         assert!(va.iter().zip(&vb).all(|(a, b)| (a - b).abs() < 1e-12));
         assert!((&ua - &ub).abs().max() < 1e-9, "{ua} vs {ub}");
         // Still an orthonormal eigenbasis.
-        assert!(
-            (ua.transpose() * &ua - DMatrix::<f64>::identity(5, 5))
-                .abs()
-                .max()
-                < 1e-12
-        );
+        assert!((ua.transpose() * &ua - DMatrix::<f64>::identity(5, 5)).abs().max() < 1e-12);
         let m = &q * &d * q.transpose();
         for (j, &v) in va.iter().enumerate().take(5) {
             let col = ua.column(j);
@@ -411,10 +395,7 @@ mod tests {
     fn non_finite_and_non_square_are_rejected() {
         let mut m = DMatrix::<f64>::identity(3, 3);
         m[(1, 2)] = f64::NAN;
-        assert_eq!(
-            sym_eigen(&m).unwrap_err(),
-            SpectralError::NonFinite { row: 1, col: 2 }
-        );
+        assert_eq!(sym_eigen(&m).unwrap_err(), SpectralError::NonFinite { row: 1, col: 2 });
         assert!(matches!(
             sym_eigen(&DMatrix::zeros(2, 3)),
             Err(SpectralError::NotSquare { .. })
@@ -431,11 +412,7 @@ mod tests {
         assert!(s.eig[5..].iter().all(|&v| v == 0.0));
         let mut rec = vec![0.0; w * w];
         s.low_rank(&s.eig.clone(), w, &mut rec);
-        let err = rec
-            .iter()
-            .zip(&s.adj)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let err = rec.iter().zip(&s.adj).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(err < 1e-5, "{err}");
         // A block of 6 >= N rows is the full matrix's top-left block, bit for bit.
         let (mut block, mut adj) = (vec![0.0; 36], vec![0.0; 36]);

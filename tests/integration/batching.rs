@@ -1,11 +1,13 @@
 //! Window buckets and batches on tract (issue 13): see `util::batching`.
 
-
 use crate::util::batching::*;
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 
 fn tract() -> Engine {
-    Engine { kind: BackendKind::Tract, opts: BackendOptions::default() }
+    Engine {
+        kind: BackendKind::Tract,
+        opts: BackendOptions::default(),
+    }
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! partition the window time, allocation counting in `gsdnet-bench` (and none in the
 //! production `gsdnet` binary), and clear errors.
 
-
 use std::process::{Command, Output};
 
 use crate::util::repo;
@@ -27,8 +26,18 @@ fn gsdnet_bench(args: &[&str]) -> Output {
 
 /// A small run: two windows at one step, single thread.
 const SMALL: [&str; 12] = [
-    "--backend", "tract", "--sizes", "8", "--steps", "1", "--iters", "2", "--warmup", "1",
-    "--threads", "1",
+    "--backend",
+    "tract",
+    "--sizes",
+    "8",
+    "--steps",
+    "1",
+    "--iters",
+    "2",
+    "--warmup",
+    "1",
+    "--threads",
+    "1",
 ];
 
 fn json_of(path: &std::path::Path) -> serde_json::Value {
@@ -56,11 +65,7 @@ fn bench_reports_every_configuration_with_stages_allocs_and_memory() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("window p50/p99") && stdout.contains("VmHWM"),
@@ -78,33 +83,17 @@ fn bench_reports_every_configuration_with_stages_allocs_and_memory() {
     assert_eq!(configs, [(8, 2), (8, 5), (16, 2), (16, 5)]);
     for r in rows {
         assert_eq!(r["iters"], 4);
-        assert!(
-            r["missing_entries"].as_u64().unwrap() > 0,
-            "the sampler must run: {r}"
-        );
+        assert!(r["missing_entries"].as_u64().unwrap() > 0, "the sampler must run: {r}");
         let stages = r["stages"].as_array().unwrap();
         let names: Vec<&str> = stages.iter().map(|s| s[0].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            [
-                "prepare",
-                "encoders",
-                "graph+eigen",
-                "sampler",
-                "recon",
-                "fusion"
-            ]
+            ["prepare", "encoders", "graph+eigen", "sampler", "recon", "fusion"]
         );
         // Stages partition the window: their mean times add up to the window's.
-        let sum: f64 = stages
-            .iter()
-            .map(|s| s[1]["mean_ms"].as_f64().unwrap())
-            .sum();
+        let sum: f64 = stages.iter().map(|s| s[1]["mean_ms"].as_f64().unwrap()).sum();
         let total = r["total"]["mean_ms"].as_f64().unwrap();
-        assert!(
-            (sum - total).abs() < 1e-6 * total.max(1.0),
-            "{sum} vs {total}"
-        );
+        assert!((sum - total).abs() < 1e-6 * total.max(1.0), "{sum} vs {total}");
         assert!(r["total"]["p50_ms"].as_f64().unwrap() <= r["total"]["p99_ms"].as_f64().unwrap());
         let sampler_mean = stages[3][1]["mean_ms"].as_f64().unwrap();
         let step_mean = r["sampler_step"]["mean_ms"].as_f64().unwrap();
@@ -112,8 +101,12 @@ fn bench_reports_every_configuration_with_stages_allocs_and_memory() {
         assert!((step_mean * steps - sampler_mean).abs() < 1e-6 * sampler_mean.max(1.0));
         let allocs = r["allocs_per_window"].as_f64().unwrap();
         assert!(allocs > 0.0);
-        let per_stage: f64 =
-            r["allocs_per_stage"].as_array().unwrap().iter().map(|s| s[1].as_f64().unwrap()).sum();
+        let per_stage: f64 = r["allocs_per_stage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[1].as_f64().unwrap())
+            .sum();
         assert!((per_stage - allocs).abs() < 1e-9 * allocs, "{per_stage} vs {allocs}");
     }
 }
@@ -158,10 +151,7 @@ fn bench_rejects_a_window_wider_than_the_model() {
     let out = gsdnet(&["bench", "--sizes", "65", "--steps", "1", "--iters", "1"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("window size 65") && !err.contains("panicked"),
-        "{err}"
-    );
+    assert!(err.contains("window size 65") && !err.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -184,7 +174,10 @@ fn bench_binary_measures_padded_rows_and_batches() {
     let out = gsdnet_bench(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("bucketed vs padded") && stdout.contains("batch mode"), "{stdout}");
+    assert!(
+        stdout.contains("bucketed vs padded") && stdout.contains("batch mode"),
+        "{stdout}"
+    );
     let doc = json_of(&json);
     let rows = doc["rows"].as_array().unwrap();
     let layouts: Vec<(&str, u64)> = rows

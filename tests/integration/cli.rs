@@ -1,7 +1,6 @@
 //! The built `gsdnet` binary: import, eval on the bundled recording with the tiny test model,
 //! and clear errors for missing models, corrupt and truncated recordings and bad arguments.
 
-
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -61,7 +60,14 @@ fn eval_writes_the_json_shape_of_the_issue() {
         assert!((0.0..=1.0).contains(&acc));
         assert!(r["f1_weighted"].as_f64().is_some() && r["mae"].as_f64().is_some());
         // Confidence metrics of the probabilities, next to the label metrics.
-        for (key, hi) in [("nll", 27.7), ("brier", 2.0), ("ece", 1.0), ("acc_cov50", 1.0), ("acc_cov80", 1.0), ("aurc", 1.0)] {
+        for (key, hi) in [
+            ("nll", 27.7),
+            ("brier", 2.0),
+            ("ece", 1.0),
+            ("acc_cov50", 1.0),
+            ("acc_cov80", 1.0),
+            ("aurc", 1.0),
+        ] {
             let v = r[key].as_f64().unwrap_or_else(|| panic!("row without {key}: {r}"));
             assert!((0.0..=hi).contains(&v), "{key} = {v}");
         }
@@ -69,8 +75,16 @@ fn eval_writes_the_json_shape_of_the_issue() {
     }
     // The tiny model has no [completion]: its default is gsdnet everywhere.
     for d in rows.iter().filter(|r| r["completion"] == "default") {
-        let g = rows.iter().find(|r| r["completion"] == "gsdnet" && r["missing_rate"] == d["missing_rate"] && r["pattern"] == d["pattern"]).unwrap();
-        assert_eq!((d["acc2"].clone(), d["nll"].clone()), (g["acc2"].clone(), g["nll"].clone()));
+        let g = rows
+            .iter()
+            .find(|r| {
+                r["completion"] == "gsdnet" && r["missing_rate"] == d["missing_rate"] && r["pattern"] == d["pattern"]
+            })
+            .unwrap();
+        assert_eq!(
+            (d["acc2"].clone(), d["nll"].clone()),
+            (g["acc2"].clone(), g["nll"].clone())
+        );
     }
     let ta = rows.iter().find(|r| r["pattern"] == "TA").unwrap();
     assert!(ta["missing_rate"].is_null());
@@ -124,13 +138,21 @@ fn import_for_a_frontend_model_carries_its_text_view() {
     let got = gsdnet_edge::recording::Recording::read(&out_path).unwrap();
     assert_eq!(got.n_utterances(), expected.n_utterances());
     let text = gsdnet_edge::modality::Modality::Text.index();
-    let pairs = got.conversations.iter().flat_map(|c| &c.utterances).zip(expected.conversations.iter().flat_map(|c| &c.utterances));
+    let pairs = got
+        .conversations
+        .iter()
+        .flat_map(|c| &c.utterances)
+        .zip(expected.conversations.iter().flat_map(|c| &c.utterances));
     for (g, e) in pairs {
         assert_eq!(g.id, e.id);
         let (gv, ev) = (g.features[text].as_ref().unwrap(), e.features[text].as_ref().unwrap());
         assert_eq!(gv.len(), 384, "{}", g.id);
         let diff = gv.iter().zip(ev).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(diff <= 1e-6, "{}: text vector differs from the eval path by {diff}", g.id);
+        assert!(
+            diff <= 1e-6,
+            "{}: text vector differs from the eval path by {diff}",
+            g.id
+        );
     }
 }
 
@@ -185,13 +207,7 @@ fn missing_model_and_bad_arguments_are_clear_errors() {
         "{}",
         stderr(&out)
     );
-    let out = gsdnet(&[
-        "eval",
-        "--model",
-        tiny_model().to_str().unwrap(),
-        "--rates",
-        "1.5",
-    ]);
+    let out = gsdnet(&["eval", "--model", tiny_model().to_str().unwrap(), "--rates", "1.5"]);
     assert!(
         !out.status.success() && stderr(&out).contains("1.5"),
         "{}",

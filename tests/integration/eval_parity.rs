@@ -5,7 +5,6 @@
 //! per class for per-class F1), with the same utterance counts, and the confidence metrics of the
 //! probabilities within the named tolerances `CONFIDENCE_TOL`.
 
-
 use std::path::PathBuf;
 
 use crate::util::{iemocap, repo};
@@ -99,8 +98,13 @@ fn confidence_pairs(x: &ResultRow, r: &RefRow) -> [(f64, f64); 6] {
 fn iemocap_eval_matches_the_python_reference() {
     let model = repo().join("models/gsdnet-iemocap6");
     let reference = repo().join("tests/golden/eval_iemocap6_val_reference.json");
-    assert!(model.is_dir() && reference.is_file(), "the IEMOCAP model and its reference are committed");
-    let Some(rec) = iemocap::for_model("6way", "val", "gsdnet-iemocap6") else { return };
+    assert!(
+        model.is_dir() && reference.is_file(),
+        "the IEMOCAP model and its reference are committed"
+    );
+    let Some(rec) = iemocap::for_model("6way", "val", "gsdnet-iemocap6") else {
+        return;
+    };
     check_parity_on(&model, &reference, rec);
 }
 
@@ -116,10 +120,8 @@ fn data() -> Recording {
 
 #[test]
 fn eval_matches_the_python_reference_within_half_a_point() {
-    let ref_path = std::env::var_os("GSDNET_EVAL_REFERENCE").map_or_else(
-        || repo().join("tests/golden/eval_val_reference.json"),
-        PathBuf::from,
-    );
+    let ref_path = std::env::var_os("GSDNET_EVAL_REFERENCE")
+        .map_or_else(|| repo().join("tests/golden/eval_val_reference.json"), PathBuf::from);
     check_parity(&repo().join("models/gsdnet-mosi"), &ref_path);
 }
 
@@ -192,7 +194,8 @@ fn check_parity_on(model_dir: &std::path::Path, ref_path: &std::path::Path, rec:
     }
     let manifest = Manifest::load(model_dir).unwrap();
     assert_eq!(
-        manifest.calibration.temperature, reference.temperature,
+        manifest.calibration.temperature,
+        reference.temperature,
         "{}: the reference ran with another temperature than {}",
         ref_path.display(),
         model_dir.display()
@@ -205,7 +208,11 @@ fn check_parity_on(model_dir: &std::path::Path, ref_path: &std::path::Path, rec:
     };
     let make = || {
         let model = Model::from_manifest(manifest.clone(), BackendKind::Tract, &BackendOptions::default())?;
-        let opts = gsdnet_edge::pipeline::PipelineOptions { steps: Some(reference.steps), samples: Some(reference.samples), ..Default::default() };
+        let opts = gsdnet_edge::pipeline::PipelineOptions {
+            steps: Some(reference.steps),
+            samples: Some(reference.samples),
+            ..Default::default()
+        };
         Pipeline::new(model, &opts)
     };
     let rows = eval::evaluate(&rec, &cfg, &make, &|_| {}).unwrap();
@@ -217,12 +224,7 @@ fn check_parity_on(model_dir: &std::path::Path, ref_path: &std::path::Path, rec:
                     && x.pattern == r.pattern
                     && (r.pattern.is_some() || x.missing_rate == r.missing_rate)
             })
-            .unwrap_or_else(|| {
-                panic!(
-                    "no Rust row for {:?} {:?} {}",
-                    r.missing_rate, r.pattern, r.completion
-                )
-            })
+            .unwrap_or_else(|| panic!("no Rust row for {:?} {:?} {}", r.missing_rate, r.pattern, r.completion))
     };
     let mut bad = Vec::new();
     let mut worst = 0.0f64;
@@ -255,7 +257,10 @@ fn check_parity_on(model_dir: &std::path::Path, ref_path: &std::path::Path, rec:
         };
         if let Some(want) = &r.f1_per_class {
             let close = want.len() == x.f1_per_class.len()
-                && want.iter().zip(&x.f1_per_class).all(|(a, b)| 100.0 * (a - b).abs() <= 1.0);
+                && want
+                    .iter()
+                    .zip(&x.f1_per_class)
+                    .all(|(a, b)| 100.0 * (a - b).abs() <= 1.0);
             if !close {
                 bad.push(format!(
                     "{:?} {:?} {}: per-class F1 {:?} vs {want:?} (1 point each)",

@@ -5,7 +5,6 @@
 //! region of each window axis: inputs are zero-padded to `full_shape`, outputs compared on the
 //! stored region (docs/DESIGN.md, "Golden cases").
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -75,7 +74,14 @@ impl Case {
                 let data = read_f32(&dir.join(&e.file));
                 let full = e.full_shape.unwrap_or_else(|| e.shape.clone());
                 let data = pad(&data, &e.shape, &full).unwrap_or_else(|d| panic!("{}: {k}: {d}", dir.display()));
-                (k, Stored { full, stored: e.shape, data })
+                (
+                    k,
+                    Stored {
+                        full,
+                        stored: e.shape,
+                        data,
+                    },
+                )
             })
             .collect();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -105,8 +111,7 @@ impl Case {
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Tensor {
-        Tensor::from_vec(shape, self.get(name).to_vec())
-            .unwrap_or_else(|e| panic!("{}: {name}: {e}", self.name))
+        Tensor::from_vec(shape, self.get(name).to_vec()).unwrap_or_else(|e| panic!("{}: {name}: {e}", self.name))
     }
 
     /// Compares `got` with the reference tensor `name` under the case's tolerance for it.
@@ -126,11 +131,7 @@ impl Case {
         };
         let (got, want) = (&got[..], &want[..]);
         if let Some((i, x, y, _)) = crate::util::violation(got, want, tol.atol, tol.rtol) {
-            let max = got
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let max = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             self.failures.push(format!(
                 "{what} {name}: index {i}: rust {x} vs reference {y} (atol {}, rtol {}; max |diff| {max})",
                 tol.atol, tol.rtol
@@ -145,7 +146,12 @@ fn model_dir() -> PathBuf {
 
 /// The model a case was recorded with: `models/<meta.model>` (CMU-MOSI's when unnamed).
 fn case_model(c: &Case, cache: &mut BTreeMap<String, Manifest>) -> Manifest {
-    let name = c.meta.get("model").and_then(|v| v.as_str()).unwrap_or("gsdnet-mosi").to_string();
+    let name = c
+        .meta
+        .get("model")
+        .and_then(|v| v.as_str())
+        .unwrap_or("gsdnet-mosi")
+        .to_string();
     cache
         .entry(name.clone())
         .or_insert_with(|| Manifest::load(&repo().join("models").join(&name)).unwrap())
@@ -203,12 +209,7 @@ fn check_parts(c: &mut Case, m: &Manifest) {
     let fus = run_part(
         m,
         "fusion",
-        &[
-            x0,
-            avail.clone(),
-            c.tensor("adj_fusion", &[1, 2, w, w]),
-            mask.clone(),
-        ],
+        &[x0, avail.clone(), c.tensor("adj_fusion", &[1, 2, w, w]), mask.clone()],
     );
     c.check("fusion", "logits", fus[0].data());
     if let Some(reg) = fus.get(1) {
@@ -265,9 +266,8 @@ fn window_of<'a>(c: &'a Case, n: usize, m: &Manifest) -> Window<'a> {
     let (avail, speaker) = (c.get("avail"), c.get("speaker"));
     let (mods, mm) = (m.modalities, m.modalities.count());
     let sizes = mods.sizes();
-    let raw: [Option<&[f32]>; 3] = std::array::from_fn(|x| {
-        (sizes[x] > 0).then(|| c.get(gsdnet_edge::modality::Modality::ALL[x].name()))
-    });
+    let raw: [Option<&[f32]>; 3] =
+        std::array::from_fn(|x| (sizes[x] > 0).then(|| c.get(gsdnet_edge::modality::Modality::ALL[x].name())));
     Window {
         utterances: (0..n)
             .map(|i| Utterance {
@@ -316,7 +316,11 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         .unwrap_or("euler_maruyama_inpaint")
         .parse()
         .unwrap();
-    let opts = gsdnet_edge::pipeline::PipelineOptions { steps: Some(steps.max(1)), sampler: Some(sampler), ..Default::default() };
+    let opts = gsdnet_edge::pipeline::PipelineOptions {
+        steps: Some(steps.max(1)),
+        sampler: Some(sampler),
+        ..Default::default()
+    };
     let mut pipe = Pipeline::new(model, &opts).unwrap();
     let mut noise = if c.has("zx_init") {
         RecordedNoise {
@@ -348,8 +352,17 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         out.sampled
     );
     let it = pipe.intermediates();
-    assert_eq!(it.window, pipe.bucket(n), "case {}: {n} utterances ran at window {}", c.name, it.window);
-    eprintln!("case {}: {n} utterances ran at window {} of W = {}", c.name, it.window, dm.window);
+    assert_eq!(
+        it.window,
+        pipe.bucket(n),
+        "case {}: {n} utterances ran at window {}",
+        c.name,
+        it.window
+    );
+    eprintln!(
+        "case {}: {n} utterances ran at window {} of W = {}",
+        c.name, it.window, dm.window
+    );
     let k = m.model.classes.len();
     let mut owned: Vec<(String, Vec<f32>)> = Vec::new();
     for (slot, name) in slot_names(m).into_iter().enumerate() {
@@ -360,19 +373,22 @@ fn check_pipeline(c: &mut Case, m: &Manifest) {
         owned.push(("reg".into(), reg.data().to_vec()));
     }
     let probs: Vec<f32> = out.utterances.iter().flat_map(|u| u.probs.iter().copied()).collect();
-    let owned = owned.into_iter().chain([
-        ("h", it.h.data().to_vec()),
-        ("cond", it.cond.data().to_vec()),
-        ("adj_struct", it.spectral.adj.clone()),
-        ("u", it.spectral.u.clone()),
-        ("eig", it.spectral.eig.clone()),
-        ("lam_obs", it.lam_obs.data().to_vec()),
-        ("x0", it.x0.data().to_vec()),
-        ("lam0", it.lam0.data().to_vec()),
-        ("adj_fusion", it.adj_fusion.data().to_vec()),
-        ("logits", it.logits.data().to_vec()),
-        ("probs", probs_of_window(&probs, k, dm.window)),
-    ].map(|(n, v)| (n.to_string(), v)));
+    let owned = owned.into_iter().chain(
+        [
+            ("h", it.h.data().to_vec()),
+            ("cond", it.cond.data().to_vec()),
+            ("adj_struct", it.spectral.adj.clone()),
+            ("u", it.spectral.u.clone()),
+            ("eig", it.spectral.eig.clone()),
+            ("lam_obs", it.lam_obs.data().to_vec()),
+            ("x0", it.x0.data().to_vec()),
+            ("lam0", it.lam0.data().to_vec()),
+            ("adj_fusion", it.adj_fusion.data().to_vec()),
+            ("logits", it.logits.data().to_vec()),
+            ("probs", probs_of_window(&probs, k, dm.window)),
+        ]
+        .map(|(n, v)| (n.to_string(), v)),
+    );
     for (name, got) in owned {
         c.check("pipeline", &name, &got);
     }
@@ -431,11 +447,7 @@ fn case_failures(dir: &Path, m: &Manifest) -> Vec<String> {
 #[test]
 fn golden_cases_match_the_python_reference() {
     let dirs = case_dirs();
-    assert!(
-        !dirs.is_empty(),
-        "no golden cases under {}",
-        golden_dir().display()
-    );
+    assert!(!dirs.is_empty(), "no golden cases under {}", golden_dir().display());
     let mut models = BTreeMap::new();
     let report: Vec<String> = dirs
         .iter()
@@ -491,11 +503,7 @@ fn golden_noise_is_the_seeded_stream() {
         let conv = c.meta["conv_id"].as_str().unwrap();
         let seed = c.meta["seed"].as_integer().unwrap() as u64;
         let scenario = c.meta["scenario"].as_integer().unwrap() as u64;
-        let wi = c
-            .meta
-            .get("window_index")
-            .and_then(|v| v.as_integer())
-            .unwrap_or(0) as u64;
+        let wi = c.meta.get("window_index").and_then(|v| v.as_integer()).unwrap_or(0) as u64;
         let mut noise = SeededNoise::for_window(seed, scenario, conv, wi);
         // The stream draws whole [3, W, d] tensors; the case stores their valid rows.
         for (draw, name) in [(Draw::XInit, "zx_init"), (Draw::LamInit, "zl_init")] {
@@ -510,6 +518,11 @@ fn golden_noise_is_the_seeded_stream() {
         noise.fill(Draw::X(last), &mut got).unwrap();
         let per = zx.stored[1..].iter().product::<usize>();
         let want = &zx.region(&zx.data).unwrap()[last * per..];
-        assert_eq!(crop(&got, &zx.full[1..], &zx.stored[1..]).unwrap(), want, "case {}: zx[{last}]", c.name);
+        assert_eq!(
+            crop(&got, &zx.full[1..], &zx.stored[1..]).unwrap(),
+            want,
+            "case {}: zx[{last}]",
+            c.name
+        );
     }
 }

@@ -21,7 +21,7 @@ mod ort;
 mod protocol;
 mod rng_vectors;
 mod sampler;
-mod text_frontend;
 mod standardise;
+mod text_frontend;
 mod tiny_model;
 mod tiny_model_ta3;

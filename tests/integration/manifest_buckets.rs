@@ -1,7 +1,6 @@
 //! Symbolic part shapes and `[dims] buckets` in a manifest (issue 13): the bundled models load
 //! with them, and each mistake gets an error naming it.
 
-
 use std::path::Path;
 
 use crate::util::{repo, tiny_model};
@@ -29,7 +28,11 @@ fn bundled_models_have_buckets_and_a_batch_axis() {
         assert_eq!(m.buckets, vec![8, 16, 32, 64], "{name}");
         assert!(m.batched, "{name}");
         let x_t = &m.part("s_theta").unwrap().inputs[0];
-        assert_eq!(x_t.axes, vec![Axis::Batch, Axis::Fixed, Axis::Window, Axis::Fixed], "{name}");
+        assert_eq!(
+            x_t.axes,
+            vec![Axis::Batch, Axis::Fixed, Axis::Window, Axis::Fixed],
+            "{name}"
+        );
         assert_eq!(x_t.shape, vec![1, m.modalities.count(), 64, m.dims.latent], "{name}");
     }
     let tiny = Manifest::load(&tiny_model()).unwrap();
@@ -40,11 +43,27 @@ fn bundled_models_have_buckets_and_a_batch_axis() {
 fn bucket_and_axis_mistakes_are_named() {
     let mosi = repo().join("models/gsdnet-mosi");
     let cases: [(&str, &str, &str); 5] = [
-        ("buckets = [8, 16, 32, 64]", "buckets = [16, 8, 64]", "strictly increasing"),
-        ("buckets = [8, 16, 32, 64]", "buckets = [8, 16, 32]", "ending at window = 64"),
+        (
+            "buckets = [8, 16, 32, 64]",
+            "buckets = [16, 8, 64]",
+            "strictly increasing",
+        ),
+        (
+            "buckets = [8, 16, 32, 64]",
+            "buckets = [8, 16, 32]",
+            "ending at window = 64",
+        ),
         ("buckets = [8, 16, 32, 64]", "buckets = [0, 64]", "from 1"),
-        ("{ name = \"h\", shape = [\"batch\", 3, \"window\", 16] }", "{ name = \"h\", shape = [\"batch\", 3, \"win\", 16] }", "unknown axis `win`"),
-        ("{ name = \"h\", shape = [\"batch\", 3, \"window\", 16] }", "{ name = \"h\", shape = [1, 3, 64, 16] }", "DESIGN.md expects"),
+        (
+            "{ name = \"h\", shape = [\"batch\", 3, \"window\", 16] }",
+            "{ name = \"h\", shape = [\"batch\", 3, \"win\", 16] }",
+            "unknown axis `win`",
+        ),
+        (
+            "{ name = \"h\", shape = [\"batch\", 3, \"window\", 16] }",
+            "{ name = \"h\", shape = [1, 3, 64, 16] }",
+            "DESIGN.md expects",
+        ),
     ];
     for (from, to, want) in cases {
         let err = load_edited(&mosi, |t| {
@@ -55,6 +74,8 @@ fn bucket_and_axis_mistakes_are_named() {
         .unwrap_or_else(|| panic!("{to}: loaded"));
         assert!(err.contains(want), "{to}: {err}");
     }
-    let err = load_edited(&tiny_model(), |t| t.replace("[dims]\n", "[dims]\nbuckets = [4, 8]\n")).err().unwrap();
+    let err = load_edited(&tiny_model(), |t| t.replace("[dims]\n", "[dims]\nbuckets = [4, 8]\n"))
+        .err()
+        .unwrap();
     assert!(err.contains("shapes are fixed"), "{err}");
 }

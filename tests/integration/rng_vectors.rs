@@ -5,8 +5,7 @@ use serde_json::Value;
 
 fn vectors() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/rng/vectors.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read vectors.json"))
-        .expect("parse vectors.json")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read vectors.json")).expect("parse vectors.json")
 }
 
 fn u(v: &Value) -> u64 {
@@ -51,10 +50,7 @@ fn streams_match_bit_for_bit() {
     let got = rng::normals_f64(u(&nor["key"]), want.len());
     for (g, w) in got.iter().zip(&want) {
         // libm and numpy may differ in the last ulp of ln/cos/sin; the f32 casts must agree.
-        assert!(
-            (g - w).abs() <= 4.0 * f64::EPSILON * w.abs().max(1.0),
-            "{g} vs {w}"
-        );
+        assert!((g - w).abs() <= 4.0 * f64::EPSILON * w.abs().max(1.0), "{g} vs {w}");
     }
     let mut f = vec![0f32; want.len()];
     rng::fill_normals(u(&nor["key"]), &mut f);

@@ -4,9 +4,9 @@
 //! probability-flow ODE must follow its closed-form path sample by sample.
 
 use gsdnet_edge::backend::{Backend, BackendError, PartSpec, TensorSpec};
-use gsdnet_edge::diffusion::{BatchNoise, 
-    heun_time, Condition, Draw, NoiseSource, RecordedNoise, Sampler, SamplerKind, SdeParams,
-    SeededNoise, Ve,
+use gsdnet_edge::diffusion::{
+    heun_time, BatchNoise, Condition, Draw, NoiseSource, RecordedNoise, Sampler, SamplerKind, SdeParams, SeededNoise,
+    Ve,
 };
 use gsdnet_edge::spectral::GraphSettings;
 use gsdnet_edge::spectral::Spectral;
@@ -124,7 +124,10 @@ fn params(steps: usize) -> SdeParams {
 }
 
 fn heun(steps: usize) -> SdeParams {
-    SdeParams { kind: SamplerKind::PfOdeHeun, ..params(steps) }
+    SdeParams {
+        kind: SamplerKind::PfOdeHeun,
+        ..params(steps)
+    }
 }
 
 impl Fixture {
@@ -194,11 +197,7 @@ fn samples_follow_the_data_distribution() {
     let rows = missing_rows(&f);
     let mut vals = Vec::new();
     for seed in 0..150 {
-        let (x0, _, _) = run(
-            &f,
-            &params(200),
-            &mut SeededNoise::for_window(seed, 300, "conv", 0),
-        );
+        let (x0, _, _) = run(&f, &params(200), &mut SeededNoise::for_window(seed, 300, "conv", 0));
         for &(m, i) in &rows {
             let row = (m * W + i) * D;
             vals.extend_from_slice(&x0.data()[row..row + D]);
@@ -238,12 +237,8 @@ fn recorded_noise_replays_seeded_noise() {
             log: &mut log,
         },
     );
-    let pick = |d: fn(&Draw) -> bool| -> Vec<f32> {
-        log.iter()
-            .filter(|(k, _)| d(k))
-            .flat_map(|(_, v)| v.clone())
-            .collect()
-    };
+    let pick =
+        |d: fn(&Draw) -> bool| -> Vec<f32> { log.iter().filter(|(k, _)| d(k)).flat_map(|(_, v)| v.clone()).collect() };
     let mut rec = RecordedNoise {
         zx_init: pick(|d| *d == Draw::XInit),
         zl_init: pick(|d| *d == Draw::LamInit),
@@ -311,7 +306,10 @@ fn heun_follows_the_closed_form_ode_path() {
         assert!(worst < tol, "{steps} steps: worst error {worst}");
         errs.push(worst);
         // Calls at t_0, t_1, t_1, t_2, ..., t_S: two per step, the corrector at the next time.
-        let want: Vec<f32> = (0..steps).flat_map(|i| [heun_time(&p, i), heun_time(&p, i + 1)]).map(|t| t as f32).collect();
+        let want: Vec<f32> = (0..steps)
+            .flat_map(|i| [heun_time(&p, i), heun_time(&p, i + 1)])
+            .map(|t| t as f32)
+            .collect();
         assert_eq!(ts, want);
     }
     // Second order: 3x the steps cuts the error by about 9 (first order would give 3).
@@ -334,7 +332,14 @@ fn heun_schedule_is_monotone_from_one_to_eps() {
 fn heun_draws_only_the_initial_noise() {
     let f = fixture();
     let mut log = Vec::new();
-    let (x_a, l_a, _) = run(&f, &heun(3), &mut Tap { inner: SeededNoise::from_key(4), log: &mut log });
+    let (x_a, l_a, _) = run(
+        &f,
+        &heun(3),
+        &mut Tap {
+            inner: SeededNoise::from_key(4),
+            log: &mut log,
+        },
+    );
     let draws: Vec<Draw> = log.iter().map(|(d, _)| *d).collect();
     assert_eq!(draws, [Draw::XInit, Draw::LamInit]);
     let mut rec = RecordedNoise {
@@ -368,13 +373,21 @@ fn sample_streams_derive_from_the_window_key() {
     let (mut x, mut y) = ([0f32; 6], [0f32; 6]);
     a.select_sample(2).unwrap();
     a.fill(Draw::XInit, &mut x).unwrap();
-    SeededNoise::from_key(sample_key(k, 2)).fill(Draw::XInit, &mut y).unwrap();
+    SeededNoise::from_key(sample_key(k, 2))
+        .fill(Draw::XInit, &mut y)
+        .unwrap();
     assert_eq!(x, y);
     a.select_sample(0).unwrap();
     a.fill(Draw::XInit, &mut x).unwrap();
     SeededNoise::from_key(k).fill(Draw::XInit, &mut y).unwrap();
     assert_eq!(x, y, "selecting sample 0 returns to the window's stream");
-    let mut rec = RecordedNoise { zx_init: vec![], zl_init: vec![], zx: vec![], zl: vec![], steps: 0 };
+    let mut rec = RecordedNoise {
+        zx_init: vec![],
+        zl_init: vec![],
+        zx: vec![],
+        zl: vec![],
+        steps: 0,
+    };
     assert!(rec.select_sample(0).is_ok());
     assert_eq!(rec.select_sample(1), Err(NoiseError::NoSuchSample { sample: 1 }));
 }

@@ -6,7 +6,6 @@
 //! failed window) and saturated, meaningless ones under tract. With `--features ort` and
 //! ORT_DYLIB_PATH set, the windows also run through ONNX Runtime.
 
-
 use crate::util::{repo, wiggle};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::diffusion::SeededNoise;
@@ -54,7 +53,9 @@ fn features(norm: &Normalisation) -> Vec<[Vec<f32>; 3]> {
         .map(|i| {
             std::array::from_fn(|m| {
                 let (mean, std) = (&norm.mean[m], &norm.std[m]);
-                (0..mean.len()).map(|c| mean[c] + 0.5 * std[c] * wiggle(1000 * i + 10 * c + m)).collect()
+                (0..mean.len())
+                    .map(|c| mean[c] + 0.5 * std[c] * wiggle(1000 * i + 10 * c + m))
+                    .collect()
             })
         })
         .collect();
@@ -73,9 +74,7 @@ fn window(feats: &[[Vec<f32>; 3]], range: std::ops::Range<usize>) -> Window<'_> 
         utterances: range
             .map(|i| Utterance {
                 speaker: 0,
-                features: std::array::from_fn(|m| {
-                    (m != 2 || i != NO_VISUAL).then_some(feats[i][m].as_slice())
-                }),
+                features: std::array::from_fn(|m| (m != 2 || i != NO_VISUAL).then_some(feats[i][m].as_slice())),
             })
             .collect(),
     }
@@ -87,7 +86,10 @@ fn check_inputs(p: &Pipeline, what: &str) {
     for (m, t) in p.intermediates().inputs.iter().enumerate() {
         let dim = norm.std[m].len();
         for (j, &z) in t.data().iter().enumerate() {
-            assert!(z.is_finite() && z.abs() <= Z_CLIP, "{what}: modality {m} input {j} is {z}");
+            assert!(
+                z.is_finite() && z.abs() <= Z_CLIP,
+                "{what}: modality {m} input {j} is {z}"
+            );
             if norm.is_constant(m, j % dim) {
                 assert_eq!(z, 0.0, "{what}: constant column {} of modality {m}", j % dim);
             }
@@ -152,7 +154,9 @@ fn a_reconstructed_constant_column_is_the_training_mean() {
     let feats = features(&norm);
     let constant = constant_columns(&norm, 2);
     for completion in Completion::ALL {
-        let out = p.run(&window(&feats, 0..N), completion, &mut SeededNoise::from_key(3)).unwrap();
+        let out = p
+            .run(&window(&feats, 0..N), completion, &mut SeededNoise::from_key(3))
+            .unwrap();
         let u = &out.utterances[NO_VISUAL];
         assert!(u.imputed[2]);
         for &c in &constant {
@@ -181,7 +185,11 @@ fn the_rule_on_a_synthetic_normalisation() {
     assert_eq!(norm.standardise(0, 1, f32::MIN), -Z_CLIP);
     assert_eq!(norm.standardise(0, 1, -1.0 + 2.0 * Z_CLIP), Z_CLIP);
     for z in [0.0, 1.5, -7.0, Z_CLIP] {
-        assert_eq!(norm.destandardise(0, 0, z), 3.0, "constant column comes back as the mean");
+        assert_eq!(
+            norm.destandardise(0, 0, z),
+            3.0,
+            "constant column comes back as the mean"
+        );
         assert_eq!(norm.destandardise(0, 2, z), 5.0);
         assert_eq!(norm.destandardise(0, 1, z), z * 2.0 - 1.0);
     }
@@ -201,6 +209,8 @@ fn a_negative_std_is_a_manifest_error() {
     assert!(text.contains("audio_std = ["), "fixture layout changed");
     // Negates the first (positive) audio std.
     std::fs::write(&file, text.replace("audio_std = [", "audio_std = [-")).unwrap();
-    let err = gsdnet_edge::manifest::Manifest::load(dir.path()).unwrap_err().to_string();
+    let err = gsdnet_edge::manifest::Manifest::load(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("audio_std has a negative value"), "{err}");
 }

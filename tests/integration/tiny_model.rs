@@ -1,7 +1,6 @@
 //! The tract backend, model loading and the pipeline on `tests/fixtures/tiny-model` (random
 //! weights, DESIGN.md's exact I/O; regenerate with `tests/fixtures/make_tiny_model.py`).
 
-
 use std::path::Path;
 
 use crate::util::{tiny_model, wiggle};
@@ -97,13 +96,9 @@ fn pipeline_outputs_are_consistent() {
         "meanfill and zero agree on a window with missing entries"
     );
     // Same seed, same result; a different seed changes the sample.
-    let again = p
-        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1))
-        .unwrap();
+    let again = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
     assert_eq!(again, outs[0]);
-    let other = p
-        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(2))
-        .unwrap();
+    let other = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(2)).unwrap();
     assert_ne!(other, outs[0]);
 }
 
@@ -112,9 +107,7 @@ fn complete_window_skips_the_sampler() {
     let mut p = pipeline();
     let feats = features(8);
     let win = window(&feats, &[[true; 3]; 8]);
-    let a = p
-        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1))
-        .unwrap();
+    let a = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
     assert!(!a.sampled);
     let b = p
         .run(&win, Completion::Meanfill, &mut SeededNoise::from_key(7))
@@ -138,10 +131,7 @@ fn bad_windows_are_errors() {
     let short = vec![0.0f32; 50];
     let mut nan = feats[0][1].clone();
     nan[3] = f32::NAN;
-    for (m, bad, want) in [
-        (0, &short, "has 50 values, expected 100"),
-        (1, &nan, "non-finite"),
-    ] {
+    for (m, bad, want) in [(0, &short, "has 50 values, expected 100"), (1, &nan, "non-finite")] {
         let mut win = window(&feats[..2], &[[true; 3]; 2]);
         win.utterances[1].features[m] = Some(bad.as_slice());
         let err = p
@@ -190,10 +180,7 @@ fn broken_models_give_precise_errors() {
             "{ name = \"h\", shape = [1, 3, 8, 5] }",
         )
     });
-    assert!(
-        err.contains("encoders") && err.contains("DESIGN.md expects"),
-        "{err}"
-    );
+    assert!(err.contains("encoders") && err.contains("DESIGN.md expects"), "{err}");
     let err = load_edited(|d, t| {
         let mut bytes = std::fs::read(d.join("fusion.onnx")).unwrap();
         bytes.push(0);
@@ -252,7 +239,12 @@ fn calibration_temperature_divides_the_logits() {
     let mut hot = Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap();
     let mut plain = pipeline();
     let feats = features(4);
-    let avail = [[true, false, true], [false, true, true], [true, true, true], [true, false, false]];
+    let avail = [
+        [true, false, true],
+        [false, true, true],
+        [true, true, true],
+        [true, false, false],
+    ];
     let win = window(&feats, &avail);
     for c in Completion::ALL {
         let a = plain.run(&win, c, &mut SeededNoise::from_key(3)).unwrap();
@@ -283,7 +275,12 @@ fn calibration_patterns_pick_each_utterances_temperature_by_its_availability() {
     let mut p = Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap();
     let feats = features(4);
     // TV, AV, TAV (unlisted: 3.0), T (unlisted: 3.0).
-    let avail = [[true, false, true], [false, true, true], [true, true, true], [true, false, false]];
+    let avail = [
+        [true, false, true],
+        [false, true, true],
+        [true, true, true],
+        [true, false, false],
+    ];
     let want_t = [2.0f32, 0.5, 3.0, 3.0];
     let win = window(&feats, &avail);
     for c in Completion::ALL {
@@ -303,7 +300,14 @@ fn calibration_patterns_pick_each_utterances_temperature_by_its_availability() {
 
 fn pipeline_with_samples(s: usize) -> Pipeline {
     let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions { samples: Some(s), ..Default::default() }).unwrap()
+    Pipeline::new(
+        model,
+        &gsdnet_edge::pipeline::PipelineOptions {
+            samples: Some(s),
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 /// A window with missing entries of every modality (so the sampler runs).
@@ -322,12 +326,17 @@ fn samples_average_the_per_sample_probabilities() {
     let (feats, key) = (features(6), 0xC0FFEE);
     let win = window(&feats, &GAPPY);
     let mut four = pipeline_with_samples(4);
-    let out = four.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(key)).unwrap();
+    let out = four
+        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(key))
+        .unwrap();
     let logits4 = four.intermediates().logits.data().to_vec();
     // By hand: four single-sample runs on the sample keys, averaged in f64 in sample order.
     let mut one = pipeline();
     let runs: Vec<_> = (0..4)
-        .map(|s| one.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(sample_key(key, s))).unwrap())
+        .map(|s| {
+            one.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(sample_key(key, s)))
+                .unwrap()
+        })
         .collect();
     assert_ne!(runs[0], runs[1], "samples 0 and 1 drew the same noise");
     for (i, u) in out.utterances.iter().enumerate() {
@@ -343,7 +352,8 @@ fn samples_average_the_per_sample_probabilities() {
         assert_eq!(u.imputed, runs[0].utterances[i].imputed);
     }
     // Sample 0 runs last: the intermediates are exactly the single-sample run's.
-    one.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(key)).unwrap();
+    one.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(key))
+        .unwrap();
     assert_eq!(logits4, one.intermediates().logits.data());
 }
 
@@ -368,8 +378,14 @@ fn one_sample_and_deterministic_modes_are_todays_path() {
     }
     // Nothing missing: the sampler is skipped, S has no effect.
     let full = window(&feats, &[[true; 3]; 6]);
-    let a = plain.run(&full, Completion::Gsdnet, &mut SeededNoise::from_key(5)).unwrap();
-    assert_eq!(a, four.run(&full, Completion::Gsdnet, &mut SeededNoise::from_key(5)).unwrap());
+    let a = plain
+        .run(&full, Completion::Gsdnet, &mut SeededNoise::from_key(5))
+        .unwrap();
+    assert_eq!(
+        a,
+        four.run(&full, Completion::Gsdnet, &mut SeededNoise::from_key(5))
+            .unwrap()
+    );
 }
 
 #[test]
@@ -379,21 +395,33 @@ fn multi_sample_windows_depend_only_on_their_key() {
     let other = window(&feats[1..], &[[false, true, true]; 6]);
     let mut p = pipeline_with_samples(3);
     let first = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap();
-    assert_eq!(first, p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap());
-    p.run(&other, Completion::Gsdnet, &mut SeededNoise::from_key(12)).unwrap();
+    assert_eq!(
+        first,
+        p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap()
+    );
+    p.run(&other, Completion::Gsdnet, &mut SeededNoise::from_key(12))
+        .unwrap();
     p.run(&other, Completion::Zero, &mut SeededNoise::from_key(12)).unwrap();
     let after = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap();
     assert_eq!(first, after, "a window's result depends on what ran before");
-    let fresh = pipeline_with_samples(3).run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap();
+    let fresh = pipeline_with_samples(3)
+        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11))
+        .unwrap();
     assert_eq!(first, fresh);
-    assert_ne!(first, p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(13)).unwrap());
+    assert_ne!(
+        first,
+        p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(13)).unwrap()
+    );
 }
 
 #[test]
 fn samples_are_validated() {
     let set = |v: &'static str| {
         move |_: &Path, t: String| {
-            t.replace("sampler = \"euler_maruyama_inpaint\"\n", &format!("sampler = \"euler_maruyama_inpaint\"\nsamples = {v}\n"))
+            t.replace(
+                "sampler = \"euler_maruyama_inpaint\"\n",
+                &format!("sampler = \"euler_maruyama_inpaint\"\nsamples = {v}\n"),
+            )
         }
     };
     assert_eq!(load_edited(set("64")), "loaded");
@@ -402,7 +430,16 @@ fn samples_are_validated() {
         assert!(err.contains("[sde] samples must be 1..=64"), "{bad}: {err}");
     }
     let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    let err = Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions { samples: Some(0), ..Default::default() }).err().expect("S = 0 refused").to_string();
+    let err = Pipeline::new(
+        model,
+        &gsdnet_edge::pipeline::PipelineOptions {
+            samples: Some(0),
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("S = 0 refused")
+    .to_string();
     assert!(err.contains("samples must be 1..=64"), "{err}");
     assert_eq!(pipeline().samples(), 1, "the manifest's S when none is asked for");
 }

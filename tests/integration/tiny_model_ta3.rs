@@ -4,7 +4,6 @@
 //! onnxruntime, the pipeline, its errors, `eval::evaluate` and the masks, all at M = 2, K = 3.
 //! Functional checks only: the weights are random, so no number here is an accuracy claim.
 
-
 use crate::util::{tiny_ta3, wiggle};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::diffusion::SeededNoise;
@@ -19,7 +18,6 @@ use gsdnet_edge::recording::{Conversation, Recording, UtteranceRecord};
 /// Feature sizes by `Modality::index` (no visual).
 const SIZES: [usize; 3] = [12, 1024, 0];
 const CLASSES: [&str; 3] = ["calm", "happy", "angry"];
-
 
 fn mods() -> Modalities {
     Modalities::new(SIZES).unwrap()
@@ -45,9 +43,23 @@ fn manifest_declares_two_modalities_three_classes_and_no_regression() {
     assert!(man.norm.mean[2].is_empty() && man.norm.std[2].is_empty());
     assert_eq!(man.norm.mean[1].len(), 1024);
     let fusion = man.part("fusion").unwrap();
-    let outs: Vec<(&str, &[usize])> = fusion.outputs.iter().map(|s| (s.name.as_str(), s.shape.as_slice())).collect();
-    assert_eq!(outs, [("logits", &[1usize, 8, 3][..])], "fusion must have no `reg` output");
-    let enc: Vec<&str> = man.part("encoders").unwrap().inputs.iter().map(|s| s.name.as_str()).collect();
+    let outs: Vec<(&str, &[usize])> = fusion
+        .outputs
+        .iter()
+        .map(|s| (s.name.as_str(), s.shape.as_slice()))
+        .collect();
+    assert_eq!(
+        outs,
+        [("logits", &[1usize, 8, 3][..])],
+        "fusion must have no `reg` output"
+    );
+    let enc: Vec<&str> = man
+        .part("encoders")
+        .unwrap()
+        .inputs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     assert_eq!(enc, ["text", "audio"]);
     for p in &man.parts {
         let (ins, outs) = expected_io(&p.name, &man.modalities, 3, false, &man.dims, false).unwrap();
@@ -103,7 +115,10 @@ fn pipeline_completes_text_and_audio_with_three_classes() {
             assert_eq!(u.label, best, "{c} {i}: label is not the argmax");
             assert_eq!(u.regression, None);
             assert_eq!(u.imputed, [!a[0], !a[1], false], "{c} {i}");
-            assert!(u.features[2].is_empty(), "{c} {i}: visual features for a model without visual");
+            assert!(
+                u.features[2].is_empty(),
+                "{c} {i}: visual features for a model without visual"
+            );
             for m in 0..2 {
                 assert_eq!(u.features[m].len(), SIZES[m], "{c} {i} modality {m}");
                 if a[m] {
@@ -115,8 +130,14 @@ fn pipeline_completes_text_and_audio_with_three_classes() {
         }
         outs.push(out);
     }
-    assert_ne!(outs[0], outs[1], "gsdnet and meanfill agree on a window with missing entries");
-    assert_ne!(outs[1], outs[2], "meanfill and zero agree on a window with missing entries");
+    assert_ne!(
+        outs[0], outs[1],
+        "gsdnet and meanfill agree on a window with missing entries"
+    );
+    assert_ne!(
+        outs[1], outs[2],
+        "meanfill and zero agree on a window with missing entries"
+    );
     let again = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(7)).unwrap();
     assert_eq!(again, outs[0], "same key, different result");
 }
@@ -129,7 +150,9 @@ fn complete_window_skips_the_sampler() {
     let a = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
     assert!(!a.sampled);
     assert!(a.utterances.iter().all(|u| u.imputed == [false; 3]));
-    let b = p.run(&win, Completion::Meanfill, &mut SeededNoise::from_key(9)).unwrap();
+    let b = p
+        .run(&win, Completion::Meanfill, &mut SeededNoise::from_key(9))
+        .unwrap();
     assert_eq!(a.utterances, b.utterances);
 }
 
@@ -140,7 +163,9 @@ fn visual_features_and_wrong_sizes_are_errors() {
     let visual = vec![0.5f32; 100];
     let mut win = window(&feats, &[[true, true]; 3]);
     win.utterances[1].features[2] = Some(visual.as_slice());
-    let err = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(0)).unwrap_err();
+    let err = p
+        .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(0))
+        .unwrap_err();
     let msg = err.to_string();
     match err {
         PipelineError::NoSuchModality { index, modality, has } => {
@@ -152,9 +177,16 @@ fn visual_features_and_wrong_sizes_are_errors() {
     let short = vec![0.0f32; 1023];
     let mut win = window(&feats, &[[true, true]; 3]);
     win.utterances[2].features[1] = Some(short.as_slice());
-    let err = p.run(&win, Completion::Meanfill, &mut SeededNoise::from_key(0)).unwrap_err();
+    let err = p
+        .run(&win, Completion::Meanfill, &mut SeededNoise::from_key(0))
+        .unwrap_err();
     match err {
-        PipelineError::FeatureSize { index, modality, got, want } => {
+        PipelineError::FeatureSize {
+            index,
+            modality,
+            got,
+            want,
+        } => {
             assert_eq!((index, modality, got, want), (2, "audio", 1023, 1024));
         }
         other => panic!("expected FeatureSize, got {other:?}"),
@@ -195,7 +227,12 @@ fn utterance(conv: &str, ci: usize, i: usize) -> UtteranceRecord {
 }
 
 fn config(scenarios: Vec<Scenario>) -> EvalConfig {
-    EvalConfig { completions: Completion::ALL.map(Into::into).to_vec(), seeds: vec![0, 1], scenarios, threads: 1 }
+    EvalConfig {
+        completions: Completion::ALL.map(Into::into).to_vec(),
+        seeds: vec![0, 1],
+        scenarios,
+        threads: 1,
+    }
 }
 
 /// Utterances of each class in `rec`.
@@ -212,7 +249,11 @@ fn check_row(r: &ResultRow, counts: [u64; 3], seeds: usize) {
     let what = format!("{:?} {:?} {}", r.missing_rate, r.pattern, r.completion);
     assert_eq!(r.n, n, "{what}");
     assert!((0.0..=1.0).contains(&r.accuracy), "{what}: accuracy {}", r.accuracy);
-    assert!((0.0..=1.0).contains(&r.f1_weighted), "{what}: f1_weighted {}", r.f1_weighted);
+    assert!(
+        (0.0..=1.0).contains(&r.f1_weighted),
+        "{what}: f1_weighted {}",
+        r.f1_weighted
+    );
     assert_eq!(r.f1_per_class.len(), 3, "{what}");
     assert!(r.f1_per_class.iter().all(|f| (0.0..=1.0).contains(f)), "{what}");
     assert_eq!(r.confusion.len(), 3, "{what}");
@@ -220,12 +261,19 @@ fn check_row(r: &ResultRow, counts: [u64; 3], seeds: usize) {
     let total: u64 = r.confusion.iter().flatten().sum();
     assert_eq!(total, (n * seeds) as u64, "{what}: confusion total");
     let diag: u64 = (0..3).map(|k| r.confusion[k][k]).sum();
-    assert!((diag as f64 / total as f64 - r.accuracy).abs() < 1e-9, "{what}: accuracy vs confusion");
+    assert!(
+        (diag as f64 / total as f64 - r.accuracy).abs() < 1e-9,
+        "{what}: accuracy vs confusion"
+    );
     // Rows are the truth: each class's utterances once per seed, whatever was predicted.
     for (k, row) in r.confusion.iter().enumerate() {
         assert_eq!(row.iter().sum::<u64>(), counts[k] * seeds as u64, "{what}: class {k}");
     }
-    assert_eq!((r.acc2, r.mae), (None, None), "{what}: regression metrics without a head");
+    assert_eq!(
+        (r.acc2, r.mae),
+        (None, None),
+        "{what}: regression metrics without a head"
+    );
 }
 
 #[test]
@@ -264,8 +312,15 @@ fn evaluate_gives_k_class_rows_over_the_models_scenarios() {
             .unwrap()
     };
     for c in ["gsdnet", "meanfill", "zero"] {
-        assert_eq!(pick(Some(0.0), None, c).confusion, pick(None, Some("TA"), c).confusion, "{c}");
-        assert_eq!(pick(Some(0.0), None, c).confusion, pick(Some(0.0), None, "gsdnet").confusion);
+        assert_eq!(
+            pick(Some(0.0), None, c).confusion,
+            pick(None, Some("TA"), c).confusion,
+            "{c}"
+        );
+        assert_eq!(
+            pick(Some(0.0), None, c).confusion,
+            pick(Some(0.0), None, "gsdnet").confusion
+        );
     }
 }
 
@@ -278,9 +333,16 @@ fn scenarios_and_labels_outside_the_model_are_refused() {
         assert!(matches!(err, EvalError::Scenario { .. }), "{sc}: {err:?}");
         assert!(err.to_string().contains("TA"), "{err}");
     }
-    config(EvalConfig::default_scenarios(&mods())).check_scenarios(&mods()).unwrap();
-    let err = eval::evaluate(&recording(), &config(vec![Scenario::Pattern(v)]), &|| Ok(pipeline()), &|_| {})
-        .unwrap_err();
+    config(EvalConfig::default_scenarios(&mods()))
+        .check_scenarios(&mods())
+        .unwrap();
+    let err = eval::evaluate(
+        &recording(),
+        &config(vec![Scenario::Pattern(v)]),
+        &|| Ok(pipeline()),
+        &|_| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, EvalError::Scenario { .. }), "{err:?}");
     let mut rec = recording();
     rec.conversations[1].utterances[4].label = Some(3);
@@ -336,34 +398,63 @@ fn with_policy(table: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 
 #[test]
 fn eval_default_follows_the_manifests_completion_policy() {
-    let (_dir, folder) = with_policy("default = \"meanfill\"\nchosen_on = \"val\"\n[completion.patterns]\nA = \"gsdnet\"");
+    let (_dir, folder) =
+        with_policy("default = \"meanfill\"\nchosen_on = \"val\"\n[completion.patterns]\nA = \"gsdnet\"");
     let man = Manifest::load(&folder).unwrap();
     assert_eq!(man.completion.to_string(), "meanfill, A: gsdnet");
     let make = || {
         let model = Model::load(&folder, BackendKind::Tract, &BackendOptions::default())?;
         Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default())
     };
-    let choices = vec![CompletionChoice::Default, Completion::Gsdnet.into(), Completion::Meanfill.into()];
-    let scenarios = vec![Scenario::Pattern("T".parse().unwrap()), Scenario::Pattern("A".parse().unwrap())];
-    let cfg = EvalConfig { completions: choices, seeds: vec![0, 1], scenarios, threads: 1 };
+    let choices = vec![
+        CompletionChoice::Default,
+        Completion::Gsdnet.into(),
+        Completion::Meanfill.into(),
+    ];
+    let scenarios = vec![
+        Scenario::Pattern("T".parse().unwrap()),
+        Scenario::Pattern("A".parse().unwrap()),
+    ];
+    let cfg = EvalConfig {
+        completions: choices,
+        seeds: vec![0, 1],
+        scenarios,
+        threads: 1,
+    };
     let rows = eval::evaluate(&recording(), &cfg, &make, &|_| {}).unwrap();
-    let row = |p: &str, c: &str| rows.iter().find(|r| r.pattern.as_deref() == Some(p) && r.completion == c).unwrap();
+    let row = |p: &str, c: &str| {
+        rows.iter()
+            .find(|r| r.pattern.as_deref() == Some(p) && r.completion == c)
+            .unwrap()
+    };
     // T is not listed: the default (meanfill); A is: gsdnet (same sampler streams as the gsdnet
     // rows). The two modes differ at both patterns, so each equality says which mode ran.
     for (p, ran, other) in [("T", "meanfill", "gsdnet"), ("A", "gsdnet", "meanfill")] {
         assert_eq!(row(p, "default").confidence, row(p, ran).confidence, "{p}");
         assert_eq!(row(p, "default").confusion, row(p, ran).confusion, "{p}");
-        assert_ne!(row(p, ran).confidence, row(p, other).confidence, "{p}: the modes must differ here");
+        assert_ne!(
+            row(p, ran).confidence,
+            row(p, other).confidence,
+            "{p}: the modes must differ here"
+        );
     }
 }
 
 #[test]
 fn a_bad_completion_table_is_a_load_error() {
-    for (table, says) in [("patterns = 1", "default"), ("default = \"tweedie\"", "tweedie"), ("default = \"zero\"\n[completion.patterns]\nX = \"zero\"", "\"X\"")] {
+    for (table, says) in [
+        ("patterns = 1", "default"),
+        ("default = \"tweedie\"", "tweedie"),
+        ("default = \"zero\"\n[completion.patterns]\nX = \"zero\"", "\"X\""),
+    ] {
         let (_dir, folder) = with_policy(table);
         let e = Manifest::load(&folder).unwrap_err().to_string();
         assert!(e.contains("[completion") && e.contains(says), "{table}: {e}");
     }
     let man = Manifest::load(&tiny_ta3()).unwrap();
-    assert_eq!(man.completion, CompletionPolicy::fixed(Completion::Gsdnet), "absent table: gsdnet");
+    assert_eq!(
+        man.completion,
+        CompletionPolicy::fixed(Completion::Gsdnet),
+        "absent table: gsdnet"
+    );
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use ort::ep::{self, ExecutionProviderDispatch};
 use sha2::{Digest, Sha256};
 
-use crate::capacity::MAX_CALL_ROWS;
 use crate::backend::{BackendOptions, PartSpec, ProviderKind, Shape, TensorSpec};
+use crate::capacity::MAX_CALL_ROWS;
 
 /// `name:1x3x64x32,...`: TensorRT optimisation-profile syntax for the inputs at `at`.
 pub fn trt_shapes(inputs: &[TensorSpec], at: Shape) -> String {
@@ -39,11 +39,25 @@ pub fn trt_profile(spec: &PartSpec, opts: &BackendOptions) -> TrtProfile {
     let full = spec.reference_shape();
     if !spec.is_symbolic() {
         let one = trt_shapes(&spec.inputs, full);
-        return TrtProfile { min: one.clone(), opt: one.clone(), max: one };
+        return TrtProfile {
+            min: one.clone(),
+            opt: one.clone(),
+            max: one,
+        };
     }
-    let low = Shape { batch: 1, window: opts.min_window.clamp(1, full.window.max(1)), seq: full.seq.min(1) };
-    let opt = Shape { batch: opts.max_batch.clamp(1, MAX_CALL_ROWS), ..full };
-    let high = Shape { batch: MAX_CALL_ROWS, ..full };
+    let low = Shape {
+        batch: 1,
+        window: opts.min_window.clamp(1, full.window.max(1)),
+        seq: full.seq.min(1),
+    };
+    let opt = Shape {
+        batch: opts.max_batch.clamp(1, MAX_CALL_ROWS),
+        ..full
+    };
+    let high = Shape {
+        batch: MAX_CALL_ROWS,
+        ..full
+    };
     TrtProfile {
         min: trt_shapes(&spec.inputs, low),
         opt: trt_shapes(&spec.inputs, opt),
@@ -60,8 +74,17 @@ pub fn model_sha256(bytes: &[u8]) -> String {
 /// Cache directory for one part's TensorRT engines: `cache_dir/<part>-<sha256[..16]>-ort<ver>-trt<ver>`.
 pub fn trt_cache_dir(cache_dir: &Path, part: &str, sha256: &str, ort_version: &str, trt_version: &str) -> PathBuf {
     let short = &sha256[..sha256.len().min(16)];
-    let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect::<String>();
-    cache_dir.join(format!("{}-{short}-ort{}-trt{}", clean(part), clean(ort_version), clean(trt_version)))
+    let clean = |s: &str| {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+            .collect::<String>()
+    };
+    cache_dir.join(format!(
+        "{}-{short}-ort{}-trt{}",
+        clean(part),
+        clean(ort_version),
+        clean(trt_version)
+    ))
 }
 
 /// Builds the dispatch for one provider; registration errors are returned, not swallowed.
@@ -97,9 +120,18 @@ mod tests {
         let base = Path::new("/c");
         let a = trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.19.2", "10.3.0");
         assert_eq!(a, Path::new("/c/s_theta-abcdef0123456789-ort1.19.2-trt10.3.0"));
-        assert_ne!(a, trt_cache_dir(base, "s_theta", "bbcdef0123456789ff", "1.19.2", "10.3.0"));
-        assert_ne!(a, trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.20.0", "10.3.0"));
-        assert_ne!(a, trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.19.2", "10.4.0"));
+        assert_ne!(
+            a,
+            trt_cache_dir(base, "s_theta", "bbcdef0123456789ff", "1.19.2", "10.3.0")
+        );
+        assert_ne!(
+            a,
+            trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.20.0", "10.3.0")
+        );
+        assert_ne!(
+            a,
+            trt_cache_dir(base, "s_theta", "abcdef0123456789ff", "1.19.2", "10.4.0")
+        );
     }
 
     #[test]
@@ -113,12 +145,24 @@ mod tests {
         use crate::backend::Axis::{Batch, Fixed, Window};
         let x = TensorSpec::new("x", &[1, 3, 64, 32], &[Batch, Fixed, Window, Fixed]);
         let t = TensorSpec::new("t", &[1], &[Batch]);
-        let spec = PartSpec { name: "s_theta".into(), path: "s.onnx".into(), inputs: vec![x, t.clone()], outputs: vec![] };
-        let opts = BackendOptions { max_batch: 8, min_window: 8, ..Default::default() };
+        let spec = PartSpec {
+            name: "s_theta".into(),
+            path: "s.onnx".into(),
+            inputs: vec![x, t.clone()],
+            outputs: vec![],
+        };
+        let opts = BackendOptions {
+            max_batch: 8,
+            min_window: 8,
+            ..Default::default()
+        };
         let p = trt_profile(&spec, &opts);
         assert_eq!((p.min.as_str(), p.opt.as_str()), ("x:1x3x8x32,t:1", "x:8x3x64x32,t:8"));
         assert_eq!(p.max, "x:64x3x64x32,t:64", "any call the row caller makes fits");
-        let fixed = PartSpec { inputs: vec![TensorSpec::fixed("t", &[1])], ..spec };
+        let fixed = PartSpec {
+            inputs: vec![TensorSpec::fixed("t", &[1])],
+            ..spec
+        };
         let p = trt_profile(&fixed, &opts);
         assert_eq!((p.min.as_str(), p.opt.as_str(), p.max.as_str()), ("t:1", "t:1", "t:1"));
     }

@@ -44,7 +44,10 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("path", &self.path).field("version", &self.version).finish()
+        f.debug_struct("Runtime")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -74,18 +77,26 @@ pub fn load(profile: Option<&Path>) -> Result<&'static Runtime, RuntimeError> {
     if let Some(rt) = RUNTIME.get() {
         let same = std::fs::canonicalize(&requested).map(|p| p == rt.path).unwrap_or(false);
         if !same {
-            return Err(RuntimeError::AlreadyLoaded { loaded: rt.path.clone(), requested });
+            return Err(RuntimeError::AlreadyLoaded {
+                loaded: rt.path.clone(),
+                requested,
+            });
         }
         return Ok(rt);
     }
     let rt = open(&requested)?;
     // Only this thread sets RUNTIME (under INIT), and it was empty above.
     let _ = RUNTIME.set(rt);
-    RUNTIME.get().ok_or_else(|| RuntimeError::Environment("runtime vanished after init".into()))
+    RUNTIME
+        .get()
+        .ok_or_else(|| RuntimeError::Environment("runtime vanished after init".into()))
 }
 
 fn open(requested: &Path) -> Result<Runtime, RuntimeError> {
-    let bad = |reason: String| RuntimeError::BadLibrary { path: requested.to_path_buf(), reason };
+    let bad = |reason: String| RuntimeError::BadLibrary {
+        path: requested.to_path_buf(),
+        reason,
+    };
     let meta = std::fs::metadata(requested).map_err(|e| bad(e.to_string()))?;
     if !meta.is_file() {
         return Err(bad("not a regular file".into()));
@@ -101,18 +112,24 @@ fn open(requested: &Path) -> Result<Runtime, RuntimeError> {
     let builder = std::panic::catch_unwind(|| ort::init_from(&path))
         .map_err(|_| bad("ort panicked while loading the library".into()))?
         .map_err(|e| bad(e.to_string()))?;
-    let environment = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        builder.with_name("gsdnet").build()
-    }))
-    .map_err(|_| RuntimeError::Environment("ort panicked while creating the environment".into()))?
-    .map_err(|e| RuntimeError::Environment(e.to_string()))?;
+    let environment = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.with_name("gsdnet").build()))
+        .map_err(|_| RuntimeError::Environment("ort panicked while creating the environment".into()))?
+        .map_err(|e| RuntimeError::Environment(e.to_string()))?;
     log::info!("ONNX Runtime {version} loaded from {}", path.display());
-    Ok(Runtime { path, version, environment, _lib: lib })
+    Ok(Runtime {
+        path,
+        version,
+        environment,
+        _lib: lib,
+    })
 }
 
 /// Opens the library and reads `OrtGetApiBase()->GetVersionString()`.
 fn read_version(path: &Path) -> Result<(libloading::Library, String), RuntimeError> {
-    let bad = |reason: String| RuntimeError::BadLibrary { path: path.to_path_buf(), reason };
+    let bad = |reason: String| RuntimeError::BadLibrary {
+        path: path.to_path_buf(),
+        reason,
+    };
     // SAFETY: loading runs the library's initialisers; ONNX Runtime's are side-effect free.
     let lib = unsafe { libloading::Library::new(path) }.map_err(|e| bad(with_source(&e)))?;
     type GetBase = unsafe extern "C" fn() -> *const ort::sys::OrtApiBase;
@@ -162,10 +179,14 @@ pub fn parse_minor(version: &str) -> Option<(u32, u32)> {
 pub fn tensorrt_version() -> Option<String> {
     for name in ["libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"] {
         // SAFETY: TensorRT's initialisers only register plugins.
-        let Ok(lib) = (unsafe { libloading::Library::new(name) }) else { continue };
+        let Ok(lib) = (unsafe { libloading::Library::new(name) }) else {
+            continue;
+        };
         type GetVersion = unsafe extern "C" fn() -> i32;
         // SAFETY: `getInferLibVersion` is `extern "C" int32_t getInferLibVersion()` in NvInfer.
-        let Ok(f) = (unsafe { lib.get::<GetVersion>(b"getInferLibVersion") }) else { continue };
+        let Ok(f) = (unsafe { lib.get::<GetVersion>(b"getInferLibVersion") }) else {
+            continue;
+        };
         // SAFETY: no arguments, returns a plain integer.
         let v = unsafe { f() };
         return Some(decode_trt_version(v));

@@ -31,7 +31,12 @@ impl Pending {
     /// Opened at `now`, awaiting every modality of the model.
     pub fn new(now: Millis, mods: &Modalities) -> Self {
         let slots = Modality::ALL.map(|m| if mods.has(m) { Slot::Awaited } else { Slot::Absent });
-        Pending { speaker: None, opened: now, ended: None, slots }
+        Pending {
+            speaker: None,
+            opened: now,
+            ended: None,
+            slots,
+        }
     }
 
     pub fn base(&self, max_utterance_ms: u64) -> Millis {
@@ -111,7 +116,12 @@ impl Conversation {
 
     /// Releases the closed utterances at the front, one window per non-empty utterance; `rule`
     /// is W and how windows follow the conversation.
-    pub fn release(&mut self, id: &ConversationId, rule: (usize, Windowing), counters: &mut Counters) -> Vec<WindowJob> {
+    pub fn release(
+        &mut self,
+        id: &ConversationId,
+        rule: (usize, Windowing),
+        counters: &mut Counters,
+    ) -> Vec<WindowJob> {
         let (w, windowing) = rule;
         let mut jobs = Vec::new();
         while let Some(entry) = self.open.first_entry() {
@@ -124,7 +134,11 @@ impl Conversation {
                 Slot::Arrived(v) => Some(v),
                 _ => None,
             });
-            let closed = ClosedUtterance { utterance: utt, speaker: p.speaker.unwrap_or(0), features };
+            let closed = ClosedUtterance {
+                utterance: utt,
+                speaker: p.speaker.unwrap_or(0),
+                features,
+            };
             self.last_avail = closed.avail_bits();
             if self.last_avail == 0 {
                 counters.empty_utterances += 1;

@@ -62,7 +62,12 @@ pub struct ClosedUtterance {
 impl ClosedUtterance {
     /// Availability bits, T = 1, A = 2, V = 4.
     pub fn avail_bits(&self) -> u8 {
-        self.features.iter().enumerate().filter(|(_, f)| f.is_some()).map(|(m, _)| 1u8 << m).sum()
+        self.features
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.is_some())
+            .map(|(m, _)| 1u8 << m)
+            .sum()
     }
 }
 
@@ -112,7 +117,9 @@ enum Lateness {
     /// A boundary for the last released utterance: accepted, nothing to do.
     Ignored,
     Late,
-    Behind { far: bool },
+    Behind {
+        far: bool,
+    },
 }
 
 /// The assembly state of every open conversation.
@@ -130,7 +137,14 @@ pub struct Assembler {
 impl Assembler {
     /// An assembler for a model with `modalities` (their sizes are what `Features` must carry).
     pub fn new(settings: AssemblySettings, modalities: Modalities) -> Self {
-        Assembler { settings, modalities, conversations: HashMap::new(), next_session: 1, counters: Counters::default(), deferred: Vec::new() }
+        Assembler {
+            settings,
+            modalities,
+            conversations: HashMap::new(),
+            next_session: 1,
+            counters: Counters::default(),
+            deferred: Vec::new(),
+        }
     }
 
     pub fn settings(&self) -> &AssemblySettings {
@@ -192,12 +206,20 @@ impl Assembler {
             }
             Message::Reset { conversation } => return Ok(self.reset(conversation)),
             Message::ConversationEnd { conversation } => return Ok(self.end(conversation, now)),
-            other => return Err(reject(RejectReason::Unexpected, format!("{} is not sensor input", tag(other)))),
+            other => {
+                return Err(reject(
+                    RejectReason::Unexpected,
+                    format!("{} is not sensor input", tag(other)),
+                ))
+            }
         };
         match self.lateness(conv, utt, msg) {
             Lateness::Fresh => self.apply(msg, now),
             Lateness::Ignored => Ok(Vec::new()),
-            Lateness::Late => Err(reject(RejectReason::Late, format!("{conv} utterance {utt} {} came after it closed", tag(msg)))),
+            Lateness::Late => Err(reject(
+                RejectReason::Late,
+                format!("{conv} utterance {utt} {} came after it closed", tag(msg)),
+            )),
             Lateness::Behind { far } => self.on_behind(conv, utt, msg, far, now),
         }
     }
@@ -213,7 +235,11 @@ impl Assembler {
     fn check_features(&self, f: &Features) -> Result<(), Rejection> {
         let size = self.check_modality(f.modality)?;
         if f.values.len() != size {
-            let detail = format!("{} needs {size} values for this model, got {}", f.modality, f.values.len());
+            let detail = format!(
+                "{} needs {size} values for this model, got {}",
+                f.modality,
+                f.values.len()
+            );
             return Err(reject(RejectReason::WrongLength, detail));
         }
         if let Some(i) = f.values.iter().position(|v| !v.is_finite()) {
@@ -224,13 +250,19 @@ impl Assembler {
     }
 
     fn lateness(&self, conv: &ConversationId, utt: u32, msg: &Message) -> Lateness {
-        let Some(c) = self.conversations.get(conv) else { return Lateness::Fresh };
-        let Some(last) = c.last_released else { return Lateness::Fresh };
+        let Some(c) = self.conversations.get(conv) else {
+            return Lateness::Fresh;
+        };
+        let Some(last) = c.last_released else {
+            return Lateness::Fresh;
+        };
         if utt > last {
             return Lateness::Fresh;
         }
         if utt < last {
-            return Lateness::Behind { far: last - utt > self.settings.max_open_utterances as u32 };
+            return Lateness::Behind {
+                far: last - utt > self.settings.max_open_utterances as u32,
+            };
         }
         let repeats = |m: Modality| c.last_avail & (1 << m.index()) != 0;
         match msg {
@@ -243,8 +275,17 @@ impl Assembler {
 
     /// Holds a message behind the released ids; restarts the conversation once the evidence
     /// suffices, else refuses it like late input (boundaries are ignored, as before a restart).
-    fn on_behind(&mut self, conv: &ConversationId, utt: u32, msg: &Message, far: bool, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
-        let Some(c) = self.conversations.get_mut(conv) else { return self.apply(msg, now) };
+    fn on_behind(
+        &mut self,
+        conv: &ConversationId,
+        utt: u32,
+        msg: &Message,
+        far: bool,
+        now: Millis,
+    ) -> Result<Vec<WindowJob>, Rejection> {
+        let Some(c) = self.conversations.get_mut(conv) else {
+            return self.apply(msg, now);
+        };
         c.behind.push(msg.clone());
         if far || c.behind.len() >= RESTART_FRAMES {
             return self.restart(conv, now);
@@ -253,7 +294,10 @@ impl Assembler {
             Message::UtteranceStart(_) | Message::UtteranceEnd(_) => Ok(Vec::new()),
             _ => {
                 let last = c.last_released.unwrap_or(0);
-                Err(reject(RejectReason::Late, format!("{conv} utterance {utt} is behind the last closed one ({last})")))
+                Err(reject(
+                    RejectReason::Late,
+                    format!("{conv} utterance {utt} is behind the last closed one ({last})"),
+                ))
             }
         }
     }
@@ -262,8 +306,14 @@ impl Assembler {
     /// message is applied to the new session, the last one being the current message: its own
     /// refusal (e.g. `Duplicate` of a held one) is the answer, the windows are then deferred.
     fn restart(&mut self, conv: &ConversationId, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
-        let Some(mut old) = self.conversations.remove(conv) else { return Ok(Vec::new()) };
-        let mut jobs = old.flush(conv, (self.settings.window, self.settings.windowing), &mut self.counters);
+        let Some(mut old) = self.conversations.remove(conv) else {
+            return Ok(Vec::new());
+        };
+        let mut jobs = old.flush(
+            conv,
+            (self.settings.window, self.settings.windowing),
+            &mut self.counters,
+        );
         self.counters.restarts += 1;
         if is_loud(self.counters.restarts) {
             log::warn!(
@@ -275,7 +325,9 @@ impl Assembler {
         }
         let session = self.new_session();
         self.conversations.insert(conv.clone(), Conversation::new(session, now));
-        let Some((current, held)) = old.behind.split_last() else { return Ok(jobs) };
+        let Some((current, held)) = old.behind.split_last() else {
+            return Ok(jobs);
+        };
         for earlier in held {
             // Refused at arrival (or ignored, for boundaries); a second refusal changes nothing.
             match self.replay(conv, earlier, now) {
@@ -285,7 +337,13 @@ impl Assembler {
                     }
                     jobs.extend(j);
                 }
-                Err(r) => log::debug!("{}: held {} not applied after restart: {:?}: {}", Escaped(conv), tag(earlier), r.reason, Escaped(&r.detail)),
+                Err(r) => log::debug!(
+                    "{}: held {} not applied after restart: {:?}: {}",
+                    Escaped(conv),
+                    tag(earlier),
+                    r.reason,
+                    Escaped(&r.detail)
+                ),
             }
         }
         match self.replay(conv, current, now) {
@@ -316,9 +374,13 @@ impl Assembler {
             Lateness::Fresh => self.apply(msg, now),
             Lateness::Ignored => Ok(Vec::new()),
             Lateness::Behind { .. } if boundary => Ok(Vec::new()),
-            Lateness::Late | Lateness::Behind { .. } => {
-                Err(reject(RejectReason::Late, format!("{conv} utterance {utt} {} came after it closed (replayed after a restart)", tag(msg))))
-            }
+            Lateness::Late | Lateness::Behind { .. } => Err(reject(
+                RejectReason::Late,
+                format!(
+                    "{conv} utterance {utt} {} came after it closed (replayed after a restart)",
+                    tag(msg)
+                ),
+            )),
         }
     }
 
@@ -330,16 +392,26 @@ impl Assembler {
     /// Forgets `conv` after releasing its open utterances.
     fn reset(&mut self, conv: &ConversationId) -> Vec<WindowJob> {
         match self.conversations.remove(conv) {
-            Some(mut c) => c.flush(conv, (self.settings.window, self.settings.windowing), &mut self.counters),
+            Some(mut c) => c.flush(
+                conv,
+                (self.settings.window, self.settings.windowing),
+                &mut self.counters,
+            ),
             None => Vec::new(),
         }
     }
 
     /// Ends `conv` (`Conversation::end`): what closes now is released; forgotten when done.
     fn end(&mut self, conv: &ConversationId, now: Millis) -> Vec<WindowJob> {
-        let Some(c) = self.conversations.get_mut(conv) else { return Vec::new() };
+        let Some(c) = self.conversations.get_mut(conv) else {
+            return Vec::new();
+        };
         c.end(now);
-        let jobs = c.release(conv, (self.settings.window, self.settings.windowing), &mut self.counters);
+        let jobs = c.release(
+            conv,
+            (self.settings.window, self.settings.windowing),
+            &mut self.counters,
+        );
         if c.is_done() {
             self.conversations.remove(conv);
         }
@@ -352,7 +424,12 @@ impl Assembler {
             Message::Features(f) => (&f.conversation, f.utterance, Some(f.speaker)),
             Message::UtteranceStart(b) | Message::UtteranceEnd(b) => (&b.conversation, b.utterance, Some(b.speaker)),
             Message::Dropout(d) => (&d.conversation, d.utterance, None),
-            other => return Err(reject(RejectReason::Unexpected, format!("{} is not sensor input", tag(other)))),
+            other => {
+                return Err(reject(
+                    RejectReason::Unexpected,
+                    format!("{} is not sensor input", tag(other)),
+                ))
+            }
         };
         let mut jobs = self.admit(conv, now)?;
         let p = self.pending(conv, utt, now)?;
@@ -383,7 +460,11 @@ impl Assembler {
         if let Some(c) = self.conversations.get_mut(conv) {
             c.last_activity = now;
             c.behind.clear();
-            jobs.extend(c.release(conv, (self.settings.window, self.settings.windowing), &mut self.counters));
+            jobs.extend(c.release(
+                conv,
+                (self.settings.window, self.settings.windowing),
+                &mut self.counters,
+            ));
             if c.is_done() {
                 self.conversations.remove(conv);
             }
@@ -400,15 +481,27 @@ impl Assembler {
         let mut jobs = Vec::new();
         if self.conversations.len() >= self.settings.max_conversations {
             let Some(victim) = self.victim(now) else {
-                let detail = format!("{} conversations open and active, {conv} refused", self.conversations.len());
+                let detail = format!(
+                    "{} conversations open and active, {conv} refused",
+                    self.conversations.len()
+                );
                 return Err(reject(RejectReason::Capacity, detail));
             };
             if let Some(mut c) = self.conversations.remove(&victim) {
-                jobs = c.flush(&victim, (self.settings.window, self.settings.windowing), &mut self.counters);
+                jobs = c.flush(
+                    &victim,
+                    (self.settings.window, self.settings.windowing),
+                    &mut self.counters,
+                );
             }
             self.counters.evicted += 1;
             if is_loud(self.counters.evicted) {
-                log::warn!("conversation {} evicted for {} ({} evictions so far)", Escaped(&victim), Escaped(conv), self.counters.evicted);
+                log::warn!(
+                    "conversation {} evicted for {} ({} evictions so far)",
+                    Escaped(&victim),
+                    Escaped(conv),
+                    self.counters.evicted
+                );
             }
         }
         let session = self.new_session();
@@ -452,14 +545,19 @@ impl Assembler {
             }
         }
         let idle = s.idle_conversation_ms;
-        self.conversations.retain(|_, c| !c.is_done() && (!c.open.is_empty() || now.saturating_sub(c.last_activity) < idle));
+        self.conversations
+            .retain(|_, c| !c.is_done() && (!c.open.is_empty() || now.saturating_sub(c.last_activity) < idle));
         jobs
     }
 
     /// Releases every open utterance of every conversation with what has arrived (shutdown).
     pub fn flush_all(&mut self) -> Vec<WindowJob> {
         let mut jobs = self.take_deferred();
-        let mut ids: Vec<(u64, ConversationId)> = self.conversations.iter().map(|(id, c)| (c.session, id.clone())).collect();
+        let mut ids: Vec<(u64, ConversationId)> = self
+            .conversations
+            .iter()
+            .map(|(id, c)| (c.session, id.clone()))
+            .collect();
         ids.sort();
         for (_, id) in ids {
             if let Some(c) = self.conversations.get_mut(&id) {
@@ -479,7 +577,11 @@ impl Assembler {
         }
         let deadlines = self.conversations.values().flat_map(|c| c.open.values()).flat_map(|p| {
             let base = p.base(s.max_utterance_ms);
-            p.slots.iter().enumerate().filter(|(_, slot)| **slot == Slot::Awaited).map(move |(m, _)| base.saturating_add(s.deadline_ms[m]))
+            p.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| **slot == Slot::Awaited)
+                .map(move |(m, _)| base.saturating_add(s.deadline_ms[m]))
         });
         deadlines.min()
     }

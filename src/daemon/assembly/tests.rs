@@ -2,9 +2,7 @@
 
 use super::{Assembler, AssemblySettings, WindowJob};
 use crate::modality::Modalities;
-use crate::protocol::{
-    conversation_id, values, Boundary, Dropout, Features, Message, Modality, RejectReason,
-};
+use crate::protocol::{conversation_id, values, Boundary, Dropout, Features, Message, Modality, RejectReason};
 
 /// A three-modality model with small sizes.
 fn mods() -> Modalities {
@@ -37,11 +35,21 @@ fn feat(conv: &str, utt: u32, m: Modality, v: f32) -> Message {
 }
 
 fn end(conv: &str, utt: u32) -> Message {
-    Message::UtteranceEnd(Boundary { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 1, timestamp_us: 0 })
+    Message::UtteranceEnd(Boundary {
+        conversation: conversation_id(conv).unwrap(),
+        utterance: utt,
+        speaker: 1,
+        timestamp_us: 0,
+    })
 }
 
 fn dropout(conv: &str, utt: u32, m: Modality) -> Message {
-    Message::Dropout(Dropout { conversation: conversation_id(conv).unwrap(), utterance: utt, modality: m, timestamp_us: 0 })
+    Message::Dropout(Dropout {
+        conversation: conversation_id(conv).unwrap(),
+        utterance: utt,
+        modality: m,
+        timestamp_us: 0,
+    })
 }
 
 fn all(a: &mut Assembler, conv: &str, utt: u32, t: u64) -> Vec<WindowJob> {
@@ -122,7 +130,10 @@ fn release_keeps_spoken_order_and_window_slides() {
     assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[0].closed_utterance(), 0);
     assert_eq!(jobs[1].closed_utterance(), 1);
-    assert_eq!(jobs[1].utterances.iter().map(|u| u.utterance).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(
+        jobs[1].utterances.iter().map(|u| u.utterance).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
     let mut last = Vec::new();
     for utt in 2..6 {
         last = all(&mut a, "c", utt, 400);
@@ -135,7 +146,10 @@ fn release_keeps_spoken_order_and_window_slides() {
 
 #[test]
 fn chunked_windows_are_consecutive_blocks_of_w() {
-    let chunked = AssemblySettings { windowing: crate::config::Windowing::Chunked, ..settings() };
+    let chunked = AssemblySettings {
+        windowing: crate::config::Windowing::Chunked,
+        ..settings()
+    };
     let mut a = Assembler::new(chunked, mods());
     let mut seen = Vec::new();
     for utt in 0..7 {
@@ -153,7 +167,10 @@ fn chunked_windows_are_consecutive_blocks_of_w() {
         (3, vec![3, 4, 5]),
         (6, vec![6]),
     ];
-    assert_eq!(seen, want, "W = 3: blocks 0-2, 3-5, 6-; first_position / W is the block index");
+    assert_eq!(
+        seen, want,
+        "W = 3: blocks 0-2, 3-5, 6-; first_position / W is the block index"
+    );
 }
 
 #[test]
@@ -171,7 +188,10 @@ fn bad_vectors_are_rejected_with_reasons() {
     a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap();
     let dup = a.handle(&feat("c", 0, Modality::Text, 1.0), 0).unwrap_err();
     assert_eq!(dup.reason, RejectReason::Duplicate);
-    assert_eq!(a.handle(&Message::Subscribe, 0).unwrap_err().reason, RejectReason::Unexpected);
+    assert_eq!(
+        a.handle(&Message::Subscribe, 0).unwrap_err().reason,
+        RejectReason::Unexpected
+    );
 }
 
 #[test]
@@ -208,7 +228,13 @@ fn capacity_limits_bound_memory() {
 fn reset_forgets_the_conversation_and_idle_ones_expire() {
     let mut a = Assembler::new(settings(), mods());
     all(&mut a, "c", 0, 0);
-    a.handle(&Message::Reset { conversation: conversation_id("c").unwrap() }, 1).unwrap();
+    a.handle(
+        &Message::Reset {
+            conversation: conversation_id("c").unwrap(),
+        },
+        1,
+    )
+    .unwrap();
     // After a reset, utterance ids start afresh.
     let jobs = all(&mut a, "c", 0, 2);
     assert_eq!(jobs[0].utterances.len(), 1);
@@ -232,11 +258,18 @@ fn utterance_with_nothing_is_skipped() {
 
 /// Everything the assembler still holds, released: (conversation, session, utterance ids).
 fn ids(jobs: &[WindowJob]) -> Vec<(String, u64, u32)> {
-    jobs.iter().map(|j| (j.conversation.to_string(), j.session, j.closed_utterance())).collect()
+    jobs.iter()
+        .map(|j| (j.conversation.to_string(), j.session, j.closed_utterance()))
+        .collect()
 }
 
 fn start(conv: &str, utt: u32) -> Message {
-    Message::UtteranceStart(Boundary { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 1, timestamp_us: 0 })
+    Message::UtteranceStart(Boundary {
+        conversation: conversation_id(conv).unwrap(),
+        utterance: utt,
+        speaker: 1,
+        timestamp_us: 0,
+    })
 }
 
 #[test]
@@ -247,8 +280,14 @@ fn a_sender_restarting_its_ids_is_recognised_and_nothing_is_lost() {
     }
     let old = all(&mut a, "c", 3, 3)[0].session;
     // The sensor restarts at 0 without Reset: start, text and audio of utterance 0.
-    assert!(a.handle(&start("c", 0), 10).unwrap().is_empty(), "boundaries behind are held, not refused");
-    assert_eq!(a.handle(&feat("c", 0, Modality::Text, 7.0), 11).unwrap_err().reason, RejectReason::Late);
+    assert!(
+        a.handle(&start("c", 0), 10).unwrap().is_empty(),
+        "boundaries behind are held, not refused"
+    );
+    assert_eq!(
+        a.handle(&feat("c", 0, Modality::Text, 7.0), 11).unwrap_err().reason,
+        RejectReason::Late
+    );
     let jobs = a.handle(&feat("c", 0, Modality::Audio, 7.0), 12).unwrap();
     assert!(jobs.is_empty(), "utterance 0 of the new session still awaits visual");
     assert_eq!(a.counters().restarts, 1);
@@ -256,7 +295,14 @@ fn a_sender_restarting_its_ids_is_recognised_and_nothing_is_lost() {
     let jobs = a.handle(&feat("c", 0, Modality::Visual, 7.0), 13).unwrap();
     assert_eq!(jobs.len(), 1);
     assert_ne!(jobs[0].session, old, "a new session");
-    assert_eq!((jobs[0].first_position, jobs[0].utterances.len(), jobs[0].utterances[0].avail_bits()), (0, 1, 7));
+    assert_eq!(
+        (
+            jobs[0].first_position,
+            jobs[0].utterances.len(),
+            jobs[0].utterances[0].avail_bits()
+        ),
+        (0, 1, 7)
+    );
     assert_eq!(jobs[0].utterances[0].features[0], Some(vec![7.0; 4]));
 }
 
@@ -271,7 +317,13 @@ fn an_id_far_behind_restarts_at_once_and_open_utterances_are_flushed() {
     let jobs = a.handle(&feat("c", 0, Modality::Text, 2.0), 2).unwrap();
     assert_eq!(a.counters().restarts, 1);
     assert_eq!(ids(&jobs).len(), 1, "open utterance 10 of the old session released");
-    assert_eq!((jobs[0].closed_utterance(), jobs[0].utterances.last().unwrap().avail_bits()), (10, 1));
+    assert_eq!(
+        (
+            jobs[0].closed_utterance(),
+            jobs[0].utterances.last().unwrap().avail_bits()
+        ),
+        (10, 1)
+    );
     assert_eq!(a.counters().utterances_flushed, 1);
 }
 
@@ -285,7 +337,12 @@ fn late_input_does_not_count_as_activity() {
     for t in 1..100 {
         // Features for a modality the last closed utterance lacks: refused as Late, and no
         // activity, however long they keep coming.
-        assert_eq!(a.handle(&feat("c", 1, Modality::Audio, 1.0), t * 500).unwrap_err().reason, RejectReason::Late);
+        assert_eq!(
+            a.handle(&feat("c", 1, Modality::Audio, 1.0), t * 500)
+                .unwrap_err()
+                .reason,
+            RejectReason::Late
+        );
     }
     assert_eq!(a.counters().restarts, 0);
     // Whatever the late traffic, with nothing open the conversation expires on its own clock.
@@ -308,13 +365,24 @@ fn eviction_order_and_flush_of_the_victim() {
     a.handle(&feat("n1", 0, Modality::Text, 1.0), 35).unwrap();
     // No conversation without data left: the least recently active one that released nothing.
     let jobs = a.handle(&start("n2", 0), 40).unwrap();
-    assert_eq!(ids(&jobs).iter().map(|j| (j.0.as_str(), j.2)).collect::<Vec<_>>(), vec![("partial", 0)], "partial's text released, not lost");
-    assert_eq!(a.counters().utterances_flushed, 2, "fake's empty utterance and partial's");
+    assert_eq!(
+        ids(&jobs).iter().map(|j| (j.0.as_str(), j.2)).collect::<Vec<_>>(),
+        vec![("partial", 0)],
+        "partial's text released, not lost"
+    );
+    assert_eq!(
+        a.counters().utterances_flushed,
+        2,
+        "fake's empty utterance and partial's"
+    );
     assert!(a.handle(&start("n3", 0), 50).unwrap().is_empty());
     assert_eq!(a.counters().evicted, 3);
     assert_eq!(a.open_conversations(), 3);
     let jobs = a.handle(&feat("real", 1, Modality::Text, 1.0), 90).unwrap();
-    assert!(jobs.is_empty() && a.counters().restarts == 0, "real was never evicted: same session, utterance 1 open");
+    assert!(
+        jobs.is_empty() && a.counters().restarts == 0,
+        "real was never evicted: same session, utterance 1 open"
+    );
 }
 
 #[test]
@@ -324,7 +392,10 @@ fn an_idle_released_conversation_is_evicted_after_evict_idle_ms() {
     let mut a = Assembler::new(s, mods());
     all(&mut a, "a", 0, 0);
     all(&mut a, "b", 0, 500);
-    assert_eq!(a.handle(&feat("c", 0, Modality::Text, 1.0), 999).unwrap_err().reason, RejectReason::Capacity);
+    assert_eq!(
+        a.handle(&feat("c", 0, Modality::Text, 1.0), 999).unwrap_err().reason,
+        RejectReason::Capacity
+    );
     a.handle(&feat("c", 0, Modality::Text, 1.0), 1_000).unwrap();
     assert_eq!(a.counters().evicted, 1);
     // "a" was the least recently active: a new session if it comes back.
@@ -337,8 +408,19 @@ fn reset_and_flush_all_release_open_utterances_in_new_sessions() {
     let mut a = Assembler::new(settings(), mods());
     let s1 = all(&mut a, "c", 0, 0)[0].session;
     a.handle(&feat("c", 1, Modality::Text, 1.0), 1).unwrap();
-    let jobs = a.handle(&Message::Reset { conversation: conversation_id("c").unwrap() }, 2).unwrap();
-    assert_eq!(ids(&jobs), vec![("c".to_string(), s1, 1)], "reset releases the open utterance first");
+    let jobs = a
+        .handle(
+            &Message::Reset {
+                conversation: conversation_id("c").unwrap(),
+            },
+            2,
+        )
+        .unwrap();
+    assert_eq!(
+        ids(&jobs),
+        vec![("c".to_string(), s1, 1)],
+        "reset releases the open utterance first"
+    );
     a.handle(&feat("c", 0, Modality::Audio, 1.0), 3).unwrap();
     let jobs = a.flush_all();
     assert_eq!(jobs.len(), 1);
@@ -380,10 +462,16 @@ fn a_restart_trigger_refused_on_replay_is_answered_with_its_refusal() {
         all(&mut a, "c", utt, 0);
     }
     for v in [1.0, 2.0] {
-        assert_eq!(a.handle(&feat("c", 1, Modality::Text, v), 1).unwrap_err().reason, RejectReason::Late);
+        assert_eq!(
+            a.handle(&feat("c", 1, Modality::Text, v), 1).unwrap_err().reason,
+            RejectReason::Late
+        );
     }
     // The third repeat triggers the restart, then is a duplicate of the first in the new session.
-    assert_eq!(a.handle(&feat("c", 1, Modality::Text, 3.0), 2).unwrap_err().reason, RejectReason::Duplicate);
+    assert_eq!(
+        a.handle(&feat("c", 1, Modality::Text, 3.0), 2).unwrap_err().reason,
+        RejectReason::Duplicate
+    );
     assert_eq!((a.counters().restarts, a.counters().late_replayed), (1, 1));
     let jobs = a.flush_all();
     assert_eq!(jobs.len(), 1);
@@ -393,7 +481,14 @@ fn a_restart_trigger_refused_on_replay_is_answered_with_its_refusal() {
 /// Features of `n` values (any size the protocol carries).
 fn feat_n(conv: &str, utt: u32, m: Modality, n: usize) -> Message {
     let values = values(&(0..n).map(|i| i as f32 / 8.0).collect::<Vec<_>>()).unwrap();
-    Message::Features(Features { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 1, modality: m, timestamp_us: 0, values })
+    Message::Features(Features {
+        conversation: conversation_id(conv).unwrap(),
+        utterance: utt,
+        speaker: 1,
+        modality: m,
+        timestamp_us: 0,
+        values,
+    })
 }
 
 #[test]
@@ -441,5 +536,8 @@ fn long_feature_vectors_are_accepted_at_the_models_size() {
     assert_eq!(u.features[0].as_ref().map(Vec::len), Some(1024));
     assert_eq!(u.features[2].as_ref().map(Vec::len), Some(2048));
     assert_eq!(u.avail_bits(), 5);
-    assert_eq!(a.handle(&feat_n("c", 1, Modality::Text, 1023), 0).unwrap_err().reason, RejectReason::WrongLength);
+    assert_eq!(
+        a.handle(&feat_n("c", 1, Modality::Text, 1023), 0).unwrap_err().reason,
+        RejectReason::WrongLength
+    );
 }

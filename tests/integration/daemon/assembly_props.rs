@@ -32,7 +32,6 @@
 //! Budget: about 2 s (4000 cases of up to 200 steps) in `cargo test --release --test integration daemon::assembly_props`. Fixed seed unless
 //! `PROPTEST_RNG_SEED` is set; `PROPTEST_CASES` overrides the case count.
 
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proptest::collection::vec as pvec;
@@ -42,7 +41,9 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use crate::util::prop::assembly_model::{Kind, Model, Rel, Sm};
 use gsdnet_edge::daemon::assembly::{Assembler, AssemblySettings, ClosedUtterance, Counters, WindowJob};
 use gsdnet_edge::modality::Modalities;
-use gsdnet_edge::protocol::{conversation_id, values, Boundary, ConversationId, Dropout, Features, Message, Modality, RejectReason};
+use gsdnet_edge::protocol::{
+    conversation_id, values, Boundary, ConversationId, Dropout, Features, Message, Modality, RejectReason,
+};
 
 const W: usize = 3;
 const DEFAULT_SEED: u64 = 0x6173_7365_6d62_6c79;
@@ -51,17 +52,34 @@ const DEFAULT_SEED: u64 = 0x6173_7365_6d62_6c79;
 
 /// An utterance id: absolute (a jump, often behind: a sender restart) or near the sender's cursor.
 #[derive(Debug, Clone, Copy)]
-enum Utt { Abs(u32), Near(i8) }
+enum Utt {
+    Abs(u32),
+    Near(i8),
+}
 
 /// A Features vector: good, of a wrong length (`Len(n)` is never the right one), non-finite.
 #[derive(Debug, Clone, Copy)]
-enum Bad { No, Len(usize), NonFinite(usize, f32) }
+enum Bad {
+    No,
+    Len(usize),
+    NonFinite(usize, f32),
+}
 
 #[derive(Debug, Clone, Copy)]
-enum What { Feat(usize, u16, Bad), Start(u16), End(u16), Drop(usize) }
+enum What {
+    Feat(usize, u16, Bad),
+    Start(u16),
+    End(u16),
+    Drop(usize),
+}
 
 #[derive(Debug, Clone, Copy)]
-enum Op { Msg(u8, Utt, What), Reset(u8), Daemon(u8), Poll }
+enum Op {
+    Msg(u8, Utt, What),
+    Reset(u8),
+    Daemon(u8),
+    Poll,
+}
 
 fn utt() -> impl Strategy<Value = Utt> {
     let near = prop_oneof![4 => Just(0i8), 2 => Just(1), 1 => Just(-1), 1 => Just(2)];
@@ -94,17 +112,41 @@ fn dt() -> impl Strategy<Value = u64> {
 fn settings() -> impl Strategy<Value = AssemblySettings> {
     let dl = [100u64..=300, 100u64..=300, 100u64..=300];
     let s = (1usize..=3, 1usize..=4, dl, 200u64..=3000, 800u64..=1200, 4000u64..=6000);
-    s.prop_map(|(max_conversations, max_open_utterances, deadline_ms, max_utterance_ms, evict_idle_ms, idle_conversation_ms)| {
-        let window = W;
-        AssemblySettings { window, windowing: gsdnet_edge::config::Windowing::Sliding, deadline_ms, max_utterance_ms, max_open_utterances, max_conversations, idle_conversation_ms, evict_idle_ms }
-    })
+    s.prop_map(
+        |(
+            max_conversations,
+            max_open_utterances,
+            deadline_ms,
+            max_utterance_ms,
+            evict_idle_ms,
+            idle_conversation_ms,
+        )| {
+            let window = W;
+            AssemblySettings {
+                window,
+                windowing: gsdnet_edge::config::Windowing::Sliding,
+                deadline_ms,
+                max_utterance_ms,
+                max_open_utterances,
+                max_conversations,
+                idle_conversation_ms,
+                evict_idle_ms,
+            }
+        },
+    )
 }
 
 /// The served model: TA, TV, AV or TAV, sizes 1..=6 (values name their message: see `tagged`).
 fn modalities() -> impl Strategy<Value = Modalities> {
-    let present = prop::sample::select(vec![[true, true, false], [true, false, true], [false, true, true], [true, true, true]]);
-    (present, [1usize..=6, 1usize..=6, 1usize..=6])
-        .prop_map(|(p, sizes)| Modalities::new(std::array::from_fn(|m| if p[m] { sizes[m] } else { 0 })).expect("two or three present"))
+    let present = prop::sample::select(vec![
+        [true, true, false],
+        [true, false, true],
+        [false, true, true],
+        [true, true, true],
+    ]);
+    (present, [1usize..=6, 1usize..=6, 1usize..=6]).prop_map(|(p, sizes)| {
+        Modalities::new(std::array::from_fn(|m| if p[m] { sizes[m] } else { 0 })).expect("two or three present")
+    })
 }
 
 // ---- the run --------------------------------------------------------------------------------
@@ -146,10 +188,30 @@ struct Run {
 impl Run {
     fn new(s: AssemblySettings, mods: Modalities, convs: u8) -> Self {
         let (k, replayed, deferred) = (Counters::default(), HashSet::new(), Vec::new());
-        let model = Model { s: s.clone(), mods, convs: BTreeMap::new(), next_session: 0, k, replayed, deferred };
+        let model = Model {
+            s: s.clone(),
+            mods,
+            convs: BTreeMap::new(),
+            next_session: 0,
+            k,
+            replayed,
+            deferred,
+        };
         let ids = (0..convs).map(|c| conversation_id(&format!("c{c}")).unwrap()).collect();
-        let (log, answers, sessions, closed, released) = (Vec::new(), Vec::new(), HashMap::new(), HashSet::new(), HashSet::new());
-        Run { real: Assembler::new(s, mods), model, ids, now: 0, cursor: vec![0; convs as usize], log, answers, sessions, closed, released }
+        let (log, answers, sessions, closed, released) =
+            (Vec::new(), Vec::new(), HashMap::new(), HashSet::new(), HashSet::new());
+        Run {
+            real: Assembler::new(s, mods),
+            model,
+            ids,
+            now: 0,
+            cursor: vec![0; convs as usize],
+            log,
+            answers,
+            sessions,
+            closed,
+            released,
+        }
     }
 
     /// The model's size of modality `m` (1 for one it lacks: such vectors are refused anyway).
@@ -174,26 +236,67 @@ impl Run {
             Op::Msg(c, u, what) => (c % n, u, what),
             Op::Reset(c) => {
                 self.cursor[(c % n) as usize] = 0;
-                return (Message::Reset { conversation: self.ids[(c % n) as usize].clone() }, None);
+                return (
+                    Message::Reset {
+                        conversation: self.ids[(c % n) as usize].clone(),
+                    },
+                    None,
+                );
             }
-            Op::Daemon(k) => return ([Message::StatusRequest, Message::HealthRequest, Message::Subscribe][k as usize].clone(), None),
+            Op::Daemon(k) => {
+                return (
+                    [Message::StatusRequest, Message::HealthRequest, Message::Subscribe][k as usize].clone(),
+                    None,
+                )
+            }
             Op::Poll => unreachable!("poll is no message"),
         };
         let (conversation, utterance) = (self.ids[c as usize].clone(), self.utt(c, u));
-        let b = |speaker| Boundary { conversation: conversation.clone(), utterance, speaker, timestamp_us: 0 };
+        let b = |speaker| Boundary {
+            conversation: conversation.clone(),
+            utterance,
+            speaker,
+            timestamp_us: 0,
+        };
         let (msg, kind, m, speaker) = match what {
             What::Feat(m, speaker, bad) => {
                 let values = values(&feature_values(tag, self.size(m), bad)).unwrap();
-                let f = Features { conversation: conversation.clone(), utterance, speaker, modality: Modality::ALL[m], timestamp_us: 0, values };
+                let f = Features {
+                    conversation: conversation.clone(),
+                    utterance,
+                    speaker,
+                    modality: Modality::ALL[m],
+                    timestamp_us: 0,
+                    values,
+                };
                 (Message::Features(f), Kind::Feat, m, speaker)
             }
             What::Start(s) => (Message::UtteranceStart(b(s)), Kind::Start, 0, s),
             What::End(s) => (Message::UtteranceEnd(b(s)), Kind::End, 0, s),
-            What::Drop(m) => (Message::Dropout(Dropout { conversation: conversation.clone(), utterance, modality: Modality::ALL[m], timestamp_us: 0 }), Kind::Drop, m, 0),
+            What::Drop(m) => (
+                Message::Dropout(Dropout {
+                    conversation: conversation.clone(),
+                    utterance,
+                    modality: Modality::ALL[m],
+                    timestamp_us: 0,
+                }),
+                Kind::Drop,
+                m,
+                0,
+            ),
         };
         let present = self.model.mods.has(Modality::ALL[m]) || matches!(what, What::Start(_) | What::End(_));
         let valid = present && !matches!(what, What::Feat(_, _, Bad::Len(_) | Bad::NonFinite(..)));
-        (msg, valid.then_some(Sm { kind, conv: c, utt: utterance, m, speaker }))
+        (
+            msg,
+            valid.then_some(Sm {
+                kind,
+                conv: c,
+                utt: utterance,
+                m,
+                speaker,
+            }),
+        )
     }
 
     fn step(&mut self, tag: usize, dt: u64, op: Op) -> Result<(), TestCaseError> {
@@ -206,7 +309,13 @@ impl Run {
             self.model.poll(self.now, &mut expected);
             let jobs = self.real.poll(self.now);
             if due.is_none_or(|d| d > self.now) {
-                prop_assert!(jobs.is_empty(), "poll at {} before next_deadline {:?} released {:?}", self.now, due, jobs);
+                prop_assert!(
+                    jobs.is_empty(),
+                    "poll at {} before next_deadline {:?} released {:?}",
+                    self.now,
+                    due,
+                    jobs
+                );
             }
             jobs
         } else {
@@ -233,12 +342,24 @@ impl Run {
                 Ok(())
             }
             (Op::Daemon(_), _) => Err(RejectReason::Unexpected),
-            (Op::Msg(.., What::Feat(m, ..) | What::Drop(m)), _) if !self.model.mods.has(Modality::ALL[m]) => Err(RejectReason::NoSuchModality),
+            (Op::Msg(.., What::Feat(m, ..) | What::Drop(m)), _) if !self.model.mods.has(Modality::ALL[m]) => {
+                Err(RejectReason::NoSuchModality)
+            }
             (Op::Msg(.., What::Feat(_, _, Bad::Len(_))), _) => Err(RejectReason::WrongLength),
             _ => Err(RejectReason::NonFinite),
         };
-        if want.is_ok() { expected.append(&mut out) } else { self.model.deferred.append(&mut out) }
-        prop_assert_eq!(r.as_ref().map(|_| ()).map_err(|e| e.reason), want, "message {}: {:?}", tag, msg);
+        if want.is_ok() {
+            expected.append(&mut out)
+        } else {
+            self.model.deferred.append(&mut out)
+        }
+        prop_assert_eq!(
+            r.as_ref().map(|_| ()).map_err(|e| e.reason),
+            want,
+            "message {}: {:?}",
+            tag,
+            msg
+        );
         self.answers[tag] = Some(want);
         Ok(r.unwrap_or_default())
     }
@@ -257,26 +378,53 @@ impl Run {
     }
 
     fn check_job(&mut self, job: &WindowJob) -> Result<Rel, TestCaseError> {
-        prop_assert!((1..=W).contains(&job.utterances.len()), "window of {} utterances", job.utterances.len());
+        prop_assert!(
+            (1..=W).contains(&job.utterances.len()),
+            "window of {} utterances",
+            job.utterances.len()
+        );
         let conv = self.ids.iter().position(|id| *id == job.conversation);
         let conv = conv.ok_or_else(|| TestCaseError::fail(format!("unknown conversation {}", job.conversation)))? as u8;
         let last = job.utterances.last().expect("non-empty").clone();
-        prop_assert!(self.closed.insert((conv, job.session, last.utterance)), "released twice: {:?}", job);
+        prop_assert!(
+            self.closed.insert((conv, job.session, last.utterance)),
+            "released twice: {:?}",
+            job
+        );
         let (owner, list) = self.sessions.entry(job.session).or_insert((conv, Vec::new()));
         prop_assert_eq!(*owner, conv, "session {} in two conversations", job.session);
         if let Some(prev) = list.last() {
-            prop_assert!(prev.utterance < last.utterance, "session {}: {} released after {}", job.session, last.utterance, prev.utterance);
+            prop_assert!(
+                prev.utterance < last.utterance,
+                "session {}: {} released after {}",
+                job.session,
+                last.utterance,
+                prev.utterance
+            );
         }
         list.push(last.clone());
         let window = &list[list.len().saturating_sub(W)..];
         prop_assert_eq!(&job.utterances[..], window, "session {} window", job.session);
         prop_assert_eq!(job.first_position, (list.len() - window.len()) as u64);
         let mut tags = [None; 3];
-        for (m, v) in last.features.iter().enumerate().filter_map(|(m, f)| Some((m, f.as_ref()?))) {
+        for (m, v) in last
+            .features
+            .iter()
+            .enumerate()
+            .filter_map(|(m, f)| Some((m, f.as_ref()?)))
+        {
             let tag = v.first().map_or(usize::MAX, |x| *x as usize / 8);
             let sent = self.log.get(tag).copied().flatten();
-            let right_slot = sent.is_some_and(|s| s.kind == Kind::Feat && (s.conv, s.utt, s.m) == (conv, last.utterance, m));
-            prop_assert!(right_slot, "modality {} of utterance {} holds {:?}, sent as {:?}", m, last.utterance, v, sent);
+            let right_slot =
+                sent.is_some_and(|s| s.kind == Kind::Feat && (s.conv, s.utt, s.m) == (conv, last.utterance, m));
+            prop_assert!(
+                right_slot,
+                "modality {} of utterance {} holds {:?}, sent as {:?}",
+                m,
+                last.utterance,
+                v,
+                sent
+            );
             prop_assert_eq!(v, &tagged(tag, self.size(m)));
             prop_assert!(self.released.insert(tag), "message {} released twice", tag);
             tags[m] = Some(tag);
@@ -291,7 +439,10 @@ impl Run {
         prop_assert!(self.real.open_utterances() <= s.max_conversations * s.max_open_utterances);
         prop_assert_eq!(self.real.counters(), self.model.k);
         prop_assert_eq!(self.real.open_conversations(), self.model.convs.len());
-        prop_assert_eq!(self.real.open_utterances(), self.model.convs.values().map(|c| c.open.len()).sum::<usize>());
+        prop_assert_eq!(
+            self.real.open_utterances(),
+            self.model.convs.values().map(|c| c.open.len()).sum::<usize>()
+        );
         Ok(())
     }
 
@@ -310,7 +461,11 @@ impl Run {
                 Some(Ok(())) if is_feat(tag) => prop_assert!(released, "message {} accepted, never released", tag),
                 Some(Err(r)) if released => {
                     prop_assert_eq!(*r, RejectReason::Late, "message {} refused, yet released", tag);
-                    prop_assert!(self.model.replayed.contains(&tag), "message {} refused, released, not replayed", tag);
+                    prop_assert!(
+                        self.model.replayed.contains(&tag),
+                        "message {} refused, released, not replayed",
+                        tag
+                    );
                 }
                 _ => {}
             }
@@ -325,13 +480,27 @@ impl Run {
 
 // ---- the test -------------------------------------------------------------------------------
 
-
 /// What a run exercised: counters, rejection reasons, full windows.
 fn tally(totals: &mut BTreeMap<String, u64>, run: &Run) {
     let k = run.real.counters();
-    let full = run.sessions.values().map(|(_, l)| l.len().saturating_sub(W - 1) as u64).sum();
-    let counts = [("restarts", k.restarts), ("late_replayed", k.late_replayed), ("evicted", k.evicted), ("empty", k.empty_utterances), ("full windows", full)];
-    let reasons = run.answers.iter().flatten().filter_map(|a| a.err()).map(|r| (format!("{r:?}"), 1));
+    let full = run
+        .sessions
+        .values()
+        .map(|(_, l)| l.len().saturating_sub(W - 1) as u64)
+        .sum();
+    let counts = [
+        ("restarts", k.restarts),
+        ("late_replayed", k.late_replayed),
+        ("evicted", k.evicted),
+        ("empty", k.empty_utterances),
+        ("full windows", full),
+    ];
+    let reasons = run
+        .answers
+        .iter()
+        .flatten()
+        .filter_map(|a| a.err())
+        .map(|r| (format!("{r:?}"), 1));
     for (name, n) in counts.into_iter().map(|(name, n)| (name.to_string(), n)).chain(reasons) {
         *totals.entry(name).or_default() += n;
     }
@@ -356,7 +525,23 @@ fn random_traffic_keeps_the_assembly_rules() {
     }
     let totals = totals.into_inner();
     eprintln!("exercised: {totals:?}");
-    for what in ["restarts", "late_replayed", "evicted", "empty", "full windows", "Late", "Duplicate", "Capacity", "WrongLength", "NonFinite", "Unexpected", "NoSuchModality"] {
-        assert!(totals.get(what).is_some_and(|&n| n > 0), "never exercised: {what} ({totals:?})");
+    for what in [
+        "restarts",
+        "late_replayed",
+        "evicted",
+        "empty",
+        "full windows",
+        "Late",
+        "Duplicate",
+        "Capacity",
+        "WrongLength",
+        "NonFinite",
+        "Unexpected",
+        "NoSuchModality",
+    ] {
+        assert!(
+            totals.get(what).is_some_and(|&n| n > 0),
+            "never exercised: {what} ({totals:?})"
+        );
     }
 }

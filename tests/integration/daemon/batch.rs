@@ -5,7 +5,6 @@
 //! with `max_batch = 1` for every window (probabilities and regression within 1e-6; the test
 //! prints the largest difference, 0 when bitwise equal).
 
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,12 +13,14 @@ use std::time::Duration;
 
 use crate::util::replay::{replay_options, sent_masks, start_unix};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
+use gsdnet_edge::client::replay::{self, ReplayOptions};
 use gsdnet_edge::daemon::assembly::{ClosedUtterance, WindowJob};
-use gsdnet_edge::daemon::inference::{InferencePolicy, InferenceThread, JobQueue, RunError, WatchdogPolicy, WindowRunner};
+use gsdnet_edge::daemon::inference::{
+    InferencePolicy, InferenceThread, JobQueue, RunError, WatchdogPolicy, WindowRunner,
+};
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
-use gsdnet_edge::client::replay::{self, ReplayOptions};
 use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::daemon::stats::Stats;
 use gsdnet_edge::model::Model;
@@ -37,11 +38,22 @@ fn repo() -> PathBuf {
 }
 
 fn job(conv: &str, utterances: Vec<ClosedUtterance>) -> WindowJob {
-    WindowJob { conversation: conversation_id(conv).unwrap(), session: 1, first_position: 0, utterances }
+    WindowJob {
+        conversation: conversation_id(conv).unwrap(),
+        session: 1,
+        first_position: 0,
+        utterances,
+    }
 }
 
 fn policy() -> InferencePolicy {
-    InferencePolicy { watchdog: WatchdogPolicy { heartbeat: Duration::from_millis(50), max_consecutive_errors: 100 }, batch_latency: Duration::from_secs(60) }
+    InferencePolicy {
+        watchdog: WatchdogPolicy {
+            heartbeat: Duration::from_millis(50),
+            max_consecutive_errors: 100,
+        },
+        batch_latency: Duration::from_secs(60),
+    }
 }
 
 /// Pushes `jobs` before the thread starts (so its first batch takes as many as `max_batch`
@@ -78,7 +90,11 @@ impl WindowRunner for BatchMock {
     }
     fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
         let names = ["negative", "positive"];
-        Ok(job.utterances.iter().map(|u| daemon_result(u.utterance, &names)).collect())
+        Ok(job
+            .utterances
+            .iter()
+            .map(|u| daemon_result(u.utterance, &names))
+            .collect())
     }
     fn max_batch(&self) -> usize {
         self.max
@@ -104,31 +120,71 @@ fn daemon_result(utterance: u32, names: &[&str]) -> UtteranceResult {
 }
 
 fn utt(id: u32) -> ClosedUtterance {
-    ClosedUtterance { utterance: id, speaker: 0, features: [Some(vec![0.0]), None, None] }
+    ClosedUtterance {
+        utterance: id,
+        speaker: 0,
+        features: [Some(vec![0.0]), None, None],
+    }
 }
 
 #[test]
 fn a_batch_publishes_one_result_per_job_in_job_order() {
     let sizes = Arc::new(Mutex::new(Vec::new()));
     let jobs: Vec<WindowJob> = (0..5).map(|i| job(&format!("c{i}"), vec![utt(i)])).collect();
-    let (out, stats) = run_thread(Box::new(BatchMock { max: 8, sizes: Arc::clone(&sizes) }), jobs);
+    let (out, stats) = run_thread(
+        Box::new(BatchMock {
+            max: 8,
+            sizes: Arc::clone(&sizes),
+        }),
+        jobs,
+    );
     assert_eq!(*sizes.lock().unwrap(), [5]);
-    let order: Vec<(String, u32)> = out.iter().map(|r| (r.conversation.to_string(), r.closed_utterance)).collect();
+    let order: Vec<(String, u32)> = out
+        .iter()
+        .map(|r| (r.conversation.to_string(), r.closed_utterance))
+        .collect();
     assert_eq!(order, (0..5).map(|i| (format!("c{i}"), i)).collect::<Vec<_>>());
-    assert!(out.iter().all(|r| r.latency_us == out[0].latency_us), "one batch: one run time");
-    assert_eq!((stats.batches_run.load(Relaxed), stats.windows_batched.load(Relaxed), stats.windows_run.load(Relaxed)), (1, 5, 5));
+    assert!(
+        out.iter().all(|r| r.latency_us == out[0].latency_us),
+        "one batch: one run time"
+    );
+    assert_eq!(
+        (
+            stats.batches_run.load(Relaxed),
+            stats.windows_batched.load(Relaxed),
+            stats.windows_run.load(Relaxed)
+        ),
+        (1, 5, 5)
+    );
 }
 
 #[test]
 fn an_engine_error_fails_only_its_batch() {
     let sizes = Arc::new(Mutex::new(Vec::new()));
     let names = ["a", "boom", "b", "c", "d"];
-    let jobs: Vec<WindowJob> = names.iter().enumerate().map(|(i, c)| job(c, vec![utt(i as u32)])).collect();
-    let (out, stats) = run_thread(Box::new(BatchMock { max: 3, sizes: Arc::clone(&sizes) }), jobs);
+    let jobs: Vec<WindowJob> = names
+        .iter()
+        .enumerate()
+        .map(|(i, c)| job(c, vec![utt(i as u32)]))
+        .collect();
+    let (out, stats) = run_thread(
+        Box::new(BatchMock {
+            max: 3,
+            sizes: Arc::clone(&sizes),
+        }),
+        jobs,
+    );
     assert_eq!(*sizes.lock().unwrap(), [3, 2]);
     let published: Vec<String> = out.iter().map(|r| r.conversation.to_string()).collect();
     assert_eq!(published, ["c", "d"]);
-    assert_eq!((stats.inference_errors.load(Relaxed), stats.windows_run.load(Relaxed), stats.batches_run.load(Relaxed)), (3, 2, 2));
+    assert_eq!(
+        (
+            stats.inference_errors.load(Relaxed),
+            stats.windows_run.load(Relaxed),
+            stats.batches_run.load(Relaxed)
+        ),
+        (3, 2, 2)
+    );
 }
 
 #[test]
@@ -143,25 +199,53 @@ fn a_runner_without_batching_still_gets_one_window_at_a_time() {
         }
         fn run(&mut self, job: &WindowJob) -> Result<Vec<UtteranceResult>, RunError> {
             self.0.lock().unwrap().push(job.utterances.len());
-            Ok(job.utterances.iter().map(|u| daemon_result(u.utterance, &["negative", "positive"])).collect())
+            Ok(job
+                .utterances
+                .iter()
+                .map(|u| daemon_result(u.utterance, &["negative", "positive"]))
+                .collect())
         }
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let jobs: Vec<WindowJob> = (0..4).map(|i| job(&format!("c{i}"), vec![utt(i)])).collect();
     let (out, stats) = run_thread(Box::new(Single(Arc::clone(&seen))), jobs);
-    assert_eq!((out.len(), stats.batches_run.load(Relaxed), stats.windows_batched.load(Relaxed)), (4, 4, 0));
+    assert_eq!(
+        (
+            out.len(),
+            stats.batches_run.load(Relaxed),
+            stats.windows_batched.load(Relaxed)
+        ),
+        (4, 4, 0)
+    );
     assert_eq!(seen.lock().unwrap().len(), 4, "through `run`, one job each");
 }
 
 fn val_recording() -> Recording {
     let file = repo().join("data/mosi-val.gsdrec");
-    let path = if file.is_file() { file } else { repo().join("../shared/data/cmu-mosi/val") };
+    let path = if file.is_file() {
+        file
+    } else {
+        repo().join("../shared/data/cmu-mosi/val")
+    };
     gsdnet_edge::dataset::load(&path).unwrap_or_else(|e| panic!("val data at {}: {e}", path.display()))
 }
 
 fn pipeline(max_batch: usize) -> Pipeline {
-    let model = Model::load(&repo().join("models/gsdnet-mosi"), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions { steps: STEPS, max_batch, ..Default::default() }).unwrap()
+    let model = Model::load(
+        &repo().join("models/gsdnet-mosi"),
+        BackendKind::Tract,
+        &BackendOptions::default(),
+    )
+    .unwrap();
+    Pipeline::new(
+        model,
+        &gsdnet_edge::pipeline::PipelineOptions {
+            steps: STEPS,
+            max_batch,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn runner(max_batch: usize) -> PipelineRunner {
@@ -178,7 +262,11 @@ fn window_of(conv: &Conversation, closed: u32, avail: &dyn Fn(u32) -> u8) -> Win
         .map(|u| {
             let bits = avail(u.position);
             let features = std::array::from_fn(|m| u.features[m].clone().filter(|_| bits & (1 << m) != 0));
-            ClosedUtterance { utterance: u.position, speaker: u.speaker as u16, features }
+            ClosedUtterance {
+                utterance: u.position,
+                speaker: u.speaker as u16,
+                features,
+            }
         })
         .collect();
     job(&conv.id, utterances)
@@ -189,7 +277,11 @@ fn max_diff(a: &[UtteranceResult], b: &[UtteranceResult], what: &str) -> f32 {
     assert_eq!(a.len(), b.len(), "{what}");
     let mut d = 0f32;
     for (x, y) in a.iter().zip(b) {
-        assert_eq!((x.utterance, x.avail, x.label, &x.label_name), (y.utterance, y.avail, y.label, &y.label_name), "{what}");
+        assert_eq!(
+            (x.utterance, x.avail, x.label, &x.label_name),
+            (y.utterance, y.avail, y.label, &y.label_name),
+            "{what}"
+        );
         for (p, q) in x.probs.iter().zip(y.probs.iter()) {
             d = d.max((p - q).abs());
         }
@@ -217,19 +309,46 @@ fn bad_windows_in_a_batch_fail_alone_and_the_rest_equal_single_runs() {
     short.utterances[0].features[0].as_mut().unwrap().pop();
     let mut long = window_of(&rec.conversations[6], 0, &all);
     long.conversation = conversation_id("long").unwrap();
-    long.utterances = (0..65).map(|i| ClosedUtterance { utterance: i, ..long.utterances[0].clone() }).collect();
-    let jobs = vec![good[0].clone(), nan, good[1].clone(), short, long, good[2].clone(), good[3].clone()];
+    long.utterances = (0..65)
+        .map(|i| ClosedUtterance {
+            utterance: i,
+            ..long.utterances[0].clone()
+        })
+        .collect();
+    let jobs = vec![
+        good[0].clone(),
+        nan,
+        good[1].clone(),
+        short,
+        long,
+        good[2].clone(),
+        good[3].clone(),
+    ];
 
     let mut single = runner(1);
     let want: Vec<Vec<UtteranceResult>> = good.iter().map(|j| single.run(j).unwrap()).collect();
     let direct = runner(8).run_batch(&jobs);
-    assert_eq!(direct.iter().map(Result::is_ok).collect::<Vec<_>>(), [true, false, true, false, false, true, true]);
+    assert_eq!(
+        direct.iter().map(Result::is_ok).collect::<Vec<_>>(),
+        [true, false, true, false, false, true, true]
+    );
 
     let (out, stats) = run_thread(Box::new(runner(8)), jobs);
-    assert_eq!((stats.batches_run.load(Relaxed), stats.windows_batched.load(Relaxed)), (1, 7), "one batch of seven");
-    assert_eq!((stats.inference_errors.load(Relaxed), stats.windows_run.load(Relaxed)), (3, 4));
+    assert_eq!(
+        (stats.batches_run.load(Relaxed), stats.windows_batched.load(Relaxed)),
+        (1, 7),
+        "one batch of seven"
+    );
+    assert_eq!(
+        (stats.inference_errors.load(Relaxed), stats.windows_run.load(Relaxed)),
+        (3, 4)
+    );
     let published: Vec<String> = out.iter().map(|r| r.conversation.to_string()).collect();
-    assert_eq!(published, good.iter().map(|j| j.conversation.to_string()).collect::<Vec<_>>(), "job order, bad ones left out");
+    assert_eq!(
+        published,
+        good.iter().map(|j| j.conversation.to_string()).collect::<Vec<_>>(),
+        "job order, bad ones left out"
+    );
     let mut worst = 0f32;
     for (r, w) in out.iter().zip(&want) {
         worst = worst.max(max_diff(&r.utterances, w, &r.conversation));
@@ -260,10 +379,17 @@ async fn serve_concurrently(rec: &Recording, max_batch: usize) -> (Published, Ar
     let mut d = start_unix(pipeline(max_batch), SEED, 0, options(model)).await;
     // One utterance per sensor every 25 ms: about the thread's capacity with eight sensors, so
     // batches of every size form and most windows are published rather than superseded.
-    let opts = ReplayOptions { interval_ms: 25, drops: Vec::new(), mask: Some((0.3, SEED, mods)), modalities: Some(mods) };
+    let opts = ReplayOptions {
+        interval_ms: 25,
+        drops: Vec::new(),
+        mask: Some((0.3, SEED, mods)),
+        modalities: Some(mods),
+    };
     let mut writers = Vec::new();
     for s in 0..8 {
-        let share = Recording { conversations: rec.conversations.iter().skip(s).step_by(8).cloned().collect() };
+        let share = Recording {
+            conversations: rec.conversations.iter().skip(s).step_by(8).cloned().collect(),
+        };
         let steps = replay::plan(&share, &opts).unwrap();
         let mut sensor = d.connect().await;
         writers.push(tokio::spawn(async move {
@@ -271,10 +397,17 @@ async fn serve_concurrently(rec: &Recording, max_batch: usize) -> (Published, Ar
             sensor
         }));
     }
-    let last: HashMap<String, u32> = rec.conversations.iter().map(|c| (c.id.clone(), c.utterances.last().unwrap().position)).collect();
+    let last: HashMap<String, u32> = rec
+        .conversations
+        .iter()
+        .map(|c| (c.id.clone(), c.utterances.last().unwrap().position))
+        .collect();
     let (mut dec, mut buf, mut got, mut finals) = (FrameDecoder::default(), vec![0u8; 65536], Published::new(), 0usize);
     while finals < last.len() {
-        let n = tokio::time::timeout(Duration::from_secs(120), d.sub.read(&mut buf)).await.expect("results stopped").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(120), d.sub.read(&mut buf))
+            .await
+            .expect("results stopped")
+            .unwrap();
         assert!(n > 0, "daemon closed the subscriber stream");
         for m in dec.feed(&buf[..n]) {
             if let Message::Result(r) = m.unwrap() {
@@ -298,19 +431,35 @@ async fn futures_join<T>(hs: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_conversations_batched_equal_one_window_at_a_time() {
     let rec = val_recording();
-    assert!(rec.conversations.iter().all(|c| c.utterances.len() <= 64), "each val video fits one window");
+    assert!(
+        rec.conversations.iter().all(|c| c.utterances.len() <= 64),
+        "each val video fits one window"
+    );
     let (batched, stats8) = serve_concurrently(&rec, 8).await;
     let (single, stats1) = serve_concurrently(&rec, 1).await;
-    assert!(stats8.windows_batched.load(Relaxed) > 0, "eight sensors at full speed: some windows ran in batches");
-    assert!(stats8.batches_run.load(Relaxed) < stats8.windows_run.load(Relaxed) + stats8.inference_errors.load(Relaxed));
-    assert_eq!((stats1.windows_batched.load(Relaxed), stats8.inference_errors.load(Relaxed)), (0, 0));
+    assert!(
+        stats8.windows_batched.load(Relaxed) > 0,
+        "eight sensors at full speed: some windows ran in batches"
+    );
+    assert!(
+        stats8.batches_run.load(Relaxed) < stats8.windows_run.load(Relaxed) + stats8.inference_errors.load(Relaxed)
+    );
+    assert_eq!(
+        (
+            stats1.windows_batched.load(Relaxed),
+            stats8.inference_errors.load(Relaxed)
+        ),
+        (0, 0)
+    );
     // Every window the batched daemon published equals one run of it alone...
     let by_id: HashMap<&str, &Conversation> = rec.conversations.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut alone = runner(1);
     let (mut worst, mut common) = (0f32, 0usize);
     for ((conv, closed), utts) in &batched {
         let avail: HashMap<u32, u8> = utts.iter().map(|u| (u.utterance, u.avail)).collect();
-        let want = alone.run(&window_of(by_id[conv.as_str()], *closed, &|p| avail[&p])).unwrap();
+        let want = alone
+            .run(&window_of(by_id[conv.as_str()], *closed, &|p| avail[&p]))
+            .unwrap();
         worst = worst.max(max_diff(utts, &want, conv));
         // ...and what the max_batch = 1 daemon published for the same window.
         if let Some(other) = single.get(&(conv.clone(), *closed)) {
@@ -318,11 +467,24 @@ async fn concurrent_conversations_batched_equal_one_window_at_a_time() {
             common += 1;
         }
     }
-    let masks = sent_masks(&replay::plan(&rec, &ReplayOptions { mask: Some((0.3, SEED, pipeline(1).model().manifest.modalities)), ..Default::default() }).unwrap());
+    let masks = sent_masks(
+        &replay::plan(
+            &rec,
+            &ReplayOptions {
+                mask: Some((0.3, SEED, pipeline(1).model().manifest.modalities)),
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
     for ((conv, _), utts) in &batched {
         for u in utts {
             let sent = masks[&(conv.clone(), u.utterance)];
-            assert_eq!(u.avail, sent.iter().enumerate().map(|(m, &x)| u8::from(x) << m).sum::<u8>(), "{conv}: published what was sent");
+            assert_eq!(
+                u.avail,
+                sent.iter().enumerate().map(|(m, &x)| u8::from(x) << m).sum::<u8>(),
+                "{conv}: published what was sent"
+            );
         }
     }
     eprintln!(
@@ -331,6 +493,9 @@ async fn concurrent_conversations_batched_equal_one_window_at_a_time() {
         stats8.windows_batched.load(Relaxed),
         stats8.batches_run.load(Relaxed)
     );
-    assert!(common >= rec.conversations.len(), "at least every final window is in both");
+    assert!(
+        common >= rec.conversations.len(),
+        "at least every final window is in both"
+    );
     assert!(worst <= 1e-6, "{worst}");
 }

@@ -11,17 +11,16 @@
 //! Skipped where `../shared/data/iemocap` is absent (academic licence: never in the repository)
 //! or before the frontend set-up.
 
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::util::iemocap;
 use crate::util::replay::{replay_options, sent_masks, serial_rig, start, start_unix, subscribe, SerialRig};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
+use gsdnet_edge::client::replay::{self, DropSpan, ReplayOptions, Step};
 use gsdnet_edge::config::Windowing;
 use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::model_info::ServedModel;
-use gsdnet_edge::client::replay::{self, DropSpan, ReplayOptions, Step};
 use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, Scenario};
@@ -60,7 +59,11 @@ fn pipeline() -> Pipeline {
 }
 
 fn options(window: usize, deadline_ms: u64) -> ServeOptions {
-    let base = replay_options(ServedModel::from_manifest(&pipeline().model().manifest).unwrap(), window, deadline_ms);
+    let base = replay_options(
+        ServedModel::from_manifest(&pipeline().model().manifest).unwrap(),
+        window,
+        deadline_ms,
+    );
     ServeOptions {
         assembly: AssemblySettings {
             windowing: Windowing::Chunked,
@@ -91,12 +94,18 @@ fn expected(rec: &Recording, masks: &HashMap<(String, u32), [bool; 3]>, scenario
     let mut out = HashMap::new();
     for c in &rec.conversations {
         for (b, block) in c.utterances.chunks(w).enumerate() {
-            let avail: Vec<[bool; 3]> = block.iter().map(|u| masks.get(&(c.id.clone(), u.position)).copied().unwrap_or_default()).collect();
+            let avail: Vec<[bool; 3]> = block
+                .iter()
+                .map(|u| masks.get(&(c.id.clone(), u.position)).copied().unwrap_or_default())
+                .collect();
             let window = Window {
                 utterances: block
                     .iter()
                     .zip(&avail)
-                    .map(|(u, a)| Utterance { speaker: u.speaker, features: std::array::from_fn(|m| u.features[m].as_deref().filter(|_| a[m])) })
+                    .map(|(u, a)| Utterance {
+                        speaker: u.speaker,
+                        features: std::array::from_fn(|m| u.features[m].as_deref().filter(|_| a[m])),
+                    })
                     .collect(),
             };
             let mut noise = SeededNoise::for_window(SEED, scenario, &c.id, b as u64);
@@ -157,11 +166,22 @@ fn assert_same(got: &Finals, want: &Finals) {
         let ids = |v: &[UtteranceResult]| v.iter().map(|u| u.utterance).collect::<Vec<_>>();
         assert_eq!(ids(g), ids(w), "{key:?}: the block's utterances");
         for (a, b) in g.iter().zip(w) {
-            assert_eq!((a.label, &a.label_name), (b.label, &b.label_name), "{key:?} utterance {}", a.utterance);
+            assert_eq!(
+                (a.label, &a.label_name),
+                (b.label, &b.label_name),
+                "{key:?} utterance {}",
+                a.utterance
+            );
             assert_eq!(a.probs.len(), 6, "{key:?}: six emotions");
             assert!(a.reg.is_none(), "the IEMOCAP model has no regression head");
             for (x, y) in a.probs.iter().zip(&b.probs) {
-                assert!((x - y).abs() <= 1e-6, "{key:?} utterance {}: {:?} vs {:?}", a.utterance, a.probs, b.probs);
+                assert!(
+                    (x - y).abs() <= 1e-6,
+                    "{key:?} utterance {}: {:?} vs {:?}",
+                    a.utterance,
+                    a.probs,
+                    b.probs
+                );
             }
         }
     }
@@ -172,7 +192,11 @@ fn scores(rec: &Recording, got: &Finals) -> (f64, f64) {
     let label: HashMap<(String, u32), u32> = rec
         .conversations
         .iter()
-        .flat_map(|c| c.utterances.iter().map(move |u| ((c.id.clone(), u.position), u.label.unwrap())))
+        .flat_map(|c| {
+            c.utterances
+                .iter()
+                .map(move |u| ((c.id.clone(), u.position), u.label.unwrap()))
+        })
         .collect();
     let (mut pred, mut truth) = (Vec::new(), Vec::new());
     for ((conv, _), utts) in got {
@@ -188,11 +212,24 @@ fn scores(rec: &Recording, got: &Finals) -> (f64, f64) {
 async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
     let Some(rec) = val(None) else { return };
     let w = pipeline().model().manifest.dims.window;
-    assert!(rec.conversations.iter().any(|c| c.utterances.len() > w), "some dialogues span several blocks");
-    assert!(rec.conversations.iter().all(|c| c.utterances.iter().any(|u| u.speaker == 1)), "dyadic: two speakers each");
+    assert!(
+        rec.conversations.iter().any(|c| c.utterances.len() > w),
+        "some dialogues span several blocks"
+    );
+    assert!(
+        rec.conversations
+            .iter()
+            .all(|c| c.utterances.iter().any(|u| u.speaker == 1)),
+        "dyadic: two speakers each"
+    );
     let (rate, mods) = (0.3, pipeline().model().manifest.modalities);
     let scenario = Scenario::Rate(rate);
-    let opts = ReplayOptions { interval_ms: 1000, drops: Vec::new(), mask: Some((rate, SEED, mods)), modalities: Some(mods) };
+    let opts = ReplayOptions {
+        interval_ms: 1000,
+        drops: Vec::new(),
+        mask: Some((rate, SEED, mods)),
+        modalities: Some(mods),
+    };
     let steps = replay::plan(&rec, &opts).unwrap();
     let want = expected(&rec, &sent_masks(&steps), scenario.key());
 
@@ -202,35 +239,69 @@ async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
     d.stop().await;
     assert_same(&got, &want);
 
-    let cfg = EvalConfig { completions: vec![Completion::Gsdnet.into()], seeds: vec![SEED], scenarios: vec![scenario], threads: 1 };
+    let cfg = EvalConfig {
+        completions: vec![Completion::Gsdnet.into()],
+        seeds: vec![SEED],
+        scenarios: vec![scenario],
+        threads: 1,
+    };
     let rows = eval::evaluate(&rec, &cfg, &|| Ok(pipeline()), &|_| {}).unwrap();
     let (acc, f1) = scores(&rec, &got);
     assert_eq!(rows[0].n, rec.n_utterances());
-    assert!((acc - rows[0].accuracy).abs() < 1e-12, "accuracy {acc} vs eval {}", rows[0].accuracy);
-    assert!((f1 - rows[0].f1_weighted).abs() < 1e-12, "weighted F1 {f1} vs eval {}", rows[0].f1_weighted);
+    assert!(
+        (acc - rows[0].accuracy).abs() < 1e-12,
+        "accuracy {acc} vs eval {}",
+        rows[0].accuracy
+    );
+    assert!(
+        (f1 - rows[0].f1_weighted).abs() < 1e-12,
+        "weighted F1 {f1} vs eval {}",
+        rows[0].f1_weighted
+    );
 }
 
 #[tokio::test]
 async fn serial_replay_with_mic_and_text_outages_equals_the_pipeline() {
     // The six longest dialogues (several blocks each) keep the real-clock run short.
     let Some(rec) = val(Some(6)) else { return };
-    let (w, mods) = (pipeline().model().manifest.dims.window, pipeline().model().manifest.modalities);
+    let (w, mods) = (
+        pipeline().model().manifest.dims.window,
+        pipeline().model().manifest.modalities,
+    );
     // One utterance per second: microphone out 30-200 s, transcripts (ASR) out 240-400 s. The
     // spans do not overlap: with two modalities an utterance in both would carry nothing, and
     // the daemon skips such an utterance (counted `empty_utterances`) where eval's masks never
     // make one.
     let drops = vec![
-        DropSpan { modality: Modality::Audio, from_s: 30.0, to_s: 200.0 },
-        DropSpan { modality: Modality::Text, from_s: 240.0, to_s: 400.0 },
+        DropSpan {
+            modality: Modality::Audio,
+            from_s: 30.0,
+            to_s: 200.0,
+        },
+        DropSpan {
+            modality: Modality::Text,
+            from_s: 240.0,
+            to_s: 400.0,
+        },
     ];
-    let opts = ReplayOptions { interval_ms: 1000, drops, mask: None, modalities: Some(mods) };
+    let opts = ReplayOptions {
+        interval_ms: 1000,
+        drops,
+        mask: None,
+        modalities: Some(mods),
+    };
     let steps = replay::plan(&rec, &opts).unwrap();
     let masks = sent_masks(&steps);
     assert!(masks.values().any(|a| *a == [true, false, false]) && masks.values().any(|a| *a == [false, true, false]));
     assert_eq!(masks.len(), rec.n_utterances(), "every utterance keeps a modality");
     let want = expected(&rec, &masks, 0);
 
-    let SerialRig { endpoints, mut port, path, _dir } = serial_rig();
+    let SerialRig {
+        endpoints,
+        mut port,
+        path,
+        _dir,
+    } = serial_rig();
     let (stop, h) = start(pipeline(), SEED, endpoints, 0, options(w, 60_000)).await;
     let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
     subscribe(&mut sub).await;

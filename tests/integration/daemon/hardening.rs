@@ -5,7 +5,6 @@
 //! sensor, and shutdown with work still open. Real clock throughout: a paused clock advances
 //! while the inference thread works, so it would fire the tests' own time limits.
 
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +14,9 @@ use gsdnet_edge::daemon::inference::{RunError, WindowRunner};
 use gsdnet_edge::daemon::notify::{MemoryNotifier, Notifier};
 use gsdnet_edge::daemon::server::{serve, Endpoints};
 use gsdnet_edge::io::serial::SerialInput;
-use gsdnet_edge::protocol::{encode_frame, Boundary, ConversationId, Features, Message, Modality, RejectReason, UtteranceResult, WindowResult};
+use gsdnet_edge::protocol::{
+    encode_frame, Boundary, ConversationId, Features, Message, Modality, RejectReason, UtteranceResult, WindowResult,
+};
 use tokio::io::AsyncWriteExt;
 
 async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -64,12 +65,23 @@ async fn a_sensor_that_restarts_its_ids_without_reset_is_served_again() {
     for utt in 0..3 {
         utterance(&mut sensor, "robot", utt, 10.0 + utt as f32).await;
         let r = within(5, "after the restart", result_for(&mut sub, "robot", utt)).await;
-        assert_eq!(r.utterances.len(), utt as usize + 1, "a new session: its window starts empty");
-        assert_eq!(r.utterances.last().map(|u| (u.avail, u.reg)), Some((7, Some(10.0 + utt as f32))));
+        assert_eq!(
+            r.utterances.len(),
+            utt as usize + 1,
+            "a new session: its window starts empty"
+        );
+        assert_eq!(
+            r.utterances.last().map(|u| (u.avail, u.reg)),
+            Some((7, Some(10.0 + utt as f32)))
+        );
     }
     let h = sub.health().await;
     assert_eq!((h.conversation_restarts, h.late_replayed), (1, 2), "{h:?}");
-    assert_eq!(rejected(&sub.status().await, RejectReason::Late), 2, "refused at arrival, then replayed");
+    assert_eq!(
+        rejected(&sub.status().await, RejectReason::Late),
+        2,
+        "refused at arrival, then replayed"
+    );
     daemon.shutdown().await;
 }
 
@@ -83,7 +95,9 @@ async fn clients_that_do_not_read_are_dropped_and_cannot_hang_shutdown() {
     let mut sub = connect(&path).await;
     sub.send(&Message::Subscribe).await;
     let _ = sub.status().await;
-    let burst: Vec<u8> = (0..20_000).flat_map(|_| encode_frame(&Message::StatusRequest)).collect();
+    let burst: Vec<u8> = (0..20_000)
+        .flat_map(|_| encode_frame(&Message::StatusRequest))
+        .collect();
     let mut hogs = Vec::new();
     for _ in 0..6 {
         let mut hog = tokio::net::UnixStream::connect(&path).await.unwrap();
@@ -97,7 +111,12 @@ async fn clients_that_do_not_read_are_dropped_and_cannot_hang_shutdown() {
     let mut sensor = connect(&path).await;
     for utt in 0..3 {
         utterance(&mut sensor, "talk", utt, 1.0).await;
-        within(10, "results next to non-reading clients", result_for(&mut sub, "talk", utt)).await;
+        within(
+            10,
+            "results next to non-reading clients",
+            result_for(&mut sub, "talk", utt),
+        )
+        .await;
     }
     let mut slow = 0;
     for _ in 0..100 {
@@ -130,7 +149,12 @@ async fn made_up_conversations_cannot_take_every_slot() {
     sub.send(&Message::Subscribe).await;
     let mut squatter = connect(&path).await;
     for i in 0..8 {
-        let b = Boundary { conversation: ConversationId::try_from(format!("fake{i}").as_str()).unwrap(), utterance: 0, speaker: 0, timestamp_us: 0 };
+        let b = Boundary {
+            conversation: ConversationId::try_from(format!("fake{i}").as_str()).unwrap(),
+            utterance: 0,
+            speaker: 0,
+            timestamp_us: 0,
+        };
         squatter.send(&Message::UtteranceStart(b)).await;
     }
     let _ = squatter.status().await;
@@ -178,8 +202,14 @@ async fn conversation_ids_with_control_characters_are_malformed_and_logs_stay_on
     assert_eq!(s.frames_accepted, 0);
     daemon.shutdown().await;
     let lines = LOGS.0.lock().unwrap().clone();
-    assert!(lines.iter().any(|l| l.contains("control character")), "the rejection was logged: {lines:?}");
-    assert!(lines.iter().all(|l| !l.contains('\n') && !l.contains('\r')), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("control character")),
+        "the rejection was logged: {lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains('\n') && !l.contains('\r')),
+        "{lines:?}"
+    );
 }
 
 /// Fails every window of conversations named "bad...", runs the rest like `MockRunner`.
@@ -211,8 +241,17 @@ async fn an_engine_that_keeps_failing_stops_feeding_the_watchdog() {
     let notifier = Arc::new(MemoryNotifier::default());
     let n: Arc<dyn Notifier> = notifier.clone();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let endpoints = Endpoints { unix: vec![listener], ..Default::default() };
-    let handle = tokio::spawn(async move { serve(endpoints, Box::new(FlakyRunner), opts, n, async { let _ = stop_rx.await; }).await.map(|_| ()) });
+    let endpoints = Endpoints {
+        unix: vec![listener],
+        ..Default::default()
+    };
+    let handle = tokio::spawn(async move {
+        serve(endpoints, Box::new(FlakyRunner), opts, n, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .map(|_| ())
+    });
     let mut c = connect(&path).await;
     c.send(&Message::Subscribe).await;
     // Three conversations, so that no failing window supersedes another in the queue.
@@ -231,7 +270,11 @@ async fn an_engine_that_keeps_failing_stops_feeding_the_watchdog() {
     let before = notifier.watchdog_pings();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(notifier.watchdog_pings(), before, "no ping while the engine fails");
-    assert!(notifier.events().iter().any(|e| e.contains("watchdog stopped")), "{:?}", notifier.events());
+    assert!(
+        notifier.events().iter().any(|e| e.contains("watchdog stopped")),
+        "{:?}",
+        notifier.events()
+    );
     // One good window and the pings resume.
     utterance(&mut c, "good", 0, 1.0).await;
     within(5, "good result", result_for(&mut c, "good", 0)).await;
@@ -245,19 +288,37 @@ async fn an_engine_that_keeps_failing_stops_feeding_the_watchdog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_over_many_connections_is_limited_as_a_whole_and_serial_is_not_starved() {
     let (daemon_end, test_end) = tokio_serial::SerialStream::pair().expect("pty pair");
-    let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
+    let serial = SerialInput {
+        name: "serial:pty".into(),
+        stream: Some(daemon_end),
+        reopen: None,
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.sock");
     let unix = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
     let mut opts = options();
     opts.limits.total_frames_per_second = 100;
     opts.limits.total_burst = 100;
-    let daemon = start(Endpoints { unix: vec![unix], serial: vec![serial], ..Default::default() }, opts).await;
+    let daemon = start(
+        Endpoints {
+            unix: vec![unix],
+            serial: vec![serial],
+            ..Default::default()
+        },
+        opts,
+    )
+    .await;
     let mut port = Client::new(test_end);
     port.send(&Message::Subscribe).await;
     let _ = port.status().await;
     // Eight connections, each well within its own rate, together far beyond the total.
-    let frames: Vec<u8> = (0..200).flat_map(|i| encode_frame(&Message::Reset { conversation: ConversationId::try_from(format!("f{i}").as_str()).unwrap() })).collect();
+    let frames: Vec<u8> = (0..200)
+        .flat_map(|i| {
+            encode_frame(&Message::Reset {
+                conversation: ConversationId::try_from(format!("f{i}").as_str()).unwrap(),
+            })
+        })
+        .collect();
     let started = std::time::Instant::now();
     let mut flooders = Vec::new();
     for _ in 0..8 {
@@ -267,7 +328,12 @@ async fn a_flood_over_many_connections_is_limited_as_a_whole_and_serial_is_not_s
     }
     for utt in 0..3 {
         utterance(&mut port, "serial", utt, 1.0).await;
-        within(10, "serial results during a socket flood", result_for(&mut port, "serial", utt)).await;
+        within(
+            10,
+            "serial results during a socket flood",
+            result_for(&mut port, "serial", utt),
+        )
+        .await;
     }
     // Until all 1600 socket frames are accounted for: rejected as Flood, or accepted (the serial
     // sensor's 9 Features are accepted too).
@@ -285,7 +351,10 @@ async fn a_flood_over_many_connections_is_limited_as_a_whole_and_serial_is_not_s
     // What the shared bucket allows: its burst plus its rate over the time it took, whatever the
     // machine's load.
     let allowed = 100.0 + 100.0 * started.elapsed().as_secs_f64();
-    assert!((accepted as f64) <= allowed + 1.0, "{accepted} socket frames accepted, {allowed:.0} allowed ({flood} Flood)");
+    assert!(
+        (accepted as f64) <= allowed + 1.0,
+        "{accepted} socket frames accepted, {allowed:.0} allowed ({flood} Flood)"
+    );
     assert_eq!(flood + accepted, 1_600);
     drop(flooders);
     within(5, "shutdown", daemon.shutdown()).await;
@@ -301,18 +370,28 @@ fn idle_connections_do_not_lock_a_sensor_out_under_the_default_file_limit() {
     let sock = dir.path().join("d.sock");
     let board = dir.path().join("board.toml");
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-model");
-    std::fs::write(&board, format!(
-        "[board]\nname = \"test\"\n[engine]\nbackend = \"tract\"\nmodels = {model:?}\nqueue_capacity = 8\n\
+    std::fs::write(
+        &board,
+        format!(
+            "[board]\nname = \"test\"\n[engine]\nbackend = \"tract\"\nmodels = {model:?}\nqueue_capacity = 8\n\
          [assembly]\nwindow = 8\ndeadline_ms = {{ text = 300, audio = 300, visual = 300 }}\nmax_utterance_ms = 10000\n\
          max_open_utterances = 8\nmax_conversations = 8\nidle_conversation_ms = 600000\n\
          [inputs]\nunix = [{sock:?}]\nmax_frames_per_second = 1000\nburst = 400\nidle_timeout_ms = 2000\n"
-    )).unwrap();
+        ),
+    )
+    .unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gsdnet"));
-    cmd.args(["serve", "--board"]).arg(&board).env("RUST_LOG", "error").stderr(std::process::Stdio::null());
+    cmd.args(["serve", "--board"])
+        .arg(&board)
+        .env("RUST_LOG", "error")
+        .stderr(std::process::Stdio::null());
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            let lim = libc::rlimit { rlim_cur: 1024, rlim_max: 1024 };
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -320,7 +399,10 @@ fn idle_connections_do_not_lock_a_sensor_out_under_the_default_file_limit() {
         });
     }
     let mut child = KillOnDrop(cmd.spawn().unwrap());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut probe = within(60, "daemon up", async {
             loop {
@@ -341,14 +423,20 @@ fn idle_connections_do_not_lock_a_sensor_out_under_the_default_file_limit() {
         }
         assert!(idle.len() >= 1024, "opened {} idle connections", idle.len());
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut sensor = within(10, "sensor connects", async { Client::new(tokio::net::UnixStream::connect(&sock).await.unwrap()) }).await;
+        let mut sensor = within(10, "sensor connects", async {
+            Client::new(tokio::net::UnixStream::connect(&sock).await.unwrap())
+        })
+        .await;
         sensor.send(&Message::Subscribe).await;
         for utt in 0..3 {
             utterance(&mut sensor, "real", utt, 0.5).await;
             within(20, "sensor result", result_for(&mut sensor, "real", utt)).await;
         }
         let h = within(10, "health", sensor.health()).await;
-        assert!(h.connections_evicted + h.connections_idle_closed + h.connections_refused >= 1000, "{h:?}");
+        assert!(
+            h.connections_evicted + h.connections_idle_closed + h.connections_refused >= 1000,
+            "{h:?}"
+        );
         assert!(h.connections_open <= 64, "{h:?}");
         drop(idle);
     });
@@ -357,7 +445,10 @@ fn idle_connections_do_not_lock_a_sensor_out_under_the_default_file_limit() {
 }
 
 fn raise_own_file_limit(at_least: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain libc calls on a local struct.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
@@ -410,23 +501,45 @@ async fn recorder_keeps_sessions_apart_and_writes_what_is_open_at_shutdown() {
     opts.warm_up = false;
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let n: Arc<dyn Notifier> = Arc::new(MemoryNotifier::default());
-    let endpoints = Endpoints { unix: vec![listener], ..Default::default() };
-    let handle = tokio::spawn(async move { serve(endpoints, runner, opts, n, async { let _ = stop_rx.await; }).await.map(|_| ()) });
+    let endpoints = Endpoints {
+        unix: vec![listener],
+        ..Default::default()
+    };
+    let handle = tokio::spawn(async move {
+        serve(endpoints, runner, opts, n, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .map(|_| ())
+    });
     let mut c = connect(&path).await;
     utterance(&mut c, "live", 0, 1.0).await;
     c.send(&feat("live", 1, Modality::Audio, 2.0)).await;
-    c.send(&Message::Reset { conversation: ConversationId::try_from("live").unwrap() }).await;
+    c.send(&Message::Reset {
+        conversation: ConversationId::try_from("live").unwrap(),
+    })
+    .await;
     utterance(&mut c, "live", 0, 3.0).await;
     c.send(&feat("live", 1, Modality::Text, 4.0)).await;
     let _ = c.status().await;
     let _ = stop.send(());
     within(5, "shutdown", handle).await.unwrap().unwrap();
     let back = Recording::read(&rec).unwrap();
-    let convs: Vec<(&str, Vec<u32>)> = back.conversations.iter().map(|c| (c.id.as_str(), c.utterances.iter().map(|u| u.position).collect())).collect();
+    let convs: Vec<(&str, Vec<u32>)> = back
+        .conversations
+        .iter()
+        .map(|c| (c.id.as_str(), c.utterances.iter().map(|u| u.position).collect()))
+        .collect();
     assert_eq!(convs, vec![("live", vec![0, 1]), ("live#2", vec![0, 1])]);
     let second = &back.conversations[1].utterances;
-    assert_eq!((second[0].features[0].as_deref(), second[1].features[0].as_deref()), (Some(&[3.0f32; 100][..]), Some(&[4.0f32; 100][..])));
-    assert_eq!(back.conversations[0].utterances[1].features[1].as_deref(), Some(&[2.0f32; 73][..]));
+    assert_eq!(
+        (second[0].features[0].as_deref(), second[1].features[0].as_deref()),
+        (Some(&[3.0f32; 100][..]), Some(&[4.0f32; 100][..]))
+    );
+    assert_eq!(
+        back.conversations[0].utterances[1].features[1].as_deref(),
+        Some(&[2.0f32; 73][..])
+    );
 }
 
 /// A serial sensor's utterance still open at SIGTERM is released and its result published, and
@@ -436,11 +549,23 @@ async fn recorder_keeps_sessions_apart_and_writes_what_is_open_at_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_flushes_what_a_serial_sensor_left_open() {
     let (daemon_end, test_end) = tokio_serial::SerialStream::pair().expect("pty pair");
-    let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
+    let serial = SerialInput {
+        name: "serial:pty".into(),
+        stream: Some(daemon_end),
+        reopen: None,
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.sock");
     let unix = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let daemon = start(Endpoints { unix: vec![unix], serial: vec![serial], ..Default::default() }, options()).await;
+    let daemon = start(
+        Endpoints {
+            unix: vec![unix],
+            serial: vec![serial],
+            ..Default::default()
+        },
+        options(),
+    )
+    .await;
     let mut sub = connect(&path).await;
     sub.send(&Message::Subscribe).await;
     let _ = sub.status().await;
@@ -456,5 +581,9 @@ async fn shutdown_flushes_what_a_serial_sensor_left_open() {
     let r = within(5, "the flushed serial utterance", result_for(&mut sub, "s", 1)).await;
     assert_eq!(r.utterances.last().map(|u| u.avail), Some(2));
     within(5, "shutdown", stopping).await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(1500), "shutdown took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
 }

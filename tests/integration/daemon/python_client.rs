@@ -3,7 +3,6 @@
 //! (mock runner: text 100 / audio 73 / visual 100, two classes, regression) and an IEMOCAP-like
 //! one (text 384 / audio 47, six classes, no regression).
 
-
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -20,9 +19,18 @@ type Served = (oneshot::Sender<()>, JoinHandle<Result<Arc<Stats>, ServeError>>);
 fn spawn(path: &std::path::Path, runner: Box<dyn WindowRunner>, opts: ServeOptions) -> Served {
     let listener = gsdnet_edge::io::listeners::bind_unix(path).unwrap();
     let (stop, stop_rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(serve(Endpoints { unix: vec![listener], ..Default::default() }, runner, opts, Arc::new(NoNotifier), async {
-        let _ = stop_rx.await;
-    }));
+    let handle = tokio::spawn(serve(
+        Endpoints {
+            unix: vec![listener],
+            ..Default::default()
+        },
+        runner,
+        opts,
+        Arc::new(NoNotifier),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     (stop, handle)
 }
 
@@ -31,11 +39,19 @@ async fn python_client_speaks_the_protocol() {
     let dir = tempfile::tempdir().unwrap();
     let (path, path_ta) = (dir.path().join("py.sock"), dir.path().join("py-ta.sock"));
     let mut opts = crate::util::daemon::options();
-    (opts.assembly.window, opts.assembly.deadline_ms, opts.assembly.max_utterance_ms) = (8, [60_000; 3], 60_000);
+    (
+        opts.assembly.window,
+        opts.assembly.deadline_ms,
+        opts.assembly.max_utterance_ms,
+    ) = (8, [60_000; 3], 60_000);
     opts.result_backlog = 64;
     let mosi = spawn(&path, Box::new(MockRunner), opts.clone());
     opts.model = iemocap_like();
-    let ta = spawn(&path_ta, Box::new(ClassRunner::new(iemocap_like(), Speakers::default())), opts);
+    let ta = spawn(
+        &path_ta,
+        Box::new(ClassRunner::new(iemocap_like(), Speakers::default())),
+        opts,
+    );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/test_protocol_client.py");
     let out = tokio::process::Command::new("python3")
         .arg(script)
@@ -50,7 +66,11 @@ async fn python_client_speaks_the_protocol() {
         stats.push(handle.await.unwrap().unwrap());
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for test in ["test_live_daemon_round_trip", "test_live_text_audio_six_classes"] {
         assert!(stdout.contains(&format!("ok {test}")), "{test} did not run:\n{stdout}");
     }

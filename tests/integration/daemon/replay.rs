@@ -1,9 +1,9 @@
 //! Replay planning (drop spans, masks, boundaries) and the recorder writing what the daemon
 //! assembled back into the core's recording format.
 
+use gsdnet_edge::client::replay::{plan, DropSpan, ReplayOptions};
 use gsdnet_edge::daemon::assembly::{ClosedUtterance, WindowJob};
 use gsdnet_edge::daemon::inference::WindowRunner;
-use gsdnet_edge::client::replay::{plan, DropSpan, ReplayOptions};
 use gsdnet_edge::daemon::recorder::RecorderRunner;
 use gsdnet_edge::protocol::{conversation_id, Message, Modality};
 use gsdnet_edge::recording::{Conversation, Recording, RecordingWriter, UtteranceRecord};
@@ -19,13 +19,25 @@ fn rec() -> Recording {
         label_cont: None,
         features: [Some(vec![i as f32; 100]), Some(vec![1.0; 73]), Some(vec![2.0; 100])],
     };
-    Recording { conversations: vec![Conversation { id: "c".into(), utterances: (0..4).map(utt).collect() }] }
+    Recording {
+        conversations: vec![Conversation {
+            id: "c".into(),
+            utterances: (0..4).map(utt).collect(),
+        }],
+    }
 }
 
 #[test]
 fn drop_spans_parse_and_reject_garbage() {
     let d: DropSpan = "camera:10-25.5".parse().unwrap();
-    assert_eq!(d, DropSpan { modality: Modality::Visual, from_s: 10.0, to_s: 25.5 });
+    assert_eq!(
+        d,
+        DropSpan {
+            modality: Modality::Visual,
+            from_s: 10.0,
+            to_s: 25.5
+        }
+    );
     for bad in ["visual", "nose:1-2", "audio:5-1", "audio:x-2", "audio:1-inf"] {
         assert!(bad.parse::<DropSpan>().is_err(), "{bad}");
     }
@@ -33,7 +45,11 @@ fn drop_spans_parse_and_reject_garbage() {
 
 #[test]
 fn plan_drops_over_the_timeline() {
-    let opts = ReplayOptions { interval_ms: 1000, drops: vec!["audio:1-3".parse().unwrap()], ..Default::default() };
+    let opts = ReplayOptions {
+        interval_ms: 1000,
+        drops: vec!["audio:1-3".parse().unwrap()],
+        ..Default::default()
+    };
     let steps = plan(&rec(), &opts).unwrap();
     assert!(matches!(steps[0].msg, Message::Reset { .. }));
     let dropped: Vec<(u32, u64)> = steps
@@ -44,19 +60,36 @@ fn plan_drops_over_the_timeline() {
         })
         .collect();
     assert_eq!(dropped, vec![(1, 1000), (2, 2000)]);
-    let ends = steps.iter().filter(|s| matches!(s.msg, Message::UtteranceEnd(_))).count();
+    let ends = steps
+        .iter()
+        .filter(|s| matches!(s.msg, Message::UtteranceEnd(_)))
+        .count();
     assert_eq!(ends, 4);
 }
 
 #[test]
 fn plan_with_mask_keeps_one_modality_per_utterance() {
-    let opts = ReplayOptions { interval_ms: 0, mask: Some((0.7, 3, tav())), ..Default::default() };
+    let opts = ReplayOptions {
+        interval_ms: 0,
+        mask: Some((0.7, 3, tav())),
+        ..Default::default()
+    };
     let steps = plan(&rec(), &opts).unwrap();
     for u in 0..4 {
-        let sent = steps.iter().filter(|s| matches!(&s.msg, Message::Features(f) if f.utterance == u)).count();
+        let sent = steps
+            .iter()
+            .filter(|s| matches!(&s.msg, Message::Features(f) if f.utterance == u))
+            .count();
         assert!((1..=3).contains(&sent), "utterance {u}: {sent}");
     }
-    assert!(plan(&rec(), &ReplayOptions { mask: Some((1.5, 0, tav())), ..Default::default() }).is_err());
+    assert!(plan(
+        &rec(),
+        &ReplayOptions {
+            mask: Some((1.5, 0, tav())),
+            ..Default::default()
+        }
+    )
+    .is_err());
 }
 
 #[test]
@@ -69,7 +102,12 @@ fn recorder_writes_each_utterance_once() {
         speaker: 2,
         features: [text.then(|| vec![i as f32; 100]), Some(vec![0.5; 73]), None],
     };
-    let job = |first: u64, us: Vec<ClosedUtterance>| WindowJob { conversation: conversation_id("live").unwrap(), session: 1, first_position: first, utterances: us };
+    let job = |first: u64, us: Vec<ClosedUtterance>| WindowJob {
+        conversation: conversation_id("live").unwrap(),
+        session: 1,
+        first_position: first,
+        utterances: us,
+    };
     runner.run(&job(0, vec![u(0, true)])).unwrap();
     // Window 1 was superseded in the queue: window 2 carries utterances 1 and 2.
     runner.run(&job(0, vec![u(0, true), u(1, false), u(2, true)])).unwrap();
@@ -112,16 +150,35 @@ fn plan_sends_only_the_served_models_modalities() {
     assert_eq!(modalities_of(&ta), Modalities::new([100, 73, 0]));
     assert_eq!(named(&plan(&ta, &ReplayOptions::default()).unwrap()), [4, 4, 0]);
     // Served by a model with visual: visual is reported missing, not left to its deadline.
-    let steps = plan(&ta, &ReplayOptions { modalities: Some(tav()), ..Default::default() }).unwrap();
+    let steps = plan(
+        &ta,
+        &ReplayOptions {
+            modalities: Some(tav()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(named(&steps), [4, 4, 4]);
-    assert!(steps.iter().all(|s| !matches!(&s.msg, Message::Features(f) if f.modality == Modality::Visual)));
+    assert!(steps
+        .iter()
+        .all(|s| !matches!(&s.msg, Message::Features(f) if f.modality == Modality::Visual)));
     // A full recording served by a model without visual: visual is never named.
-    let opts = ReplayOptions { modalities: Modalities::new([100, 73, 0]), mask: Some((0.5, 1, Modalities::new([100, 73, 0]).unwrap())), ..Default::default() };
+    let opts = ReplayOptions {
+        modalities: Modalities::new([100, 73, 0]),
+        mask: Some((0.5, 1, Modalities::new([100, 73, 0]).unwrap())),
+        ..Default::default()
+    };
     let steps = plan(&rec(), &opts).unwrap();
     assert_eq!(named(&steps)[2], 0);
     for u in 0..4 {
-        let sent = steps.iter().filter(|s| matches!(&s.msg, Message::Features(f) if f.utterance == u)).count();
-        assert!((1..=2).contains(&sent), "the M = 2 mask keeps one of two: utterance {u}: {sent}");
+        let sent = steps
+            .iter()
+            .filter(|s| matches!(&s.msg, Message::Features(f) if f.utterance == u))
+            .count();
+        assert!(
+            (1..=2).contains(&sent),
+            "the M = 2 mask keeps one of two: utterance {u}: {sent}"
+        );
     }
 }
 
@@ -133,10 +190,15 @@ fn plan_carries_speakers_and_long_vectors() {
         u.features[1] = Some(vec![0.25; 1024]);
     }
     let steps = plan(&r, &ReplayOptions::default()).unwrap();
-    let speakers: Vec<u16> = steps.iter().filter_map(|s| match &s.msg {
-        Message::UtteranceStart(b) => Some(b.speaker),
-        _ => None,
-    }).collect();
+    let speakers: Vec<u16> = steps
+        .iter()
+        .filter_map(|s| match &s.msg {
+            Message::UtteranceStart(b) => Some(b.speaker),
+            _ => None,
+        })
+        .collect();
     assert_eq!(speakers, vec![0, 1, 0, 1]);
-    assert!(steps.iter().any(|s| matches!(&s.msg, Message::Features(f) if f.values.len() == 1024)));
+    assert!(steps
+        .iter()
+        .any(|s| matches!(&s.msg, Message::Features(f) if f.values.len() == 1024)));
 }

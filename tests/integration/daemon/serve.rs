@@ -3,7 +3,6 @@
 //! results published over a Unix socket and over a pty serial pair, deadlines firing without
 //! sleeps, bad input counted while the stream goes on, queue overflow policy, clean shutdown.
 
-
 use std::time::Duration;
 
 use crate::util::daemon::{connect, end, feat, options, rejected, result, start, unix_daemon, Client};
@@ -25,24 +24,42 @@ async fn unix_socket_results_deadlines_and_bad_input() {
         sensor.send(&feat("conv", 0, m, 0.5)).await;
     }
     let r = sub.result().await;
-    assert_eq!((r.closed_utterance, r.utterances.len(), r.utterances[0].avail), (0, 1, 7));
+    assert_eq!(
+        (r.closed_utterance, r.utterances.len(), r.utterances[0].avail),
+        (0, 1, 7)
+    );
     assert_eq!(r.utterances[0].reg, Some(0.5));
     assert_eq!(r.utterances[0].label_name.as_str(), "positive");
 
     // Camera silent, mic reports a dropout: closes at the visual deadline (paused clock).
     sensor.send(&feat("conv", 1, Modality::Text, 1.5)).await;
-    sensor.send(&Message::Dropout(Dropout { conversation: conversation_id("conv").unwrap(), utterance: 1, modality: Modality::Audio, timestamp_us: 0 })).await;
+    sensor
+        .send(&Message::Dropout(Dropout {
+            conversation: conversation_id("conv").unwrap(),
+            utterance: 1,
+            modality: Modality::Audio,
+            timestamp_us: 0,
+        }))
+        .await;
     sensor.send(&end("conv", 1)).await;
     let before = tokio::time::Instant::now();
     let r = sub.result().await;
-    assert!(before.elapsed() >= Duration::from_millis(300), "closed before the visual deadline");
-    assert_eq!(r.utterances.iter().map(|u| (u.utterance, u.avail)).collect::<Vec<_>>(), vec![(0, 7), (1, 1)]);
+    assert!(
+        before.elapsed() >= Duration::from_millis(300),
+        "closed before the visual deadline"
+    );
+    assert_eq!(
+        r.utterances.iter().map(|u| (u.utterance, u.avail)).collect::<Vec<_>>(),
+        vec![(0, 7), (1, 1)]
+    );
 
     // Bad input of every kind; the stream goes on.
     let mut corrupt = encode_frame(&feat("conv", 2, Modality::Text, 1.0));
     corrupt[30] = corrupt[30].wrapping_add(1).max(1);
     sensor.raw(&corrupt).await;
-    sensor.raw(&vec![0x55; gsdnet_edge::protocol::MAX_FRAME_LEN + 100]).await;
+    sensor
+        .raw(&vec![0x55; gsdnet_edge::protocol::MAX_FRAME_LEN + 100])
+        .await;
     sensor.raw(&[0]).await;
     sensor.send(&feat("conv", 2, Modality::Text, f32::NAN)).await;
     let mut short = feat("conv", 2, Modality::Audio, 1.0);
@@ -60,7 +77,10 @@ async fn unix_socket_results_deadlines_and_bad_input() {
     assert_eq!(r.utterances[2].reg, Some(2.5));
 
     let s = sub.status().await;
-    assert!(rejected(&s, RejectReason::Crc) + rejected(&s, RejectReason::Framing) >= 1, "{s:?}");
+    assert!(
+        rejected(&s, RejectReason::Crc) + rejected(&s, RejectReason::Framing) >= 1,
+        "{s:?}"
+    );
     assert_eq!(rejected(&s, RejectReason::Oversized), 1);
     assert_eq!(rejected(&s, RejectReason::NonFinite), 1);
     assert_eq!(rejected(&s, RejectReason::WrongLength), 1);
@@ -102,7 +122,14 @@ async fn empty_utterances_are_counted_in_status() {
     // Utterance 0: every sensor reports a dropout. Utterance 1: an end, then silence until the
     // deadlines pass (paused clock). Utterance 2: complete; its window holds only itself.
     for modality in Modality::ALL {
-        sensor.send(&Message::Dropout(Dropout { conversation: conv.clone(), utterance: 0, modality, timestamp_us: 0 })).await;
+        sensor
+            .send(&Message::Dropout(Dropout {
+                conversation: conv.clone(),
+                utterance: 0,
+                modality,
+                timestamp_us: 0,
+            }))
+            .await;
     }
     sensor.send(&end("conv", 1)).await;
     let before = tokio::time::Instant::now();
@@ -110,8 +137,14 @@ async fn empty_utterances_are_counted_in_status() {
         sensor.send(&feat("conv", 2, m, 0.5)).await;
     }
     let r = sub.result().await;
-    assert!(before.elapsed() >= Duration::from_millis(500), "utterance 1 closed before its deadlines");
-    assert_eq!(r.utterances.iter().map(|u| (u.utterance, u.avail)).collect::<Vec<_>>(), vec![(2, 7)]);
+    assert!(
+        before.elapsed() >= Duration::from_millis(500),
+        "utterance 1 closed before its deadlines"
+    );
+    assert_eq!(
+        r.utterances.iter().map(|u| (u.utterance, u.avail)).collect::<Vec<_>>(),
+        vec![(2, 7)]
+    );
 
     let s = sub.status().await;
     assert_eq!(s.empty_utterances, 2, "{s:?}");
@@ -125,8 +158,19 @@ async fn empty_utterances_are_counted_in_status() {
 #[tokio::test]
 async fn serial_pty_pair_carries_frames_both_ways() {
     let (daemon_end, test_end) = tokio_serial::SerialStream::pair().expect("pty pair");
-    let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
-    let daemon = start(Endpoints { serial: vec![serial], ..Default::default() }, options()).await;
+    let serial = SerialInput {
+        name: "serial:pty".into(),
+        stream: Some(daemon_end),
+        reopen: None,
+    };
+    let daemon = start(
+        Endpoints {
+            serial: vec![serial],
+            ..Default::default()
+        },
+        options(),
+    )
+    .await;
     let mut port = Client::new(test_end);
     port.send(&Message::Subscribe).await;
     let _ = port.status().await;
@@ -150,7 +194,10 @@ async fn serial_pty_pair_carries_frames_both_ways() {
     let avail: Vec<u8> = last.utterances.iter().map(|u| u.avail).collect();
     assert_eq!(avail, vec![7, 3, 7]);
     let s = port.status().await;
-    assert!(s.rejected.is_empty(), "boundaries after complete utterances are not errors: {s:?}");
+    assert!(
+        s.rejected.is_empty(),
+        "boundaries after complete utterances are not errors: {s:?}"
+    );
     assert_eq!(s.windows_run + s.windows_superseded, 3);
     daemon.shutdown().await;
 }
@@ -164,7 +211,9 @@ async fn flood_is_rate_limited_and_counted() {
     let mut flooder = connect(&path).await;
     let mut burst = Vec::new();
     for i in 0..100 {
-        burst.extend(encode_frame(&Message::Reset { conversation: conversation_id(&format!("x{i}")).unwrap() }));
+        burst.extend(encode_frame(&Message::Reset {
+            conversation: conversation_id(&format!("x{i}")).unwrap(),
+        }));
     }
     flooder.raw(&burst).await;
     let mut observer = connect(&path).await;
@@ -185,7 +234,12 @@ fn job(conv: &str) -> WindowJob {
 }
 
 fn job_at(conv: &str, first_position: u64) -> WindowJob {
-    WindowJob { conversation: conversation_id(conv).unwrap(), session: 1, first_position, utterances: Vec::new() }
+    WindowJob {
+        conversation: conversation_id(conv).unwrap(),
+        session: 1,
+        first_position,
+        utterances: Vec::new(),
+    }
 }
 
 #[test]
@@ -198,7 +252,9 @@ fn only_a_covering_window_supersedes() {
     // One that starts at or before a queued one holds all of its utterances: it replaces it.
     assert_eq!(q.push(job_at("a", 4)), Pushed::Superseded);
     assert_eq!(q.len(), 2);
-    let firsts: Vec<u64> = std::iter::from_fn(|| q.pop(Duration::ZERO).ok().flatten()).map(|j| j.first_position).collect();
+    let firsts: Vec<u64> = std::iter::from_fn(|| q.pop(Duration::ZERO).ok().flatten())
+        .map(|j| j.first_position)
+        .collect();
     assert_eq!(firsts, vec![3, 4]);
 }
 
@@ -229,13 +285,23 @@ impl gsdnet_edge::daemon::inference::WindowRunner for ProbRunner {
     fn completion(&self) -> String {
         "mock".into()
     }
-    fn run(&mut self, job: &WindowJob) -> Result<Vec<gsdnet_edge::protocol::UtteranceResult>, gsdnet_edge::daemon::inference::RunError> {
+    fn run(
+        &mut self,
+        job: &WindowJob,
+    ) -> Result<Vec<gsdnet_edge::protocol::UtteranceResult>, gsdnet_edge::daemon::inference::RunError> {
         Ok(job
             .utterances
             .iter()
             .map(|u| {
                 let p = u.features[0].as_ref().map_or(0.5, |t| t[0]);
-                result(u.utterance, u.avail_bits(), u16::from(p >= 0.5), &["negative", "positive"], &[1.0 - p, p], Some(p))
+                result(
+                    u.utterance,
+                    u.avail_bits(),
+                    u16::from(p >= 0.5),
+                    &["negative", "positive"],
+                    &[1.0 - p, p],
+                    Some(p),
+                )
             })
             .collect())
     }
@@ -251,8 +317,19 @@ async fn scored_subscribers_get_confidence_and_the_uncertain_flag_plain_subscrib
     opts.abstain_below = 0.8;
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let n: Arc<dyn gsdnet_edge::daemon::notify::Notifier> = Arc::new(gsdnet_edge::daemon::notify::NoNotifier);
-    let endpoints = Endpoints { unix: vec![listener], ..Default::default() };
-    let handle = tokio::spawn(gsdnet_edge::daemon::server::serve(endpoints, Box::new(ProbRunner), opts, n, async { let _ = stop_rx.await; }));
+    let endpoints = Endpoints {
+        unix: vec![listener],
+        ..Default::default()
+    };
+    let handle = tokio::spawn(gsdnet_edge::daemon::server::serve(
+        endpoints,
+        Box::new(ProbRunner),
+        opts,
+        n,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let (mut scored, mut plain) = (connect(&path).await, connect(&path).await);
     scored.send(&Message::SubscribeScored).await;
     plain.send(&Message::Subscribe).await;
@@ -266,12 +343,18 @@ async fn scored_subscribers_get_confidence_and_the_uncertain_flag_plain_subscrib
         Message::Scored(r) => {
             assert_eq!((r.closed_utterance, r.abstain_below), (0, 0.8));
             let u = &r.utterances[0];
-            assert_eq!((u.avail, u.label, u.label_name.as_str(), u.probs.to_vec()), (7, 1, "positive", vec![1.0 - 0.9f32, 0.9]));
+            assert_eq!(
+                (u.avail, u.label, u.label_name.as_str(), u.probs.to_vec()),
+                (7, 1, "positive", vec![1.0 - 0.9f32, 0.9])
+            );
             assert_eq!((u.confidence, u.uncertain), want(0.9));
         }
         other => panic!("expected Scored, got {other:?}"),
     }
-    assert!(matches!(plain.next().await, Message::Result(_)), "a Subscribe subscriber still gets Result");
+    assert!(
+        matches!(plain.next().await, Message::Result(_)),
+        "a Subscribe subscriber still gets Result"
+    );
     for m in Modality::ALL {
         sensor.send(&feat("c", 1, m, 0.3)).await;
     }

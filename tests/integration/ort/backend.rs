@@ -1,11 +1,11 @@
 //! ONNX Runtime backend on the CPU provider with the library from ORT_DYLIB_PATH: numerics
 //! against numpy and tract, buffer reuse across runs, provider fallback and typed errors.
 
-use gsdnet_edge::backend::ProviderKind;
+use crate::util::ort::*;
 use gsdnet_edge::backend::ort::{runtime, OrtBackend};
+use gsdnet_edge::backend::ProviderKind;
 use gsdnet_edge::backend::{self, Backend, BackendError, BackendKind, BackendOptions, TensorSpec};
 use gsdnet_edge::tensor::Tensor;
-use crate::util::ort::*;
 
 fn run_tiny(b: &mut dyn Backend, x: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
     let mut outs = vec![Tensor::zeros(&[1, 3, 4, 6]), Tensor::zeros(&[1, 3, 4])];
@@ -41,7 +41,10 @@ fn rebinding_tracks_changed_inputs() {
     let o = opts(&lib, &["cpu"], false);
     let mut ort_b = backend::load(BackendKind::Ort, &tiny_spec(), &o).unwrap();
     let mut tract_b = backend::load(BackendKind::Tract, &tiny_spec(), &o).unwrap();
-    for (step, (x, t)) in [(&x1, &t1), (&x1, &t2), (&x2, &t2), (&x2, &t2), (&x1, &t1), (&x2, &t1)].iter().enumerate() {
+    for (step, (x, t)) in [(&x1, &t1), (&x1, &t2), (&x2, &t2), (&x2, &t2), (&x1, &t1), (&x2, &t1)]
+        .iter()
+        .enumerate()
+    {
         let (y, z) = run_tiny(ort_b.as_mut(), x, t);
         let (ty, tz) = run_tiny(tract_b.as_mut(), x, t);
         assert_close(&format!("step {step} y"), &y, &ty, 1e-6, 1e-5);
@@ -54,13 +57,20 @@ fn unavailable_accelerators_fall_back_with_reasons() {
     let Some(lib) = library("ORT_DYLIB_PATH") else { return };
     let b = OrtBackend::load(&tiny_spec(), &opts(&lib, &["tensorrt", "cuda", "cpu"], false)).expect("load");
     if b.provider_kind() != ProviderKind::Cpu {
-        eprintln!("SKIPPED: this ONNX Runtime runs {:?} here; the fallback path is not exercised", b.provider_kind());
+        eprintln!(
+            "SKIPPED: this ONNX Runtime runs {:?} here; the fallback path is not exercised",
+            b.provider_kind()
+        );
         return;
     }
     let tried: Vec<ProviderKind> = b.fallbacks().iter().map(|f| f.provider).collect();
     assert_eq!(tried, vec![ProviderKind::TensorRt, ProviderKind::Cuda]);
     for f in b.fallbacks() {
-        assert!(!f.reason.trim().is_empty(), "{:?} fell back without a reason", f.provider);
+        assert!(
+            !f.reason.trim().is_empty(),
+            "{:?} fell back without a reason",
+            f.provider
+        );
         eprintln!("{:?}: {}", f.provider, f.reason);
     }
 }
@@ -70,7 +80,10 @@ fn require_accelerator_refuses_cpu() {
     let Some(lib) = library("ORT_DYLIB_PATH") else { return };
     for providers in [&["cuda"][..], &["cpu"][..], &[][..]] {
         match OrtBackend::load(&tiny_spec(), &opts(&lib, providers, true)) {
-            Ok(b) => assert!(b.provider_kind().is_accelerator(), "{providers:?} ran on CPU despite require_accelerator"),
+            Ok(b) => assert!(
+                b.provider_kind().is_accelerator(),
+                "{providers:?} ran on CPU despite require_accelerator"
+            ),
             Err(e) => {
                 let msg = e.to_string();
                 assert!(msg.contains("require_accelerator"), "{msg}");
@@ -91,8 +104,14 @@ fn bad_libraries_are_errors_not_panics() {
     for p in [dir.path().join("missing.so"), not_a_lib, dir.path().to_path_buf()] {
         let err = runtime::load(Some(&p)).expect_err("bad library accepted");
         eprintln!("{}: {err}", p.display());
-        let o = BackendOptions { ort_library: Some(p.clone()), ..Default::default() };
-        assert!(matches!(OrtBackend::load(&tiny_spec(), &o), Err(BackendError::Engine { .. })));
+        let o = BackendOptions {
+            ort_library: Some(p.clone()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            OrtBackend::load(&tiny_spec(), &o),
+            Err(BackendError::Engine { .. })
+        ));
     }
 }
 
@@ -123,7 +142,10 @@ fn wrong_call_shapes_are_errors() {
     let bad_t = Tensor::zeros(&[2]);
     let mut outs = vec![Tensor::zeros(&[1, 3, 4, 6]), Tensor::zeros(&[1, 3, 4])];
     let err = b.run(&[&x, &bad_t], &mut outs);
-    assert!(matches!(&err, Err(BackendError::Binding { detail, .. }) if detail.starts_with("input 1 ")), "{err:?}");
+    assert!(
+        matches!(&err, Err(BackendError::Binding { detail, .. }) if detail.starts_with("input 1 ")),
+        "{err:?}"
+    );
     assert!(matches!(b.run(&[&x], &mut outs), Err(BackendError::Arity { .. })));
 }
 
@@ -149,7 +171,9 @@ fn tensorrt_cache_folder_is_versioned() {
     let sha = gsdnet_edge::backend::ort::providers::model_sha256(&std::fs::read(tiny_spec().path).unwrap());
     let trt = runtime::tensorrt_version().unwrap_or_else(|| "none".into());
     let want = format!("tiny-{}-ort{}-trt{}", &sha[..16], b.runtime().version, trt);
-    let got: Vec<String> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let got: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(got, vec![want]);
 }

@@ -7,7 +7,10 @@ use gsdnet_edge::backend::BackendKind;
 fn ort() -> Option<Engine> {
     let lib = crate::util::ort::library("ORT_DYLIB_PATH")?;
     let providers: Vec<&str> = vec!["cpu"];
-    Some(Engine { kind: BackendKind::Ort, opts: crate::util::ort::opts(&lib, &providers, false) })
+    Some(Engine {
+        kind: BackendKind::Ort,
+        opts: crate::util::ort::opts(&lib, &providers, false),
+    })
 }
 
 #[test]

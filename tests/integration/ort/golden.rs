@@ -6,11 +6,11 @@
 //! Providers: GSDNET_ORT_PROVIDERS (default "cpu"); GSDNET_ORT_REQUIRE_ACCELERATOR=1 forbids a
 //! CPU fallback (scripts/gpu-check.sh sets both for the CUDA run).
 
+use crate::util::ort::*;
 use gsdnet_edge::backend::{self, BackendKind, BackendOptions};
 use gsdnet_edge::check::golden::{self, GoldenCase};
 use gsdnet_edge::check::{self, CheckOptions};
 use gsdnet_edge::tensor::Tensor;
-use crate::util::ort::*;
 
 fn configured(lib: &std::path::Path) -> BackendOptions {
     BackendOptions {
@@ -60,7 +60,11 @@ fn golden_parity_of_the_iemocap_model_on_ort() {
     let Some(lib) = library("ORT_DYLIB_PATH") else { return };
     let dir = repo_root().join("models/gsdnet-iemocap6");
     let (parts, _) = manifest_parts(&dir).expect("the IEMOCAP model is committed");
-    assert!(parity_of(&lib, &parts, &model_name(&dir)) > 0, "no golden output compared for {}", dir.display());
+    assert!(
+        parity_of(&lib, &parts, &model_name(&dir)) > 0,
+        "no golden output compared for {}",
+        dir.display()
+    );
 }
 
 fn model_name(dir: &std::path::Path) -> String {
@@ -89,13 +93,19 @@ fn parity_of(lib: &std::path::Path, parts: &[gsdnet_edge::backend::PartSpec], mo
                     continue;
                 }
             };
-            let tract_rows = golden::part_parity(case, tract_b.as_mut()).expect("tract parity").expect("same case");
+            let tract_rows = golden::part_parity(case, tract_b.as_mut())
+                .expect("tract parity")
+                .expect("same case");
             for (r, t) in ort_rows.iter().zip(&tract_rows) {
                 eprintln!(
                     "{} {} {}: ort {:.2e}, tract {:.2e} (atol {:.0e} rtol {:.0e})",
                     r.case, r.part, r.tensor, r.max_abs_diff, t.max_abs_diff, r.tolerance.atol, r.tolerance.rtol
                 );
-                assert!(r.named_tolerance, "{} {}: case names no tolerance for {}", r.case, r.part, r.tensor);
+                assert!(
+                    r.named_tolerance,
+                    "{} {}: case names no tolerance for {}",
+                    r.case, r.part, r.tensor
+                );
                 assert!(r.within, "ort vs reference out of tolerance: {r:?}");
                 assert!(t.within, "tract vs reference out of tolerance: {t:?}");
                 compared += 1;

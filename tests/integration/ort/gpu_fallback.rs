@@ -7,18 +7,20 @@
 
 use std::process::Command;
 
-use gsdnet_edge::backend::ProviderKind;
+use crate::util::ort::*;
 use gsdnet_edge::backend::ort::OrtBackend;
 use gsdnet_edge::backend::Backend;
+use gsdnet_edge::backend::ProviderKind;
 use gsdnet_edge::tensor::Tensor;
-use crate::util::ort::*;
 
 /// Set in the child process that runs the check.
 const CHILD: &str = "GSDNET_GPU_FALLBACK_CHILD";
 
 #[test]
 fn gpu_build_without_gpu_falls_back_or_refuses() {
-    let Some(lib) = library("ORT_GPU_DYLIB_PATH") else { return };
+    let Some(lib) = library("ORT_GPU_DYLIB_PATH") else {
+        return;
+    };
     if std::env::var_os(CHILD).is_some() {
         return check(&lib);
     }
@@ -30,15 +32,24 @@ fn gpu_build_without_gpu_falls_back_or_refuses() {
         .env(CHILD, "1")
         .output()
         .expect("run the test binary");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     eprintln!("{stderr}");
-    assert!(out.status.success() && stdout.contains("1 passed"), "{name} in a child process:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in a child process:\n{stdout}\n{stderr}"
+    );
 }
 
 fn check(lib: &std::path::Path) {
     let b = OrtBackend::load(&tiny_spec(), &opts(lib, &["tensorrt", "cuda", "cpu"], false)).expect("load");
     if b.provider_kind() != ProviderKind::Cpu {
-        eprintln!("SKIPPED: {} runs here (a GPU is present); no fallback to test", b.provider());
+        eprintln!(
+            "SKIPPED: {} runs here (a GPU is present); no fallback to test",
+            b.provider()
+        );
         return;
     }
     let tried: Vec<ProviderKind> = b.fallbacks().iter().map(|f| f.provider).collect();
@@ -47,7 +58,12 @@ fn check(lib: &std::path::Path) {
         eprintln!("{:?}: {}", f.provider, f.reason);
         // The GPU build has both providers compiled in, so the reason is a load or device
         // failure, not "not enabled in this build".
-        assert!(!f.reason.contains("not enabled in this build"), "{:?}: {}", f.provider, f.reason);
+        assert!(
+            !f.reason.contains("not enabled in this build"),
+            "{:?}: {}",
+            f.provider,
+            f.reason
+        );
         assert!(!f.reason.trim().is_empty());
     }
     // Falling back still computes the right thing.
@@ -63,5 +79,8 @@ fn check(lib: &std::path::Path) {
         .expect("require_accelerator accepted a CPU fallback")
         .to_string();
     eprintln!("{err}");
-    assert!(err.contains("require_accelerator") && err.contains("tensorrt:") && err.contains("cuda:"), "{err}");
+    assert!(
+        err.contains("require_accelerator") && err.contains("tensorrt:") && err.contains("cuda:"),
+        "{err}"
+    );
 }

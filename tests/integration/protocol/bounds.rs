@@ -2,14 +2,14 @@
 //! frame and reach the assembly intact; results carry K probabilities and a class name within
 //! the documented bounds; `max_result_frame_len` really bounds what the daemon may publish.
 
+use gsdnet_edge::capacity::{MAX_CLASSES, MAX_CLASS_NAME, MAX_FEATURE_SIZE};
 use gsdnet_edge::daemon::assembly::{Assembler, AssemblySettings};
 use gsdnet_edge::modality::Modalities;
 use gsdnet_edge::protocol::{
-    class_name, conversation_id, decode_frame, encode_frame, max_result_frame_len, values, DecodeError, Features, FrameDecoder,
-    Message, Modality, Probs, ScoredResult, UtteranceResult, WindowResult, MAX_CONVERSATION_ID, MAX_FEATURES_FRAME_LEN,
-    MAX_FRAME_LEN, PROTOCOL_VERSION,
+    class_name, conversation_id, decode_frame, encode_frame, max_result_frame_len, values, DecodeError, Features,
+    FrameDecoder, Message, Modality, Probs, ScoredResult, UtteranceResult, WindowResult, MAX_CONVERSATION_ID,
+    MAX_FEATURES_FRAME_LEN, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
-use gsdnet_edge::capacity::{MAX_CLASSES, MAX_CLASS_NAME, MAX_FEATURE_SIZE};
 
 fn features(conv: &str, utt: u32, m: Modality, vals: &[f32]) -> Message {
     Message::Features(Features {
@@ -57,7 +57,8 @@ fn a_1024_value_vector_round_trips_and_is_assembled_for_a_1024_model() {
         evict_idle_ms: 10_000,
     };
     let mut a = Assembler::new(settings, Modalities::new([12, 1024, 0]).unwrap());
-    a.handle(&features("iemocap-ses01", 5, Modality::Text, &[0.5; 12]), 0).unwrap();
+    a.handle(&features("iemocap-ses01", 5, Modality::Text, &[0.5; 12]), 0)
+        .unwrap();
     let jobs = a.handle(&decoded, 0).unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].utterances[0].features[1].as_deref(), Some(&vals[..]));
@@ -76,8 +77,16 @@ fn the_largest_features_frame_fits_the_documented_bound() {
         values: values(&[1.1; MAX_FEATURE_SIZE]).unwrap(),
     });
     let frame = encode_frame(&msg);
-    assert!(frame.len() <= MAX_FEATURES_FRAME_LEN, "{} > {MAX_FEATURES_FRAME_LEN}", frame.len());
-    assert!(frame.len() > MAX_FEATURES_FRAME_LEN - 40, "the bound is tight: {} vs {MAX_FEATURES_FRAME_LEN}", frame.len());
+    assert!(
+        frame.len() <= MAX_FEATURES_FRAME_LEN,
+        "{} > {MAX_FEATURES_FRAME_LEN}",
+        frame.len()
+    );
+    assert!(
+        frame.len() > MAX_FEATURES_FRAME_LEN - 40,
+        "the bound is tight: {} vs {MAX_FEATURES_FRAME_LEN}",
+        frame.len()
+    );
     assert!(values(&[0.0; MAX_FEATURE_SIZE + 1]).is_none());
     let mut body = frame[..frame.len() - 1].to_vec();
     assert_eq!(decode_frame(&mut body).unwrap(), msg);
@@ -106,13 +115,19 @@ fn six_class_results_round_trip_plain_and_scored() {
         latency_us: 1234,
         utterances: (0..10).map(|i| six_class(i, (i % 6) as u16)).collect(),
     };
-    for msg in [Message::Result(r.clone()), Message::Scored(ScoredResult::from_result(&r, 0.8))] {
+    for msg in [
+        Message::Result(r.clone()),
+        Message::Scored(ScoredResult::from_result(&r, 0.8)),
+    ] {
         let frame = encode_frame(&msg);
         let mut body = frame[..frame.len() - 1].to_vec();
         assert_eq!(decode_frame(&mut body).unwrap(), msg);
     }
     let s = ScoredResult::from_result(&r, 0.8);
-    assert!(s.utterances.iter().all(|u| u.confidence == 0.75 && u.uncertain && u.probs.len() == 6));
+    assert!(s
+        .utterances
+        .iter()
+        .all(|u| u.confidence == 0.75 && u.uncertain && u.probs.len() == 6));
     assert_eq!(s.utterances[4].label_name.as_str(), "exc");
 }
 
@@ -121,7 +136,19 @@ fn results_beyond_the_bounds_are_malformed() {
     // Result body: tag 8, conversation "c", closed 0, completion "", latency 0, one utterance:
     // id 0, avail 1, label 0, name, probs, reg None.
     let result_body = |name: &[u8], k: usize| {
-        let mut b = vec![0x08, 0x01, b'c', 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, name.len() as u8];
+        let mut b = vec![
+            0x08,
+            0x01,
+            b'c',
+            0x00,
+            0x00,
+            0x00,
+            0x01,
+            0x00,
+            0x01,
+            0x00,
+            name.len() as u8,
+        ];
         b.extend_from_slice(name);
         b.push(k as u8);
         b.extend(std::iter::repeat_n([0u8, 0, 0x80, 0x3f], k).flatten());
@@ -133,12 +160,18 @@ fn results_beyond_the_bounds_are_malformed() {
     let too_long_name = result_body(&[b'n'; MAX_CLASS_NAME + 1], 3);
     let too_many_probs = result_body(b"calm", MAX_CLASSES + 1);
     for body in [too_long_name, too_many_probs] {
-        assert!(matches!(decode_frame(&mut framed(&body)), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode_frame(&mut framed(&body)),
+            Err(DecodeError::Malformed(_))
+        ));
     }
     // An option byte other than 0 or 1.
     let mut bad_option = ok.clone();
     *bad_option.last_mut().unwrap() = 2;
-    assert!(matches!(decode_frame(&mut framed(&bad_option)), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        decode_frame(&mut framed(&bad_option)),
+        Err(DecodeError::Malformed(_))
+    ));
 }
 
 /// The widest result the bound covers: every varint at its widest, every name full, non-zero bytes.
@@ -167,7 +200,10 @@ fn max_result_frame_len_bounds_every_result() {
         let names: Vec<String> = (0..k).map(|_| "n".repeat(MAX_CLASS_NAME)).collect();
         let bound = max_result_frame_len(window, &names, "meanfill");
         let r = widest(window, k);
-        let scored = Message::Scored(ScoredResult { abstain_below: 1.1, ..ScoredResult::from_result(&r, 1.1) });
+        let scored = Message::Scored(ScoredResult {
+            abstain_below: 1.1,
+            ..ScoredResult::from_result(&r, 1.1)
+        });
         for msg in [Message::Result(r), scored] {
             let n = encode_frame(&msg).len();
             assert!(n <= bound, "window {window}, K {k}: {n} > {bound}");

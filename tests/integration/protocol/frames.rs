@@ -3,9 +3,10 @@
 //! of bad frame the streaming decoder must reject without losing the frames after it.
 
 use gsdnet_edge::protocol::{
-    class_name, conversation_id, decode_frame, encode_frame, values, Boundary, BoundedVec, ClassName, DecodeError, Features, FrameDecoder,
-    HealthReport, Message, ModalityInfo, ModelInfoReport, Modality, Probs, RejectCount, RejectNotice, RejectReason, ScoredResult,
-    ScoredUtterance, StatusReport, UtteranceResult, WindowResult, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    class_name, conversation_id, decode_frame, encode_frame, values, Boundary, BoundedVec, ClassName, DecodeError,
+    Features, FrameDecoder, HealthReport, Message, Modality, ModalityInfo, ModelInfoReport, Probs, RejectCount,
+    RejectNotice, RejectReason, ScoredResult, ScoredUtterance, StatusReport, UtteranceResult, WindowResult,
+    MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 fn features(utt: u32, m: Modality, vals: &[f32]) -> Message {
@@ -28,8 +29,18 @@ fn round_trip_every_message_kind() {
     let conv = conversation_id("abc").unwrap();
     let msgs = vec![
         features(7, Modality::Audio, &[0.5; 73]),
-        Message::UtteranceStart(Boundary { conversation: conv.clone(), utterance: 1, speaker: 0, timestamp_us: 5 }),
-        Message::UtteranceEnd(Boundary { conversation: conv.clone(), utterance: 1, speaker: 0, timestamp_us: 9 }),
+        Message::UtteranceStart(Boundary {
+            conversation: conv.clone(),
+            utterance: 1,
+            speaker: 0,
+            timestamp_us: 5,
+        }),
+        Message::UtteranceEnd(Boundary {
+            conversation: conv.clone(),
+            utterance: 1,
+            speaker: 0,
+            timestamp_us: 9,
+        }),
         Message::Reset { conversation: conv },
         Message::Subscribe,
         Message::StatusRequest,
@@ -45,7 +56,10 @@ fn round_trip_every_message_kind() {
 /// Bytes from the hex strings quoted in docs/PROTOCOL.md (spaces ignored).
 pub(super) fn hex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
 }
 
 /// `msg` encodes to `frame` (quoted in docs/PROTOCOL.md, as tests/python/test_protocol_client.py
@@ -57,7 +71,11 @@ pub(super) fn assert_doc_frame(msg: &Message, frame: &str, crc: u32) {
     let payload = cobs::decode_vec(&encoded).unwrap();
     let body = &payload[..payload.len() - 4];
     assert_eq!(body[0], PROTOCOL_VERSION);
-    assert_eq!(crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(body), crc, "CRC quoted in docs/PROTOCOL.md");
+    assert_eq!(
+        crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(body),
+        crc,
+        "CRC quoted in docs/PROTOCOL.md"
+    );
     assert_eq!(&decode_frame(&mut encoded).unwrap(), msg);
 }
 
@@ -74,13 +92,25 @@ fn byte_layout_matches_protocol_doc() {
         values: values(&[1.0, -2.0]).unwrap(),
     });
     let body: Vec<u8> = vec![
-        PROTOCOL_VERSION, 0x00, // version 2, tag Features
-        0x02, b'c', b'1', // conversation: varint length + UTF-8
-        0xAC, 0x02, // utterance 300 as LEB128 varint
+        PROTOCOL_VERSION,
+        0x00, // version 2, tag Features
+        0x02,
+        b'c',
+        b'1', // conversation: varint length + UTF-8
+        0xAC,
+        0x02, // utterance 300 as LEB128 varint
         0x02, // speaker
         0x02, // modality Visual
         0x01, // timestamp_us
-        0x02, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0xC0, // 2 values, f32 little-endian
+        0x02,
+        0x00,
+        0x00,
+        0x80,
+        0x3F,
+        0x00,
+        0x00,
+        0x00,
+        0xC0, // 2 values, f32 little-endian
     ];
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&body);
     let mut payload = body.clone();
@@ -88,7 +118,11 @@ fn byte_layout_matches_protocol_doc() {
     let mut expected = cobs::encode_vec(&payload);
     expected.push(0);
     assert_eq!(encode_frame(&msg), expected);
-    assert_doc_frame(&msg, "02 02 0a 02 63 31 ac 02 02 02 01 02 01 03 80 3f 01 01 06 c0 90 32 2d c8 00", 0xc82d_3290);
+    assert_doc_frame(
+        &msg,
+        "02 02 0a 02 63 31 ac 02 02 02 01 02 01 03 80 3f 01 01 06 c0 90 32 2d c8 00",
+        0xc82d_3290,
+    );
 }
 
 #[test]
@@ -107,12 +141,22 @@ fn status_layout_matches_protocol_doc() {
         open_conversations: 1,
         clients: 2,
         rejected: vec![
-            RejectCount { reason: RejectReason::UnknownVersion, count: 1 },
-            RejectCount { reason: RejectReason::NoSuchModality, count: 2 },
+            RejectCount {
+                reason: RejectReason::UnknownVersion,
+                count: 1,
+            },
+            RejectCount {
+                reason: RejectReason::NoSuchModality,
+                count: 2,
+            },
         ],
         empty_utterances: 1,
     });
-    assert_doc_frame(&msg, "0c 02 07 dc 0b 04 6d 6f 63 6b 07 02 01 01 02 02 0e 04 01 02 02 03 01 0d 02 01 f4 be 29 5b 00", 0x5b29_bef4);
+    assert_doc_frame(
+        &msg,
+        "0c 02 07 dc 0b 04 6d 6f 63 6b 07 02 01 01 02 02 0e 04 01 02 02 03 01 0d 02 01 f4 be 29 5b 00",
+        0x5b29_bef4,
+    );
 }
 
 #[test]
@@ -131,7 +175,11 @@ fn health_layout_matches_protocol_doc() {
         consecutive_inference_errors: 0,
         watchdog_stopped: true,
     });
-    assert_doc_frame(&msg, "05 02 0a 01 02 03 03 04 06 05 06 01 ac 02 06 01 b7 62 2b e0 00", 0xe02b_62b7);
+    assert_doc_frame(
+        &msg,
+        "05 02 0a 01 02 03 03 04 06 05 06 01 ac 02 06 01 b7 62 2b e0 00",
+        0xe02b_62b7,
+    );
     assert_doc_frame(&Message::HealthRequest, "07 02 09 d9 c8 33 0a 00", 0x0a33_c8d9);
 }
 
@@ -184,10 +232,23 @@ fn six_class_result_layout_matches_protocol_doc() {
 
 #[test]
 fn model_info_and_reject_layouts_match_protocol_doc() {
-    let classes: Vec<ClassName> = ["hap", "sad", "neu", "ang", "exc", "fru"].iter().map(|c| class_name(c).unwrap()).collect();
+    let classes: Vec<ClassName> = ["hap", "sad", "neu", "ang", "exc", "fru"]
+        .iter()
+        .map(|c| class_name(c).unwrap())
+        .collect();
     let mut modalities = heapless::Vec::new();
-    modalities.push(ModalityInfo { modality: Modality::Text, size: 384 }).unwrap();
-    modalities.push(ModalityInfo { modality: Modality::Audio, size: 47 }).unwrap();
+    modalities
+        .push(ModalityInfo {
+            modality: Modality::Text,
+            size: 384,
+        })
+        .unwrap();
+    modalities
+        .push(ModalityInfo {
+            modality: Modality::Audio,
+            size: 47,
+        })
+        .unwrap();
     let msg = Message::ModelInfo(ModelInfoReport {
         name: "gsdnet-iemocap6".into(),
         version: "0.1.0".into(),
@@ -196,7 +257,8 @@ fn model_info_and_reject_layouts_match_protocol_doc() {
         has_regression: false,
         window: 64,
     });
-    let frame = "1a 02 0e 0f 67 73 64 6e 65 74 2d 69 65 6d 6f 63 61 70 36 05 30 2e 31 2e 30 02 1e 80 03 01 2f 06 03 68 61 70 \
+    let frame =
+        "1a 02 0e 0f 67 73 64 6e 65 74 2d 69 65 6d 6f 63 61 70 36 05 30 2e 31 2e 30 02 1e 80 03 01 2f 06 03 68 61 70 \
                  03 73 61 64 03 6e 65 75 03 61 6e 67 03 65 78 63 03 66 72 75 06 40 39 ec 91 c8 00";
     assert_doc_frame(&msg, frame, 0xc891_ec39);
     assert_doc_frame(&Message::ModelInfoRequest, "07 02 0d c0 0c 5e 0d 00", 0x0d5e_0cc0);
@@ -218,7 +280,14 @@ fn a_version_1_frame_is_unknown_version() {
 
 fn result(utterance: u32, avail: u8, label: u16, probs: &[f32], reg: Option<f32>) -> UtteranceResult {
     let label_name = class_name(["a", "b"][usize::from(label)]).unwrap();
-    UtteranceResult { utterance, avail, label, label_name, probs: Probs::from_slice(probs).unwrap(), reg }
+    UtteranceResult {
+        utterance,
+        avail,
+        label,
+        label_name,
+        probs: Probs::from_slice(probs).unwrap(),
+        reg,
+    }
 }
 
 #[test]
@@ -237,8 +306,18 @@ fn scored_result_confidence_is_the_largest_probability() {
     let got: Vec<(f32, bool)> = s.utterances.iter().map(|u| (u.confidence, u.uncertain)).collect();
     assert_eq!(got, vec![(0.9, false), (0.55, true)]);
     let names: Vec<(&str, Option<f32>)> = s.utterances.iter().map(|u| (u.label_name.as_str(), u.reg)).collect();
-    assert_eq!(names, vec![("a", Some(0.0)), ("b", None)], "names and the optional regression carry over");
-    assert!(ScoredResult::from_result(&r, 0.0).utterances.iter().all(|u| !u.uncertain), "no threshold, nothing uncertain");
+    assert_eq!(
+        names,
+        vec![("a", Some(0.0)), ("b", None)],
+        "names and the optional regression carry over"
+    );
+    assert!(
+        ScoredResult::from_result(&r, 0.0)
+            .utterances
+            .iter()
+            .all(|u| !u.uncertain),
+        "no threshold, nothing uncertain"
+    );
 }
 
 #[test]
@@ -251,7 +330,10 @@ fn conversation_ids_with_control_characters_are_malformed() {
         assert_eq!(err.reason(), RejectReason::Malformed, "{bad:?}");
         assert!(conversation_id(bad).is_none());
     }
-    assert!(conversation_id("séance 2 — robot").is_some(), "non-ASCII printable text is fine");
+    assert!(
+        conversation_id("séance 2 — robot").is_some(),
+        "non-ASCII printable text is fine"
+    );
 }
 
 #[test]
@@ -284,7 +366,11 @@ fn corrupt_byte_gives_crc_error_and_stream_goes_on() {
     stream.extend(encode_frame(&good));
     let out = decode_all(&mut FrameDecoder::default(), &stream);
     assert_eq!(out.len(), 2);
-    assert!(matches!(out[0], Err(DecodeError::Crc { .. }) | Err(DecodeError::Framing)), "{:?}", out[0]);
+    assert!(
+        matches!(out[0], Err(DecodeError::Crc { .. }) | Err(DecodeError::Framing)),
+        "{:?}",
+        out[0]
+    );
     assert_eq!(out[1], Ok(good));
 }
 
@@ -294,15 +380,18 @@ fn unknown_version_is_reported_as_such() {
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&body);
     body.extend_from_slice(&crc.to_le_bytes());
     let mut frame = cobs::encode_vec(&body);
-    assert_eq!(decode_frame(&mut frame), Err(DecodeError::UnknownVersion(PROTOCOL_VERSION + 1)));
+    assert_eq!(
+        decode_frame(&mut frame),
+        Err(DecodeError::UnknownVersion(PROTOCOL_VERSION + 1))
+    );
 }
 
 #[test]
 fn malformed_bodies_are_rejected() {
     let cases: Vec<Vec<u8>> = vec![
-        vec![PROTOCOL_VERSION, 0x7F],                   // unknown message tag
-        vec![PROTOCOL_VERSION, 0x00, 0x05, b'a'],        // truncated string
-        vec![PROTOCOL_VERSION, 0x05, 0x00],              // Subscribe + trailing byte
+        vec![PROTOCOL_VERSION, 0x7F],             // unknown message tag
+        vec![PROTOCOL_VERSION, 0x00, 0x05, b'a'], // truncated string
+        vec![PROTOCOL_VERSION, 0x05, 0x00],       // Subscribe + trailing byte
         // Features with 2049 values (> MAX_VALUES)
         vec![PROTOCOL_VERSION, 0x00, 0x01, b'c', 0x01, 0x00, 0x00, 0x01, 0x81, 0x10],
         // ModelInfoRequest + trailing byte

@@ -28,21 +28,19 @@
 //! Conversation ids and other strings are generated from printable characters only (ASCII and a
 //! few multi-byte letters): ids with control characters are rejected on decoding (`Malformed`).
 
-
 use proptest::collection::vec as pvec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
-use gsdnet_edge::protocol::{
-    decode_frame, encode_frame, max_result_frame_len, DecodeError, FrameDecoder, Message, ScoredResult, WindowResult, MAX_FEATURES_FRAME_LEN,
-    MAX_FRAME_LEN,
-};
 use crate::util::prop::messages::{classes, completion, conversation, features, message, utterance_results};
+use gsdnet_edge::protocol::{
+    decode_frame, encode_frame, max_result_frame_len, DecodeError, FrameDecoder, Message, ScoredResult, WindowResult,
+    MAX_FEATURES_FRAME_LEN, MAX_FRAME_LEN,
+};
 
 /// Seed used when `PROPTEST_RNG_SEED` is not set.
 const DEFAULT_SEED: u64 = 0x6773_646e_6574_0012;
-
 
 fn run<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
 where
@@ -116,7 +114,9 @@ fn mutate(frame: &[u8], mutations: &[Mutation], max_len: usize, seed: u8) -> Vec
             }
             Mutation::Oversize(extra, delimited) => {
                 let n = max_len + extra;
-                f = (0..n).map(|k| ((k as u8).wrapping_mul(31).wrapping_add(seed) % 255) + 1).collect();
+                f = (0..n)
+                    .map(|k| ((k as u8).wrapping_mul(31).wrapping_add(seed) % 255) + 1)
+                    .collect();
                 if *delimited {
                     f.push(0);
                 }
@@ -166,7 +166,11 @@ fn feed_chunked(
         k += 1;
         out.extend(dec.feed(&stream[at..at + n]));
         at += n;
-        prop_assert!(dec.pending() <= max_len, "pending {} > max_len {max_len} after {at} bytes", dec.pending());
+        prop_assert!(
+            dec.pending() <= max_len,
+            "pending {} > max_len {max_len} after {at} bytes",
+            dec.pending()
+        );
     }
     Ok(out)
 }
@@ -220,7 +224,12 @@ fn valid_stream_split_anywhere_decodes_exactly() {
         }
         let mut dec = FrameDecoder::default();
         let out = feed_chunked(&mut dec, MAX_FRAME_LEN, &stream, &chunks)?;
-        prop_assert_eq!(out.len(), msgs.len(), "outputs {:?}", out.iter().map(item).collect::<Vec<_>>());
+        prop_assert_eq!(
+            out.len(),
+            msgs.len(),
+            "outputs {:?}",
+            out.iter().map(item).collect::<Vec<_>>()
+        );
         for (got, want) in out.iter().zip(&msgs) {
             prop_assert!(matches!(got, Ok(m) if same(m, want)), "got {got:?}, want {want:?}");
         }
@@ -235,7 +244,10 @@ fn valid_stream_split_anywhere_decodes_exactly() {
         dec.clear();
         prop_assert_eq!(dec.pending(), 0);
         let out: Vec<_> = dec.feed(&next).collect();
-        prop_assert!(out.len() == 1 && matches!(&out[0], Ok(m) if same(m, &msgs[0])), "after clear: {out:?}");
+        prop_assert!(
+            out.len() == 1 && matches!(&out[0], Ok(m) if same(m, &msgs[0])),
+            "after clear: {out:?}"
+        );
         Ok(())
     });
 }
@@ -253,33 +265,43 @@ fn random_stream() -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn random_bytes_never_panic_and_stay_bounded() {
     let max_lens = prop_oneof![3 => Just(MAX_FRAME_LEN), 1 => 2usize..300];
-    run(3000, (random_stream(), chunking(), max_lens), |(stream, chunks, max_len)| {
-        let mut dec = FrameDecoder::new(max_len);
-        let out = feed_chunked(&mut dec, max_len, &stream, &chunks)?;
-        for r in &out {
-            if let Err(e) = r {
-                let _ = e.reason(); // every error maps to a counter
-                let _ = e.to_string();
+    run(
+        3000,
+        (random_stream(), chunking(), max_lens),
+        |(stream, chunks, max_len)| {
+            let mut dec = FrameDecoder::new(max_len);
+            let out = feed_chunked(&mut dec, max_len, &stream, &chunks)?;
+            for r in &out {
+                if let Err(e) = r {
+                    let _ = e.reason(); // every error maps to a counter
+                    let _ = e.to_string();
+                }
             }
-        }
-        let zeros = stream.iter().filter(|&&b| b == 0).count();
-        prop_assert!(out.len() <= zeros + 1, "{} items from {zeros} delimiters", out.len());
-        // Chunking must not change anything: compare with the whole stream fed at once.
-        let mut whole = FrameDecoder::new(max_len);
-        let at_once: Vec<_> = whole.feed(&stream).collect();
-        prop_assert_eq!(out.iter().map(item).collect::<Vec<_>>(), at_once.iter().map(item).collect::<Vec<_>>());
-        prop_assert_eq!(dec.pending(), whole.pending());
-        // After the noise, a resynchronising delimiter and a valid frame (that fits) decode.
-        let good = Message::StatusRequest;
-        let mut tail = vec![0u8];
-        tail.extend(encode_frame(&good));
-        if tail.len() - 1 <= max_len {
-            let out: Vec<_> = dec.feed(&tail).collect();
-            prop_assert!(matches!(out.last(), Some(Ok(m)) if same(m, &good)), "after noise: {out:?}");
-            prop_assert_eq!(dec.pending(), 0);
-        }
-        Ok(())
-    });
+            let zeros = stream.iter().filter(|&&b| b == 0).count();
+            prop_assert!(out.len() <= zeros + 1, "{} items from {zeros} delimiters", out.len());
+            // Chunking must not change anything: compare with the whole stream fed at once.
+            let mut whole = FrameDecoder::new(max_len);
+            let at_once: Vec<_> = whole.feed(&stream).collect();
+            prop_assert_eq!(
+                out.iter().map(item).collect::<Vec<_>>(),
+                at_once.iter().map(item).collect::<Vec<_>>()
+            );
+            prop_assert_eq!(dec.pending(), whole.pending());
+            // After the noise, a resynchronising delimiter and a valid frame (that fits) decode.
+            let good = Message::StatusRequest;
+            let mut tail = vec![0u8];
+            tail.extend(encode_frame(&good));
+            if tail.len() - 1 <= max_len {
+                let out: Vec<_> = dec.feed(&tail).collect();
+                prop_assert!(
+                    matches!(out.last(), Some(Ok(m)) if same(m, &good)),
+                    "after noise: {out:?}"
+                );
+                prop_assert_eq!(dec.pending(), 0);
+            }
+            Ok(())
+        },
+    );
 }
 
 /// One element of a mixed stream: a valid message, possibly damaged.
@@ -300,7 +322,11 @@ fn a_bad_frame_never_costs_the_next_good_one() {
     run(3000, strategy, |(pieces, chunks, tight, seed)| {
         let frames: Vec<Vec<u8>> = pieces.iter().map(|p| encode_frame(&p.msg)).collect();
         // Either the protocol's limit or exactly the longest valid frame (the boundary case).
-        let max_len = if tight { frames.iter().map(Vec::len).max().unwrap_or(2) } else { MAX_FRAME_LEN };
+        let max_len = if tight {
+            frames.iter().map(Vec::len).max().unwrap_or(2)
+        } else {
+            MAX_FRAME_LEN
+        };
         let mut stream = Vec::new();
         let mut expected = Vec::new();
         for (p, frame) in pieces.iter().zip(&frames) {
@@ -320,7 +346,9 @@ fn a_bad_frame_never_costs_the_next_good_one() {
                 "valid frame {i} of {} lost: {:?}\noutputs: {:?}",
                 expected.len(),
                 expected[i],
-                out.iter().map(|r| r.as_ref().map(|_| "ok").map_err(Clone::clone)).collect::<Vec<_>>()
+                out.iter()
+                    .map(|r| r.as_ref().map(|_| "ok").map_err(Clone::clone))
+                    .collect::<Vec<_>>()
             )));
         }
         let oks = out.iter().filter(|r| r.is_ok()).count();
@@ -338,7 +366,10 @@ fn frame_length_limit_is_exact_and_oversize_is_reported_once() {
         // Exactly at the limit (delimiter included): decodes.
         let mut dec = FrameDecoder::new(n);
         let out = feed_chunked(&mut dec, n, &frame, &chunks)?;
-        prop_assert!(out.len() == 1 && matches!(&out[0], Ok(m) if same(m, &msg)), "at the limit: {out:?}");
+        prop_assert!(
+            out.len() == 1 && matches!(&out[0], Ok(m) if same(m, &msg)),
+            "at the limit: {out:?}"
+        );
         // One byte over: reported once as Oversized; the frames after it decode.
         if n > 2 {
             let mut stream = frame.clone();
@@ -348,7 +379,10 @@ fn frame_length_limit_is_exact_and_oversize_is_reported_once() {
             let mut dec = FrameDecoder::new(n - 1);
             let max_after = after.iter().map(|m| encode_frame(m).len()).max().unwrap_or(0);
             let out = feed_chunked(&mut dec, n - 1, &stream, &chunks)?;
-            prop_assert!(matches!(out.first(), Some(Err(DecodeError::Oversized { .. }))), "over the limit: {out:?}");
+            prop_assert!(
+                matches!(out.first(), Some(Err(DecodeError::Oversized { .. }))),
+                "over the limit: {out:?}"
+            );
             if max_after < n {
                 prop_assert_eq!(out.len(), 1 + after.len());
                 for (got, want) in out[1..].iter().zip(&after) {
@@ -366,9 +400,18 @@ fn frame_length_limit_is_exact_and_oversize_is_reported_once() {
         }
         let mut dec = FrameDecoder::default();
         let out = feed_chunked(&mut dec, MAX_FRAME_LEN, &stream, &chunks)?;
-        prop_assert_eq!(out.len(), 2 + after.len(), "outputs {:?}", out.iter().map(item).collect::<Vec<_>>());
+        prop_assert_eq!(
+            out.len(),
+            2 + after.len(),
+            "outputs {:?}",
+            out.iter().map(item).collect::<Vec<_>>()
+        );
         prop_assert!(matches!(&out[0], Ok(m) if same(m, &after[0])));
-        prop_assert!(matches!(&out[1], Err(DecodeError::Oversized { .. })), "run: {:?}", out[1]);
+        prop_assert!(
+            matches!(&out[1], Err(DecodeError::Oversized { .. })),
+            "run: {:?}",
+            out[1]
+        );
         for (got, want) in out[2..].iter().zip(&after) {
             prop_assert!(matches!(got, Ok(m) if same(m, want)), "after run: {got:?}");
         }
@@ -381,10 +424,23 @@ fn frame_length_limit_is_exact_and_oversize_is_reported_once() {
 fn results_of_any_model_stay_within_the_result_bound() {
     // Random K, class names, window lengths and completion names: what the daemon checks at
     // start-up (`max_result_frame_len` <= `MAX_FRAME_LEN`) bounds every result it can publish.
-    let case = classes().prop_flat_map(|names| (Just(names.clone()), utterance_results(names, 24), completion(), conversation()));
+    let case = classes().prop_flat_map(|names| {
+        (
+            Just(names.clone()),
+            utterance_results(names, 24),
+            completion(),
+            conversation(),
+        )
+    });
     run(2000, case, |(names, utterances, completion, conversation)| {
         let bound = max_result_frame_len(utterances.len(), &names, &completion);
-        let r = WindowResult { conversation, closed_utterance: u32::MAX, completion, latency_us: u32::MAX, utterances };
+        let r = WindowResult {
+            conversation,
+            closed_utterance: u32::MAX,
+            completion,
+            latency_us: u32::MAX,
+            utterances,
+        };
         let scored = ScoredResult::from_result(&r, 0.5);
         for msg in [Message::Result(r), Message::Scored(scored)] {
             let n = encode_frame(&msg).len();

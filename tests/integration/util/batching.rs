@@ -51,7 +51,10 @@ fn conversation(man: &Manifest, n: usize, rate: f64, key: u64) -> Conv {
             f
         })
         .collect();
-    Conv { speakers: (0..n).map(|i| (i % 3 == 1) as u32).collect(), feats }
+    Conv {
+        speakers: (0..n).map(|i| (i % 3 == 1) as u32).collect(),
+        feats,
+    }
 }
 
 fn window(c: &Conv) -> Window<'_> {
@@ -59,7 +62,10 @@ fn window(c: &Conv) -> Window<'_> {
         .feats
         .iter()
         .zip(&c.speakers)
-        .map(|(f, &speaker)| Utterance { speaker, features: std::array::from_fn(|m| f[m].as_deref()) })
+        .map(|(f, &speaker)| Utterance {
+            speaker,
+            features: std::array::from_fn(|m| f[m].as_deref()),
+        })
         .collect();
     Window { utterances }
 }
@@ -77,7 +83,11 @@ fn pipeline_on(e: &Engine, model: &str, buckets: Option<Vec<usize>>, samples: us
         man.buckets = b;
     }
     let model = Model::from_manifest(man, e.kind, &e.opts).expect("model");
-    let opts = gsdnet_edge::pipeline::PipelineOptions { samples: Some(samples), max_batch, ..Default::default() };
+    let opts = gsdnet_edge::pipeline::PipelineOptions {
+        samples: Some(samples),
+        max_batch,
+        ..Default::default()
+    };
     Pipeline::new(model, &opts).expect("pipeline")
 }
 
@@ -85,7 +95,14 @@ fn alone(p: &mut Pipeline, convs: &[Conv]) -> Vec<WindowOutput> {
     convs
         .iter()
         .enumerate()
-        .map(|(i, c)| p.run(&window(c), Completion::Gsdnet, &mut SeededNoise::from_key(100 + i as u64)).expect("runs"))
+        .map(|(i, c)| {
+            p.run(
+                &window(c),
+                Completion::Gsdnet,
+                &mut SeededNoise::from_key(100 + i as u64),
+            )
+            .expect("runs")
+        })
         .collect()
 }
 
@@ -93,10 +110,14 @@ fn alone(p: &mut Pipeline, convs: &[Conv]) -> Vec<WindowOutput> {
 fn batched(p: &mut Pipeline, convs: &[Conv], order: &[usize]) -> Vec<WindowOutput> {
     let windows: Vec<Window> = order.iter().map(|&i| window(&convs[i])).collect();
     let mut noises: Vec<SeededNoise> = order.iter().map(|&i| SeededNoise::from_key(100 + i as u64)).collect();
-    let mut items: Vec<BatchItem> =
-        windows.iter().zip(noises.iter_mut()).map(|(window, noise)| BatchItem { window, noise }).collect();
+    let mut items: Vec<BatchItem> = windows
+        .iter()
+        .zip(noises.iter_mut())
+        .map(|(window, noise)| BatchItem { window, noise })
+        .collect();
     let mut outs = Vec::new();
-    p.run_batch(&mut items, Completion::Gsdnet, &mut outs).expect("batch runs");
+    p.run_batch(&mut items, Completion::Gsdnet, &mut outs)
+        .expect("batch runs");
     let mut back = vec![WindowOutput::default(); convs.len()];
     for (o, &i) in outs.into_iter().zip(order) {
         back[i] = o;
@@ -114,12 +135,19 @@ fn compare(a: &[WindowOutput], b: &[WindowOutput], what: &str) -> f32 {
             for (p, q) in u.probs.iter().zip(&v.probs) {
                 worst = worst.max((p - q).abs());
             }
-            assert_eq!(u.label, v.label, "{what}: window {w} utterance {i} label ({:?} vs {:?})", u.probs, v.probs);
+            assert_eq!(
+                u.label, v.label,
+                "{what}: window {w} utterance {i} label ({:?} vs {:?})",
+                u.probs, v.probs
+            );
             assert_eq!(u.imputed, v.imputed);
             for (f, g) in u.features.iter().zip(&v.features) {
                 assert_eq!(f.len(), g.len());
                 for (a, b) in f.iter().zip(g) {
-                    assert!((a - b).abs() <= FEAT_TOL * (1.0 + a.abs()), "{what}: window {w} utterance {i} feature {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= FEAT_TOL * (1.0 + a.abs()),
+                        "{what}: window {w} utterance {i} feature {a} vs {b}"
+                    );
                 }
             }
         }
@@ -130,7 +158,11 @@ fn compare(a: &[WindowOutput], b: &[WindowOutput], what: &str) -> f32 {
 
 fn conversations(model: &str, sizes: &[usize]) -> Vec<Conv> {
     let man = Manifest::load(&repo().join("models").join(model)).expect("manifest");
-    sizes.iter().enumerate().map(|(i, &n)| conversation(&man, n, 0.4, 7 + i as u64)).collect()
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| conversation(&man, n, 0.4, 7 + i as u64))
+        .collect()
 }
 
 pub fn buckets_give_the_padded_windows_numbers(e: &Engine) {

@@ -12,26 +12,52 @@ use gsdnet_edge::daemon::notify::{MemoryNotifier, Notifier};
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
 use gsdnet_edge::modality::Modalities;
 use gsdnet_edge::protocol::{
-    class_name, conversation_id, encode_frame, values, Boundary, Features, FrameDecoder, HealthReport, Message, Modality, Probs,
-    RejectReason, StatusReport, UtteranceResult, WindowResult,
+    class_name, conversation_id, encode_frame, values, Boundary, Features, FrameDecoder, HealthReport, Message,
+    Modality, Probs, RejectReason, StatusReport, UtteranceResult, WindowResult,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The CMU-MOSI layout: text 100, audio 73, visual 100; negative / positive; regression.
 pub fn mosi_like() -> ServedModel {
-    ServedModel::new("mock-mosi", Modalities::new([100, 73, 100]).unwrap(), &["negative", "positive"], true).unwrap()
+    ServedModel::new(
+        "mock-mosi",
+        Modalities::new([100, 73, 100]).unwrap(),
+        &["negative", "positive"],
+        true,
+    )
+    .unwrap()
 }
 
 /// The IEMOCAP layout: text 384 (the MiniLM frontend's width), audio 47, no visual; six classes;
 /// no regression.
 pub fn iemocap_like() -> ServedModel {
-    ServedModel::new("mock-iemocap", Modalities::new([384, 47, 0]).unwrap(), &["hap", "sad", "neu", "ang", "exc", "fru"], false).unwrap()
+    ServedModel::new(
+        "mock-iemocap",
+        Modalities::new([384, 47, 0]).unwrap(),
+        &["hap", "sad", "neu", "ang", "exc", "fru"],
+        false,
+    )
+    .unwrap()
 }
 
 /// A result with `label` of a model with `names`: probabilities `probs`, regression `reg`.
-pub fn result(utterance: u32, avail: u8, label: u16, names: &[&str], probs: &[f32], reg: Option<f32>) -> UtteranceResult {
+pub fn result(
+    utterance: u32,
+    avail: u8,
+    label: u16,
+    names: &[&str],
+    probs: &[f32],
+    reg: Option<f32>,
+) -> UtteranceResult {
     let label_name = class_name(names[usize::from(label)]).unwrap();
-    UtteranceResult { utterance, avail, label, label_name, probs: Probs::from_slice(probs).unwrap(), reg }
+    UtteranceResult {
+        utterance,
+        avail,
+        label,
+        label_name,
+        probs: Probs::from_slice(probs).unwrap(),
+        reg,
+    }
 }
 
 /// label = text present, reg = first text value (or -1), probs from avail bits.
@@ -51,7 +77,14 @@ impl WindowRunner for MockRunner {
             .map(|u| {
                 let label = u16::from(u.features[0].is_some());
                 let reg = u.features[0].as_ref().map_or(-1.0, |t| t[0]);
-                result(u.utterance, u.avail_bits(), label, &["negative", "positive"], &[f32::from(u.avail_bits()), 0.0], Some(reg))
+                result(
+                    u.utterance,
+                    u.avail_bits(),
+                    label,
+                    &["negative", "positive"],
+                    &[f32::from(u.avail_bits()), 0.0],
+                    Some(reg),
+                )
             })
             .collect())
     }
@@ -87,9 +120,18 @@ impl WindowRunner for ClassRunner {
         let k = self.model.classes().len();
         let out = job.utterances.iter().map(|u| {
             let label = u.utterance as usize % k;
-            let probs: Vec<f32> = (0..k).map(|c| if c == label { 0.5 } else { 0.5 / (k - 1) as f32 }).collect();
+            let probs: Vec<f32> = (0..k)
+                .map(|c| if c == label { 0.5 } else { 0.5 / (k - 1) as f32 })
+                .collect();
             let (label_name, probs) = (self.model.class_name(label), Probs::from_vec(probs).unwrap());
-            UtteranceResult { utterance: u.utterance, avail: u.avail_bits(), label: label as u16, label_name, probs, reg: self.model.has_regression.then_some(0.25) }
+            UtteranceResult {
+                utterance: u.utterance,
+                avail: u.avail_bits(),
+                label: label as u16,
+                label_name,
+                probs,
+                reg: self.model.has_regression.then_some(0.25),
+            }
         });
         Ok(out.collect())
     }
@@ -134,7 +176,12 @@ pub fn feat(conv: &str, utt: u32, m: Modality, v: f32) -> Message {
 }
 
 pub fn end(conv: &str, utt: u32) -> Message {
-    Message::UtteranceEnd(Boundary { conversation: conversation_id(conv).unwrap(), utterance: utt, speaker: 0, timestamp_us: 0 })
+    Message::UtteranceEnd(Boundary {
+        conversation: conversation_id(conv).unwrap(),
+        utterance: utt,
+        speaker: 0,
+        timestamp_us: 0,
+    })
 }
 
 pub struct Client<S> {
@@ -145,7 +192,11 @@ pub struct Client<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     pub fn new(stream: S) -> Self {
-        Client { stream, dec: FrameDecoder::default(), pending: Vec::new() }
+        Client {
+            stream,
+            dec: FrameDecoder::default(),
+            pending: Vec::new(),
+        }
     }
     pub async fn send(&mut self, msg: &Message) {
         self.stream.write_all(&encode_frame(msg)).await.unwrap();
@@ -223,11 +274,22 @@ pub async fn unix_daemon(opts: ServeOptions) -> (tempfile::TempDir, std::path::P
 }
 
 /// `unix_daemon` with another runner.
-pub async fn unix_daemon_with(runner: Box<dyn WindowRunner>, opts: ServeOptions) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
+pub async fn unix_daemon_with(
+    runner: Box<dyn WindowRunner>,
+    opts: ServeOptions,
+) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let daemon = start_runner(Endpoints { unix: vec![listener], ..Default::default() }, runner, opts).await;
+    let daemon = start_runner(
+        Endpoints {
+            unix: vec![listener],
+            ..Default::default()
+        },
+        runner,
+        opts,
+    )
+    .await;
     (dir, path, daemon)
 }
 
@@ -242,4 +304,3 @@ impl Daemon {
         self.notifier.events()
     }
 }
-

@@ -35,21 +35,32 @@ pub fn split_dir(way: &str, split: &str) -> PathBuf {
 pub fn for_model(way: &str, split: &str, model: &str) -> Option<Recording> {
     static CACHE: OnceLock<Mutex<HashMap<Key, Slot>>> = OnceLock::new();
     let slot = {
-        let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         Arc::clone(cache.entry((way.into(), split.into(), model.into())).or_default())
     };
     // Tests wanting the same split wait here for the first one's encoding.
-    slot.get_or_init(|| encode(&split_dir(way, split), &repo().join("models").join(model))).clone()
+    slot.get_or_init(|| encode(&split_dir(way, split), &repo().join("models").join(model)))
+        .clone()
 }
 
 fn encode(dir: &Path, model_dir: &Path) -> Option<Recording> {
     if !dir.join("transcripts.csv").is_file() {
-        eprintln!("skipping: {} (with transcripts.csv) is not on this machine", dir.display());
+        eprintln!(
+            "skipping: {} (with transcripts.csv) is not on this machine",
+            dir.display()
+        );
         return None;
     }
     let mut rec = dataset::load(dir).unwrap_or_else(|e| panic!("{e}"));
     let manifest = Manifest::load(model_dir).unwrap_or_else(|e| panic!("{}: {e}", model_dir.display()));
-    assert!(manifest.text_frontend.is_some(), "{}: the IEMOCAP models take text through the frontend", model_dir.display());
+    assert!(
+        manifest.text_frontend.is_some(),
+        "{}: the IEMOCAP models take text through the frontend",
+        model_dir.display()
+    );
     let mut front = match TextFrontend::for_manifest(&manifest, BackendKind::Tract, &BackendOptions::default()) {
         Ok(f) => f.expect("declared above"),
         Err(e @ FrontendError::Missing { .. }) => {
@@ -60,7 +71,11 @@ fn encode(dir: &Path, model_dir: &Path) -> Option<Recording> {
     };
     let started = std::time::Instant::now();
     let n = frontend::recording::encode_split(&mut rec, dir, &mut front).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("text frontend: {n} transcripts of {} encoded in {:.1} s", dir.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "text frontend: {n} transcripts of {} encoded in {:.1} s",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
     Some(rec)
 }
 
@@ -68,7 +83,11 @@ fn encode(dir: &Path, model_dir: &Path) -> Option<Recording> {
 /// present); prints why not. A test that serves the model skips what needs the frontend then.
 pub fn frontend_ready(model: &str) -> bool {
     let manifest = Manifest::load(&repo().join("models").join(model)).unwrap_or_else(|e| panic!("{model}: {e}"));
-    let dir = &manifest.text_frontend.as_ref().expect("the model declares a text frontend").dir;
+    let dir = &manifest
+        .text_frontend
+        .as_ref()
+        .expect("the model declares a text frontend")
+        .dir;
     match frontend::FrontendConfig::load(dir, false) {
         Ok(_) => true,
         Err(e @ FrontendError::Missing { .. }) => {

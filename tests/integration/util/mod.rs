@@ -98,7 +98,13 @@ pub fn parts_match_reference(
         let refs_in: Vec<&Tensor> = inputs.iter().collect();
         be.run(&refs_in, &mut outputs).unwrap();
         for (o, f) in outputs.iter().zip(&r.outputs) {
-            assert_close(&format!("{} {f}", spec.name), o.data(), &read_f32(&dir.join(f)), 1e-5, 1e-4);
+            assert_close(
+                &format!("{} {f}", spec.name),
+                o.data(),
+                &read_f32(&dir.join(f)),
+                1e-5,
+                1e-4,
+            );
         }
         extra(spec, be.as_mut());
     }

@@ -64,7 +64,10 @@ pub fn manifest_parts(dir: &Path) -> Option<(Vec<PartSpec>, usize)> {
 
 pub fn read_f32(path: &Path, shape: &[usize]) -> Tensor {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let data: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Tensor::from_vec(shape, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -121,6 +124,10 @@ pub fn worst(a: &Tensor, b: &Tensor, atol: f32, rtol: f32) -> Option<(usize, f32
 
 pub fn assert_close(what: &str, a: &Tensor, b: &Tensor, atol: f32, rtol: f32) {
     if let Some((i, diff, allowed)) = worst(a, b, atol, rtol) {
-        panic!("{what}: element {i}: |{} - {}| = {diff} > {allowed}", a.data()[i], b.data()[i]);
+        panic!(
+            "{what}: element {i}: |{} - {}| = {diff} > {allowed}",
+            a.data()[i],
+            b.data()[i]
+        );
     }
 }

@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use gsdnet_edge::client::replay::Step;
 use gsdnet_edge::config::Windowing;
 use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::limits::ConnectionLimits;
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
-use gsdnet_edge::client::replay::Step;
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
 use gsdnet_edge::daemon::stats::Stats;
 use gsdnet_edge::io::serial::SerialInput;
@@ -100,11 +100,20 @@ pub async fn start_unix(pipeline: Pipeline, seed: u64, scenario: u64, opts: Serv
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("daemon.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let endpoints = Endpoints { unix: vec![listener], ..Default::default() };
+    let endpoints = Endpoints {
+        unix: vec![listener],
+        ..Default::default()
+    };
     let (stop, handle) = start(pipeline, seed, endpoints, scenario, opts).await;
     let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
     subscribe(&mut sub).await;
-    UnixDaemon { path, sub, stop, handle, _dir: dir }
+    UnixDaemon {
+        path,
+        sub,
+        stop,
+        handle,
+        _dir: dir,
+    }
 }
 
 impl UnixDaemon {
@@ -146,10 +155,23 @@ pub struct SerialRig {
 
 pub fn serial_rig() -> SerialRig {
     let (daemon_end, port) = tokio_serial::SerialStream::pair().expect("pty pair");
-    let serial = SerialInput { name: "serial:pty".into(), stream: Some(daemon_end), reopen: None };
+    let serial = SerialInput {
+        name: "serial:pty".into(),
+        stream: Some(daemon_end),
+        reopen: None,
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub.sock");
     let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let endpoints = Endpoints { unix: vec![listener], serial: vec![serial], ..Default::default() };
-    SerialRig { endpoints, port, path, _dir: dir }
+    let endpoints = Endpoints {
+        unix: vec![listener],
+        serial: vec![serial],
+        ..Default::default()
+    };
+    SerialRig {
+        endpoints,
+        port,
+        path,
+        _dir: dir,
+    }
 }

@@ -9,17 +9,37 @@ use gsdnet_edge::modality::Modalities;
 use gsdnet_edge::protocol::{Modality, RejectReason};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Kind { Feat, Start, End, Drop }
+pub enum Kind {
+    Feat,
+    Start,
+    End,
+    Drop,
+}
 
 /// A sensor message that passed the vector checks, as the model sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Sm { pub kind: Kind, pub conv: u8, pub utt: u32, pub m: usize, pub speaker: u16 }
+pub struct Sm {
+    pub kind: Kind,
+    pub conv: u8,
+    pub utt: u32,
+    pub m: usize,
+    pub speaker: u16,
+}
 
 /// A slot: awaited, arrived (from message `tag`) or missing.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Slot { Wait, Got(usize), Miss }
+pub enum Slot {
+    Wait,
+    Got(usize),
+    Miss,
+}
 
-pub struct MUtt { pub opened: u64, pub ended: Option<u64>, pub speaker: Option<u16>, pub slots: [Slot; 3] }
+pub struct MUtt {
+    pub opened: u64,
+    pub ended: Option<u64>,
+    pub speaker: Option<u16>,
+    pub slots: [Slot; 3],
+}
 
 /// A release of a non-empty utterance: conversation, session, utterance, speaker, message tag
 /// per modality.
@@ -37,8 +57,15 @@ pub struct MConv {
 
 impl MConv {
     pub fn rank(&self) -> u8 {
-        let data = self.open.values().any(|p| p.slots.iter().any(|s| matches!(s, Slot::Got(_))));
-        if self.released > 0 { 2 } else { u8::from(data) }
+        let data = self
+            .open
+            .values()
+            .any(|p| p.slots.iter().any(|s| matches!(s, Slot::Got(_))));
+        if self.released > 0 {
+            2
+        } else {
+            u8::from(data)
+        }
     }
 
     pub fn release(&mut self, conv: u8, out: &mut Vec<Rel>, k: &mut Counters) {
@@ -60,7 +87,11 @@ impl MConv {
     }
 
     pub fn flush(&mut self, conv: u8, out: &mut Vec<Rel>, k: &mut Counters) {
-        self.open.values_mut().flat_map(|p| p.slots.iter_mut()).filter(|s| **s == Slot::Wait).for_each(|s| *s = Slot::Miss);
+        self.open
+            .values_mut()
+            .flat_map(|p| p.slots.iter_mut())
+            .filter(|s| **s == Slot::Wait)
+            .for_each(|s| *s = Slot::Miss);
         k.utterances_flushed += self.open.len() as u64;
         self.release(conv, out, k);
     }
@@ -81,7 +112,15 @@ pub struct Model {
 impl Model {
     pub fn new_conv(&mut self, conv: u8, now: u64) {
         self.next_session += 1;
-        let c = MConv { session: self.next_session, open: BTreeMap::new(), released: 0, last: None, last_avail: 0, active: now, behind: Vec::new() };
+        let c = MConv {
+            session: self.next_session,
+            open: BTreeMap::new(),
+            released: 0,
+            last: None,
+            last_avail: 0,
+            active: now,
+            behind: Vec::new(),
+        };
         self.convs.insert(conv, c);
     }
 
@@ -89,8 +128,12 @@ impl Model {
     pub fn handle(&mut self, tag: usize, log: &[Option<Sm>], now: u64, out: &mut Vec<Rel>) -> Result<(), RejectReason> {
         let msg = log[tag].expect("sensor message");
         let boundary = matches!(msg.kind, Kind::Start | Kind::End);
-        let Some(c) = self.convs.get_mut(&msg.conv) else { return self.apply(tag, log, now, out) };
-        let Some(last) = c.last.filter(|&l| msg.utt <= l) else { return self.apply(tag, log, now, out) };
+        let Some(c) = self.convs.get_mut(&msg.conv) else {
+            return self.apply(tag, log, now, out);
+        };
+        let Some(last) = c.last.filter(|&l| msg.utt <= l) else {
+            return self.apply(tag, log, now, out);
+        };
         let repeat = !boundary && c.last_avail & (1 << msg.m) != 0;
         if msg.utt == last && !repeat {
             return if boundary { Ok(()) } else { Err(RejectReason::Late) };
@@ -99,7 +142,11 @@ impl Model {
         if last - msg.utt > self.s.max_open_utterances as u32 || c.behind.len() >= RESTART_FRAMES {
             return self.restart(msg.conv, log, now, out);
         }
-        if boundary { Ok(()) } else { Err(RejectReason::Late) }
+        if boundary {
+            Ok(())
+        } else {
+            Err(RejectReason::Late)
+        }
     }
 
     /// The current message is the last held one: its own answer is the message's answer.
@@ -125,7 +172,13 @@ impl Model {
         let msg = log[tag].expect("sensor message");
         let boundary = matches!(msg.kind, Kind::Start | Kind::End);
         match self.convs.get(&msg.conv).and_then(|c| c.last) {
-            Some(last) if msg.utt <= last => if boundary { Ok(()) } else { Err(RejectReason::Late) },
+            Some(last) if msg.utt <= last => {
+                if boundary {
+                    Ok(())
+                } else {
+                    Err(RejectReason::Late)
+                }
+            }
             _ => self.apply(tag, log, now, out),
         }
     }
@@ -140,7 +193,12 @@ impl Model {
             return Err(RejectReason::Capacity);
         }
         let slots = Modality::ALL.map(|m| if self.mods.has(m) { Slot::Wait } else { Slot::Miss });
-        let p = c.open.entry(msg.utt).or_insert(MUtt { opened: now, ended: None, speaker: None, slots });
+        let p = c.open.entry(msg.utt).or_insert(MUtt {
+            opened: now,
+            ended: None,
+            speaker: None,
+            slots,
+        });
         if msg.kind != Kind::Drop {
             p.speaker.get_or_insert(msg.speaker);
         }
@@ -160,9 +218,16 @@ impl Model {
     pub fn admit(&mut self, conv: u8, now: u64, out: &mut Vec<Rel>) -> Result<(), RejectReason> {
         if self.convs.len() >= self.s.max_conversations {
             let idle = self.s.evict_idle_ms;
-            let victim = self.convs.iter().filter(|(_, c)| c.rank() < 2 || now - c.active >= idle).min_by_key(|(_, c)| (c.rank(), c.active, c.session));
+            let victim = self
+                .convs
+                .iter()
+                .filter(|(_, c)| c.rank() < 2 || now - c.active >= idle)
+                .min_by_key(|(_, c)| (c.rank(), c.active, c.session));
             let victim = *victim.ok_or(RejectReason::Capacity)?.0;
-            self.convs.remove(&victim).expect("open").flush(victim, out, &mut self.k);
+            self.convs
+                .remove(&victim)
+                .expect("open")
+                .flush(victim, out, &mut self.k);
             self.k.evicted += 1;
         }
         self.new_conv(conv, now);
@@ -170,7 +235,10 @@ impl Model {
     }
 
     pub fn reset(&mut self, conv: u8, out: &mut Vec<Rel>) {
-        self.convs.remove(&conv).into_iter().for_each(|mut c| c.flush(conv, out, &mut self.k));
+        self.convs
+            .remove(&conv)
+            .into_iter()
+            .for_each(|mut c| c.flush(conv, out, &mut self.k));
     }
 
     pub fn poll(&mut self, now: u64, out: &mut Vec<Rel>) {
@@ -179,12 +247,17 @@ impl Model {
         for (&id, c) in &mut self.convs {
             for p in c.open.values_mut() {
                 let base = p.ended.unwrap_or(p.opened + s.max_utterance_ms);
-                let due = p.slots.iter_mut().zip(s.deadline_ms).filter(|(slot, d)| **slot == Slot::Wait && now >= base + d);
+                let due = p
+                    .slots
+                    .iter_mut()
+                    .zip(s.deadline_ms)
+                    .filter(|(slot, d)| **slot == Slot::Wait && now >= base + d);
                 due.for_each(|(slot, _)| *slot = Slot::Miss);
             }
             c.release(id, out, &mut self.k);
         }
-        self.convs.retain(|_, c| !c.open.is_empty() || now - c.active < s.idle_conversation_ms);
+        self.convs
+            .retain(|_, c| !c.open.is_empty() || now - c.active < s.idle_conversation_ms);
     }
 
     pub fn flush_all(&mut self, out: &mut Vec<Rel>) {
@@ -197,4 +270,3 @@ impl Model {
         }
     }
 }
-

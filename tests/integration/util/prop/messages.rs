@@ -6,13 +6,12 @@
 use proptest::collection::vec as pvec;
 use proptest::prelude::*;
 
-use gsdnet_edge::protocol::{
-    Boundary, BoundedVec, ClassName, ConversationId, Dropout, Features, HealthReport, Message, ModalityInfo, ModelInfoReport, Modality,
-    Probs, RejectCount, RejectNotice, RejectReason, ScoredResult, ScoredUtterance, StatusReport, UtteranceResult, Values, WindowResult,
-    MAX_CONVERSATION_ID, MAX_REJECT_DETAIL,
-};
 use gsdnet_edge::capacity::{MAX_CLASSES, MAX_CLASS_NAME, MAX_FEATURE_SIZE};
-
+use gsdnet_edge::protocol::{
+    Boundary, BoundedVec, ClassName, ConversationId, Dropout, Features, HealthReport, Message, Modality, ModalityInfo,
+    ModelInfoReport, Probs, RejectCount, RejectNotice, RejectReason, ScoredResult, ScoredUtterance, StatusReport,
+    UtteranceResult, Values, WindowResult, MAX_CONVERSATION_ID, MAX_REJECT_DETAIL,
+};
 
 /// Printable characters: mostly ASCII, some 2-, 3- and 4-byte UTF-8 letters.
 pub fn printable_char() -> impl Strategy<Value = char> {
@@ -83,36 +82,54 @@ pub fn int64() -> impl Strategy<Value = u64> {
 
 pub fn boundary() -> impl Strategy<Value = Boundary> {
     (conversation(), id32(), any::<u16>(), int64()).prop_map(|(conversation, utterance, speaker, timestamp_us)| {
-        Boundary { conversation, utterance, speaker, timestamp_us }
+        Boundary {
+            conversation,
+            utterance,
+            speaker,
+            timestamp_us,
+        }
     })
 }
 
 pub fn features() -> impl Strategy<Value = Features> {
-    (conversation(), id32(), any::<u16>(), modality(), int64(), feature_values()).prop_map(
-        |(conversation, utterance, speaker, modality, timestamp_us, values)| Features {
-            conversation,
-            utterance,
-            speaker,
-            modality,
-            timestamp_us,
-            values,
-        },
+    (
+        conversation(),
+        id32(),
+        any::<u16>(),
+        modality(),
+        int64(),
+        feature_values(),
     )
+        .prop_map(
+            |(conversation, utterance, speaker, modality, timestamp_us, values)| Features {
+                conversation,
+                utterance,
+                speaker,
+                modality,
+                timestamp_us,
+                values,
+            },
+        )
 }
 
 pub fn dropout() -> impl Strategy<Value = Dropout> {
-    (conversation(), id32(), modality(), int64()).prop_map(|(conversation, utterance, modality, timestamp_us)| Dropout {
-        conversation,
-        utterance,
-        modality,
-        timestamp_us,
+    (conversation(), id32(), modality(), int64()).prop_map(|(conversation, utterance, modality, timestamp_us)| {
+        Dropout {
+            conversation,
+            utterance,
+            modality,
+            timestamp_us,
+        }
     })
 }
 
 pub fn status_report() -> impl Strategy<Value = StatusReport> {
     let counters = (int64(), int64(), int64(), int64(), int64(), int64());
     let gauges = (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>());
-    let rejected = pvec((reason(), int64()).prop_map(|(reason, count)| RejectCount { reason, count }), 0..=RejectReason::ALL.len());
+    let rejected = pvec(
+        (reason(), int64()).prop_map(|(reason, count)| RejectCount { reason, count }),
+        0..=RejectReason::ALL.len(),
+    );
     (int64(), text(200), counters, gauges, rejected, int64()).prop_map(
         |(uptime_ms, engine, c, g, rejected, empty_utterances)| StatusReport {
             uptime_ms,
@@ -134,7 +151,17 @@ pub fn status_report() -> impl Strategy<Value = StatusReport> {
 }
 
 pub fn health_report() -> impl Strategy<Value = HealthReport> {
-    let counters = (int64(), int64(), int64(), int64(), int64(), int64(), int64(), int64(), int64());
+    let counters = (
+        int64(),
+        int64(),
+        int64(),
+        int64(),
+        int64(),
+        int64(),
+        int64(),
+        int64(),
+        int64(),
+    );
     (counters, any::<u32>(), any::<u32>(), any::<bool>()).prop_map(|(c, connections_open, errors, watchdog_stopped)| {
         HealthReport {
             conversation_restarts: c.0,
@@ -169,9 +196,16 @@ pub fn probs(k: usize) -> impl Strategy<Value = Probs> {
 /// Utterances of one window of a model with `names` (labels index them, K probabilities each).
 pub fn utterance_results(names: Vec<ClassName>, max: usize) -> impl Strategy<Value = Vec<UtteranceResult>> {
     let k = names.len();
-    let one = (id32(), any::<u8>(), 0..k, probs(k), proptest::option::of(float())).prop_map(move |(utterance, avail, label, probs, reg)| {
-        UtteranceResult { utterance, avail, label: label as u16, label_name: names[label].clone(), probs, reg }
-    });
+    let one = (id32(), any::<u8>(), 0..k, probs(k), proptest::option::of(float())).prop_map(
+        move |(utterance, avail, label, probs, reg)| UtteranceResult {
+            utterance,
+            avail,
+            label: label as u16,
+            label_name: names[label].clone(),
+            probs,
+            reg,
+        },
+    );
     pvec(one, 0..=max)
 }
 
@@ -227,12 +261,20 @@ pub fn scored_result() -> impl Strategy<Value = ScoredResult> {
 }
 
 pub fn model_info() -> impl Strategy<Value = ModelInfoReport> {
-    let modality = (modality(), 0u32..=MAX_FEATURE_SIZE as u32).prop_map(|(modality, size)| ModalityInfo { modality, size });
+    let modality =
+        (modality(), 0u32..=MAX_FEATURE_SIZE as u32).prop_map(|(modality, size)| ModalityInfo { modality, size });
     let mods = pvec(modality, 0..=3).prop_map(|v| heapless::Vec::from_slice(&v).expect("at most 3"));
     let classes = pvec(class(), 0..=MAX_CLASSES).prop_map(|v| BoundedVec::from_vec(v).expect("at most MAX_CLASSES"));
-    (text(40), text(16), mods, classes, any::<bool>(), any::<u32>()).prop_map(|(name, version, modalities, classes, has_regression, window)| {
-        ModelInfoReport { name, version, modalities, classes, has_regression, window }
-    })
+    (text(40), text(16), mods, classes, any::<bool>(), any::<u32>()).prop_map(
+        |(name, version, modalities, classes, has_regression, window)| ModelInfoReport {
+            name,
+            version,
+            modalities,
+            classes,
+            has_regression,
+            window,
+        },
+    )
 }
 
 pub fn reject_notice() -> impl Strategy<Value = RejectNotice> {

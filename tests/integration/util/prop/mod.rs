@@ -14,6 +14,14 @@ pub fn config(cases: u32, seed: u64) -> Config {
         RngSeed::Random => RngSeed::Fixed(seed),
         fixed => fixed,
     };
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
-    Config { cases, rng_seed, failure_persistence: None, ..from_env }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    Config {
+        cases,
+        rng_seed,
+        failure_persistence: None,
+        ..from_env
+    }
 }
