@@ -85,9 +85,8 @@ def softmax_rows(logits: np.ndarray, t) -> np.ndarray:
     return (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-6) -> float:
-    """argmin_T NLL(softmax(logits / T), y) by golden-section search over log T."""
-    f = lambda u: gmetrics.nll(softmax_t(logits, math.exp(u)), y)  # noqa: E731
+def argmin_log_t(f, tol: float = 1e-6) -> float:
+    """The T in T_RANGE minimising f(log T), by golden-section search over log T."""
     a, b = math.log(T_RANGE[0]), math.log(T_RANGE[1])
     g = (math.sqrt(5.0) - 1.0) / 2.0
     c, d = b - g * (b - a), a + g * (b - a)
@@ -101,7 +100,12 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-6) -> flo
             a, c, fc = c, d, fd
             d = a + g * (b - a)
             fd = f(d)
-    t = math.exp((a + b) / 2.0)
+    return math.exp((a + b) / 2.0)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-6) -> float:
+    """argmin_T NLL(softmax(logits / T), y) by golden-section search over log T."""
+    t = argmin_log_t(lambda u: gmetrics.nll(softmax_t(logits, math.exp(u)), y), tol)
     if not (T_RANGE[0] * 1.01 < t < T_RANGE[1] / 1.01):
         raise SystemExit(f"fitted T = {t:.4g} is at the search bound {T_RANGE}: check the logits")
     return t

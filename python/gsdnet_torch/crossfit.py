@@ -41,7 +41,7 @@ from gsdnet_ref.evaluate import scenario_outputs
 from gsdnet_ref.multisample import manifest_samples
 from gsdnet_ref.paths import ROOT, recorded_command
 from gsdnet_ref.pipeline import OnnxModel
-from gsdnet_torch.calibrate import DECIMALS, T_RANGE, write_table
+from gsdnet_torch.calibrate import DECIMALS, argmin_log_t, write_table
 from gsdnet_torch.folds import fold_models, val_session
 
 
@@ -60,20 +60,7 @@ def fit_t(logits_s: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> float:
 
     def f(u):
         return float(-np.log(np.maximum(mixture(logits_s, math.exp(u))[rows, y], 1e-12)).mean())
-    a, b = math.log(T_RANGE[0]), math.log(T_RANGE[1])
-    g = (math.sqrt(5.0) - 1.0) / 2.0
-    c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = f(c), f(d)
-    while b - a > tol:
-        if fc <= fd:
-            b, d, fd = d, c, fc
-            c = b - g * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + g * (b - a)
-            fd = f(d)
-    return round(math.exp((a + b) / 2.0), DECIMALS)
+    return round(argmin_log_t(f, tol), DECIMALS)
 
 
 def fit_patterns(pool: dict, rows: np.ndarray) -> dict:
