@@ -50,7 +50,8 @@ def speak(text, voice, rate, workdir, peak_dbfs=PEAK_DBFS):
     raw, out = Path(workdir) / "line.wav", Path(workdir) / "line_rate.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True,
                    capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out),
+    # -R: repeatable (sox seeds its dither the same way every run), so a dialogue is the same bytes.
+    subprocess.run(["sox", "-R", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out),
                     "norm", str(peak_dbfs)], check=True, capture_output=True)
     x, got = read_wav(out)
     if got != rate:

@@ -70,7 +70,7 @@ def test_values_within_the_iemocap_columns(extractor, dialogue):
 
 
 def sox(args):
-    subprocess.run(["sox", *map(str, args)], check=True, capture_output=True)
+    subprocess.run(["sox", "-R", *map(str, args)], check=True, capture_output=True)
 
 
 def test_44k_input_equals_16k_input(extractor, dialogue, tmp_path):
