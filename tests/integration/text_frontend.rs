@@ -3,7 +3,8 @@
 //! `python -m gsdnet_text.golden`) and every IEMOCAP transcript in ../shared against the
 //! split's text_minilm.f32 (sentence-transformers). Both skip cleanly when the set-up
 //! (`bash scripts/setup-frontends.sh`) has not written encoder.onnx / tokenizer.json; the
-//! IEMOCAP check also skips without ../shared.
+//! IEMOCAP check also skips without ../shared. `check_crafted_cases` is shared with the ONNX
+//! Runtime test (ort::frontend).
 
 use std::path::PathBuf;
 
@@ -21,9 +22,9 @@ fn frontend_dir() -> PathBuf {
     repo().join("models/frontends/all-minilm-l6-v2")
 }
 
-/// The frontend on tract, or None (with a note) before the set-up.
-fn frontend() -> Option<TextFrontend> {
-    match TextFrontend::load(&frontend_dir(), BackendKind::Tract, &BackendOptions::default()) {
+/// The frontend on `kind`, or None (with a note) before the set-up.
+pub(crate) fn frontend(kind: BackendKind, opts: &BackendOptions) -> Option<TextFrontend> {
+    match TextFrontend::load(&frontend_dir(), kind, opts) {
         Ok(f) => Some(f),
         Err(e @ FrontendError::Missing { .. }) => {
             eprintln!("skipped: {e}");
@@ -86,7 +87,16 @@ fn golden() -> (Vec<Case>, f64, f64, Value) {
 
 #[test]
 fn crafted_cases_match_the_python_reference() {
-    let Some(mut front) = frontend() else { return };
+    let Some(mut front) = frontend(BackendKind::Tract, &BackendOptions::default()) else {
+        return;
+    };
+    check_crafted_cases(&mut front);
+}
+
+/// Every crafted golden case through `front` (whatever its engine): token ids equal, embedding
+/// alone and batched within the file's tolerance, and the sentence-transformers quickstart
+/// similarities.
+pub(crate) fn check_crafted_cases(front: &mut TextFrontend) {
     let (cases, min_cos, max_diff, quick) = golden();
     assert!(cases.len() >= 10, "golden file holds {} cases", cases.len());
     let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
@@ -140,7 +150,9 @@ fn every_iemocap_transcript_matches_text_minilm() {
         eprintln!("skipped: no {}", root.display());
         return;
     }
-    let Some(mut front) = frontend() else { return };
+    let Some(mut front) = frontend(BackendKind::Tract, &BackendOptions::default()) else {
+        return;
+    };
     let (mut n, mut worst, mut worst_at, mut diff) = (0usize, f64::INFINITY, String::new(), 0f64);
     for task in ["6way", "4way"] {
         for part in ["train", "val"] {
