@@ -1,25 +1,13 @@
 //! Unit tests of `ConversationEnd`: the ended conversation's place is free at once, open
 //! utterances still get their deadlines, and nothing accepted is lost.
 
-use super::{Assembler, AssemblySettings};
+use super::tests::settings;
+use super::Assembler;
 use crate::modality::Modalities;
 use crate::protocol::{conversation_id, values, Boundary, Features, Message, Modality, RejectReason};
 
 fn mods() -> Modalities {
     Modalities::new([4, 3, 0]).unwrap()
-}
-
-fn settings() -> AssemblySettings {
-    AssemblySettings {
-        window: 3,
-        windowing: crate::config::Windowing::Sliding,
-        deadline_ms: [100, 200, 300],
-        max_utterance_ms: 10_000,
-        max_open_utterances: 4,
-        max_conversations: 2,
-        idle_conversation_ms: 60_000,
-        evict_idle_ms: 10_000,
-    }
 }
 
 fn feat(conv: &str, utt: u32, m: Modality) -> Message {

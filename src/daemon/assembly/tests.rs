@@ -9,7 +9,8 @@ fn mods() -> Modalities {
     Modalities::new([4, 3, 2]).unwrap()
 }
 
-fn settings() -> AssemblySettings {
+/// Small limits shared by the assembly's unit tests (also `end_tests`).
+pub(super) fn settings() -> AssemblySettings {
     AssemblySettings {
         window: 3,
         windowing: crate::config::Windowing::Sliding,
