@@ -4,16 +4,17 @@ Owns: the CycloneDDS configuration of a foreign ROS 2 peer on this host (`loopba
 interface 127.0.0.1, no multicast, unicast discovery to the well-known ports of 127.0.0.1), the
 mapping of ROS 2 topic names to DDS topic names (`dds_topic_name`: a relative name resolved in
 the namespace, then the `rt/` prefix), the QoS of each gsdnet topic as the daemon declares it
-(`QOS`), and `Ros2Peer`, a participant on one domain id with readers and writers on those
-topics (`reader`, `writer`, `wait_matched`, `take`).
+(`DEPTH`, `qos`: reliable, volatile, keep-last), `Ros2Peer`, a participant on one domain id
+with readers and writers on those topics, and `wait_matched` / `take` for its endpoints.
 
-Discovery on loopback without multicast (measured against RustDDS 0.15.1, the daemon's DDS):
-each participant takes the first free participant index p of its domain d and listens for
-discovery (SPDP) on UDP 7400 + 250 d + 10 + 2 p. CycloneDDS with `Peers = 127.0.0.1` sends its
-announcements to those ports of 127.0.0.1 for p = 0..MaxAutoParticipantIndex; RustDDS (its
-`same_host_loopback`, on by default) sends its own to 127.0.0.1 for p = 0..11 besides multicast.
-So the two find each other as long as both indices stay below 12, i.e. at most 12 participants
-of the same domain id on the host; tests use a random domain id each.
+Discovery on loopback without multicast (measured against RustDDS 0.15.1, the daemon's DDS;
+Linux's `lo` has no MULTICAST flag, so everything here is unicast): each participant takes the
+first free participant index p of its domain d and listens for discovery (SPDP) on UDP
+7400 + 250 d + 10 + 2 p. CycloneDDS with `Peers = 127.0.0.1` announces itself to those ports of
+127.0.0.1 for p = 0..MaxAutoParticipantIndex (31 here); RustDDS (its `same_host_loopback`, on by
+default) announces itself to 127.0.0.1 for p = 0..11 only. Both ways work while the Cyclone
+participant's index is below 12: with 13 other participants on the domain first, Cyclone (index
+13) and RustDDS (index 14) never matched. Tests therefore take a random domain id each.
 """
 from __future__ import annotations
 
