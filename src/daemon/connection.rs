@@ -28,13 +28,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use super::inference::Published;
 use super::limits::{Ticket, TokenBucket};
 use super::notices::{NoticeBox, APPLY_WAIT, NOTICE_INTERVAL};
 use super::shared::{stopped, Input, Phases, Shared};
 use super::stats::{bump, Escaped};
 use crate::protocol::{
-    encode_frame, DecodeError, FrameDecoder, Message, RejectNotice, RejectReason, ScoredResult, WindowResult,
-    PROTOCOL_VERSION,
+    encode_frame, DecodeError, FrameDecoder, Message, RejectNotice, RejectReason, ScoredResult, PROTOCOL_VERSION,
 };
 
 /// Bytes read from a stream at a time. Frames longer than this (up to `MAX_FRAME_LEN`) are
@@ -72,7 +72,7 @@ struct Conn {
     bucket: TokenBucket,
     ticket: Option<Ticket>,
     proven: bool,
-    subscription: Option<broadcast::Receiver<Arc<WindowResult>>>,
+    subscription: Option<broadcast::Receiver<Arc<Published>>>,
     /// The subscription is for `Scored` results (`SubscribeScored`), not `Result`.
     scored: bool,
     /// The peer was told (once) that its protocol version is not this daemon's.
@@ -186,8 +186,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 }
 
 async fn next_result(
-    sub: &mut Option<broadcast::Receiver<Arc<WindowResult>>>,
-) -> Result<Arc<WindowResult>, broadcast::error::RecvError> {
+    sub: &mut Option<broadcast::Receiver<Arc<Published>>>,
+) -> Result<Arc<Published>, broadcast::error::RecvError> {
     match sub {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -456,13 +456,13 @@ impl Conn {
         None
     }
 
-    fn on_result(&mut self, result: Result<Arc<WindowResult>, broadcast::error::RecvError>) -> Option<End> {
+    fn on_result(&mut self, result: Result<Arc<Published>, broadcast::error::RecvError>) -> Option<End> {
         match result {
             Ok(r) if self.scored => self.offer(
                 &Message::Scored(ScoredResult::from_result(&r, self.shared.abstain_below)),
                 true,
             ),
-            Ok(r) => self.offer(&Message::Result((*r).clone()), true),
+            Ok(r) => self.offer(&Message::Result(r.result.clone()), true),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 log::warn!("{}: subscriber too slow, {n} results skipped", Escaped(&self.source));
                 self.shared.stats.results_lagged.fetch_add(n, Relaxed);

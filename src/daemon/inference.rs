@@ -56,6 +56,29 @@ pub trait WindowRunner: Send {
     }
 }
 
+/// A window result as the daemon publishes it inside: the socket protocol's `WindowResult` and
+/// the speaker of each of its utterances, in order (the ROS 2 result carries them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub result: WindowResult,
+    pub speakers: Vec<u16>,
+}
+
+impl Published {
+    /// `result` with the speakers of `job`'s utterances.
+    pub fn new(result: WindowResult, job: &WindowJob) -> Self {
+        let speakers = job.utterances.iter().map(|u| u.speaker).collect();
+        Published { result, speakers }
+    }
+}
+
+impl std::ops::Deref for Published {
+    type Target = WindowResult;
+    fn deref(&self) -> &WindowResult {
+        &self.result
+    }
+}
+
 /// Handle of the running inference thread.
 pub struct InferenceThread {
     pub queue: Arc<JobQueue>,
@@ -68,7 +91,7 @@ impl InferenceThread {
     pub fn spawn(
         runner: Box<dyn WindowRunner>,
         queue: Arc<JobQueue>,
-        results: broadcast::Sender<Arc<WindowResult>>,
+        results: broadcast::Sender<Arc<Published>>,
         stats: Arc<Stats>,
         notifier: Arc<dyn Notifier>,
         policy: InferencePolicy,
@@ -120,7 +143,7 @@ pub fn choose_batch(enqueued: &[Instant], now: Instant, budget: Duration, cost: 
 fn inference_loop(
     mut runner: Box<dyn WindowRunner>,
     q: &JobQueue,
-    results: &broadcast::Sender<Arc<WindowResult>>,
+    results: &broadcast::Sender<Arc<Published>>,
     stats: &Stats,
     notifier: &dyn Notifier,
     policy: InferencePolicy,
@@ -139,12 +162,13 @@ fn inference_loop(
             Ok(batch) => batch,
             Err(Drained) => break,
         };
-        for result in run_batch(runner.as_mut(), &batch.jobs, &completion, stats, &mut cost) {
+        let answers = run_batch(runner.as_mut(), &batch.jobs, &completion, stats, &mut cost);
+        for (result, job) in answers.into_iter().zip(&batch.jobs) {
             failed_in_a_row = track_failures(failed_in_a_row, result.is_some(), policy.watchdog, stats, notifier);
             if let Some(result) = result {
                 log::debug!("{}", describe_result(&result));
                 // No subscriber is not an error: results are also logged.
-                if results.send(Arc::new(result)).is_ok() {
+                if results.send(Arc::new(Published::new(result, job))).is_ok() {
                     bump(&stats.results_published);
                 }
             }

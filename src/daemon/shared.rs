@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use super::inference::JobQueue;
+use super::inference::{JobQueue, Published};
 use super::limits::{ConnectionLimits, Registry, TokenBucket};
 use super::notices::NoticeBox;
 use super::stats::Stats;
-use crate::protocol::{LimitsReport, Message, ModelInfoReport, StatusReport, WindowResult};
+use crate::protocol::{LimitsReport, Message, ModelInfoReport, StatusReport};
 
 /// A message on its way to the assembly task, with the connection it came from.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub struct Phases {
 /// the last connection has stopped reading.
 pub struct Shared {
     pub stats: Arc<Stats>,
-    pub results: broadcast::Sender<Arc<WindowResult>>,
+    pub results: broadcast::Sender<Arc<Published>>,
     pub queue: Arc<JobQueue>,
     pub started: Instant,
     pub engine: String,

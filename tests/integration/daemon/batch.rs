@@ -25,7 +25,7 @@ use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::daemon::stats::Stats;
 use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{Completion, Pipeline};
-use gsdnet_edge::protocol::{conversation_id, FrameDecoder, Message, UtteranceResult, WindowResult};
+use gsdnet_edge::protocol::{conversation_id, FrameDecoder, Message, UtteranceResult};
 use gsdnet_edge::recording::{Conversation, Recording};
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
@@ -58,7 +58,10 @@ fn policy() -> InferencePolicy {
 
 /// Pushes `jobs` before the thread starts (so its first batch takes as many as `max_batch`
 /// allows), lets it drain the queue, and returns what it published and its counters.
-fn run_thread(runner: Box<dyn WindowRunner>, jobs: Vec<WindowJob>) -> (Vec<Arc<WindowResult>>, Arc<Stats>) {
+fn run_thread(
+    runner: Box<dyn WindowRunner>,
+    jobs: Vec<WindowJob>,
+) -> (Vec<Arc<gsdnet_edge::daemon::inference::Published>>, Arc<Stats>) {
     let queue = Arc::new(JobQueue::new(64));
     for j in jobs {
         queue.push(j);
@@ -119,10 +122,11 @@ fn daemon_result(utterance: u32, names: &[&str]) -> UtteranceResult {
     }
 }
 
+/// Utterance `id`, spoken by speaker `id % 2`.
 fn utt(id: u32) -> ClosedUtterance {
     ClosedUtterance {
         utterance: id,
-        speaker: 0,
+        speaker: (id % 2) as u16,
         features: [Some(vec![0.0]), None, None],
     }
 }
@@ -144,6 +148,9 @@ fn a_batch_publishes_one_result_per_job_in_job_order() {
         .map(|r| (r.conversation.to_string(), r.closed_utterance))
         .collect();
     assert_eq!(order, (0..5).map(|i| (format!("c{i}"), i)).collect::<Vec<_>>());
+    // Each result carries its window's speakers (the ROS 2 result publishes them).
+    let speakers: Vec<Vec<u16>> = out.iter().map(|r| r.speakers.clone()).collect();
+    assert_eq!(speakers, (0..5u16).map(|i| vec![i % 2]).collect::<Vec<_>>());
     assert!(
         out.iter().all(|r| r.latency_us == out[0].latency_us),
         "one batch: one run time"
