@@ -6,7 +6,8 @@
 # checks `cargo fmt --check` and clippy (-D warnings, default and --features ort), runs the Rust
 # suite on the default (tract) build, the Python suite, and the ONNX Runtime suite
 # (`--features ort` against the real library from the PyPI wheel, plus the CUDA/TensorRT fallback
-# check with the onnxruntime-gpu wheel's library).
+# check with the onnxruntime-gpu wheel's library), then the ROS 2 node (scripts/ci-ros2.sh:
+# `--features ros2` lints and tests, and the interop test against cyclonedds on loopback).
 # Python: nothing comes from the host's site-packages. The venv is .venv (git-ignored; set
 # GSDNET_VENV to put it elsewhere, e.g. a fresh one); `pip install -e 'python[test,sensor,train]'`
 # installs python/ (editable) with python/requirements.txt, requirements-test.txt,
@@ -16,7 +17,8 @@
 # venv's bin/ goes first on PATH, so the Rust tests that run `python3` use it too. The sensor
 # tests' espeak-ng (speech synthesis) and sox come from Debian packages, installed when missing
 # (as root with apt-get, like check-unit.sh).
-# Set ORT_CI_SKIP=1 to leave out the ONNX Runtime suite, ORT_CI_SKIP_GPU=1 for its GPU-wheel part.
+# Set ORT_CI_SKIP=1 to leave out the ONNX Runtime suite, ORT_CI_SKIP_GPU=1 for its GPU-wheel part,
+# ROS2_CI_SKIP=1 to leave out the ROS 2 step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,4 +69,8 @@ python3 -m pytest -q tests/python research
 
 if [[ "${ORT_CI_SKIP:-0}" != 1 ]]; then
     bash scripts/ci-ort.sh
+fi
+
+if [[ "${ROS2_CI_SKIP:-0}" != 1 ]]; then
+    bash scripts/ci-ros2.sh
 fi

@@ -169,6 +169,7 @@ pub fn run(cmd: DaemonCommand) -> Result<()> {
     match cmd {
         DaemonCommand::CheckConfig(a) => {
             let settings = load_settings(&a.board)?;
+            crate::service::check_ros2_build(&settings)?;
             let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
             print!("{}", settings.to_toml());
             print!("{}", model_section(&settings, &models));
@@ -189,6 +190,7 @@ fn load_settings(a: &BoardArgs) -> Result<Settings> {
 fn run_serve(a: ServeArgs) -> Result<()> {
     let settings = load_settings(&a.board)?;
     let models = a.models.clone().unwrap_or_else(|| settings.engine.models.clone());
+    crate::service::check_ros2_build(&settings)?;
     let notifier = notifier();
     let runner = load_for_serve(&settings, &models, a.noise_scenario, notifier.as_ref())?;
     log::info!("board: {}; models: {}", settings.board, models.display());

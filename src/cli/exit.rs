@@ -5,12 +5,14 @@
 //! - `USAGE` (64, EX_USAGE): the command line is wrong (clap's parse errors, `UsageError`).
 //! - `CONFIG` (78, EX_CONFIG): the board profile or the model it names is wrong: a
 //!   `ConfigError`, a `ManifestError`, or a profile that does not fit its model
-//!   (`WindowTooLarge`, `ServeError::ResultTooLarge`) anywhere in the error's chain.
+//!   (`WindowTooLarge`, `ServeError::ResultTooLarge`), or a profile enabling `[ros2]` in a build
+//!   without it (`Ros2Error::NotBuilt`), anywhere in the error's chain.
 //! - `FAILURE` (1): anything else (IO, engines, a failed check), which a restart may fix.
 
 use std::error::Error;
 
 use crate::config::ConfigError;
+use crate::daemon::ros2::Ros2Error;
 use crate::daemon::server::ServeError;
 use crate::manifest::ManifestError;
 use crate::service::WindowTooLarge;
@@ -39,7 +41,8 @@ pub fn code_of(err: &(dyn Error + 'static)) -> u8 {
         let config = e.is::<ConfigError>()
             || e.is::<ManifestError>()
             || e.is::<WindowTooLarge>()
-            || matches!(e.downcast_ref::<ServeError>(), Some(ServeError::ResultTooLarge { .. }));
+            || matches!(e.downcast_ref::<ServeError>(), Some(ServeError::ResultTooLarge { .. }))
+            || matches!(e.downcast_ref::<Ros2Error>(), Some(Ros2Error::NotBuilt));
         if config {
             return CONFIG;
         }
@@ -74,6 +77,8 @@ mod tests {
         assert_eq!(code_of(usage.as_ref()), USAGE);
         let window = anyhow::Error::from(WindowTooLarge { window: 80, model: 64 }).context("serve");
         assert_eq!(code_of(window.as_ref()), CONFIG);
+        let ros2 = anyhow::Error::from(Ros2Error::NotBuilt).context("serve");
+        assert_eq!(code_of(ros2.as_ref()), CONFIG);
         let io = anyhow::Error::from(std::io::Error::other("address in use")).context("binding sockets");
         assert_eq!(code_of(io.as_ref()), FAILURE);
     }

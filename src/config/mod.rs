@@ -5,9 +5,11 @@
 //! the daemon starts.
 
 mod engine;
+pub mod ros2;
 mod settings;
 
 pub use engine::{EngineSettings, RawEngine, DEFAULT_BATCH_LATENCY_MS, DEFAULT_MAX_BATCH, MAX_BATCH_LATENCY_MS};
+pub use ros2::{Ros2Settings, Ros2Topics};
 pub use settings::{AssemblySettings, ConnectionLimits, Windowing};
 
 use std::net::SocketAddr;
@@ -49,6 +51,8 @@ pub struct RawProfile {
     pub engine: RawEngine,
     pub assembly: RawAssembly,
     pub inputs: RawInputs,
+    /// Absent: the daemon is not a ROS 2 node.
+    pub ros2: Option<ros2::RawRos2>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -186,6 +190,9 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub assembly: AssemblySettings,
     pub inputs: InputSettings,
+    /// `Some` when the profile enables `[ros2]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ros2: Option<Ros2Settings>,
 }
 
 impl Settings {
@@ -239,6 +246,11 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Settings, ConfigError> {
     let engine = engine::validate_engine(raw.engine, path)?;
     let assembly = validate_assembly(raw.assembly, path)?;
     let inputs = validate_inputs(raw.inputs, path)?;
+    let env_domain = std::env::var(ros2::ROS_DOMAIN_ID_ENV).ok();
+    let ros2 = match raw.ros2 {
+        Some(r) => ros2::validate_ros2(r, env_domain.as_deref(), path)?,
+        None => None,
+    };
     check(!raw.board.name.trim().is_empty(), path, "board.name", || {
         "is empty".into()
     })?;
@@ -248,6 +260,7 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Settings, ConfigError> {
         engine,
         assembly,
         inputs,
+        ros2,
     })
 }
 

@@ -10,6 +10,7 @@
 //!   of `gsdnet record` (`recorder`); the served model's description (`model_info`:
 //!   modalities, classes).
 //! - The serve loop (`server`), counters (`stats`), service-manager notifications (`notify`).
+//! - The ROS 2 node (`ros2`, cargo feature `ros2`): topics in and out beside the sockets.
 //!
 //! Dependencies inside point one way: `server` over `serial` over `connection` over `shared`
 //! (and the leaves `limits`, `stats`, `notices`); `inference` over `queue`, `batching`,
@@ -27,6 +28,7 @@ pub mod notify;
 pub mod pipeline_runner;
 pub mod queue;
 pub mod recorder;
+pub mod ros2;
 pub mod serial;
 pub mod server;
 pub mod shared;

@@ -24,6 +24,7 @@ use super::limits::{Admission, ConnectionLimits, Peer, Registry, TokenBucket};
 use super::model_info::{first_modality, ServedModel};
 use super::notices::{limits_report, LimitSettings};
 use super::notify::Notifier;
+use super::ros2::{convert::model_bits, serve_ros2, Ros2Node};
 use super::shared::{stopped, Input, Phases, Shared};
 use super::stats::{bump, is_loud, Stats};
 use crate::io::serial::SerialInput;
@@ -89,6 +90,8 @@ pub struct Endpoints {
     pub tcp: Vec<TcpListener>,
     pub unix: Vec<UnixListener>,
     pub serial: Vec<SerialInput>,
+    /// The joined ROS 2 node (`[ros2]`), served beside the sockets.
+    pub ros2: Option<Ros2Node>,
 }
 
 /// A one-utterance window with only the model's first modality, so warm-up runs every part
@@ -205,7 +208,8 @@ pub async fn serve(
         Arc::clone(&shared),
     ));
     let mut tasks = JoinSet::new();
-    spawn_endpoints(&mut tasks, endpoints, &shared, (socket_tx, serial_tx), &phases);
+    let bits = model_bits(opts.model.modalities.iter());
+    spawn_endpoints(&mut tasks, endpoints, &shared, (socket_tx, serial_tx), &phases, bits);
     notifier.ready();
     notifier.status(&format!("serving: {engine}"));
     log::info!(
@@ -290,15 +294,25 @@ pub fn warm_up_runner(
 
 type InputSenders = (mpsc::Sender<Input>, mpsc::Sender<Input>);
 
-/// Socket listeners share the socket channel; serial ports have their own, which the assembly
-/// task always serves first.
+/// Socket listeners and the ROS 2 node share the socket channel; serial ports have their own,
+/// which the assembly task always serves first.
 fn spawn_endpoints(
     tasks: &mut JoinSet<()>,
     endpoints: Endpoints,
     shared: &Arc<Shared>,
     (socket, serial): InputSenders,
     phases: &Phases,
+    model_bits: u8,
 ) {
+    if let Some(node) = endpoints.ros2 {
+        tasks.spawn(serve_ros2(
+            node,
+            Arc::clone(shared),
+            socket.clone(),
+            phases.clone(),
+            model_bits,
+        ));
+    }
     for l in endpoints.tcp {
         let (shared, input, phases) = (Arc::clone(shared), socket.clone(), phases.clone());
         tasks.spawn(async move {

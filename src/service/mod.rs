@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use thiserror::Error;
 
-use crate::config::Settings;
+use crate::config::{Ros2Settings, Settings};
 use crate::daemon::inference::WindowRunner;
 use crate::daemon::model_info::ServedModel;
 use crate::daemon::notify::{announce_loading, Notifier, SystemdNotifier};
 use crate::daemon::pipeline_runner::PipelineRunner;
+use crate::daemon::ros2::{Ros2Error, Ros2Node};
 use crate::daemon::server::{serve, Endpoints, ServeOptions};
 use crate::frontend::TextFrontend;
 use crate::io::{listeners, serial::SerialInput};
@@ -182,6 +183,36 @@ pub fn manifest_model(models: &Path) -> Result<ServedModel> {
     ServedModel::from_manifest(&manifest).context("the model's classes")
 }
 
+/// A profile that enables `[ros2]` in a build without the feature: refused before the model
+/// loads (exit 78).
+pub fn check_ros2_build(s: &Settings) -> Result<(), Ros2Error> {
+    if s.ros2.is_some() && !crate::daemon::ros2::BUILT {
+        return Err(Ros2Error::NotBuilt);
+    }
+    Ok(())
+}
+
+/// Longest wait for joining the ROS 2 domain (binding its sockets) before start fails.
+const ROS2_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Joins the ROS 2 domain off the async workers, bounded by `ROS2_START_TIMEOUT`: a DDS
+/// failure at start is an error, never a hang.
+async fn start_ros2(s: &Ros2Settings, board: &str) -> Result<Ros2Node, Ros2Error> {
+    let (settings, board) = (s.clone(), board.to_string());
+    let start = tokio::task::spawn_blocking(move || Ros2Node::start(&settings, &board));
+    match tokio::time::timeout(ROS2_START_TIMEOUT, start).await {
+        Ok(Ok(node)) => node,
+        Ok(Err(_)) => Err(Ros2Error::Domain {
+            domain: s.domain_id,
+            detail: "the start task panicked".into(),
+        }),
+        Err(_) => Err(Ros2Error::Timeout {
+            domain: s.domain_id,
+            seconds: ROS2_START_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
 /// Binds endpoints, serves until SIGTERM or Ctrl-C, removes the socket files it created.
 pub fn run_daemon(
     settings: &Settings,
@@ -196,10 +227,19 @@ pub fn run_daemon(
         let bound = listeners::bind(&settings.inputs).await.context("binding sockets")?;
         let serial = settings.inputs.serial.iter().map(SerialInput::from_settings).collect();
         let created = bound.created_paths.clone();
+        let ros2 = match &settings.ros2 {
+            Some(r) => Some(
+                start_ros2(r, &settings.board)
+                    .await
+                    .context("starting the ROS 2 node")?,
+            ),
+            None => None,
+        };
         let endpoints = Endpoints {
             tcp: bound.tcp,
             unix: bound.unix,
             serial,
+            ros2,
         };
         let result = serve(
             endpoints,

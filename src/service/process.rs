@@ -10,10 +10,14 @@ use crate::daemon::notify::{NoNotifier, Notifier, SystemdNotifier};
 
 /// Logger for the binary: under systemd (`JOURNAL_STREAM` set) each line carries its syslog
 /// priority as a `<N>` prefix, which journald turns into the entry's priority, and no
-/// timestamp (the journal has one); elsewhere env_logger's usual format. `RUST_LOG` filters.
+/// timestamp (the journal has one); elsewhere env_logger's usual format. `RUST_LOG` filters;
+/// the DDS stack of the ROS 2 node logs only errors unless `RUST_LOG` names it
+/// (`log_filter`).
 pub fn init_logging(default_filter: &str) {
     use std::io::Write;
-    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    let spec = log_filter(std::env::var("RUST_LOG").ok().as_deref(), default_filter);
+    let mut b = env_logger::Builder::new();
+    b.parse_filters(&spec);
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         b.format(|f, r| {
             let prio = match r.level() {
@@ -26,6 +30,25 @@ pub fn init_logging(default_filter: &str) {
         });
     }
     let _ = b.try_init();
+}
+
+/// Crates of the ROS 2 node's DDS stack: chatty at warn and info (discovery on every
+/// interface, its own participant, distro hints), so they log errors unless named.
+const DDS_CRATES: [&str; 2] = ["rustdds", "ros2_client"];
+
+/// The filter spec: `RUST_LOG` (else `default_filter`), with `crate=error` for each DDS crate
+/// it does not name.
+pub fn log_filter(rust_log: Option<&str>, default_filter: &str) -> String {
+    let mut spec = rust_log
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or(default_filter)
+        .to_string();
+    for c in DDS_CRATES {
+        if !spec.contains(c) {
+            spec.push_str(&format!(",{c}=error"));
+        }
+    }
+    spec
 }
 
 /// File descriptors beyond the socket clients: listeners, serial ports, model files, the
@@ -88,5 +111,21 @@ pub async fn shutdown_signal() {
             log::warn!("cannot watch SIGTERM ({e}); Ctrl-C only");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_dds_crates_log_errors_unless_rust_log_names_them() {
+        assert_eq!(log_filter(None, "warn"), "warn,rustdds=error,ros2_client=error");
+        assert_eq!(log_filter(Some("info"), "warn"), "info,rustdds=error,ros2_client=error");
+        assert_eq!(
+            log_filter(Some("debug,rustdds=debug"), "warn"),
+            "debug,rustdds=debug,ros2_client=error"
+        );
+        assert_eq!(log_filter(Some(" "), "warn"), "warn,rustdds=error,ros2_client=error");
     }
 }

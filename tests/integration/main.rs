@@ -20,6 +20,7 @@ mod manifest_buckets;
 mod ort;
 mod protocol;
 mod rng_vectors;
+mod ros2;
 mod sampler;
 mod standardise;
 mod text_frontend;
