@@ -27,6 +27,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -357,4 +358,30 @@ def test_sigterm_with_ros2_active_exits_zero(tmp_path):
                 pytest.fail(f"gsdnet serve did not stop within {WAIT} s of SIGTERM:\n{daemon.tail()}")
         assert rc == 0, daemon.tail()
     finally:
+        daemon.stop()
+
+
+def test_the_documented_listener_prints_each_emotion(tmp_path):
+    """docs/ROS2.md's example subscriber (`python -m gsdnet_ros2.listen`) against the daemon."""
+    domain = domain_id()
+    daemon = Daemon(tmp_path, MOSI, domain)
+    cmd = [sys.executable, "-m", "gsdnet_ros2.listen", "--domain", str(domain), "--count", "2",
+           "--duration", str(WAIT)]
+    listener = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert listener.stdout.readline().startswith("listening on /gsdnet/emotions"), daemon.tail()
+        with session(domain, daemon) as s:
+            utterances = synthetic_conversation(model_sizes(MOSI), utterances=2, seed=3, dropout_at=1)
+            ros = s.run_conversation("listen-1", utterances, WAIT)
+        out, _ = listener.communicate(timeout=WAIT)
+        lines = [ln for ln in out.splitlines() if ln.startswith("listen-1")]
+        assert len(lines) == 2, out
+        for ln, w in zip(lines, ros, strict=True):
+            last = w.utterances[-1]
+            assert ln.startswith(f"listen-1 #{last.utterance} speaker {last.speaker}: {last.label_name} "), (ln, w)
+        # Utterance 1 dropped its last modality (visual): the listener says it was completed.
+        assert "completed none" in lines[0] and "completed visual" in lines[1], lines
+    finally:
+        if listener.poll() is None:
+            listener.kill()
         daemon.stop()
