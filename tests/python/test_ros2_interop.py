@@ -119,6 +119,7 @@ class SocketClient:
         self.s.settimeout(WAIT)
         self.decoder = g.FrameDecoder()
         self.items: list = []
+        self.notices: list = []  # every Notice read, whatever `next` was waiting for
 
     def send(self, msg) -> None:
         self.s.sendall(g.frame(msg))
@@ -128,7 +129,11 @@ class SocketClient:
         while True:
             while self.items:
                 item = self.items.pop(0)
-                if not isinstance(item, g.ProtocolError) and want(*item):
+                if isinstance(item, g.ProtocolError):
+                    continue
+                if item[0] == g.NOTICE:
+                    self.notices.append(item[1])
+                if want(*item):
                     return item[1]
             data = self.s.recv(65536)
             if not data:
@@ -384,4 +389,60 @@ def test_the_documented_listener_prints_each_emotion(tmp_path):
     finally:
         if listener.poll() is None:
             listener.kill()
+        daemon.stop()
+
+
+def refused_sequence(sizes: dict) -> tuple[list, list, dict]:
+    """An utterance with a duplicate, a wrong-length and a NaN feature among good ones, and a
+    late feature after it closed: (events before the window, events after it, the refusals
+    the socket path gives them)."""
+    F, S = msgs.FEATURES, 1
+    good = {m: tuple(0.25 for _ in range(n)) for m, n in sizes.items()}
+    nan = list(good["visual"])
+    nan[2] = math.nan
+    before = [Event(msgs.UTTERANCE_START, 0, S), Event(F, 0, S, "text", good["text"]),
+              Event(F, 0, S, "text", good["text"]),                       # Duplicate
+              Event(F, 0, S, "audio", good["audio"][:-1]),                # WrongLength
+              Event(F, 0, S, "visual", tuple(nan)),                       # NonFinite
+              Event(F, 0, S, "audio", good["audio"]), Event(F, 0, S, "visual", good["visual"]),
+              Event(msgs.UTTERANCE_END, 0, S)]
+    after = [Event(F, 0, S, "text", good["text"])]                        # Late
+    return before, after, {"Duplicate": 1, "WrongLength": 1, "NonFinite": 1, "Late": 1}
+
+
+def test_refusals_over_ros2_are_the_socket_paths(tmp_path):
+    """The same bad input, once over the Unix socket and once over ROS 2: the same refusals,
+    with the same reasons and counts, and the same window for the good part."""
+    domain = domain_id()
+    before, after, want = refused_sequence(model_sizes(MOSI))
+    daemon = Daemon(tmp_path, MOSI, domain)
+    try:
+        client = SocketClient(daemon.sock)
+        client.send(g.subscribe_scored())
+        client.send(g.subscribe_notices())
+        client.status()
+        for e in before:
+            client.send(frame_of(e, "sock-2"))
+        sock_window = client.next(lambda tag, m: tag == g.SCORED and m["conversation"] == "sock-2")
+        for e in after:
+            client.send(frame_of(e, "sock-2"))
+        client.status()  # answered after the notices of everything sent before it
+        sock_counts: dict = {}
+        for m in client.notices:
+            sock_counts[m["reason"]] = sock_counts.get(m["reason"], 0) + m["count"]
+        assert sock_counts == want, sock_counts
+        with session(domain, daemon) as s:
+            s.send(before, "ros-2")
+            assert s.wait_for(lambda: s.window("ros-2", 0) is not None, WAIT), daemon.tail()
+            s.send(after, "ros-2")
+            wait_notices(s, want, daemon)
+            s.wait_for(lambda: False, 0.3)  # a notice arriving late would show up here
+            assert s.notice_counts() == want, s.notice_counts()
+            ros_window = s.window("ros-2", 0).utterances[-1]
+        sock_last = sock_window["utterances"][-1]
+        assert (ros_window.observed, ros_window.label) == (sock_last["avail"], sock_last["label"])
+        assert all(math.isclose(a, b, abs_tol=TOL) for a, b in zip(ros_window.probs, sock_last["probs"], strict=True))
+        client.close()
+        assert daemon.alive(), daemon.tail()
+    finally:
         daemon.stop()
