@@ -10,8 +10,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cargo clippy --release --locked --all-targets --features ros2 -- -D warnings
-cargo test --release --locked --features ros2 --lib -- ros2
-cargo test --release --locked --features ros2 --test integration -- ros2::
+# Unit tests of daemon::ros2 and config::ros2, and tests/integration/ros2.rs (which builds the bin).
+cargo test --release --locked --features ros2 --lib --test integration -- ros2
 cargo build --release --locked --features ros2 --bin gsdnet
 mkdir -p target/ros2
 cp target/release/gsdnet target/ros2/gsdnet
