@@ -1,9 +1,12 @@
 //! The sentence encoder as an ONNX part on the model's `Backend` (int64 ids, mask and token
 //! types [batch, seq] -> float32 last hidden state [batch, seq, hidden]), then mean pooling over
 //! the positions the attention mask keeps and L2 normalisation (sentence-transformers' recipe).
+//! On tract the part is `tract_plan::SymbolicTract` (one plan for every shape) instead of
+//! `backend::tract`'s plan per shape; other engines load it with `backend::load`.
 
 use super::config::FrontendConfig;
 use super::tokenize::TokenBatch;
+use super::tract_plan::SymbolicTract;
 use super::FrontendError;
 use crate::backend::{
     self, Axis, Backend, BackendKind, BackendOptions, ElementType, Input, PartSpec, Shape, TensorSpec,
@@ -46,7 +49,11 @@ impl TextEncoder {
         kind: BackendKind,
         opts: &BackendOptions,
     ) -> Result<TextEncoder, FrontendError> {
-        let part = backend::load(kind, &part_spec(config), opts)?;
+        let spec = part_spec(config);
+        let part: Box<dyn Backend> = match kind {
+            BackendKind::Tract => Box::new(SymbolicTract::load(&spec)?),
+            _ => backend::load(kind, &spec, opts)?,
+        };
         Ok(TextEncoder {
             part,
             hidden: config.hidden,
@@ -60,7 +67,16 @@ impl TextEncoder {
         self.part.provider()
     }
 
-    /// Builds the engine's plan for calls of `batch` rows of `seq` tokens ahead of time.
+    /// Replaces the engine part by `f(part)` (tests wrap it to watch its calls).
+    #[cfg(test)]
+    pub(crate) fn wrap_part(self, f: impl FnOnce(Box<dyn Backend>) -> Box<dyn Backend>) -> TextEncoder {
+        TextEncoder {
+            part: f(self.part),
+            ..self
+        }
+    }
+
+    /// Readies the engine for calls of `batch` rows of `seq` tokens ahead of time.
     pub fn prepare(&mut self, batch: usize, seq: usize) -> Result<(), FrontendError> {
         Ok(self.part.prepare(Shape { batch, window: 0, seq })?)
     }

@@ -7,9 +7,11 @@
 //!
 //! Several texts are embedded per encoder call: sorted by token count, cut into batches of at
 //! most `max_batch`, each padded to the smallest seq bucket that holds its longest row and to a
-//! power-of-two row count, so an engine that builds one plan per shape (tract) builds a bounded
-//! number of them. Padding never changes a row's embedding (the encoder masks padded keys,
-//! pooling skips them, filler rows are dropped).
+//! power-of-two row count (`buckets`), so the encoder only ever sees a small, known set of shapes
+//! and `warm` readies all of them ahead (the daemon does before READY). On tract the encoder is
+//! one plan for every shape (`tract_plan`). A row never depends on the rows it is batched with
+//! (the encoder masks padded keys, pooling skips them, filler rows are dropped); padded to
+//! another seq bucket than alone it can move in its last bits (tested in `tests`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,11 +21,14 @@ use crate::backend::{BackendError, BackendKind, BackendOptions};
 use crate::manifest::Manifest;
 use crate::modality::Modality;
 
+pub mod buckets;
 pub mod config;
 pub mod encoder;
 pub mod recording;
 pub mod tokenize;
+pub mod tract_plan;
 
+pub use buckets::{Buckets, MAX_BATCH, SEQ_BUCKETS};
 pub use config::{FrontendConfig, SENTENCE_ENCODER, SETUP_COMMAND};
 pub use encoder::{mean_pool, TextEncoder};
 pub use tokenize::{TextTokenizer, TokenBatch};
@@ -57,20 +62,12 @@ pub enum FrontendError {
     Backend(#[from] BackendError),
 }
 
-/// Token counts a batch is padded to (then `max_tokens`): steps of 8 up to 32 tokens, where most
-/// utterances are (a 20-token transcript runs at 24; at 32 tract took 1.6x the time), coarser
-/// above, so tract builds at most 8 seq x 5 batch plans (measured about 12 MB each).
-pub const SEQ_BUCKETS: [usize; 7] = [8, 16, 24, 32, 48, 64, 96];
-/// Most texts in one encoder call.
-pub const MAX_BATCH: usize = 16;
-
 /// A loaded text frontend.
 pub struct TextFrontend {
     config: FrontendConfig,
     tokenizer: TextTokenizer,
     encoder: TextEncoder,
-    buckets: Vec<usize>,
-    max_batch: usize,
+    buckets: Buckets,
 }
 
 impl TextFrontend {
@@ -80,15 +77,13 @@ impl TextFrontend {
         let config = FrontendConfig::load(dir, true)?;
         let tokenizer = TextTokenizer::load(&config.tokenizer, config.max_tokens)?;
         let encoder = TextEncoder::load(&config, kind, opts)?;
-        let mut buckets: Vec<usize> = SEQ_BUCKETS.iter().copied().filter(|&b| b < config.max_tokens).collect();
-        buckets.push(config.max_tokens);
+        let buckets = Buckets::new(config.max_tokens);
         log::info!("text frontend {} on {}", dir.display(), encoder.provider());
         Ok(TextFrontend {
             config,
             tokenizer,
             encoder,
             buckets,
-            max_batch: MAX_BATCH,
         })
     }
 
@@ -129,11 +124,16 @@ impl TextFrontend {
 
     /// Most texts per encoder call (at least 1).
     pub fn set_max_batch(&mut self, n: usize) {
-        self.max_batch = n.max(1);
+        self.buckets.set_max_batch(n);
     }
 
     pub fn max_batch(&self) -> usize {
-        self.max_batch
+        self.buckets.max_batch()
+    }
+
+    /// The shapes the encoder is called at.
+    pub fn buckets(&self) -> &Buckets {
+        &self.buckets
     }
 
     /// Token ids of `text` as the encoder gets them ([CLS] ... [SEP], truncated).
@@ -143,11 +143,7 @@ impl TextFrontend {
 
     /// The seq bucket a row of `tokens` tokens runs at.
     pub fn bucket(&self, tokens: usize) -> usize {
-        self.buckets
-            .iter()
-            .copied()
-            .find(|&b| b >= tokens)
-            .unwrap_or(self.config.max_tokens)
+        self.buckets.bucket(tokens)
     }
 
     /// One embedding (`hidden` values) per text, in order.
@@ -166,11 +162,11 @@ impl TextFrontend {
         let mut out = vec![Vec::new(); rows.len()];
         let hidden = self.config.hidden;
         let mut flat = Vec::new();
-        for chunk in order.chunks(self.max_batch) {
+        for chunk in order.chunks(self.buckets.max_batch()) {
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| rows[i].clone()).collect();
             let longest = batch.iter().map(Vec::len).max().unwrap_or(1);
-            let call = chunk.len().next_power_of_two().min(self.max_batch.next_power_of_two());
-            let tokens = TokenBatch::pad(&batch, self.bucket(longest), call, self.tokenizer.pad_id());
+            let (call, seq) = self.buckets.call_shape(chunk.len(), longest);
+            let tokens = TokenBatch::pad(&batch, seq, call, self.tokenizer.pad_id());
             flat.resize(chunk.len() * hidden, 0.0);
             self.encoder.embed(&tokens, &mut flat)?;
             for (&i, v) in chunk.iter().zip(flat.chunks_exact(hidden)) {
@@ -180,17 +176,34 @@ impl TextFrontend {
         Ok(out)
     }
 
-    /// Builds the encoder's plans for calls of up to `rows` texts (rounded as `embed` rounds
-    /// them) at every seq bucket, ahead of the first call (engines that build plans lazily
-    /// otherwise do it on first use).
-    pub fn warm(&mut self, rows: usize) -> Result<(), FrontendError> {
-        let mut batch = 1;
-        while batch <= rows.min(self.max_batch).next_power_of_two() {
-            for seq in self.buckets.clone() {
-                self.encoder.prepare(batch, seq)?;
-            }
-            batch *= 2;
+    /// Readies the encoder for every call of up to `rows` texts (`Buckets::shapes`): the engine
+    /// prepares each shape (tract's one plan needs nothing, ONNX Runtime binds its buffers), then
+    /// one call runs so the first transcript does not pay the engine's first run. Returns how
+    /// many shapes were prepared.
+    pub fn warm(&mut self, rows: usize) -> Result<usize, FrontendError> {
+        let shapes = self.buckets.shapes(rows);
+        for &(batch, seq) in &shapes {
+            self.encoder.prepare(batch, seq)?;
         }
-        Ok(())
+        self.embed(&[""])?;
+        Ok(shapes.len())
     }
 }
+
+/// The repository's frontend folder's config, or None (with a note) before the set-up
+/// (`SETUP_COMMAND`): tests that need the encoder skip then.
+#[cfg(test)]
+pub(crate) fn test_config() -> Option<FrontendConfig> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/frontends/all-minilm-l6-v2");
+    match FrontendConfig::load(&dir, false) {
+        Ok(c) => Some(c),
+        Err(e @ FrontendError::Missing { .. }) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("{}: {e}", dir.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
