@@ -4,6 +4,10 @@
 //! sender). Transcripts that arrive together (several conversations, a burst) are encoded in one
 //! batch, up to the frontend's batch size.
 //!
+//! Warm-up: `FrontendSide::start` readies the encoder for every shape a batch can take
+//! (`TextFrontend::warm`: 1, 2, 4, 8, 16 rows x every seq bucket) before it returns, which the
+//! daemon does before READY, so no transcript pays for an engine's first use of a shape.
+//!
 //! Shutdown: the assembly task owns the only `FrontendLink` sender; once input has stopped it
 //! drops it (`FrontendLink::close`), the worker encodes what was queued, and the encoded channel
 //! closes when the worker ends, so the assembly applies every transcript it accepted before it
@@ -97,19 +101,40 @@ impl Drop for FrontendLink {
 pub struct FrontendSide {
     link: Option<FrontendLink>,
     encoded: Option<mpsc::Receiver<Input>>,
+    warmed: usize,
 }
 
 impl FrontendSide {
-    /// Starts the worker for `frontend`, or a side that refuses every transcript.
+    /// Warms `frontend` for every batch shape (logged once at info) and starts its worker, or
+    /// returns a side that refuses every transcript. A warm-up failure is an `io::Error` naming
+    /// the frontend.
     pub fn start(frontend: Option<TextFrontend>, stats: Arc<Stats>) -> std::io::Result<FrontendSide> {
-        let Some(frontend) = frontend else {
+        let Some(mut frontend) = frontend else {
             return Ok(FrontendSide::default());
         };
+        let started = std::time::Instant::now();
+        let warmed = frontend
+            .warm(frontend.max_batch())
+            .map_err(|e| std::io::Error::other(format!("the text frontend's warm-up failed: {e}")))?;
+        let b = frontend.buckets();
+        log::info!(
+            "text frontend on {} ready for {warmed} shapes (1-{} rows x seq {:?}) in {:.3} s",
+            frontend.provider(),
+            b.call_shape(b.max_batch(), 1).0,
+            b.seq(),
+            started.elapsed().as_secs_f64()
+        );
         let (link, encoded) = FrontendLink::spawn(frontend, stats)?;
         Ok(FrontendSide {
             link: Some(link),
             encoded: Some(encoded),
+            warmed,
         })
+    }
+
+    /// How many encoder shapes `start` warmed (0 without a frontend).
+    pub fn warmed(&self) -> usize {
+        self.warmed
     }
 
     /// Hands a `Transcript` input to the worker, or refuses it (counted, the sender told);
@@ -243,4 +268,26 @@ pub fn features_of(t: &Transcript, v: &[f32]) -> Option<Features> {
         timestamp_us: t.timestamp_us,
         values: values(v)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendKind, BackendOptions};
+    use crate::frontend::test_config;
+
+    #[test]
+    fn start_warms_every_batch_shape_first() {
+        let stats = Arc::new(Stats::default());
+        assert_eq!(FrontendSide::start(None, Arc::clone(&stats)).expect("side").warmed(), 0);
+        let Some(config) = test_config() else {
+            return;
+        };
+        let mut front = TextFrontend::load(&config.dir, BackendKind::Tract, &BackendOptions::default()).expect("load");
+        let all = front.buckets().shapes(front.max_batch()).len();
+        assert_eq!(all, 5 * 8, "1, 2, 4, 8, 16 rows x 8 seq buckets");
+        front.set_max_batch(4);
+        let side = FrontendSide::start(Some(front), stats).expect("side");
+        assert_eq!(side.warmed(), 3 * 8, "1, 2, 4 rows x 8 seq buckets");
+    }
 }
