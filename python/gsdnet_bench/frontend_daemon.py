@@ -10,9 +10,9 @@ connection, sending per utterance what a sensor sends: the `Transcript` (tag 16)
 `Features` (values drawn from the model's normalisation mean / std) and `UtteranceEnd`, two
 speakers alternating, one utterance every ~interval seconds (uniform jitter +-25 %, staggered
 starts). One subscriber reads every `Result`. The runs (--runs, default dialogue, fast, fast,
-dialogue) share one daemon: tract builds the encoder's plan for a (rows, seq bucket) shape on
-its first use (the daemon builds only the batch-1 plans before READY), so a later run shows the
-latency with those plans built and the first ones include building them.
+dialogue) share one daemon, so the first run is the cold start: the daemon readies the encoder for
+every batch shape (1, 2, 4, 8, 16 rows x every seq bucket) before READY, and the report keeps the
+daemon's own line saying how many shapes and how long (`frontend_warmup`).
 
 Latency of utterance u = (monotonic time the first `Result` holding u with its final `avail`
 arrived) - (time its last frame, the `UtteranceEnd`, was written), in one asyncio loop on the
@@ -265,21 +265,33 @@ def summarise(spec: RunSpec, tally: Tally, status: dict, wall_s: float, cpu_s: f
                                            "inference_errors", "results_published", "rejected")})
 
 
+# Warnings, and the frontend's one warm-up line (daemon::frontend, info).
+DAEMON_LOG = "warn,gsdnet_edge::daemon::frontend=info"
+
+
 class Daemon:
-    """`gsdnet serve` on the temporary profile; READY when its socket exists."""
+    """`gsdnet serve` on the temporary profile; READY when its socket exists. Its log goes to a
+    file in `tmp` (a pipe nobody reads could fill and stall it)."""
 
     def __init__(self, binary: Path, model: Path, tmp: Path, start_timeout: float = 120.0):
         self.sock = tmp / "gsdnet.sock"
-        self.proc = subprocess.Popen([str(binary), "serve", "--board", str(profile(tmp, self.sock)),
-                                      "--models", str(model)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env=dict(os.environ, RUST_LOG="warn"))
+        self.log = tmp / "daemon.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([str(binary), "serve", "--board", str(profile(tmp, self.sock)),
+                                          "--models", str(model)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                         stderr=log, env=dict(os.environ, RUST_LOG=DAEMON_LOG))
         began = time.monotonic()
         while not self.sock.exists():
             if self.proc.poll() is not None or time.monotonic() - began > start_timeout:
                 self.stop()
-                raise SystemExit(f"gsdnet serve did not start: {self.proc.stderr.read()[-2000:]}")
+                raise SystemExit(f"gsdnet serve did not start: {self.log.read_text()[-2000:]}")
             time.sleep(0.05)
         self.ready_s = time.monotonic() - began
+
+    def warmup_line(self) -> str | None:
+        """The daemon's line on the text frontend's warm-up (None: this daemon logs none)."""
+        lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if "text frontend on" in ln]
+        return lines[0].split("text frontend on", 1)[1].strip() if lines else None
 
     def memory(self) -> dict:
         vm = _vm(self.proc.pid)
@@ -308,6 +320,7 @@ def measure(binary: Path, model: Path, specs: list[RunSpec], texts: list[str], s
             time.sleep(settle_s)
             report["ready_s"] = round(daemon.ready_s, 2)
             report["memory_idle"] = daemon.memory()
+            report["frontend_warmup"] = daemon.warmup_line()
             for spec in specs:
                 cpu0, t0 = cpu_seconds(daemon.proc.pid), time.monotonic()
                 tally, status = asyncio.run(_run(daemon.sock, spec, texts, audio, seed))
@@ -326,7 +339,8 @@ def table(report: dict) -> str:
              + " ".join(f"{x:.2f}" for x in report["load_before"]) + ", after "
              + " ".join(f"{x:.2f}" for x in report["load_after"]),
              f"daemon ready in {report['ready_s']} s; idle: VmRSS {mib(report['memory_idle']['rss_kib'])}, "
-             f"VmHWM {mib(report['memory_idle']['hwm_kib'])}",
+             f"VmHWM {mib(report['memory_idle']['hwm_kib'])}; text frontend warm-up: "
+             f"{report.get('frontend_warmup') or 'not logged'}",
              "| run | conv | utt/s (all, sent) | sent | covered | T+A | p50 ms | p90 ms | p99 ms | max ms | p99 / 50 ms "
              "| daemon CPU s | refused | VmRSS / VmHWM after |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -350,8 +364,7 @@ def main() -> None:
     p.add_argument("--fast-interval", type=float, default=0.25, help="the headroom run's interval")
     p.add_argument("--fast-duration", type=float, default=20.0, help="seconds of a headroom run")
     p.add_argument("--runs", default="dialogue,fast,fast,dialogue",
-                   help="the runs in order, on one daemon (tract builds the encoder's plan for a batch shape on "
-                        "its first use: later runs find them built)")
+                   help="the runs in order, on one daemon (the first is the cold start after READY)")
     p.add_argument("--max-utterances", type=int, default=1000, help="per conversation and run")
     p.add_argument("--drain", type=float, default=15.0, help="longest wait for the last results")
     p.add_argument("--transcripts", type=Path, help="CSV with a `text` column read at run time "

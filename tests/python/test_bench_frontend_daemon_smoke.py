@@ -1,11 +1,13 @@
 """A few seconds of the text-frontend daemon benchmark (`python -m gsdnet_bench.frontend_daemon`)
 against the release daemon: 2 conversations sending transcripts + audio to models/gsdnet-iemocap6.
-Checks the report's shape and that every utterance sent was covered by a result with both
-modalities and nothing was refused; the latencies are reported, never compared with the target.
+Checks the report's shape, that the daemon warmed the encoder for every batch shape before READY,
+and that every utterance sent was covered by a result with both modalities and nothing was
+refused; the latencies are reported, never compared with the target.
 
 Skipped (saying what is missing) without target/release/gsdnet or the model's text frontend
 (models/frontends, bash scripts/setup-frontends.sh)."""
 import json
+import re
 import subprocess
 import sys
 
@@ -35,6 +37,10 @@ def test_short_frontend_daemon_run_reports_latency_and_memory(tmp_path):
     assert report["model"] == "gsdnet-iemocap6"
     assert report["memory_idle"]["rss_kib"] > 0
     assert report["memory_idle"]["hwm_kib"] >= report["memory_idle"]["rss_kib"]
+    # The daemon readied the encoder for every batch shape before READY: 1, 2, 4, 8, 16 rows x the
+    # 8 seq buckets (8 ... 128 tokens).
+    warmed = re.search(r"ready for (\d+) shapes", report["frontend_warmup"] or "")
+    assert warmed and int(warmed.group(1)) == 5 * 8, report["frontend_warmup"]
     assert [r["name"] for r in report["runs"]] == ["dialogue-1", "fast-2"]
     for run in report["runs"]:
         assert run["conversations"] == 2
