@@ -45,6 +45,8 @@ pub enum ServeError {
     WarmUp(String),
     #[error("cannot start the inference thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot start the text frontend: {0}")]
+    Frontend(std::io::Error),
     #[error("warm-up task panicked")]
     Panicked,
     #[error(
@@ -165,7 +167,7 @@ pub async fn serve(
         policy,
     )
     .map_err(ServeError::Thread)?;
-    let frontend = FrontendSide::start(text_frontend, Arc::clone(&stats)).map_err(ServeError::Thread)?;
+    let frontend = FrontendSide::start(text_frontend, Arc::clone(&stats)).map_err(ServeError::Frontend)?;
     let shared = Arc::new(Shared {
         stats: Arc::clone(&stats),
         results,

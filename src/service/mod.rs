@@ -130,7 +130,8 @@ pub fn build_runner(s: &Settings, model: Model, noise_scenario: u64) -> Result<P
     let mut text_frontend = TextFrontend::for_manifest(&model.manifest, model.kind, &s.engine.backend_options())
         .context("loading the model's text frontend")?;
     if let Some(f) = text_frontend.as_mut() {
-        // A transcript that comes alone (the usual case) never waits for a plan.
+        // One transcript through the encoder, so a broken frontend fails the load, not the
+        // first utterance (the daemon warms every shape before READY: daemon::frontend).
         f.warm(1).context("building the text frontend's plans")?;
     }
     let mut pipeline = Pipeline::new(model, &s.engine.pipeline_options()).context("building the pipeline")?;
