@@ -5,7 +5,7 @@
 //! batch, up to the frontend's batch size.
 //!
 //! Warm-up: `FrontendSide::start` readies the encoder for every shape a batch can take
-//! (`TextFrontend::warm`: 1, 2, 4, 8, 16 rows x every seq bucket) before it returns, which the
+//! (`TextFrontend::warm`: 1, 2, 4, 8 rows x every seq bucket) before it returns, which the
 //! daemon does before READY, so no transcript pays for an engine's first use of a shape.
 //!
 //! Shutdown: the assembly task owns the only `FrontendLink` sender; once input has stopped it
@@ -285,7 +285,7 @@ mod tests {
         };
         let mut front = TextFrontend::load(&config.dir, BackendKind::Tract, &BackendOptions::default()).expect("load");
         let all = front.buckets().shapes(front.max_batch()).len();
-        assert_eq!(all, 5 * 8, "1, 2, 4, 8, 16 rows x 8 seq buckets");
+        assert_eq!(all, 4 * 8, "1, 2, 4, 8 rows x 8 seq buckets");
         front.set_max_batch(4);
         let side = FrontendSide::start(Some(front), stats).expect("side");
         assert_eq!(side.warmed(), 3 * 8, "1, 2, 4 rows x 8 seq buckets");

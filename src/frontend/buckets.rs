@@ -1,14 +1,17 @@
 //! The shapes the text frontend calls its encoder at. A batch of texts is padded to the smallest
 //! seq bucket that holds its longest row (then `max_tokens`) and to a power-of-two row count
-//! (1, 2, 4, 8, 16 with the default `MAX_BATCH`), so the set of shapes is small and known ahead:
+//! (1, 2, 4, 8 with the default `MAX_BATCH`), so the set of shapes is small and known ahead:
 //! `shapes` lists every one `call_shape` can give, which is what the frontend warms.
 
 /// Token counts a batch is padded to (then `max_tokens`): steps of 8 up to 32 tokens, where most
 /// utterances are (a 20-token transcript runs at 24; at 32 tract took 1.6x the time), coarser
 /// above.
 pub const SEQ_BUCKETS: [usize; 7] = [8, 16, 24, 32, 48, 64, 96];
-/// Most texts in one encoder call.
-pub const MAX_BATCH: usize = 16;
+/// Most texts in one encoder call. 8, not 16: with tract's one plan for every shape, 16 rows
+/// cost more per text than 8 (8.7 vs 7.0 ms for a 20-token transcript, one pinned core), so a
+/// burst of 16 runs sooner as two calls of 8 (2 x 56 ms vs 139 ms); ort gains 3 % at 16
+/// (docs/BENCHMARKS.md, text frontend).
+pub const MAX_BATCH: usize = 8;
 
 /// Seq buckets and the largest batch of one frontend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +82,9 @@ mod tests {
 
     #[test]
     fn row_counts_round_up_to_powers_of_two() {
-        let b = Buckets::new(128);
+        let mut b = Buckets::new(128);
+        assert_eq!(b.max_batch(), MAX_BATCH);
+        b.set_max_batch(16);
         let rows: Vec<usize> = (1..=16).map(|n| b.call_shape(n, 5).0).collect();
         assert_eq!(rows, [1, 2, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16]);
         let mut capped = b.clone();
@@ -102,7 +107,9 @@ mod tests {
             called.dedup();
             assert_eq!(called, warmed, "max_batch {max_batch}");
         }
-        let b = Buckets::new(128);
+        let mut b = Buckets::new(128);
+        assert_eq!(b.shapes(16).len(), 4 * 8, "capped at MAX_BATCH = 8: 1, 2, 4, 8 rows");
+        b.set_max_batch(16);
         assert_eq!(b.shapes(16).len(), 5 * 8);
         assert_eq!(b.shapes(1), b.seq().iter().map(|&s| (1, s)).collect::<Vec<_>>());
         assert_eq!(b.shapes(3).len(), 3 * 8, "1, 2 and 4 rows");
