@@ -24,7 +24,8 @@ pub struct TractBackend {
     plans: Vec<(Shape, TypedSimpleState)>,
 }
 
-fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
+/// An engine error of `spec`'s part, as tract words it.
+pub(crate) fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
     BackendError::Engine {
         part: spec.name.clone(),
         engine: "tract",
@@ -32,30 +33,38 @@ fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
+/// Parses `spec`'s ONNX file and pins its inputs (in the spec's order) and outputs by name;
+/// shapes stay as in the file. The first load stage of every tract part (also the frontend's
+/// one-plan encoder, `frontend::tract_plan`).
+pub(crate) fn parse_pinned(spec: &PartSpec) -> Result<InferenceModel, BackendError> {
+    let mut file = std::fs::File::open(&spec.path).map_err(|source| BackendError::Io {
+        part: spec.name.clone(),
+        path: spec.path.clone(),
+        source,
+    })?;
+    let mut parsed = tract_onnx::onnx()
+        .model_for_read(&mut file)
+        .map_err(|e| engine_err(spec, e))?;
+    let mismatch = |detail: String| BackendError::Mismatch {
+        part: spec.name.clone(),
+        detail,
+    };
+    let in_names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
+    parsed
+        .set_input_names(&in_names)
+        .map_err(|e| mismatch(format!("inputs {in_names:?}: {e}")))?;
+    let out_names: Vec<&str> = spec.outputs.iter().map(|s| s.name.as_str()).collect();
+    parsed
+        .select_outputs_by_name(&out_names)
+        .map_err(|e| mismatch(format!("outputs {out_names:?}: {e}")))?;
+    Ok(parsed)
+}
+
 impl TractBackend {
     /// Parses the part and builds its plan at the reference shape (batch 1, window W), which
     /// checks the file against the spec once.
     pub fn load(spec: &PartSpec, _opts: &BackendOptions) -> Result<Self, BackendError> {
-        let mut file = std::fs::File::open(&spec.path).map_err(|source| BackendError::Io {
-            part: spec.name.clone(),
-            path: spec.path.clone(),
-            source,
-        })?;
-        let mut parsed = tract_onnx::onnx()
-            .model_for_read(&mut file)
-            .map_err(|e| engine_err(spec, e))?;
-        let mismatch = |detail: String| BackendError::Mismatch {
-            part: spec.name.clone(),
-            detail,
-        };
-        let in_names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
-        parsed
-            .set_input_names(&in_names)
-            .map_err(|e| mismatch(format!("inputs {in_names:?}: {e}")))?;
-        let out_names: Vec<&str> = spec.outputs.iter().map(|s| s.name.as_str()).collect();
-        parsed
-            .select_outputs_by_name(&out_names)
-            .map_err(|e| mismatch(format!("outputs {out_names:?}: {e}")))?;
+        let parsed = parse_pinned(spec)?;
         let mut backend = TractBackend {
             spec: spec.clone(),
             parsed,

@@ -9,10 +9,11 @@
 
 use tract_onnx::prelude::Tensor as TractTensor;
 use tract_onnx::prelude::{
-    Datum, Framework, InferenceFact, InferenceModelExt, IntoTValue, TDim, TVec, TypedModel, TypedSimpleState,
+    Datum, InferenceFact, InferenceModelExt, IntoTValue, TDim, TVec, TypedModel, TypedSimpleState,
 };
 use tract_onnx::tract_core::model::IntoRunnable;
 
+use crate::backend::tract::{engine_err, parse_pinned};
 use crate::backend::{check_call, Axis, Backend, BackendError, ElementType, Input, PartSpec, TensorSpec};
 use crate::tensor::Tensor;
 
@@ -20,14 +21,6 @@ use crate::tensor::Tensor;
 pub struct SymbolicTract {
     spec: PartSpec,
     state: TypedSimpleState,
-}
-
-fn engine_err(spec: &PartSpec, e: impl std::fmt::Display) -> BackendError {
-    BackendError::Engine {
-        part: spec.name.clone(),
-        engine: "tract",
-        detail: format!("{e:#}"),
-    }
 }
 
 /// `s`'s shape with its symbolic axes as tract symbols (`batch`, `window`, `seq`).
@@ -48,21 +41,11 @@ impl SymbolicTract {
     /// Parses the part, pins its input and output names, and optimises it once with symbolic
     /// batch and seq; the outputs' shapes are checked against the spec (symbols included).
     pub fn load(spec: &PartSpec) -> Result<SymbolicTract, BackendError> {
-        let mut parsed = tract_onnx::onnx()
-            .model_for_path(&spec.path)
-            .map_err(|e| engine_err(spec, e))?;
+        let mut parsed = parse_pinned(spec)?;
         let mismatch = |detail: String| BackendError::Mismatch {
             part: spec.name.clone(),
             detail,
         };
-        let in_names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
-        parsed
-            .set_input_names(&in_names)
-            .map_err(|e| mismatch(format!("inputs {in_names:?}: {e}")))?;
-        let out_names: Vec<&str> = spec.outputs.iter().map(|s| s.name.as_str()).collect();
-        parsed
-            .select_outputs_by_name(&out_names)
-            .map_err(|e| mismatch(format!("outputs {out_names:?}: {e}")))?;
         let symbols = parsed.symbols.clone();
         let sym = |name: &str| TDim::from(symbols.sym(name));
         for (i, s) in spec.inputs.iter().enumerate() {
