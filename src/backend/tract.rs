@@ -60,6 +60,35 @@ pub(crate) fn parse_pinned(spec: &PartSpec) -> Result<InferenceModel, BackendErr
     Ok(parsed)
 }
 
+/// Runs `state` (a plan of `spec`'s part) on `inputs` and copies its outputs into `outputs`,
+/// whose sizes the caller checked against the spec.
+pub(crate) fn run_state(
+    spec: &PartSpec,
+    state: &mut TypedSimpleState,
+    inputs: &[Input<'_>],
+    outputs: &mut [Tensor],
+) -> Result<(), BackendError> {
+    let mut tv: TVec<_> = TVec::new();
+    for t in inputs {
+        let tt = match t {
+            Input::F32(t) => TractTensor::from_shape(t.shape(), t.data()),
+            Input::I64(t) => TractTensor::from_shape(t.shape(), t.data()),
+        };
+        tv.push(tt.map_err(|e| engine_err(spec, e))?.into_tvalue());
+    }
+    let result = state.run(tv).map_err(|e| engine_err(spec, e))?;
+    for (out, value) in outputs.iter_mut().zip(result.iter()) {
+        let view = value.try_as_plain_ram().map_err(|e| engine_err(spec, e))?;
+        let slice = view.as_slice::<f32>().map_err(|e| engine_err(spec, e))?;
+        if slice.len() != out.len() {
+            let detail = format!("output holds {} values, expected {}", slice.len(), out.len());
+            return Err(engine_err(spec, detail));
+        }
+        out.data_mut().copy_from_slice(slice);
+    }
+    Ok(())
+}
+
 impl TractBackend {
     /// Parses the part and builds its plan at the reference shape (batch 1, window W), which
     /// checks the file against the spec once.
@@ -138,27 +167,6 @@ impl Backend for TractBackend {
     fn run_typed(&mut self, inputs: &[Input<'_>], outputs: &mut [Tensor]) -> Result<(), BackendError> {
         let at = check_call(&self.spec, inputs, outputs)?;
         let index = self.plan(at)?;
-        let spec = &self.spec;
-        let mut tv: TVec<_> = TVec::new();
-        for t in inputs {
-            let tt = match t {
-                Input::F32(t) => TractTensor::from_shape(t.shape(), t.data()),
-                Input::I64(t) => TractTensor::from_shape(t.shape(), t.data()),
-            };
-            tv.push(tt.map_err(|e| engine_err(spec, e))?.into_tvalue());
-        }
-        let result = self.plans[index].1.run(tv).map_err(|e| engine_err(spec, e))?;
-        for (out, value) in outputs.iter_mut().zip(result.iter()) {
-            let view = value.try_as_plain_ram().map_err(|e| engine_err(spec, e))?;
-            let slice = view.as_slice::<f32>().map_err(|e| engine_err(spec, e))?;
-            if slice.len() != out.len() {
-                return Err(engine_err(
-                    spec,
-                    format!("output holds {} values, expected {}", slice.len(), out.len()),
-                ));
-            }
-            out.data_mut().copy_from_slice(slice);
-        }
-        Ok(())
+        run_state(&self.spec, &mut self.plans[index].1, inputs, outputs)
     }
 }

@@ -7,13 +7,10 @@
 //! first-use cost per shape; it is slower at large batches (tract picks its matmul kernels for
 //! any size: 37 % per utterance at 16 rows x 24 tokens, within 6 % up to 8 rows).
 
-use tract_onnx::prelude::Tensor as TractTensor;
-use tract_onnx::prelude::{
-    Datum, InferenceFact, InferenceModelExt, IntoTValue, TDim, TVec, TypedModel, TypedSimpleState,
-};
+use tract_onnx::prelude::{Datum, InferenceFact, InferenceModelExt, TDim, TVec, TypedModel, TypedSimpleState};
 use tract_onnx::tract_core::model::IntoRunnable;
 
-use crate::backend::tract::{engine_err, parse_pinned};
+use crate::backend::tract::{engine_err, parse_pinned, run_state};
 use crate::backend::{check_call, Axis, Backend, BackendError, ElementType, Input, PartSpec, TensorSpec};
 use crate::tensor::Tensor;
 
@@ -98,26 +95,7 @@ impl Backend for SymbolicTract {
 
     fn run_typed(&mut self, inputs: &[Input<'_>], outputs: &mut [Tensor]) -> Result<(), BackendError> {
         check_call(&self.spec, inputs, outputs)?;
-        let spec = &self.spec;
-        let mut tv: TVec<_> = TVec::new();
-        for t in inputs {
-            let tt = match t {
-                Input::F32(t) => TractTensor::from_shape(t.shape(), t.data()),
-                Input::I64(t) => TractTensor::from_shape(t.shape(), t.data()),
-            };
-            tv.push(tt.map_err(|e| engine_err(spec, e))?.into_tvalue());
-        }
-        let result = self.state.run(tv).map_err(|e| engine_err(spec, e))?;
-        for (out, value) in outputs.iter_mut().zip(result.iter()) {
-            let view = value.try_as_plain_ram().map_err(|e| engine_err(spec, e))?;
-            let slice = view.as_slice::<f32>().map_err(|e| engine_err(spec, e))?;
-            if slice.len() != out.len() {
-                let detail = format!("output holds {} values, expected {}", slice.len(), out.len());
-                return Err(engine_err(spec, detail));
-            }
-            out.data_mut().copy_from_slice(slice);
-        }
-        Ok(())
+        run_state(&self.spec, &mut self.state, inputs, outputs)
     }
 }
 

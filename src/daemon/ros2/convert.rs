@@ -225,7 +225,7 @@ pub fn diagnostics(
             .map(|r| kv(&format!("rejected.{:?}", r.reason), r.count.to_string())),
     );
     DiagnosticArray {
-        header: header.clone(),
+        header,
         status: vec![DiagnosticStatus {
             level: lvl,
             name: name.to_string(),

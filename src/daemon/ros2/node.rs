@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use ros2_client::dds::rustdds::DomainParticipantBuilder;
+use ros2_client::dds::rustdds::{DomainParticipantBuilder, Topic};
 use ros2_client::dds::{Context, Node, Publisher, Subscription};
 use ros2_client::qos::{Durability as RDurability, History, QosProfile, Reliability as RReliability, WhenFull};
 use ros2_client::{MessageTypeName, Name, NodeName, NodeOptions};
@@ -94,6 +94,25 @@ fn check_interfaces(s: &Ros2Settings) -> Result<(), Ros2Error> {
     Ok(())
 }
 
+/// The DDS topic of ROS 2 topic `name` (fully qualified) with message type `ty`.
+fn topic(node: &Node, name: &str, ty: (&str, &str), q: &QosProfile) -> Result<Topic, Ros2Error> {
+    let n = Name::parse(name).map_err(|e| entity("topic", name, e))?;
+    node.create_topic(&n, MessageTypeName::new(ty.0, ty.1), q)
+        .map_err(|e| entity("topic", name, e))
+}
+
+/// A publisher of `T` on topic `name`.
+fn publisher<T: serde::Serialize>(
+    node: &mut Node,
+    name: &str,
+    ty: (&str, &str),
+    q: &QosProfile,
+) -> Result<Publisher<T>, Ros2Error> {
+    let t = topic(node, name, ty, q)?;
+    node.create_publisher(&t, None)
+        .map_err(|e| entity("publisher", name, e))
+}
+
 impl Ros2Node {
     /// Joins the domain and creates the topics. Blocking (binds sockets): call it off the
     /// async workers, bounded in time (`service`).
@@ -117,29 +136,15 @@ impl Ros2Node {
         let mut node = context
             .new_node(node_name, NodeOptions::new().enable_rosout(false))
             .map_err(|e| entity("node", &fq_name, e))?;
-        let (in_qos, out_qos) = (qos(&s.input_qos), qos(&s.output_qos));
-        let topic = |node: &Node, name: &str, ty: (&str, &str), q: &QosProfile| {
-            let n = Name::parse(name).map_err(|e| entity("topic", name, e))?;
-            node.create_topic(&n, MessageTypeName::new(ty.0, ty.1), q)
-                .map_err(|e| entity("topic", name, e))
-        };
         let t = &s.topics;
-        let input_topic = topic(&node, &t.input, types::SENSOR_INPUT, &in_qos)?;
+        let input_topic = topic(&node, &t.input, types::SENSOR_INPUT, &qos(&s.input_qos))?;
         let input = node
             .create_subscription(&input_topic, None)
             .map_err(|e| entity("subscription", &t.input, e))?;
-        let emotions_topic = topic(&node, &t.emotions, types::EMOTION_WINDOW, &out_qos)?;
-        let emotions = node
-            .create_publisher(&emotions_topic, None)
-            .map_err(|e| entity("publisher", &t.emotions, e))?;
-        let notices_topic = topic(&node, &t.notices, types::NOTICE, &out_qos)?;
-        let notices = node
-            .create_publisher(&notices_topic, None)
-            .map_err(|e| entity("publisher", &t.notices, e))?;
-        let diag_topic = topic(&node, &t.diagnostics, types::DIAGNOSTIC_ARRAY, &out_qos)?;
-        let diagnostics = node
-            .create_publisher(&diag_topic, None)
-            .map_err(|e| entity("publisher", &t.diagnostics, e))?;
+        let out_qos = qos(&s.output_qos);
+        let emotions = publisher(&mut node, &t.emotions, types::EMOTION_WINDOW, &out_qos)?;
+        let notices = publisher(&mut node, &t.notices, types::NOTICE, &out_qos)?;
+        let diagnostics = publisher(&mut node, &t.diagnostics, types::DIAGNOSTIC_ARRAY, &out_qos)?;
         Ok(Ros2Node {
             settings: s.clone(),
             hardware_id: hardware_id.to_string(),
@@ -233,10 +238,11 @@ async fn read_input(b: &Bridge, input: mpsc::Sender<Input>, mut stop: tokio::syn
             s = stream.next() => s,
             _ = stopped(&mut stop) => break,
         };
+        let Some(sample) = sample else { break };
+        b.count(|c| c.inputs_received += 1);
         let msg = match sample {
-            Some(Ok((msg, _info))) => msg,
-            Some(Err(e)) => {
-                b.count(|c| c.inputs_received += 1);
+            Ok((msg, _info)) => msg,
+            Err(e) => {
                 b.refuse(
                     RejectReason::Malformed,
                     None,
@@ -245,9 +251,7 @@ async fn read_input(b: &Bridge, input: mpsc::Sender<Input>, mut stop: tokio::syn
                 );
                 continue;
             }
-            None => break,
         };
-        b.count(|c| c.inputs_received += 1);
         if !bucket.take(Instant::now()) {
             let conversation = crate::protocol::conversation_id(&msg.conversation);
             let detail = "ROS 2 input over the frame rate";
