@@ -3,12 +3,16 @@
 
 use std::path::Path;
 
-use crate::util::{tiny_model, wiggle};
+use crate::util::tiny::{
+    assert_complete_window_skips_the_sampler, assert_completions_differ, assert_observed_unchanged,
+};
+use crate::util::{tiny_model, tract_pipeline, wiggle};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::manifest::Manifest;
+use gsdnet_edge::masks::Pattern;
 use gsdnet_edge::model::Model;
-use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
+use gsdnet_edge::pipeline::{Completion, Pipeline, PipelineOptions, Utterance, Window};
 use gsdnet_edge::tensor::Tensor;
 
 #[test]
@@ -50,22 +54,20 @@ fn window<'a>(feats: &'a [[Vec<f32>; 3]], avail: &[[bool; 3]]) -> Window<'a> {
     }
 }
 
+/// Availability of each utterance from its pattern ("TV": text and visual).
+fn by_pattern<const N: usize>(patterns: [&str; N]) -> [[bool; 3]; N] {
+    patterns.map(|p| p.parse::<Pattern>().unwrap().avail())
+}
+
 fn pipeline() -> Pipeline {
-    let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap()
+    tract_pipeline(&tiny_model(), &PipelineOptions::default())
 }
 
 #[test]
 fn pipeline_outputs_are_consistent() {
     let mut p = pipeline();
     let feats = features(5);
-    let avail = [
-        [true, true, true],
-        [true, false, true],
-        [false, true, false],
-        [true, true, true],
-        [false, false, true],
-    ];
+    let avail = by_pattern(["TAV", "TV", "A", "TAV", "V"]);
     let win = window(&feats, &avail);
     let mut outs = Vec::new();
     for c in Completion::ALL {
@@ -77,24 +79,11 @@ fn pipeline_outputs_are_consistent() {
             assert_eq!(u.label, usize::from(u.probs[1] > u.probs[0]));
             assert!(u.regression.is_some_and(f32::is_finite));
             assert_eq!(u.imputed, a.map(|x| !x));
-            for m in 0..3 {
-                if a[m] {
-                    assert_eq!(u.features[m], f[m], "observed features must come back unchanged");
-                } else {
-                    assert!(u.features[m].iter().all(|v| v.is_finite()));
-                }
-            }
+            assert_observed_unchanged(&u.features, f, a);
         }
         outs.push(out);
     }
-    assert_ne!(
-        outs[0], outs[1],
-        "gsdnet and meanfill agree on a window with missing entries"
-    );
-    assert_ne!(
-        outs[1], outs[2],
-        "meanfill and zero agree on a window with missing entries"
-    );
+    assert_completions_differ(&outs);
     // Same seed, same result; a different seed changes the sample.
     let again = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
     assert_eq!(again, outs[0]);
@@ -107,12 +96,7 @@ fn complete_window_skips_the_sampler() {
     let mut p = pipeline();
     let feats = features(8);
     let win = window(&feats, &[[true; 3]; 8]);
-    let a = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
-    assert!(!a.sampled);
-    let b = p
-        .run(&win, Completion::Meanfill, &mut SeededNoise::from_key(7))
-        .unwrap();
-    assert_eq!(a.utterances, b.utterances);
+    assert_complete_window_skips_the_sampler(&mut p, &win, 7);
 }
 
 #[test]
@@ -234,17 +218,11 @@ fn tiny_copy(extra: &str) -> tempfile::TempDir {
 fn calibration_temperature_divides_the_logits() {
     assert_eq!(Manifest::load(&tiny_model()).unwrap().calibration.temperature, 1.0);
     let dir = tiny_copy("\n[calibration]\ntemperature = 2.0\nfitted_on = \"val\"\n");
-    let model = Model::load(dir.path(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    assert_eq!(model.manifest.calibration.temperature, 2.0);
-    let mut hot = Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap();
+    let mut hot = tract_pipeline(dir.path(), &PipelineOptions::default());
+    assert_eq!(hot.model().manifest.calibration.temperature, 2.0);
     let mut plain = pipeline();
     let feats = features(4);
-    let avail = [
-        [true, false, true],
-        [false, true, true],
-        [true, true, true],
-        [true, false, false],
-    ];
+    let avail = by_pattern(["TV", "AV", "TAV", "T"]);
     let win = window(&feats, &avail);
     for c in Completion::ALL {
         let a = plain.run(&win, c, &mut SeededNoise::from_key(3)).unwrap();
@@ -271,16 +249,10 @@ fn calibration_temperature_divides_the_logits() {
 #[test]
 fn calibration_patterns_pick_each_utterances_temperature_by_its_availability() {
     let dir = tiny_copy("\n[calibration]\ntemperature = 3.0\n\n[calibration.patterns]\nTV = 2.0\nAV = 0.5\n");
-    let model = Model::load(dir.path(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    let mut p = Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap();
+    let mut p = tract_pipeline(dir.path(), &PipelineOptions::default());
     let feats = features(4);
     // TV, AV, TAV (unlisted: 3.0), T (unlisted: 3.0).
-    let avail = [
-        [true, false, true],
-        [false, true, true],
-        [true, true, true],
-        [true, false, false],
-    ];
+    let avail = by_pattern(["TV", "AV", "TAV", "T"]);
     let want_t = [2.0f32, 0.5, 3.0, 3.0];
     let win = window(&feats, &avail);
     for c in Completion::ALL {
@@ -299,32 +271,21 @@ fn calibration_patterns_pick_each_utterances_temperature_by_its_availability() {
 }
 
 fn pipeline_with_samples(s: usize) -> Pipeline {
-    let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(
-        model,
-        &gsdnet_edge::pipeline::PipelineOptions {
-            samples: Some(s),
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    let opts = PipelineOptions {
+        samples: Some(s),
+        ..Default::default()
+    };
+    tract_pipeline(&tiny_model(), &opts)
 }
 
 /// A window with missing entries of every modality (so the sampler runs).
-const GAPPY: [[bool; 3]; 6] = [
-    [true, false, true],
-    [false, true, true],
-    [true, true, false],
-    [true, false, false],
-    [false, false, true],
-    [true, true, true],
-];
+const GAPPY: [&str; 6] = ["TV", "AV", "TA", "T", "V", "TAV"];
 
 #[test]
 fn samples_average_the_per_sample_probabilities() {
     use gsdnet_edge::diffusion::sample_key;
     let (feats, key) = (features(6), 0xC0FFEE);
-    let win = window(&feats, &GAPPY);
+    let win = window(&feats, &by_pattern(GAPPY));
     let mut four = pipeline_with_samples(4);
     let out = four
         .run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(key))
@@ -360,7 +321,7 @@ fn samples_average_the_per_sample_probabilities() {
 #[test]
 fn one_sample_and_deterministic_modes_are_todays_path() {
     let feats = features(6);
-    let win = window(&feats, &GAPPY);
+    let win = window(&feats, &by_pattern(GAPPY));
     let mut plain = pipeline();
     let mut one = pipeline_with_samples(1);
     let mut four = pipeline_with_samples(4);
@@ -391,7 +352,7 @@ fn one_sample_and_deterministic_modes_are_todays_path() {
 #[test]
 fn multi_sample_windows_depend_only_on_their_key() {
     let feats = features(7);
-    let win = window(&feats[..6], &GAPPY);
+    let win = window(&feats[..6], &by_pattern(GAPPY));
     let other = window(&feats[1..], &[[false, true, true]; 6]);
     let mut p = pipeline_with_samples(3);
     let first = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(11)).unwrap();
@@ -432,7 +393,7 @@ fn samples_are_validated() {
     let model = Model::load(&tiny_model(), BackendKind::Tract, &BackendOptions::default()).unwrap();
     let err = Pipeline::new(
         model,
-        &gsdnet_edge::pipeline::PipelineOptions {
+        &PipelineOptions {
             samples: Some(0),
             ..Default::default()
         },

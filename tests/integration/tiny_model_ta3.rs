@@ -4,7 +4,10 @@
 //! onnxruntime, the pipeline, its errors, `eval::evaluate` and the masks, all at M = 2, K = 3.
 //! Functional checks only: the weights are random, so no number here is an accuracy claim.
 
-use crate::util::{tiny_ta3, wiggle};
+use crate::util::tiny::{
+    assert_complete_window_skips_the_sampler, assert_completions_differ, assert_observed_unchanged,
+};
+use crate::util::{tiny_ta3, tract_pipeline, wiggle};
 use gsdnet_edge::backend::{BackendKind, BackendOptions};
 use gsdnet_edge::diffusion::SeededNoise;
 use gsdnet_edge::eval::{self, EvalConfig, EvalError, ResultRow, Scenario};
@@ -12,7 +15,7 @@ use gsdnet_edge::manifest::{expected_io, CompletionChoice, CompletionPolicy, Man
 use gsdnet_edge::masks::{self, Pattern};
 use gsdnet_edge::modality::{Modalities, Modality};
 use gsdnet_edge::model::Model;
-use gsdnet_edge::pipeline::{Completion, Pipeline, PipelineError, Utterance, Window};
+use gsdnet_edge::pipeline::{Completion, Pipeline, PipelineError, PipelineOptions, Utterance, Window};
 use gsdnet_edge::recording::{Conversation, Recording, UtteranceRecord};
 
 /// Feature sizes by `Modality::index` (no visual).
@@ -24,8 +27,7 @@ fn mods() -> Modalities {
 }
 
 fn pipeline() -> Pipeline {
-    let model = Model::load(&tiny_ta3(), BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap()
+    tract_pipeline(&tiny_ta3(), &PipelineOptions::default())
 }
 
 #[test]
@@ -119,25 +121,14 @@ fn pipeline_completes_text_and_audio_with_three_classes() {
                 u.features[2].is_empty(),
                 "{c} {i}: visual features for a model without visual"
             );
-            for m in 0..2 {
-                assert_eq!(u.features[m].len(), SIZES[m], "{c} {i} modality {m}");
-                if a[m] {
-                    assert_eq!(u.features[m], f[m], "observed features must come back unchanged");
-                } else {
-                    assert!(u.features[m].iter().all(|v| v.is_finite()));
-                }
+            for (m, &size) in SIZES[..2].iter().enumerate() {
+                assert_eq!(u.features[m].len(), size, "{c} {i} modality {m}");
             }
+            assert_observed_unchanged(&u.features, f, a);
         }
         outs.push(out);
     }
-    assert_ne!(
-        outs[0], outs[1],
-        "gsdnet and meanfill agree on a window with missing entries"
-    );
-    assert_ne!(
-        outs[1], outs[2],
-        "meanfill and zero agree on a window with missing entries"
-    );
+    assert_completions_differ(&outs);
     let again = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(7)).unwrap();
     assert_eq!(again, outs[0], "same key, different result");
 }
@@ -147,13 +138,8 @@ fn complete_window_skips_the_sampler() {
     let mut p = pipeline();
     let feats = features(8);
     let win = window(&feats, &[[true, true]; 8]);
-    let a = p.run(&win, Completion::Gsdnet, &mut SeededNoise::from_key(1)).unwrap();
-    assert!(!a.sampled);
+    let a = assert_complete_window_skips_the_sampler(&mut p, &win, 9);
     assert!(a.utterances.iter().all(|u| u.imputed == [false; 3]));
-    let b = p
-        .run(&win, Completion::Meanfill, &mut SeededNoise::from_key(9))
-        .unwrap();
-    assert_eq!(a.utterances, b.utterances);
 }
 
 #[test]
@@ -404,7 +390,7 @@ fn eval_default_follows_the_manifests_completion_policy() {
     assert_eq!(man.completion.to_string(), "meanfill, A: gsdnet");
     let make = || {
         let model = Model::load(&folder, BackendKind::Tract, &BackendOptions::default())?;
-        Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default())
+        Pipeline::new(model, &PipelineOptions::default())
     };
     let choices = vec![
         CompletionChoice::Default,

@@ -1,6 +1,8 @@
-//! Helpers shared by the integration tests: repository paths, raw f32 files and tolerance
-//! checks here; the daemon harness, replay rig, batching checks, ort helpers, property-test
-//! generators and the IEMOCAP splits with the models' text view in the submodules.
+//! Helpers shared by the integration tests: repository paths, a model folder loaded as a tract
+//! pipeline, raw f32 files and tolerance checks here; in the submodules the daemon harness with
+//! its mock runners and the serial rig (`daemon`), the real-pipeline replay rig (`replay`),
+//! pipeline checks on the fixture models (`tiny`), batching checks, ort helpers, property-test
+//! generators and the IEMOCAP splits with the models' text view.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ pub mod iemocap;
 pub mod ort;
 pub mod prop;
 pub mod replay;
+pub mod tiny;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,6 +28,14 @@ pub fn tiny_model() -> PathBuf {
 /// regression head.
 pub fn tiny_ta3() -> PathBuf {
     repo().join("tests/fixtures/tiny-ta3")
+}
+
+/// The model in `dir` on tract (default backend options), as a pipeline with `opts`.
+pub fn tract_pipeline(dir: &Path, opts: &gsdnet_edge::pipeline::PipelineOptions) -> gsdnet_edge::pipeline::Pipeline {
+    use gsdnet_edge::backend::{BackendKind, BackendOptions};
+    let model = gsdnet_edge::model::Model::load(dir, BackendKind::Tract, &BackendOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    gsdnet_edge::pipeline::Pipeline::new(model, opts).unwrap()
 }
 
 /// Little-endian f32 file.
