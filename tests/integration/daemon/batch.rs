@@ -6,13 +6,12 @@
 //! prints the largest difference, 0 when bitwise equal).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::util::replay::{replay_options, sent_masks, start_unix};
-use gsdnet_edge::backend::{BackendKind, BackendOptions};
+use crate::util::replay::{mosi_val, replay_options, sent_masks, start_unix};
+use crate::util::{repo, tract_pipeline};
 use gsdnet_edge::client::replay::{self, ReplayOptions};
 use gsdnet_edge::daemon::assembly::{ClosedUtterance, WindowJob};
 use gsdnet_edge::daemon::inference::{
@@ -23,8 +22,7 @@ use gsdnet_edge::daemon::notify::NoNotifier;
 use gsdnet_edge::daemon::pipeline_runner::PipelineRunner;
 use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::daemon::stats::Stats;
-use gsdnet_edge::model::Model;
-use gsdnet_edge::pipeline::{Completion, Pipeline};
+use gsdnet_edge::pipeline::{Completion, Pipeline, PipelineOptions};
 use gsdnet_edge::protocol::{conversation_id, FrameDecoder, Message, UtteranceResult};
 use gsdnet_edge::recording::{Conversation, Recording};
 use tokio::io::AsyncReadExt;
@@ -32,10 +30,6 @@ use tokio::sync::broadcast;
 
 const SEED: u64 = 0;
 const STEPS: Option<usize> = Some(3);
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn job(conv: &str, utterances: Vec<ClosedUtterance>) -> WindowJob {
     WindowJob {
@@ -54,6 +48,11 @@ fn policy() -> InferencePolicy {
         },
         batch_latency: Duration::from_secs(60),
     }
+}
+
+/// The values of `counters` (the daemon's `Stats`), in order.
+fn loads<const N: usize>(counters: [&AtomicU64; N]) -> [u64; N] {
+    counters.map(|c| c.load(Relaxed))
 }
 
 /// Pushes `jobs` before the thread starts (so its first batch takes as many as `max_batch`
@@ -156,12 +155,8 @@ fn a_batch_publishes_one_result_per_job_in_job_order() {
         "one batch: one run time"
     );
     assert_eq!(
-        (
-            stats.batches_run.load(Relaxed),
-            stats.windows_batched.load(Relaxed),
-            stats.windows_run.load(Relaxed)
-        ),
-        (1, 5, 5)
+        loads([&stats.batches_run, &stats.windows_batched, &stats.windows_run]),
+        [1, 5, 5]
     );
 }
 
@@ -185,12 +180,8 @@ fn an_engine_error_fails_only_its_batch() {
     let published: Vec<String> = out.iter().map(|r| r.conversation.to_string()).collect();
     assert_eq!(published, ["c", "d"]);
     assert_eq!(
-        (
-            stats.inference_errors.load(Relaxed),
-            stats.windows_run.load(Relaxed),
-            stats.batches_run.load(Relaxed)
-        ),
-        (3, 2, 2)
+        loads([&stats.inference_errors, &stats.windows_run, &stats.batches_run]),
+        [3, 2, 2]
     );
 }
 
@@ -217,42 +208,19 @@ fn a_runner_without_batching_still_gets_one_window_at_a_time() {
     let jobs: Vec<WindowJob> = (0..4).map(|i| job(&format!("c{i}"), vec![utt(i)])).collect();
     let (out, stats) = run_thread(Box::new(Single(Arc::clone(&seen))), jobs);
     assert_eq!(
-        (
-            out.len(),
-            stats.batches_run.load(Relaxed),
-            stats.windows_batched.load(Relaxed)
-        ),
-        (4, 4, 0)
+        (out.len(), loads([&stats.batches_run, &stats.windows_batched])),
+        (4, [4, 0])
     );
     assert_eq!(seen.lock().unwrap().len(), 4, "through `run`, one job each");
 }
 
-fn val_recording() -> Recording {
-    let file = repo().join("data/mosi-val.gsdrec");
-    let path = if file.is_file() {
-        file
-    } else {
-        repo().join("../shared/data/cmu-mosi/val")
-    };
-    gsdnet_edge::dataset::load(&path).unwrap_or_else(|e| panic!("val data at {}: {e}", path.display()))
-}
-
 fn pipeline(max_batch: usize) -> Pipeline {
-    let model = Model::load(
-        &repo().join("models/gsdnet-mosi"),
-        BackendKind::Tract,
-        &BackendOptions::default(),
-    )
-    .unwrap();
-    Pipeline::new(
-        model,
-        &gsdnet_edge::pipeline::PipelineOptions {
-            steps: STEPS,
-            max_batch,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    let opts = PipelineOptions {
+        steps: STEPS,
+        max_batch,
+        ..Default::default()
+    };
+    tract_pipeline(&repo().join("models/gsdnet-mosi"), &opts)
 }
 
 fn runner(max_batch: usize) -> PipelineRunner {
@@ -299,7 +267,7 @@ fn max_diff(a: &[UtteranceResult], b: &[UtteranceResult], what: &str) -> f32 {
 
 #[test]
 fn bad_windows_in_a_batch_fail_alone_and_the_rest_equal_single_runs() {
-    let rec = val_recording();
+    let rec = mosi_val();
     let all = |_: u32| 0b111;
     let text_only = |_: u32| 0b001;
     let good: Vec<WindowJob> = vec![
@@ -342,14 +310,11 @@ fn bad_windows_in_a_batch_fail_alone_and_the_rest_equal_single_runs() {
 
     let (out, stats) = run_thread(Box::new(runner(8)), jobs);
     assert_eq!(
-        (stats.batches_run.load(Relaxed), stats.windows_batched.load(Relaxed)),
-        (1, 7),
+        loads([&stats.batches_run, &stats.windows_batched]),
+        [1, 7],
         "one batch of seven"
     );
-    assert_eq!(
-        (stats.inference_errors.load(Relaxed), stats.windows_run.load(Relaxed)),
-        (3, 4)
-    );
+    assert_eq!(loads([&stats.inference_errors, &stats.windows_run]), [3, 4]);
     let published: Vec<String> = out.iter().map(|r| r.conversation.to_string()).collect();
     assert_eq!(
         published,
@@ -437,7 +402,7 @@ async fn futures_join<T>(hs: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_conversations_batched_equal_one_window_at_a_time() {
-    let rec = val_recording();
+    let rec = mosi_val();
     assert!(
         rec.conversations.iter().all(|c| c.utterances.len() <= 64),
         "each val video fits one window"
@@ -451,13 +416,7 @@ async fn concurrent_conversations_batched_equal_one_window_at_a_time() {
     assert!(
         stats8.batches_run.load(Relaxed) < stats8.windows_run.load(Relaxed) + stats8.inference_errors.load(Relaxed)
     );
-    assert_eq!(
-        (
-            stats1.windows_batched.load(Relaxed),
-            stats8.inference_errors.load(Relaxed)
-        ),
-        (0, 0)
-    );
+    assert_eq!(loads([&stats1.windows_batched, &stats8.inference_errors]), [0, 0]);
     // Every window the batched daemon published equals one run of it alone...
     let by_id: HashMap<&str, &Conversation> = rec.conversations.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut alone = runner(1);

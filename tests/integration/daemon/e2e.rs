@@ -10,53 +10,30 @@
 //! runtime looks idle, i.e. possibly while a frame is still inside the pty.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-use crate::util::replay::{replay_options, sent_masks, serial_rig, start, start_unix, subscribe, SerialRig};
-use gsdnet_edge::backend::{BackendKind, BackendOptions};
-use gsdnet_edge::client::replay::{self, DropSpan, ReplayOptions, Step};
+use crate::util::replay::{
+    eval_mask_steps, eval_row, mosi_val, replay_options, sent_masks, sent_window, serial_replay, unix_replay, Finals,
+    Masks,
+};
+use crate::util::{repo, tract_pipeline};
+use gsdnet_edge::client::replay::{self, DropSpan, ReplayOptions};
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::diffusion::SeededNoise;
-use gsdnet_edge::eval::{self, EvalConfig, Scenario};
-use gsdnet_edge::model::Model;
-use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
-use gsdnet_edge::protocol::{FrameDecoder, Message, Modality, Probs, UtteranceResult};
-use gsdnet_edge::recording::Recording;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use gsdnet_edge::eval::Scenario;
+use gsdnet_edge::pipeline::{Completion, Pipeline, PipelineOptions};
+use gsdnet_edge::protocol::{Modality, Probs, UtteranceResult};
+use gsdnet_edge::recording::{Conversation, Recording};
 
 const STEPS: Option<usize> = Some(5);
 const SEED: u64 = 0;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn val_recording() -> Recording {
-    let file = repo().join("data/mosi-val.gsdrec");
-    let path = if file.is_file() {
-        file
-    } else {
-        repo().join("../shared/data/cmu-mosi/val")
-    };
-    gsdnet_edge::dataset::load(&path).unwrap_or_else(|e| panic!("val data at {}: {e}", path.display()))
-}
-
 fn pipeline() -> Pipeline {
-    let model = Model::load(
-        &repo().join("models/gsdnet-mosi"),
-        BackendKind::Tract,
-        &BackendOptions::default(),
-    )
-    .unwrap();
-    Pipeline::new(
-        model,
-        &gsdnet_edge::pipeline::PipelineOptions {
-            steps: STEPS,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    let opts = PipelineOptions {
+        steps: STEPS,
+        ..Default::default()
+    };
+    tract_pipeline(&repo().join("models/gsdnet-mosi"), &opts)
 }
 
 fn options(window: usize, deadline_ms: u64) -> ServeOptions {
@@ -67,33 +44,19 @@ fn options(window: usize, deadline_ms: u64) -> ServeOptions {
     )
 }
 
-/// What the evaluation computes: one window per conversation, the sampler stream of
-/// (SEED, scenario, conversation, window 0).
-fn expected(
-    rec: &Recording,
-    masks: &HashMap<(String, u32), [bool; 3]>,
-    scenario: u64,
-) -> HashMap<String, Vec<UtteranceResult>> {
+/// The key of a conversation's final window: its id and its last utterance.
+fn final_key(c: &Conversation) -> (String, u32) {
+    (c.id.clone(), c.utterances.last().unwrap().position)
+}
+
+/// What the evaluation computes: one window per conversation (keyed by its last utterance), the
+/// sampler stream of (SEED, scenario, conversation, window 0).
+fn expected(rec: &Recording, masks: &Masks, scenario: u64) -> Finals {
     let mut pipe = pipeline();
     let model = ServedModel::from_manifest(&pipe.model().manifest).unwrap();
     let mut out = HashMap::new();
     for c in &rec.conversations {
-        let avail: Vec<[bool; 3]> = c
-            .utterances
-            .iter()
-            .map(|u| masks.get(&(c.id.clone(), u.position)).copied().unwrap_or_default())
-            .collect();
-        let window = Window {
-            utterances: c
-                .utterances
-                .iter()
-                .zip(&avail)
-                .map(|(u, a)| Utterance {
-                    speaker: u.speaker,
-                    features: std::array::from_fn(|m| u.features[m].as_deref().filter(|_| a[m])),
-                })
-                .collect(),
-        };
+        let (avail, window) = sent_window(&c.id, &c.utterances, masks);
         let mut noise = SeededNoise::for_window(SEED, scenario, &c.id, 0);
         let res = pipe.run(&window, Completion::Gsdnet, &mut noise).unwrap();
         let utts = c
@@ -110,54 +73,15 @@ fn expected(
                 reg: r.regression,
             })
             .collect();
-        out.insert(c.id.clone(), utts);
+        out.insert(final_key(c), utts);
     }
     out
 }
 
-/// Replays `steps` into `sensor` while reading results from `sub` until every conversation's
-/// final window arrived; returns those windows.
-async fn replay_and_collect<S, R>(
-    rec: &Recording,
-    steps: Vec<Step>,
-    mut sensor: S,
-    sub: &mut R,
-) -> HashMap<String, Vec<UtteranceResult>>
-where
-    S: AsyncWrite + Unpin + Send + 'static,
-    R: AsyncRead + Unpin,
-{
-    let last: HashMap<String, u32> = rec
-        .conversations
-        .iter()
-        .map(|c| (c.id.clone(), c.utterances.last().unwrap().position))
-        .collect();
-    let writer = tokio::spawn(async move {
-        replay::send(&mut sensor, &steps, false).await.unwrap();
-        sensor
-    });
-    let mut dec = FrameDecoder::default();
-    let mut finals = HashMap::new();
-    let mut buf = vec![0u8; 65536];
-    while finals.len() < last.len() {
-        let n = sub.read(&mut buf).await.unwrap();
-        assert!(n > 0, "daemon closed the subscriber stream");
-        for m in dec.feed(&buf[..n]) {
-            if let Message::Result(r) = m.unwrap() {
-                if last.get(r.conversation.as_str()) == Some(&r.closed_utterance) {
-                    finals.insert(r.conversation.to_string(), r.utterances);
-                }
-            }
-        }
-    }
-    let _sensor = writer.await.unwrap();
-    finals
-}
-
-fn assert_same(got: &HashMap<String, Vec<UtteranceResult>>, want: &HashMap<String, Vec<UtteranceResult>>) {
+fn assert_same(got: &Finals, want: &Finals) {
     assert_eq!(got.len(), want.len());
-    for (conv, w) in want {
-        let g = &got[conv];
+    for (key, w) in want {
+        let (conv, g) = (&key.0, &got[key]);
         assert_eq!(g.len(), w.len(), "{conv}");
         for (a, b) in g.iter().zip(w) {
             assert_eq!(
@@ -183,10 +107,10 @@ fn assert_same(got: &HashMap<String, Vec<UtteranceResult>>, want: &HashMap<Strin
     }
 }
 
-fn accuracy(rec: &Recording, got: &HashMap<String, Vec<UtteranceResult>>) -> f64 {
+fn accuracy(rec: &Recording, got: &Finals) -> f64 {
     let (mut ok, mut n) = (0usize, 0usize);
     for c in &rec.conversations {
-        for (u, r) in c.utterances.iter().zip(&got[&c.id]) {
+        for (u, r) in c.utterances.iter().zip(&got[&final_key(c)]) {
             if let Some(bin) = u.label {
                 n += 1;
                 ok += usize::from(bin == u32::from(r.label));
@@ -198,7 +122,7 @@ fn accuracy(rec: &Recording, got: &HashMap<String, Vec<UtteranceResult>>) -> f64
 
 #[tokio::test(start_paused = true)]
 async fn unix_replay_with_eval_mask_equals_eval() {
-    let rec = val_recording();
+    let rec = mosi_val();
     let w = pipeline().model().manifest.dims.window;
     assert!(
         rec.conversations.iter().all(|c| c.utterances.len() <= w),
@@ -207,39 +131,24 @@ async fn unix_replay_with_eval_mask_equals_eval() {
     let rate = 0.3;
     let scenario = Scenario::Rate(rate);
     let mods = pipeline().model().manifest.modalities;
-    let opts = ReplayOptions {
-        interval_ms: 1000,
-        drops: Vec::new(),
-        mask: Some((rate, SEED, mods)),
-        modalities: Some(mods),
-    };
-    let steps = replay::plan(&rec, &opts).unwrap();
+    let steps = eval_mask_steps(&rec, rate, SEED, mods);
     let masks = sent_masks(&steps);
     let want = expected(&rec, &masks, scenario.key());
 
-    let mut d = start_unix(pipeline(), SEED, scenario.key(), options(w, 1_000)).await;
-    let sensor = d.connect().await;
-    let got = replay_and_collect(&rec, steps, sensor, &mut d.sub).await;
-    d.stop().await;
+    let got = unix_replay(pipeline(), SEED, scenario.key(), options(w, 1_000), steps, &want).await;
     assert_same(&got, &want);
 
-    let cfg = EvalConfig {
-        completions: vec![Completion::Gsdnet.into()],
-        seeds: vec![SEED],
-        scenarios: vec![scenario],
-        threads: 1,
-    };
-    let rows = eval::evaluate(&rec, &cfg, &|| Ok(pipeline()), &|_| {}).unwrap();
+    let row = eval_row(&rec, SEED, scenario, &pipeline);
     assert_eq!(
         accuracy(&rec, &got),
-        rows[0].accuracy,
+        row.accuracy,
         "daemon accuracy equals gsdnet eval's"
     );
 }
 
 #[tokio::test]
 async fn serial_replay_with_camera_and_mic_outages_equals_pipeline() {
-    let rec = val_recording();
+    let rec = mosi_val();
     let w = pipeline().model().manifest.dims.window;
     // Timeline: one utterance per second; camera out 20-70 s, microphone out 50-120 s.
     let drops = vec![
@@ -268,18 +177,6 @@ async fn serial_replay_with_camera_and_mic_outages_equals_pipeline() {
     );
     let want = expected(&rec, &masks, 0);
 
-    let SerialRig {
-        endpoints,
-        mut port,
-        path,
-        _dir,
-    } = serial_rig();
-    let (stop, h) = start(pipeline(), SEED, endpoints, 0, options(w, 60_000)).await;
-    let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
-    subscribe(&mut sub).await;
-    port.write_all(&[0]).await.unwrap();
-    let got = replay_and_collect(&rec, steps, port, &mut sub).await;
-    let _ = stop.send(());
-    h.await.unwrap();
+    let got = serial_replay(pipeline(), SEED, options(w, 60_000), steps, &want).await;
     assert_same(&got, &want);
 }

@@ -12,33 +12,25 @@
 //! or before the frontend set-up.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use crate::util::iemocap;
-use crate::util::replay::{replay_options, sent_masks, serial_rig, start, start_unix, subscribe, SerialRig};
-use gsdnet_edge::backend::{BackendKind, BackendOptions};
-use gsdnet_edge::client::replay::{self, DropSpan, ReplayOptions, Step};
+use crate::util::replay::{
+    eval_mask_steps, eval_row, replay_options, sent_masks, sent_window, serial_replay, unix_replay, Finals, Masks,
+};
+use crate::util::{repo, tract_pipeline};
+use gsdnet_edge::client::replay::{self, DropSpan, ReplayOptions};
 use gsdnet_edge::config::Windowing;
 use gsdnet_edge::daemon::assembly::AssemblySettings;
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::server::ServeOptions;
 use gsdnet_edge::diffusion::SeededNoise;
-use gsdnet_edge::eval::{self, EvalConfig, Scenario};
+use gsdnet_edge::eval::Scenario;
 use gsdnet_edge::metrics;
-use gsdnet_edge::model::Model;
-use gsdnet_edge::pipeline::{Completion, Pipeline, Utterance, Window};
-use gsdnet_edge::protocol::{FrameDecoder, Message, Modality, UtteranceResult};
+use gsdnet_edge::pipeline::{Completion, Pipeline, PipelineOptions};
+use gsdnet_edge::protocol::{Modality, UtteranceResult};
 use gsdnet_edge::recording::Recording;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const SEED: u64 = 0;
-
-/// (conversation, closed utterance) of a block's last window -> its utterances' results.
-type Finals = HashMap<(String, u32), Vec<UtteranceResult>>;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Session 4 with the model's text view (every transcript through the model's own text
 /// frontend, as `gsdnet eval` does); with `longest`, only that many of the longest dialogues.
@@ -53,9 +45,7 @@ fn val(longest: Option<usize>) -> Option<Recording> {
 }
 
 fn pipeline() -> Pipeline {
-    let dir = repo().join("models/gsdnet-iemocap6");
-    let model = Model::load(&dir, BackendKind::Tract, &BackendOptions::default()).unwrap();
-    Pipeline::new(model, &gsdnet_edge::pipeline::PipelineOptions::default()).unwrap()
+    tract_pipeline(&repo().join("models/gsdnet-iemocap6"), &PipelineOptions::default())
 }
 
 fn options(window: usize, deadline_ms: u64) -> ServeOptions {
@@ -86,28 +76,15 @@ fn options(window: usize, deadline_ms: u64) -> ServeOptions {
 }
 
 /// What the evaluation runs: block `b` of W utterances of each conversation with the sampler
-/// stream of (SEED, scenario, conversation, b).
-fn expected(rec: &Recording, masks: &HashMap<(String, u32), [bool; 3]>, scenario: u64) -> Finals {
+/// stream of (SEED, scenario, conversation, b); keyed by the block's last utterance.
+fn expected(rec: &Recording, masks: &Masks, scenario: u64) -> Finals {
     let mut pipe = pipeline();
     let w = pipe.model().manifest.dims.window;
     let model = ServedModel::from_manifest(&pipe.model().manifest).unwrap();
     let mut out = HashMap::new();
     for c in &rec.conversations {
         for (b, block) in c.utterances.chunks(w).enumerate() {
-            let avail: Vec<[bool; 3]> = block
-                .iter()
-                .map(|u| masks.get(&(c.id.clone(), u.position)).copied().unwrap_or_default())
-                .collect();
-            let window = Window {
-                utterances: block
-                    .iter()
-                    .zip(&avail)
-                    .map(|(u, a)| Utterance {
-                        speaker: u.speaker,
-                        features: std::array::from_fn(|m| u.features[m].as_deref().filter(|_| a[m])),
-                    })
-                    .collect(),
-            };
+            let (_, window) = sent_window(&c.id, block, masks);
             let mut noise = SeededNoise::for_window(SEED, scenario, &c.id, b as u64);
             let res = pipe.run(&window, Completion::Gsdnet, &mut noise).unwrap();
             let utts = block
@@ -127,36 +104,6 @@ fn expected(rec: &Recording, masks: &HashMap<(String, u32), [bool; 3]>, scenario
         }
     }
     out
-}
-
-/// Replays `steps` into `sensor` while reading results from `sub` until the last window of
-/// every block arrived.
-async fn replay_and_collect<S, R>(want: &Finals, steps: Vec<Step>, mut sensor: S, sub: &mut R) -> Finals
-where
-    S: AsyncWrite + Unpin + Send + 'static,
-    R: AsyncRead + Unpin,
-{
-    let writer = tokio::spawn(async move {
-        replay::send(&mut sensor, &steps, false).await.unwrap();
-        sensor
-    });
-    let mut dec = FrameDecoder::default();
-    let mut got = HashMap::new();
-    let mut buf = vec![0u8; 1 << 16];
-    while got.len() < want.len() {
-        let n = sub.read(&mut buf).await.unwrap();
-        assert!(n > 0, "daemon closed the subscriber stream");
-        for m in dec.feed(&buf[..n]) {
-            if let Message::Result(r) = m.unwrap() {
-                let key = (r.conversation.to_string(), r.closed_utterance);
-                if want.contains_key(&key) {
-                    got.insert(key, r.utterances);
-                }
-            }
-        }
-    }
-    let _sensor = writer.await.unwrap();
-    got
 }
 
 fn assert_same(got: &Finals, want: &Finals) {
@@ -224,39 +171,24 @@ async fn unix_replay_of_session_4_with_eval_mask_equals_eval() {
     );
     let (rate, mods) = (0.3, pipeline().model().manifest.modalities);
     let scenario = Scenario::Rate(rate);
-    let opts = ReplayOptions {
-        interval_ms: 1000,
-        drops: Vec::new(),
-        mask: Some((rate, SEED, mods)),
-        modalities: Some(mods),
-    };
-    let steps = replay::plan(&rec, &opts).unwrap();
+    let steps = eval_mask_steps(&rec, rate, SEED, mods);
     let want = expected(&rec, &sent_masks(&steps), scenario.key());
 
-    let mut d = start_unix(pipeline(), SEED, scenario.key(), options(w, 1_000)).await;
-    let sensor = d.connect().await;
-    let got = replay_and_collect(&want, steps, sensor, &mut d.sub).await;
-    d.stop().await;
+    let got = unix_replay(pipeline(), SEED, scenario.key(), options(w, 1_000), steps, &want).await;
     assert_same(&got, &want);
 
-    let cfg = EvalConfig {
-        completions: vec![Completion::Gsdnet.into()],
-        seeds: vec![SEED],
-        scenarios: vec![scenario],
-        threads: 1,
-    };
-    let rows = eval::evaluate(&rec, &cfg, &|| Ok(pipeline()), &|_| {}).unwrap();
+    let row = eval_row(&rec, SEED, scenario, &pipeline);
     let (acc, f1) = scores(&rec, &got);
-    assert_eq!(rows[0].n, rec.n_utterances());
+    assert_eq!(row.n, rec.n_utterances());
     assert!(
-        (acc - rows[0].accuracy).abs() < 1e-12,
+        (acc - row.accuracy).abs() < 1e-12,
         "accuracy {acc} vs eval {}",
-        rows[0].accuracy
+        row.accuracy
     );
     assert!(
-        (f1 - rows[0].f1_weighted).abs() < 1e-12,
+        (f1 - row.f1_weighted).abs() < 1e-12,
         "weighted F1 {f1} vs eval {}",
-        rows[0].f1_weighted
+        row.f1_weighted
     );
 }
 
@@ -296,18 +228,6 @@ async fn serial_replay_with_mic_and_text_outages_equals_the_pipeline() {
     assert_eq!(masks.len(), rec.n_utterances(), "every utterance keeps a modality");
     let want = expected(&rec, &masks, 0);
 
-    let SerialRig {
-        endpoints,
-        mut port,
-        path,
-        _dir,
-    } = serial_rig();
-    let (stop, h) = start(pipeline(), SEED, endpoints, 0, options(w, 60_000)).await;
-    let mut sub = tokio::net::UnixStream::connect(&path).await.unwrap();
-    subscribe(&mut sub).await;
-    port.write_all(&[0]).await.unwrap();
-    let got = replay_and_collect(&want, steps, port, &mut sub).await;
-    let _ = stop.send(());
-    h.await.unwrap();
+    let got = serial_replay(pipeline(), SEED, options(w, 60_000), steps, &want).await;
     assert_same(&got, &want);
 }

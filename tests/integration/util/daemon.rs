@@ -1,5 +1,6 @@
-//! Serve-loop test harness shared by the daemon tests: a mock runner deterministic from
-//! its input, a frame client, and a daemon started in-process on a Unix socket.
+//! Serve-loop test harness shared by the daemon tests: mock runners deterministic from their
+//! input, a frame client, a daemon started in-process on a Unix socket, and the serial rig (a
+//! pty pair next to a Unix socket) that the mock and the real-pipeline tests serve on.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use gsdnet_edge::daemon::inference::{RunError, WindowRunner};
 use gsdnet_edge::daemon::model_info::ServedModel;
 use gsdnet_edge::daemon::notify::{MemoryNotifier, Notifier};
 use gsdnet_edge::daemon::server::{serve, Endpoints, ServeOptions};
+use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::modality::Modalities;
 use gsdnet_edge::protocol::{
     class_name, conversation_id, encode_frame, values, Boundary, Features, FrameDecoder, HealthReport, Message,
@@ -268,6 +270,19 @@ pub async fn start_runner(endpoints: Endpoints, runner: Box<dyn WindowRunner>, o
     Daemon { stop, handle, notifier }
 }
 
+/// A fresh temporary directory (kept alive by the caller), the socket `d.sock` in it, and
+/// endpoints listening there.
+pub fn unix_endpoints() -> (tempfile::TempDir, std::path::PathBuf, Endpoints) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let endpoints = Endpoints {
+        unix: vec![listener],
+        ..Default::default()
+    };
+    (dir, path, endpoints)
+}
+
 /// A daemon serving one Unix socket in a fresh temporary directory (kept alive by the caller).
 pub async fn unix_daemon(opts: ServeOptions) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
     unix_daemon_with(Box::new(MockRunner), opts).await
@@ -278,18 +293,8 @@ pub async fn unix_daemon_with(
     runner: Box<dyn WindowRunner>,
     opts: ServeOptions,
 ) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let daemon = start_runner(
-        Endpoints {
-            unix: vec![listener],
-            ..Default::default()
-        },
-        runner,
-        opts,
-    )
-    .await;
+    let (dir, path, endpoints) = unix_endpoints();
+    let daemon = start_runner(endpoints, runner, opts).await;
     (dir, path, daemon)
 }
 
@@ -302,5 +307,33 @@ impl Daemon {
         self.stop.send(()).unwrap();
         self.handle.await.unwrap();
         self.notifier.events()
+    }
+}
+
+/// A daemon input over a pseudo-terminal pair plus a Unix socket for subscribers: `endpoints`
+/// to serve, the sensor's (test's) end of the pty, and the socket's path (inside `_dir`).
+pub struct SerialRig {
+    pub endpoints: Endpoints,
+    pub port: tokio_serial::SerialStream,
+    pub path: std::path::PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn serial_rig() -> SerialRig {
+    let (daemon_end, port) = tokio_serial::SerialStream::pair().expect("pty pair");
+    let serial = SerialInput {
+        name: "serial:pty".into(),
+        stream: Some(daemon_end),
+        reopen: None,
+    };
+    let (dir, path, unix) = unix_endpoints();
+    SerialRig {
+        endpoints: Endpoints {
+            serial: vec![serial],
+            ..unix
+        },
+        port,
+        path,
+        _dir: dir,
     }
 }
