@@ -8,12 +8,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::util::daemon::{connect, feat, options, rejected, start, unix_daemon, Client, MockRunner};
+use crate::util::daemon::{
+    connect, feat, options, rejected, serial_rig, start, unix_daemon, unix_daemon_with, Client, MockRunner,
+};
 use gsdnet_edge::daemon::assembly::WindowJob;
 use gsdnet_edge::daemon::inference::{RunError, WindowRunner};
-use gsdnet_edge::daemon::notify::{MemoryNotifier, Notifier};
-use gsdnet_edge::daemon::server::{serve, Endpoints};
-use gsdnet_edge::io::serial::SerialInput;
 use gsdnet_edge::protocol::{
     encode_frame, Boundary, ConversationId, Features, Message, Modality, RejectReason, UtteranceResult, WindowResult,
 };
@@ -46,6 +45,15 @@ where
             return r;
         }
     }
+}
+
+/// `c` sends utterance `utt` of `conv` and reads results until its own, within `secs` s.
+async fn round_trip<S>(c: &mut Client<S>, conv: &str, utt: u32, v: f32, secs: u64, what: &str) -> WindowResult
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    utterance(c, conv, utt, v).await;
+    within(secs, what, result_for(c, conv, utt)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,26 +240,11 @@ impl WindowRunner for FlakyRunner {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_that_keeps_failing_stops_feeding_the_watchdog() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
     let mut opts = options();
     opts.heartbeat = Duration::from_millis(10);
     opts.max_consecutive_errors = 3;
-    let notifier = Arc::new(MemoryNotifier::default());
-    let n: Arc<dyn Notifier> = notifier.clone();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let endpoints = Endpoints {
-        unix: vec![listener],
-        ..Default::default()
-    };
-    let handle = tokio::spawn(async move {
-        serve(endpoints, Box::new(FlakyRunner), opts, n, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .map(|_| ())
-    });
+    let (_dir, path, daemon) = unix_daemon_with(Box::new(FlakyRunner), opts).await;
+    let notifier = Arc::clone(&daemon.notifier);
     let mut c = connect(&path).await;
     c.send(&Message::Subscribe).await;
     // Three conversations, so that no failing window supersedes another in the queue.
@@ -276,39 +269,21 @@ async fn an_engine_that_keeps_failing_stops_feeding_the_watchdog() {
         notifier.events()
     );
     // One good window and the pings resume.
-    utterance(&mut c, "good", 0, 1.0).await;
-    within(5, "good result", result_for(&mut c, "good", 0)).await;
+    round_trip(&mut c, "good", 0, 1.0, 5, "good result").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(notifier.watchdog_pings() > before + 2);
     assert!(!c.health().await.watchdog_stopped);
-    let _ = stop.send(());
-    within(5, "shutdown", handle).await.unwrap().unwrap();
+    within(5, "shutdown", daemon.shutdown()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_over_many_connections_is_limited_as_a_whole_and_serial_is_not_starved() {
-    let (daemon_end, test_end) = tokio_serial::SerialStream::pair().expect("pty pair");
-    let serial = SerialInput {
-        name: "serial:pty".into(),
-        stream: Some(daemon_end),
-        reopen: None,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let unix = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let rig = serial_rig();
     let mut opts = options();
     opts.limits.total_frames_per_second = 100;
     opts.limits.total_burst = 100;
-    let daemon = start(
-        Endpoints {
-            unix: vec![unix],
-            serial: vec![serial],
-            ..Default::default()
-        },
-        opts,
-    )
-    .await;
-    let mut port = Client::new(test_end);
+    let daemon = start(rig.endpoints, opts).await;
+    let (mut port, path) = (Client::new(rig.port), rig.path);
     port.send(&Message::Subscribe).await;
     let _ = port.status().await;
     // Eight connections, each well within its own rate, together far beyond the total.
@@ -327,11 +302,13 @@ async fn a_flood_over_many_connections_is_limited_as_a_whole_and_serial_is_not_s
         flooders.push(f);
     }
     for utt in 0..3 {
-        utterance(&mut port, "serial", utt, 1.0).await;
-        within(
+        round_trip(
+            &mut port,
+            "serial",
+            utt,
+            1.0,
             10,
             "serial results during a socket flood",
-            result_for(&mut port, "serial", utt),
         )
         .await;
     }
@@ -429,8 +406,7 @@ fn idle_connections_do_not_lock_a_sensor_out_under_the_default_file_limit() {
         .await;
         sensor.send(&Message::Subscribe).await;
         for utt in 0..3 {
-            utterance(&mut sensor, "real", utt, 0.5).await;
-            within(20, "sensor result", result_for(&mut sensor, "real", utt)).await;
+            round_trip(&mut sensor, "real", utt, 0.5, 20, "sensor result").await;
         }
         let h = within(10, "health", sensor.health()).await;
         assert!(
@@ -493,25 +469,12 @@ impl Drop for KillOnDrop {
 async fn recorder_keeps_sessions_apart_and_writes_what_is_open_at_shutdown() {
     use gsdnet_edge::daemon::recorder::RecorderRunner;
     use gsdnet_edge::recording::{Recording, RecordingWriter};
-    let dir = tempfile::tempdir().unwrap();
-    let (path, rec) = (dir.path().join("d.sock"), dir.path().join("r.gsdrec"));
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let rec = out.path().join("r.gsdrec");
     let runner = Box::new(RecorderRunner::new(RecordingWriter::create(&rec).unwrap()));
     let mut opts = options();
     opts.warm_up = false;
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let n: Arc<dyn Notifier> = Arc::new(MemoryNotifier::default());
-    let endpoints = Endpoints {
-        unix: vec![listener],
-        ..Default::default()
-    };
-    let handle = tokio::spawn(async move {
-        serve(endpoints, runner, opts, n, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .map(|_| ())
-    });
+    let (_dir, path, daemon) = unix_daemon_with(runner, opts).await;
     let mut c = connect(&path).await;
     utterance(&mut c, "live", 0, 1.0).await;
     c.send(&feat("live", 1, Modality::Audio, 2.0)).await;
@@ -522,8 +485,7 @@ async fn recorder_keeps_sessions_apart_and_writes_what_is_open_at_shutdown() {
     utterance(&mut c, "live", 0, 3.0).await;
     c.send(&feat("live", 1, Modality::Text, 4.0)).await;
     let _ = c.status().await;
-    let _ = stop.send(());
-    within(5, "shutdown", handle).await.unwrap().unwrap();
+    within(5, "shutdown", daemon.shutdown()).await;
     let back = Recording::read(&rec).unwrap();
     let convs: Vec<(&str, Vec<u32>)> = back
         .conversations
@@ -548,28 +510,12 @@ async fn recorder_keeps_sessions_apart_and_writes_what_is_open_at_shutdown() {
 /// on a Unix socket, since closing a pty end may discard what the other end has not read yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_flushes_what_a_serial_sensor_left_open() {
-    let (daemon_end, test_end) = tokio_serial::SerialStream::pair().expect("pty pair");
-    let serial = SerialInput {
-        name: "serial:pty".into(),
-        stream: Some(daemon_end),
-        reopen: None,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let unix = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
-    let daemon = start(
-        Endpoints {
-            unix: vec![unix],
-            serial: vec![serial],
-            ..Default::default()
-        },
-        options(),
-    )
-    .await;
-    let mut sub = connect(&path).await;
+    let rig = serial_rig();
+    let daemon = start(rig.endpoints, options()).await;
+    let mut sub = connect(&rig.path).await;
     sub.send(&Message::Subscribe).await;
     let _ = sub.status().await;
-    let mut port = Client::new(test_end);
+    let mut port = Client::new(rig.port);
     port.send(&Message::Subscribe).await;
     utterance(&mut port, "s", 0, 1.0).await;
     within(5, "first result", result_for(&mut sub, "s", 0)).await;

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use crate::util::daemon::{connect, end, feat, options, rejected, result, start, unix_daemon, Client};
+use crate::util::daemon::{
+    connect, end, feat, options, rejected, result, start, unix_daemon, unix_daemon_with, Client,
+};
 use gsdnet_edge::daemon::assembly::WindowJob;
 use gsdnet_edge::daemon::inference::{JobQueue, Pushed};
 use gsdnet_edge::daemon::server::Endpoints;
@@ -309,27 +311,9 @@ impl gsdnet_edge::daemon::inference::WindowRunner for ProbRunner {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scored_subscribers_get_confidence_and_the_uncertain_flag_plain_subscribers_do_not() {
-    use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let listener = gsdnet_edge::io::listeners::bind_unix(&path).unwrap();
     let mut opts = options();
     opts.abstain_below = 0.8;
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let n: Arc<dyn gsdnet_edge::daemon::notify::Notifier> = Arc::new(gsdnet_edge::daemon::notify::NoNotifier);
-    let endpoints = Endpoints {
-        unix: vec![listener],
-        ..Default::default()
-    };
-    let handle = tokio::spawn(gsdnet_edge::daemon::server::serve(
-        endpoints,
-        Box::new(ProbRunner),
-        opts,
-        n,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (_dir, path, daemon) = unix_daemon_with(Box::new(ProbRunner), opts).await;
     let (mut scored, mut plain) = (connect(&path).await, connect(&path).await);
     scored.send(&Message::SubscribeScored).await;
     plain.send(&Message::Subscribe).await;
@@ -365,6 +349,5 @@ async fn scored_subscribers_get_confidence_and_the_uncertain_flag_plain_subscrib
         }
         other => panic!("expected Scored, got {other:?}"),
     }
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    daemon.shutdown().await;
 }
