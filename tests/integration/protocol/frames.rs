@@ -2,6 +2,7 @@
 //! docs/PROTOCOL.md (tests/python/test_protocol_client.py checks the same bytes), and every kind
 //! of bad frame the streaming decoder must reject without losing the frames after it.
 
+use crate::util::daemon::result;
 use gsdnet_edge::protocol::{
     class_name, conversation_id, decode_frame, encode_frame, values, Boundary, BoundedVec, ClassName, DecodeError,
     Features, FrameDecoder, HealthReport, Message, Modality, ModalityInfo, ModelInfoReport, Probs, RejectCount,
@@ -278,18 +279,6 @@ fn a_version_1_frame_is_unknown_version() {
     assert_eq!(DecodeError::UnknownVersion(1).reason(), RejectReason::UnknownVersion);
 }
 
-fn result(utterance: u32, avail: u8, label: u16, probs: &[f32], reg: Option<f32>) -> UtteranceResult {
-    let label_name = class_name(["a", "b"][usize::from(label)]).unwrap();
-    UtteranceResult {
-        utterance,
-        avail,
-        label,
-        label_name,
-        probs: Probs::from_slice(probs).unwrap(),
-        reg,
-    }
-}
-
 #[test]
 fn scored_result_confidence_is_the_largest_probability() {
     let r = WindowResult {
@@ -298,8 +287,8 @@ fn scored_result_confidence_is_the_largest_probability() {
         completion: "gsdnet".into(),
         latency_us: 1,
         utterances: vec![
-            result(0, 7, 0, &[0.9, 0.1], Some(0.0)),
-            result(1, 1, 1, &[0.45, 0.55], None),
+            result(0, 7, 0, &["a", "b"], &[0.9, 0.1], Some(0.0)),
+            result(1, 1, 1, &["a", "b"], &[0.45, 0.55], None),
         ],
     };
     let s = ScoredResult::from_result(&r, 0.6);
