@@ -9,12 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::repo;
 use gsdnet_edge::recording::{Conversation, Recording, UtteranceRecord};
 use gsdnet_edge::rng::fill_normals;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The default x86 profile with its endpoints replaced by the Unix socket `sock`.
 fn default_profile(dir: &Path, sock: &Path) -> PathBuf {
@@ -97,6 +94,21 @@ impl Drop for Daemon {
     }
 }
 
+/// `gsdnet replay --max-speed` of a `synthetic_recording` (CMU-MOSI sizes) into `gsdnet serve`
+/// on the default profile: the replay's output, its report (stdout), and the report followed by
+/// stderr for assertion messages.
+fn replay_synthetic(conversations: usize, utterances: u32, length_of_audio: usize) -> (Output, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("gsdnet.sock");
+    let rec = dir.path().join("synthetic.rec");
+    synthetic_recording(&rec, conversations, utterances, [100, 73, 100], length_of_audio);
+    let _daemon = Daemon::start(&default_profile(dir.path(), &sock), &sock);
+    let out = replay(&rec, &sock);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let detail = format!("{report}{}", String::from_utf8_lossy(&out.stderr));
+    (out, report, detail)
+}
+
 fn replay(rec: &Path, sock: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gsdnet"))
         .arg("replay")
@@ -125,15 +137,8 @@ fn number_after(report: &str, prefix: &str) -> u64 {
 
 #[test]
 fn max_speed_replay_into_the_default_profile_covers_every_utterance() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("gsdnet.sock");
-    let rec = dir.path().join("synthetic.rec");
     // 12 conversations > max_conversations (8); 20 utterances each > queue_capacity (8).
-    synthetic_recording(&rec, 12, 20, [100, 73, 100], 73);
-    let _daemon = Daemon::start(&default_profile(dir.path(), &sock), &sock);
-    let out = replay(&rec, &sock);
-    let report = String::from_utf8_lossy(&out.stdout);
-    let detail = format!("{report}{}", String::from_utf8_lossy(&out.stderr));
+    let (out, report, detail) = replay_synthetic(12, 20, 73);
     assert_eq!(number_after(&report, "utterances sent:"), 240, "{detail}");
     assert!(report.contains("covered by a result: 240 of 240"), "{detail}");
     assert!(report.contains("refused by the daemon: none"), "{detail}");
@@ -142,16 +147,9 @@ fn max_speed_replay_into_the_default_profile_covers_every_utterance() {
 
 #[test]
 fn a_replay_whose_input_is_refused_reports_it_and_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("gsdnet.sock");
-    let rec = dir.path().join("wrong-audio.rec");
     // 70 audio values where the model takes 73: every audio vector is refused (WrongLength),
     // the utterances close on text and visual.
-    synthetic_recording(&rec, 2, 5, [100, 73, 100], 70);
-    let _daemon = Daemon::start(&default_profile(dir.path(), &sock), &sock);
-    let out = replay(&rec, &sock);
-    let report = String::from_utf8_lossy(&out.stdout);
-    let detail = format!("{report}{}", String::from_utf8_lossy(&out.stderr));
+    let (out, report, detail) = replay_synthetic(2, 5, 70);
     assert!(report.contains("refused by the daemon: WrongLength 10"), "{detail}");
     assert!(report.contains("notice: WrongLength x"), "{detail}");
     assert!(report.contains("covered by a result: 10 of 10"), "{detail}");

@@ -5,8 +5,6 @@
 //! claimed here, only equality).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use gsdnet_edge::backend::BackendKind;
 use gsdnet_edge::backend::BackendOptions;
 use gsdnet_edge::diffusion::SeededNoise;
@@ -15,9 +13,7 @@ use gsdnet_edge::model::Model;
 use gsdnet_edge::pipeline::{BatchItem, Completion, Pipeline, Utterance, Window, WindowOutput};
 use gsdnet_edge::rng;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::repo;
 
 /// Probabilities agree to this (absolute); labels and `sampled` exactly.
 const PROB_TOL: f32 = 2e-5;
