@@ -115,6 +115,33 @@ def test_mixture_fit_matches_the_single_sample_fit():
     assert crossfit.fit_t(np.repeat(logits[:, None], 2, 1), y) == t1
 
 
+def _session_pool(temps: dict, n: int = 600) -> dict:
+    """Logits whose labels are drawn at temperature temps[session] (one pattern, bits 3)."""
+    rng = np.random.default_rng(1)
+    cols = {k: [] for k in ("logits", "y", "session")}
+    for s, t in temps.items():
+        logits = rng.normal(size=(n, 4)) * 3
+        p = np.exp(logits / t) / np.exp(logits / t).sum(-1, keepdims=True)
+        cols["logits"].append(logits[:, None].astype(np.float32))
+        cols["y"].append((p.cumsum(-1) > rng.random((n, 1))).argmax(-1))
+        cols["session"].append(np.full(n, s))
+    pool = {k: np.concatenate(v) for k, v in cols.items()}
+    pool["bits"] = np.full(len(pool["y"]), 3)
+    return pool
+
+
+def test_median_rule_is_not_pulled_by_one_unusual_session():
+    pool = _session_pool({1: 3.0, 2: 0.9, 3: 1.0, 4: 1.1})
+    rows = pool["session"] != 4
+    med = crossfit.fit_median(pool, rows)
+    per = [crossfit.fit_patterns(pool, pool["session"] == s)[3] for s in (1, 2, 3)]
+    assert med[3] == pytest.approx(sorted(per)[1], abs=1e-3)     # the middle session's fit
+    assert med[3] == pytest.approx(1.0, rel=0.2)
+    # the pooled NLL fit is pulled towards the unusual session's 3.0
+    assert crossfit.fit_patterns(pool, rows)[3] > med[3] + 0.1
+    assert set(med) == {-1, 3}
+
+
 def test_folds_split_by_session(tmp_path):
     data = tmp_path / "data"
     for split, ids in (("train", ["Ses01F_a_F000", "Ses02F_b_F000", "Ses01F_a_M001"]),
