@@ -1,0 +1,104 @@
+"""Why no fixed temperature carries from one IEMOCAP session to another (issue 23 item 4).
+
+Reads the out-of-session predictions that `gsdnet_torch.crossfit` caches (`--work DIR`, file
+`pool.npz`: one model per held-out session, every protocol rate x mask seed) and prints:
+- per session at T = 1: accuracy, mean confidence, ECE per rate, and the ECE floor, i.e. the
+  mean ECE of labels drawn from the model's own probabilities (perfect calibration) at the same
+  sizes (the sampling noise of ECE with 15 bins);
+- each session's own per-pattern temperatures (fitted on that session alone);
+- on the val session, with temperatures fitted on the other sessions: the median of their
+  per-session fits (the shipped rule), their pooled-NLL fit, the geometric mean, and as bounds
+  the in-sample fit per pattern and per (pattern, rate);
+- left-one-session-out for every session: median rule against pooled fit and T = 1.
+    python3 research/calibration_sessions.py ../crossfit-iemocap6/pool.npz --json OUT
+(The pool holds IEMOCAP labels: keep it outside the repository; the JSON holds metrics only.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from gsdnet_ref import metrics as gm
+from gsdnet_torch.crossfit import fit_median, fit_patterns, mixture, row_temps
+
+VAL_SESSION = 4
+
+
+def ece_by_rate(pool: dict, rows: np.ndarray, temps, labels=None) -> list:
+    """ECE per protocol rate (mean over mask seeds) of `rows` at temperatures `temps` (a scalar
+    or one per pool row); `labels` replaces the true labels (the floor's draws)."""
+    t = temps if np.ndim(temps) == 0 else temps[rows]
+    probs = mixture(pool["logits"][rows], t).astype(np.float32)
+    y = pool["y"][rows] if labels is None else labels
+    rate, seed = pool["rate"][rows], pool["seed"][rows]
+    return [float(np.mean([gm.ece(probs[(rate == r) & (seed == s)], y[(rate == r) & (seed == s)])
+                           for s in np.unique(seed)])) for r in np.unique(rate)]
+
+
+def floor(pool: dict, rows: np.ndarray, draws: int = 5, seed: int = 0) -> float:
+    """Mean ECE of labels drawn from the uncalibrated probabilities themselves."""
+    rng = np.random.default_rng(seed)
+    probs = mixture(pool["logits"][rows], 1.0)
+    cdf = probs.cumsum(1)
+    return float(np.mean([np.mean(ece_by_rate(pool, rows, 1.0, (cdf > rng.random((len(probs), 1)))
+                                              .argmax(1))) for _ in range(draws)]))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("pool", help="crossfit's pool.npz")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    pool = dict(np.load(a.pool))
+    sess, bits = pool["session"], pool["bits"]
+    out = {"sessions": {}, "val": {}, "leave_one_session_out": {}}
+    for s in np.unique(sess):
+        rows = sess == s
+        probs = mixture(pool["logits"][rows], 1.0)
+        out["sessions"][int(s)] = dict(
+            accuracy=float((probs.argmax(1) == pool["y"][rows]).mean()),
+            confidence=float(probs.max(1).mean()), ece_t1=ece_by_rate(pool, rows, 1.0),
+            ece_floor=floor(pool, rows),
+            temps={int(k): v for k, v in fit_patterns(pool, rows).items()})
+    val, other = sess == VAL_SESSION, sess != VAL_SESSION
+    per = [fit_patterns(pool, sess == s) for s in np.unique(sess[other])]
+    geo = {k: float(np.exp(np.mean([np.log(t[k]) for t in per]))) for k in per[0]}
+    rate_key = bits * 10 + np.round(pool["rate"] * 10).astype(np.int64)
+    rate_pool = dict(pool, bits=rate_key)
+    fits = {
+        "median of sessions 1-3 (shipped rule)": (fit_median(pool, other), bits),
+        "pooled fit on sessions 1-3": (fit_patterns(pool, other), bits),
+        "geometric mean of sessions 1-3": (geo, bits),
+        "in-sample per pattern (bound)": (fit_patterns(pool, val), bits),
+        "in-sample per pattern x rate (bound)": (fit_patterns(rate_pool, val), rate_key),
+    }
+    out["val"] = {"T=1": ece_by_rate(pool, val, 1.0)} | {
+        name: ece_by_rate(pool, val, row_temps(t, key)) for name, (t, key) in fits.items()}
+    for s in np.unique(sess):
+        held = sess == s
+        out["leave_one_session_out"][int(s)] = {
+            "median": ece_by_rate(pool, held, row_temps(fit_median(pool, ~held), bits)),
+            "pooled": ece_by_rate(pool, held, row_temps(fit_patterns(pool, ~held), bits)),
+            "T=1": ece_by_rate(pool, held, 1.0)}
+    for s, r in out["sessions"].items():
+        print(f"session {s}: accuracy {r['accuracy']:.3f} confidence {r['confidence']:.3f} "
+              f"ECE(T=1) {np.round(r['ece_t1'], 3).tolist()} floor {r['ece_floor']:.3f} "
+              f"T {r['temps']}")
+    for name, row in out["val"].items():
+        print(f"val {name:>40}: {np.round(row, 3).tolist()}")
+    for s, r in out["leave_one_session_out"].items():
+        print(f"session {s} held out, mean ECE: "
+              + " ".join(f"{k} {np.mean(v):.3f}" for k, v in r.items()))
+    for k in ("median", "pooled", "T=1"):
+        print(f"mean over the four held-out sessions, {k}: "
+              f"{np.mean([np.mean(r[k]) for r in out['leave_one_session_out'].values()]):.3f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
