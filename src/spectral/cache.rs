@@ -43,12 +43,8 @@ impl GraphCache {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::G;
     use super::*;
-
-    const G: GraphSettings = GraphSettings {
-        window_same: 2,
-        window_other: 1,
-    };
 
     #[test]
     fn cached_graphs_equal_rebuilt_ones() {

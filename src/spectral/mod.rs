@@ -320,7 +320,8 @@ impl Spectral {
 mod tests {
     use super::*;
 
-    const G: GraphSettings = GraphSettings {
+    /// The graph settings of the spectral unit tests (also `cache`'s).
+    pub(super) const G: GraphSettings = GraphSettings {
         window_same: 2,
         window_other: 1,
     };

@@ -23,25 +23,36 @@ pub(super) fn settings() -> AssemblySettings {
     }
 }
 
-fn feat(conv: &str, utt: u32, m: Modality, v: f32) -> Message {
-    let dim = mods().size(m).unwrap_or(1);
+/// A `Features` message of speaker 1 at time 0 carrying `v`.
+fn features(conv: &str, utt: u32, m: Modality, v: &[f32]) -> Message {
     Message::Features(Features {
         conversation: conversation_id(conv).unwrap(),
         utterance: utt,
         speaker: 1,
         modality: m,
         timestamp_us: 0,
-        values: values(&vec![v; dim]).unwrap(),
+        values: values(v).unwrap(),
     })
 }
 
-fn end(conv: &str, utt: u32) -> Message {
-    Message::UtteranceEnd(Boundary {
+/// Features of `m`'s size in `mods()`, every value `v`.
+fn feat(conv: &str, utt: u32, m: Modality, v: f32) -> Message {
+    let dim = mods().size(m).unwrap_or(1);
+    features(conv, utt, m, &vec![v; dim])
+}
+
+/// The boundary of an utterance of speaker 1 at time 0 (`end`, `start`).
+fn boundary(conv: &str, utt: u32) -> Boundary {
+    Boundary {
         conversation: conversation_id(conv).unwrap(),
         utterance: utt,
         speaker: 1,
         timestamp_us: 0,
-    })
+    }
+}
+
+fn end(conv: &str, utt: u32) -> Message {
+    Message::UtteranceEnd(boundary(conv, utt))
 }
 
 fn dropout(conv: &str, utt: u32, m: Modality) -> Message {
@@ -265,12 +276,7 @@ fn ids(jobs: &[WindowJob]) -> Vec<(String, u64, u32)> {
 }
 
 fn start(conv: &str, utt: u32) -> Message {
-    Message::UtteranceStart(Boundary {
-        conversation: conversation_id(conv).unwrap(),
-        utterance: utt,
-        speaker: 1,
-        timestamp_us: 0,
-    })
+    Message::UtteranceStart(boundary(conv, utt))
 }
 
 #[test]
@@ -481,15 +487,7 @@ fn a_restart_trigger_refused_on_replay_is_answered_with_its_refusal() {
 
 /// Features of `n` values (any size the protocol carries).
 fn feat_n(conv: &str, utt: u32, m: Modality, n: usize) -> Message {
-    let values = values(&(0..n).map(|i| i as f32 / 8.0).collect::<Vec<_>>()).unwrap();
-    Message::Features(Features {
-        conversation: conversation_id(conv).unwrap(),
-        utterance: utt,
-        speaker: 1,
-        modality: m,
-        timestamp_us: 0,
-        values,
-    })
+    features(conv, utt, m, &(0..n).map(|i| i as f32 / 8.0).collect::<Vec<_>>())
 }
 
 #[test]
