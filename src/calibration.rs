@@ -59,7 +59,8 @@ impl Calibration {
             None => {}
             Some(toml::Value::Table(patterns)) => {
                 for (key, value) in patterns {
-                    by_avail[usize::from(pattern_bits(key)?)] = number(value)?;
+                    let bits = pattern_bits(key).ok_or_else(|| CalibrationError::BadPattern(key.clone()));
+                    by_avail[usize::from(bits?)] = number(value)?;
                 }
             }
             Some(_) => return Err(CalibrationError::NotATable),
@@ -91,26 +92,23 @@ fn number(v: &toml::Value) -> Result<f64, CalibrationError> {
     }
 }
 
-/// Availability bits of a pattern string such as "TA" (DESIGN.md letters, any order).
-fn pattern_bits(key: &str) -> Result<u8, CalibrationError> {
-    let bad = || CalibrationError::BadPattern(key.to_string());
+/// Availability bits of a pattern key such as "TA" (DESIGN.md letters, each at most once, any
+/// order); `None` for anything else. Also reads the keys of `[completion.patterns]`.
+pub(crate) fn pattern_bits(key: &str) -> Option<u8> {
     let mut bits = 0u8;
     for c in key.chars() {
         let b = match c {
             'T' => 1,
             'A' => 2,
             'V' => 4,
-            _ => return Err(bad()),
+            _ => return None,
         };
         if bits & b != 0 {
-            return Err(bad());
+            return None;
         }
         bits |= b;
     }
-    if bits == 0 {
-        return Err(bad());
-    }
-    Ok(bits)
+    (bits != 0).then_some(bits)
 }
 
 /// Index of the first maximum of `p` (0 for an empty slice): the published label.

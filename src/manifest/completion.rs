@@ -10,6 +10,7 @@
 
 use thiserror::Error;
 
+use crate::calibration::pattern_bits;
 use crate::completion::Completion;
 
 #[derive(Debug, Error, PartialEq)]
@@ -193,23 +194,6 @@ fn mode(value: &toml::Value, key: &str) -> Result<Completion, PolicyError> {
         .as_str()
         .ok_or_else(|| bad(format!("must be a string, got {value}")))?;
     s.parse::<Completion>().map_err(bad)
-}
-
-fn pattern_bits(key: &str) -> Option<u8> {
-    let mut bits = 0u8;
-    for c in key.chars() {
-        let b = match c {
-            'T' => 1,
-            'A' => 2,
-            'V' => 4,
-            _ => return None,
-        };
-        if bits & b != 0 {
-            return None;
-        }
-        bits |= b;
-    }
-    (bits != 0).then_some(bits)
 }
 
 fn pattern_name(bits: u8) -> String {
