@@ -14,22 +14,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import masks as gmasks
+
 MODES = ("gsdnet", "meanfill", "zero")
 DEFAULT = "default"          # evaluation's name for "each window as the policy says"
 LEGACY_DEFAULT = "gsdnet"
-BITS = {"T": 1, "A": 2, "V": 4}
 
 
-def pattern_bits(key: str) -> int:
-    bits = 0
-    for c in key:
-        b = BITS.get(c, 0)
-        if b == 0 or bits & b:
-            raise ValueError(f"[completion.patterns] key {key!r} is not an availability pattern")
-        bits |= b
-    if bits == 0:
-        raise ValueError("[completion.patterns] empty pattern")
-    return bits
+def pattern_bits(key: str, table: str = "[completion.patterns]") -> int:
+    """Availability bits of a pattern key of a manifest table such as "TA" (letters T, A, V,
+    each at most once, any order: `masks.pattern_bits`); the error names `table`."""
+    if not key:
+        raise ValueError(f"{table} empty pattern")
+    try:
+        return gmasks.pattern_bits(key)
+    except ValueError:
+        raise ValueError(f"{table} key {key!r} is not an availability pattern") from None
 
 
 def _mode(value, where: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from . import completion as gcompletion
 from . import data as gdata
 from . import graph as ggraph
 from .sampler import Noise, Sde, draw_noise, sample, stream_key  # noqa: F401 (re-export)
@@ -75,12 +76,7 @@ T_MIN, T_MAX = 0.01, 100.0   # as src/calibration.rs: logits / T stays finite in
 
 def load_temperature(raw: dict) -> float:
     """`[calibration] temperature`: absent = 1.0; a finite number in [T_MIN, T_MAX]."""
-    t = raw.get("calibration", {}).get("temperature", 1.0)
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
-            or not T_MIN <= t <= T_MAX:
-        raise ValueError(f"[calibration] temperature must be a finite number in "
-                         f"[{T_MIN}, {T_MAX}], got {t!r}")
-    return float(t)
+    return _temperature_value(raw.get("calibration", {}).get("temperature", 1.0))
 
 
 def _temperature_value(t) -> float:
@@ -92,16 +88,9 @@ def _temperature_value(t) -> float:
 
 
 def pattern_bits(key: str) -> int:
-    """Availability bits of a pattern such as "TA" (letters T, A, V, each at most once)."""
-    bits = 0
-    for c in key:
-        b = {"T": 1, "A": 2, "V": 4}.get(c, 0)
-        if b == 0 or bits & b:
-            raise ValueError(f"[calibration.patterns] key {key!r} is not an availability pattern")
-        bits |= b
-    if bits == 0:
-        raise ValueError("[calibration.patterns] empty pattern")
-    return bits
+    """Availability bits of a `[calibration.patterns]` key such as "TA" (letters T, A, V, each
+    at most once)."""
+    return gcompletion.pattern_bits(key, "[calibration.patterns]")
 
 
 def load_by_avail(raw: dict) -> tuple:
