@@ -126,16 +126,32 @@ def batches(data):
             common.make_batch(val, stats, 64, 16, 1, 3))
 
 
-def main():
+def arg_parser() -> argparse.ArgumentParser:
+    """OUT and the peer's training options (seed, threads, data folder); peer_calibration.py
+    adds its own to these."""
     p = argparse.ArgumentParser()
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=str(DATA))
-    a = p.parse_args()
+    return p
+
+
+def peer_logits(peer, vb):
+    """`fn(avail, comp=None, gen=None) -> (logits, reg)` of the trained peer on batch `vb`, in the
+    form evaluate_fn and peer_prior call (the completion and generator are unused)."""
+    vi = torch.arange(len(vb.n))
+
+    def fn(avail, comp=None, gen=None):
+        with torch.no_grad():
+            return peer(inputs(vb, vi, avail))
+    return fn
+
+
+def main():
+    a = arg_parser().parse_args()
     torch.set_num_threads(a.threads)
     _, _, tb, vb = batches(a.data)
-    vi = torch.arange(len(vb.n))
     lin = train_floor(tb)
 
     def floor_fn(avail, comp, gen):
@@ -143,11 +159,7 @@ def main():
         with torch.no_grad():
             out = lin(x)
         return out[..., :2], out[..., 2:]
-    peer = train_peer(tb, vb, a.seed)
-
-    def peer_fn(avail, comp, gen):
-        with torch.no_grad():
-            return peer(inputs(vb, vi, avail))
+    peer_fn = peer_logits(train_peer(tb, vb, a.seed), vb)
     prior = peer_prior(peer_fn, vb)
 
     def peer_prior_fn(avail, comp, gen):

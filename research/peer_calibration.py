@@ -12,15 +12,12 @@ Refuses a data folder whose val split is named test (val only).
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
-from baselines import batches, inputs, peer_prior, train_peer
+from baselines import arg_parser, batches, peer_logits, peer_prior, train_peer
 from gsdnet_ref.evaluate import RATES
 from gsdnet_torch import common
-from gsdnet_torch.train import DATA
 
 
 def pool_of(fn, vb, seeds, rates) -> dict:
@@ -43,23 +40,14 @@ def pool_of(fn, vb, seeds, rates) -> dict:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--data", default=str(DATA))
+    p = arg_parser()
     p.add_argument("--mask-seeds", type=int, nargs="+", default=[0, 1, 2])
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     _, val, tb, vb = batches(a.data)
     if [c.conv_id for c in val] != list(vb.conv_ids):
         raise SystemExit("val batch order differs from load_split order")
-    vi = torch.arange(len(vb.n))
-    peer = train_peer(tb, vb, a.seed)
-
-    def peer_fn(avail, comp=None, gen=None):
-        with torch.no_grad():
-            return peer(inputs(vb, vi, avail))
+    peer_fn = peer_logits(train_peer(tb, vb, a.seed), vb)
     prior = peer_prior(peer_fn, vb)
 
     def prior_fn(avail):
