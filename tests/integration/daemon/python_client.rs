@@ -53,7 +53,7 @@ async fn python_client_speaks_the_protocol() {
         opts,
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/test_protocol_client.py");
-    let out = tokio::process::Command::new("python3")
+    let out = tokio::process::Command::new(crate::util::python3())
         .arg(script)
         .env("GSDNET_SOCKET", &path)
         .env("GSDNET_SOCKET_TA", &path_ta)

@@ -20,6 +20,18 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The Python that has the project's packages: the test command's virtual environment
+/// (`.venv`, made by scripts/test.sh) when it exists, else `python3` on PATH, so a test does not
+/// depend on which Python comes first on PATH.
+pub fn python3() -> PathBuf {
+    let venv = repo().join(".venv/bin/python3");
+    if venv.is_file() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
 pub fn tiny_model() -> PathBuf {
     repo().join("tests/fixtures/tiny-model")
 }
