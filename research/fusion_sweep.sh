@@ -29,7 +29,13 @@ configs=(
   "ws16l3|--window-same 16 --fusion-layers 3"
   "d32h128ema|--d 32 --hid 128 --ema 0.99"
   "d32h128lr5|--d 32 --hid 128 --lr 5e-4 --epochs 90"
+  "ind03|--in-dropout 0.3"
+  "ind05|--in-dropout 0.5"
+  "pp03|--pattern-prob 0.3"
+  "dr03|--dropout 0.3"
 )
+# 6-way only in the recorded sweep
+[[ " $tasks " == *" 6way "* ]] && configs6=("pp01|--pattern-prob 0.1" "ls01|--label-smoothing 0.1") || configs6=()
 if git -C "$root" apply --check -R research/patches/fusion_seq_rnn.diff 2>/dev/null; then
   configs+=("seq1|--fusion-seq 1" "seq2|--fusion-seq 2" "rnn|--fusion-rnn")
 fi
@@ -38,7 +44,9 @@ for task in $tasks; do
   epochs=60
   [ "$task" = 6way ] && epochs=30
   for seed in 0 1 2; do
-    for c in "${configs[@]}"; do
+    extra=()
+    [ "$task" = 6way ] && extra=("${configs6[@]}")
+    for c in "${configs[@]}" "${extra[@]}"; do
       jobs+=("$task|$seed|$epochs|$c")
     done
   done
