@@ -43,12 +43,29 @@ class TimeEmbed(nn.Module):
         return self.lin(torch.cat([torch.sin(a), torch.cos(a)], dim=-1))
 
 
-class Encoders(nn.Module):
-    """Per-utterance projection (Conv1d kernel 1 == Linear) + learned positional embedding."""
+class HiddenProjection(nn.Module):
+    """Linear(dim, hidden) -> ReLU -> Linear(hidden, d): an encoder projection with one hidden
+    layer (exported as Gemm, Relu, Gemm). The IEMOCAP models use it with hidden 128: the single
+    Linear squeezed the 384 MiniLM values into d = 16 and lost what the BiLSTM peer reads
+    (docs/MODEL.md "IEMOCAP" item 8)."""
 
-    def __init__(self, d: int, width: int, dims=MOSI_DIMS):
+    def __init__(self, dim: int, hidden: int, d: int):
         super().__init__()
-        self.lins = nn.ModuleList([nn.Linear(dim, d) for dim in dims])
+        self.in_features = dim
+        self.a, self.b = nn.Linear(dim, hidden), nn.Linear(hidden, d)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+class Encoders(nn.Module):
+    """Per-utterance projection (Conv1d kernel 1 == Linear, or with `hidden` > 0 a
+    HiddenProjection) + tanh + learned positional embedding."""
+
+    def __init__(self, d: int, width: int, dims=MOSI_DIMS, hidden: int = 0):
+        super().__init__()
+        self.lins = nn.ModuleList([HiddenProjection(dim, hidden, d) if hidden else nn.Linear(dim, d)
+                                   for dim in dims])
         self.pos = nn.Parameter(torch.zeros(width, d))
 
     def forward(self, *xs):                                 # M x [B,W,dim] -> [B,M,W,d]
@@ -312,7 +329,7 @@ class GSDNet(nn.Module):
 
     def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5,
                  variant="gsdnet", fusion_layers=2, in_dropout=0.2, cmp_zero=False,
-                 fusion_members=1, fusion_ctx="mean", dims=MOSI_DIMS,
+                 fusion_members=1, fusion_ctx="mean", enc_hidden=0, dims=MOSI_DIMS,
                  modalities=("text", "audio", "visual"), n_classes=2, regression=True):
         super().__init__()
         dims, modalities = tuple(dims), tuple(modalities)
@@ -322,9 +339,10 @@ class GSDNet(nn.Module):
                         dropout=dropout, variant=variant,
                         fusion_layers=fusion_layers, in_dropout=in_dropout, cmp_zero=cmp_zero,
                         fusion_members=fusion_members, fusion_ctx=fusion_ctx, dims=dims,
+                        enc_hidden=enc_hidden,
                         modalities=modalities, n_classes=n_classes, regression=regression)
         m = len(dims)
-        self.encoders = Encoders(d, width, dims)
+        self.encoders = Encoders(d, width, dims, hidden=enc_hidden)
         self.s_theta = STheta(d, hid, sigma_x, m=m)
         self.s_phi = SPhi(d, k, hid, sigma_l, m=m)
         self.recon = Recon(d, dims)

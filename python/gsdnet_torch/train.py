@@ -90,6 +90,9 @@ def _variant_args(p) -> None:
                    help="K fusion members averaged inside fusion.onnx (variance reduction; 5 "
                         "halves the spread over training seeds at 5x the fusion's cost, "
                         "docs/MODEL.md item 11)")
+    p.add_argument("--enc-hidden", type=int, default=0, metavar="H",
+                   help="encoders: Linear(dim, H) -> ReLU -> Linear(H, d) instead of one Linear "
+                        "(0); the IEMOCAP models use 128")
     p.add_argument("--fusion-ctx", choices=["mean", "attn"], default="mean",
                    help="fusion context message: masked mean or masked attention over nodes")
     p.add_argument("--train-rate-max", type=float, default=None,
@@ -410,7 +413,8 @@ def build_model(args, info: gdata.SplitInfo) -> GSDNet:
                   sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
                   fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
                   cmp_zero=args.cmp_init == "zero", fusion_members=args.fusion_members,
-                  fusion_ctx=args.fusion_ctx, dims=tuple(info.dims.values()),
+                  fusion_ctx=args.fusion_ctx, enc_hidden=args.enc_hidden,
+                  dims=tuple(info.dims.values()),
                   modalities=tuple(info.dims), n_classes=len(info.classes),
                   regression=info.has_regression)
 
