@@ -142,6 +142,21 @@ def test_median_rule_is_not_pulled_by_one_unusual_session():
     assert set(med) == {-1, 3}
 
 
+def test_calibration_rule_is_chosen_without_the_val_session():
+    pool = _session_pool({1: 3.0, 2: 0.9, 3: 1.0, 4: 1.1})
+    pool["rate"], pool["seed"] = np.zeros(len(pool["y"])), np.zeros(len(pool["y"]), np.int64)
+    res = crossfit.report(pool, 4)
+    assert res["rule"] == min(res["rule_scores"], key=res["rule_scores"].get)
+    assert res["rule_scores"]["median"] != res["rule_scores"]["pooled"]
+    # the val session's labels take no part in the choice
+    scrambled = dict(pool, y=pool["y"].copy())
+    v = scrambled["session"] == 4
+    scrambled["y"][v] = np.random.default_rng(5).permutation(scrambled["y"][v])
+    again = crossfit.report(scrambled, 4)
+    assert again["rule"] == res["rule"] and again["rule_scores"] == res["rule_scores"]
+    assert again["ece_val"]["cross-fitted"] != res["ece_val"]["cross-fitted"]
+
+
 def test_folds_split_by_session(tmp_path):
     data = tmp_path / "data"
     for split, ids in (("train", ["Ses01F_a_F000", "Ses02F_b_F000", "Ses01F_a_M001"]),
