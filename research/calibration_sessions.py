@@ -7,7 +7,7 @@ Reads the out-of-session predictions that `gsdnet_torch.crossfit` caches (`--wor
   sizes (the sampling noise of ECE with 15 bins);
 - each session's own per-pattern temperatures (fitted on that session alone);
 - on the val session, with temperatures fitted on the other sessions: the median of their
-  per-session fits (the shipped rule), their pooled-NLL fit, the geometric mean, and as bounds
+  per-session fits, their pooled-NLL fit, the geometric mean, and as bounds
   the in-sample fit per pattern and per (pattern, rate);
 - left-one-session-out for every session: median rule against pooled fit and T = 1.
     python3 research/calibration_sessions.py ../crossfit-iemocap6/pool.npz --json OUT
@@ -68,7 +68,7 @@ def main(argv=None):
     rate_key = bits * 10 + np.round(pool["rate"] * 10).astype(np.int64)
     rate_pool = dict(pool, bits=rate_key)
     fits = {
-        "median of sessions 1-3 (shipped rule)": (fit_median(pool, other), bits),
+        "median of sessions 1-3": (fit_median(pool, other), bits),
         "pooled fit on sessions 1-3": (fit_patterns(pool, other), bits),
         "geometric mean of sessions 1-3": (geo, bits),
         "in-sample per pattern (bound)": (fit_patterns(pool, val), bits),

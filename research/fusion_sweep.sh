@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fusion variants on the MiniLM IEMOCAP recipe, stage 1 only, 3 training seeds each (issue 20:
+# Encoder and fusion variants on the MiniLM IEMOCAP recipe, stage 1 only, 3 training seeds each (issue 20:
 # can the GSDNet fusion reach the BiLSTM peer + 2 points?). research/results/fusion_sweep_minilm.json
 # holds the numbers. Each run prints "stage 1 best epoch E val S": S is the mean val wF1 of the
 # mean-fill completion over rates 0.0-0.5 x mask seeds 0-1 at the selected epoch.
@@ -33,9 +33,14 @@ configs=(
   "ind05|--in-dropout 0.5"
   "pp03|--pattern-prob 0.3"
   "dr03|--dropout 0.3"
+  "mlp64|--enc-hidden 64"
+  "mlp128|--enc-hidden 128"
+  "mlp256|--enc-hidden 256"
+  "mlp128d32h128|--enc-hidden 128 --d 32 --hid 128"
 )
 # 6-way only in the recorded sweep
-[[ " $tasks " == *" 6way "* ]] && configs6=("pp01|--pattern-prob 0.1" "ls01|--label-smoothing 0.1") || configs6=()
+[[ " $tasks " == *" 6way "* ]] && configs6=("pp01|--pattern-prob 0.1" "ls01|--label-smoothing 0.1"
+  "mlp128ind5|--enc-hidden 128 --in-dropout 0.5") || configs6=()
 if git -C "$root" apply --check -R research/patches/fusion_seq_rnn.diff 2>/dev/null; then
   configs+=("seq1|--fusion-seq 1" "seq2|--fusion-seq 2" "rnn|--fusion-rnn")
 fi

@@ -47,7 +47,7 @@ class HiddenProjection(nn.Module):
     """Linear(dim, hidden) -> ReLU -> Linear(hidden, d): an encoder projection with one hidden
     layer (exported as Gemm, Relu, Gemm). The IEMOCAP models use it with hidden 128: the single
     Linear squeezed the 384 MiniLM values into d = 16 and lost what the BiLSTM peer reads
-    (docs/MODEL.md "IEMOCAP" item 8)."""
+    (docs/MODEL.md "IEMOCAP" item 5)."""
 
     def __init__(self, dim: int, hidden: int, d: int):
         super().__init__()
