@@ -8,11 +8,14 @@
 
 use tract_onnx::prelude::Tensor as TractTensor;
 use tract_onnx::prelude::{
-    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoTValue, TVec, TypedModel, TypedSimpleState,
+    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoTValue, TDim, TVec, TypedModel,
+    TypedSimpleState,
 };
 use tract_onnx::tract_core::model::IntoRunnable;
 
-use super::{check_call, f32_inputs, Backend, BackendError, BackendOptions, ElementType, Input, PartSpec, Shape};
+use super::{
+    check_call, f32_inputs, Backend, BackendError, BackendOptions, ElementType, Input, PartSpec, Shape, TensorSpec,
+};
 use crate::tensor::Tensor;
 
 pub struct TractBackend {
@@ -45,19 +48,62 @@ pub(crate) fn parse_pinned(spec: &PartSpec) -> Result<InferenceModel, BackendErr
     let mut parsed = tract_onnx::onnx()
         .model_for_read(&mut file)
         .map_err(|e| engine_err(spec, e))?;
-    let mismatch = |detail: String| BackendError::Mismatch {
-        part: spec.name.clone(),
-        detail,
-    };
     let in_names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
     parsed
         .set_input_names(&in_names)
-        .map_err(|e| mismatch(format!("inputs {in_names:?}: {e}")))?;
+        .map_err(|e| mismatch(spec, format!("inputs {in_names:?}: {e}")))?;
     let out_names: Vec<&str> = spec.outputs.iter().map(|s| s.name.as_str()).collect();
     parsed
         .select_outputs_by_name(&out_names)
-        .map_err(|e| mismatch(format!("outputs {out_names:?}: {e}")))?;
+        .map_err(|e| mismatch(spec, format!("outputs {out_names:?}: {e}")))?;
     Ok(parsed)
+}
+
+/// What executes a tract part.
+pub(crate) const PROVIDER: &str = "tract (cpu)";
+
+/// A mismatch of `spec`'s part against its file.
+fn mismatch(spec: &PartSpec, detail: String) -> BackendError {
+    BackendError::Mismatch {
+        part: spec.name.clone(),
+        detail,
+    }
+}
+
+/// The later load stages of a tract part: fixes `model`'s input facts to `shape` of each input
+/// spec (concrete sizes or tract symbols), optimises, checks every output's shape against
+/// `shape` of its spec, and spawns the runnable plan's state. `at` names the shape in errors.
+pub(crate) fn optimised_state(
+    spec: &PartSpec,
+    mut model: InferenceModel,
+    shape: impl Fn(&TensorSpec) -> TVec<TDim>,
+    at: &str,
+) -> Result<TypedSimpleState, BackendError> {
+    for (i, s) in spec.inputs.iter().enumerate() {
+        let dt = match s.dtype {
+            ElementType::F32 => f32::datum_type(),
+            ElementType::I64 => i64::datum_type(),
+        };
+        let fact = InferenceFact::dt_shape(dt, shape(s));
+        model.set_input_fact(i, fact).map_err(|e| engine_err(spec, e))?;
+    }
+    let typed: TypedModel = model.into_optimized().map_err(|e| engine_err(spec, e))?;
+    for (i, s) in spec.outputs.iter().enumerate() {
+        let fact = typed.output_fact(i).map_err(|e| engine_err(spec, e))?;
+        let want = shape(s);
+        if fact.shape.iter().cloned().collect::<TVec<TDim>>() != want {
+            let want: Vec<String> = want.iter().map(|d| d.to_string()).collect();
+            let detail = format!(
+                "output `{}` has shape {:?}, manifest says [{}]{at}",
+                s.name,
+                fact.shape,
+                want.join(", ")
+            );
+            return Err(mismatch(spec, detail));
+        }
+    }
+    let plan = typed.into_runnable().map_err(|e| engine_err(spec, e))?;
+    plan.spawn().map_err(|e| engine_err(spec, e))
 }
 
 /// Runs `state` (a plan of `spec`'s part) on `inputs` and copies its outputs into `outputs`,
@@ -109,31 +155,8 @@ impl TractBackend {
             return Ok(i);
         }
         let spec = &self.spec;
-        let mut model = self.parsed.clone();
-        for (i, s) in spec.inputs.iter().enumerate() {
-            let dt = match s.dtype {
-                ElementType::F32 => f32::datum_type(),
-                ElementType::I64 => i64::datum_type(),
-            };
-            let fact = InferenceFact::dt_shape(dt, s.shape_at(at));
-            model.set_input_fact(i, fact).map_err(|e| engine_err(spec, e))?;
-        }
-        let typed: TypedModel = model.into_optimized().map_err(|e| engine_err(spec, e))?;
-        for (i, s) in spec.outputs.iter().enumerate() {
-            let fact = typed.output_fact(i).map_err(|e| engine_err(spec, e))?;
-            let want = s.shape_at(at);
-            if fact.shape.as_concrete() != Some(&want[..]) {
-                return Err(BackendError::Mismatch {
-                    part: spec.name.clone(),
-                    detail: format!(
-                        "output `{}` has shape {:?}, manifest says {want:?} at {at:?}",
-                        s.name, fact.shape
-                    ),
-                });
-            }
-        }
-        let plan = typed.into_runnable().map_err(|e| engine_err(spec, e))?;
-        let state = plan.spawn().map_err(|e| engine_err(spec, e))?;
+        let concrete = |s: &TensorSpec| s.shape_at(at).into_iter().map(TDim::from).collect();
+        let state = optimised_state(spec, self.parsed.clone(), concrete, &format!(" at {at:?}"))?;
         log::debug!(
             "{}: tract plan for batch {} window {} seq {}",
             spec.name,
@@ -152,7 +175,7 @@ impl Backend for TractBackend {
     }
 
     fn provider(&self) -> String {
-        "tract (cpu)".to_string()
+        PROVIDER.to_string()
     }
 
     fn prepare(&mut self, at: Shape) -> Result<(), BackendError> {

@@ -7,11 +7,10 @@
 //! first-use cost per shape; it is slower at large batches (tract picks its matmul kernels for
 //! any size: 37 % per utterance at 16 rows x 24 tokens, within 6 % up to 8 rows).
 
-use tract_onnx::prelude::{Datum, InferenceFact, InferenceModelExt, TDim, TVec, TypedModel, TypedSimpleState};
-use tract_onnx::tract_core::model::IntoRunnable;
+use tract_onnx::prelude::{TDim, TVec, TypedSimpleState};
 
-use crate::backend::tract::{engine_err, parse_pinned, run_state};
-use crate::backend::{check_call, Axis, Backend, BackendError, ElementType, Input, PartSpec, TensorSpec};
+use crate::backend::tract::{optimised_state, parse_pinned, run_state, PROVIDER};
+use crate::backend::{check_call, Axis, Backend, BackendError, Input, PartSpec, TensorSpec};
 use crate::tensor::Tensor;
 
 /// The encoder's part on tract, one plan for all (batch, seq).
@@ -38,34 +37,10 @@ impl SymbolicTract {
     /// Parses the part, pins its input and output names, and optimises it once with symbolic
     /// batch and seq; the outputs' shapes are checked against the spec (symbols included).
     pub fn load(spec: &PartSpec) -> Result<SymbolicTract, BackendError> {
-        let mut parsed = parse_pinned(spec)?;
-        let mismatch = |detail: String| BackendError::Mismatch {
-            part: spec.name.clone(),
-            detail,
-        };
+        let parsed = parse_pinned(spec)?;
         let symbols = parsed.symbols.clone();
         let sym = |name: &str| TDim::from(symbols.sym(name));
-        for (i, s) in spec.inputs.iter().enumerate() {
-            let dt = match s.dtype {
-                ElementType::F32 => f32::datum_type(),
-                ElementType::I64 => i64::datum_type(),
-            };
-            let fact = InferenceFact::dt_shape(dt, symbolic_shape(s, &sym));
-            parsed.set_input_fact(i, fact).map_err(|e| engine_err(spec, e))?;
-        }
-        let typed: TypedModel = parsed.into_optimized().map_err(|e| engine_err(spec, e))?;
-        for (i, s) in spec.outputs.iter().enumerate() {
-            let fact = typed.output_fact(i).map_err(|e| engine_err(spec, e))?;
-            let want = symbolic_shape(s, &sym);
-            if fact.shape.iter().cloned().collect::<TVec<TDim>>() != want {
-                return Err(mismatch(format!(
-                    "output `{}` has shape {:?}, manifest says {want:?}",
-                    s.name, fact.shape
-                )));
-            }
-        }
-        let plan = typed.into_runnable().map_err(|e| engine_err(spec, e))?;
-        let state = plan.spawn().map_err(|e| engine_err(spec, e))?;
+        let state = optimised_state(spec, parsed, |s| symbolic_shape(s, &sym), "")?;
         log::debug!("{}: one tract plan for every batch and seq", spec.name);
         Ok(SymbolicTract {
             spec: spec.clone(),
@@ -80,7 +55,7 @@ impl Backend for SymbolicTract {
     }
 
     fn provider(&self) -> String {
-        "tract (cpu)".to_string()
+        PROVIDER.to_string()
     }
 
     /// The one plan already runs `at`: nothing to build.
