@@ -20,30 +20,26 @@ import json
 
 import numpy as np
 
-from gsdnet_ref import metrics as gm
-from gsdnet_torch.crossfit import fit_median, fit_patterns, mixture, row_temps
+from gsdnet_torch.crossfit import fit_patterns, mixture, per_rate_ece, report, row_temps
 
 VAL_SESSION = 4
 
 
 def ece_by_rate(pool: dict, rows: np.ndarray, temps, labels=None) -> list:
-    """ECE per protocol rate (mean over mask seeds) of `rows` at temperatures `temps` (a scalar
-    or one per pool row); `labels` replaces the true labels (the floor's draws)."""
-    t = temps if np.ndim(temps) == 0 else temps[rows]
-    probs = mixture(pool["logits"][rows], t).astype(np.float32)
-    y = pool["y"][rows] if labels is None else labels
-    rate, seed = pool["rate"][rows], pool["seed"][rows]
-    return [float(np.mean([gm.ece(probs[(rate == r) & (seed == s)], y[(rate == r) & (seed == s)])
-                           for s in np.unique(seed)])) for r in np.unique(rate)]
+    """`crossfit.per_rate_ece` as a list over the rates."""
+    return list(per_rate_ece(pool, rows, temps, labels).values())
 
 
 def floor(pool: dict, rows: np.ndarray, draws: int = 5, seed: int = 0) -> float:
     """Mean ECE of labels drawn from the uncalibrated probabilities themselves."""
     rng = np.random.default_rng(seed)
-    probs = mixture(pool["logits"][rows], 1.0)
-    cdf = probs.cumsum(1)
-    return float(np.mean([np.mean(ece_by_rate(pool, rows, 1.0, (cdf > rng.random((len(probs), 1)))
-                                              .argmax(1))) for _ in range(draws)]))
+    cdf = mixture(pool["logits"][rows], 1.0).cumsum(1)
+    drawn = pool["y"].copy()
+    out = []
+    for _ in range(draws):
+        drawn[rows] = (cdf > rng.random((len(cdf), 1))).argmax(1)
+        out.append(np.mean(ece_by_rate(pool, rows, 1.0, drawn)))
+    return float(np.mean(out))
 
 
 def main(argv=None):
@@ -53,35 +49,35 @@ def main(argv=None):
     a = p.parse_args(argv)
     pool = dict(np.load(a.pool))
     sess, bits = pool["session"], pool["bits"]
+    rep = report(pool, VAL_SESSION)       # per-session fits, both rules cross-fitted
     out = {"sessions": {}, "val": {}, "leave_one_session_out": {}}
-    for s in np.unique(sess):
+    for s, temps in rep["temps_per_session"].items():
         rows = sess == s
         probs = mixture(pool["logits"][rows], 1.0)
-        out["sessions"][int(s)] = dict(
+        out["sessions"][s] = dict(
             accuracy=float((probs.argmax(1) == pool["y"][rows]).mean()),
             confidence=float(probs.max(1).mean()), ece_t1=ece_by_rate(pool, rows, 1.0),
-            ece_floor=floor(pool, rows),
-            temps={int(k): v for k, v in fit_patterns(pool, rows).items()})
-    val, other = sess == VAL_SESSION, sess != VAL_SESSION
-    per = [fit_patterns(pool, sess == s) for s in np.unique(sess[other])]
+            ece_floor=floor(pool, rows), temps=temps)
+    val = sess == VAL_SESSION
+    per = [t for s, t in rep["temps_per_session"].items() if s != VAL_SESSION]
     geo = {k: float(np.exp(np.mean([np.log(t[k]) for t in per]))) for k in per[0]}
     rate_key = bits * 10 + np.round(pool["rate"] * 10).astype(np.int64)
-    rate_pool = dict(pool, bits=rate_key)
-    fits = {
-        "median of sessions 1-3": (fit_median(pool, other), bits),
-        "pooled fit on sessions 1-3": (fit_patterns(pool, other), bits),
-        "geometric mean of sessions 1-3": (geo, bits),
-        "in-sample per pattern (bound)": (fit_patterns(pool, val), bits),
-        "in-sample per pattern x rate (bound)": (fit_patterns(rate_pool, val), rate_key),
+    rate_t = fit_patterns(dict(pool, bits=rate_key), val)
+    cf = rep["ece_val"]
+    out["val"] = {
+        "T=1": list(cf["T=1"].values()),
+        "median of sessions 1-3": list(cf["cross-fitted median"].values()),
+        "pooled fit on sessions 1-3": list(cf["cross-fitted pooled"].values()),
+        "geometric mean of sessions 1-3": ece_by_rate(pool, val, row_temps(geo, bits)),
+        "in-sample per pattern (bound)": list(cf["in-sample"].values()),
+        "in-sample per pattern x rate (bound)": ece_by_rate(pool, val, row_temps(rate_t, rate_key)),
     }
-    out["val"] = {"T=1": ece_by_rate(pool, val, 1.0)} | {
-        name: ece_by_rate(pool, val, row_temps(t, key)) for name, (t, key) in fits.items()}
-    for s in np.unique(sess):
-        held = sess == s
-        out["leave_one_session_out"][int(s)] = {
-            "median": ece_by_rate(pool, held, row_temps(fit_median(pool, ~held), bits)),
-            "pooled": ece_by_rate(pool, held, row_temps(fit_patterns(pool, ~held), bits)),
-            "T=1": ece_by_rate(pool, held, 1.0)}
+    by_rule = rep["ece_leave_one_session_out_by_rule"]
+    for s in rep["temps_per_session"]:
+        out["leave_one_session_out"][s] = {
+            "median": list(by_rule["median"][s].values()),
+            "pooled": list(by_rule["pooled"][s].values()),
+            "T=1": ece_by_rate(pool, sess == s, 1.0)}
     for s, r in out["sessions"].items():
         print(f"session {s}: accuracy {r['accuracy']:.3f} confidence {r['confidence']:.3f} "
               f"ECE(T=1) {np.round(r['ece_t1'], 3).tolist()} floor {r['ece_floor']:.3f} "

@@ -77,13 +77,17 @@ def fit_patterns(pool: dict, rows: np.ndarray) -> dict:
     return out
 
 
-def fit_median(pool: dict, rows: np.ndarray) -> dict:
-    """Pattern bits -> the median over the sessions in `rows` of T fitted on each session alone
-    (`fit_patterns` per session; a pattern absent from a session takes no part in its median)."""
-    sessions = np.unique(pool["session"][rows])
-    per = [fit_patterns(pool, rows & (pool["session"] == s)) for s in sessions]
+def median_of(per: list) -> dict:
+    """Pattern bits -> the median of the per-session fits `per` (a pattern absent from a
+    session takes no part in its median)."""
     keys = sorted({k for t in per for k in t})
     return {k: round(float(np.median([t[k] for t in per if k in t])), DECIMALS) for k in keys}
+
+
+def fit_median(pool: dict, rows: np.ndarray) -> dict:
+    """Pattern bits -> the median over the sessions in `rows` of T fitted on each session alone."""
+    sessions = np.unique(pool["session"][rows])
+    return median_of([fit_patterns(pool, rows & (pool["session"] == s)) for s in sessions])
 
 
 def row_temps(temps: dict, bits: np.ndarray) -> np.ndarray:
@@ -113,14 +117,16 @@ def collect(model_dir: Path, split: Path, seeds, session: int, completion_table)
     return out
 
 
-def per_rate_ece(pool: dict, rows: np.ndarray, temps: np.ndarray) -> dict:
+def per_rate_ece(pool: dict, rows: np.ndarray, temps, labels: np.ndarray | None = None) -> dict:
+    """ECE of `rows` per protocol rate (mean over mask seeds) at `temps` (a scalar or one T per
+    pool row); `labels` (one per pool row) replaces the true labels."""
     probs = mixture(pool["logits"], temps).astype(np.float32)
+    y = pool["y"] if labels is None else labels
     out = {}
     for rate in np.unique(pool["rate"][rows]):
-        vals = [gmetrics.ece(probs[rows & (pool["rate"] == rate) & (pool["seed"] == s)],
-                             pool["y"][rows & (pool["rate"] == rate) & (pool["seed"] == s)])
-                for s in np.unique(pool["seed"][rows])]
-        out[f"{rate:.1f}"] = float(np.mean(vals))
+        at_rate = rows & (pool["rate"] == rate)
+        cells = [at_rate & (pool["seed"] == s) for s in np.unique(pool["seed"][rows])]
+        out[f"{rate:.1f}"] = float(np.mean([gmetrics.ece(probs[c], y[c]) for c in cells]))
     return out
 
 
@@ -129,48 +135,48 @@ def pattern_names(temps: dict, letters: str) -> dict:
     return {names[b]: t for b, t in temps.items() if b in names}
 
 
-RULES = {"median": fit_median, "pooled": fit_patterns}
+RULES = ("median", "pooled")
 
 
 def report(pool: dict, shipped: int) -> dict:
     """ECE tables and temperatures. The rule (`median` of per-session fits or one `pooled` fit)
     is the one with the lower mean ECE over the sessions other than val, each held out in turn
     and fitted on the remaining non-val sessions, so the val session takes no part in the
-    choice (`rule_scores`); the reported left-one-session-out tables fit on all other three."""
+    choice (`rule_scores`); the reported left-one-session-out tables fit on all other three.
+    Each session's own fit is computed once (`temps_per_session`); every rows set below is a
+    union of whole sessions, so the median rule is the median of those."""
     sess = pool["session"]
-    val = sess == shipped
-    res = {"T=1": per_rate_ece(pool, val, np.ones(len(sess)))}
-    t_in = fit_patterns(pool, val)
-    res["in-sample"] = per_rate_ece(pool, val, row_temps(t_in, pool["bits"]))
-    lofo = {name: {} for name in RULES}
-    t1, single = {}, {}
-    for s in np.unique(sess):
-        held = sess == s
-        for name, fit in RULES.items():
-            lofo[name][int(s)] = per_rate_ece(pool, held, row_temps(fit(pool, ~held), pool["bits"]))
-        t1[int(s)] = per_rate_ece(pool, held, np.ones(len(sess)))
-        single[int(s)] = per_rate_ece(pool, held, row_temps(t_in, pool["bits"]))
-    others = [int(s) for s in np.unique(sess) if s != shipped]
+    sessions = [int(s) for s in np.unique(sess)]
+    per = {s: fit_patterns(pool, sess == s) for s in sessions}
+
+    def fit(rule: str, fitted: list) -> dict:      # temperatures of `rule` fitted on `fitted`
+        if rule == "median":
+            return median_of([per[s] for s in fitted])
+        return fit_patterns(pool, np.isin(sess, fitted))
+
+    def ece(held: int, temps) -> dict:
+        t = row_temps(temps, pool["bits"]) if isinstance(temps, dict) else temps
+        return per_rate_ece(pool, sess == held, t)
+    others = [s for s in sessions if s != shipped]
+    lofo = {r: {s: ece(s, fit(r, [o for o in sessions if o != s])) for s in sessions}
+            for r in RULES}
+    t1 = {s: ece(s, 1.0) for s in sessions}
+    single = {s: ece(s, per[shipped]) for s in sessions}
+    # the choice: each session other than val held out, fitted on the remaining non-val ones
+    score = {r: float(np.mean([np.mean(list(ece(s, fit(r, [o for o in others if o != s])).values()))
+                               for s in others])) for r in RULES}
+    rule = min(RULES, key=lambda r: (score[r], r != "median"))
 
     def mean(by):   # over the sessions other than the val session (out of sample for all three)
         return {r: float(np.mean([by[s][r] for s in others])) for r in by[others[0]]}
-    # the choice: each session other than val held out, fitted on the remaining non-val ones
-    score = {name: float(np.mean([np.mean(list(per_rate_ece(
-        pool, sess == s, row_temps(fit(pool, (sess != s) & ~val), pool["bits"])).values()))
-        for s in others])) for name, fit in RULES.items()}
-    rule = min(RULES, key=lambda name: (score[name], name != "median"))
-    t_cf = RULES[rule](pool, ~val)
-    res["cross-fitted"] = per_rate_ece(pool, val, row_temps(t_cf, pool["bits"]))
-    for name, fit in RULES.items():
-        t_rule = fit(pool, ~val)
-        res[f"cross-fitted {name}"] = per_rate_ece(pool, val, row_temps(t_rule, pool["bits"]))
-    return dict(ece_val=res, temps_in_sample=t_in, temps_cross_fitted=t_cf, rule=rule,
-                rule_scores=score, ece_leave_one_session_out=lofo[rule],
-                ece_leave_one_session_out_by_rule=lofo,
-                temps_all=RULES[rule](pool, sess > 0),
-                temps_per_session={int(s): fit_patterns(pool, sess == s) for s in np.unique(sess)},
+    res = {"T=1": t1[shipped], "in-sample": single[shipped], "cross-fitted": lofo[rule][shipped]}
+    res |= {f"cross-fitted {r}": lofo[r][shipped] for r in RULES}
+    return dict(ece_val=res, temps_in_sample=per[shipped], temps_cross_fitted=fit(rule, others),
+                rule=rule, rule_scores=score, ece_leave_one_session_out=lofo[rule],
+                ece_leave_one_session_out_by_rule=lofo, temps_all=fit(rule, sessions),
+                temps_per_session=per,
                 ece_mean_over_other_sessions={"T=1": mean(t1), "val session fit": mean(single)}
-                | {f"cross-fitted {name}": mean(lofo[name]) for name in RULES})
+                | {f"cross-fitted {r}": mean(lofo[r]) for r in RULES})
 
 
 def main(argv=None):
