@@ -11,7 +11,7 @@ connection, sending per utterance what a sensor sends: the `Transcript` (tag 16)
 speakers alternating, one utterance every ~interval seconds (uniform jitter +-25 %, staggered
 starts). One subscriber reads every `Result`. The runs (--runs, default dialogue, fast, fast,
 dialogue) share one daemon, so the first run is the cold start: the daemon readies the encoder for
-every batch shape (1, 2, 4, 8, 16 rows x every seq bucket) before READY, and the report keeps the
+every batch shape (1, 2, 4, 8 rows x every seq bucket) before READY, and the report keeps the
 daemon's own line saying how many shapes and how long (`frontend_warmup`).
 
 Latency of utterance u = (monotonic time the first `Result` holding u with its final `avail`
