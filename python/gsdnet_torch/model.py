@@ -233,14 +233,24 @@ class FusionEnsemble(nn.Module):
     """K independently initialised Fusion members on the same inputs; the part's outputs are
     the member means of logits and reg, so fusion.onnx keeps the I/O of a single Fusion.
     Training uses each member's own loss (`members_forward`), which keeps the members diverse
-    (each sees its own dropout masks) and makes the mean a variance-reducing ensemble."""
+    (each sees its own dropout masks) and makes the mean a variance-reducing ensemble.
+    `sliced`: member j reads only its own d/K latent dims (the fusion of K separately trained
+    models merged into one, gsdnet_torch.members)."""
 
-    def __init__(self, members: int, **kw):
+    def __init__(self, members: int, sliced: bool = False, **kw):
         super().__init__()
+        self.sliced = sliced
+        if sliced:   # member j reads latent dims [j d/K, (j+1) d/K): the merged members' model
+            kw = dict(kw, d=kw["d"] // members)
+        self.d_member = kw["d"]
         self.members = nn.ModuleList([Fusion(**kw) for _ in range(members)])
 
     def members_forward(self, x, avail, adj, node_mask):
-        return [m(x, avail, adj, node_mask) for m in self.members]
+        if not self.sliced:
+            return [m(x, avail, adj, node_mask) for m in self.members]
+        dm = self.d_member
+        return [m(x[..., j * dm:(j + 1) * dm], avail, adj, node_mask)
+                for j, m in enumerate(self.members)]
 
     def forward(self, x, avail, adj, node_mask):
         outs = self.members_forward(x, avail, adj, node_mask)
@@ -330,7 +340,8 @@ class GSDNet(nn.Module):
     def __init__(self, d=32, k=16, width=64, hid=64, sigma_x=25.0, sigma_l=2.0, dropout=0.5,
                  variant="gsdnet", fusion_layers=2, in_dropout=0.2, cmp_zero=False,
                  fusion_members=1, fusion_ctx="mean", enc_hidden=0, dims=MOSI_DIMS,
-                 modalities=("text", "audio", "visual"), n_classes=2, regression=True):
+                 modalities=("text", "audio", "visual"), n_classes=2, regression=True,
+                 members=1):
         super().__init__()
         dims, modalities = tuple(dims), tuple(modalities)
         if len(dims) != len(modalities) or len(dims) < 2:
@@ -341,6 +352,11 @@ class GSDNet(nn.Module):
                         fusion_members=fusion_members, fusion_ctx=fusion_ctx, dims=dims,
                         enc_hidden=enc_hidden,
                         modalities=modalities, n_classes=n_classes, regression=regression)
+        if members > 1:   # K merged models (gsdnet_torch.members); d and enc_hidden are totals
+            if fusion_members != 1 or d % members or enc_hidden % members:
+                raise ValueError(f"members {members}: needs fusion_members 1 and d, enc_hidden "
+                                 f"divisible by it (d {d}, enc_hidden {enc_hidden})")
+            self.cfg["members"] = members
         m = len(dims)
         self.encoders = Encoders(d, width, dims, hidden=enc_hidden)
         self.s_theta = STheta(d, hid, sigma_x, m=m)
@@ -350,8 +366,12 @@ class GSDNet(nn.Module):
                    cmp_zero=cmp_zero, ctx=fusion_ctx, m=m, n_classes=n_classes,
                    regression=regression)
         # one member keeps the single-Fusion parameter names of earlier checkpoints
-        self.fusion = Fusion(**fkw) if fusion_members == 1 else \
-            FusionEnsemble(fusion_members, **fkw)
+        if members > 1:
+            self.fusion = FusionEnsemble(members, sliced=True, **fkw)
+        elif fusion_members == 1:
+            self.fusion = Fusion(**fkw)
+        else:
+            self.fusion = FusionEnsemble(fusion_members, **fkw)
         self.prior = ConversationPrior(n_classes)
         if variant == "adj":
             self.s_adj = AdjScore(hid // 2, sigma_l)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from gsdnet_ref import data as gdata
 from gsdnet_ref import masks as gmasks
 from gsdnet_ref.paths import SHARED_DATA
-from gsdnet_torch import common
+from gsdnet_torch import common, members
 from gsdnet_torch.adjdiff import adj_losses
 from gsdnet_torch.augment import draw_train_avail, noisy_inputs, noisy_latents
 from gsdnet_torch.selection import SEL_RATES, sel_rates, select_prior
@@ -73,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--sel-rates", type=int, choices=[4, 8], default=8,
                    help="4: rates 0.0/0.3/0.5/0.7 (those within the protocol); 8: every "
                         "protocol rate (0.0-0.7 with three modalities, 0.0-0.5 with two)")
+    p.add_argument("--sel-patterns", nargs="*", default=[], metavar="P",
+                   help="fixed availability patterns (letters of the available modalities, "
+                        "e.g. T A) added to the selection set, one scenario per mask seed")
     p.add_argument("--sel-metric", choices=["auto", "accuracy", "f1_weighted"], default="auto",
                    help="val selection metric; auto: accuracy with a regression head "
                         "(CMU-MOSI acc2), else weighted F1 (IEMOCAP)")
@@ -90,6 +93,10 @@ def _variant_args(p) -> None:
                    help="K fusion members averaged inside fusion.onnx (variance reduction; 5 "
                         "halves the spread over training seeds at 5x the fusion's cost, "
                         "docs/MODEL.md item 11)")
+    p.add_argument("--members", type=int, default=1, metavar="K",
+                   help="K models trained apart in stage 1 (seeds seed .. seed+K-1, each "
+                        "selected on val) and merged into one (gsdnet_torch.members; latent "
+                        "K x --d); the IEMOCAP models use 5 (docs/MODEL.md IEMOCAP item 8)")
     p.add_argument("--enc-hidden", type=int, default=0, metavar="H",
                    help="encoders: Linear(dim, H) -> ReLU -> Linear(H, d) instead of one Linear "
                         "(0); the IEMOCAP models use 128")
@@ -142,7 +149,7 @@ def score_losses(model, hd, avail, nm, u, args, gen):
     if variant == "det":
         x0, lam0 = common.det_complete(model, hd, cd, avail, nm, u, lam_obs)
         nf = 1 - full
-        l_th = ((x0 - hd) ** 2 * miss).sum() / torch.clamp(miss.sum() * args.d, min=1.0)
+        l_th = ((x0 - hd) ** 2 * miss).sum() / torch.clamp(miss.sum() * hd.shape[-1], min=1.0)
         l_ph = ((lam0 - lam_true) ** 2 * nf).sum() / torch.clamp(nf.sum() * args.k, min=1.0)
         return l_th, l_ph
     if variant == "adj":
@@ -155,7 +162,7 @@ def score_losses(model, hd, avail, nm, u, args, gen):
     x_t = hd + std_x[:, None, None, None] * z
     lam_t = torch.where(full > 0, lam_obs, lam_true) + std_l[:, None, None] * zl
     net, _ = model.s_theta.net(x_t, t, cd, avail, adj_from_lam(u, lam_t), nm)
-    l_th = ((net + z) ** 2 * miss).sum() / torch.clamp(miss.sum() * args.d, min=1.0)
+    l_th = ((net + z) ** 2 * miss).sum() / torch.clamp(miss.sum() * hd.shape[-1], min=1.0)
     netl, _ = model.s_phi.net(lam_t, t, lam_obs, u, cd, avail, nm)
     nf = 1 - full
     l_ph = ((netl + zl) ** 2 * nf).sum() / torch.clamp(nf.sum() * args.k, min=1.0)
@@ -238,13 +245,15 @@ def val_score(model, vb, args, completion="gsdnet", seeds=None, rates=None):
     """Mean selection metric (--sel-metric) over rates and mask seeds (torch sampler noise,
     protocol masks); defaults are the selection set (--sel-seeds mask seeds, --sel-rates)."""
     seeds = tuple(range(args.sel_seeds)) if seeds is None else seeds
-    rates = sel_rates(args) if rates is None else rates
+    scenarios = [dict(rate=r) for r in (sel_rates(args) if rates is None else rates)]
+    if rates is None:
+        scenarios += [dict(pattern=p) for p in getattr(args, "sel_patterns", [])]
     model.eval()
     accs = []
     for s in seeds:
         gen = torch.Generator().manual_seed(1000 + s)
-        for r in rates:
-            avail = common.protocol_avail(vb, s, rate=r)
+        for sc in scenarios:
+            avail = common.protocol_avail(vb, s, **sc)
             lg, rg = common.predict(model, vb, avail, completion, args.steps, args.eps, gen)
             accs.append(common.metrics(lg, rg, vb)[args.sel_metric])
     model.train()
@@ -328,7 +337,7 @@ def completion_mse(model, vb, args):
         x0, _ = common.complete(model, h, cond, avail, nm, vb.u, spectrum(cond, vb.u, nm),
                                 args.steps, args.eps, gen)
     miss = (1 - obs_mask(avail, nm)) * nm[:, None, :, None]
-    f = lambda x: round(float(((x - h_true) ** 2 * miss).sum() / (miss.sum() * args.d)), 4)  # noqa
+    f = lambda x: round(float(((x - h_true) ** 2 * miss).sum() / (miss.sum() * h.shape[-1])), 4)  # noqa
     return dict(sampler=f(x0), meanfill=f(h))
 
 
@@ -401,6 +410,9 @@ def resolve_args(args, info: gdata.SplitInfo):
         elif len(v) != m:
             raise SystemExit(f"--{name.replace('_', '-')}: {len(v)} values for {m} modalities "
                              f"({', '.join(info.dims)})")
+    if args.members < 1 or (args.members > 1 and (args.fusion_members > 1 or args.member_masks)):
+        raise SystemExit(f"--members {args.members}: at least 1, and not with --fusion-members "
+                         "or --member-masks")
     if args.train_rate_max is None:
         args.train_rate_max = gmasks.max_rate(m)
     if args.sel_metric == "auto":
@@ -408,15 +420,36 @@ def resolve_args(args, info: gdata.SplitInfo):
     return args
 
 
-def build_model(args, info: gdata.SplitInfo) -> GSDNet:
-    return GSDNet(d=args.d, k=args.k, width=args.width, hid=args.hid, sigma_x=args.sigma_x,
+def build_model(args, info: gdata.SplitInfo, members: int = 1) -> GSDNet:
+    """The model of `args`; with `members` K > 1 the merged model of K members (d and the
+    encoders' hidden width K times the member's)."""
+    return GSDNet(d=args.d * members, k=args.k, width=args.width, hid=args.hid,
+                  sigma_x=args.sigma_x,
                   sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
                   fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
                   cmp_zero=args.cmp_init == "zero", fusion_members=args.fusion_members,
-                  fusion_ctx=args.fusion_ctx, enc_hidden=args.enc_hidden,
+                  fusion_ctx=args.fusion_ctx, enc_hidden=args.enc_hidden * members,
                   dims=tuple(info.dims.values()),
                   modalities=tuple(info.dims), n_classes=len(info.classes),
-                  regression=info.has_regression)
+                  regression=info.has_regression, members=members)
+
+
+def stage1_members(args, info, tb, vb, log):
+    """Stage 1 of K members, member j on seed + j exactly as a single model of that seed is
+    trained (its own selection on val), then the merge. Returns (model, score, epochs): the
+    merged model, its stage-1 selection score and the members' best epochs."""
+    parts, epochs = [], []
+    for j in range(args.members):
+        torch.manual_seed(args.seed + j)
+        part = build_model(args, info)
+        score, ep = stage1(part, tb, vb, args, torch.Generator().manual_seed(args.seed + j), log)
+        log(f"member {j} (seed {args.seed + j}): stage 1 best epoch {ep} val {score:.4f}")
+        parts.append(part)
+        epochs.append(ep)
+    torch.manual_seed(args.seed)
+    model = members.merge(parts, build_model(args, info, args.members))
+    sel = "gsdnet" if args.fusion_input == "sampler" else "meanfill"
+    return model, val_score(model, vb, args, sel)[0], epochs
 
 
 def main(argv=None):
@@ -439,8 +472,11 @@ def main(argv=None):
     tb.pools = [x[tb.node_mask > 0] for x in tb.x]   # every valid training row, per modality
     log(f"{sinfo.layout}: modalities {sinfo.dims}, {len(sinfo.classes)} classes, "
         f"{len(tb.n)} / {len(vb.n)} train / val windows, selection {args.sel_metric}")
-    model = build_model(args, sinfo)
-    score, ep = stage1(model, tb, vb, args, gen, log)
+    if args.members > 1:
+        model, score, ep = stage1_members(args, sinfo, tb, vb, log)
+    else:
+        model = build_model(args, sinfo)
+        score, ep = stage1(model, tb, vb, args, gen, log)
     log(f"stage 1 best epoch {ep} val {score:.4f}")
     sc_ep = stage_scores(model, tb, vb, args, gen, log)
     log(f"score stage best epoch {sc_ep}")
