@@ -112,11 +112,12 @@ def fold_args(model: Path, fold_data: Path, export: Path, threads: int = 1) -> l
 
 
 def train_fold(model: Path, fold_data: Path, export: Path, log: Path, threads: int = 1) -> Path:
-    """Trains the fold model (skipped when `export` already holds a manifest)."""
-    if (export / "manifest.toml").exists():
+    """Trains the fold model; skipped when `export` already holds one trained by this very
+    command (a fold model of an earlier shipped recipe is retrained, not reused)."""
+    args = fold_args(model, fold_data, export, threads)
+    if (export / "manifest.toml").exists() and training_command(export / "manifest.toml") == args:
         return export
-    cmd = [sys.executable, "-m", "gsdnet_torch.train"] + fold_args(model, fold_data, export,
-                                                                   threads)
+    cmd = [sys.executable, "-m", "gsdnet_torch.train"] + args
     with open(log, "w") as f:
         f.write(" ".join(cmd) + "\n")
         f.flush()

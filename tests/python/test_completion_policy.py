@@ -180,3 +180,24 @@ def test_fold_training_command_is_the_manifests():
     args = folds.fold_args(ROOT / "models" / "gsdnet-iemocap6", ROOT / "x", ROOT / "y")
     assert args[-6:] == ["--data", str(ROOT / "x"), "--export", str(ROOT / "y"), "--threads", "1"]
     assert args.count("--data") == 1 and args.count("--export") == 1
+
+
+def test_a_fold_model_of_another_recipe_is_retrained(tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    cmd = "python3 -m gsdnet_torch.train --data D --seed 0 --members 5 --export E"
+    (shipped / "manifest.toml").write_text(f'[training]\ncommand = "{cmd}"\n')
+    export = tmp_path / "fold" / "model"
+    export.mkdir(parents=True)
+    runs = []
+    monkeypatch.setattr(folds.subprocess, "run", lambda c, **kw: runs.append(c))
+    args = folds.fold_args(shipped, tmp_path / "data", export)
+    (export / "manifest.toml").write_text(
+        '[training]\ncommand = "python3 -m gsdnet_torch.train ' + " ".join(args) + '"\n')
+    folds.train_fold(shipped, tmp_path / "data", export, tmp_path / "log")
+    assert runs == []                                   # trained by this very command: reused
+    old = [a for a in args if a not in ("--members", "5")]
+    (export / "manifest.toml").write_text(
+        '[training]\ncommand = "python3 -m gsdnet_torch.train ' + " ".join(old) + '"\n')
+    folds.train_fold(shipped, tmp_path / "data", export, tmp_path / "log")
+    assert len(runs) == 1 and runs[0][-len(args):] == args    # an earlier recipe: retrained
