@@ -5,12 +5,12 @@ and outputs as raw float32 plus case.toml with shapes and named tolerances, and 
 PyTorch parts (models/<name>/model.pt) against onnxruntime, printing the max errors. Every
 window axis (W) is cropped to the case's N valid nodes; case.toml records the W-padded
 `full_shape` that readers zero-fill back to (W_AXES below says which axes and why it is exact).
-The CMU-MOSI cases (models/gsdnet-mosi) run val conversations; the IEMOCAP case
-(models/gsdnet-iemocap6: text 384, the MiniLM frontend's width, + audio 47, 6 classes, two
-speakers) runs a synthetic window whose raw features are drawn at the model's training mean and
+The CMU-MOSI cases (models/gsdnet-mosi) run val conversations; the IEMOCAP cases
+(models/gsdnet-iemocap6 and -iemocap4: text 384, the MiniLM frontend's width, + audio 47, 6 or
+4 classes, two speakers) run a synthetic window whose raw features are drawn at the model's training mean and
 std (the text rows are such draws, not the embedding of any transcript: the frontend has its
 own golden cases, tests/golden/text_frontend), so no IEMOCAP vector is committed (its licence
-forbids it); its case.toml names the model folder, modalities and classes.
+forbids it); their case.toml names the model folder, modalities and classes.
     python3 -m gsdnet_torch.make_golden [MODEL_DIR] [OUT_DIR]
 Without MODEL_DIR, every model of GOLDEN_MODELS that exists gets its cases; with it, the cases
 of that model's name (a three-modality model of another name gets the CMU-MOSI cases).
@@ -60,13 +60,15 @@ CASES = [
     ("complete", 2, 0.0, None, None, None, 0, None, "nothing missing: sampler skipped"),
     ("speakers", 3, 0.3, None, 1, EM, 2, "cycle", "several speakers (assigned), rate 0.3, EM S=1"),
 ]
-# name, synthetic conversation id, N, rate, pattern, steps, sampler, seed, description
+# name ({k}: the model's class count), synthetic conversation id, N, rate, pattern, steps,
+# sampler, seed, description
 IEMOCAP_CASES = [
-    ("dyadic6_synthetic", "synthetic-dyadic-0", 24, 0.3, None, None, None, 0,
-     "IEMOCAP 6-way model (text + audio, 6 classes), two speakers taking turns, rate 0.3 "
+    ("dyadic{k}_synthetic", "synthetic-dyadic-0", 24, 0.3, None, None, None, 0,
+     "IEMOCAP {k}-way model (text + audio, {k} classes), two speakers taking turns, rate 0.3 "
      "protocol mask, the manifest's sampler (PF-ODE Heun S=3); synthetic raw features"),
 ]
-GOLDEN_MODELS = {"gsdnet-mosi": "mosi", "gsdnet-iemocap6": "iemocap"}
+# every bundled model has golden cases, so `gsdnet check --model` can compare each of them
+GOLDEN_MODELS = {"gsdnet-mosi": "mosi", "gsdnet-iemocap6": "iemocap", "gsdnet-iemocap4": "iemocap"}
 
 
 def assign_speakers(n: int) -> np.ndarray:
@@ -252,10 +254,11 @@ def iemocap_cases(model, model_dir: Path, out: Path) -> int:
                  synthetic=f"raw features = training mean + training std * N(0, 1), numpy "
                            f"default_rng({SYNTH_SEED}), modalities in slot order; speakers "
                            f"python/gsdnet_torch/make_golden.py dyadic_speakers; no IEMOCAP vectors")
+    k = len(man.classes)
     for name, cid, n, rate, pattern, steps, sampler, seed, desc in IEMOCAP_CASES:
         conv = synthetic_conversation(man, cid, n)
-        total += run_case(model, model_dir, out, conv, name, rate, pattern, steps, sampler,
-                          seed, desc, extra)
+        total += run_case(model, model_dir, out, conv, name.format(k=k), rate, pattern, steps,
+                          sampler, seed, desc.format(k=k), extra)
     return total
 
 

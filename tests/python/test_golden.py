@@ -69,15 +69,18 @@ def model():
 
 
 def test_cases_present():
-    assert {"rate05_s5", "pattern_t", "complete", "speakers", "dyadic6_synthetic"} <= set(CASES)
+    assert {"rate05_s5", "pattern_t", "complete", "speakers", "dyadic6_synthetic",
+            "dyadic4_synthetic"} <= set(CASES)
 
 
-def test_iemocap_case_names_its_model():
-    case, t = load("dyadic6_synthetic")
+@pytest.mark.parametrize("k", [6, 4])
+def test_iemocap_case_names_its_model(k):
+    case, t = load(f"dyadic{k}_synthetic")
     meta, n = case["meta"], case["meta"]["n_nodes"]
-    assert meta["model"] == "gsdnet-iemocap6" and meta["model_dir"] == "models/gsdnet-iemocap6"
-    assert meta["modalities"] == ["text", "audio"] and len(meta["classes"]) == 6
-    assert "visual" not in t and "reg" not in t and t["logits"].shape == (64, 6)
+    name = f"gsdnet-iemocap{k}"
+    assert meta["model"] == name and meta["model_dir"] == f"models/{name}"
+    assert meta["modalities"] == ["text", "audio"] and len(meta["classes"]) == k
+    assert "visual" not in t and "reg" not in t and t["logits"].shape == (64, k)
     # the sizes of the bundled model: text 384 (the MiniLM frontend's), audio 47
     assert t["text"].shape == (n, 384) and t["std_text"].shape == (64, 384)
     assert t["audio"].shape == (n, 47) and t["std_audio"].shape == (64, 47)
