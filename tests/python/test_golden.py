@@ -73,6 +73,14 @@ def test_cases_present():
             "dyadic4_synthetic"} <= set(CASES)
 
 
+def test_every_bundled_model_has_a_golden_case():
+    """`gsdnet check --model models/<name>` fails without a case recorded with that model."""
+    bundled = {p.parent.name for p in (ROOT / "models").glob("*/manifest.toml")}
+    covered = {tomllib.loads((GOLDEN / c / "case.toml").read_text())["meta"]["model"]
+               for c in CASES}
+    assert bundled and bundled <= covered, sorted(bundled - covered)
+
+
 @pytest.mark.parametrize("k", [6, 4])
 def test_iemocap_case_names_its_model(k):
     case, t = load(f"dyadic{k}_synthetic")
