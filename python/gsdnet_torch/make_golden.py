@@ -7,10 +7,11 @@ window axis (W) is cropped to the case's N valid nodes; case.toml records the W-
 `full_shape` that readers zero-fill back to (W_AXES below says which axes and why it is exact).
 The CMU-MOSI cases (models/gsdnet-mosi) run val conversations; the IEMOCAP cases
 (models/gsdnet-iemocap6 and -iemocap4: text 384, the MiniLM frontend's width, + audio 47, 6 or
-4 classes, two speakers) run a synthetic window whose raw features are drawn at the model's training mean and
-std (the text rows are such draws, not the embedding of any transcript: the frontend has its
-own golden cases, tests/golden/text_frontend), so no IEMOCAP vector is committed (its licence
-forbids it); their case.toml names the model folder, modalities and classes.
+4 classes, two speakers) run a synthetic window whose raw features are drawn at the model's
+training mean and std (the text rows are such draws, not the embedding of any transcript: the
+frontend has its own golden cases, tests/golden/text_frontend), so no IEMOCAP vector is
+committed (its licence forbids it); their case.toml names the model folder, modalities and
+classes.
     python3 -m gsdnet_torch.make_golden [MODEL_DIR] [OUT_DIR]
 Without MODEL_DIR, every model of GOLDEN_MODELS that exists gets its cases; with it, the cases
 of that model's name (a three-modality model of another name gets the CMU-MOSI cases).

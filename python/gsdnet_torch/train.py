@@ -337,7 +337,8 @@ def completion_mse(model, vb, args):
         x0, _ = common.complete(model, h, cond, avail, nm, vb.u, spectrum(cond, vb.u, nm),
                                 args.steps, args.eps, gen)
     miss = (1 - obs_mask(avail, nm)) * nm[:, None, :, None]
-    f = lambda x: round(float(((x - h_true) ** 2 * miss).sum() / (miss.sum() * h.shape[-1])), 4)  # noqa
+    per_dim = miss.sum() * h.shape[-1]
+    f = lambda x: round(float(((x - h_true) ** 2 * miss).sum() / per_dim), 4)  # noqa: E731
     return dict(sampler=f(x0), meanfill=f(h))
 
 
@@ -420,18 +421,18 @@ def resolve_args(args, info: gdata.SplitInfo):
     return args
 
 
-def build_model(args, info: gdata.SplitInfo, members: int = 1) -> GSDNet:
-    """The model of `args`; with `members` K > 1 the merged model of K members (d and the
+def build_model(args, info: gdata.SplitInfo, n_members: int = 1) -> GSDNet:
+    """The model of `args`; with `n_members` K > 1 the merged model of K members (d and the
     encoders' hidden width K times the member's)."""
-    return GSDNet(d=args.d * members, k=args.k, width=args.width, hid=args.hid,
+    return GSDNet(d=args.d * n_members, k=args.k, width=args.width, hid=args.hid,
                   sigma_x=args.sigma_x,
                   sigma_l=args.sigma_l, dropout=args.dropout, variant=args.variant,
                   fusion_layers=args.fusion_layers, in_dropout=args.in_dropout,
                   cmp_zero=args.cmp_init == "zero", fusion_members=args.fusion_members,
-                  fusion_ctx=args.fusion_ctx, enc_hidden=args.enc_hidden * members,
+                  fusion_ctx=args.fusion_ctx, enc_hidden=args.enc_hidden * n_members,
                   dims=tuple(info.dims.values()),
                   modalities=tuple(info.dims), n_classes=len(info.classes),
-                  regression=info.has_regression, members=members)
+                  regression=info.has_regression, members=n_members)
 
 
 def stage1_members(args, info, tb, vb, log):
