@@ -3,8 +3,8 @@ the mean of K stage-1 models' log-probabilities, K consecutive training seeds (w
 --seed s` merges; the merge is exact but for the spectral graph, which moved the 5-member mean
 by 0.0001 here), mean fill, protocol rates 0.0-0.5 x mask seeds 0-2, for every K up to N and
 every start seed s (mean over starts, and s = 0). Stage 1 only, the recipe of the shipped
-manifests (`[training] command` without --members / --export, score and fine-tune stages off,
-no prior): the stage the members differ in.
+manifests (`[training] command` without --members / --export / --sel-patterns, score and
+fine-tune stages off, no prior): the stage the members differ in.
     python3 research/members_curve.py --task 4way --seeds 10 --work /tmp/members4 \
         --json research/results/members_curve_iemocap4.json
 Checkpoints go to --work (outside the repository: they are trained on IEMOCAP); an existing
@@ -23,31 +23,42 @@ import torch
 
 from gsdnet_ref import data as gdata
 from gsdnet_ref.paths import ROOT, SHARED_DATA
-from gsdnet_torch import common
+from gsdnet_torch import common, folds
 from gsdnet_torch.export import load_model
 
 RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-RECIPE = ["--text-view", "minilm", "--window-same", "8", "--window-other", "1",
-          "--in-dropout", "0.4", "--pattern-prob", "0.2", "--threads", "1", "--enc-hidden", "128",
-          "--score-epochs", "0", "--ft-epochs", "0", "--no-prior"]
-EPOCHS = {"4way": "60", "6way": "30"}
+# options of the shipped command the curve leaves out or sets itself
+DROP = {"--members", "--export", "--sel-patterns", "--data", "--seed", "--threads"}
+
+
+def stage1_command(task: str, seed: int, out: Path) -> list:
+    """The shipped manifest's `[training] command` for one stage-1 model of `seed`: without
+    --members, --export and --sel-patterns, score and fine-tune stages off, no prior."""
+    args = folds.training_command(ROOT / "models" / f"gsdnet-iemocap{task[0]}" / "manifest.toml")
+    keep, drop = [], False
+    for a in args:
+        if a.startswith("--"):
+            drop = a.split("=")[0] in DROP
+        if not drop:
+            keep.append(a)
+    return [sys.executable, "-m", "gsdnet_torch.train", *keep, "--data",
+            str(SHARED_DATA / "iemocap" / task), "--seed", str(seed), "--threads", "1",
+            "--score-epochs", "0", "--ft-epochs", "0", "--no-prior", "--save", str(out)]
 
 
 def checkpoint(task: str, seed: int, work: Path) -> Path:
     out = work / f"s{seed}.pt"
     if not out.exists():
-        cmd = [sys.executable, "-m", "gsdnet_torch.train", "--data",
-               str(SHARED_DATA / "iemocap" / task), "--seed", str(seed), "--epochs", EPOCHS[task],
-               *RECIPE, "--save", str(out)]
         with open(work / f"s{seed}.log", "w") as f:
-            subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
+            subprocess.run(stage1_command(task, seed, out), stdout=f, stderr=subprocess.STDOUT,
+                           check=True, cwd=ROOT)
     return out
 
 
 def log_probs(paths: list, task: str) -> tuple:
     """{(mask seed, rate index): [log-softmax of each model]} on val, and the val batch."""
-    models = [load_model(p)[0] for p in paths]
-    a = load_model(paths[0])[1]["info"]["args"]
+    loaded = [load_model(p) for p in paths]
+    models, a = [m for m, _ in loaded], loaded[0][1]["info"]["args"]
     files = gdata.view_files("minilm")
     data = SHARED_DATA / "iemocap" / task
     dims = gdata.split_info(data / "train", files).dims
@@ -83,7 +94,7 @@ def curve(lp: dict, vb, n: int) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--task", choices=sorted(EPOCHS), required=True)
+    p.add_argument("--task", choices=("4way", "6way"), required=True)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--json", type=Path)
