@@ -247,7 +247,7 @@ def val_score(model, vb, args, completion="gsdnet", seeds=None, rates=None):
     seeds = tuple(range(args.sel_seeds)) if seeds is None else seeds
     scenarios = [dict(rate=r) for r in (sel_rates(args) if rates is None else rates)]
     if rates is None:
-        scenarios += [dict(pattern=p) for p in getattr(args, "sel_patterns", [])]
+        scenarios += [dict(pattern=p) for p in args.sel_patterns]
     model.eval()
     accs = []
     for s in seeds:
