@@ -125,14 +125,13 @@ impl Timings {
     }
 
     fn row(mut self, kind: BackendKind, front: &TextFrontend, batch: usize) -> Result<FrontendRow, FrontendError> {
-        self.tokenize.sort_by(f64::total_cmp);
         Ok(FrontendRow {
             backend: kind.name(),
             provider: front.provider(),
             batch,
             tokens: front.token_ids(TRANSCRIPT_20)?.len(),
             per_utterance_ms: Stats::of(&mut self.embed),
-            tokenize_ms: self.tokenize[self.tokenize.len() / 2],
+            tokenize_ms: Stats::of(&mut self.tokenize).p50_ms,
         })
     }
 }
@@ -163,7 +162,6 @@ pub fn frontend_table(rows: &[FrontendRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::config::Stats;
 
     fn row(backend: &'static str, batch: usize, p50: f64) -> FrontendRow {
         let mut v = vec![p50];
