@@ -105,14 +105,20 @@ pub struct Stats {
     pub max_ms: f64,
 }
 
+/// The nearest-rank percentile (`q` in 0..=1) of `sorted` (ascending, non-empty): the element
+/// of rank ceil(q n), at least the first. Every percentile the benchmarks print comes from here.
+pub fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> T {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 impl Stats {
     /// Nearest-rank percentiles; `ms` must be non-empty.
     pub fn of(ms: &mut [f64]) -> Stats {
         ms.sort_by(f64::total_cmp);
-        let rank = |p: f64| ms[(((p * ms.len() as f64).ceil() as usize).max(1) - 1).min(ms.len() - 1)];
         Stats {
-            p50_ms: rank(0.50),
-            p99_ms: rank(0.99),
+            p50_ms: nearest_rank(ms, 0.50),
+            p99_ms: nearest_rank(ms, 0.99),
             mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
             max_ms: ms[ms.len() - 1],
         }

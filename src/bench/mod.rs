@@ -11,8 +11,8 @@
 //! This file owns the error type, the entry point of `gsdnet bench` and `gsdnet-bench`
 //! (`run_and_report`) and the public paths (`crate::bench::*`, re-exported from the submodules):
 //! - `alloc`: the counting allocator and peak resident memory;
-//! - `config`: what to measure (`BenchOptions`, `BenchConfig`, `Extras`), `Stats` and the
-//!   serialised rows;
+//! - `config`: what to measure (`BenchOptions`, `BenchConfig`, `Extras`), `Stats`, the percentile rule
+//!   (`nearest_rank`) and the serialised rows;
 //! - `window`: single-window runs per (backend, size, steps) and bucketed vs padded;
 //! - `batch`: the batch mode (`run_batch` of one window per conversation);
 //! - `frontend`: the text frontend's cost per utterance (`gsdnet bench-frontend`);

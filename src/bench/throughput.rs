@@ -395,8 +395,7 @@ fn percentile(v: &mut [u64], q: f64) -> u64 {
         return 0;
     }
     v.sort_unstable();
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
+    super::config::nearest_rank(v, q)
 }
 
 /// User + system CPU time of this process so far.
