@@ -19,7 +19,9 @@ use tokio::time::Instant;
 use super::assembly::{Assembler, AssemblySettings, ClosedUtterance, WindowJob};
 use super::connection::{serve_stream, StreamCtx};
 use super::frontend::FrontendSide;
-use super::inference::{InferencePolicy, InferenceThread, JobQueue, Pushed, RunError, WatchdogPolicy, WindowRunner};
+use super::inference::{
+    InferencePolicy, InferenceThread, JobQueue, Published, Pushed, RunError, WatchdogPolicy, WindowRunner,
+};
 use super::limits::{Admission, ConnectionLimits, Peer, Registry, TokenBucket};
 use super::model_info::{first_modality, ServedModel};
 use super::notices::{limits_report, LimitSettings};
@@ -168,32 +170,7 @@ pub async fn serve(
     )
     .map_err(ServeError::Thread)?;
     let frontend = FrontendSide::start(text_frontend, Arc::clone(&stats)).map_err(ServeError::Frontend)?;
-    let shared = Arc::new(Shared {
-        stats: Arc::clone(&stats),
-        results,
-        queue,
-        started: Instant::now(),
-        engine: engine.clone(),
-        max_frames_per_second: opts.max_frames_per_second,
-        burst: opts.burst,
-        limits: opts.limits,
-        total_bucket: Mutex::new(TokenBucket::new(
-            opts.limits.total_frames_per_second,
-            opts.limits.total_burst,
-            Instant::now(),
-        )),
-        registry: Registry::new(opts.limits),
-        abstain_below: opts.abstain_below,
-        model_info: opts.model.report(opts.assembly.window),
-        limits_report: limits_report(LimitSettings {
-            assembly: &opts.assembly,
-            modalities: &opts.model.modalities,
-            connections: &opts.limits,
-            max_frames_per_second: opts.max_frames_per_second,
-            burst: opts.burst,
-            queue_capacity: opts.queue_capacity,
-        }),
-    });
+    let shared = Arc::new(shared_state(&opts, &stats, results, queue, engine.clone()));
     let (stop_input, input_rx) = watch::channel(false);
     let (stop_output, output_rx) = watch::channel(false);
     let phases = Phases {
@@ -224,6 +201,11 @@ pub async fn serve(
     log::info!("shutting down");
     let _ = stop_input.send(true);
     finish(assembly, inference, tasks, stop_output).await;
+    log_stopped(&stats);
+    Ok(stats)
+}
+
+fn log_stopped(stats: &Stats) {
     log::info!(
         "stopped: {} windows run in {} batches ({} windows batched, {} batches shortened by the latency budget), {} inputs rejected",
         stats.windows_run.load(Relaxed),
@@ -232,7 +214,42 @@ pub async fn serve(
         stats.batches_shortened.load(Relaxed),
         stats.total_rejected()
     );
-    Ok(stats)
+}
+
+/// The state every stream shares (`Shared`), from the validated options.
+fn shared_state(
+    opts: &ServeOptions,
+    stats: &Arc<Stats>,
+    results: broadcast::Sender<Arc<Published>>,
+    queue: Arc<JobQueue>,
+    engine: String,
+) -> Shared {
+    Shared {
+        stats: Arc::clone(stats),
+        results,
+        queue,
+        started: Instant::now(),
+        engine,
+        max_frames_per_second: opts.max_frames_per_second,
+        burst: opts.burst,
+        limits: opts.limits,
+        total_bucket: Mutex::new(TokenBucket::new(
+            opts.limits.total_frames_per_second,
+            opts.limits.total_burst,
+            Instant::now(),
+        )),
+        registry: Registry::new(opts.limits),
+        abstain_below: opts.abstain_below,
+        model_info: opts.model.report(opts.assembly.window),
+        limits_report: limits_report(LimitSettings {
+            assembly: &opts.assembly,
+            modalities: &opts.model.modalities,
+            connections: &opts.limits,
+            max_frames_per_second: opts.max_frames_per_second,
+            burst: opts.burst,
+            queue_capacity: opts.queue_capacity,
+        }),
+    }
 }
 
 /// Shutdown after input stopped: assembly flush, queue finished, results delivered, closed.
