@@ -195,10 +195,27 @@ def stage_share(r: dict) -> str:
     return ", ".join(f"{k} {100 * v / tot:.0f}%" for k, v in st.items() if v / tot >= 0.02)
 
 
+def _ok(x: bool) -> str:
+    return "met." if x else "**missed**."
+
+
 def targets(res: dict, engines: list) -> list:
-    out = ["", "## Issue 13 targets (single core)", ""]
-    ok = lambda x: "met." if x else "**missed**."  # noqa: E731
+    """The issue-13 targets, each with its verdict, then the notes on allocations."""
     rows = bucketed_rows(res)
+    out = ["", "## Issue 13 targets (single core)", ""]
+    out += bucket_targets(res, rows)
+    out += torch_targets(res, rows)
+    out += batch_targets(res)
+    out += alloc_targets(res, rows, engines)
+    out += memory_lines(res)
+    out += ALLOC_NOTES
+    return out
+
+
+def bucket_targets(res: dict, rows: list) -> list:
+    """Bucketed vs padded to W at windows 16 and 32 (the default steps); a miss says where the
+    time goes in both layouts."""
+    out = []
     pad = {(r["backend"], r["window"], r["steps"]): r for r in res["rust"]["rows"]
            if r.get("layout") == "padded"}
     for x in res["rust"].get("speedups") or []:
@@ -206,7 +223,7 @@ def targets(res: dict, engines: list) -> list:
         if want is None or x["steps"] != res["default_steps"]:
             continue
         line = (f"- {x['backend']}, window {x['window']} (bucket {x['bucket']}) vs padded to W: "
-                f"{x['speedup']:.2f}x faster (target {want}x): {ok(x['speedup'] >= want)}")
+                f"{x['speedup']:.2f}x faster (target {want}x): {_ok(x['speedup'] >= want)}")
         if x["speedup"] < want:
             b = next(r for r in rows if (r["backend"], r["window"], r["steps"]) ==
                      (x["backend"], x["window"], x["steps"]))
@@ -214,39 +231,59 @@ def targets(res: dict, engines: list) -> list:
             line += (f" Where the time goes, bucketed: {stage_share(b)}; padded: "
                      f"{stage_share(p)}.")
         out.append(line)
+    return out
+
+
+def torch_targets(res: dict, rows: list) -> list:
+    """Rust tract / ort against PyTorch eager at window 32, the default steps."""
     c = next((c for c in res["configs"] if c["n"] == 32 and c["steps"] == res["default_steps"]), None)
     if c is None:
-        out.append("- Window 32 at the default steps was not measured in this run.")
-    else:
-        rust = {r["backend"]: r for r in rows if r["window"] == 32 and
-                r["steps"] == res["default_steps"]}
-        for e, want in (("tract", 8), ("ort", 10)):
-            if e not in rust:
-                out.append(f"- {e} vs PyTorch eager: not measured (binary built without it).")
-                continue
-            speed = c["torch"]["p50_ms"] / rust[e]["total"]["p50_ms"]
-            line = (f"- Rust {e} vs PyTorch eager at window 32, {res['default_steps']} steps "
-                    f"(torch at width {c['torch_width']}, the faster of padded "
-                    f"{c['torch_padded']['p50_ms']:.2f} ms and bucket {c['torch_bucket']['p50_ms']:.2f} ms): "
-                    f"{speed:.1f}x faster (target {want}x): {ok(speed >= want)}")
-            if speed < want:
-                line += f" Rust {e} time: {stage_share(rust[e])}."
-            out.append(line)
+        return ["- Window 32 at the default steps was not measured in this run."]
+    out = []
+    rust = {r["backend"]: r for r in rows if r["window"] == 32 and
+            r["steps"] == res["default_steps"]}
+    for e, want in (("tract", 8), ("ort", 10)):
+        if e not in rust:
+            out.append(f"- {e} vs PyTorch eager: not measured (binary built without it).")
+            continue
+        speed = c["torch"]["p50_ms"] / rust[e]["total"]["p50_ms"]
+        line = (f"- Rust {e} vs PyTorch eager at window 32, {res['default_steps']} steps "
+                f"(torch at width {c['torch_width']}, the faster of padded "
+                f"{c['torch_padded']['p50_ms']:.2f} ms and bucket {c['torch_bucket']['p50_ms']:.2f} ms): "
+                f"{speed:.1f}x faster (target {want}x): {_ok(speed >= want)}")
+        if speed < want:
+            line += f" Rust {e} time: {stage_share(rust[e])}."
+        out.append(line)
+    return out
+
+
+BATCH_MISS = (" The calls are compute-bound on one core: `run_batch` groups the windows "
+              "by bucket, so a batch does the same padded work as one window at a time "
+              "and saves only what a call costs whatever its rows (engine dispatch of "
+              "~100 nodes per part, the allocations below); per row, tract's s_theta "
+              "falls from 117 to 90 us at N = 16 with B = 8 (s_phi 34 to 9.5 us, "
+              "fusion 114 to 77 us): its matmuls, elementwise ops and packing grow with "
+              "the rows.")
+
+
+def batch_targets(res: dict) -> list:
+    """Throughput of a batch of B windows against one at a time (target 3x)."""
+    out = []
     for r in res["rust"].get("batch_rows") or []:
         if r["batch"] == 1 or r.get("speedup_vs_1") is None:
             continue
         line = (f"- {r['backend']} batch of {r['batch']} windows vs one at a time "
                 f"({r['steps']} steps): {r['speedup_vs_1']:.2f}x the throughput (target 3x): "
-                + ok(r["speedup_vs_1"] >= 3))
+                + _ok(r["speedup_vs_1"] >= 3))
         if r["speedup_vs_1"] < 3:
-            line += (" The calls are compute-bound on one core: `run_batch` groups the windows "
-                     "by bucket, so a batch does the same padded work as one window at a time "
-                     "and saves only what a call costs whatever its rows (engine dispatch of "
-                     "~100 nodes per part, the allocations below); per row, tract's s_theta "
-                     "falls from 117 to 90 us at N = 16 with B = 8 (s_phi 34 to 9.5 us, "
-                     "fusion 114 to 77 us): its matmuls, elementwise ops and packing grow with "
-                     "the rows.")
+            line += BATCH_MISS
         out.append(line)
+    return out
+
+
+def alloc_targets(res: dict, rows: list, engines: list) -> list:
+    """Heap allocations per steady-state window at window 32 (ort: at most 75)."""
+    out = []
     for e in engines:
         r = next((r for r in rows if r["backend"] == e and r["window"] == 32 and
                   r["steps"] == res["default_steps"]), None)
@@ -259,29 +296,35 @@ def targets(res: dict, engines: list) -> list:
                    f"{res['default_steps']} steps: {r['allocs_per_window']:.0f} (prepare / encoders "
                    f"/ graph / sampler (all steps) / recon / fusion: {split})"
                    + (" (target: at most 75, the count before buckets): "
-                      + ok(r["allocs_per_window"] <= 75) if e == "ort" else "."))
+                      + _ok(r["allocs_per_window"] <= 75) if e == "ort" else "."))
+    return out
+
+
+def memory_lines(res: dict) -> list:
+    """Peak memory of the bench processes and, in a full run, the daemon's memory target and
+    throughput."""
     rss = res["rust"].get("peak_rss_kib", 0) / 1024
-    out.append(f"- Peak resident memory of the bench processes: {rss:.1f} MiB.")
+    out = [f"- Peak resident memory of the bench processes: {rss:.1f} MiB."]
     dm = res.get("daemon")
-    if dm:
-        peak = dm["peak_rss_kib"] * 1024 / 1e6
-        st = dm["status"]
-        out.append(f"- Daemon resident memory (tract, `python/gsdnet_bench/daemon.py`: `gsdnet serve` "
-                   f"fed the val recording at mask rate {res['rate']}, {st.get('windows_run')} "
-                   f"windows run, {st.get('inference_errors')} errors): peak {peak:.1f} MB "
-                   f"(VmHWM; {dm['idle_rss_kib'] * 1024 / 1e6:.1f} MB after start-up) (target "
-                   "under 64 MB): " + ("met." if peak < 64 else "**missed**."))
-        extra = {k: v for k, v in dm.items()
-                 if k not in ("idle_rss_kib", "peak_rss_kib", "rss_kib", "status")}
-        if extra:   # what gsdnet_bench.daemon adds beyond memory (its throughput run), as it says it
-            flat = {}
-            for k, v in extra.items():
-                for k2, v2 in (v.items() if isinstance(v, dict) else [(k, v)]):
-                    flat[k2] = v2
-            out.append("- Daemon throughput (`python/gsdnet_bench/daemon.py`, its own keys): " + ", ".join(
-                f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                for k, v in flat.items() if v is not None) + ".")
-    out += ALLOC_NOTES
+    if not dm:
+        return out
+    peak = dm["peak_rss_kib"] * 1024 / 1e6
+    st = dm["status"]
+    out.append(f"- Daemon resident memory (tract, `python/gsdnet_bench/daemon.py`: `gsdnet serve` "
+               f"fed the val recording at mask rate {res['rate']}, {st.get('windows_run')} "
+               f"windows run, {st.get('inference_errors')} errors): peak {peak:.1f} MB "
+               f"(VmHWM; {dm['idle_rss_kib'] * 1024 / 1e6:.1f} MB after start-up) (target "
+               "under 64 MB): " + _ok(peak < 64))
+    extra = {k: v for k, v in dm.items()
+             if k not in ("idle_rss_kib", "peak_rss_kib", "rss_kib", "status")}
+    if extra:   # what gsdnet_bench.daemon adds beyond memory (its throughput run), as it says it
+        flat = {}
+        for k, v in extra.items():
+            for k2, v2 in (v.items() if isinstance(v, dict) else [(k, v)]):
+                flat[k2] = v2
+        out.append("- Daemon throughput (`python/gsdnet_bench/daemon.py`, its own keys): " + ", ".join(
+            f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in flat.items() if v is not None) + ".")
     return out
 
 
