@@ -77,14 +77,9 @@ impl Assembler {
     /// message is applied to the new session, the last one being the current message: its own
     /// refusal (e.g. `Duplicate` of a held one) is the answer, the windows are then deferred.
     fn restart(&mut self, conv: &ConversationId, now: Millis) -> Result<Vec<WindowJob>, Rejection> {
-        let Some(mut old) = self.conversations.remove(conv) else {
+        let Some((old, mut jobs)) = self.remove_flushed(conv) else {
             return Ok(Vec::new());
         };
-        let mut jobs = old.flush(
-            conv,
-            (self.settings.window, self.settings.windowing),
-            &mut self.counters,
-        );
         self.counters.restarts += 1;
         if is_loud(self.counters.restarts) {
             log::warn!(

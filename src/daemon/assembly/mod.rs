@@ -240,6 +240,19 @@ impl Assembler {
         Ok(())
     }
 
+    /// Removes `conv` after releasing its open utterances with what arrived
+    /// (`Conversation::flush`): the removed conversation and the windows released, or `None`
+    /// when `conv` was not open. Reset, eviction and restart all end a session this way.
+    fn remove_flushed(&mut self, conv: &ConversationId) -> Option<(Conversation, Vec<WindowJob>)> {
+        let mut c = self.conversations.remove(conv)?;
+        let jobs = c.flush(
+            conv,
+            (self.settings.window, self.settings.windowing),
+            &mut self.counters,
+        );
+        Some((c, jobs))
+    }
+
     fn new_session(&mut self) -> u64 {
         self.next_session += 1;
         self.next_session - 1
@@ -247,14 +260,7 @@ impl Assembler {
 
     /// Forgets `conv` after releasing its open utterances.
     fn reset(&mut self, conv: &ConversationId) -> Vec<WindowJob> {
-        match self.conversations.remove(conv) {
-            Some(mut c) => c.flush(
-                conv,
-                (self.settings.window, self.settings.windowing),
-                &mut self.counters,
-            ),
-            None => Vec::new(),
-        }
+        self.remove_flushed(conv).map(|(_, jobs)| jobs).unwrap_or_default()
     }
 
     /// Ends `conv` (`Conversation::end`): what closes now is released; forgotten when done.
@@ -343,12 +349,8 @@ impl Assembler {
                 );
                 return Err(reject(RejectReason::Capacity, detail));
             };
-            if let Some(mut c) = self.conversations.remove(&victim) {
-                jobs = c.flush(
-                    &victim,
-                    (self.settings.window, self.settings.windowing),
-                    &mut self.counters,
-                );
+            if let Some((_, flushed)) = self.remove_flushed(&victim) {
+                jobs = flushed;
             }
             self.counters.evicted += 1;
             if is_loud(self.counters.evicted) {
