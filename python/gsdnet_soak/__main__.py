@@ -155,6 +155,131 @@ def parse_args(argv=None):
     return a
 
 
+class Fleet:
+    """The soak's clients once the daemon answers: idle connections, non-readers (early and
+    late), the flood, transient subscribers, the honest sensors and the restarting sensor. Owns
+    their two stop events: `stop` ends the traffic, `stop_late` the late non-readers (set only
+    after SIGTERM, so their answers are stuck in the daemon's writers when it stops)."""
+
+    def __init__(self, args, unix, tcp, manifest, pool, ledger, rng, until: float):
+        self.stop, self.stop_late = threading.Event(), threading.Event()
+        self.idle = [connect(unix if i % 2 == 0 else tcp) for i in range(args.idle)]
+        # Paced below the per-connection rate, spread over the first 60 % of the run.
+        rate = max(1.0, min(0.8 * args.max_fps, args.status_requests / max(1.0, 0.6 * args.duration)))
+        self.non_readers = [NonReader(f"non-reader-{i}", unix, args.status_requests, rate, self.stop)
+                            for i in range(args.non_readers)]
+        # Late ones start 3 s before the end and stop sending only at SIGTERM.
+        self.non_readers += [NonReader(f"late-non-reader-{i}", unix if i % 2 == 0 else tcp,
+                                       args.status_requests, 0.8 * args.max_fps, self.stop_late,
+                                       start_at=until - min(3.0, args.duration / 2))
+                             for i in range(args.late_non_readers)]
+        self.flood = Flood(unix, "soak-flood", manifest["dims"], self.stop, args.flood_fps,
+                           random.Random(rng.random()))
+        self.transients = [Subscriber(f"transient-{i}", unix if i % 2 == 0 else tcp, self.stop,
+                                      rng=random.Random(rng.random())) for i in range(args.subscribers)]
+        self.sensors = [Sensor(f"sensor-{i}", f"soak-sensor-{i}", unix if i % 2 == 0 else tcp, pool, ledger,
+                               self.stop, until, random.Random(rng.random()), args) for i in range(args.sensors)]
+        self.restart = RestartingSensor("restarting", "soak-restarting", unix, pool, ledger, self.stop, until,
+                                        random.Random(rng.random()), args, every=args.restart_every)
+        self.workers = [*self.non_readers, self.flood, *self.transients, *self.sensors, self.restart]
+
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+
+    def wait_senders(self, proc, began: float):
+        """Joins the sensors; the traffic stops at once if the daemon exits. Returns the second
+        of the run at which it was seen gone, or None."""
+        crashed_during = None
+        for w in (*self.sensors, self.restart):
+            while w.is_alive():
+                w.join(0.5)
+                if proc.poll() is not None and crashed_during is None:
+                    crashed_during = time.monotonic() - began
+                    self.stop.set()
+        self.stop.set()
+        for w in (self.flood, *self.transients):
+            w.join(5)
+        return crashed_during
+
+    def close(self) -> None:
+        self.stop.set()
+        self.stop_late.set()
+        for s in self.idle:
+            s.close()
+        for n in self.non_readers:
+            n.close()
+
+
+def await_daemon(proc, unix, sock_path: Path, log_path: Path) -> None:
+    """Returns once the daemon answers a status request; exit status 2 if it never does."""
+    if wait_ready(proc, unix, sock_path, timeout=120) is None:
+        print(f"soak: the daemon did not start\n{tail(log_path)}", file=sys.stderr)
+        proc.kill()
+        raise SystemExit(2)
+
+
+def start_persistent(unix, ledger):
+    """The ground-truth subscriber, connected before the first sensor frame."""
+    persistent = Subscriber("persistent", unix, threading.Event(), ledger=ledger, persistent=True)
+    persistent.start()
+    if not persistent.ready.wait(10):
+        raise SystemExit(f"soak: the persistent subscriber got no answer ({persistent.error})")
+    return persistent
+
+
+def finish(proc, fleet: Fleet, ledger, persistent, unix, args, began: float) -> dict:
+    """After the traffic: drain, final status and health, idle connections closed by the
+    daemon, SIGTERM with every client connected. The figures of the end of the run."""
+    crashed_during = fleet.wait_senders(proc, began)
+    alive = proc.poll() is None
+    end = dict(drained=ledger.wait_covered(args.drain) if alive else False,
+               final_status=request_status(unix) if alive else None,
+               health=request_health(unix, timeout=2.0) if alive else None,
+               idle_closed_by_daemon=sum(1 for s in fleet.idle if closed_by_peer(s)))
+    crashed = proc.poll() is not None
+    if crashed and crashed_during is None:
+        crashed_during = time.monotonic() - began
+    fleet.stop_late.set()
+    shutdown_s, code = (None, proc.returncode) if crashed else stop_daemon(proc, args.kill_after)
+    persistent.join(3)
+    persistent.stop.set()
+    persistent.join(2)
+    return dict(end, shutdown_s=shutdown_s, exit_code=code, crashed_at_s=crashed_during)
+
+
+def figures(args, source, ledger, fleet: Fleet, persistent, rss, end: dict) -> dict:
+    """Every figure of the run (printed, written with --json, judged by checks_of)."""
+    fig = summarise(ledger, fleet.restart)
+    fig.update({
+        "max_shutdown_s": args.max_shutdown,
+        "duration_s": args.duration,
+        "features": source,
+        "results_seen": persistent.results,
+        "results_by_conversation": ledger.results_by_conv,
+        "transient_results": sum(t.results for t in fleet.transients),
+        "transient_sessions": sum(t.sessions for t in fleet.transients),
+        "final_status": end["final_status"],
+        "health": end["health"],
+        "drained": end["drained"],
+        "flood_frames_sent": fleet.flood.frames_sent,
+        "non_readers": [{"name": n.name, "sent": n.sent, "blocked": n.blocked, "disconnected": n.disconnected}
+                        for n in fleet.non_readers],
+        "idle_connections": len(fleet.idle),
+        "idle_closed_by_daemon": end["idle_closed_by_daemon"],
+        "restarts": fleet.restart.restarts,
+        "rss_start_kib": rss.first_rss,
+        "rss_max_kib": rss.max_rss or None,
+        "vmhwm_kib": rss.hwm or None,
+        "shutdown_s": end["shutdown_s"],
+        "kill_after_s": args.kill_after,
+        "exit_code": end["exit_code"],
+        "crashed_at_s": end["crashed_at_s"],
+        "worker_errors": {w.name: w.error for w in [*fleet.workers, persistent] if w.error},
+    })
+    return fig
+
+
 def run_soak(args) -> tuple:
     """Runs the scenario; (figures, checks, daemon log tail)."""
     if not args.gsdnet.exists():
@@ -166,117 +291,33 @@ def run_soak(args) -> tuple:
     with tempfile.TemporaryDirectory(prefix="gsdnet-soak-") as d:
         tmp = Path(d)
         sock_path = tmp / "gsdnet.sock"
-        port = free_loopback_port()
-        unix, tcp = ("unix", sock_path), ("tcp", port)
-        profile = write_profile(tmp, args, sock_path, port, conversations=args.sensors + 4)
+        unix, tcp = ("unix", sock_path), ("tcp", free_loopback_port())
+        profile = write_profile(tmp, args, sock_path, tcp[1], conversations=args.sensors + 4)
         log_path = tmp / "daemon.log"
         proc = start_daemon(args, profile, log_path)
-        stop_clients, stop_rss = threading.Event(), threading.Event()
-        idle, non_readers, workers = [], [], []
-        stop_late = threading.Event()
+        stop_rss, fleet = threading.Event(), None
         try:
-            if wait_ready(proc, unix, sock_path, timeout=120) is None:
-                print(f"soak: the daemon did not start\n{tail(log_path)}", file=sys.stderr)
-                proc.kill()
-                raise SystemExit(2)
+            await_daemon(proc, unix, sock_path, log_path)
             rss = RssPoller(proc.pid, stop_rss)
             rss.start()
             ledger = Ledger()
-            persistent = Subscriber("persistent", unix, threading.Event(), ledger=ledger, persistent=True)
-            persistent.start()
-            if not persistent.ready.wait(10):
-                raise SystemExit(f"soak: the persistent subscriber got no answer ({persistent.error})")
-
-            for i in range(args.idle):
-                idle.append(connect(unix if i % 2 == 0 else tcp))
+            persistent = start_persistent(unix, ledger)
             began = time.monotonic()
-            until = began + args.duration
-            # Paced below the per-connection rate, spread over the first 60 % of the run.
-            rate = max(1.0, min(0.8 * args.max_fps, args.status_requests / max(1.0, 0.6 * args.duration)))
-            for i in range(args.non_readers):
-                non_readers.append(NonReader(f"non-reader-{i}", unix, args.status_requests, rate, stop_clients))
-            # Late ones start 3 s before the end and stop sending only at SIGTERM: their answers are
-            # still stuck in the daemon's writers when it is asked to stop.
-            for i in range(args.late_non_readers):
-                non_readers.append(NonReader(f"late-non-reader-{i}", unix if i % 2 == 0 else tcp,
-                                             args.status_requests, 0.8 * args.max_fps, stop_late,
-                                             start_at=until - min(3.0, args.duration / 2)))
-            flood = Flood(unix, "soak-flood", manifest["dims"], stop_clients, args.flood_fps,
-                          random.Random(rng.random()))
-            transients = [Subscriber(f"transient-{i}", unix if i % 2 == 0 else tcp, stop_clients,
-                                     rng=random.Random(rng.random())) for i in range(args.subscribers)]
-            sensors = [Sensor(f"sensor-{i}", f"soak-sensor-{i}", unix if i % 2 == 0 else tcp, pool, ledger,
-                              stop_clients, until, random.Random(rng.random()), args) for i in range(args.sensors)]
-            restart = RestartingSensor("restarting", "soak-restarting", unix, pool, ledger, stop_clients, until,
-                                       random.Random(rng.random()), args, every=args.restart_every)
-            workers = [*non_readers, flood, *transients, *sensors, restart]
-            for w in workers:
-                w.start()
-            crashed_during = None
-            for w in (*sensors, restart):
-                while w.is_alive():
-                    w.join(0.5)
-                    if proc.poll() is not None and crashed_during is None:
-                        crashed_during = time.monotonic() - began
-                        stop_clients.set()
-            stop_clients.set()
-            for w in (flood, *transients):
-                w.join(5)
-            drained = ledger.wait_covered(args.drain) if proc.poll() is None else False
-            final_status = request_status(unix) if proc.poll() is None else None
-            health = request_health(unix, timeout=2.0) if proc.poll() is None else None
-            idle_closed = sum(1 for s in idle if closed_by_peer(s))
-            crashed = proc.poll() is not None
-            if crashed and crashed_during is None:
-                crashed_during = time.monotonic() - began
-            stop_late.set()
-            shutdown_s, code = (None, proc.returncode) if crashed else stop_daemon(proc, args.kill_after)
-            persistent.join(3)
-            persistent.stop.set()
-            persistent.join(2)
+            fleet = Fleet(args, unix, tcp, manifest, pool, ledger, rng, until=began + args.duration)
+            fleet.start()
+            end = finish(proc, fleet, ledger, persistent, unix, args, began)
         finally:
-            stop_clients.set()
-            stop_late.set()
+            if fleet is not None:
+                fleet.close()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             stop_rss.set()
-            for s in idle:
-                s.close()
-            for n in non_readers:
-                n.close()
             if args.log:
                 args.log.write_bytes(log_path.read_bytes())
             log_tail = tail(log_path)
-
-    fig = summarise(ledger, restart)
-    fig.update({
-        "max_shutdown_s": args.max_shutdown,
-        "duration_s": args.duration,
-        "features": source,
-        "results_seen": persistent.results,
-        "results_by_conversation": ledger.results_by_conv,
-        "transient_results": sum(t.results for t in transients),
-        "transient_sessions": sum(t.sessions for t in transients),
-        "final_status": final_status,
-        "health": health,
-        "drained": drained,
-        "flood_frames_sent": flood.frames_sent,
-        "non_readers": [{"name": n.name, "sent": n.sent, "blocked": n.blocked, "disconnected": n.disconnected}
-                        for n in non_readers],
-        "idle_connections": len(idle),
-        "idle_closed_by_daemon": idle_closed,
-        "restarts": restart.restarts,
-        "rss_start_kib": rss.first_rss,
-        "rss_max_kib": rss.max_rss or None,
-        "vmhwm_kib": rss.hwm or None,
-        "shutdown_s": shutdown_s,
-        "kill_after_s": args.kill_after,
-        "exit_code": code,
-        "crashed_at_s": crashed_during,
-        "worker_errors": {w.name: w.error for w in [*workers, persistent] if w.error},
-    })
-    return fig, checks_of(fig, sensors, restart, persistent, transients), log_tail
+    fig = figures(args, source, ledger, fleet, persistent, rss, end)
+    return fig, checks_of(fig, fleet.sensors, fleet.restart, persistent, fleet.transients), log_tail
 
 
 def main(argv=None) -> int:
