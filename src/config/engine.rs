@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::de::value::{Error as NameError, StrDeserializer};
 use serde::{Deserialize, Serialize};
 
-use super::{check, ConfigError};
+use super::{check, check_range, ConfigError};
 use crate::backend::{BackendKind, BackendOptions, ProviderKind};
 use crate::capacity::{MAX_BATCH, MAX_SAMPLES};
 use crate::diffusion::SamplerKind;
@@ -183,16 +183,8 @@ pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSetting
         || "only applies to backend \"ort\"".into(),
     )?;
     validate_ort(&e, backend, &providers, path)?;
-    check(e.threads <= 256, path, "engine.threads", || {
-        format!("is {}; at most 256", e.threads)
-    })?;
+    check_range(e.threads, 0..=256, path, "engine.threads")?;
     let completion: CompletionChoice = named(&e.completion, path, "engine.completion")?;
-    check(
-        e.steps.is_none_or(|s| (1..=1000).contains(&s)),
-        path,
-        "engine.steps",
-        || "must be 1..=1000".into(),
-    )?;
     let sampler = match &e.sampler {
         None => None,
         Some(name) => Some(name.parse::<SamplerKind>().map_err(|detail| ConfigError::Invalid {
@@ -201,39 +193,7 @@ pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSetting
             detail,
         })?),
     };
-    check(
-        e.samples.is_none_or(|s| check_samples(s).is_ok()),
-        path,
-        "engine.samples",
-        || format!("is {:?}; must be 1..={MAX_SAMPLES}", e.samples),
-    )?;
-    check(
-        (1..=1024).contains(&e.queue_capacity),
-        path,
-        "engine.queue_capacity",
-        || format!("is {}; must be 1..=1024", e.queue_capacity),
-    )?;
-    check(
-        (1..=10_000).contains(&e.max_consecutive_errors),
-        path,
-        "engine.max_consecutive_errors",
-        || format!("is {}; must be 1..=10000", e.max_consecutive_errors),
-    )?;
-    check(
-        e.abstain_below.is_none_or(|t| t > 0.0 && t <= 1.0),
-        path,
-        "engine.abstain_below",
-        || format!("is {:?}; must be in (0, 1]", e.abstain_below),
-    )?;
-    check((1..=MAX_BATCH).contains(&e.max_batch), path, "engine.max_batch", || {
-        format!("is {}; must be 1..={MAX_BATCH}", e.max_batch)
-    })?;
-    check(
-        (1..=MAX_BATCH_LATENCY_MS).contains(&e.batch_latency_ms),
-        path,
-        "engine.batch_latency_ms",
-        || format!("is {}; must be 1..={MAX_BATCH_LATENCY_MS}", e.batch_latency_ms),
-    )?;
+    validate_limits(&e, path)?;
     Ok(EngineSettings {
         backend,
         execution_providers: providers,
@@ -253,6 +213,41 @@ pub(super) fn validate_engine(e: RawEngine, path: &Path) -> Result<EngineSetting
         max_batch: e.max_batch,
         batch_latency_ms: e.batch_latency_ms,
     })
+}
+
+/// The engine's numeric limits: sampler steps and samples, the job queue, the error budget, the
+/// abstention threshold and the batching of windows.
+fn validate_limits(e: &RawEngine, path: &Path) -> Result<(), ConfigError> {
+    if let Some(steps) = e.steps {
+        check_range(steps, 1..=1000, path, "engine.steps")?;
+    }
+    check(
+        e.samples.is_none_or(|s| check_samples(s).is_ok()),
+        path,
+        "engine.samples",
+        || format!("is {}; must be 1..={MAX_SAMPLES}", e.samples.unwrap_or(0)),
+    )?;
+    check_range(e.queue_capacity, 1..=1024, path, "engine.queue_capacity")?;
+    check_range(
+        e.max_consecutive_errors,
+        1..=10_000,
+        path,
+        "engine.max_consecutive_errors",
+    )?;
+    check(
+        e.abstain_below.is_none_or(|t| t > 0.0 && t <= 1.0),
+        path,
+        "engine.abstain_below",
+        || format!("is {}; must be in (0, 1]", e.abstain_below.unwrap_or(0.0)),
+    )?;
+    check_range(e.max_batch, 1..=MAX_BATCH, path, "engine.max_batch")?;
+    check_range(
+        e.batch_latency_ms,
+        1..=MAX_BATCH_LATENCY_MS,
+        path,
+        "engine.batch_latency_ms",
+    )?;
+    Ok(())
 }
 
 /// ONNX Runtime keys: only with backend "ort"; absolute paths (the unit's working directory is

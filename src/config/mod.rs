@@ -1,6 +1,7 @@
 //! Board profiles: the raw TOML of `boards/*.toml` (`RawProfile`, unknown keys refused) and the
 //! one validated `Settings` type the daemon runs with. Every range check lives in `validate`
-//! (the `[engine]` table's in `engine`); code holding a `Settings` may rely on it. A profile
+//! (the `[engine]` table's in `engine`, `[ros2]`'s in `ros2`), with one message rule for ranges
+//! and lower bounds (`check_range`, `check_min`); code holding a `Settings` may rely on it. A profile
 //! says nothing about feature sizes or classes: those are the model's (its manifest), read when
 //! the daemon starts.
 
@@ -12,7 +13,9 @@ pub use engine::{EngineSettings, RawEngine, DEFAULT_BATCH_LATENCY_MS, DEFAULT_MA
 pub use ros2::{Ros2Settings, Ros2Topics};
 pub use settings::{AssemblySettings, ConnectionLimits, Windowing};
 
+use std::fmt::Display;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -242,6 +245,23 @@ fn check(ok: bool, path: &Path, field: &'static str, detail: impl FnOnce() -> St
     }
 }
 
+/// The one range rule of every numeric key: `value` in `range`, else "is V; must be LO..=HI".
+fn check_range<T>(value: T, range: RangeInclusive<T>, path: &Path, field: &'static str) -> Result<(), ConfigError>
+where
+    T: PartialOrd + Display,
+{
+    check(range.contains(&value), path, field, || {
+        format!("is {value}; must be {}..={}", range.start(), range.end())
+    })
+}
+
+/// The one lower-bound rule: `value` at least `min`, else "is V; must be at least MIN".
+fn check_min<T: PartialOrd + Display>(value: T, min: T, path: &Path, field: &'static str) -> Result<(), ConfigError> {
+    check(value >= min, path, field, || {
+        format!("is {value}; must be at least {min}")
+    })
+}
+
 fn validate(raw: RawProfile, path: &Path) -> Result<Settings, ConfigError> {
     let engine = engine::validate_engine(raw.engine, path)?;
     let assembly = validate_assembly(raw.assembly, path)?;
@@ -265,37 +285,15 @@ fn validate(raw: RawProfile, path: &Path) -> Result<Settings, ConfigError> {
 }
 
 fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblySettings, ConfigError> {
-    check((1..=1024).contains(&a.window), path, "assembly.window", || {
-        format!("is {}; must be 1..=1024", a.window)
-    })?;
+    check_range(a.window, 1..=1024, path, "assembly.window")?;
     let d = [a.deadline_ms.text, a.deadline_ms.audio, a.deadline_ms.visual];
     check(d.iter().all(|&ms| ms <= 60_000), path, "assembly.deadline_ms", || {
         format!("{d:?}: each at most 60000")
     })?;
-    check(
-        (1..=600_000).contains(&a.max_utterance_ms),
-        path,
-        "assembly.max_utterance_ms",
-        || "must be 1..=600000".into(),
-    )?;
-    check(
-        (1..=4096).contains(&a.max_open_utterances),
-        path,
-        "assembly.max_open_utterances",
-        || "must be 1..=4096".into(),
-    )?;
-    check(
-        (1..=4096).contains(&a.max_conversations),
-        path,
-        "assembly.max_conversations",
-        || "must be 1..=4096".into(),
-    )?;
-    check(
-        a.idle_conversation_ms >= 1_000,
-        path,
-        "assembly.idle_conversation_ms",
-        || "must be at least 1000".into(),
-    )?;
+    check_range(a.max_utterance_ms, 1..=600_000, path, "assembly.max_utterance_ms")?;
+    check_range(a.max_open_utterances, 1..=4096, path, "assembly.max_open_utterances")?;
+    check_range(a.max_conversations, 1..=4096, path, "assembly.max_conversations")?;
+    check_min(a.idle_conversation_ms, 1_000, path, "assembly.idle_conversation_ms")?;
     let evict_idle_ms = a.evict_idle_ms.unwrap_or(a.idle_conversation_ms.min(10_000));
     check(
         evict_idle_ms <= a.idle_conversation_ms,
@@ -321,41 +319,9 @@ fn validate_assembly(a: RawAssembly, path: &Path) -> Result<AssemblySettings, Co
 }
 
 fn validate_inputs(i: RawInputs, path: &Path) -> Result<InputSettings, ConfigError> {
-    let mut tcp = Vec::new();
-    for s in &i.tcp {
-        let addr: SocketAddr = s.parse().map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field: "inputs.tcp",
-            detail: format!("{s:?}: {e}"),
-        })?;
-        check(i.allow_remote || addr.ip().is_loopback(), path, "inputs.tcp", || {
-            format!("{addr} is not loopback; set inputs.allow_remote = true to expose it")
-        })?;
-        tcp.push(addr);
-    }
-    for p in &i.serial {
-        check(BAUDS.contains(&p.baud), path, "inputs.serial.baud", || {
-            format!("{} not in {BAUDS:?}", p.baud)
-        })?;
-    }
-    for u in &i.unix {
-        check(u.is_absolute(), path, "inputs.unix", || {
-            format!("{} must be absolute", u.display())
-        })?;
-    }
-    check(
-        i.max_frames_per_second >= 1,
-        path,
-        "inputs.max_frames_per_second",
-        || "must be at least 1".into(),
-    )?;
-    check(i.burst >= 1, path, "inputs.burst", || "must be at least 1".into())?;
-    check(
-        (1..=MAX_CONNECTIONS).contains(&i.max_connections),
-        path,
-        "inputs.max_connections",
-        || format!("is {}; must be 1..={MAX_CONNECTIONS}", i.max_connections),
-    )?;
+    let tcp = validate_endpoints(&i, path)?;
+    let (total_rate, total_burst) = validate_rates(&i, path)?;
+    check_range(i.max_connections, 1..=MAX_CONNECTIONS, path, "inputs.max_connections")?;
     check(
         (1..=i.max_connections).contains(&i.max_connections_per_peer),
         path,
@@ -367,25 +333,7 @@ fn validate_inputs(i: RawInputs, path: &Path) -> Result<InputSettings, ConfigErr
             )
         },
     )?;
-    check(
-        (100..=3_600_000).contains(&i.idle_timeout_ms),
-        path,
-        "inputs.idle_timeout_ms",
-        || "must be 100..=3600000".into(),
-    )?;
-    let total_rate = i
-        .max_total_frames_per_second
-        .unwrap_or(i.max_frames_per_second.saturating_mul(4));
-    let total_burst = i.total_burst.unwrap_or(i.burst.saturating_mul(4));
-    check(
-        total_rate >= i.max_frames_per_second,
-        path,
-        "inputs.max_total_frames_per_second",
-        || "must be at least max_frames_per_second".into(),
-    )?;
-    check(total_burst >= i.burst, path, "inputs.total_burst", || {
-        "must be at least burst".into()
-    })?;
+    check_range(i.idle_timeout_ms, 100..=3_600_000, path, "inputs.idle_timeout_ms")?;
     check(
         i.unix_mode & !0o777 == 0 && i.unix_mode & 0o600 == 0o600,
         path,
@@ -415,9 +363,81 @@ fn validate_inputs(i: RawInputs, path: &Path) -> Result<InputSettings, ConfigErr
     })
 }
 
+/// The listeners: TCP addresses parsed and loopback unless `allow_remote`, serial bauds from
+/// `BAUDS`, Unix socket paths absolute.
+fn validate_endpoints(i: &RawInputs, path: &Path) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut tcp = Vec::new();
+    for s in &i.tcp {
+        let addr: SocketAddr = s.parse().map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: "inputs.tcp",
+            detail: format!("{s:?}: {e}"),
+        })?;
+        check(i.allow_remote || addr.ip().is_loopback(), path, "inputs.tcp", || {
+            format!("{addr} is not loopback; set inputs.allow_remote = true to expose it")
+        })?;
+        tcp.push(addr);
+    }
+    for p in &i.serial {
+        check(BAUDS.contains(&p.baud), path, "inputs.serial.baud", || {
+            format!("{} not in {BAUDS:?}", p.baud)
+        })?;
+    }
+    for u in &i.unix {
+        check(u.is_absolute(), path, "inputs.unix", || {
+            format!("{} must be absolute", u.display())
+        })?;
+    }
+    Ok(tcp)
+}
+
+/// The frame-rate buckets: per connection at least 1, the daemon-wide ones (default 4x the
+/// per-connection values) at least the per-connection ones. Returns (total rate, total burst).
+fn validate_rates(i: &RawInputs, path: &Path) -> Result<(u32, u32), ConfigError> {
+    check_min(i.max_frames_per_second, 1, path, "inputs.max_frames_per_second")?;
+    check_min(i.burst, 1, path, "inputs.burst")?;
+    let total_rate = i
+        .max_total_frames_per_second
+        .unwrap_or(i.max_frames_per_second.saturating_mul(4));
+    let total_burst = i.total_burst.unwrap_or(i.burst.saturating_mul(4));
+    check(
+        total_rate >= i.max_frames_per_second,
+        path,
+        "inputs.max_total_frames_per_second",
+        || "must be at least max_frames_per_second".into(),
+    )?;
+    check(total_burst >= i.burst, path, "inputs.total_burst", || {
+        "must be at least burst".into()
+    })?;
+    Ok((total_rate, total_burst))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_keys_name_their_value_and_range() {
+        let cases = [
+            (
+                "queue_capacity = 8",
+                "queue_capacity = 0",
+                "`engine.queue_capacity` is 0; must be 1..=1024",
+            ),
+            (
+                "window = 64",
+                "window = 2000",
+                "`assembly.window` is 2000; must be 1..=1024",
+            ),
+            ("burst = 400", "burst = 0", "`inputs.burst` is 0; must be at least 1"),
+        ];
+        for (from, to, want) in cases {
+            let text = DEFAULT_PROFILE.replacen(from, to, 1);
+            assert_ne!(text, DEFAULT_PROFILE, "the default profile's line {from:?}");
+            let err = Settings::parse(&text, Path::new("p.toml")).unwrap_err().to_string();
+            assert!(err.ends_with(want), "{to}: {err}");
+        }
+    }
 
     #[test]
     fn a_profile_for_a_model_without_visual_may_omit_its_deadline() {

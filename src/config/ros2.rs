@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check, ConfigError};
+use super::{check, check_range, ConfigError};
 
 /// Environment variable ROS 2 tools read for the domain id; used when the profile sets none.
 pub const ROS_DOMAIN_ID_ENV: &str = "ROS_DOMAIN_ID";
@@ -232,19 +232,17 @@ pub fn validate_ros2(raw: RawRos2, env_domain: Option<&str>, path: &Path) -> Res
         "ros2.frame_id",
         || "holds a control character".into(),
     )?;
-    check(
-        (100..=60_000).contains(&raw.diagnostics_period_ms),
+    check_range(
+        raw.diagnostics_period_ms,
+        100..=60_000,
         path,
         "ros2.diagnostics_period_ms",
-        || format!("is {}; must be 100..=60000", raw.diagnostics_period_ms),
     )?;
     for (field, q) in [
         ("ros2.qos.input.depth", raw.qos.input),
         ("ros2.qos.output.depth", raw.qos.output),
     ] {
-        check((1..=MAX_DEPTH).contains(&q.depth), path, field, || {
-            format!("is {}; must be 1..={MAX_DEPTH}", q.depth)
-        })?;
+        check_range(q.depth, 1..=MAX_DEPTH, path, field)?;
     }
     let topics = resolve_topics(&raw.namespace, &raw.topics, path)?;
     Ok(Some(Ros2Settings {
