@@ -15,6 +15,7 @@ use crate::client::paced::{send_paced, PacedOptions};
 use crate::client::replay::{self, DropSpan, ReplayOptions};
 use crate::config::Settings;
 use crate::daemon::inference::WindowRunner;
+use crate::daemon::pipeline_runner::PipelineRunner;
 use crate::daemon::recorder::RecorderRunner;
 use crate::daemon::server::{warm_up_runner, warmup_job};
 use crate::manifest::Manifest;
@@ -348,6 +349,50 @@ fn report_replay(ledger: &Ledger, took: Duration) -> Result<()> {
 
 /// `bench-throughput`: every `max_batch` x conversations row on the profile's engine, then the
 /// summary (`throughput::summarize`). Stops, saying so, when the data is not there.
+/// One measurement per (max_batch, conversations) of `a`, each row printed as it comes.
+fn measure_grid(
+    runner: &mut PipelineRunner,
+    stream: &Stream,
+    a: &BenchThroughputArgs,
+    settings: &Settings,
+) -> Result<Vec<throughput::Measurement>> {
+    let mut rows = Vec::new();
+    for &b in &a.max_batch {
+        runner.set_max_batch(b.clamp(1, crate::capacity::MAX_BATCH));
+        for &c in &a.conversations {
+            let spec = RunSpec {
+                conversations: c,
+                windows: a.windows,
+                warmup: a.warmup,
+                budget: settings.engine.batch_latency(),
+            };
+            let m = throughput::measure(runner, stream, &spec)
+                .with_context(|| format!("{c} conversations, max_batch {b}"))?;
+            println!("{}", throughput::table_row(&m));
+            rows.push(m);
+        }
+    }
+    Ok(rows)
+}
+
+/// The batched against one-at-a-time line and the single-window latency.
+fn print_throughput_summary(s: &throughput::Summary) {
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
+    println!(
+        "{} conversations: {} windows/core-s batched (max_batch {}) vs {} one at a time: ratio {}",
+        s.conversations,
+        fmt(s.batched_windows_per_core_s),
+        s.max_batch,
+        fmt(s.single_windows_per_core_s),
+        s.ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+    );
+    println!(
+        "single-window latency p50: {}",
+        s.single_window_latency_p50_us
+            .map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1e3))
+    );
+}
+
 fn run_bench_throughput(a: BenchThroughputArgs) -> Result<()> {
     if !a.data.exists() {
         bail!(
@@ -384,38 +429,10 @@ fn run_bench_throughput(a: BenchThroughputArgs) -> Result<()> {
         a.window_sizes, a.rate, settings.engine.batch_latency_ms
     );
     println!("{}", throughput::table_header());
-    let mut rows = Vec::new();
-    for &b in &a.max_batch {
-        runner.set_max_batch(b.clamp(1, crate::capacity::MAX_BATCH));
-        for &c in &a.conversations {
-            let spec = RunSpec {
-                conversations: c,
-                windows: a.windows,
-                warmup: a.warmup,
-                budget: settings.engine.batch_latency(),
-            };
-            let m = throughput::measure(&mut runner, &stream, &spec)
-                .with_context(|| format!("{c} conversations, max_batch {b}"))?;
-            println!("{}", throughput::table_row(&m));
-            rows.push(m);
-        }
-    }
+    let rows = measure_grid(&mut runner, &stream, &a, &settings)?;
     let s = throughput::summarize(&rows);
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
     println!("engine: {}", runner.describe());
-    println!(
-        "{} conversations: {} windows/core-s batched (max_batch {}) vs {} one at a time: ratio {}",
-        s.conversations,
-        fmt(s.batched_windows_per_core_s),
-        s.max_batch,
-        fmt(s.single_windows_per_core_s),
-        s.ratio.map_or("-".into(), |r| format!("{r:.2}x"))
-    );
-    println!(
-        "single-window latency p50: {}",
-        s.single_window_latency_p50_us
-            .map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1e3))
-    );
+    print_throughput_summary(&s);
     if a.json {
         println!(
             "{}",

@@ -8,7 +8,7 @@ pub mod check;
 pub mod daemon;
 pub mod exit;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -227,6 +227,52 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         cfg.seeds.len(),
         cfg.completions.len(),
     );
+    let rows = evaluate_with_progress(&rec, &cfg, &make)?;
+    println!(
+        "classes (f1 per class in this order): {}",
+        manifest.model.classes.join(" ")
+    );
+    print!("{}", eval::table(&rows));
+    if let Some(path) = &a.json {
+        let doc = eval_json(&manifest, &data, &cfg, (steps, sampler, samples), a.backend, &rows);
+        let text = serde_json::to_string_pretty(&doc)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The `--json` document of `gsdnet eval`: the model, the data, the seeds, the sampler the
+/// pipeline resolved (steps, kind, samples), the backend and the result rows.
+fn eval_json(
+    manifest: &Manifest,
+    data: &Path,
+    cfg: &EvalConfig,
+    (steps, sampler, samples): (usize, SamplerKind, usize),
+    backend: BackendKind,
+    rows: &[eval::ResultRow],
+) -> serde_json::Value {
+    serde_json::json!({
+        "model": manifest.model.name,
+        "model_version": manifest.model.version,
+        "data": data.display().to_string(),
+        "seeds": cfg.seeds,
+        "steps": steps,
+        "sampler": sampler.name(),
+        "samples": samples,
+        "temperature": manifest.calibration.temperature,
+        "classes": manifest.model.classes,
+        "modalities": manifest.modalities.letters(),
+        "backend": backend.name(),
+        "results": rows,
+    })
+}
+
+/// `eval::evaluate` under a progress bar on stderr (cleared at the end), then its wall time.
+fn evaluate_with_progress(
+    rec: &Recording,
+    cfg: &EvalConfig,
+    make: &(dyn Fn() -> Result<Pipeline, PipelineError> + Sync),
+) -> Result<Vec<eval::ResultRow>> {
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} tasks {elapsed_precise} eta {eta}",
@@ -236,33 +282,10 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         bar.set_length(total as u64);
         bar.inc(1);
     };
-    let rows = eval::evaluate(&rec, &cfg, &make, &progress)?;
+    let rows = eval::evaluate(rec, cfg, make, &progress)?;
     bar.finish_and_clear();
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
-    println!(
-        "classes (f1 per class in this order): {}",
-        manifest.model.classes.join(" ")
-    );
-    print!("{}", eval::table(&rows));
-    if let Some(path) = &a.json {
-        let doc = serde_json::json!({
-            "model": manifest.model.name,
-            "model_version": manifest.model.version,
-            "data": data.display().to_string(),
-            "seeds": cfg.seeds,
-            "steps": steps,
-            "sampler": sampler.name(),
-            "samples": samples,
-            "temperature": manifest.calibration.temperature,
-            "classes": manifest.model.classes,
-            "modalities": manifest.modalities.letters(),
-            "backend": a.backend.name(),
-            "results": rows,
-        });
-        let text = serde_json::to_string_pretty(&doc)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    Ok(rows)
 }
 
 /// Gives `rec` (read from `data`) the text view of `manifest`: when the model's text modality
