@@ -127,16 +127,7 @@ pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayEr
     let mut k = 0u64;
     for conv in &rec.conversations {
         let cid = protocol::conversation_id(&conv.id).ok_or_else(|| ReplayError::ConversationId(conv.id.clone()))?;
-        let mask = match opts.mask {
-            Some((rate, seed, mods)) => Some(masks::random_mask(
-                seed,
-                masks::check_rate(rate)?,
-                &conv.id,
-                conv.utterances.len(),
-                &mods,
-            )),
-            None => None,
-        };
+        let mask = conversation_mask(opts, &conv.id, conv.utterances.len())?;
         let first = if recorded {
             conv.utterances
                 .first()
@@ -159,12 +150,7 @@ pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayEr
                 k * opts.interval_ms
             };
             k += 1;
-            let hidden = Modality::ALL.map(|m| {
-                let dropped = opts.drops.iter().any(|d| {
-                    d.modality == m && (d.from_s * 1000.0) <= at_ms as f64 && (at_ms as f64) < d.to_s * 1000.0
-                });
-                dropped || mask.as_ref().is_some_and(|mk| !mk[i][m.index()])
-            });
+            let hidden = held_back(opts, mask.as_ref().map(|mk| &mk[i]), at_ms);
             utterance_steps(
                 u,
                 &Slot {
@@ -185,6 +171,32 @@ pub fn plan(rec: &Recording, opts: &ReplayOptions) -> Result<Vec<Step>, ReplayEr
         });
     }
     Ok(steps)
+}
+
+/// The protocol mask of a conversation of `n` utterances, when `opts.mask` asks for one.
+fn conversation_mask(opts: &ReplayOptions, conv_id: &str, n: usize) -> Result<Option<Vec<masks::Avail>>, ReplayError> {
+    let Some((rate, seed, mods)) = opts.mask else {
+        return Ok(None);
+    };
+    Ok(Some(masks::random_mask(
+        seed,
+        masks::check_rate(rate)?,
+        conv_id,
+        n,
+        &mods,
+    )))
+}
+
+/// The modalities an utterance sent at `at_ms` holds back: those under a drop span covering
+/// `at_ms`, and those its mask row (if any) marks missing.
+fn held_back(opts: &ReplayOptions, mask_row: Option<&masks::Avail>, at_ms: u64) -> [bool; 3] {
+    Modality::ALL.map(|m| {
+        let dropped = opts
+            .drops
+            .iter()
+            .any(|d| d.modality == m && (d.from_s * 1000.0) <= at_ms as f64 && (at_ms as f64) < d.to_s * 1000.0);
+        dropped || mask_row.is_some_and(|row| !row[m.index()])
+    })
 }
 
 /// Start, one `Features` or `Dropout` per sent modality, end.

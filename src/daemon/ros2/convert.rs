@@ -163,17 +163,10 @@ pub struct NodeCounts {
     pub publish_errors: u64,
 }
 
-/// The daemon's health as one `DiagnosticStatus`: ERROR while the watchdog is stopped, WARN
-/// while windows fail or the queue is full, else OK; every counter as a key/value.
-pub fn diagnostics(
-    name: &str,
-    hardware_id: &str,
-    status: &StatusReport,
-    health: &HealthReport,
-    node: NodeCounts,
-    header: Header,
-) -> DiagnosticArray {
-    let (lvl, message) = if health.watchdog_stopped {
+/// The diagnostic's level and message: ERROR once the watchdog stopped the engine, WARN while
+/// windows fail or the inference queue is full, OK otherwise.
+fn summary(status: &StatusReport, health: &HealthReport) -> (u8, String) {
+    if health.watchdog_stopped {
         (
             level::ERROR,
             format!(
@@ -190,7 +183,20 @@ pub fn diagnostics(
         (level::WARN, "inference queue full".to_string())
     } else {
         (level::OK, format!("serving: {}", status.engine))
-    };
+    }
+}
+
+/// The daemon's health as one `DiagnosticStatus`: ERROR while the watchdog is stopped, WARN
+/// while windows fail or the queue is full, else OK; every counter as a key/value.
+pub fn diagnostics(
+    name: &str,
+    hardware_id: &str,
+    status: &StatusReport,
+    health: &HealthReport,
+    node: NodeCounts,
+    header: Header,
+) -> DiagnosticArray {
+    let (lvl, message) = summary(status, health);
     let kv = |key: &str, value: String| KeyValue { key: key.into(), value };
     let mut values = vec![
         kv("engine", status.engine.clone()),
