@@ -163,7 +163,7 @@ def choose(scores: dict, rates: list, patterns: list, supported) -> Policy:
     return Policy(default, tuple(by_bits))
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="the val split folder")
@@ -175,21 +175,54 @@ def main(argv=None):
                    "present (outside the repository: it holds per-utterance outputs)")
     p.add_argument("--json", default=None)
     p.add_argument("--write", action="store_true", help="store [completion] in the manifest")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def cached_cells(model, convs, seeds, cache: Path | None):
+    """`collect`'s val predictions, read from / written to the --cache pickle when given."""
+    if cache and cache.exists():
+        with open(cache, "rb") as f:
+            return pickle.load(f)
+    cells = collect(model, convs, seeds)
+    if cache:
+        with open(cache, "wb") as f:
+            pickle.dump(cells, f)
+    return cells
+
+
+def print_choice(final: dict, support: dict, policy) -> None:
+    print(f"{'scenario':>8} " + " ".join(f"{m:>9}" for m in MODES + ("policy",)))
+    for lab, row in final.items():
+        print(f"{lab:>8} " + " ".join(f"{row[m]:9.4f}" for m in MODES + ("policy",)))
+    for what, q in support.items():
+        print(f"bootstrap P(gain > 0) {what}: {q:.3f}")
+    print(f"default {policy.default}, patterns {policy.patterns}")
+
+
+def completion_table(policy, final: dict, a, cmd: str) -> dict:
+    """The manifest's [completion]: the chosen policy, the rule, and the val wF1 of the policy
+    and of mean fill at every scenario."""
+    tab = dict(default=policy.default, chosen_on=Path(a.data).name,
+               rule="meanfill unless another mode is >= meanfill at every rate (default) or"
+                    " best at a pattern, with bootstrap P(gain > 0) >= "
+                    f"{a.confidence} over val conversations", seeds=a.seeds,
+               val_scenarios=list(final),
+               val_f1_policy=[round(row["policy"], 4) for row in final.values()],
+               val_f1_meanfill=[round(row[FLOOR], 4) for row in final.values()],
+               command=cmd)
+    if policy.patterns:
+        tab["patterns"] = policy.patterns
+    return tab
+
+
+def main(argv=None):
+    a = parse_args(argv)
     if Path(a.data).resolve().name == "test":
         raise SystemExit("choose_completion fits on val/ only; refusing a split named test")
     model = OnnxModel(a.model)
     man = model.man
     convs = gdata.load_split(a.data, man.dims, getattr(man, "files", None))
-    cache = Path(a.cache) if a.cache else None
-    if cache and cache.exists():
-        with open(cache, "rb") as f:
-            cells = pickle.load(f)
-    else:
-        cells = collect(model, convs, a.seeds)
-        if cache:
-            with open(cache, "wb") as f:
-                pickle.dump(cells, f)
+    cells = cached_cells(model, convs, a.seeds, Path(a.cache) if a.cache else None)
     k = len(man.classes)
     scores = table(cells, a.seeds, k)
     labels = list(scores)
@@ -204,13 +237,8 @@ def main(argv=None):
         return q >= a.confidence
     policy = choose(scores, rates, patterns, supported)
     final = table(cells, a.seeds, k, policy)
-    print(f"{'scenario':>8} " + " ".join(f"{m:>9}" for m in MODES + ("policy",)))
-    for lab, row in final.items():
-        print(f"{lab:>8} " + " ".join(f"{row[m]:9.4f}" for m in MODES + ("policy",)))
     losing = [lab for lab, row in final.items() if row["policy"] < row[FLOOR]]
-    for what, q in support.items():
-        print(f"bootstrap P(gain > 0) {what}: {q:.3f}")
-    print(f"default {policy.default}, patterns {policy.patterns}")
+    print_choice(final, support, policy)
     res = dict(model=man.raw["model"]["name"], split=Path(a.data).name, seeds=a.seeds,
                sampler=man.sde.sampler, steps=man.sde.steps,
                default=policy.default, patterns=policy.patterns, f1_weighted=final,
@@ -222,17 +250,7 @@ def main(argv=None):
         raise SystemExit(f"the chosen policy loses to mean fill at {losing}: not written")
     if a.write:
         cmd = recorded_command("gsdnet_torch.choose_completion", list(argv if argv is not None else sys.argv[1:]))
-        tab = dict(default=policy.default, chosen_on=Path(a.data).name,
-                   rule="meanfill unless another mode is >= meanfill at every rate (default) or"
-                        " best at a pattern, with bootstrap P(gain > 0) >= "
-                        f"{a.confidence} over val conversations", seeds=a.seeds,
-                   val_scenarios=list(final),
-                   val_f1_policy=[round(row["policy"], 4) for row in final.values()],
-                   val_f1_meanfill=[round(row[FLOOR], 4) for row in final.values()],
-                   command=cmd)
-        if policy.patterns:
-            tab["patterns"] = policy.patterns
-        write_table(Path(a.model) / "manifest.toml", "completion", tab)
+        write_table(Path(a.model) / "manifest.toml", "completion", completion_table(policy, final, a, cmd))
         print(f"wrote [completion] to {Path(a.model) / 'manifest.toml'}")
 
 

@@ -179,7 +179,7 @@ def report(pool: dict, shipped: int) -> dict:
                 | {f"cross-fitted {r}": mean(lofo[r]) for r in RULES})
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="task folder holding train/ and val/")
@@ -190,24 +190,21 @@ def main(argv=None):
                    help="reuse the out-of-session predictions of the last run (--work/pool.npz)")
     p.add_argument("--json", default=None)
     p.add_argument("--write", action="store_true", help="store [calibration] in the manifest")
-    a = p.parse_args(argv)
-    work, model, data = Path(a.work).resolve(), Path(a.model), Path(a.data)
-    if ROOT.resolve() in work.parents or work == ROOT.resolve():
-        raise SystemExit("--work must be outside the repository (IEMOCAP rows)")
-    raw = tomllib.loads((model / "manifest.toml").read_text())
-    table = raw.get("completion")
-    folds = fold_models(model, data, work, a.threads)
-    shipped = val_session(data)
+    return p.parse_args(argv)
+
+
+def out_of_session_pool(folds, work: Path, seeds, table, reuse: bool) -> dict:
+    """The pooled out-of-session predictions of the fold models, cached in --work/pool.npz."""
     cache = work / "pool.npz"
-    if a.reuse_pool and cache.exists():
-        pool = dict(np.load(cache))
-    else:
-        pools = [collect(m, split, a.seeds, s, table) for s, (m, split) in folds.items()]
-        pool = {k: np.concatenate([q[k] for q in pools]) for k in pools[0]}
-        np.savez(cache, **pool)
-    res = report(pool, shipped)
-    letters = "".join(gdata.LETTERS[m] for m in gdata.MODALITIES if m in raw["modalities"])
-    samples = manifest_samples(OnnxModel(model).man)
+    if reuse and cache.exists():
+        return dict(np.load(cache))
+    pools = [collect(m, split, seeds, s, table) for s, (m, split) in folds.items()]
+    pool = {k: np.concatenate([q[k] for q in pools]) for k in pools[0]}
+    np.savez(cache, **pool)
+    return pool
+
+
+def print_report(res: dict, temps: dict) -> None:
     for name, row in res["ece_val"].items():
         print(f"val ECE {name:>12}: " + " ".join(f"{r} {v:.3f}" for r, v in row.items()))
     print(f"rule: {res['rule']} (mean ECE over the other sessions held out: "
@@ -217,14 +214,55 @@ def main(argv=None):
     for name, row in res["ece_mean_over_other_sessions"].items():
         print(f"mean over the other held-out sessions, {name:>15}: "
               + " ".join(f"{r} {v:.3f}" for r, v in row.items()))
+    print(f"temperatures: {temps}")
+
+
+def temperatures(res: dict, letters: str) -> dict:
+    """Every fitted temperature set, by pattern name (T, A, TA, ...) plus the pooled one."""
     temps = {k: pattern_names(v, letters) | {"pooled": v[-1]}
              for k, v in res.items() if k.startswith("temps") and k != "temps_per_session"}
     temps["per_session"] = {s: pattern_names(v, letters) | {"pooled": v[-1]}
                             for s, v in res["temps_per_session"].items()}
-    print(f"temperatures: {temps}")
+    return temps
+
+
+def calibration_table(res: dict, out: dict, cmd: str) -> dict:
+    """The manifest's [calibration]: the temperatures fitted on every session's out-of-session
+    predictions, how, and the val ECE before, in sample and cross-fitted."""
+    t_all = out["temperatures"]["temps_all"]
+    cal = dict(temperature=t_all["pooled"],
+               method="temperature by availability pattern, cross-fitted over sessions, "
+                      + ("median of the per-session fits" if res["rule"] == "median"
+                         else "one fit on the pooled sessions"),
+               fitted_on="out-of-session predictions of sessions "
+                         + ", ".join(str(s) for s in out["sessions"])
+                         + " (one model per held-out session)",
+               completion="default", samples=out["samples"], seeds=out["seeds"],
+               rates=[float(r) for r in out["ece_val"]["T=1"]],
+               val_ece_t1=list(res["ece_val"]["T=1"].values()),
+               val_ece_in_sample=list(res["ece_val"]["in-sample"].values()),
+               val_ece_cross_fitted=list(res["ece_val"]["cross-fitted"].values()),
+               command=cmd,
+               patterns={k: v for k, v in t_all.items() if k != "pooled"})
+    return {k: ([round(x, 4) for x in v] if k.startswith("val_ece") else v) for k, v in cal.items()}
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    work, model, data = Path(a.work).resolve(), Path(a.model), Path(a.data)
+    if ROOT.resolve() in work.parents or work == ROOT.resolve():
+        raise SystemExit("--work must be outside the repository (IEMOCAP rows)")
+    raw = tomllib.loads((model / "manifest.toml").read_text())
+    table = raw.get("completion")
+    folds = fold_models(model, data, work, a.threads)
+    shipped = val_session(data)
+    res = report(out_of_session_pool(folds, work, a.seeds, table, a.reuse_pool), shipped)
+    letters = "".join(gdata.LETTERS[m] for m in gdata.MODALITIES if m in raw["modalities"])
+    temps = temperatures(res, letters)
+    print_report(res, temps)
     out = dict(model=raw["model"]["name"], shipped_session=shipped,
                sessions=[int(s) for s in sorted(folds)],
-               seeds=a.seeds, completion=table, samples=samples,
+               seeds=a.seeds, completion=table, samples=manifest_samples(OnnxModel(model).man),
                ece_val=res["ece_val"], ece_leave_one_session_out=res["ece_leave_one_session_out"],
                rule=res["rule"], rule_scores=res["rule_scores"],
                ece_leave_one_session_out_by_rule=res["ece_leave_one_session_out_by_rule"],
@@ -235,24 +273,7 @@ def main(argv=None):
     if a.write:
         args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--reuse-pool"]
         cmd = recorded_command("gsdnet_torch.crossfit", args)   # a cache flag reproduces nothing
-        t_all = temps["temps_all"]
-        cal = dict(temperature=t_all["pooled"],
-                   method="temperature by availability pattern, cross-fitted over sessions, "
-                          + ("median of the per-session fits" if res["rule"] == "median"
-                             else "one fit on the pooled sessions"),
-                   fitted_on="out-of-session predictions of sessions "
-                             + ", ".join(str(s) for s in out["sessions"])
-                             + " (one model per held-out session)",
-                   completion="default", samples=samples, seeds=a.seeds,
-                   rates=[float(r) for r in out["ece_val"]["T=1"]],
-                   val_ece_t1=list(res["ece_val"]["T=1"].values()),
-                   val_ece_in_sample=list(res["ece_val"]["in-sample"].values()),
-                   val_ece_cross_fitted=list(res["ece_val"]["cross-fitted"].values()),
-                   command=cmd,
-                   patterns={k: v for k, v in t_all.items() if k != "pooled"})
-        cal = {k: ([round(x, 4) for x in v] if k.startswith("val_ece") else v)
-               for k, v in cal.items()}
-        write_table(model / "manifest.toml", "calibration", cal)
+        write_table(model / "manifest.toml", "calibration", calibration_table(res, out, cmd))
         print(f"wrote [calibration] to {model / 'manifest.toml'}")
 
 
