@@ -9,7 +9,7 @@
 pub mod golden;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::backend::{self, Backend, BackendKind, BackendOptions, OrtLibraryInfo, PartSpec};
@@ -113,46 +113,11 @@ pub fn run(opts: &CheckOptions) -> Report {
     if opts.backend == BackendKind::Ort {
         report.ort_library = Some(backend::ort_library(&opts.backend_opts).map_err(|e| e.to_string()));
     }
-    let mut loaded: Vec<Box<dyn Backend>> = Vec::new();
-    for spec in &opts.parts {
-        match backend::load(opts.backend, spec, &opts.backend_opts) {
-            Ok(b) => {
-                report.parts.push(PartReport {
-                    part: spec.name.clone(),
-                    provider: Ok(b.provider()),
-                    notes: b.provider_notes(),
-                });
-                loaded.push(b);
-            }
-            Err(e) => report.parts.push(PartReport {
-                part: spec.name.clone(),
-                provider: Err(e.to_string()),
-                notes: vec![],
-            }),
-        }
-    }
+    let mut loaded = load_parts(opts, &mut report.parts);
     let Some(dir) = &opts.golden_dir else { return report };
-    let cases = match GoldenCase::discover(dir) {
-        Ok(c) => c,
-        Err(e) => {
-            report.errors.push(format!("golden cases: {e}"));
-            return report;
-        }
+    let Some(cases) = golden_cases(dir, opts.model_name.as_deref(), &mut report) else {
+        return report;
     };
-    let (cases, other): (Vec<GoldenCase>, Vec<GoldenCase>) = cases
-        .into_iter()
-        .partition(|c| opts.model_name.is_none() || c.model.is_none() || c.model == opts.model_name);
-    for c in &other {
-        let model = c.model.as_deref().unwrap_or("?");
-        report
-            .skipped
-            .push(format!("case {}: recorded with model {model}", c.name));
-    }
-    if cases.is_empty() {
-        report
-            .errors
-            .push(format!("no golden case (*/case.toml) under {}", dir.display()));
-    }
     for case in &cases {
         for b in loaded.iter_mut() {
             match golden::part_parity(case, b.as_mut()) {
@@ -164,6 +129,57 @@ pub fn run(opts: &CheckOptions) -> Report {
     }
     report.latency = window_latency(&cases, &mut loaded, opts, &mut report.errors);
     report
+}
+
+/// Every part loaded on the chosen backend; each gets a row in `parts` (its provider, or why it
+/// did not load). Returns the loaded ones.
+fn load_parts(opts: &CheckOptions, parts: &mut Vec<PartReport>) -> Vec<Box<dyn Backend>> {
+    let mut loaded: Vec<Box<dyn Backend>> = Vec::new();
+    for spec in &opts.parts {
+        match backend::load(opts.backend, spec, &opts.backend_opts) {
+            Ok(b) => {
+                parts.push(PartReport {
+                    part: spec.name.clone(),
+                    provider: Ok(b.provider()),
+                    notes: b.provider_notes(),
+                });
+                loaded.push(b);
+            }
+            Err(e) => parts.push(PartReport {
+                part: spec.name.clone(),
+                provider: Err(e.to_string()),
+                notes: vec![],
+            }),
+        }
+    }
+    loaded
+}
+
+/// The golden cases under `dir` recorded with `model` (or with no model named); the others are
+/// reported as skipped, and none at all is an error. None when the folder cannot be read.
+fn golden_cases(dir: &Path, model: Option<&str>, report: &mut Report) -> Option<Vec<GoldenCase>> {
+    let cases = match GoldenCase::discover(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(format!("golden cases: {e}"));
+            return None;
+        }
+    };
+    let (cases, other): (Vec<GoldenCase>, Vec<GoldenCase>) = cases
+        .into_iter()
+        .partition(|c| model.is_none() || c.model.is_none() || c.model.as_deref() == model);
+    for c in &other {
+        let recorded = c.model.as_deref().unwrap_or("?");
+        report
+            .skipped
+            .push(format!("case {}: recorded with model {recorded}", c.name));
+    }
+    if cases.is_empty() {
+        report
+            .errors
+            .push(format!("no golden case (*/case.toml) under {}", dir.display()));
+    }
+    Some(cases)
 }
 
 /// One window = encoders, `steps` calls of (s_theta, s_phi), recon, fusion, on the first case that
