@@ -152,21 +152,13 @@ pub async fn serve(
     let stats = Arc::new(Stats::default());
     let (results, _) = broadcast::channel(opts.result_backlog.max(1));
     let queue = Arc::new(JobQueue::new(opts.queue_capacity));
-    let watchdog = WatchdogPolicy {
-        heartbeat: opts.heartbeat,
-        max_consecutive_errors: opts.max_consecutive_errors,
-    };
-    let policy = InferencePolicy {
-        watchdog,
-        batch_latency: opts.batch_latency,
-    };
     let inference = InferenceThread::spawn(
         runner,
         Arc::clone(&queue),
         results.clone(),
         Arc::clone(&stats),
         Arc::clone(&notifier),
-        policy,
+        inference_policy(&opts),
     )
     .map_err(ServeError::Thread)?;
     let frontend = FrontendSide::start(text_frontend, Arc::clone(&stats)).map_err(ServeError::Frontend)?;
@@ -203,6 +195,17 @@ pub async fn serve(
     finish(assembly, inference, tasks, stop_output).await;
     log_stopped(&stats);
     Ok(stats)
+}
+
+/// The inference thread's watchdog and batching policy, from the validated options.
+fn inference_policy(opts: &ServeOptions) -> InferencePolicy {
+    InferencePolicy {
+        watchdog: WatchdogPolicy {
+            heartbeat: opts.heartbeat,
+            max_consecutive_errors: opts.max_consecutive_errors,
+        },
+        batch_latency: opts.batch_latency,
+    }
 }
 
 fn log_stopped(stats: &Stats) {

@@ -310,25 +310,8 @@ impl Manifest {
         };
         let has_regression = raw.model.has_regression;
         let layout = (&modalities, classes.len(), has_regression, &dims);
-        let mut parts = Vec::with_capacity(5);
-        let mut sha256 = Vec::with_capacity(5);
-        let mut raw_parts = raw.parts;
-        for name in PART_NAMES {
-            let part = raw_parts
-                .remove(name)
-                .ok_or_else(|| invalid(format!("missing [parts.{name}]")))?;
-            sha256.push(part.sha256.clone());
-            parts.push(check_part(dir, path, name, part, layout)?);
-        }
-        if let Some(extra) = raw_parts.keys().next() {
-            return Err(invalid(format!("unknown part [parts.{extra}] (known: {PART_NAMES:?})")));
-        }
+        let (parts, sha256) = check_parts(dir, path, raw.parts, layout)?;
         let symbolic = parts[0].is_symbolic();
-        if parts.iter().any(|p| p.is_symbolic() != symbolic) {
-            return Err(invalid(
-                "parts mix fixed and symbolic (\"batch\" / \"window\") shapes; export them all one way".into(),
-            ));
-        }
         let buckets = check_buckets(raw.dims.buckets.as_deref(), dims.window, symbolic).map_err(invalid)?;
         let model = ModelInfo {
             name: raw.model.name,
@@ -396,6 +379,39 @@ fn check_sde(s: &SdeSettings) -> Result<(), String> {
         return Err(format!("[sde] samples must be 1..={MAX_SAMPLES}, got {}", s.samples));
     }
     Ok(())
+}
+
+/// Every part of `PART_NAMES`, in that order, each checked against the layout (no part missing,
+/// none unknown, all fixed or all symbolic shapes); with the recorded sha256 of each.
+fn check_parts(
+    dir: &Path,
+    path: &Path,
+    mut raw_parts: BTreeMap<String, RawPart>,
+    layout: (&Modalities, usize, bool, &Dims),
+) -> Result<(Vec<PartSpec>, Vec<String>), ManifestError> {
+    let invalid = |detail: String| ManifestError::Invalid {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut parts = Vec::with_capacity(PART_NAMES.len());
+    let mut sha256 = Vec::with_capacity(PART_NAMES.len());
+    for name in PART_NAMES {
+        let part = raw_parts
+            .remove(name)
+            .ok_or_else(|| invalid(format!("missing [parts.{name}]")))?;
+        sha256.push(part.sha256.clone());
+        parts.push(check_part(dir, path, name, part, layout)?);
+    }
+    if let Some(extra) = raw_parts.keys().next() {
+        return Err(invalid(format!("unknown part [parts.{extra}] (known: {PART_NAMES:?})")));
+    }
+    let symbolic = parts[0].is_symbolic();
+    if parts.iter().any(|p| p.is_symbolic() != symbolic) {
+        return Err(invalid(
+            "parts mix fixed and symbolic (\"batch\" / \"window\") shapes; export them all one way".into(),
+        ));
+    }
+    Ok((parts, sha256))
 }
 
 fn check_part(
