@@ -347,8 +347,6 @@ fn report_replay(ledger: &Ledger, took: Duration) -> Result<()> {
     Ok(())
 }
 
-/// `bench-throughput`: every `max_batch` x conversations row on the profile's engine, then the
-/// summary (`throughput::summarize`). Stops, saying so, when the data is not there.
 /// One measurement per (max_batch, conversations) of `a`, each row printed as it comes.
 fn measure_grid(
     runner: &mut PipelineRunner,
@@ -393,6 +391,8 @@ fn print_throughput_summary(s: &throughput::Summary) {
     );
 }
 
+/// `bench-throughput`: every `max_batch` x conversations row on the profile's engine, then the
+/// summary (`throughput::summarize`). Stops, saying so, when the data is not there.
 fn run_bench_throughput(a: BenchThroughputArgs) -> Result<()> {
     if !a.data.exists() {
         bail!(
