@@ -221,12 +221,11 @@ fn validate_limits(e: &RawEngine, path: &Path) -> Result<(), ConfigError> {
     if let Some(steps) = e.steps {
         check_range(steps, 1..=1000, path, "engine.steps")?;
     }
-    check(
-        e.samples.is_none_or(|s| check_samples(s).is_ok()),
-        path,
-        "engine.samples",
-        || format!("is {}; must be 1..={MAX_SAMPLES}", e.samples.unwrap_or(0)),
-    )?;
+    if let Some(s) = e.samples {
+        check(check_samples(s).is_ok(), path, "engine.samples", || {
+            format!("is {s}; must be 1..={MAX_SAMPLES}")
+        })?;
+    }
     check_range(e.queue_capacity, 1..=1024, path, "engine.queue_capacity")?;
     check_range(
         e.max_consecutive_errors,
@@ -234,12 +233,11 @@ fn validate_limits(e: &RawEngine, path: &Path) -> Result<(), ConfigError> {
         path,
         "engine.max_consecutive_errors",
     )?;
-    check(
-        e.abstain_below.is_none_or(|t| t > 0.0 && t <= 1.0),
-        path,
-        "engine.abstain_below",
-        || format!("is {}; must be in (0, 1]", e.abstain_below.unwrap_or(0.0)),
-    )?;
+    if let Some(t) = e.abstain_below {
+        check(t > 0.0 && t <= 1.0, path, "engine.abstain_below", || {
+            format!("is {t}; must be in (0, 1]")
+        })?;
+    }
     check_range(e.max_batch, 1..=MAX_BATCH, path, "engine.max_batch")?;
     check_range(
         e.batch_latency_ms,

@@ -292,10 +292,7 @@ impl Manifest {
     }
 
     fn validate(dir: &Path, path: &Path, raw: RawManifest) -> Result<Manifest, ManifestError> {
-        let invalid = |detail: String| ManifestError::Invalid {
-            path: path.to_path_buf(),
-            detail,
-        };
+        let invalid = invalid_at(path);
         let dims = check_dims(&raw.dims).map_err(invalid)?;
         let modalities = check_modalities(&raw.modalities).map_err(invalid)?;
         check_sde(&raw.sde).map_err(invalid)?;
@@ -381,6 +378,14 @@ fn check_sde(s: &SdeSettings) -> Result<(), String> {
     Ok(())
 }
 
+/// `ManifestError::Invalid` of the manifest at `path`, for `map_err` on the checks' messages.
+fn invalid_at(path: &Path) -> impl Fn(String) -> ManifestError + Copy + '_ {
+    move |detail| ManifestError::Invalid {
+        path: path.to_path_buf(),
+        detail,
+    }
+}
+
 /// Every part of `PART_NAMES`, in that order, each checked against the layout (no part missing,
 /// none unknown, all fixed or all symbolic shapes); with the recorded sha256 of each.
 fn check_parts(
@@ -389,10 +394,7 @@ fn check_parts(
     mut raw_parts: BTreeMap<String, RawPart>,
     layout: (&Modalities, usize, bool, &Dims),
 ) -> Result<(Vec<PartSpec>, Vec<String>), ManifestError> {
-    let invalid = |detail: String| ManifestError::Invalid {
-        path: path.to_path_buf(),
-        detail,
-    };
+    let invalid = invalid_at(path);
     let mut parts = Vec::with_capacity(PART_NAMES.len());
     let mut sha256 = Vec::with_capacity(PART_NAMES.len());
     for name in PART_NAMES {
