@@ -32,8 +32,8 @@ def group_name(avail_row, letters) -> str:
 
 
 def split_rows(pred, full_pred, label, avail, letters) -> list:
-    """Per availability group (sorted by name): n, accuracy, and the
-    full view's accuracy on the same utterances."""
+    """Per availability group (sorted by name): n, accuracy, and the full view's accuracy on
+    the same utterances."""
     names = np.array([group_name(a, letters) for a in np.asarray(avail, bool)])
     rows = []
     for g in sorted(set(names)):
@@ -49,17 +49,16 @@ def run(model_dir, split_dir, seeds=(0, 1, 2), completion=DEFAULT) -> dict:
     man = model.man
     convs = gdata.load_split(split_dir, man.dims, man.files)
     k = len(man.classes)
-    full = scenario_outputs(model, convs, completion, 0, rate=0.0)
-    full_pred = full["probs"].argmax(-1)
+    outs = {(rate, s): scenario_outputs(model, convs, completion, s, rate=rate)
+            for rate in gmasks.protocol_rates(man.m) for s in seeds}
+    # the protocol's first rate is 0.0: every modality, whatever the mask seed
+    full_pred = outs[(0.0, seeds[0])]["probs"].argmax(-1)
     out = []
-    for rate in gmasks.protocol_rates(man.m):
-        for s in seeds:
-            o = scenario_outputs(model, convs, completion, s, rate=rate)
-            pred = o["probs"].argmax(-1)
-            wf1 = gmetrics.classification(pred, o["label"], k)["f1_weighted"]
-            out.append(dict(rate=rate, mask_seed=s, f1_weighted=float(wf1),
-                            groups=split_rows(pred, full_pred, o["label"], o["avail"],
-                                              man.letters)))
+    for (rate, s), o in outs.items():
+        pred = o["probs"].argmax(-1)
+        wf1 = gmetrics.classification(pred, o["label"], k)["f1_weighted"]
+        out.append(dict(rate=rate, mask_seed=s, f1_weighted=float(wf1),
+                        groups=split_rows(pred, full_pred, o["label"], o["avail"], man.letters)))
     return dict(model=man.raw["model"]["name"], split=Path(split_dir).name,
                 completion=completion, seeds=list(seeds), rows=out)
 
