@@ -22,7 +22,9 @@ class Ledger:
         self.written_off = 0  # uncovered utterances the sender stopped waiting for
 
     def sent(self, conversation, utterance, with_data=True):
-        """Records an utterance sent; `with_data` False = every modality missing (no result due)."""
+        """Records an utterance sent; `with_data` False = every modality missing (no result due).
+        Call it before the utterance's first frame: its result may come back before its end is
+        sent, and a result for an utterance not recorded yet does not cover it."""
         if with_data:
             self.expected.setdefault(conversation, set()).add(utterance)
         else:

@@ -226,19 +226,21 @@ class DaemonLink:
         `modalities` are the model's (ModelInfo order)."""
         c = self.conversation
         self._hold_back()
-        with_data = False
+        has_audio = "audio" in modalities and audio is not None
+        has_text = "text" in modalities and transcript is not None and self.transcripts
+        # recorded before the first frame: the daemon closes an utterance once no modality is
+        # awaited, so its result may come back before the end is sent (a result for an
+        # utterance not yet recorded would not cover it)
+        with self.lock:
+            self.ledger.sent(c, utterance, has_audio or has_text)
         for m in modalities:
-            if m == "audio" and audio is not None:
+            if m == "audio" and has_audio:
                 self.send(g.features(c, utterance, speaker, "audio", timestamp_us, [float(v) for v in audio]))
-                with_data = True
-            elif m == "text" and transcript is not None and self.transcripts:
+            elif m == "text" and has_text:
                 text = transcript.encode("utf-8")[: g.MAX_TRANSCRIPT].decode("utf-8", errors="ignore")
                 self.send(g.transcript(c, utterance, speaker, timestamp_us, text))
-                with_data = True
             else:
                 self.send(g.dropout(c, utterance, m, timestamp_us))
-        with self.lock:  # before the end: its result may come back at once
-            self.ledger.sent(c, utterance, with_data)
         self.send(g.utterance_end(c, utterance, speaker, timestamp_us))
 
     def reset(self):

@@ -67,7 +67,9 @@ impl fmt::Display for Summary {
 }
 
 impl Ledger {
-    /// Records an utterance sent; `with_data` false: every modality was missing.
+    /// Records an utterance sent; `with_data` false: every modality was missing. Call it before
+    /// the utterance's first frame is written: a result naming an utterance not recorded yet does
+    /// not cover it, and the daemon may answer before the utterance's last frame is sent.
     pub fn sent(&mut self, conversation: &ConversationId, utterance: u32, with_data: bool) {
         if !with_data {
             self.empty += 1;

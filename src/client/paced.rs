@@ -5,7 +5,9 @@
 //!
 //! Order on the connection: `LimitsRequest` (answered before anything is sent), then
 //! `SubscribeNotices` and `Subscribe`; the plan, paced by a token bucket at the daemon's rates
-//! and holding back an utterance while `queue_capacity` utterances wait for a result; a wait for
+//! and holding back an utterance while `queue_capacity` utterances wait for a result (each is
+//! recorded as due before its first frame is written: its result may come back before its
+//! `UtteranceEnd` is sent, and a result for an utterance not yet due would not count); a wait for
 //! the last results; a second `LimitsRequest`, whose answer the daemon sends after every notice
 //! of the input before it. A reader task decodes what the daemon sends throughout, so the
 //! sender never counts as a slow client.
@@ -20,7 +22,7 @@ use tokio::time::Instant;
 
 use super::ledger::Ledger;
 use super::replay::Step;
-use crate::protocol::{encode_frame, FrameDecoder, LimitsReport, Message};
+use crate::protocol::{encode_frame, Boundary, FrameDecoder, LimitsReport, Message};
 
 /// Share of the daemon's frame rates a sender uses (the rest absorbs clock differences).
 const RATE_SHARE: f64 = 0.9;
@@ -157,7 +159,7 @@ where
         pacer.take().await;
         writer.write_all(&encode_frame(&msg)).await?;
     }
-    send_steps(&mut writer, steps, &shared, &mut pacer, &limits, opts).await?;
+    send_steps(&mut writer, steps, &shared, &mut pacer, limits.queue_capacity, opts).await?;
     if !shared
         .wait_until(opts.stall, |s| s.ledger.in_flight() == 0 || s.closed)
         .await
@@ -182,39 +184,37 @@ where
     Ok(state.ledger)
 }
 
-/// The plan's frames, paced; records what each utterance carried.
+/// The plan's frames, paced. Each utterance is recorded in the ledger (with whether it carries
+/// data) before any of its frames is written: the daemon closes an utterance as soon as no
+/// modality is awaited, so its result may come back before its `UtteranceEnd` is even sent, and
+/// the ledger only counts results for utterances it knows are due.
 async fn send_steps<W: AsyncWrite + Unpin>(
     writer: &mut W,
     steps: &[Step],
     shared: &Shared,
     pacer: &mut Pacer,
-    limits: &LimitsReport,
+    queue_capacity: u32,
     opts: PacedOptions,
 ) -> Result<(), SendError> {
     let start = Instant::now();
-    let cap = u64::from(limits.queue_capacity.max(1));
-    let mut with_data = false;
-    for s in steps {
+    let cap = u64::from(queue_capacity.max(1));
+    for (i, s) in steps.iter().enumerate() {
         if opts.realtime {
             tokio::time::sleep_until(start + Duration::from_millis(s.at_ms)).await;
         }
-        match &s.msg {
-            Message::UtteranceStart(_) => {
-                with_data = false;
-                if !shared
-                    .wait_until(opts.stall, |st| st.ledger.in_flight() < cap || st.closed)
-                    .await
-                {
-                    log::warn!(
-                        "no result for {:?} with {cap} utterances waiting: sending on",
-                        opts.stall
-                    );
-                    shared.lock().ledger.write_off();
-                }
+        if let Message::UtteranceStart(b) = &s.msg {
+            if !shared
+                .wait_until(opts.stall, |st| st.ledger.in_flight() < cap || st.closed)
+                .await
+            {
+                log::warn!(
+                    "no result for {:?} with {cap} utterances waiting: sending on",
+                    opts.stall
+                );
+                shared.lock().ledger.write_off();
             }
-            Message::Features(_) | Message::Transcript(_) => with_data = true,
-            Message::UtteranceEnd(b) => shared.lock().ledger.sent(&b.conversation, b.utterance, with_data),
-            _ => {}
+            let with_data = carries_data(&steps[i + 1..], b);
+            shared.lock().ledger.sent(&b.conversation, b.utterance, with_data);
         }
         if shared.lock().closed {
             return Err(SendError::Closed);
@@ -224,6 +224,16 @@ async fn send_steps<W: AsyncWrite + Unpin>(
     }
     writer.flush().await?;
     Ok(())
+}
+
+/// Whether the utterance `b` starts carries data: a `Features` or `Transcript` naming it among
+/// `rest`, the steps after its `UtteranceStart`, up to the next utterance boundary.
+fn carries_data(rest: &[Step], b: &Boundary) -> bool {
+    let names_it = |m: &Message| m.conversation() == Some(&b.conversation) && m.utterance() == Some(b.utterance);
+    rest.iter()
+        .map(|s| &s.msg)
+        .take_while(|m| !matches!(m, Message::UtteranceStart(_) | Message::UtteranceEnd(_)))
+        .any(|m| matches!(m, Message::Features(_) | Message::Transcript(_)) && names_it(m))
 }
 
 /// Decodes what the daemon sends into the shared state until the stream ends.
@@ -258,5 +268,114 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Shared>) {
         if changed {
             shared.changed.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+    use crate::client::replay::{plan, ReplayOptions};
+    use crate::protocol::{class_name, UtteranceResult, WindowResult};
+    use crate::recording::{Conversation, Recording, UtteranceRecord};
+
+    /// A daemon that answers before the sender writes its next frame: each `Features` closes its
+    /// utterance and the result reaches the sender's ledger while the frame is written, as when
+    /// the sender is descheduled between two frames and the daemon runs meanwhile.
+    struct InstantDaemon {
+        shared: Arc<Shared>,
+        decoder: FrameDecoder,
+    }
+
+    fn result_for(f: &crate::protocol::Features) -> Message {
+        Message::Result(WindowResult {
+            conversation: f.conversation.clone(),
+            closed_utterance: f.utterance,
+            completion: "gsdnet".into(),
+            latency_us: 1,
+            utterances: vec![UtteranceResult {
+                utterance: f.utterance,
+                avail: 1,
+                label: 0,
+                label_name: class_name("neg").unwrap(),
+                probs: Default::default(),
+                reg: None,
+            }],
+        })
+    }
+
+    impl AsyncWrite for InstantDaemon {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            let InstantDaemon { shared, decoder } = self.get_mut();
+            for msg in decoder.feed(buf).flatten() {
+                if let Message::Features(f) = &msg {
+                    shared.lock().ledger.on_message(&result_for(f));
+                }
+            }
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Two conversations of three utterances; utterance 1 of the first has no modality at all.
+    fn recording() -> Recording {
+        let conversations = ["a", "b"]
+            .into_iter()
+            .map(|id| Conversation {
+                id: id.to_string(),
+                utterances: (0..3)
+                    .map(|u| UtteranceRecord {
+                        conversation: id.to_string(),
+                        id: format!("{id}_{u}"),
+                        speaker: u % 2,
+                        position: u,
+                        timestamp_ms: None,
+                        label: None,
+                        label_cont: None,
+                        features: if id == "a" && u == 1 {
+                            [None, None, None]
+                        } else {
+                            [Some(vec![0.5; 4]), Some(vec![0.5; 3]), Some(vec![0.5; 2])]
+                        },
+                    })
+                    .collect(),
+            })
+            .collect();
+        Recording { conversations }
+    }
+
+    #[tokio::test]
+    async fn a_result_that_comes_before_the_utterance_end_covers_it() {
+        let steps = plan(&recording(), &ReplayOptions::default()).unwrap();
+        let shared = Arc::new(Shared::default());
+        let mut daemon = InstantDaemon {
+            shared: Arc::clone(&shared),
+            decoder: FrameDecoder::default(),
+        };
+        let mut pacer = Pacer {
+            rate: 1e9,
+            burst: 1e9,
+            tokens: 1e9,
+            last: Instant::now(),
+        };
+        send_steps(&mut daemon, &steps, &shared, &mut pacer, 8, PacedOptions::default())
+            .await
+            .unwrap();
+        let s = shared.lock().ledger.summary();
+        assert_eq!((s.sent, s.due, s.empty), (6, 5, 1), "{s}");
+        assert_eq!(
+            s.covered, 5,
+            "results sent back before each UtteranceEnd must count: {s}"
+        );
+        assert!(s.is_complete(), "{s}");
     }
 }
