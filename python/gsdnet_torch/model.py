@@ -172,6 +172,7 @@ class Recon(nn.Module):
         return tuple(lin(x[:, m]) for m, lin in enumerate(self.lins))
 
 
+NB_EPS = 1e-3   # added to the observed weight of a neighbour mean (0 where none observed)
 NEG = 1e4   # additive attention bias of padded nodes: exp(-1e4) underflows to exactly 0
 
 
@@ -183,13 +184,20 @@ class Fusion(nn.Module):
     of the observed evidence. Context `mean`: masked mean of the node states; `attn`: one-head
     masked attention over the valid nodes of the window (keys carry the availability bits
     through the node states, so utterances lacking a modality can draw on neighbours that have
-    it); padded nodes get a -1e4 bias, so their weight is exactly 0."""
+    it); padded nodes get a -1e4 bias, so their weight is exactly 0.
+    `nb_means`: each node also reads, per modality, the mean of its structural neighbours'
+    *observed* latents (neighbours missing that modality left out, the node itself included)
+    and the share of its neighbours' weight that observed it; the GCN's own messages average
+    the node states, in which a neighbour's missing modality is only the mean fill (docs/MODEL.md,
+    IEMOCAP item 8)."""
 
     def __init__(self, d: int, hid: int, layers: int = 2, dropout: float = 0.5,
                  in_dropout: float = 0.2, cmp_zero: bool = False, ctx: str = "mean",
-                 att_dim: int = 16, m: int = 3, n_classes: int = 2, regression: bool = True):
+                 att_dim: int = 16, m: int = 3, n_classes: int = 2, regression: bool = True,
+                 nb_means: bool = False):
         super().__init__()
         self.ctx_mode = ctx
+        self.inp_nb = nn.Linear(m * d + m, hid, bias=False) if nb_means else None
         self.inp = nn.Linear(m * d + m, hid)
         self.inp_cmp = nn.Linear(m * d, hid, bias=False)
         if cmp_zero:   # completed latents start ignored; only training on them gives weight
@@ -215,12 +223,23 @@ class Fusion(nn.Module):
         att = torch.softmax(q @ k.transpose(1, 2) * self.att_scale + bias, dim=-1)  # [B,W,W]
         return (att @ z) * mask
 
+    def _neighbour_means(self, x_obs, avail, a):
+        """[B,W,Md+M]: per modality the a-weighted mean of the observed latents x_obs [B,M,W,d]
+        (avail [B,W,M]; a [B,W,W] the normalised structural adjacency with self loops), then
+        the observed share of each node's weight (0 on padded nodes)."""
+        den = a @ avail                                                          # [B,W,M]
+        means = [(a @ x_obs[:, j]) / (den[..., j:j + 1] + NB_EPS) for j in range(x_obs.shape[1])]
+        share = den / (a.sum(dim=-1, keepdim=True) + NB_EPS)
+        return torch.cat([self.in_drop(torch.cat(means, dim=-1)), share], dim=-1)
+
     def forward(self, x, avail, adj, node_mask):
         mask = node_mask[:, :, None]
         n = torch.clamp(node_mask.sum(dim=1, keepdim=True), min=1.0)[:, :, None]   # [B,1,1]
         x_obs = x * avail.permute(0, 2, 1)[:, :, :, None]
         z = self.inp(torch.cat([self.in_drop(_nodes(x_obs)), avail], dim=-1)) \
             + self.inp_cmp(self.in_drop(_nodes(x - x_obs)))
+        if self.inp_nb is not None:
+            z = z + self.inp_nb(self._neighbour_means(x_obs, avail, adj[:, 0]))
         z = self.drop(torch.relu(z)) * mask
         for i, (sl, rl) in enumerate(zip(self.self_lin, self.rel_lin)):
             ctx = self._context(z, i, node_mask, n)
@@ -341,7 +360,7 @@ class GSDNet(nn.Module):
                  variant="gsdnet", fusion_layers=2, in_dropout=0.2, cmp_zero=False,
                  fusion_members=1, fusion_ctx="mean", enc_hidden=0, dims=MOSI_DIMS,
                  modalities=("text", "audio", "visual"), n_classes=2, regression=True,
-                 members=1):
+                 members=1, nb_means=False):
         super().__init__()
         dims, modalities = tuple(dims), tuple(modalities)
         if len(dims) != len(modalities) or len(dims) < 2:
@@ -352,6 +371,8 @@ class GSDNet(nn.Module):
                         fusion_members=fusion_members, fusion_ctx=fusion_ctx, dims=dims,
                         enc_hidden=enc_hidden,
                         modalities=modalities, n_classes=n_classes, regression=regression)
+        if nb_means:   # only when on, so earlier checkpoints' cfg stays as it was
+            self.cfg["nb_means"] = True
         if members > 1:   # K merged models (gsdnet_torch.members); d and enc_hidden are totals
             if fusion_members != 1 or d % members or enc_hidden % members:
                 raise ValueError(f"members {members}: needs fusion_members 1 and d, enc_hidden "
@@ -364,7 +385,7 @@ class GSDNet(nn.Module):
         self.recon = Recon(d, dims)
         fkw = dict(d=d, hid=hid, layers=fusion_layers, dropout=dropout, in_dropout=in_dropout,
                    cmp_zero=cmp_zero, ctx=fusion_ctx, m=m, n_classes=n_classes,
-                   regression=regression)
+                   regression=regression, nb_means=nb_means)
         # one member keeps the single-Fusion parameter names of earlier checkpoints
         if members > 1:
             self.fusion = FusionEnsemble(members, sliced=True, **fkw)

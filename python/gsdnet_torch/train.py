@@ -102,6 +102,9 @@ def _variant_args(p) -> None:
                         "(0); the IEMOCAP models use 128")
     p.add_argument("--fusion-ctx", choices=["mean", "attn"], default="mean",
                    help="fusion context message: masked mean or masked attention over nodes")
+    p.add_argument("--nb-means", action="store_true",
+                   help="fusion input: per modality the mean of the structural neighbours' "
+                        "observed latents (missing ones left out); the 4-way IEMOCAP model")
     p.add_argument("--train-rate-max", type=float, default=None,
                    help="training missing rates are drawn from U(0, this); default the "
                         "protocol maximum (0.7 with three modalities, 0.5 with two)")
@@ -432,7 +435,7 @@ def build_model(args, info: gdata.SplitInfo, n_members: int = 1) -> GSDNet:
                   fusion_ctx=args.fusion_ctx, enc_hidden=args.enc_hidden * n_members,
                   dims=tuple(info.dims.values()),
                   modalities=tuple(info.dims), n_classes=len(info.classes),
-                  regression=info.has_regression, members=n_members)
+                  regression=info.has_regression, members=n_members, nb_means=args.nb_means)
 
 
 def stage1_members(args, info, tb, vb, log):
