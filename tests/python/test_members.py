@@ -19,11 +19,11 @@ W, D, K_EIG, H = 8, 4, 4, 6
 DIMS = {"text": 12, "audio": 5}
 
 
-def model(members_=1, seed=0):
+def model(members_=1, seed=0, nb_means=False):
     torch.manual_seed(seed)
     m = GSDNet(d=D * members_, k=K_EIG, width=W, hid=8, enc_hidden=H * members_,
                dims=tuple(DIMS.values()), modalities=tuple(DIMS), n_classes=6,
-               regression=False, members=members_)
+               regression=False, members=members_, nb_means=nb_means)
     with torch.no_grad():   # a trained model's positional rows are not zero
         m.encoders.pos.normal_()
     return m.eval()
@@ -39,9 +39,10 @@ def inputs(seed=1, b=2):
     return xs, avail, adj, nm
 
 
-def test_merge_is_exact_for_encoders_recon_and_fusion():
-    parts = [model(seed=s) for s in (3, 4, 5)]
-    merged = members.merge(parts, model(3))
+@pytest.mark.parametrize("nb_means", [False, True])
+def test_merge_is_exact_for_encoders_recon_and_fusion(nb_means):
+    parts = [model(seed=s, nb_means=nb_means) for s in (3, 4, 5)]
+    merged = members.merge(parts, model(3, nb_means=nb_means))
     xs, avail, adj, nm = inputs()
     with torch.no_grad():
         h = merged.encoders(*xs)
@@ -63,8 +64,12 @@ def test_merge_and_model_refuse_what_does_not_fit():
         GSDNet(d=4, enc_hidden=6, members=2, fusion_members=2)
 
 
-def test_merged_model_exports_with_the_single_model_io(tmp_path):
-    merged = members.merge([model(seed=s) for s in (3, 4)], model(2))
+@pytest.mark.parametrize("nb_means", [False, True])
+def test_merged_model_exports_with_the_single_model_io(tmp_path, nb_means):
+    """With the neighbour means too (`--nb-means`): the ONNX fusion computes what torch does."""
+    merged = members.merge([model(seed=s, nb_means=nb_means) for s in (3, 4)],
+                           model(2, nb_means=nb_means))
+    assert merged.cfg.get("nb_means", False) is nb_means
     stats = {m: [np.zeros(d).tolist(), np.ones(d).tolist()] for m, d in DIMS.items()}
     args = dict(window_same=2, window_other=1, eps=1e-3, seed=0, epochs=1, ft_epochs=0, steps=2,
                 sel_metric="f1_weighted", sel_rates=8, n_modalities=2, data="unused")

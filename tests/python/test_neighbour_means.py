@@ -1,20 +1,14 @@
 """The fusion's neighbour means (`train --nb-means`, docs/MODEL.md "IEMOCAP" item 8): per
 modality the mean of the structural neighbours' observed latents, missing neighbours left out,
-and the observed share of the weight; a merged model with them stays exact and exports with
-the single model's part I/O, and the ONNX fusion computes what torch does. Synthetic data only.
-Needs torch and onnx (python/requirements-train.txt): skipped without them."""
-import numpy as np
+and the observed share of the weight; without their weights the fusion is the plain one.
+The merge and the ONNX export with them: tests/python/test_members.py. Needs torch:
+skipped without it."""
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
-from gsdnet_torch import export, members  # noqa: E402
-from gsdnet_torch.model import NB_EPS, Fusion, GSDNet  # noqa: E402
+from gsdnet_torch.model import NB_EPS, Fusion  # noqa: E402
 
-from gsdnet_ref.pipeline import OnnxModel, run_window  # noqa: E402
-
-W, D, K_EIG, H = 8, 4, 4, 6
-DIMS = {"text": 12, "audio": 5}
+W, D = 8, 4
 
 
 def test_neighbour_means_leave_missing_neighbours_out():
@@ -58,52 +52,3 @@ def test_neighbour_means_change_the_logits_only_through_their_weights():
         torch.testing.assert_close(off, plain.eval()(x, avail, adj, nm)[0])
     assert (on - off).abs().max() > 1e-3
 
-
-def model(seed):
-    torch.manual_seed(seed)
-    m = GSDNet(d=D, k=K_EIG, width=W, hid=8, enc_hidden=H, dims=tuple(DIMS.values()),
-               modalities=tuple(DIMS), n_classes=4, regression=False, nb_means=True)
-    with torch.no_grad():
-        m.encoders.pos.normal_()
-    return m.eval()
-
-
-def test_merged_model_with_neighbour_means_is_exact_and_exports(tmp_path):
-    into = GSDNet(d=2 * D, k=K_EIG, width=W, hid=8, enc_hidden=2 * H, dims=tuple(DIMS.values()),
-                  modalities=tuple(DIMS), n_classes=4, regression=False, members=2, nb_means=True)
-    parts = [model(3), model(4)]
-    merged = members.merge(parts, into.eval())
-    assert merged.cfg["nb_means"] is True
-    g = torch.Generator().manual_seed(1)
-    xs = [torch.randn(1, W, d, generator=g) for d in DIMS.values()]
-    avail = (torch.rand(1, W, 2, generator=g) > 0.3).float()
-    adj = torch.rand(1, 2, W, W, generator=g)
-    nm = torch.ones(1, W)
-    with torch.no_grad():
-        hs = [p.encoders(*xs) for p in parts]
-        lg, _ = merged.fusion(merged.encoders(*xs), avail, adj, nm)
-        want = sum(p.fusion(h, avail, adj, nm)[0] for p, h in zip(parts, hs)) / 2
-    torch.testing.assert_close(lg, want, atol=1e-6, rtol=0)
-
-    stats = {m: [np.zeros(d).tolist(), np.ones(d).tolist()] for m, d in DIMS.items()}
-    args = dict(window_same=2, window_other=1, eps=1e-3, seed=0, epochs=1, ft_epochs=0, steps=2,
-                sel_metric="f1_weighted", sel_rates=8, n_modalities=2, data="unused")
-    info = dict(args=args, stats=stats, best_epoch=[0, 0], ft_best_epoch=None,
-                data_sha256="0" * 64, layout="iemocap", classes=["hap", "sad", "neu", "ang"])
-    orig, export.onnx_val_metrics = export.onnx_val_metrics, lambda f, v: {"protocol": "none"}
-    try:
-        export.export_model(merged, info, tmp_path / "m", ["--members", "2", "--nb-means"])
-    finally:
-        export.onnx_val_metrics = orig
-    onnx_model = OnnxModel(tmp_path / "m")
-    rs = np.random.default_rng(1)
-    feats = {m: rs.normal(size=(6, d)).astype(np.float32) for m, d in DIMS.items()}
-    mask = np.array([[1, 1], [1, 0], [0, 1], [1, 1], [0, 1], [1, 0]], bool)
-    rec = {}
-    run_window(onnx_model, feats, mask, np.array([0, 1, 0, 1, 1, 0]), "meanfill", noise_key=7,
-               rec=rec)
-    t = lambda v: torch.from_numpy(np.asarray(v, np.float32))[None]  # noqa: E731
-    with torch.no_grad():
-        lg, _ = merged.fuse(t(rec["x0"]), t(rec["avail"]), t(rec["adj_fusion"]),
-                            t(rec["node_mask"]))
-    np.testing.assert_allclose(lg[0].numpy(), rec["logits"], atol=1e-4)
