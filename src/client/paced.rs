@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::ledger::Ledger;
 use super::replay::Step;
-use crate::protocol::{encode_frame, Boundary, FrameDecoder, LimitsReport, Message};
+use crate::protocol::{encode_frame, FrameDecoder, LimitsReport, Message};
 
 /// Share of the daemon's frame rates a sender uses (the rest absorbs clock differences).
 const RATE_SHARE: f64 = 0.9;
@@ -213,7 +213,7 @@ async fn send_steps<W: AsyncWrite + Unpin>(
                 );
                 shared.lock().ledger.write_off();
             }
-            let with_data = carries_data(&steps[i + 1..], b);
+            let with_data = carries_data(&steps[i + 1..]);
             shared.lock().ledger.sent(&b.conversation, b.utterance, with_data);
         }
         if shared.lock().closed {
@@ -226,14 +226,14 @@ async fn send_steps<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Whether the utterance `b` starts carries data: a `Features` or `Transcript` naming it among
-/// `rest`, the steps after its `UtteranceStart`, up to the next utterance boundary.
-fn carries_data(rest: &[Step], b: &Boundary) -> bool {
-    let names_it = |m: &Message| m.conversation() == Some(&b.conversation) && m.utterance() == Some(b.utterance);
+/// Whether the utterance that starts before `rest` carries data: a `Features` or `Transcript`
+/// among `rest` up to the next utterance boundary (a plan sends each utterance's frames between
+/// its start and its end, `replay::plan`).
+fn carries_data(rest: &[Step]) -> bool {
     rest.iter()
         .map(|s| &s.msg)
         .take_while(|m| !matches!(m, Message::UtteranceStart(_) | Message::UtteranceEnd(_)))
-        .any(|m| matches!(m, Message::Features(_) | Message::Transcript(_)) && names_it(m))
+        .any(|m| matches!(m, Message::Features(_) | Message::Transcript(_)))
 }
 
 /// Decodes what the daemon sends into the shared state until the stream ends.
