@@ -14,7 +14,8 @@ CMU-MOSI, weighted F1 for categorical labels, mean over the protocol rates); las
 conversation prior's gain and temperature are chosen on val/ (docs/MODEL.md item 12).
 --fusion-members K > 1 makes the fusion an ensemble averaged inside fusion.onnx (measured, not
 committed). Selection and the prior grid: gsdnet_torch/selection.py; training masks and input
-perturbations: gsdnet_torch/augment.py. See docs/MODEL.md.
+perturbations: gsdnet_torch/augment.py; random crops of the training windows (`--crop-prob`):
+gsdnet_torch/crops.py. See docs/MODEL.md.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from gsdnet_ref import data as gdata
 from gsdnet_ref import masks as gmasks
 from gsdnet_ref.paths import SHARED_DATA
-from gsdnet_torch import common, members
+from gsdnet_torch import common, crops, members
 from gsdnet_torch.adjdiff import adj_losses
 from gsdnet_torch.augment import draw_train_avail, noisy_inputs, noisy_latents
 from gsdnet_torch.selection import SEL_RATES, sel_rates, select_prior
@@ -118,6 +119,9 @@ def _variant_args(p) -> None:
                    help="probability, per valid training node and modality (one per modality),"
                    " of replacing the input with that of a random training utterance "
                    "(leak calibration, docs/MODEL.md); default 0")
+    p.add_argument("--crop-prob", type=float, default=0.0,
+                   help="stage 1: probability per training window of one of its random crops "
+                   "instead (gsdnet_torch.crops); the 4-way IEMOCAP model uses 0.5")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--no-prior", dest="prior", action="store_false",
                    help="leave the conversation prior off (gain 0) instead of selecting it")
@@ -270,9 +274,10 @@ def _batches(v, args, gen):
             yield perm[s:s + args.batch]
 
 
-def stage1(model, tb, vb, args, gen, log):
+def stage1(model, tb, vb, args, gen, log, pool=None):
     """Joint training (task + alpha (rec + DSM)); selection on val mean acc2 of the completion
-    the fusion is trained with."""
+    the fusion is trained with. With a crop `pool`, minibatches draw from its windows."""
+    src = tb if pool is None else pool.batch
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     sel = "gsdnet" if args.fusion_input == "sampler" else "meanfill"
     best = (-1.0, None, -1)
@@ -280,9 +285,11 @@ def stage1(model, tb, vb, args, gen, log):
     for ep in range(args.epochs):
         parts = []
         for idx in _batches(len(tb.n), args, gen):
-            avail = draw_train_avail(tb.node_mask[idx], gen, args.train_rate_max, len(tb.x),
+            if pool is not None:
+                idx = pool.draw(idx, gen)
+            avail = draw_train_avail(src.node_mask[idx], gen, args.train_rate_max, len(tb.x),
                                      args.pattern_prob)
-            loss, p = train_losses(model, tb, idx, avail, args, gen)
+            loss, p = train_losses(model, src, idx, avail, args, gen)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -438,15 +445,17 @@ def build_model(args, info: gdata.SplitInfo, n_members: int = 1) -> GSDNet:
                   regression=info.has_regression, members=n_members, nb_means=args.nb_means)
 
 
-def stage1_members(args, info, tb, vb, log):
+def stage1_members(args, info, tb, vb, log, pools):
     """Stage 1 of K members, member j on seed + j exactly as a single model of that seed is
-    trained (its own selection on val), then the merge. Returns (model, score, epochs): the
-    merged model, its stage-1 selection score and the members' best epochs."""
+    trained (its own selection on val; `pools(seed)` its crop pool or None), then the merge.
+    Returns (model, score, epochs): the merged model, its stage-1 selection score and the
+    members' best epochs."""
     parts, epochs = [], []
     for j in range(args.members):
         torch.manual_seed(args.seed + j)
         part = build_model(args, info)
-        score, ep = stage1(part, tb, vb, args, torch.Generator().manual_seed(args.seed + j), log)
+        gen = torch.Generator().manual_seed(args.seed + j)
+        score, ep = stage1(part, tb, vb, args, gen, log, pools(args.seed + j))
         log(f"member {j} (seed {args.seed + j}): stage 1 best epoch {ep} val {score:.4f}")
         parts.append(part)
         epochs.append(ep)
@@ -476,11 +485,13 @@ def main(argv=None):
     tb.pools = [x[tb.node_mask > 0] for x in tb.x]   # every valid training row, per modality
     log(f"{sinfo.layout}: modalities {sinfo.dims}, {len(sinfo.classes)} classes, "
         f"{len(tb.n)} / {len(vb.n)} train / val windows, selection {args.sel_metric}")
+    pools = lambda s: (crops.crop_pool(tb, train, mk, args.width, s, args.crop_prob)  # noqa
+                       if args.crop_prob > 0 else None)
     if args.members > 1:
-        model, score, ep = stage1_members(args, sinfo, tb, vb, log)
+        model, score, ep = stage1_members(args, sinfo, tb, vb, log, pools)
     else:
         model = build_model(args, sinfo)
-        score, ep = stage1(model, tb, vb, args, gen, log)
+        score, ep = stage1(model, tb, vb, args, gen, log, pools(args.seed))
     log(f"stage 1 best epoch {ep} val {score:.4f}")
     sc_ep = stage_scores(model, tb, vb, args, gen, log)
     log(f"score stage best epoch {sc_ep}")
