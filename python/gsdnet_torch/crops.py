@@ -12,7 +12,7 @@ consecutive windows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -40,13 +40,19 @@ def crop_convs(convs, width: int, seed: int) -> list:
     return out
 
 
+def _join(x, y):
+    """One Batch field of two batches: tensors and per-modality tensor lists concatenated along
+    the window axis, per-window lists appended; shared values (modalities, regression) kept."""
+    if isinstance(x, torch.Tensor):
+        return torch.cat([x, y])
+    if isinstance(x, list) and x and isinstance(x[0], torch.Tensor):
+        return [torch.cat(p) for p in zip(x, y)]
+    return x + y if isinstance(x, list) else x
+
+
 def concat(a: Batch, b: Batch) -> Batch:
     """The windows of `a` then those of `b` (same modalities and width); `a`'s pools stay."""
-    cat = torch.cat
-    out = Batch([cat(p) for p in zip(a.x, b.x)], [cat(p) for p in zip(a.zero, b.zero)],
-                cat([a.node_mask, b.node_mask]), cat([a.u, b.u]), cat([a.adj, b.adj]),
-                cat([a.y, b.y]), cat([a.y_cont, b.y_cont]), a.conv_ids + b.conv_ids, a.n + b.n,
-                a.starts + b.starts, a.conv_n + b.conv_n, a.modalities, a.regression)
+    out = Batch(**{f.name: _join(getattr(a, f.name), getattr(b, f.name)) for f in fields(Batch)})
     if hasattr(a, "pools"):
         out.pools = a.pools
     return out
